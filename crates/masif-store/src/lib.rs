@@ -1,0 +1,131 @@
+//! The shared database of master and UI: schema migrations, the agent report transaction,
+//! approvals and the UI's queries, behind one interface with a MySQL/MariaDB and an embedded
+//! SQLite back end. SQL lives only in this crate.
+
+mod model;
+
+pub use model::*;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use masif_proto::{AgentName, TaskSet};
+
+/// Errors of the store. `Display` is safe to log; it never contains a password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database url {0}: {1}")]
+    Url(String, String),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("schema migration {version}: {message}")]
+    Migration { version: u32, message: String },
+    #[error("transaction still conflicting after {attempts} attempts")]
+    RetriesExhausted { attempts: u32 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the master needs: the report transaction.
+#[async_trait]
+pub trait Reports: Send + Sync {
+    /// Records `tasks` as the agent's report and returns the subset approved for it.
+    ///
+    /// Semantics of the original: approval rows (approved=1) whose agent is this agent or NULL
+    /// are patterns in which NULL columns match anything; matching tasks are approved; the
+    /// others replace the agent's pending set (agent and package rows created as needed, agent
+    /// mtime updated when the pending set changes). Conflicts (1213/1205, SQLITE_BUSY) retry
+    /// the whole transaction a bounded number of times. A report that changes nothing costs
+    /// one read-only round trip.
+    async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet>;
+}
+
+/// What the UI needs: overviews, approvals, revocation, reset, audit.
+#[async_trait]
+pub trait Admin: Send + Sync {
+    /// Pending tasks grouped by package → (action, target version), packages ordered by the
+    /// number of agents awaiting approval (most first), then name.
+    async fn pending_overview(&self, filter: &PendingFilter, page: Page)
+        -> Result<PendingOverview>;
+    /// Agents that await any of `keys` (for "select specific agents first").
+    async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>>;
+    /// Every agent with last contact and pending counts, ordered by name.
+    async fn agents(&self, name_filter: Option<&str>, page: Page) -> Result<Listing<AgentSummary>>;
+    /// One agent and its pending tasks; `None` if unknown.
+    async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>>;
+    /// Replaces the matching pending rows by approval rows (from_version NULL; agent NULL for
+    /// [`ApprovalScope::AllAgents`]), records who and when, writes an audit entry.
+    async fn approve(
+        &self,
+        keys: &[TaskKey],
+        scope: &ApprovalScope,
+        user: &str,
+    ) -> Result<ApprovalOutcome>;
+    /// The approvals in force, newest first.
+    async fn approvals(&self, page: Page) -> Result<Listing<Approval>>;
+    /// Deletes one approval row; `false` if there was none with that id. Audited.
+    async fn revoke(&self, approval_id: u64, user: &str) -> Result<bool>;
+    /// Row counts shown before a reset.
+    async fn counts(&self) -> Result<TableCounts>;
+    /// Deletes all tasks, and with `packages_and_agents` also packages and agents. Audited.
+    /// Returns what was deleted.
+    async fn reset(&self, packages_and_agents: bool, user: &str) -> Result<TableCounts>;
+    /// The audit log, newest first.
+    async fn audit_log(&self, page: Page) -> Result<Listing<AuditEntry>>;
+}
+
+/// Both halves; master and UI hold an `Arc<dyn Store>`.
+pub trait Store: Reports + Admin {}
+impl<T: Reports + Admin> Store for T {}
+
+/// Opens the database named by `url` (`mysql://…` or `sqlite:///path`) and brings its schema
+/// up to date.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let _ = url;
+    Err(StoreError::Url(redact_url(url), "no back end yet".into()))
+}
+
+/// The URL with any password replaced by `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{path}")
+            } else {
+                url.to_owned()
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("mysql://masif:secret@127.0.0.1:3306/db"),
+            "mysql://masif:***@127.0.0.1:3306/db"
+        );
+        assert_eq!(
+            redact_url("mysql://root@localhost/db"),
+            "mysql://root@localhost/db"
+        );
+        assert_eq!(
+            redact_url("sqlite:///var/lib/masif.db"),
+            "sqlite:///var/lib/masif.db"
+        );
+    }
+}

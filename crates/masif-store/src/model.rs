@@ -1,0 +1,135 @@
+//! Plain data exchanged with the store: filters, pages, overview rows, approvals, audit.
+
+use masif_proto::{Action, AgentName, PackageName, Task, Version};
+use serde::Serialize;
+
+/// A window into a long listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+/// Rows of one page plus the number of rows in all pages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing<T> {
+    pub rows: Vec<T>,
+    pub total: u64,
+}
+
+/// Substring filters of the pending page (case-insensitive, `None` = no filter).
+#[derive(Debug, Clone, Default)]
+pub struct PendingFilter {
+    pub package: Option<String>,
+    pub agent: Option<String>,
+}
+
+/// What a checkbox of the pending page stands for: (package, action, target version).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TaskKey {
+    pub package: PackageName,
+    pub action: Action,
+    pub to_version: Option<Version>,
+}
+
+/// One (action, target version) of a package on the pending page.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingRow {
+    pub action: Action,
+    pub to_version: Option<Version>,
+    /// Agents awaiting approval of exactly this row.
+    pub agents: u64,
+}
+
+/// One package on the pending page.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingGroup {
+    pub package: PackageName,
+    /// Agents awaiting approval of any row of this package.
+    pub agents: u64,
+    pub rows: Vec<PendingRow>,
+}
+
+/// The pending page: one page of package groups, and how many packages match in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingOverview {
+    pub groups: Vec<PendingGroup>,
+    pub total_packages: u64,
+}
+
+/// An agent as listed by the UI. Times are unix seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentSummary {
+    pub name: AgentName,
+    pub ctime: i64,
+    /// Last change of the pending set (the original's meaning of `agent.mtime`).
+    pub mtime: i64,
+    /// Last report received, `None` for agents only the original master has seen.
+    pub last_seen: Option<i64>,
+    pub pending_tasks: u64,
+    pub pending_packages: u64,
+}
+
+/// One agent with its pending tasks.
+#[derive(Debug, Clone)]
+pub struct AgentDetail {
+    pub agent: AgentSummary,
+    pub pending: Vec<Task>,
+}
+
+/// For whom an approval is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalScope {
+    AllAgents,
+    Agents(Vec<AgentName>),
+}
+
+/// What an approval changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ApprovalOutcome {
+    pub approvals_written: u64,
+    pub pending_rows_approved: u64,
+}
+
+/// An approval row in force. NULL columns are wildcards; `agent: None` means every agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub id: u64,
+    pub agent: Option<AgentName>,
+    pub package: Option<PackageName>,
+    pub action: Option<Action>,
+    pub from_version: Option<Version>,
+    pub to_version: Option<Version>,
+    /// Who approved, when known (approvals made by the original UI have no record).
+    pub approved_by: Option<String>,
+    pub approved_at: Option<i64>,
+}
+
+/// Row counts of the original tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TableCounts {
+    pub tasks: u64,
+    pub packages: u64,
+    pub agents: u64,
+}
+
+/// One audited change made through the UI.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: u64,
+    pub at: i64,
+    pub user: String,
+    /// `approve`, `revoke` or `reset`.
+    pub action: String,
+    /// Human-readable description of what changed.
+    pub detail: String,
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project on this machine, setting up what they need first:
+# Debian packages (apt-get), a reachable MariaDB (the local one, or a throwaway one started
+# here), then cargo fmt, clippy and the whole test suite. The README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# --- Debian packages the tests use -------------------------------------------------------
+# dpkg-dev, apt-utils: fake packages and flat repositories for apt sandboxes;
+# openssl, easy-rsa: certificate fixtures; chromium, chromium-driver: UI browser tests;
+# puppet, puppet-lint, ruby-rspec-puppet, ansible, ansible-lint: roll-out code checks.
+PACKAGES=(dpkg-dev apt-utils openssl easy-rsa chromium chromium-driver
+          puppet puppet-lint ruby-rspec-puppet ansible ansible-lint)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- MariaDB -----------------------------------------------------------------------------
+# Tests create their own uniquely named databases through MASIF_TEST_MYSQL_URL and drop them.
+mysql_ok() { mariadb --protocol=tcp -h "$1" -P "$2" -uroot -e 'SELECT 1' >/dev/null 2>&1; }
+if [ -z "${MASIF_TEST_MYSQL_URL:-}" ]; then
+  if command -v mariadb >/dev/null && mysql_ok 127.0.0.1 3306; then
+    export MASIF_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
+  else
+    if ! command -v mariadbd >/dev/null; then
+      log "installing MariaDB server"
+      SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/dev/null
+    fi
+    if mysql_ok 127.0.0.1 3306; then
+      export MASIF_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
+    else
+      # A throwaway server of our own on another port, removed when this script ends.
+      dir=$(mktemp -d /tmp/masif-mariadb.XXXXXX)
+      port=33069
+      log "starting a throwaway MariaDB in $dir on port $port"
+      mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal --user="$(id -un)" >/dev/null
+      mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port=$port \
+        --bind-address=127.0.0.1 --user="$(id -un)" >"$dir/log" 2>&1 &
+      dbpid=$!
+      trap 'kill $dbpid 2>/dev/null; wait $dbpid 2>/dev/null; rm -rf "$dir"' EXIT
+      for _ in $(seq 1 60); do mysql_ok 127.0.0.1 $port && break; sleep 0.5; done
+      mysql_ok 127.0.0.1 $port || { cat "$dir/log" >&2; log "MariaDB did not start"; exit 1; }
+      export MASIF_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port"
+    fi
+  fi
+fi
+log "MariaDB for tests: $MASIF_TEST_MYSQL_URL"
+
+# --- Rust checks and tests ---------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+if [ -x scripts/test-rollout.sh ]; then
+  log "roll-out checks"
+  scripts/test-rollout.sh
+fi
+log "all tests passed"
