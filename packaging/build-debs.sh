@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds the Debian packages masif-agent, masif-master, masif-ui and masif-pki with
+# dpkg-deb from already built release binaries (cargo build --release), the systemd units
+# in packaging/systemd/, the example configs in packaging/config/ and the schema files.
+#
+#   packaging/build-debs.sh [--bin-dir DIR] [--out DIR] [--version VERSION]
+#
+# --bin-dir  where masif-agent, masif-master, masif-ui, masif-pki are (default target/release)
+# --out      where the .deb files go (default target/debian); prints their paths
+# --version  package version (default: the workspace version in Cargo.toml)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir=$repo/target/release
+out_dir=$repo/target/debian
+version=
+
+die() { printf 'build-debs: %s\n' "$*" >&2; exit 1; }
+
+while (($#)); do
+  case $1 in
+    --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift 2 ;;
+    --out) out_dir=${2:?--out needs a directory}; shift 2 ;;
+    --version) version=${2:?--version needs a value}; shift 2 ;;
+    *) die "unknown argument '$1' (see the comment at the top of $0)" ;;
+  esac
+done
+
+if [ -z "$version" ]; then
+  version=$(awk '/^\[workspace.package\]/ { p = 1; next } /^\[/ { p = 0 }
+                 p && $1 == "version" { gsub(/"/, "", $3); print $3; exit }' "$repo/Cargo.toml")
+fi
+[[ $version =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || die "bad package version '$version'"
+arch=$(dpkg --print-architecture)
+
+for b in masif-agent masif-master masif-ui masif-pki; do
+  [ -x "$bin_dir/$b" ] || die "$bin_dir/$b is missing: run cargo build --release -p $b first"
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/masif-debs.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out_dir"
+
+# put SRC DEST MODE: copy one file into the package tree being built ($stage).
+put() { install -D -m "$3" "$1" "$stage$2"; }
+
+# Starts a package tree: binary, unit files, docs.
+begin() {
+  pkg=$1
+  stage=$work/$pkg
+  mkdir -p "$stage/DEBIAN"
+  chmod 0755 "$stage" # dpkg applies the mode of the tree's root to the target's /
+  put "$bin_dir/$pkg" "/usr/bin/$pkg" 0755
+  strip --strip-unneeded "$stage/usr/bin/$pkg"
+  put "$repo/packaging/debian/copyright" "/usr/share/doc/$pkg/copyright" 0644
+  put "$repo/packaging/debian/$pkg.README.Debian" "/usr/share/doc/$pkg/README.Debian" 0644
+}
+
+# maintscripts SYSUSERS CONFIG CONFIG_GROUP UNITS: the generated maintainer scripts.
+maintscripts() {
+  local s
+  for s in postinst prerm postrm; do
+    sed -e "s|@PACKAGE@|$pkg|g" -e "s|@SYSUSERS@|$1|g" -e "s|@CONFIG@|$2|g" \
+      -e "s|@CONFIG_GROUP@|$3|g" -e "s|@UNITS@|$4|g" \
+      "$repo/packaging/debian/$s.in" >"$stage/DEBIAN/$s"
+    chmod 0755 "$stage/DEBIAN/$s"
+  done
+}
+
+# finish DEPENDS RECOMMENDS SUMMARY DESCRIPTION: control, conffiles, md5sums, the .deb.
+finish() {
+  local shlibs size deps
+  # dpkg-shlibdeps wants to run in a source tree: give it an empty one.
+  mkdir -p "$work/src-$pkg/debian"
+  touch "$work/src-$pkg/debian/control"
+  shlibs=$(cd "$work/src-$pkg" && dpkg-shlibdeps -O "$stage/usr/bin/$pkg" 2>/dev/null |
+    sed -n 's/^shlibs:Depends=//p')
+  deps=$shlibs${1:+, $1}
+  size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
+  {
+    printf 'Package: %s\nVersion: %s\nArchitecture: %s\n' "$pkg" "$version" "$arch"
+    printf 'Maintainer: Masif Upgrader developers <masif-upgrader@example.invalid>\n'
+    printf 'Installed-Size: %s\nSection: admin\nPriority: optional\n' "$size"
+    printf 'Homepage: https://example.invalid/masif-upgrader\n'
+    printf 'Depends: %s\n' "$deps"
+    [ -z "$2" ] || printf 'Recommends: %s\n' "$2"
+    printf 'Description: %s\n' "$3"
+    printf '%s\n' "$4" | fold -s -w 78 | sed -e 's/ *$//' -e 's/^/ /'
+  } >"$stage/DEBIAN/control"
+  (cd "$stage" && find etc -type f 2>/dev/null | sed 's|^|/|' | sort) >"$stage/DEBIAN/conffiles"
+  [ -s "$stage/DEBIAN/conffiles" ] || rm "$stage/DEBIAN/conffiles"
+  (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
+    xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
+  dpkg-deb --root-owner-group --build "$stage" "$out_dir/${pkg}_${version}_$arch.deb" >/dev/null
+  printf '%s\n' "$out_dir/${pkg}_${version}_$arch.deb"
+}
+
+about="Masif Upgrader is a distributed update manager for fleets of Debian hosts: agents \
+report the package actions an upgrade needs to a master, an administrator approves them \
+in a browser UI, agents execute only what was approved."
+
+begin masif-agent
+put "$repo/packaging/systemd/masif-upgrader-agent.service" /lib/systemd/system/masif-upgrader-agent.service 0644
+put "$repo/packaging/config/agent.yml" /etc/masif-upgrader/agent.yml 0644
+maintscripts "" "" "" masif-upgrader-agent.service
+finish "apt" "" "Masif Upgrader agent (reports and runs approved package upgrades)" \
+  "$about This package holds the agent, which runs on every managed host as root, plans \
+upgrades with apt-get and executes the approved ones."
+
+begin masif-master
+put "$repo/packaging/systemd/masif-upgrader-master.service" /lib/systemd/system/masif-upgrader-master.service 0644
+put "$repo/packaging/config/master.yml" /etc/masif-upgrader/master.yml 0640
+put "$repo/packaging/sysusers/masif-master.conf" /usr/lib/sysusers.d/masif-master.conf 0644
+for f in "$repo"/schema/*/*.sql; do
+  put "$f" "/usr/share/masif-upgrader/schema/${f#"$repo/schema/"}" 0644
+done
+maintscripts masif-master.conf /etc/masif-upgrader/master.yml masif-master masif-upgrader-master.service
+finish "systemd-sysusers" "" "Masif Upgrader master (agent-facing HTTPS API)" \
+  "$about This package holds the master, which authenticates agents by their client \
+certificates and keeps their tasks and the approvals in MySQL/MariaDB or SQLite."
+
+begin masif-ui
+put "$repo/packaging/systemd/masif-upgrader-ui.service" /lib/systemd/system/masif-upgrader-ui.service 0644
+put "$repo/packaging/config/ui.yml" /etc/masif-upgrader/ui.yml 0640
+put "$repo/packaging/sysusers/masif-ui.conf" /usr/lib/sysusers.d/masif-ui.conf 0644
+maintscripts masif-ui.conf /etc/masif-upgrader/ui.yml masif-ui masif-upgrader-ui.service
+finish "systemd-sysusers" "" "Masif Upgrader UI (browser approvals)" \
+  "$about This package holds the web UI in which administrators review pending package \
+actions and approve them for all hosts or chosen ones."
+
+begin masif-pki
+put "$repo/packaging/systemd/masif-pki-check@.service" "/lib/systemd/system/masif-pki-check@.service" 0644
+put "$repo/packaging/systemd/masif-pki-check@.timer" "/lib/systemd/system/masif-pki-check@.timer" 0644
+put "$repo/packaging/config/pki-check.conf" /etc/masif-upgrader/pki-check.conf 0644
+while IFS= read -r -d '' f; do
+  put "$f" "/usr/share/masif-upgrader/pki/${f#"$repo/pki/"}" 0644
+done < <(find "$repo/pki" -type f -print0 2>/dev/null)
+maintscripts "" "" "" ""
+finish "" "easy-rsa, openssl" "Masif Upgrader certificate tool (check, discover, easy-rsa)" \
+  "$about This package holds masif-pki, which checks agent and master certificates from \
+Puppet, Icinga 2 or easy-rsa before they break TLS, and makes a new PKI with easy-rsa."
