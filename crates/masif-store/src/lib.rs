@@ -2,7 +2,11 @@
 //! approvals and the UI's queries, behind one interface with a MySQL/MariaDB and an embedded
 //! SQLite back end. SQL lives only in this crate.
 
+mod migrations;
 mod model;
+pub mod mysql;
+pub mod sqlite;
+pub mod testing;
 
 pub use model::*;
 
@@ -83,8 +87,14 @@ impl<T: Reports + Admin> Store for T {}
 /// Opens the database named by `url` (`mysql://…` or `sqlite:///path`) and brings its schema
 /// up to date.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    let _ = url;
-    Err(StoreError::Url(redact_url(url), "no back end yet".into()))
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("mysql") => Ok(Arc::new(mysql::MysqlStore::connect(url).await?)),
+        Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open_url(url).await?)),
+        _ => Err(StoreError::Url(
+            redact_url(url),
+            "expected mysql://… or sqlite:///path".into(),
+        )),
+    }
 }
 
 /// The URL with any password replaced by `***`, for logs and error messages.

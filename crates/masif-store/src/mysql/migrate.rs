@@ -1,0 +1,112 @@
+//! Schema import of the MySQL back end: the numbered files of `schema/mysql/`, embedded,
+//! applied in order at connect under a server-wide lock, recorded in `masif_schema_version`.
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+
+use super::sql::db_error;
+use crate::migrations::{check_order, statements, Migration};
+use crate::{Result, StoreError};
+
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../../../schema/mysql/", $name, ".sql")),
+        }
+    };
+}
+
+/// Every migration, in order. Append only: never edit one that has shipped.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_original"),
+    migration!(2, "0002_task_primary_key"),
+    migration!(3, "0003_agent_report"),
+    migration!(4, "0004_approval_audit"),
+    migration!(5, "0005_exact_names"),
+    migration!(6, "0006_report_indexes"),
+];
+
+/// Seconds a master waits for another master's migration before giving up.
+const LOCK_WAIT_SECS: u32 = 300;
+
+const LOCK_NAME: &str = "CONCAT('masif-schema-', MD5(DATABASE()))";
+
+/// Applies the missing migrations on a connection of its own (closing it releases the lock
+/// even when a migration fails).
+pub(super) async fn run(opts: Opts) -> Result<()> {
+    check_order(MIGRATIONS).map_err(StoreError::Database)?;
+    let mut conn = Conn::new(opts).await.map_err(db_error)?;
+    let result = apply(&mut conn).await;
+    if let Err(e) = conn.disconnect().await {
+        tracing::debug!("closing the migration connection: {e}");
+    }
+    result
+}
+
+async fn apply(conn: &mut Conn) -> Result<()> {
+    // Two masters starting at once take turns. Galera does not support GET_LOCK; there the
+    // migrations' IF NOT EXISTS forms and the INSERT IGNORE of the version row keep a
+    // concurrent run harmless.
+    match conn
+        .query_first::<Option<i64>, _>(format!("SELECT GET_LOCK({LOCK_NAME}, {LOCK_WAIT_SECS})"))
+        .await
+    {
+        Ok(Some(Some(1))) => {}
+        Ok(_) => {
+            return Err(StoreError::Database(format!(
+                "another master has been migrating the schema for over {LOCK_WAIT_SECS} s"
+            )))
+        }
+        Err(e) => tracing::warn!("schema migration runs without a lock: {e}"),
+    }
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS masif_schema_version (
+           version    INT unsigned PRIMARY KEY,
+           name       VARCHAR(191) NOT NULL,
+           applied_at BIGINT       NOT NULL
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    )
+    .await
+    .map_err(db_error)?;
+    let applied: Vec<u32> = conn
+        .query("SELECT version FROM masif_schema_version")
+        .await
+        .map_err(db_error)?;
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let failed = |e: mysql_async::Error| StoreError::Migration {
+            version: m.version,
+            message: e.to_string(),
+        };
+        for stmt in statements(m.sql) {
+            conn.query_drop(stmt).await.map_err(failed)?;
+        }
+        conn.exec_drop(
+            "INSERT IGNORE INTO masif_schema_version (version, name, applied_at) \
+             VALUES (?, ?, UNIX_TIMESTAMP())",
+            (m.version, m.name),
+        )
+        .await
+        .map_err(failed)?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied schema migration"
+        );
+    }
+    if let Some(newer) = applied
+        .iter()
+        .max()
+        .filter(|v| **v as usize > MIGRATIONS.len())
+    {
+        tracing::warn!(
+            "database schema version {newer} is newer than this build's {}: a newer master \
+             has run here",
+            MIGRATIONS.len()
+        );
+    }
+    conn.query_drop(format!("DO RELEASE_LOCK({LOCK_NAME})"))
+        .await
+        .map_err(db_error)
+}

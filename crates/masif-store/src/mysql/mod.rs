@@ -1,0 +1,171 @@
+//! The MySQL/MariaDB back end: connection pool, session setup, migrations at connect; the
+//! report transaction lives in `report`, the UI's queries in `admin`.
+
+mod admin;
+mod migrate;
+mod report;
+#[allow(dead_code)] // until the report transaction lands
+mod sql;
+
+use std::fmt;
+use std::time::Duration;
+
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+
+use crate::{redact_url, Result, StoreError};
+
+/// Tunables of the MySQL back end. `Default` is what `MysqlStore::connect` uses.
+#[derive(Debug, Clone)]
+pub struct MysqlOptions {
+    /// Most connections in the pool, unless the URL says `?pool_max=N`.
+    pub pool_max: usize,
+    /// Attempts of a conflicting (1213/1205) report transaction before
+    /// [`StoreError::RetriesExhausted`].
+    pub max_attempts: u32,
+    /// Session `innodb_lock_wait_timeout` in seconds (`None`: the server's default). Report
+    /// transactions lock one agent's rows for a few milliseconds, so a long wait means trouble:
+    /// better to fail and retry.
+    pub lock_wait_timeout: Option<u32>,
+    /// `last_seen` of an unchanged report is written at most this often per agent.
+    pub last_seen_interval: Duration,
+}
+
+impl Default for MysqlOptions {
+    fn default() -> Self {
+        Self {
+            pool_max: 32,
+            max_attempts: 8,
+            lock_wait_timeout: Some(10),
+            last_seen_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A MySQL/MariaDB database holding the original three tables plus ours.
+pub struct MysqlStore {
+    pub(crate) pool: Pool,
+    pub(crate) options: MysqlOptions,
+    url: String,
+}
+
+impl fmt::Debug for MysqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlStore")
+            .field("url", &redact_url(&self.url))
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MysqlStore {
+    /// Connects to `url` (`mysql://user:password@host:port/database[?pool_max=N…]`, the
+    /// database must exist) and applies any missing schema migration.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, MysqlOptions::default()).await
+    }
+
+    /// [`MysqlStore::connect`] with explicit tunables.
+    pub async fn connect_with(url: &str, options: MysqlOptions) -> Result<Self> {
+        let bad_url = |msg: String| StoreError::Url(redact_url(url), msg);
+        // mysql_async's default pool_min (10) would make a smaller pool_max an error.
+        let with_min;
+        let full_url = if url_has_param(url, "pool_max") && !url_has_param(url, "pool_min") {
+            with_min = format!("{url}&pool_min=1");
+            &with_min
+        } else {
+            url
+        };
+        let opts = Opts::from_url(full_url).map_err(|e| bad_url(e.to_string()))?;
+        if opts.db_name().is_none_or(str::is_empty) {
+            return Err(bad_url("names no database".into()));
+        }
+        let mut pool_opts = opts.pool_opts().clone();
+        if !url_has_param(url, "pool_max") {
+            let constraints = PoolConstraints::new(1, options.pool_max)
+                .ok_or_else(|| bad_url("pool_max must be at least 1".into()))?;
+            pool_opts = pool_opts.with_constraints(constraints);
+        }
+        let opts = OptsBuilder::from_opts(opts)
+            .pool_opts(reset_only_when_asked(pool_opts))
+            .setup(session_setup(&options));
+        let migrate_opts: Opts = opts.clone().into();
+        migrate::run(migrate_opts).await.map_err(|e| match e {
+            StoreError::Database(msg) => {
+                StoreError::Database(format!("{}: {msg}", redact_url(url)))
+            }
+            other => other,
+        })?;
+        Ok(Self {
+            pool: Pool::new(opts),
+            options,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Closes every pooled connection (waits for connections in use to come back).
+    pub async fn disconnect(self) -> Result<()> {
+        self.pool.disconnect().await.map_err(sql::db_error)
+    }
+}
+
+/// Connections go back to the pool without `COM_RESET_CONNECTION` (two round trips each);
+/// code that leaves a transaction open on a connection switches the reset on for that one
+/// connection (see `report`), so a dropped future still rolls back.
+fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
+    pool_opts.with_reset_connection(false)
+}
+
+/// Session settings applied to every new (or reset) connection: strict mode so nothing is
+/// truncated silently, UTC, READ COMMITTED (see `report` for why), a bounded lock wait.
+fn session_setup(options: &MysqlOptions) -> Vec<String> {
+    let mut set = vec![
+        "sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
+         ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+            .to_owned(),
+        "time_zone = '+00:00'".to_owned(),
+        "NAMES utf8mb4".to_owned(),
+    ];
+    if let Some(secs) = options.lock_wait_timeout {
+        set.push(format!("innodb_lock_wait_timeout = {secs}"));
+    }
+    vec![
+        format!("SET {}", set.join(", ")),
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
+    ]
+}
+
+fn url_has_param(url: &str, name: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some(name))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_params_are_found() {
+        assert!(url_has_param("mysql://h/db?pool_max=4", "pool_max"));
+        assert!(url_has_param("mysql://h/db?a=1&pool_max=4", "pool_max"));
+        assert!(!url_has_param("mysql://h/db?xpool_max=4", "pool_max"));
+        assert!(!url_has_param("mysql://h/db", "pool_max"));
+    }
+
+    #[tokio::test]
+    async fn debug_and_errors_redact_the_password() {
+        let err = MysqlStore::connect("mysql://u:hunter2@127.0.0.1:1/")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("names no database"), "{err}");
+        let err = MysqlStore::connect("mysql://u:hunter2@127.0.0.1:1/db?bogus=1")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

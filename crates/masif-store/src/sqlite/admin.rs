@@ -1,0 +1,514 @@
+//! The UI's side of the SQLite back end: the pending overview, agent listings, approvals,
+//! revocation, reset and the audit log.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use masif_proto::{AgentName, Task};
+use rusqlite::{OptionalExtension, Row, Transaction};
+
+use super::conn::{unix_now, Failure};
+use super::rows::{self, to_i64, to_u64, RawTask};
+use super::SqliteStore;
+use crate::{
+    Admin, AgentDetail, AgentSummary, Approval, ApprovalOutcome, ApprovalScope, AuditEntry,
+    Listing, Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, StoreError,
+    TableCounts, TaskKey,
+};
+
+/// Pending rows (with agent and package) that pass the substring filters `?1` (package) and
+/// `?2` (agent); NULL means no filter. SQLite's `lower()` folds ASCII only.
+const FILTERED_PENDING: &str = "
+    SELECT t.agent, t.package, p.name AS package_name, t.action, t.to_version
+      FROM task t
+      JOIN package p ON p.id = t.package
+      JOIN agent a ON a.id = t.agent
+     WHERE t.approved = 0
+       AND (?1 IS NULL OR instr(lower(p.name), lower(?1)) > 0)
+       AND (?2 IS NULL OR instr(lower(a.name), lower(?2)) > 0)";
+
+/// Agent summary columns; append `WHERE …` before [`SUMMARY_GROUP`].
+const SUMMARY_SELECT: &str = "
+    SELECT a.name, a.ctime, a.mtime, r.last_seen, COUNT(t.id), COUNT(DISTINCT t.package)
+      FROM agent a
+      LEFT JOIN agent_report r ON r.agent = a.id
+      LEFT JOIN task t ON t.agent = a.id AND t.approved = 0";
+const SUMMARY_GROUP: &str = " GROUP BY a.id ORDER BY a.name";
+
+#[async_trait]
+impl Admin for SqliteStore {
+    async fn pending_overview(
+        &self,
+        filter: &PendingFilter,
+        page: Page,
+    ) -> Result<PendingOverview> {
+        let filter = filter.clone();
+        self.read(move |tx| pending_overview(tx, &filter, page))
+            .await
+    }
+
+    async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
+        let keys = keys.to_vec();
+        self.read(move |tx| {
+            let mut ids = BTreeSet::new();
+            let mut stmt = tx.prepare_cached(
+                "SELECT DISTINCT t.agent FROM task t JOIN package p ON p.id = t.package
+                  WHERE t.approved = 0 AND t.agent IS NOT NULL
+                    AND p.name = ?1 AND t.action = ?2 AND t.to_version IS ?3",
+            )?;
+            for key in &keys {
+                let found = stmt.query_map(key_params(key), |r| r.get::<_, i64>(0))?;
+                for id in found {
+                    ids.insert(id?);
+                }
+            }
+            let mut agents = Vec::with_capacity(ids.len());
+            let mut summary =
+                tx.prepare_cached(&format!("{SUMMARY_SELECT} WHERE a.id = ?1 {SUMMARY_GROUP}"))?;
+            for id in ids {
+                if let Some(agent) = summary.query_row([id], summary_from_row).optional()? {
+                    agents.push(agent?);
+                }
+            }
+            agents.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(agents)
+        })
+        .await
+    }
+
+    async fn agents(&self, name_filter: Option<&str>, page: Page) -> Result<Listing<AgentSummary>> {
+        let name_filter = name_filter.map(str::to_owned);
+        self.read(move |tx| {
+            let filter = "(?1 IS NULL OR instr(lower(a.name), lower(?1)) > 0)";
+            let total: i64 = tx.query_row(
+                &format!("SELECT COUNT(*) FROM agent a WHERE {filter}"),
+                [&name_filter],
+                |r| r.get(0),
+            )?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "{SUMMARY_SELECT} WHERE {filter} {SUMMARY_GROUP} LIMIT ?2 OFFSET ?3"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    (&name_filter, to_i64(page.limit), to_i64(page.offset)),
+                    summary_from_row,
+                )?
+                .map(|r| r?.map_err(Failure::from))
+                .collect::<Result<Vec<_>, Failure>>()?;
+            Ok(Listing {
+                rows,
+                total: to_u64(total),
+            })
+        })
+        .await
+    }
+
+    async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>> {
+        let name = name.as_str().to_owned();
+        self.read(move |tx| {
+            let Some(agent_id) = rows::agent_id(tx, &name)? else {
+                return Ok(None);
+            };
+            let agent = tx
+                .prepare_cached(&format!("{SUMMARY_SELECT} WHERE a.id = ?1 {SUMMARY_GROUP}"))?
+                .query_row([agent_id], summary_from_row)??;
+            let mut stmt = tx.prepare_cached(
+                "SELECT p.name, t.action, t.from_version, t.to_version
+                   FROM task t LEFT JOIN package p ON p.id = t.package
+                  WHERE t.agent = ?1 AND t.approved = 0",
+            )?;
+            let mut pending: Vec<Task> = Vec::new();
+            for raw in stmt.query_map([agent_id], |r| RawTask::from_row(r, 0))? {
+                match raw?.to_task() {
+                    Ok(task) => pending.push(task),
+                    Err(e) => tracing::warn!(agent = %name, error = %e, "skipping pending row"),
+                }
+            }
+            pending.sort();
+            Ok(Some(AgentDetail { agent, pending }))
+        })
+        .await
+    }
+
+    async fn approve(
+        &self,
+        keys: &[TaskKey],
+        scope: &ApprovalScope,
+        user: &str,
+    ) -> Result<ApprovalOutcome> {
+        check_user(user)?;
+        if let ApprovalScope::Agents(agents) = scope {
+            if agents.is_empty() {
+                return Err(StoreError::Invalid("approval for no agents".into()));
+            }
+        }
+        if keys.is_empty() {
+            return Ok(ApprovalOutcome {
+                approvals_written: 0,
+                pending_rows_approved: 0,
+            });
+        }
+        let keys = keys.to_vec();
+        let scope = scope.clone();
+        let user = user.to_owned();
+        self.write(move |tx| approve(tx, &keys, &scope, &user))
+            .await
+    }
+
+    async fn approvals(&self, page: Page) -> Result<Listing<Approval>> {
+        self.read(move |tx| {
+            let total: i64 =
+                tx.query_row("SELECT COUNT(*) FROM task WHERE approved = 1", [], |r| {
+                    r.get(0)
+                })?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT t.id, a.name, p.name, t.action, t.from_version, t.to_version,
+                        ap.approved_by, ap.approved_at
+                   FROM task t
+                   LEFT JOIN agent a ON a.id = t.agent
+                   LEFT JOIN package p ON p.id = t.package
+                   LEFT JOIN approval ap ON ap.task = t.id
+                  WHERE t.approved = 1
+                  ORDER BY t.id DESC LIMIT ?1 OFFSET ?2",
+            )?;
+            let mut rows = Vec::new();
+            let mut query = stmt.query((to_i64(page.limit), to_i64(page.offset)))?;
+            while let Some(row) = query.next()? {
+                rows.push(rows::approval_from_row(row)?);
+            }
+            Ok(Listing {
+                rows,
+                total: to_u64(total),
+            })
+        })
+        .await
+    }
+
+    async fn revoke(&self, approval_id: u64, user: &str) -> Result<bool> {
+        check_user(user)?;
+        let user = user.to_owned();
+        let Ok(id) = i64::try_from(approval_id) else {
+            return Ok(false);
+        };
+        self.write(move |tx| {
+            let described = tx
+                .query_row(
+                    "SELECT t.id, a.name, p.name, t.action, t.from_version, t.to_version,
+                            NULL, NULL
+                       FROM task t
+                       LEFT JOIN agent a ON a.id = t.agent
+                       LEFT JOIN package p ON p.id = t.package
+                      WHERE t.id = ?1 AND t.approved = 1",
+                    [id],
+                    |row| Ok(rows::approval_from_row(row)),
+                )
+                .optional()?;
+            let Some(approval) = described else {
+                return Ok(false);
+            };
+            let approval = approval?;
+            tx.execute("DELETE FROM task WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM approval WHERE task = ?1", [id])?;
+            audit(
+                tx,
+                &user,
+                "revoke",
+                &format!("revoked approval {id}: {}", describe_approval(&approval)),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<TableCounts> {
+        self.read(|tx| Ok(table_counts(tx)?)).await
+    }
+
+    async fn reset(&self, packages_and_agents: bool, user: &str) -> Result<TableCounts> {
+        check_user(user)?;
+        let user = user.to_owned();
+        self.write(move |tx| {
+            let before = table_counts(tx)?;
+            tx.execute("DELETE FROM task", [])?;
+            tx.execute("DELETE FROM approval", [])?;
+            let deleted = if packages_and_agents {
+                tx.execute("DELETE FROM agent_report", [])?;
+                tx.execute("DELETE FROM package", [])?;
+                tx.execute("DELETE FROM agent", [])?;
+                before
+            } else {
+                // The stored digests no longer describe stored rows: the next report of every
+                // agent must write its pending set again.
+                tx.execute("UPDATE agent_report SET pending_hash = zeroblob(32)", [])?;
+                TableCounts {
+                    tasks: before.tasks,
+                    ..TableCounts::default()
+                }
+            };
+            audit(
+                tx,
+                &user,
+                "reset",
+                &format!(
+                    "deleted {} tasks, {} packages, {} agents",
+                    deleted.tasks, deleted.packages, deleted.agents
+                ),
+            )?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, page: Page) -> Result<Listing<AuditEntry>> {
+        self.read(move |tx| {
+            let total: i64 = tx.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, at, user, action, detail FROM audit
+                  ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+            )?;
+            let rows = stmt
+                .query_map((to_i64(page.limit), to_i64(page.offset)), |r| {
+                    Ok(AuditEntry {
+                        id: to_u64(r.get(0)?),
+                        at: r.get(1)?,
+                        user: r.get(2)?,
+                        action: r.get(3)?,
+                        detail: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Listing {
+                rows,
+                total: to_u64(total),
+            })
+        })
+        .await
+    }
+}
+
+fn pending_overview(
+    tx: &Transaction<'_>,
+    filter: &PendingFilter,
+    page: Page,
+) -> Result<PendingOverview, Failure> {
+    let filters = (filter.package.as_deref(), filter.agent.as_deref());
+    let total: i64 = tx.query_row(
+        &format!("SELECT COUNT(DISTINCT package) FROM ({FILTERED_PENDING})"),
+        filters,
+        |r| r.get(0),
+    )?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "WITH pending AS ({FILTERED_PENDING}),
+              groups AS (SELECT package, package_name, COUNT(DISTINCT agent) AS agents
+                           FROM pending GROUP BY package
+                          ORDER BY agents DESC, package_name LIMIT ?3 OFFSET ?4)
+         SELECT g.package_name, g.agents, pe.action, pe.to_version, COUNT(DISTINCT pe.agent)
+           FROM groups g JOIN pending pe ON pe.package = g.package
+          GROUP BY g.package, pe.action, pe.to_version
+          ORDER BY g.agents DESC, g.package_name"
+    ))?;
+    let mut query = stmt.query((
+        filters.0,
+        filters.1,
+        to_i64(page.limit),
+        to_i64(page.offset),
+    ))?;
+    let mut groups: Vec<PendingGroup> = Vec::new();
+    while let Some(row) = query.next()? {
+        let name: String = row.get(0)?;
+        let action: Option<String> = row.get(2)?;
+        let Some(action) = rows::parse_action(action.as_deref()) else {
+            tracing::warn!(package = %name, "skipping pending rows without a valid action");
+            continue;
+        };
+        let to_version = row
+            .get::<_, Option<String>>(3)?
+            .map(masif_proto::Version::new)
+            .transpose()
+            .map_err(|e| StoreError::Database(format!("stored version of {name}: {e}")))?;
+        let pending_row = PendingRow {
+            action,
+            to_version,
+            agents: to_u64(row.get(4)?),
+        };
+        match groups.last_mut() {
+            Some(group) if group.package.as_str() == name => group.rows.push(pending_row),
+            _ => groups.push(PendingGroup {
+                package: masif_proto::PackageName::new(name.clone())
+                    .map_err(|e| StoreError::Database(format!("stored package {name:?}: {e}")))?,
+                agents: to_u64(row.get(1)?),
+                rows: vec![pending_row],
+            }),
+        }
+    }
+    for group in &mut groups {
+        group
+            .rows
+            .sort_by(|a, b| (a.action, &a.to_version).cmp(&(b.action, &b.to_version)));
+    }
+    Ok(PendingOverview {
+        groups,
+        total_packages: to_u64(total),
+    })
+}
+
+fn approve(
+    tx: &Transaction<'_>,
+    keys: &[TaskKey],
+    scope: &ApprovalScope,
+    user: &str,
+) -> Result<ApprovalOutcome, Failure> {
+    let now = unix_now();
+    // `None` = every agent (agent NULL in the approval row).
+    let targets: Vec<(Option<i64>, &str)> = match scope {
+        ApprovalScope::AllAgents => vec![(None, "all agents")],
+        ApprovalScope::Agents(agents) => agents
+            .iter()
+            .map(|name| match rows::agent_id(tx, name.as_str())? {
+                Some(id) => Ok((Some(id), name.as_str())),
+                None => Err(Failure::Other(StoreError::Invalid(format!(
+                    "unknown agent {name}"
+                )))),
+            })
+            .collect::<Result<_, Failure>>()?,
+    };
+    let mut outcome = ApprovalOutcome {
+        approvals_written: 0,
+        pending_rows_approved: 0,
+    };
+    let mut details = Vec::new();
+    for key in keys {
+        let package_id = rows::ensure_package(tx, key.package.as_str())?;
+        let to_version = key.to_version.as_ref().map(|v| v.as_str());
+        for &(agent_id, agent_label) in &targets {
+            let approved = tx
+                .prepare_cached(
+                    "DELETE FROM task WHERE approved = 0 AND package = ?1 AND action = ?2
+                        AND to_version IS ?3 AND (?4 IS NULL OR agent = ?4)",
+                )?
+                .execute((package_id, key.action.as_str(), to_version, agent_id))?;
+            outcome.pending_rows_approved += approved as u64;
+            let existing: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM task WHERE approved = 1 AND agent IS ?1 AND package = ?2
+                        AND action = ?3 AND from_version IS NULL AND to_version IS ?4",
+                )?
+                .query_row(
+                    (agent_id, package_id, key.action.as_str(), to_version),
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if existing.is_some() {
+                continue;
+            }
+            tx.prepare_cached(
+                "INSERT INTO task (agent, package, from_version, to_version, action, approved)
+                 VALUES (?1, ?2, NULL, ?3, ?4, 1)",
+            )?
+            .execute((agent_id, package_id, to_version, key.action.as_str()))?;
+            let task_id = tx.last_insert_rowid();
+            tx.prepare_cached(
+                "INSERT INTO approval (task, approved_by, approved_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute((task_id, user, now))?;
+            outcome.approvals_written += 1;
+            details.push(format!("{} for {agent_label}", describe_key(key)));
+        }
+    }
+    if outcome.approvals_written > 0 || outcome.pending_rows_approved > 0 {
+        let detail = if details.is_empty() {
+            format!(
+                "{} pending rows covered by approvals already in force",
+                outcome.pending_rows_approved
+            )
+        } else {
+            details.join("; ")
+        };
+        audit(tx, user, "approve", &detail)?;
+    }
+    Ok(outcome)
+}
+
+fn key_params(key: &TaskKey) -> (&str, &str, Option<&str>) {
+    (
+        key.package.as_str(),
+        key.action.as_str(),
+        key.to_version.as_ref().map(|v| v.as_str()),
+    )
+}
+
+fn describe_key(key: &TaskKey) -> String {
+    match &key.to_version {
+        Some(to) => format!("{} {} {to}", key.action, key.package),
+        None => format!("{} {}", key.action, key.package),
+    }
+}
+
+fn describe_approval(a: &Approval) -> String {
+    let any = |v: Option<&str>| v.unwrap_or("*").to_owned();
+    format!(
+        "{} {} {} -> {} for {}",
+        any(a.action.map(|x| x.as_str())),
+        any(a.package.as_ref().map(|p| p.as_str())),
+        any(a.from_version.as_ref().map(|v| v.as_str())),
+        any(a.to_version.as_ref().map(|v| v.as_str())),
+        a.agent.as_ref().map_or("all agents", |n| n.as_str()),
+    )
+}
+
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AgentSummary, StoreError>> {
+    let name: String = row.get(0)?;
+    let summary = |name: AgentName| -> rusqlite::Result<AgentSummary> {
+        Ok(AgentSummary {
+            name,
+            ctime: row.get(1)?,
+            mtime: row.get(2)?,
+            last_seen: row.get(3)?,
+            pending_tasks: to_u64(row.get(4)?),
+            pending_packages: to_u64(row.get(5)?),
+        })
+    };
+    match AgentName::new(name.clone()) {
+        Ok(valid) => summary(valid).map(Ok),
+        Err(e) => Ok(Err(StoreError::Database(format!(
+            "stored agent name {name:?}: {e}"
+        )))),
+    }
+}
+
+fn table_counts(tx: &Transaction<'_>) -> rusqlite::Result<TableCounts> {
+    tx.query_row(
+        "SELECT (SELECT COUNT(*) FROM task), (SELECT COUNT(*) FROM package),
+                (SELECT COUNT(*) FROM agent)",
+        [],
+        |r| {
+            Ok(TableCounts {
+                tasks: to_u64(r.get(0)?),
+                packages: to_u64(r.get(1)?),
+                agents: to_u64(r.get(2)?),
+            })
+        },
+    )
+}
+
+fn audit(tx: &Transaction<'_>, user: &str, action: &str, detail: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)")?
+        .execute((unix_now(), user, action, detail))?;
+    Ok(())
+}
+
+/// Audited changes need a user name that fits the column and reads back as written.
+fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user.chars().count() > masif_proto::MAX_FIELD_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "user name must be 1 to {} characters",
+            masif_proto::MAX_FIELD_CHARS
+        )));
+    }
+    if user.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "user name contains a control character".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The embedded SQLite back end: one file, WAL mode so master and UI may be separate processes
+//! on one host, one writer connection and a few readers per process, every call run on tokio's
+//! blocking pool, and bounded retries when another process holds the write lock.
+
+mod admin;
+mod conn;
+mod migrate;
+mod report;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::{Result, StoreError};
+
+use conn::Failure;
+
+/// How often a transaction is tried when the database stays locked by another process (each
+/// attempt already waits up to [`conn::BUSY_TIMEOUT`] for the lock).
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Most idle reader connections kept open per process.
+const MAX_IDLE_READERS: usize = 4;
+
+/// A Masif Upgrader database in one SQLite file. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// Every write of this process goes through this one connection, so writers of one process
+    /// queue here instead of contending for SQLite's lock.
+    writer: Mutex<Connection>,
+    /// Idle read connections (WAL readers never block the writer, nor it them).
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`, switches it to WAL mode and
+    /// applies the pending migrations of `schema/sqlite/`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|e| StoreError::Database(format!("sqlite open task failed: {e}")))?
+    }
+
+    /// Opens the database of a `sqlite:///absolute/path` URL (see [`SqliteStore::open`]).
+    pub async fn open_url(url: &str) -> Result<Self> {
+        Self::open(path_from_url(url)?).await
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self> {
+        let mut writer = conn::open_connection(&path)?;
+        conn::enable_wal(&writer, &path)?;
+        migrate::migrate(&mut writer, &path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`, so the write lock is taken up front
+    /// and a busy database shows at the start, never halfway) on the blocking pool, retrying
+    /// the whole transaction while another process holds the lock.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Transaction<'_>) -> Result<T, Failure> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Database("sqlite writer connection poisoned".into()))?;
+            with_retries(&mut conn, TransactionBehavior::Immediate, f)
+        })
+        .await
+    }
+
+    /// Runs `f` in a read transaction (one consistent snapshot) on a reader connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Transaction<'_>) -> Result<T, Failure> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let idle = inner.readers.lock().ok().and_then(|mut r| r.pop());
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => conn::open_connection(&inner.path)?,
+            };
+            let result = with_retries(&mut conn, TransactionBehavior::Deferred, f);
+            if let Ok(mut idle) = inner.readers.lock() {
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+    }
+}
+
+/// The file of a `sqlite:///absolute/path` URL. Relative paths are refused: a daemon's working
+/// directory is no place to guess a database from.
+pub fn path_from_url(url: &str) -> Result<PathBuf> {
+    let bad = |why: &str| StoreError::Url(url.to_owned(), why.to_owned());
+    let path = url
+        .strip_prefix("sqlite://")
+        .ok_or_else(|| bad("expected sqlite:///absolute/path"))?;
+    if !path.starts_with('/') {
+        return Err(bad("expected sqlite:///absolute/path (three slashes)"));
+    }
+    if path.ends_with('/') {
+        return Err(bad("names a directory, not a database file"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(bad("takes no parameters"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+async fn run_blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Database(format!("sqlite task failed: {e}")))?
+}
+
+/// One transaction of `behavior` around `f`, tried up to [`MAX_ATTEMPTS`] times while SQLite
+/// reports the database busy or locked.
+fn with_retries<T, F>(conn: &mut Connection, behavior: TransactionBehavior, mut f: F) -> Result<T>
+where
+    F: FnMut(&Transaction<'_>) -> Result<T, Failure>,
+{
+    for attempt in 1..=MAX_ATTEMPTS {
+        let outcome = conn
+            .transaction_with_behavior(behavior)
+            .map_err(Failure::from)
+            .and_then(|tx| {
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            });
+        match outcome {
+            Ok(value) => return Ok(value),
+            Err(Failure::Busy(e)) => {
+                tracing::debug!(attempt, error = %e, "sqlite database busy, retrying");
+                std::thread::sleep(conn::retry_pause(attempt));
+            }
+            Err(Failure::Other(e)) => return Err(e),
+        }
+    }
+    Err(StoreError::RetriesExhausted {
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Row conversion and the small lookups every SQLite query module shares: ids by name, raw task
+//! rows, approval patterns, and turning stored text back into checked protocol types.
+
+use masif_proto::{Action, AgentName, PackageName, Task, Version};
+use rusqlite::{OptionalExtension, Row, Transaction};
+
+use super::conn::Failure;
+use crate::{Approval, StoreError};
+
+/// A task row as stored, before any validation: every column may be NULL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct RawTask {
+    pub package: Option<String>,
+    pub action: Option<String>,
+    pub from_version: Option<String>,
+    pub to_version: Option<String>,
+}
+
+impl RawTask {
+    pub fn from_task(task: &Task) -> Self {
+        Self {
+            package: Some(task.package().as_str().to_owned()),
+            action: Some(task.action().as_str().to_owned()),
+            from_version: task.from_version().map(|v| v.as_str().to_owned()),
+            to_version: task.to_version().map(|v| v.as_str().to_owned()),
+        }
+    }
+
+    /// Reads package name, action, from_version, to_version from columns `first..first + 4`.
+    pub fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        Ok(Self {
+            package: row.get(first)?,
+            action: row.get(first + 1)?,
+            from_version: row.get(first + 2)?,
+            to_version: row.get(first + 3)?,
+        })
+    }
+
+    /// The checked task, or an error naming what is wrong with the stored row.
+    pub fn to_task(&self) -> Result<Task, StoreError> {
+        let corrupt = |why: String| StoreError::Database(format!("stored task {self:?}: {why}"));
+        let package = PackageName::new(self.package.clone().unwrap_or_default())
+            .map_err(|e| corrupt(e.to_string()))?;
+        let action = parse_action(self.action.as_deref())
+            .ok_or_else(|| corrupt("no valid action".into()))?;
+        let version = |v: &Option<String>| {
+            v.clone()
+                .map(Version::new)
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))
+        };
+        Task::new(
+            package,
+            action,
+            version(&self.from_version)?,
+            version(&self.to_version)?,
+        )
+        .map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+pub(super) fn parse_action(stored: Option<&str>) -> Option<Action> {
+    stored.and_then(|a| a.parse().ok())
+}
+
+/// An approval row read as a pattern: `None` columns match anything.
+#[derive(Debug)]
+pub(super) struct Pattern {
+    package: Option<String>,
+    action: Option<String>,
+    from_version: Option<String>,
+    to_version: Option<String>,
+}
+
+impl Pattern {
+    pub fn matches(&self, task: &Task) -> bool {
+        fn fits(pattern: &Option<String>, value: Option<&str>) -> bool {
+            pattern.as_deref().is_none_or(|p| Some(p) == value)
+        }
+        fits(&self.package, Some(task.package().as_str()))
+            && fits(&self.action, Some(task.action().as_str()))
+            && fits(&self.from_version, task.from_version().map(|v| v.as_str()))
+            && fits(&self.to_version, task.to_version().map(|v| v.as_str()))
+    }
+}
+
+/// The approval patterns in force for `agent_id`: its own and those for every agent. A row
+/// whose package id names no package matches nothing and is left out.
+pub(super) fn approval_patterns(
+    tx: &Transaction<'_>,
+    agent_id: i64,
+) -> Result<Vec<Pattern>, Failure> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT p.name, t.action, t.from_version, t.to_version
+           FROM task t LEFT JOIN package p ON p.id = t.package
+          WHERE t.approved = 1 AND (t.agent IS NULL OR t.agent = ?1)
+            AND (t.package IS NULL OR p.id IS NOT NULL)",
+    )?;
+    let patterns = stmt
+        .query_map([agent_id], |r| {
+            Ok(Pattern {
+                package: r.get(0)?,
+                action: r.get(1)?,
+                from_version: r.get(2)?,
+                to_version: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(patterns)
+}
+
+pub(super) fn agent_id(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached("SELECT id FROM agent WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()
+}
+
+/// The id of package `name`, creating the row if needed.
+pub(super) fn ensure_package(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<i64> {
+    tx.prepare_cached("INSERT INTO package (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")?
+        .execute([name])?;
+    tx.prepare_cached("SELECT id FROM package WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+}
+
+/// Reads an [`Approval`] from `t.id, agent name, package name, action, from, to, approved_by,
+/// approved_at` columns. A stored value that is not a valid name or version is an error.
+pub(super) fn approval_from_row(row: &Row<'_>) -> Result<Approval, Failure> {
+    let id: i64 = row.get(0)?;
+    let text = |i: usize| row.get::<_, Option<String>>(i);
+    let invalid =
+        |e: masif_proto::TaskError| StoreError::Database(format!("stored approval {id}: {e}"));
+    let action = text(3)?;
+    Ok(Approval {
+        id: to_u64(id),
+        agent: text(1)?.map(AgentName::new).transpose().map_err(invalid)?,
+        package: text(2)?
+            .map(PackageName::new)
+            .transpose()
+            .map_err(invalid)?,
+        action: match action.as_deref() {
+            None => None,
+            Some(a) => Some(a.parse().map_err(invalid)?),
+        },
+        from_version: text(4)?.map(Version::new).transpose().map_err(invalid)?,
+        to_version: text(5)?.map(Version::new).transpose().map_err(invalid)?,
+        approved_by: row.get(6)?,
+        approved_at: row.get(7)?,
+    })
+}
+
+/// SQLite integers are signed; ids and counts are never negative.
+pub(super) fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// `LIMIT`/`OFFSET` values: SQLite takes signed 64-bit integers.
+pub(super) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

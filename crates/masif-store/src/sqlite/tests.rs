@@ -1,0 +1,328 @@
+//! SQLite-specific tests: URLs and files, WAL, migrations, two stores on one file (as master and
+//! UI in two processes), a lock held by another connection, and the steady state writing nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use rstest::rstest;
+use rusqlite::Connection;
+
+use super::*;
+use crate::{Admin, ApprovalScope, Page, Reports, TaskKey};
+
+fn agent(name: &str) -> AgentName {
+    AgentName::new(name).unwrap()
+}
+
+fn update(package: &str, from: &str, to: &str) -> Task {
+    Task::new(
+        PackageName::new(package).unwrap(),
+        Action::Update,
+        Some(Version::new(from).unwrap()),
+        Some(Version::new(to).unwrap()),
+    )
+    .unwrap()
+}
+
+fn key(package: &str, to: &str) -> TaskKey {
+    TaskKey {
+        package: PackageName::new(package).unwrap(),
+        action: Action::Update,
+        to_version: Some(Version::new(to).unwrap()),
+    }
+}
+
+fn raw(path: &Path) -> Connection {
+    Connection::open(path).unwrap()
+}
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// `PRAGMA data_version` of a connection changes when another connection commits.
+fn data_version(conn: &Connection) -> i64 {
+    count(conn, "PRAGMA data_version")
+}
+
+#[rstest]
+#[case("sqlite:///var/lib/masif/masif.db", Some("/var/lib/masif/masif.db"))]
+#[case("sqlite:///tmp/a b.db", Some("/tmp/a b.db"))]
+#[case("sqlite://relative.db", None)]
+#[case("sqlite://", None)]
+#[case("sqlite:///var/lib/", None)]
+#[case("sqlite:///x.db?mode=ro", None)]
+#[case("mysql://root@localhost/db", None)]
+#[case("/var/lib/masif.db", None)]
+fn urls_name_absolute_files(#[case] url: &str, #[case] expected: Option<&str>) {
+    match (path_from_url(url), expected) {
+        (Ok(path), Some(want)) => assert_eq!(path, Path::new(want)),
+        (Err(e), None) => assert!(e.to_string().contains(url), "{e}"),
+        (got, want) => panic!("{url}: got {got:?}, want {want:?}"),
+    }
+}
+
+#[tokio::test]
+async fn open_creates_a_wal_database_at_the_latest_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = crate::open(&url).await.unwrap();
+    drop(store);
+    let conn = raw(&path);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(
+        count(&conn, "SELECT MAX(version) FROM schema_version"),
+        i64::from(migrate::latest_version())
+    );
+    for table in [
+        "agent",
+        "package",
+        "task",
+        "agent_report",
+        "approval",
+        "audit",
+    ] {
+        assert_eq!(count(&conn, &format!("SELECT COUNT(*) FROM {table}")), 0);
+    }
+    // Opening again applies nothing twice.
+    SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM schema_version"),
+        i64::from(migrate::latest_version())
+    );
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/masif.db");
+    let err = SqliteStore::open(&path).await.unwrap_err().to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let text = "not a database, just text that happens to be here\n".repeat(100);
+    std::fs::write(&path, &text).unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err().to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    SqliteStore::open(&path).await.unwrap();
+    raw(&path)
+        .execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (999, 0)",
+            [],
+        )
+        .unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err().to_string();
+    assert!(err.contains("newer"), "{err}");
+}
+
+#[tokio::test]
+async fn concurrent_opens_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let opens: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(SqliteStore::open(path.clone())))
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        count(&raw(&path), "SELECT COUNT(*) FROM schema_version"),
+        i64::from(migrate::latest_version())
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_report_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let tasks: TaskSet = [update("alpha", "1.0", "2.0"), update("beta", "1.0", "2.0")].into();
+    assert!(store.report(&agent("a"), &tasks).await.unwrap().is_empty());
+    let watcher = raw(&path);
+    let before = data_version(&watcher);
+    for _ in 0..3 {
+        assert!(store.report(&agent("a"), &tasks).await.unwrap().is_empty());
+    }
+    assert_eq!(data_version(&watcher), before, "steady state wrote");
+    // A change is written.
+    let fewer: TaskSet = [update("alpha", "1.0", "2.0")].into();
+    store.report(&agent("a"), &fewer).await.unwrap();
+    assert_ne!(data_version(&watcher), before);
+    assert_eq!(
+        count(&watcher, "SELECT COUNT(*) FROM task WHERE approved = 0"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_stale_last_seen_is_refreshed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let tasks: TaskSet = [update("alpha", "1.0", "2.0")].into();
+    store.report(&agent("a"), &tasks).await.unwrap();
+    let conn = raw(&path);
+    conn.execute("UPDATE agent_report SET last_seen = 1000", [])
+        .unwrap();
+    store.report(&agent("a"), &tasks).await.unwrap();
+    assert!(count(&conn, "SELECT last_seen FROM agent_report") > 1000);
+}
+
+/// Master and UI as two stores (two sets of connections) on one file, working at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_work_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let master = SqliteStore::open(&path).await.unwrap();
+    let ui = SqliteStore::open(&path).await.unwrap();
+    let mut jobs = Vec::new();
+    for n in 0..8 {
+        let master = master.clone();
+        jobs.push(tokio::spawn(async move {
+            let name = agent(&format!("host{n}"));
+            for round in 0..10 {
+                let tasks: TaskSet = [
+                    update("alpha", "1.0", "2.0"),
+                    update(&format!("pkg{round}"), "1", "2"),
+                ]
+                .into();
+                master.report(&name, &tasks).await.unwrap();
+            }
+        }));
+    }
+    for _ in 0..5 {
+        let ui = ui.clone();
+        jobs.push(tokio::spawn(async move {
+            ui.approve(&[key("alpha", "2.0")], &ApprovalScope::AllAgents, "admin")
+                .await
+                .unwrap();
+            ui.pending_overview(&Default::default(), Page::default())
+                .await
+                .unwrap();
+        }));
+    }
+    for job in jobs {
+        job.await.unwrap();
+    }
+    // Every agent's last report: alpha approved (one approval row), pkg9 pending.
+    let conn = raw(&path);
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM task WHERE approved = 1"),
+        1
+    );
+    for n in 0..8 {
+        let tasks: TaskSet = [update("alpha", "1.0", "2.0"), update("pkg9", "1", "2")].into();
+        let approved = master
+            .report(&agent(&format!("host{n}")), &tasks)
+            .await
+            .unwrap();
+        assert_eq!(approved, [update("alpha", "1.0", "2.0")].into());
+    }
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM task WHERE approved = 0"),
+        8
+    );
+}
+
+/// Another process holding the write lock for a moment delays a report; it does not fail it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_briefly_held_lock_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut conn = raw(&path);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            tx.execute("INSERT INTO package (name) VALUES ('held')", [])
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            tx.commit().unwrap();
+        })
+    };
+    locked_rx.recv().unwrap();
+    let tasks: TaskSet = [update("alpha", "1.0", "2.0")].into();
+    store.report(&agent("a"), &tasks).await.unwrap();
+    holder.join().unwrap();
+    assert_eq!(count(&raw(&path), "SELECT COUNT(*) FROM package"), 2);
+}
+
+/// A lock that is never released ends in a clear error after the bounded retries, and the
+/// report changed nothing.
+#[test]
+fn a_lock_held_for_good_exhausts_the_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(SqliteStore::open(&path)).unwrap();
+    let mut conn = conn::open_connection(&path).unwrap();
+    conn.busy_timeout(Duration::from_millis(10)).unwrap();
+    let mut holder = raw(&path);
+    let held = holder
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .unwrap();
+    let err = with_retries(&mut conn, TransactionBehavior::Immediate, |tx| {
+        tx.execute("INSERT INTO package (name) VALUES ('x')", [])?;
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::RetriesExhausted {
+                attempts: MAX_ATTEMPTS
+            }
+        ),
+        "{err}"
+    );
+    held.rollback().unwrap();
+    assert_eq!(count(&raw(&path), "SELECT COUNT(*) FROM package"), 0);
+}
+
+#[tokio::test]
+async fn stored_rows_that_are_not_valid_tasks_do_not_break_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let tasks: TaskSet = [update("alpha", "1.0", "2.0")].into();
+    store.report(&agent("a"), &tasks).await.unwrap();
+    // A pending row another tool wrote: no package, an update without versions.
+    raw(&path)
+        .execute(
+            "INSERT INTO task (agent, package, action, approved) VALUES (1, NULL, 'update', 0)",
+            [],
+        )
+        .unwrap();
+    let detail = store.agent_detail(&agent("a")).await.unwrap().unwrap();
+    assert_eq!(detail.pending, vec![update("alpha", "1.0", "2.0")]);
+    store.report(&agent("a"), &tasks).await.unwrap();
+    let conn = raw(&path);
+    conn.execute("UPDATE agent_report SET last_seen = 0", [])
+        .unwrap();
+    store.report(&agent("a"), &tasks).await.unwrap();
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM task WHERE package IS NULL"),
+        0
+    );
+}

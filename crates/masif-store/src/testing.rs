@@ -1,0 +1,121 @@
+//! Test support for other crates' tests (master, UI, agent end-to-end, demo): a fresh, uniquely
+//! named MariaDB database per test, dropped afterwards, and a canonical dump of every table to
+//! prove that a refused request changed nothing. Not for production use.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mysql_async::prelude::Queryable;
+
+/// Server to create test databases on: `MASIF_TEST_MYSQL_URL`, else the local MariaDB.
+pub fn mysql_server_url() -> String {
+    std::env::var("MASIF_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// A database that exists for the lifetime of this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    server: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates `masif_test_<prefix>_<pid>_<n>_<time>` on the test server.
+    pub async fn create(prefix: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos();
+        let prefix: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(20)
+            .collect();
+        let name = format!(
+            "masif_test_{prefix}_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let server = mysql_server_url().trim_end_matches('/').to_owned();
+        let mut conn = mysql_async::Conn::from_url(&server)
+            .await
+            .unwrap_or_else(|e| panic!("test MariaDB at {}: {e}", crate::redact_url(&server)));
+        conn.query_drop(format!("CREATE DATABASE `{name}`"))
+            .await
+            .expect("create test database");
+        conn.disconnect().await.ok();
+        Self { server, name }
+    }
+
+    /// URL of this database, for `masif_store::open`.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs raw SQL statements against the database (fixtures that must look like the
+    /// original implementation wrote them).
+    pub async fn execute(&self, sql: &str) {
+        let mut conn = mysql_async::Conn::from_url(self.url())
+            .await
+            .expect("connect");
+        conn.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.disconnect().await.ok();
+    }
+
+    /// Every row of every table, sorted, one line per row: equal snapshots mean equal contents.
+    pub async fn snapshot(&self) -> String {
+        let mut conn = mysql_async::Conn::from_url(self.url())
+            .await
+            .expect("connect");
+        let tables: Vec<String> = conn.query("SHOW TABLES").await.expect("show tables");
+        let mut out = String::new();
+        for table in tables {
+            let rows: Vec<mysql_async::Row> = conn
+                .query(format!("SELECT * FROM `{table}`"))
+                .await
+                .expect("select");
+            let mut lines: Vec<String> = rows
+                .into_iter()
+                .map(|row| format!("{table}: {:?}", row.unwrap()))
+                .collect();
+            lines.sort();
+            out.push_str(&format!("{table} ({} rows)\n", lines.len()));
+            for line in lines {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        conn.disconnect().await.ok();
+        out
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let name = self.name.clone();
+        // Drop may run inside or outside a runtime: use a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut conn = mysql_async::Conn::from_url(&server).await?;
+                conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await?;
+                conn.disconnect().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
