@@ -1,0 +1,177 @@
+//! Reading certificates, private keys and CRLs from PEM or DER files, with errors that name the file.
+
+use std::io::Read;
+use std::path::Path;
+
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+
+use crate::error::{PkiError, Result};
+
+/// Largest certificate, key or CRL file we read (CRLs of big PKIs can reach megabytes).
+pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Reads a whole file, refusing empty (or whitespace-only) and oversized ones.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|e| PkiError::read(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PkiError::read(path, e))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(PkiError::invalid(
+            path,
+            format!("file is larger than {MAX_FILE_SIZE} bytes"),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(PkiError::invalid(path, "file is empty"));
+    }
+    Ok(bytes)
+}
+
+/// Whether the bytes look like PEM text rather than DER.
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// All recognised PEM sections of a file, in order.
+fn pem_sections(path: &Path, bytes: &[u8]) -> Result<Vec<(SectionKind, Vec<u8>)>> {
+    <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::invalid(path, format!("malformed PEM: {e}")))
+}
+
+/// Human names of the PEM sections found, for "found … instead" messages.
+fn describe(sections: &[(SectionKind, Vec<u8>)]) -> String {
+    if sections.is_empty() {
+        return "no recognised PEM section".into();
+    }
+    let names: Vec<&str> = sections
+        .iter()
+        .map(|(kind, _)| match kind {
+            SectionKind::Certificate => "certificate",
+            SectionKind::PublicKey => "public key",
+            SectionKind::RsaPrivateKey | SectionKind::PrivateKey | SectionKind::EcPrivateKey => {
+                "private key"
+            }
+            SectionKind::Crl => "CRL",
+            SectionKind::Csr => "certificate request",
+            _ => "other PEM section",
+        })
+        .collect();
+    format!("found: {}", names.join(", "))
+}
+
+/// Loads one or more certificates (a chain or a CA bundle), PEM or DER; zero is an error.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let bytes = read_file(path)?;
+    let pem = is_pem(&bytes);
+    let certs: Vec<CertificateDer<'static>> = if pem {
+        let sections = pem_sections(path, &bytes)?;
+        let certs: Vec<_> = sections
+            .iter()
+            .filter(|(kind, _)| *kind == SectionKind::Certificate)
+            .map(|(_, der)| CertificateDer::from(der.clone()))
+            .collect();
+        if certs.is_empty() {
+            return Err(PkiError::invalid(
+                path,
+                format!("contains no certificate ({})", describe(&sections)),
+            ));
+        }
+        certs
+    } else {
+        vec![CertificateDer::from(bytes)]
+    };
+    for (i, cert) in certs.iter().enumerate() {
+        if let Err(e) = x509_parser::parse_x509_certificate(cert) {
+            let what = if pem {
+                format!("certificate {} is not valid X.509: {e}", i + 1)
+            } else {
+                format!("neither a PEM file nor a DER certificate: {e}")
+            };
+            return Err(PkiError::invalid(path, what));
+        }
+    }
+    Ok(certs)
+}
+
+/// Loads exactly one private key (PKCS#1, PKCS#8 or SEC1), PEM or DER, and checks that the
+/// ring provider can use it.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let bytes = read_file(path)?;
+    let key = if is_pem(&bytes) {
+        if bytes.windows(17).any(|w| w == b"ENCRYPTED PRIVATE")
+            || bytes.windows(22).any(|w| w == b"Proc-Type: 4,ENCRYPTED")
+        {
+            return Err(PkiError::invalid(
+                path,
+                "private key is encrypted; masif needs an unencrypted key (easy-rsa: nopass)",
+            ));
+        }
+        let sections = pem_sections(path, &bytes)?;
+        let mut keys = sections
+            .iter()
+            .filter_map(|(kind, der)| PrivateKeyDer::from_pem(*kind, der.clone()));
+        let key = keys.next().ok_or_else(|| {
+            PkiError::invalid(
+                path,
+                format!("contains no private key ({})", describe(&sections)),
+            )
+        })?;
+        if keys.next().is_some() {
+            return Err(PkiError::invalid(
+                path,
+                "contains more than one private key",
+            ));
+        }
+        key
+    } else {
+        PrivateKeyDer::try_from(bytes).map_err(|e| {
+            PkiError::invalid(
+                path,
+                format!("neither a PEM file nor a DER private key: {e}"),
+            )
+        })?
+    };
+    crate::tls::provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| PkiError::invalid(path, format!("unusable private key: {e}")))?;
+    Ok(key)
+}
+
+/// Loads one or more CRLs, PEM or DER; zero is an error and each must parse.
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let bytes = read_file(path)?;
+    let pem = is_pem(&bytes);
+    let crls: Vec<CertificateRevocationListDer<'static>> = if pem {
+        let sections = pem_sections(path, &bytes)?;
+        let crls: Vec<_> = sections
+            .iter()
+            .filter(|(kind, _)| *kind == SectionKind::Crl)
+            .map(|(_, der)| CertificateRevocationListDer::from(der.clone()))
+            .collect();
+        if crls.is_empty() {
+            return Err(PkiError::invalid(
+                path,
+                format!("contains no CRL ({})", describe(&sections)),
+            ));
+        }
+        crls
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    for (i, crl) in crls.iter().enumerate() {
+        if let Err(e) = x509_parser::parse_x509_crl(crl) {
+            let what = if pem {
+                format!("CRL {} is malformed: {e}", i + 1)
+            } else {
+                format!("neither a PEM file nor a DER CRL: {e}")
+            };
+            return Err(PkiError::invalid(path, what));
+        }
+    }
+    Ok(crls)
+}

@@ -1,0 +1,213 @@
+//! Test fixtures: real CAs, leaf certificates and CRLs made with rcgen (and openssl where
+//! rcgen cannot make the case), written to temporary directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use masif_pki::TlsFiles;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+static SERIAL: AtomicU64 = AtomicU64::new(1000);
+
+fn next_serial() -> SerialNumber {
+    SerialNumber::from(SERIAL.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A certificate authority that can issue leaves and CRLs.
+pub struct Ca {
+    pub issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// An issued certificate with its key.
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub serial: SerialNumber,
+}
+
+/// What a leaf is for.
+#[derive(Clone, Copy)]
+pub enum Use {
+    Client,
+    Server,
+    Both,
+    NoEku,
+}
+
+impl Ca {
+    pub fn new(cn: &str) -> Ca {
+        Self::build(cn, None)
+    }
+
+    /// An intermediate CA signed by `self`.
+    pub fn intermediate(&self, cn: &str) -> Ca {
+        Self::build(cn, Some(&self.issuer))
+    }
+
+    fn build(cn: &str, parent: Option<&Issuer<'static, KeyPair>>) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.serial_number = Some(next_serial());
+        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let cert = match parent {
+            None => params.self_signed(&key).unwrap(),
+            Some(parent) => params.signed_by(&key, parent).unwrap(),
+        };
+        let key_pem = key.serialize_pem();
+        Ca {
+            cert_pem: cert.pem(),
+            key_pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf valid from yesterday for a year.
+    pub fn leaf(&self, cn: &str, usage: Use) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.leaf_valid(
+            cn,
+            usage,
+            now - Duration::days(1),
+            now + Duration::days(365),
+        )
+    }
+
+    /// A leaf with an explicit validity window.
+    pub fn leaf_valid(
+        &self,
+        cn: &str,
+        usage: Use,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![cn.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = match usage {
+            Use::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Use::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Use::Both => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            Use::NoEku => vec![],
+        };
+        params.key_usages = match usage {
+            Use::NoEku => vec![],
+            _ => vec![KeyUsagePurpose::DigitalSignature],
+        };
+        let serial = next_serial();
+        params.serial_number = Some(serial.clone());
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            serial,
+        }
+    }
+
+    /// A v2 CRL revoking `revoked`, next update in `days` days (negative: already expired).
+    pub fn crl(&self, revoked: &[&Leaf], days: i64) -> String {
+        let now = OffsetDateTime::now_utc();
+        let this_update = if days < 0 {
+            now + Duration::days(days) - Duration::days(30)
+        } else {
+            now - Duration::hours(1)
+        };
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update: now + Duration::days(days),
+            crl_number: next_serial(),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|leaf| RevokedCertParams {
+                    serial_number: leaf.serial.clone(),
+                    revocation_time: now - Duration::hours(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
+    }
+}
+
+/// Writes `contents` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Writes a leaf, its CA and optionally a CRL into `dir` under `prefix` and returns the files.
+pub fn files(dir: &Path, prefix: &str, ca: &Ca, leaf: &Leaf, crl: Option<&str>) -> TlsFiles {
+    TlsFiles {
+        cert: write(dir, &format!("{prefix}.crt"), &leaf.cert_pem),
+        key: write(dir, &format!("{prefix}.key"), &leaf.key_pem),
+        ca: write(dir, &format!("{prefix}-ca.crt"), &ca.cert_pem),
+        crl: crl.map(|c| write(dir, &format!("{prefix}-crl.pem"), c)),
+    }
+}
+
+/// Runs openssl in `dir` and panics with its stderr when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    // Test fixture helper: openssl makes what rcgen cannot (PKCS#1 keys, v1 CRLs).
+    #[allow(clippy::disallowed_methods)]
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (scripts/test-all.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A version-1 CRL of `ca` (openssl without a crlnumber file), revoking nothing.
+pub fn v1_crl(dir: &Path, ca: &Ca) -> String {
+    let work = dir.join("v1crl");
+    std::fs::create_dir_all(&work).unwrap();
+    write(&work, "ca.crt", &ca.cert_pem);
+    write(&work, "ca.key", &ca.key_pem);
+    write(&work, "index.txt", "");
+    write(
+        &work,
+        "ca.cnf",
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ndefault_md = sha256\ndefault_crl_days = 30\n",
+    );
+    openssl(
+        &work,
+        &[
+            "ca", "-gencrl", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-out",
+            "crl.pem",
+        ],
+    );
+    std::fs::read_to_string(work.join("crl.pem")).unwrap()
+}

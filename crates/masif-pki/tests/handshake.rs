@@ -1,0 +1,247 @@
+//! Real mutual-TLS handshakes over loopback with the configs masif-pki builds.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{files, Ca, Leaf, Use};
+use masif_pki::{client_config, server_config, TlsFiles};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What each side saw of one connection attempt.
+struct Outcome {
+    server: Result<(), String>,
+    client: Result<String, String>,
+}
+
+/// Serves one connection with `server` and connects with `client`, expecting `name`.
+async fn connect(
+    server: rustls::ServerConfig,
+    client: rustls::ClientConfig,
+    name: &str,
+) -> Outcome {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let server_task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let peer = tls.get_ref().1.peer_certificates().map(|c| c[0].clone());
+        let cn = masif_pki::common_name(&peer.expect("a client certificate"))
+            .unwrap()
+            .unwrap_or_default();
+        tls.write_all(format!("hello {cn}").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.shutdown().await.map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    });
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let server_name = ServerName::try_from(name.to_string()).unwrap();
+    let client = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        tls.read_to_string(&mut reply)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<String, String>(reply)
+    }
+    .await;
+    let server = server_task.await.unwrap();
+    Outcome { server, client }
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    master: Leaf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let ca = Ca::new("Masif Test CA");
+        let master = ca.leaf("master.test", Use::Server);
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+            master,
+        }
+    }
+
+    fn master_files(&self, crl: Option<&str>) -> TlsFiles {
+        files(self.dir.path(), "master", &self.ca, &self.master, crl)
+    }
+
+    fn agent_files(&self, ca: &Ca, leaf: &Leaf, name: &str) -> TlsFiles {
+        let mut f = files(self.dir.path(), name, ca, leaf, None);
+        // The agent always trusts the real CA, whoever issued its own certificate.
+        f.ca = common::write(
+            self.dir.path(),
+            &format!("{name}-trust.crt"),
+            &self.ca.cert_pem,
+        );
+        f
+    }
+}
+
+#[tokio::test]
+async fn good_client_certificate_is_accepted_and_its_cn_seen() {
+    let pki = Pki::new();
+    let agent = pki.ca.leaf("agent01.test", Use::Client);
+    let crl = pki.ca.crl(&[], 30);
+    let server = server_config(&pki.master_files(Some(&crl))).unwrap();
+    let client = client_config(&pki.agent_files(&pki.ca, &agent, "agent01")).unwrap();
+    let out = connect(server, client, "master.test").await;
+    assert_eq!(out.server, Ok(()));
+    assert_eq!(out.client, Ok("hello agent01.test".to_string()));
+}
+
+#[tokio::test]
+async fn intermediate_issued_client_with_two_cert_bundle_and_two_crls_is_accepted() {
+    let pki = Pki::new();
+    let inter = pki.ca.intermediate("Masif Intermediate CA");
+    let agent = inter.leaf("agent02.test", Use::Client);
+    let dir = pki.dir.path();
+    let mut master = pki.master_files(None);
+    master.ca = common::write(
+        dir,
+        "bundle.pem",
+        format!("{}{}", inter.cert_pem, pki.ca.cert_pem),
+    );
+    master.crl = Some(common::write(
+        dir,
+        "two-crls.pem",
+        format!("{}{}", inter.crl(&[], 30), pki.ca.crl(&[], 30)),
+    ));
+    let server = server_config(&master).unwrap();
+    let client = client_config(&pki.agent_files(&inter, &agent, "agent02")).unwrap();
+    let out = connect(server, client, "master.test").await;
+    assert_eq!(out.client, Ok("hello agent02.test".to_string()));
+}
+
+#[tokio::test]
+async fn client_certificate_from_foreign_ca_is_refused() {
+    let pki = Pki::new();
+    let foreign = Ca::new("Foreign CA");
+    let agent = foreign.leaf("intruder.test", Use::Client);
+    let server = server_config(&pki.master_files(None)).unwrap();
+    let client = client_config(&pki.agent_files(&foreign, &agent, "intruder")).unwrap();
+    let out = connect(server, client, "master.test").await;
+    let err = out.server.unwrap_err();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert!(out.client.is_err());
+}
+
+#[tokio::test]
+async fn revoked_client_certificate_is_refused() {
+    let pki = Pki::new();
+    let agent = pki.ca.leaf("revoked.test", Use::Client);
+    let crl = pki.ca.crl(&[&agent], 30);
+    let server = server_config(&pki.master_files(Some(&crl))).unwrap();
+    let client = client_config(&pki.agent_files(&pki.ca, &agent, "revoked")).unwrap();
+    let out = connect(server, client, "master.test").await;
+    let err = out.server.unwrap_err();
+    assert!(err.contains("Revoked"), "{err}");
+    assert!(out.client.is_err());
+}
+
+#[tokio::test]
+async fn revocation_in_an_expired_crl_still_applies() {
+    let pki = Pki::new();
+    let agent = pki.ca.leaf("revoked.test", Use::Client);
+    let crl = pki.ca.crl(&[&agent], -3);
+    let server = server_config(&pki.master_files(Some(&crl))).unwrap();
+    let client = client_config(&pki.agent_files(&pki.ca, &agent, "revoked")).unwrap();
+    let out = connect(server, client, "master.test").await;
+    assert!(out.server.unwrap_err().contains("Revoked"));
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let pki = Pki::new();
+    let server = server_config(&pki.master_files(None)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            masif_pki::load_certs(&pki.master_files(None).ca)
+                .unwrap()
+                .remove(0),
+        )
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(masif_pki::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let out = connect(server, client, "master.test").await;
+    let err = out.server.unwrap_err();
+    assert!(
+        err.contains("NoCertificatesPresented") || err.contains("certificate"),
+        "{err}"
+    );
+    assert!(out.client.is_err());
+}
+
+#[tokio::test]
+async fn server_only_certificate_is_refused_as_client_certificate() {
+    let pki = Pki::new();
+    let agent = pki.ca.leaf("agent03.test", Use::Server);
+    let server = server_config(&pki.master_files(None)).unwrap();
+    let client = client_config(&pki.agent_files(&pki.ca, &agent, "agent03")).unwrap();
+    let out = connect(server, client, "master.test").await;
+    assert!(out.server.is_err());
+}
+
+#[tokio::test]
+async fn client_refuses_server_whose_name_does_not_match() {
+    let pki = Pki::new();
+    let agent = pki.ca.leaf("agent01.test", Use::Client);
+    let server = server_config(&pki.master_files(None)).unwrap();
+    let client = client_config(&pki.agent_files(&pki.ca, &agent, "agent01")).unwrap();
+    let out = connect(server, client, "other-master.test").await;
+    let err = out.client.unwrap_err();
+    assert!(err.contains("not valid for name"), "{err}");
+    assert!(out.server.is_err());
+}
+
+#[tokio::test]
+async fn client_refuses_server_from_foreign_ca() {
+    let pki = Pki::new();
+    let foreign = Ca::new("Foreign CA");
+    let fake_master = foreign.leaf("master.test", Use::Server);
+    let dir = pki.dir.path();
+    let mut master = files(dir, "fake", &foreign, &fake_master, None);
+    master.ca = common::write(dir, "fake-trust.crt", &pki.ca.cert_pem);
+    let agent = pki.ca.leaf("agent01.test", Use::Client);
+    let server = server_config(&master).unwrap();
+    let client = client_config(&pki.agent_files(&pki.ca, &agent, "agent01")).unwrap();
+    let out = connect(server, client, "master.test").await;
+    assert!(out.client.unwrap_err().contains("UnknownIssuer"));
+}
+
+#[test]
+fn server_config_offers_h2_and_http11_and_only_tls12_plus_aead() {
+    let pki = Pki::new();
+    let config = server_config(&pki.master_files(None)).unwrap();
+    assert_eq!(
+        config.alpn_protocols,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
+    for suite in &config.crypto_provider().cipher_suites {
+        let name = format!("{:?}", suite.suite());
+        assert!(
+            name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"),
+            "{name}"
+        );
+        assert!(
+            name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+            "{name}"
+        );
+    }
+}
