@@ -21,10 +21,8 @@
 //!   and drops it when the test ends, also when it panics (the body runs in a spawned task
 //!   whose panic is caught, then re-raised after the drop). [`MysqlScratch`] gives MySQL-only
 //!   tests (adoption, concurrent migration, lock timeouts) an empty database without a store.
-//! * **SQLite**: HOOK for the SQLite back end — once `masif_store::sqlite` exists, fill in
-//!   `Backend::Sqlite` in [`fresh`] (a temp file from `tempfile`, kept alive in `Scratch`),
-//!   [`TestStore::rows`]/[`TestStore::exec`] (rusqlite), and enable the `sqlite` test in
-//!   `contract_test!` (search for "SQLITE HOOK").
+//! * **SQLite**: each test opens a `SqliteStore` on `masif.db` in a fresh temporary directory,
+//!   removed when the test ends; `rows`/`exec` use a rusqlite connection on the same file.
 //!
 //! Test modules: `report` (the report transaction), `admin` (the UI's queries).
 
@@ -45,7 +43,6 @@ use mysql_async::{Pool, Row, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Mysql,
-    #[allow(dead_code)] // SQLITE HOOK: built once the back end exists.
     Sqlite,
 }
 
@@ -60,6 +57,8 @@ pub struct TestStore {
 #[derive(Clone)]
 enum Raw {
     Mysql(Pool),
+    /// The database file; its temporary directory lives as long as the test.
+    Sqlite(Arc<(tempfile::TempDir, std::path::PathBuf)>),
 }
 
 impl TestStore {
@@ -75,6 +74,18 @@ impl TestStore {
                 rows.into_iter()
                     .map(|row| row.unwrap().into_iter().map(text).collect())
                     .collect()
+            }
+            Raw::Sqlite(file) => {
+                let conn = sqlite_connection(&file.1);
+                let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let columns = stmt.column_count();
+                stmt.query_map([], |row| {
+                    (0..columns)
+                        .map(|i| row.get_ref(i).map(sqlite_text))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .and_then(|rows| rows.collect())
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
             }
         }
     }
@@ -104,6 +115,11 @@ impl TestStore {
                     .await
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
+            Raw::Sqlite(file) => {
+                sqlite_connection(&file.1)
+                    .execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
         }
     }
 }
@@ -115,6 +131,24 @@ fn text(value: Value) -> Option<String> {
         Value::Int(i) => Some(i.to_string()),
         Value::UInt(u) => Some(u.to_string()),
         other => Some(other.as_sql(false)),
+    }
+}
+
+fn sqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("test sqlite connection");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    conn
+}
+
+/// A SQLite value as text, the way [`text`] renders MySQL's.
+fn sqlite_text(value: rusqlite::types::ValueRef<'_>) -> Option<String> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(b) | ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
     }
 }
 
@@ -253,8 +287,25 @@ where
             })
             .await
         }
-        // SQLITE HOOK: a tempfile-backed `SqliteStore` and a rusqlite `Raw` variant.
-        Backend::Sqlite => panic!("sqlite back end not built yet"),
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let path = dir.path().join("masif.db");
+            let store = masif_store::sqlite::SqliteStore::open(&path)
+                .await
+                .expect("opening the sqlite store");
+            let db = TestStore {
+                store: Arc::new(store),
+                backend,
+                raw: Raw::Sqlite(Arc::new((dir, path))),
+            };
+            // In a task like the MySQL arm, so both back ends run the body alike.
+            if let Err(e) = tokio::spawn(body(db)).await {
+                match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => panic!("test task failed: {e}"),
+                }
+            }
+        }
     }
 }
 
@@ -267,9 +318,10 @@ macro_rules! contract_test {
             async fn mysql() {
                 $crate::run($crate::Backend::Mysql, super::$name).await
             }
-            // SQLITE HOOK: add
-            // #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            // async fn sqlite() { $crate::run($crate::Backend::Sqlite, super::$name).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::run($crate::Backend::Sqlite, super::$name).await
+            }
         }
     };
 }
