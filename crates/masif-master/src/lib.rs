@@ -1,1 +1,43 @@
-//! placeholder
+//! The master: the agent-facing HTTPS API (warp over tokio-rustls with mandatory client
+//! certificates) in front of the shared database.
+
+mod api;
+mod config;
+mod server;
+mod tls;
+
+pub use api::{routes, PeerIdentity};
+pub use config::{ConfigError, LogLevel, MasterConfig};
+pub use server::{serve_with_listener, ServeSettings};
+pub use tls::ReloadingTls;
+
+use std::time::Duration;
+
+/// Runs the master as configured until SIGTERM or SIGINT.
+pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
+    let files = config.tls.resolve(masif_pki::Role::Master)?;
+    let store = masif_store::open(&config.db.url).await?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("api.listen {}: {e}", config.api.listen))?;
+    let settings = ServeSettings {
+        handshake_timeout: config.handshake_timeout(),
+        idle_timeout: Duration::from_secs(config.api.idle_timeout),
+        report_timeout: Duration::from_secs(config.api.report_timeout),
+        reload_interval: Duration::from_secs(config.api.reload_interval),
+        max_connections: config.api.max_connections,
+        ..ServeSettings::new(files)
+    };
+    serve_with_listener(settings, store, listener, shutdown_signal()).await
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
