@@ -1,1 +1,151 @@
-//! placeholder
+//! The browser approval UI: pending updates grouped by package, agents, approvals, reset and
+//! audit pages over the shared database, with local or proxy authentication and CSRF
+//! protection. `masif-ui` (the binary), tests and `masif demo` all run [`serve_with_listener`].
+
+mod auth;
+pub mod config;
+mod form;
+mod pages;
+mod render;
+mod server;
+mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use masif_store::Store;
+use tokio::net::TcpListener;
+use warp::http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use warp::reply::Response;
+use warp::Filter;
+
+pub use auth::htpasswd::Users;
+pub use auth::TrustedHeader;
+pub use server::ClientAddr;
+
+/// Errors of the UI library.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("htpasswd {0}")]
+    Htpasswd(String),
+    #[error("tls {0}")]
+    Tls(String),
+    #[error("template {0}")]
+    Template(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a running UI needs besides its store and listener.
+#[derive(Debug)]
+pub struct UiSettings {
+    /// Local users (may be empty when a trusted proxy authenticates).
+    pub users: Users,
+    pub trusted_header: Option<TrustedHeader>,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Idle lifetime of a login session, seconds.
+    pub session_ttl: u64,
+}
+
+impl UiSettings {
+    /// Local users only, plain HTTP, default session lifetime.
+    pub fn with_users(users: Users) -> Self {
+        Self {
+            users,
+            trusted_header: None,
+            tls: None,
+            session_ttl: config::DEFAULT_SESSION_TTL,
+        }
+    }
+}
+
+/// State shared by every handler.
+pub(crate) struct App {
+    pub store: Arc<dyn Store>,
+    pub templates: render::Templates,
+    pub auth: auth::Auth,
+}
+
+/// Every route of the UI, with error pages and security headers: what the server runs, and
+/// what route tests drive with `warp::test` (they set a [`ClientAddr`] extension themselves).
+pub fn routes(
+    settings: &UiSettings,
+    store: Arc<dyn Store>,
+) -> Result<impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone, UiError> {
+    let app = Arc::new(App {
+        store,
+        templates: render::Templates::new()?,
+        auth: auth::Auth::new(
+            settings.users.clone(),
+            settings.trusted_header.clone(),
+            Duration::from_secs(settings.session_ttl),
+            settings.tls.is_some(),
+        ),
+    });
+    let recover_app = app.clone();
+    let routes = static_files()
+        .or(pages::routes(app))
+        .unify()
+        .recover(move |r| pages::reject::recover(recover_app.clone(), r))
+        .unify()
+        .with(warp::reply::with::headers(security_headers()))
+        .map(warp::Reply::into_response);
+    Ok(routes)
+}
+
+/// Serves the UI on `listener` (HTTPS when `settings.tls` is set) until `shutdown` completes.
+pub async fn serve_with_listener(
+    settings: UiSettings,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), UiError> {
+    let routes = routes(&settings, store)?;
+    let addr = listener.local_addr()?;
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("UI listening on {scheme}://{addr}/");
+    server::serve(listener, settings.tls.clone(), routes, shutdown).await;
+    Ok(())
+}
+
+fn static_files() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("static" / String)
+        .and(warp::get())
+        .and_then(|name: String| async move {
+            let (_, content_type, body) = render::STATIC_FILES
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .ok_or_else(warp::reject::not_found)?;
+            let mut r = Response::new((*body).into());
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3600"));
+            Ok::<_, warp::Rejection>(r)
+        })
+}
+
+/// Headers on every response: no inline script or style, no framing, no sniffing, no referrer.
+fn security_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h
+}

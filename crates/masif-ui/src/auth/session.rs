@@ -1,0 +1,149 @@
+//! Login sessions kept in memory (random ids, idle expiry) and CSRF tokens derived from a
+//! per-process secret, so a token is bound to one session, one proxy user or one login form.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Most sessions kept at once; past it the least recently used ones are dropped.
+const MAX_SESSIONS: usize = 10_000;
+
+struct Entry {
+    user: String,
+    expires: Instant,
+}
+
+/// Sessions by id, plus the secret CSRF tokens are derived from.
+pub struct Sessions {
+    secret: [u8; 32],
+    ttl: Duration,
+    map: Mutex<HashMap<String, Entry>>,
+}
+
+impl Sessions {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            secret: rand::random(),
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts a session for `user` and returns its id (256 random bits, hex).
+    pub fn create(&self, user: &str) -> String {
+        let id = random_token();
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("session map poisoned");
+        map.retain(|_, e| e.expires > now);
+        if map.len() >= MAX_SESSIONS {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, e)| e.expires)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(
+            id.clone(),
+            Entry {
+                user: user.to_owned(),
+                expires: now + self.ttl,
+            },
+        );
+        id
+    }
+
+    /// The user of a live session, extending its lifetime; `None` if unknown or expired.
+    pub fn user(&self, id: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("session map poisoned");
+        match map.get_mut(id) {
+            Some(e) if e.expires > now => {
+                e.expires = now + self.ttl;
+                Some(e.user.clone())
+            }
+            Some(_) => {
+                map.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.map.lock().expect("session map poisoned").remove(id);
+    }
+
+    /// The CSRF token of a scope (`s:` + session id, `u:` + proxy user, `l:` + login nonce).
+    pub fn csrf_token(&self, scope: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(scope.as_bytes());
+        hex(&h.finalize())
+    }
+
+    /// Whether `given` is the token of `scope`, compared in constant time.
+    pub fn csrf_ok(&self, scope: &str, given: &str) -> bool {
+        let want = self.csrf_token(scope);
+        want.len() == given.len()
+            && want
+                .bytes()
+                .zip(given.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// 256 random bits as hex.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_live_until_removed_or_expired() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let id = s.create("alice");
+        assert_eq!(id.len(), 64);
+        assert_eq!(s.user(&id).as_deref(), Some("alice"));
+        assert_eq!(s.user("nonsense"), None);
+        s.remove(&id);
+        assert_eq!(s.user(&id), None);
+
+        let expired = Sessions::new(Duration::ZERO);
+        let id = expired.create("bob");
+        assert_eq!(expired.user(&id), None);
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound_to_scope_and_process() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let t = s.csrf_token("s:abc");
+        assert!(s.csrf_ok("s:abc", &t));
+        assert!(!s.csrf_ok("s:abd", &t));
+        assert!(!s.csrf_ok("s:abc", ""));
+        assert!(!s.csrf_ok("s:abc", &t[..10]));
+        let other = Sessions::new(Duration::from_secs(60));
+        assert!(!other.csrf_ok("s:abc", &t));
+    }
+
+    #[test]
+    fn the_session_table_is_bounded() {
+        let s = Sessions::new(Duration::from_secs(60));
+        for _ in 0..MAX_SESSIONS + 5 {
+            s.create("mallory");
+        }
+        assert!(s.map.lock().unwrap().len() <= MAX_SESSIONS);
+    }
+}

@@ -1,0 +1,237 @@
+//! The front page (pending updates grouped by package → action → target version, filtered and
+//! paginated) and approving a selection: for every agent, or for agents picked first.
+
+use std::sync::Arc;
+
+use masif_proto::AgentName;
+use masif_store::{AgentSummary, ApprovalScope, PendingFilter, PendingOverview, TaskKey};
+use serde::{Deserialize, Serialize};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::reject::{store_failed, BadRequest};
+use super::{name_filter, window, with_app, Chrome, Pager};
+use crate::auth::{redirect, user, User};
+use crate::form::{self, encode_key, field, fields, Form};
+use crate::render::query_string;
+use crate::App;
+
+/// Packages per page.
+pub const PAGE_SIZE: u64 = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Query {
+    package: Option<String>,
+    agent: Option<String>,
+    page: Option<u64>,
+    approved: Option<u64>,
+    written: Option<u64>,
+}
+
+/// One checkbox row.
+#[derive(Serialize)]
+pub struct RowView {
+    pub id: String,
+    pub key: String,
+    pub package: String,
+    pub action: &'static str,
+    pub to_version: Option<String>,
+    pub agents: u64,
+    /// `install` or `removal` for actions that add or take away packages.
+    pub risk: Option<&'static str>,
+}
+
+impl RowView {
+    pub fn new(id: String, key: &TaskKey, agents: u64) -> Self {
+        Self {
+            id,
+            key: encode_key(key),
+            package: key.package.to_string(),
+            action: key.action.as_str(),
+            to_version: key.to_version.as_ref().map(|v| v.to_string()),
+            agents,
+            risk: risk(key.action),
+        }
+    }
+}
+
+/// How an action is flagged: installs and removals are what admins fear most.
+pub fn risk(action: masif_proto::Action) -> Option<&'static str> {
+    use masif_proto::Action::*;
+    match action {
+        Install => Some("install"),
+        Remove | Purge => Some("removal"),
+        Update | Configure => None,
+    }
+}
+
+#[derive(Serialize)]
+struct GroupView {
+    package: String,
+    agents: u64,
+    rows: Vec<RowView>,
+}
+
+#[derive(Serialize)]
+struct PendingView<'a> {
+    #[serde(flatten)]
+    chrome: Chrome<'a>,
+    package: String,
+    agent: String,
+    groups: Vec<GroupView>,
+    pager: Pager,
+    notice: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SelectAgentsView<'a> {
+    #[serde(flatten)]
+    chrome: Chrome<'a>,
+    keys: Vec<RowView>,
+    agents: &'a [AgentSummary],
+}
+
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let page = warp::path::end()
+        .and(warp::get())
+        .and(user(app.clone()))
+        .and(warp::query::<Query>())
+        .and(with_app(app.clone()))
+        .and_then(pending_page);
+    let approve = warp::path!("approve")
+        .and(warp::post())
+        .and(user(app.clone()))
+        .and(form::body())
+        .and(with_app(app))
+        .and_then(approve);
+    page.or(approve).unify()
+}
+
+async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, Rejection> {
+    let filter = PendingFilter {
+        package: name_filter(q.package, "package")?,
+        agent: name_filter(q.agent, "agent")?,
+    };
+    let (number, page) = window(q.page, PAGE_SIZE)?;
+    let overview: PendingOverview = app
+        .store
+        .pending_overview(&filter, page)
+        .await
+        .map_err(store_failed)?;
+    let groups = overview
+        .groups
+        .into_iter()
+        .enumerate()
+        .map(|(g, group)| GroupView {
+            rows: group
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    let key = TaskKey {
+                        package: group.package.clone(),
+                        action: row.action,
+                        to_version: row.to_version.clone(),
+                    };
+                    RowView::new(format!("k{g}-{r}"), &key, row.agents)
+                })
+                .collect(),
+            package: group.package.to_string(),
+            agents: group.agents,
+        })
+        .collect();
+    let params = [
+        ("package", filter.package.as_deref()),
+        ("agent", filter.agent.as_deref()),
+    ];
+    let notice = q.approved.map(|n| {
+        format!(
+            "Approved {n} pending task(s); {} approval row(s) written.",
+            q.written.unwrap_or(0)
+        )
+    });
+    Ok(app.templates.render(
+        "pending",
+        &PendingView {
+            chrome: Chrome::new(&user, "pending", "Pending updates"),
+            package: filter.package.clone().unwrap_or_default(),
+            agent: filter.agent.clone().unwrap_or_default(),
+            groups,
+            pager: Pager::new("/", &params, number, PAGE_SIZE, overview.total_packages),
+            notice,
+        },
+    ))
+}
+
+/// `POST /approve`: `do=approve` (every agent), `do=select` (show the agents awaiting the
+/// ticked rows) or `do=approve-agents` (the ticked `agent`s only).
+async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Rejection> {
+    app.auth.check_csrf(&user, &form)?;
+    let keys = form::keys(&form)?;
+    let scope = match field(&form, "do") {
+        Some("approve") => ApprovalScope::AllAgents,
+        Some("select") => return select_agents(&user, &keys, &app).await,
+        Some("approve-agents") => {
+            let agents = fields(&form, "agent")?
+                .into_iter()
+                .map(|a| AgentName::new(a).map_err(|e| BadRequest::reject(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            if agents.is_empty() {
+                return Err(BadRequest::reject(
+                    "no agent selected: tick at least one agent",
+                ));
+            }
+            ApprovalScope::Agents(agents)
+        }
+        _ => return Err(BadRequest::reject("unknown form action")),
+    };
+    let outcome = app
+        .store
+        .approve(&keys, &scope, &user.name)
+        .await
+        .map_err(store_failed)?;
+    tracing::info!(
+        user = %user.name,
+        keys = keys.len(),
+        scope = ?scope,
+        approved = outcome.pending_rows_approved,
+        written = outcome.approvals_written,
+        "approved"
+    );
+    let approved = outcome.pending_rows_approved.to_string();
+    let written = outcome.approvals_written.to_string();
+    let counts = [
+        ("approved", Some(approved.as_str())),
+        ("written", Some(written.as_str())),
+    ];
+    Ok(match (&scope, field(&form, "return")) {
+        (ApprovalScope::Agents(a), Some("agent")) if a.len() == 1 => {
+            let mut params = vec![("name", Some(a[0].as_str()))];
+            params.extend(counts);
+            redirect(&format!("/agent{}", query_string(&params)))
+        }
+        _ => redirect(&format!("/{}", query_string(&counts))),
+    })
+}
+
+async fn select_agents(user: &User, keys: &[TaskKey], app: &App) -> Result<Response, Rejection> {
+    let agents = app
+        .store
+        .agents_awaiting(keys)
+        .await
+        .map_err(store_failed)?;
+    let keys = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| RowView::new(format!("s{i}"), k, 0))
+        .collect();
+    Ok(app.templates.render(
+        "select_agents",
+        &SelectAgentsView {
+            chrome: Chrome::new(user, "pending", "Select agents"),
+            keys,
+            agents: &agents,
+        },
+    ))
+}

@@ -1,0 +1,212 @@
+//! The handlebars registry (built once at start-up from `templates/ui/`, strict, HTML
+//! escaping on), its helpers, and rendering a page into a response.
+
+use handlebars::{handlebars_helper, Handlebars};
+use serde::Serialize;
+use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use crate::UiError;
+
+/// The templates, compiled into the binary from `templates/ui/`.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout", include_str!("../../../templates/ui/layout.hbs")),
+    ("login", include_str!("../../../templates/ui/login.hbs")),
+    ("pending", include_str!("../../../templates/ui/pending.hbs")),
+    (
+        "select_agents",
+        include_str!("../../../templates/ui/select_agents.hbs"),
+    ),
+    ("agents", include_str!("../../../templates/ui/agents.hbs")),
+    ("agent", include_str!("../../../templates/ui/agent.hbs")),
+    (
+        "approvals",
+        include_str!("../../../templates/ui/approvals.hbs"),
+    ),
+    ("reset", include_str!("../../../templates/ui/reset.hbs")),
+    ("audit", include_str!("../../../templates/ui/audit.hbs")),
+    ("error", include_str!("../../../templates/ui/error.hbs")),
+    ("pager", include_str!("../../../templates/ui/pager.hbs")),
+];
+
+/// Static files served under `/static/`: name, content type, body.
+pub const STATIC_FILES: &[(&str, &str, &str)] = &[
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../templates/ui/static/style.css"),
+    ),
+    (
+        "ui.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../templates/ui/static/ui.js"),
+    ),
+];
+
+/// The compiled templates.
+pub struct Templates {
+    hb: Handlebars<'static>,
+}
+
+handlebars_helper!(urlq: |s: str| percent_encode(s));
+handlebars_helper!(datetime: |t: i64| format_time(t));
+handlebars_helper!(opt_datetime: |t: Json| match t.as_i64() {
+    Some(t) => format_time(t),
+    None => "never".to_owned(),
+});
+
+impl Templates {
+    /// Compiles every template; a syntax error names the template.
+    pub fn new() -> Result<Self, UiError> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.set_dev_mode(false);
+        hb.register_escape_fn(handlebars::html_escape);
+        hb.register_helper("urlq", Box::new(urlq));
+        hb.register_helper("datetime", Box::new(datetime));
+        hb.register_helper("opt_datetime", Box::new(opt_datetime));
+        for (name, text) in TEMPLATES {
+            hb.register_template_string(name, *text)
+                .map_err(|e| UiError::Template(format!("templates/ui/{name}.hbs: {e}")))?;
+        }
+        Ok(Self { hb })
+    }
+
+    /// Renders `name` as an HTML page. A failure is logged and answered with a bare 500: the
+    /// error text never reaches the page.
+    pub fn render(&self, name: &str, data: &impl Serialize) -> Response {
+        match self.hb.render(name, data) {
+            Ok(html) => html_response(html, StatusCode::OK),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "render failed");
+                html_response(
+                    "<!doctype html><title>Internal error</title><p>Internal error: the page could not be rendered. The details are in the UI's log.</p>".to_owned(),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                )
+            }
+        }
+    }
+}
+
+fn html_response(html: String, status: StatusCode) -> Response {
+    let mut r = Response::new(html.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (for query values).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A query string from pairs, skipping empty values (`?a=1&b=x%20y`, or "" for none).
+pub fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", percent_encode(v)))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
+pub fn format_time(t: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute()
+        ),
+        Err(_) => format!("{t} (invalid time)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        Templates::new().unwrap();
+    }
+
+    #[test]
+    fn values_are_escaped_in_text_and_attributes() {
+        let t = Templates::new().unwrap();
+        let r = t.render(
+            "error",
+            &serde_json::json!({
+                "title": "<b>x</b>", "user": null, "csrf": "", "active": "",
+                "status": 400, "message": "<script>alert(1)</script>\"'",
+            }),
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = String::from_utf8(futures_body(r)).unwrap();
+        assert!(!body.contains("<script>alert"), "{body}");
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_render_failure_is_a_500_without_details() {
+        let t = Templates::new().unwrap();
+        // Strict mode: a missing field fails the render.
+        let r = t.render("error", &serde_json::json!({}));
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = String::from_utf8(futures_body(r)).unwrap();
+        assert!(!body.contains("strict"), "{body}");
+    }
+
+    #[test]
+    fn urls_and_times_are_formatted() {
+        assert_eq!(
+            percent_encode("a b&c=\"d\"/é"),
+            "a%20b%26c%3D%22d%22%2F%C3%A9"
+        );
+        assert_eq!(
+            query_string(&[
+                ("package", Some("lib c")),
+                ("agent", None),
+                ("page", Some(""))
+            ]),
+            "?package=lib%20c"
+        );
+        assert_eq!(query_string(&[]), "");
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert!(format_time(i64::MAX).contains("invalid"));
+    }
+
+    fn futures_body(r: Response) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async { r.into_body().collect().await.unwrap().to_bytes().to_vec() })
+    }
+}
