@@ -102,6 +102,7 @@ in a browser UI, agents execute only what was approved."
 begin masif-agent
 put "$repo/packaging/systemd/masif-upgrader-agent.service" /lib/systemd/system/masif-upgrader-agent.service 0644
 put "$repo/packaging/config/agent.yml" /etc/masif-upgrader/agent.yml 0644
+put "$repo/packaging/config/agent.yml" /usr/share/doc/masif-agent/examples/agent.yml 0644
 maintscripts "" "" "" masif-upgrader-agent.service
 finish "apt" "" "Masif Upgrader agent (reports and runs approved package upgrades)" \
   "$about This package holds the agent, which runs on every managed host as root, plans \
@@ -110,6 +111,7 @@ upgrades with apt-get and executes the approved ones."
 begin masif-master
 put "$repo/packaging/systemd/masif-upgrader-master.service" /lib/systemd/system/masif-upgrader-master.service 0644
 put "$repo/packaging/config/master.yml" /etc/masif-upgrader/master.yml 0640
+put "$repo/packaging/config/master.yml" /usr/share/doc/masif-master/examples/master.yml 0644
 put "$repo/packaging/sysusers/masif-master.conf" /usr/lib/sysusers.d/masif-master.conf 0644
 for f in "$repo"/schema/*/*.sql; do
   put "$f" "/usr/share/masif-upgrader/schema/${f#"$repo/schema/"}" 0644
@@ -122,6 +124,7 @@ certificates and keeps their tasks and the approvals in MySQL/MariaDB or SQLite.
 begin masif-ui
 put "$repo/packaging/systemd/masif-upgrader-ui.service" /lib/systemd/system/masif-upgrader-ui.service 0644
 put "$repo/packaging/config/ui.yml" /etc/masif-upgrader/ui.yml 0640
+put "$repo/packaging/config/ui.yml" /usr/share/doc/masif-ui/examples/ui.yml 0644
 put "$repo/packaging/sysusers/masif-ui.conf" /usr/lib/sysusers.d/masif-ui.conf 0644
 maintscripts masif-ui.conf /etc/masif-upgrader/ui.yml masif-ui masif-upgrader-ui.service
 finish "systemd-sysusers" "" "Masif Upgrader UI (browser approvals)" \
@@ -132,6 +135,7 @@ begin masif-pki
 put "$repo/packaging/systemd/masif-pki-check@.service" "/lib/systemd/system/masif-pki-check@.service" 0644
 put "$repo/packaging/systemd/masif-pki-check@.timer" "/lib/systemd/system/masif-pki-check@.timer" 0644
 put "$repo/packaging/config/pki-check.conf" /etc/masif-upgrader/pki-check.conf 0644
+put "$repo/packaging/config/pki-check.conf" /usr/share/doc/masif-pki/examples/pki-check.conf 0644
 while IFS= read -r -d '' f; do
   put "$f" "/usr/share/masif-upgrader/pki/${f#"$repo/pki/"}" 0644
 done < <(find "$repo/pki" -type f -print0 2>/dev/null)

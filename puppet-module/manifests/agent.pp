@@ -1,0 +1,99 @@
+# @summary The Masif Upgrader agent: reports pending package actions, runs approved ones.
+#
+# Writes /etc/masif-upgrader/agent.yml and runs masif-upgrader-agent.service (as root:
+# apt-get needs it). By default the agent uses this host's Puppet certificate
+# (`tls => { discover => 'puppet' }`), and its service joins the `puppet` group where
+# the host has one (see the fact masif_upgrader_puppet_group).
+#
+# @example Every host reports to one master
+#   class { 'masif_upgrader::agent':
+#     master_host => 'masif.example.com:8150',
+#   }
+#
+# @param master_host
+#   The master's API as `host:port`.
+# @param master_cn
+#   The name the master's certificate must carry; default: the host part of master_host.
+# @param tls
+#   This host's client certificate: `{ discover => 'puppet' | 'icinga2' | 'easyrsa:<dir>' }`
+#   (optionally with `name` and `root`), or `{ cert, key, ca }` files.
+# @param check_interval
+#   Seconds between plans while nothing is pending.
+# @param report_interval
+#   Seconds between reports while tasks are pending.
+# @param retry_interval
+#   Seconds to wait after a failure; 0 makes the agent exit on the first error.
+# @param apt_path
+#   The apt-get to run.
+# @param apt_options
+#   Extra apt-get arguments.
+# @param apt_env
+#   Extra environment for apt-get, e.g. `{ 'APT_CONFIG' => '/srv/sandbox/apt.conf' }`.
+# @param socket
+#   The local monitoring socket.
+# @param log_level
+#   `error`, `warning`, `info` or `debug`.
+# @param install
+#   `package`, `binary` (from binary_source) or `none`.
+# @param package_ensure
+#   `ensure` of the masif-agent package.
+# @param binary_source
+#   Where to copy the binary from when install is `binary`.
+# @param supplementary_groups
+#   Groups for the service; default: `['puppet']` when discovering Puppet's certificate
+#   on a host that has that group, else none.
+# @param manage_service
+#   Whether to manage masif-upgrader-agent.service.
+# @param service_ensure
+#   `running` or `stopped`.
+# @param service_enable
+#   Whether the agent starts at boot.
+class masif_upgrader::agent (
+  Pattern[/\A[A-Za-z0-9.\[\]:-]+:\d{1,5}\z/] $master_host,
+  Optional[Pattern[/\A[A-Za-z0-9*][A-Za-z0-9.*_-]*\z/]] $master_cn = undef,
+  Masif_upgrader::Tls $tls = { 'discover' => 'puppet' },
+  Integer[1] $check_interval = 300,
+  Integer[1] $report_interval = 300,
+  Integer[0] $retry_interval = 60,
+  Masif_upgrader::Path $apt_path = '/usr/bin/apt-get',
+  Array[String[1]] $apt_options = [],
+  Hash[Pattern[/\A[A-Za-z_][A-Za-z0-9_]*\z/], String] $apt_env = {},
+  Masif_upgrader::Path $socket = '/run/masif-upgrader-agent/agent.sock',
+  Masif_upgrader::Log_level $log_level = 'info',
+  Masif_upgrader::Install $install = 'package',
+  String[1] $package_ensure = 'installed',
+  Optional[String[1]] $binary_source = undef,
+  Optional[Array[String[1]]] $supplementary_groups = undef,
+  Boolean $manage_service = true,
+  Enum['running', 'stopped'] $service_ensure = 'running',
+  Boolean $service_enable = true,
+) {
+  $cn = $master_cn ? {
+    undef   => regsubst($master_host, /:\d+\z/, ''),
+    default => $master_cn,
+  }
+
+  masif_upgrader::component { 'agent':
+    config               => epp('masif_upgrader/agent.yml.epp', {
+        'check_interval'  => $check_interval,
+        'report_interval' => $report_interval,
+        'retry_interval'  => $retry_interval,
+        'master_host'     => $master_host,
+        'master_cn'       => $cn,
+        'tls'             => $tls,
+        'apt_path'        => $apt_path,
+        'apt_options'     => $apt_options,
+        'apt_env'         => $apt_env,
+        'socket'          => $socket,
+        'log_level'       => $log_level,
+    }),
+    config_group         => 'root',
+    install              => $install,
+    package_ensure       => $package_ensure,
+    binary_source        => $binary_source,
+    supplementary_groups => masif_upgrader::tls_groups($tls, $supplementary_groups),
+    manage_service       => $manage_service,
+    service_ensure       => $service_ensure,
+    service_enable       => $service_enable,
+  }
+}

@@ -1,0 +1,1 @@
+# Empty site manifest for rspec-puppet.
