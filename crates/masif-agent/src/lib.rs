@@ -1,1 +1,117 @@
-//! placeholder
+//! The Masif Upgrader agent: plans upgrades with APT, reports what needs approval to the
+//! master, and upgrades only packages whose whole plan was approved. Also the local
+//! monitoring socket, the master client (reused by load generators) and the APT sandbox
+//! fixtures of tests and `masif demo`.
+//!
+//! Entry points: [`run`] (what `masif-agent --config FILE` does), [`Agent`] (the loop),
+//! [`MasterClient`] (the wire protocol), [`apt::Apt`] (the package manager), [`sandbox`].
+
+pub mod agent;
+pub mod api;
+pub mod apt;
+pub mod config;
+pub mod decide;
+pub mod exec;
+pub mod load;
+pub mod master;
+pub mod pm;
+pub mod sandbox;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use agent::{Agent, Reporter};
+pub use config::{AgentConfig, ConfigError, Intervals, LogLevel};
+pub use master::{MasterClient, MasterError};
+pub use pm::{PackageManager, Plan, PlannedTask, RunOutcome};
+pub use status::{Activity, Monitor, StatusReport};
+
+/// Errors of the agent library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
+    #[error("{command}: {source}")]
+    AptOutput {
+        command: String,
+        source: apt::ParseError,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    AptFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("refusing to pass package name {0:?} to the package manager")]
+    BadPackageName(String),
+    #[error(transparent)]
+    Master(#[from] MasterError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Pki(#[from] masif_pki::PkiError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    #[error("giving up (retry interval is 0): {0}")]
+    GaveUp(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything `masif-agent --config FILE` runs: the TLS files resolved, the master client,
+/// APT, the monitoring socket and the loop, until `shutdown` resolves (a running apt/dpkg
+/// call is finished first).
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let tls = config.tls.resolve(masif_pki::Role::Agent)?;
+    let master = MasterClient::new(&tls, &config.master_host, &config.master_cn)?;
+    let apt = apt::Apt::new(config.apt.clone());
+    let monitor = Monitor::new();
+    let listener = api::bind(&config.socket)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api_monitor = monitor.clone();
+    let mut api_stop = stop_rx.clone();
+    let api = tokio::spawn(api::serve(listener, api_monitor, async move {
+        let _ = api_stop.wait_for(|s| *s).await;
+    }));
+    tracing::info!(
+        master = %config.master_host,
+        cn = %config.master_cn,
+        socket = %config.socket.display(),
+        "agent starting"
+    );
+    let agent = Agent::new(Arc::new(apt), Arc::new(master), config.intervals, monitor);
+    let result = agent.run(shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = api.await;
+    result
+}
+
+/// Problems `--check-config` reports beyond the file itself: TLS files that cannot be
+/// resolved or loaded, an apt-get that is not there. Empty when all is well.
+pub fn check(config: &AgentConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    match config.tls.resolve(masif_pki::Role::Agent) {
+        Ok(files) => {
+            if let Err(e) = masif_pki::client_config(&files) {
+                problems.push(format!("tls: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!("tls: {e}")),
+    }
+    if !config.apt.path.is_file() {
+        problems.push(format!(
+            "apt.path: {} does not exist",
+            config.apt.path.display()
+        ));
+    }
+    problems
+}

@@ -1,0 +1,426 @@
+//! The agent's YAML configuration (`/etc/masif-upgrader/agent.yml`): parsed strictly
+//! (unknown keys are errors), validated once, every error naming the file and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use masif_pki::TlsSource;
+use serde::Deserialize;
+
+use crate::apt::AptSettings;
+
+/// Where the monitoring socket goes unless configured.
+pub const DEFAULT_SOCKET: &str = "/run/masif-upgrader-agent/agent.sock";
+/// Longest interval accepted (a week), so sums of instants cannot overflow.
+const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
+/// A configuration problem: the file, the key and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The check, report and retry intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    /// Between simulations when nothing is to be done.
+    pub check: Duration,
+    /// Between reports while tasks wait for approval.
+    pub report: Duration,
+    /// Before retrying a failed operation; zero means "never retry: exit on the first error".
+    pub retry: Duration,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warning => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub intervals: Intervals,
+    /// `host:port` to dial.
+    pub master_host: String,
+    /// The name the master's certificate must be valid for.
+    pub master_cn: String,
+    pub tls: TlsSource,
+    pub apt: AptSettings,
+    pub socket: PathBuf,
+    pub log_level: LogLevel,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    interval: RawIntervals,
+    master: RawMaster,
+    tls: TlsSource,
+    #[serde(default)]
+    apt: RawApt,
+    socket: Option<PathBuf>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntervals {
+    #[serde(default = "default_check")]
+    check: u64,
+    #[serde(default = "default_check")]
+    report: u64,
+    #[serde(default = "default_retry")]
+    retry: u64,
+}
+
+fn default_check() -> u64 {
+    300
+}
+
+fn default_retry() -> u64 {
+    60
+}
+
+impl Default for RawIntervals {
+    fn default() -> Self {
+        Self {
+            check: default_check(),
+            report: default_check(),
+            retry: default_retry(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaster {
+    host: String,
+    cn: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApt {
+    path: Option<PathBuf>,
+    #[serde(default)]
+    options: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Longest a real upgrade may run (seconds).
+    timeout: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: LogLevel,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::Info,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates YAML `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let raw: Raw = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let interval = |key: &str, secs: u64, min: u64| {
+            if secs < min || secs > MAX_INTERVAL_SECS {
+                Err(invalid(
+                    key,
+                    format!("{secs} is out of range ({min} to {MAX_INTERVAL_SECS} seconds)"),
+                ))
+            } else {
+                Ok(Duration::from_secs(secs))
+            }
+        };
+        let intervals = Intervals {
+            check: interval("interval.check", raw.interval.check, 1)?,
+            report: interval("interval.report", raw.interval.report, 1)?,
+            retry: interval("interval.retry", raw.interval.retry, 0)?,
+        };
+        check_host(&raw.master.host).map_err(|m| invalid("master.host", m))?;
+        if rustls::pki_types::ServerName::try_from(raw.master.cn.as_str()).is_err() {
+            return Err(invalid(
+                "master.cn",
+                format!("{:?} is not a valid certificate name", raw.master.cn),
+            ));
+        }
+        let mut apt = AptSettings::default();
+        if let Some(path) = raw.apt.path {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    "apt.path",
+                    format!("{} is not an absolute path", path.display()),
+                ));
+            }
+            apt.path = path;
+        }
+        for (i, option) in raw.apt.options.iter().enumerate() {
+            if option.is_empty() || option.contains('\0') {
+                return Err(invalid(
+                    &format!("apt.options[{i}]"),
+                    "empty or contains a NUL byte".into(),
+                ));
+            }
+        }
+        apt.options = raw.apt.options;
+        for (name, value) in &raw.apt.env {
+            let key = format!("apt.env.{name}");
+            let ok_name = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !ok_name {
+                return Err(invalid(
+                    &key,
+                    "not a valid environment variable name".into(),
+                ));
+            }
+            if name == "LC_ALL" {
+                return Err(invalid(
+                    &key,
+                    "LC_ALL is always C (apt's output is parsed)".into(),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(invalid(&key, "contains a NUL byte".into()));
+            }
+        }
+        apt.env = raw.apt.env.into_iter().collect();
+        if let Some(secs) = raw.apt.timeout {
+            apt.run_timeout = interval("apt.timeout", secs, 10)?;
+        }
+        let socket = raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        if !socket.is_absolute() {
+            return Err(invalid(
+                "socket",
+                format!("{} is not an absolute path", socket.display()),
+            ));
+        }
+        Ok(Self {
+            intervals,
+            master_host: raw.master.host,
+            master_cn: raw.master.cn,
+            tls: raw.tls,
+            apt,
+            socket,
+            log_level: raw.log.level,
+        })
+    }
+}
+
+/// `name:port` or `[v6]:port`, with a port from 1 to 65535.
+fn check_host(host: &str) -> Result<(), String> {
+    let (name, port) = host
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{host:?} has no port (expected host:port)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{host:?}: port {port:?} is not a number from 1 to 65535"))?;
+    if port == 0 {
+        return Err(format!("{host:?}: port 0"));
+    }
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return Err(format!("{host:?}: bad host name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// DESIGN.md's example, verbatim.
+    const EXAMPLE: &str = r#"
+# /etc/masif-upgrader/agent.yml
+interval: { check: 300, report: 300, retry: 60 }
+master:
+  host: "master.example.com:8150"
+  cn: "master.example.com"     # name to require in the master's certificate
+tls: { discover: puppet }      # or cert/key/ca files
+apt:
+  path: /usr/bin/apt-get       # the apt-get to run
+  options: []                  # extra apt-get arguments
+  env: {}                      # extra environment, e.g. { APT_CONFIG: /srv/sandbox/apt.conf }
+socket: /run/masif-upgrader-agent/agent.sock
+log: { level: info }
+"#;
+
+    #[test]
+    fn the_design_example_parses() {
+        let c = AgentConfig::parse(EXAMPLE, "agent.yml").unwrap();
+        assert_eq!(c.intervals.check, Duration::from_secs(300));
+        assert_eq!(c.intervals.retry, Duration::from_secs(60));
+        assert_eq!(c.master_host, "master.example.com:8150");
+        assert_eq!(c.master_cn, "master.example.com");
+        assert_eq!(c.apt.path, PathBuf::from("/usr/bin/apt-get"));
+        assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert!(matches!(c.tls, TlsSource::Discover(_)));
+    }
+
+    #[test]
+    fn files_sandbox_environment_and_defaults() {
+        let yaml = r#"
+master: { host: "127.0.0.1:8150", cn: master }
+tls: { cert: /c.pem, key: /k.pem, ca: /ca.pem }
+apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o", "Debug::pkgProblemResolver=0"], timeout: 900 }
+"#;
+        let c = AgentConfig::parse(yaml, "a.yml").unwrap();
+        assert_eq!(c.intervals.report, Duration::from_secs(300));
+        assert_eq!(
+            c.apt.env,
+            [
+                ("APT_CONFIG".to_owned(), "/srv/sb/apt.conf".to_owned()),
+                ("TMPDIR".to_owned(), "/srv/sb/tmp".to_owned())
+            ]
+        );
+        assert_eq!(c.apt.options.len(), 2);
+        assert_eq!(c.apt.run_timeout, Duration::from_secs(900));
+        assert!(matches!(c.tls, TlsSource::Files(_)));
+    }
+
+    const BASE: &str = "master: { host: \"m:8150\", cn: m }\ntls: { discover: puppet }\n";
+
+    #[rstest]
+    #[case::unknown_top_key("frobnicate: 1\n", "frobnicate")]
+    #[case::unknown_interval_key("interval: { chek: 5 }\n", "chek")]
+    #[case::unknown_apt_key("apt: { paht: /x }\n", "paht")]
+    #[case::bad_interval_type("interval: { check: soon }\n", "interval.check")]
+    #[case::negative_interval("interval: { report: -5 }\n", "interval.report")]
+    #[case::zero_check("interval: { check: 0 }\n", "interval.check")]
+    #[case::huge_interval("interval: { retry: 99999999999 }\n", "interval.retry")]
+    #[case::bad_level("log: { level: verbose }\n", "log.level")]
+    #[case::relative_apt("apt: { path: apt-get }\n", "apt.path")]
+    #[case::env_name("apt: { env: { \"A=B\": x } }\n", "apt.env.A=B")]
+    #[case::env_lc_all("apt: { env: { LC_ALL: de_DE } }\n", "apt.env.LC_ALL")]
+    #[case::relative_socket("socket: agent.sock\n", "socket")]
+    #[case::short_timeout("apt: { timeout: 1 }\n", "apt.timeout")]
+    fn bad_values_name_the_file_and_key(#[case] extra: &str, #[case] key: &str) {
+        let yaml = format!("{BASE}{extra}");
+        match AgentConfig::parse(&yaml, "/etc/masif-upgrader/agent.yml") {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with("/etc/masif-upgrader/agent.yml: "), "{msg}");
+                assert!(msg.contains(key), "{msg:?} should name {key:?}");
+            }
+        }
+    }
+
+    #[rstest]
+    #[case::no_master("tls: { discover: puppet }\n", "master")]
+    #[case::no_cn("master: { host: \"m:1\" }\ntls: { discover: puppet }\n", "cn")]
+    #[case::no_tls("master: { host: \"m:1\", cn: m }\n", "tls")]
+    #[case::tls_missing_key(
+        "master: { host: \"m:1\", cn: m }\ntls: { cert: /c, ca: /ca }\n",
+        "key"
+    )]
+    #[case::tls_unknown_key(
+        "master: { host: \"m:1\", cn: m }\ntls: { discover: puppet, colour: red }\n",
+        "colour"
+    )]
+    #[case::host_without_port(
+        "master: { host: m, cn: m }\ntls: { discover: puppet }\n",
+        "master.host"
+    )]
+    #[case::host_bad_port(
+        "master: { host: \"m:99999\", cn: m }\ntls: { discover: puppet }\n",
+        "master.host"
+    )]
+    #[case::bad_cn(
+        "master: { host: \"m:1\", cn: \"not a name\" }\ntls: { discover: puppet }\n",
+        "master.cn"
+    )]
+    #[case::not_a_map("- just\n- a list\n", "")]
+    #[case::empty("", "")]
+    #[case::garbage("{{{{", "")]
+    fn missing_and_malformed(#[case] yaml: &str, #[case] key: &str) {
+        let msg = AgentConfig::parse(yaml, "agent.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("agent.yml: "), "{msg}");
+        assert!(msg.contains(key), "{msg:?} should name {key:?}");
+    }
+
+    #[test]
+    fn alias_bombs_are_rejected_quickly() {
+        let mut yaml = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..12 {
+            let prev = if i == 0 {
+                "a".to_owned()
+            } else {
+                format!("b{}", i - 1)
+            };
+            yaml.push_str(&format!("b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        assert!(AgentConfig::parse(&yaml, "bomb.yml").is_err());
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let msg = AgentConfig::load(Path::new("/nonexistent/agent.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("/nonexistent/agent.yml: "), "{msg}");
+    }
+}

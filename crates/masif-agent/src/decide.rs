@@ -1,0 +1,208 @@
+//! The safety rule, as pure functions: which approved packages may be upgraded, which one
+//! goes first, and what a run left unfinished. No I/O, so every case is a unit test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use masif_proto::{Action, PackageName, TaskSet};
+
+/// Packages worth a single-package plan: those with an approved update (or, after a failed
+/// run, an approved configure) of themselves in the full plan.
+pub fn candidates(full: &TaskSet, approved: &TaskSet) -> BTreeSet<PackageName> {
+    full.iter()
+        .filter(|t| matches!(t.action(), Action::Update | Action::Configure))
+        .filter(|t| approved.contains(t))
+        .map(|t| t.package().clone())
+        .collect()
+}
+
+/// Of the single-package plans, the one to run now: only plans whose EVERY task is approved
+/// (a dependency may pull in an install or removal nobody approved), smallest first, then by
+/// name so the choice is stable. Empty plans are never chosen.
+pub fn pick<'a>(
+    plans: &'a BTreeMap<PackageName, TaskSet>,
+    approved: &TaskSet,
+) -> Option<(&'a PackageName, &'a TaskSet)> {
+    plans
+        .iter()
+        .filter(|(_, plan)| !plan.is_empty() && plan.is_subset(approved))
+        .min_by_key(|(name, plan)| (plan.len(), *name))
+}
+
+/// The packages whose tasks of `executed` are still in the plan made afterwards: those did
+/// not get done, whatever apt's exit code said.
+pub fn unfinished(executed: &TaskSet, after: &TaskSet) -> BTreeSet<PackageName> {
+    executed
+        .intersection(after)
+        .map(|t| t.package().clone())
+        .collect()
+}
+
+/// Packages whose last run failed, and when, so they are retried only after the retry
+/// interval.
+#[derive(Debug, Clone, Default)]
+pub struct Failures {
+    at: BTreeMap<PackageName, Instant>,
+}
+
+impl Failures {
+    pub fn record(&mut self, package: PackageName, now: Instant) {
+        self.at.insert(package, now);
+    }
+
+    pub fn clear(&mut self, package: &PackageName) {
+        self.at.remove(package);
+    }
+
+    pub fn clear_all(&mut self) {
+        self.at.clear();
+    }
+
+    /// May `package` be tried at `now`?
+    pub fn allowed(&self, package: &PackageName, now: Instant, retry: Duration) -> bool {
+        self.at
+            .get(package)
+            .is_none_or(|failed| now.saturating_duration_since(*failed) >= retry)
+    }
+
+    /// When the next failed package becomes eligible again, if any.
+    pub fn next_retry(&self, retry: Duration) -> Option<Instant> {
+        self.at.values().map(|t| *t + retry).min()
+    }
+
+    pub fn packages(&self) -> impl Iterator<Item = &PackageName> {
+        self.at.keys()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use masif_proto::{Task, Version};
+
+    fn t(line: &str) -> Task {
+        crate::apt::parse_line(1, line).unwrap().task
+    }
+
+    fn set(lines: &[&str]) -> TaskSet {
+        lines.iter().map(|l| t(l)).collect()
+    }
+
+    fn p(name: &str) -> PackageName {
+        PackageName::new(name).unwrap()
+    }
+
+    const ALPHA: [&str; 2] = ["Inst alpha [1.0] (2.0 S)", "Conf alpha (2.0 S)"];
+    const BETA: [&str; 4] = [
+        "Inst gamma (1.0 S)",
+        "Inst beta [1.0] (2.0 S)",
+        "Conf gamma (1.0 S)",
+        "Conf beta (2.0 S)",
+    ];
+    const DELTA: [&str; 3] = [
+        "Remv epsilon [1.0]",
+        "Inst delta [1.0] (2.0 S)",
+        "Conf delta (2.0 S)",
+    ];
+
+    fn plans(list: &[(&str, &[&str])]) -> BTreeMap<PackageName, TaskSet> {
+        list.iter().map(|(n, l)| (p(n), set(l))).collect()
+    }
+
+    #[test]
+    fn only_approved_updates_and_configures_are_candidates() {
+        let full = set(&[ALPHA[0], ALPHA[1], BETA[0], BETA[1], DELTA[0]]);
+        let approved = set(&[ALPHA[0], BETA[0], DELTA[0]]);
+        // gamma's install and epsilon's removal are never upgraded on their own.
+        assert_eq!(candidates(&full, &approved), [p("alpha")].into());
+        // An approval of something no longer planned does not make a candidate.
+        assert!(candidates(&set(&[BETA[1]]), &set(&[ALPHA[0]])).is_empty());
+        // A half-configured package left by a failed run.
+        let conf = set(&["Conf zeta (2.0 S)"]);
+        assert_eq!(candidates(&conf, &conf), [p("zeta")].into());
+    }
+
+    #[test]
+    fn a_package_waits_for_the_install_its_plan_pulls_in() {
+        let plans = plans(&[("beta", &BETA)]);
+        let beta_only = set(&[BETA[1], BETA[3]]);
+        assert_eq!(pick(&plans, &beta_only), None);
+        let with_gamma = set(&BETA);
+        assert_eq!(pick(&plans, &with_gamma).map(|(n, _)| n), Some(&p("beta")));
+    }
+
+    #[test]
+    fn a_package_waits_for_the_removal_its_plan_pulls_in() {
+        let plans = plans(&[("delta", &DELTA)]);
+        assert_eq!(pick(&plans, &set(&DELTA[1..])), None);
+        assert!(pick(&plans, &set(&DELTA)).is_some());
+    }
+
+    #[test]
+    fn the_smallest_fully_approved_plan_goes_first() {
+        let plans = plans(&[("beta", &BETA), ("delta", &DELTA), ("alpha", &ALPHA)]);
+        let all: TaskSet = set(&BETA)
+            .into_iter()
+            .chain(set(&DELTA))
+            .chain(set(&ALPHA))
+            .collect();
+        assert_eq!(pick(&plans, &all).map(|(n, _)| n), Some(&p("alpha")));
+        let no_alpha: TaskSet = set(&BETA).into_iter().chain(set(&DELTA)).collect();
+        assert_eq!(pick(&plans, &no_alpha).map(|(n, _)| n), Some(&p("delta")));
+    }
+
+    #[test]
+    fn ties_are_broken_by_name_and_empty_plans_never_run() {
+        let plans = plans(&[
+            ("zeta", &["Inst zeta [1.0] (2.0 S)"]),
+            ("alpha", &["Inst alpha [1.0] (2.0 S)"]),
+            ("empty", &[]),
+        ]);
+        let approved = set(&["Inst zeta [1.0] (2.0 S)", "Inst alpha [1.0] (2.0 S)"]);
+        assert_eq!(pick(&plans, &approved).map(|(n, _)| n), Some(&p("alpha")));
+        let only_empty = super::tests::plans(&[("empty", &[])]);
+        assert_eq!(pick(&only_empty, &approved), None);
+    }
+
+    #[test]
+    fn an_approval_for_another_version_does_not_count() {
+        let plans = plans(&[("alpha", &ALPHA)]);
+        let other = Task::new(
+            p("alpha"),
+            Action::Update,
+            Some(Version::new("1.0").unwrap()),
+            Some(Version::new("3.0").unwrap()),
+        )
+        .unwrap();
+        let approved: TaskSet = [other, t(ALPHA[1])].into();
+        assert_eq!(pick(&plans, &approved), None);
+    }
+
+    #[test]
+    fn what_is_still_planned_afterwards_is_unfinished() {
+        // alpha's run also tried to configure the half-configured zeta, which failed again.
+        let executed = set(&[ALPHA[0], ALPHA[1], "Conf zeta (2.0 S)"]);
+        let after = set(&["Conf zeta (2.0 S)", BETA[1]]);
+        assert_eq!(unfinished(&executed, &after), [p("zeta")].into());
+        assert!(unfinished(&executed, &TaskSet::new()).is_empty());
+    }
+
+    #[test]
+    fn failed_packages_wait_for_the_retry_interval() {
+        let mut f = Failures::default();
+        let now = Instant::now();
+        let retry = Duration::from_secs(60);
+        assert!(f.allowed(&p("zeta"), now, retry));
+        f.record(p("zeta"), now);
+        assert!(!f.allowed(&p("zeta"), now + Duration::from_secs(59), retry));
+        assert!(f.allowed(&p("zeta"), now + retry, retry));
+        assert!(f.allowed(&p("alpha"), now, retry));
+        assert_eq!(f.next_retry(retry), Some(now + retry));
+        f.clear(&p("zeta"));
+        assert!(f.is_empty());
+    }
+}

@@ -1,0 +1,82 @@
+//! The package-manager interface the agent loop talks to (APT today, dnf later): plans,
+//! single-package upgrades and what came of them.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use masif_proto::{PackageName, Task, TaskSet};
+
+use crate::exec::Output;
+use crate::Result;
+
+/// One step of a plan, in the package manager's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTask {
+    pub task: Task,
+    /// Where the target version comes from, e.g. `Debian-Security:12/stable [amd64]`: tells a
+    /// security update apart from a point release.
+    pub origin: Option<String>,
+}
+
+/// What the package manager would do, step by step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    steps: Vec<PlannedTask>,
+}
+
+impl Plan {
+    pub fn new(steps: Vec<PlannedTask>) -> Self {
+        Self { steps }
+    }
+
+    pub fn steps(&self) -> &[PlannedTask] {
+        &self.steps
+    }
+
+    /// The distinct tasks of the plan.
+    pub fn tasks(&self) -> TaskSet {
+        self.steps.iter().map(|s| s.task.clone()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The packages the plan touches.
+    pub fn packages(&self) -> BTreeSet<PackageName> {
+        self.steps
+            .iter()
+            .map(|s| s.task.package().clone())
+            .collect()
+    }
+
+    /// The origin text of the step carrying `task`, if any.
+    pub fn origin_of(&self, task: &Task) -> Option<&str> {
+        self.steps
+            .iter()
+            .find(|s| &s.task == task)
+            .and_then(|s| s.origin.as_deref())
+    }
+}
+
+/// How a real run of the package manager ended. The exit status alone does not say whether
+/// the package was upgraded: the caller plans again and looks.
+#[derive(Debug, Clone)]
+pub enum RunOutcome {
+    /// The package manager ran (successfully or not); its output is attached.
+    Ran(Output),
+    /// Another process holds the package manager's lock: nothing was done, try later.
+    Busy(String),
+}
+
+/// A package manager the agent can drive.
+#[async_trait]
+pub trait PackageManager: Send + Sync {
+    /// What a full upgrade of the system would do.
+    async fn plan_full(&self) -> Result<Plan>;
+    /// What upgrading only `package` (and what it needs) would do.
+    async fn plan_package(&self, package: &PackageName) -> Result<Plan>;
+    /// Upgrades `package` (and what it needs) for real, non-interactively, keeping existing
+    /// configuration files.
+    async fn upgrade_package(&self, package: &PackageName) -> Result<RunOutcome>;
+}

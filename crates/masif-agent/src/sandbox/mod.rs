@@ -1,0 +1,484 @@
+//! **Test and demo fixture code**, not used by the agent itself: an APT sandbox in which the
+//! real `apt-get` and `dpkg` work on fake packages without touching the host's package
+//! database (notes/apt-sandbox.md). It builds `.deb`s with `dpkg-deb`, a flat `file:`
+//! repository, a sandbox root with its own dpkg database, and the `apt.conf` that
+//! `APT_CONFIG` points at (read before the host's `apt.conf.d`, so host hooks stay out).
+//! Every command runs through the agent's own wrapper ([`crate::exec::Runner`]).
+//!
+//! ```no_run
+//! # async fn demo() -> masif_agent::Result<()> {
+//! use masif_agent::sandbox::{standard_packages, Sandbox, Stage};
+//! let sb = Sandbox::create("/tmp/sb".as_ref(), &standard_packages()).await?;
+//! sb.publish(Stage::V2).await?;                   // alpha 2.0 etc. become available
+//! let apt = masif_agent::apt::Apt::new(sb.apt_settings());
+//! assert_eq!(sb.installed_version("alpha").await?.as_deref(), Some("1.0"));
+//! # Ok(()) }
+//! ```
+
+mod packages;
+
+pub use packages::{standard_packages, Arch, FakePackage, Stage};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::apt::AptSettings;
+use crate::exec::{Runner, Running};
+use crate::{Error, Result};
+
+/// Marks a directory as a sandbox (so it may be rebuilt).
+const MARKER: &str = ".masif-apt-sandbox";
+const APT_GET: &str = "/usr/bin/apt-get";
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The lock files apt and dpkg take (POSIX fcntl locks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxLock {
+    /// `var/lib/dpkg/lock-frontend`: what a running apt-get or dpkg frontend holds.
+    DpkgFrontend,
+    /// `var/lib/dpkg/lock`.
+    Dpkg,
+    /// `var/cache/apt/archives/lock`.
+    Archives,
+    /// `var/lib/apt/lists/lock`.
+    Lists,
+}
+
+impl SandboxLock {
+    fn relative(self) -> &'static str {
+        match self {
+            SandboxLock::DpkgFrontend => "var/lib/dpkg/lock-frontend",
+            SandboxLock::Dpkg => "var/lib/dpkg/lock",
+            SandboxLock::Archives => "var/cache/apt/archives/lock",
+            SandboxLock::Lists => "var/lib/apt/lists/lock",
+        }
+    }
+}
+
+/// A package as the sandbox's dpkg database records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageState {
+    /// `${db:Status-Abbrev}` without trailing blanks: `ii`, `iF` (half-configured), `rc`…
+    pub status: String,
+    pub version: String,
+}
+
+/// A lock held by a helper process until [`LockHolder::release`] or drop.
+#[derive(Debug)]
+pub struct LockHolder {
+    process: Running,
+}
+
+impl LockHolder {
+    pub async fn release(self) {
+        self.process.stop().await;
+    }
+}
+
+/// One sandbox directory: `pool/`, `repo/`, `root/`, `apt.conf`, `tmp/`.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    dir: PathBuf,
+    arch: String,
+    runner: Runner,
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::Sandbox(format!("{what}: {e}"))
+}
+
+/// The perl helper holding an fcntl write lock (flock(1) would take a BSD lock, which
+/// apt and dpkg do not see). Prints `holding` once the lock is held, then sleeps.
+const HOLD_LOCK_PERL: &str = r#"
+use strict; use warnings; use Fcntl qw(F_SETLKW F_WRLCK SEEK_SET);
+my $path = shift @ARGV;
+open(my $fh, '+<', $path) or die "cannot open $path: $!\n";
+# struct flock on LP64 Linux: short type, short whence, off_t start, off_t len, pid_t pid
+my $want = pack('s s x![q] q q i x![q]', F_WRLCK, SEEK_SET, 0, 0, 0);
+fcntl($fh, F_SETLKW, $want) or die "cannot lock $path: $!\n";
+$| = 1; print "holding\n";
+sleep;
+"#;
+
+impl Sandbox {
+    /// Builds a sandbox in `dir` (which must be empty, missing, or an earlier sandbox): the
+    /// `.deb`s of `packages`, the repository with the [`Stage::V1`] versions, the root with
+    /// the V1 packages marked `installed` installed by the real apt-get.
+    pub async fn create(dir: &Path, packages: &[FakePackage]) -> Result<Self> {
+        for p in packages {
+            p.validate()?;
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir.display()))?;
+        let dir = dir.canonicalize().map_err(io(dir.display()))?;
+        if dir == Path::new("/") {
+            return Err(Error::Sandbox("refusing to use / as a sandbox".into()));
+        }
+        let mut entries = std::fs::read_dir(&dir).map_err(io(dir.display()))?;
+        if entries.next().is_some() {
+            if !dir.join(MARKER).exists() {
+                return Err(Error::Sandbox(format!(
+                    "{} is not empty and not a sandbox; refusing to wipe it",
+                    dir.display()
+                )));
+            }
+            for sub in [
+                "pool",
+                "repo",
+                "repo.new",
+                "root",
+                "root.snap",
+                "tmp",
+                "build",
+            ] {
+                let _ = std::fs::remove_dir_all(dir.join(sub));
+            }
+        }
+        std::fs::write(dir.join(MARKER), "").map_err(io("marker"))?;
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io("tmp"))?;
+        let runner = Runner::new([
+            ("APT_CONFIG", dir.join("apt.conf").into_os_string()),
+            ("TMPDIR", tmp.into_os_string()),
+        ]);
+        let out = runner
+            .command("/usr/bin/dpkg")
+            .arg("--print-architecture")
+            .run()
+            .await?;
+        let arch = out.stdout.trim().to_owned();
+        if !out.success() || arch.is_empty() {
+            return Err(Error::Sandbox(format!(
+                "dpkg --print-architecture: {}",
+                out.stderr.trim()
+            )));
+        }
+        let sandbox = Self { dir, arch, runner };
+        sandbox.build_packages(packages).await?;
+        sandbox.make_root()?;
+        sandbox.publish(Stage::V1).await?;
+        let install: Vec<&str> = packages
+            .iter()
+            .filter(|p| p.stage == Stage::V1 && p.installed)
+            .map(|p| p.name.as_str())
+            .collect();
+        if !install.is_empty() {
+            sandbox.apt_get_install(&install).await?;
+        }
+        Ok(sandbox)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The sandbox root (its own `/`): dpkg database, apt state, installed files.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// The file `APT_CONFIG` must name.
+    pub fn apt_config(&self) -> PathBuf {
+        self.dir.join("apt.conf")
+    }
+
+    /// The environment that points the real apt-get at this sandbox.
+    pub fn apt_env(&self) -> Vec<(String, String)> {
+        self.runner
+            .env()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// APT back-end settings for this sandbox (the host's `/usr/bin/apt-get`).
+    pub fn apt_settings(&self) -> AptSettings {
+        AptSettings {
+            env: self.apt_env(),
+            ..AptSettings::default()
+        }
+    }
+
+    async fn build_packages(&self, packages: &[FakePackage]) -> Result<()> {
+        let work = self.dir.join("build");
+        std::fs::create_dir_all(&work).map_err(io("build"))?;
+        for p in packages {
+            let stage = match p.stage {
+                Stage::V1 => "v1",
+                Stage::V2 => "v2",
+            };
+            let out = self.dir.join("pool").join(stage);
+            std::fs::create_dir_all(&out).map_err(io("pool"))?;
+            p.build(&self.runner, &self.arch, &work, &out).await?;
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(())
+    }
+
+    fn make_root(&self) -> Result<()> {
+        let r = self.root();
+        for d in [
+            "etc/apt/apt.conf.d",
+            "etc/apt/sources.list.d",
+            "etc/apt/preferences.d",
+            "etc/apt/trusted.gpg.d",
+            "etc/apt/auth.conf.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "var/log/apt",
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/lib/dpkg/triggers",
+            "var/lib/dpkg/alternatives",
+        ] {
+            std::fs::create_dir_all(r.join(d)).map_err(io(d))?;
+        }
+        // Empty databases, and the lock files up front so a lock can be held before apt ran.
+        for f in ["var/lib/dpkg/status", "var/lib/dpkg/available"]
+            .into_iter()
+            .chain(
+                [
+                    SandboxLock::DpkgFrontend,
+                    SandboxLock::Dpkg,
+                    SandboxLock::Archives,
+                    SandboxLock::Lists,
+                ]
+                .map(SandboxLock::relative),
+            )
+        {
+            std::fs::write(r.join(f), "").map_err(io(f))?;
+        }
+        let repo = self.dir.join("repo");
+        std::fs::write(
+            r.join("etc/apt/sources.list"),
+            format!("deb [trusted=yes] file:{} ./\n", repo.display()),
+        )
+        .map_err(io("sources.list"))?;
+        std::fs::write(self.apt_config(), apt_conf(&r)).map_err(io("apt.conf"))?;
+        Ok(())
+    }
+
+    async fn step(&self, what: &str, inv: crate::exec::Invocation<'_>) -> Result<String> {
+        let out = inv.timeout(STEP_TIMEOUT).run().await?;
+        if !out.success() {
+            return Err(Error::Sandbox(format!(
+                "{what} ({}): {}{}",
+                out.describe_status(),
+                out.stdout.trim(),
+                out.stderr.trim()
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Publishes the packages of `stage` (V2 includes the V1 versions, as a real archive
+    /// keeps the installed ones) and runs `apt-get update`.
+    pub async fn publish(&self, stage: Stage) -> Result<()> {
+        let new = self.dir.join("repo.new");
+        let _ = std::fs::remove_dir_all(&new);
+        std::fs::create_dir_all(&new).map_err(io("repo.new"))?;
+        let stages: &[&str] = match stage {
+            Stage::V1 => &["v1"],
+            Stage::V2 => &["v1", "v2"],
+        };
+        for s in stages {
+            let pool = self.dir.join("pool").join(s);
+            let Ok(entries) = std::fs::read_dir(&pool) else {
+                continue;
+            };
+            for e in entries {
+                let e = e.map_err(io("pool"))?;
+                std::fs::copy(e.path(), new.join(e.file_name())).map_err(io("pool"))?;
+            }
+        }
+        let packages = self
+            .step(
+                "dpkg-scanpackages",
+                self.runner
+                    .command("/usr/bin/dpkg-scanpackages")
+                    .args(["--multiversion", ".", "/dev/null"])
+                    .current_dir(&new),
+            )
+            .await?;
+        std::fs::write(new.join("Packages"), packages).map_err(io("Packages"))?;
+        // Origin/Label/Codename never change between publishes: apt refuses that.
+        let release = self
+            .step(
+                "apt-ftparchive release",
+                self.runner
+                    .command("/usr/bin/apt-ftparchive")
+                    .args([
+                        "-o",
+                        "APT::FTPArchive::Release::Origin=Sandbox",
+                        "-o",
+                        "APT::FTPArchive::Release::Label=Sandbox",
+                        "-o",
+                        "APT::FTPArchive::Release::Suite=stable",
+                        "-o",
+                        "APT::FTPArchive::Release::Codename=sandbox",
+                        "-o",
+                        "APT::FTPArchive::Release::Version=12",
+                        "release",
+                        ".",
+                    ])
+                    .current_dir(&new),
+            )
+            .await?;
+        std::fs::write(new.join("Release"), release).map_err(io("Release"))?;
+        let repo = self.dir.join("repo");
+        let _ = std::fs::remove_dir_all(&repo);
+        std::fs::rename(&new, &repo).map_err(io("repo"))?;
+        self.step(
+            "apt-get update",
+            self.runner.command(APT_GET).args(["update", "-qq"]),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn apt_get_install(&self, packages: &[&str]) -> Result<()> {
+        self.step(
+            "apt-get install",
+            self.runner
+                .command(APT_GET)
+                .args(["install", "-yqq"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every package the sandbox's dpkg database knows.
+    pub async fn packages(&self) -> Result<BTreeMap<String, PackageState>> {
+        let admindir = format!("--admindir={}", self.root().join("var/lib/dpkg").display());
+        let out = self
+            .runner
+            .command("/usr/bin/dpkg-query")
+            .arg(admindir)
+            .args(["-W", "-f=${Package}|${db:Status-Abbrev}|${Version}\n"])
+            .run()
+            .await?;
+        if !out.success() && !out.stdout.is_empty() {
+            return Err(Error::Sandbox(format!("dpkg-query: {}", out.stderr.trim())));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, '|');
+                let (name, status, version) = (f.next()?, f.next()?, f.next()?);
+                Some((
+                    name.to_owned(),
+                    PackageState {
+                        status: status.trim_end().to_owned(),
+                        version: version.to_owned(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// What the dpkg database says of `package` (`None` if it never was installed).
+    pub async fn package_state(&self, package: &str) -> Result<Option<PackageState>> {
+        Ok(self.packages().await?.remove(package))
+    }
+
+    /// The version of `package` if it is fully installed (`ii`).
+    pub async fn installed_version(&self, package: &str) -> Result<Option<String>> {
+        Ok(self
+            .package_state(package)
+            .await?
+            .filter(|s| s.status == "ii")
+            .map(|s| s.version))
+    }
+
+    /// Holds `lock` from a helper process (as a running apt/dpkg would) until released.
+    pub async fn hold_lock(&self, lock: SandboxLock) -> Result<LockHolder> {
+        let path = self.root().join(lock.relative());
+        let mut process = self
+            .runner
+            .command("/usr/bin/perl")
+            .args(["-e", HOLD_LOCK_PERL])
+            .arg(&path)
+            .spawn()
+            .await?;
+        match tokio::time::timeout(STEP_TIMEOUT, process.next_line()).await {
+            Ok(Some(line)) if line == "holding" => Ok(LockHolder { process }),
+            other => {
+                process.stop().await;
+                Err(Error::Sandbox(format!(
+                    "could not hold {}: {other:?}",
+                    path.display()
+                )))
+            }
+        }
+    }
+
+    /// Saves the root (dpkg database, apt lists, installed files) for [`Sandbox::restore`].
+    pub fn snapshot(&self) -> Result<()> {
+        let snap = self.dir.join("root.snap");
+        let _ = std::fs::remove_dir_all(&snap);
+        copy_tree(&self.root(), &snap)
+    }
+
+    /// Puts the root back as it was at the last [`Sandbox::snapshot`] (milliseconds).
+    pub fn restore(&self) -> Result<()> {
+        let snap = self.dir.join("root.snap");
+        if !snap.is_dir() {
+            return Err(Error::Sandbox("no snapshot to restore".into()));
+        }
+        std::fs::remove_dir_all(self.root()).map_err(io("root"))?;
+        copy_tree(&snap, &self.root())
+    }
+}
+
+/// The `APT_CONFIG` file of a sandbox root `r` (notes/apt-sandbox.md §3).
+fn apt_conf(r: &Path) -> String {
+    let r = r.display();
+    format!(
+        r#"// APT configuration of a Masif apt sandbox: APT_CONFIG=<this file> apt-get ...
+Dir "{r}/";
+Dir::State::status "{r}/var/lib/dpkg/status";
+Dir::Etc::Main "/dev/null";
+Dir::Etc::Parts "{r}/etc/apt/apt.conf.d";
+Dir::Etc::SourceList "{r}/etc/apt/sources.list";
+Dir::Etc::SourceParts "{r}/etc/apt/sources.list.d";
+Dir::Bin::dpkg "/usr/bin/dpkg";
+DPkg::Options {{
+  "--root={r}";
+  "--log={r}/var/log/dpkg.log";
+  "--force-script-chrootless";
+  "--force-not-root";
+  "--force-bad-path";
+}};
+APT::Sandbox::User "root";
+APT::Get::Show-User-Simulation-Note "false";
+Acquire::Languages "none";
+"#
+    )
+}
+
+/// Copies a directory tree (files, directories, symlinks) keeping permissions.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(from).map_err(io(from.display()))?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(from).map_err(io(from.display()))?;
+        std::os::unix::fs::symlink(target, to).map_err(io(to.display()))?;
+    } else if meta.is_dir() {
+        std::fs::create_dir_all(to).map_err(io(to.display()))?;
+        for e in std::fs::read_dir(from).map_err(io(from.display()))? {
+            let e = e.map_err(io(from.display()))?;
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+        std::fs::set_permissions(to, meta.permissions()).map_err(io(to.display()))?;
+    } else {
+        std::fs::copy(from, to).map_err(io(from.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The agent's observable state, shared between the loop and the monitoring socket: what it
+//! is doing now, the last report and error, and the operation counters.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::load::{Load, OpKind};
+
+/// What the agent is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "activity", rename_all = "snake_case")]
+pub enum Activity {
+    Starting,
+    Planning,
+    Reporting,
+    Executing { package: String },
+    WaitingForLock { package: String },
+    Sleeping { until: i64 },
+    Stopping,
+}
+
+/// The last error seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub time: i64,
+    pub message: String,
+}
+
+/// The body of `GET /v1/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    #[serde(flatten)]
+    pub activity: Activity,
+    /// When the current activity began (unix seconds).
+    pub since: i64,
+    /// Last successful report to the master (unix seconds).
+    pub last_report: Option<i64>,
+    /// Last report attempt, successful or not (unix seconds).
+    pub last_report_attempt: Option<i64>,
+    pub last_error: Option<LastError>,
+    /// Tasks waiting for an approval (as last reported).
+    pub pending_tasks: usize,
+    /// Tasks known to be approved and not yet done.
+    pub approved_tasks: usize,
+    /// Packages whose last upgrade failed (retried after the retry interval).
+    pub failed_packages: BTreeSet<String>,
+    /// Upgrade runs that changed the system since start.
+    pub upgrades_done: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    report: StatusReport,
+    load: Load,
+}
+
+/// A cloneable handle on the agent's state.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Now, in unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Monitor {
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                report: StatusReport {
+                    activity: Activity::Starting,
+                    since: unix_now(),
+                    last_report: None,
+                    last_report_attempt: None,
+                    last_error: None,
+                    pending_tasks: 0,
+                    approved_tasks: 0,
+                    failed_packages: BTreeSet::new(),
+                    upgrades_done: 0,
+                },
+                load: Load::default(),
+            })),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut inner)
+    }
+
+    pub fn set_activity(&self, activity: Activity) {
+        self.with(|i| {
+            if i.report.activity != activity {
+                i.report.activity = activity;
+                i.report.since = unix_now();
+            }
+        });
+    }
+
+    pub fn report_attempted(&self, ok: bool, pending: usize) {
+        self.with(|i| {
+            let now = unix_now();
+            i.report.last_report_attempt = Some(now);
+            if ok {
+                i.report.last_report = Some(now);
+                i.report.pending_tasks = pending;
+            }
+        });
+    }
+
+    pub fn set_counts(&self, approved: usize, failed: impl IntoIterator<Item = String>) {
+        self.with(|i| {
+            i.report.approved_tasks = approved;
+            i.report.failed_packages = failed.into_iter().collect();
+        });
+    }
+
+    pub fn upgrade_done(&self) {
+        self.with(|i| i.report.upgrades_done += 1);
+    }
+
+    /// Records an error: last error, and one `error` operation.
+    pub fn error(&self, message: impl Into<String>) {
+        let now = Instant::now();
+        self.with(|i| {
+            i.report.last_error = Some(LastError {
+                time: unix_now(),
+                message: message.into(),
+            });
+            i.load.record(OpKind::Error, now, now);
+        });
+    }
+
+    pub fn record(&self, kind: OpKind, start: Instant, end: Instant) {
+        self.with(|i| i.load.record(kind, start, end));
+    }
+
+    pub fn status(&self) -> StatusReport {
+        self.with(|i| i.report.clone())
+    }
+
+    pub fn load_json(&self) -> serde_json::Value {
+        let snap = self.with(|i| i.load.snapshot(Instant::now()));
+        serde_json::to_value(snap).expect("plain numbers serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_names_the_activity_and_the_last_error() {
+        let m = Monitor::new();
+        m.set_activity(Activity::Executing {
+            package: "alpha".into(),
+        });
+        m.error("upgrading zeta failed");
+        let json = serde_json::to_value(m.status()).unwrap();
+        assert_eq!(json["activity"], "executing");
+        assert_eq!(json["package"], "alpha");
+        assert_eq!(json["last_error"]["message"], "upgrading zeta failed");
+        assert_eq!(json["last_report"], serde_json::Value::Null);
+        assert_eq!(m.load_json()["error"][0], 1.0);
+    }
+}
