@@ -5,6 +5,7 @@
 mod migrations;
 mod model;
 pub mod mysql;
+mod pending;
 pub mod sqlite;
 pub mod testing;
 

@@ -4,8 +4,9 @@
 mod admin;
 mod migrate;
 mod report;
-#[allow(dead_code)] // until the report transaction lands
 mod sql;
+
+pub use report::ReportStats;
 
 use std::fmt;
 use std::time::Duration;
@@ -45,6 +46,7 @@ impl Default for MysqlOptions {
 pub struct MysqlStore {
     pub(crate) pool: Pool,
     pub(crate) options: MysqlOptions,
+    pub(crate) stats: report::Stats,
     url: String,
 }
 
@@ -98,8 +100,14 @@ impl MysqlStore {
         Ok(Self {
             pool: Pool::new(opts),
             options,
+            stats: report::Stats::default(),
             url: url.to_owned(),
         })
+    }
+
+    /// Counters of the report path since connect.
+    pub fn stats(&self) -> ReportStats {
+        self.stats.snapshot()
     }
 
     /// Closes every pooled connection (waits for connections in use to come back).

@@ -1,14 +1,558 @@
 //! The report transaction of the MySQL back end.
+//!
+//! Round trips per report:
+//! * **unchanged report** (the steady state): one read-only query returning the agent's id,
+//!   stored pending-set digest, `last_seen` and number of pending rows, the ids of the reported
+//!   packages, and the approval rows that can match (agent NULL or this agent; package NULL or
+//!   a reported one: index ranges on `task (package, approved, agent)`, bounded however many
+//!   approvals for other agents pile up). If the digest of the not-approved tasks equals the
+//!   stored one and the row count agrees, nothing is written (`last_seen` at most once per
+//!   `last_seen_interval`: one more autocommit UPDATE).
+//! * **changed report**: the snapshot query, a multi-row upsert (+ re-select) for new packages
+//!   and an upsert for a new agent, then a two-round-trip transaction: `START TRANSACTION`, lock
+//!   the agent's row, read its pending rows and the approvals again; then one multi-statement
+//!   batch: multi-row DELETE by id, multi-row INSERT, `agent.mtime`, `agent_report`, `COMMIT`.
+//!
+//! Isolation: READ COMMITTED (session default, see `session_setup`). Concurrent reports of
+//! one agent serialize on the agent row's lock (`SELECT … FOR UPDATE` by primary key, a record
+//! lock without gaps), and each reads the pending rows after getting it, so the pending set is
+//! always exactly one report's, as in a serial execution per agent. Correctness does not rest
+//! on SERIALIZABLE, which on InnoDB turns every read into a shared next-key lock: reports of
+//! different agents then deadlock on the gaps of `task`'s indexes, which is what stalls the
+//! original under concurrency (and Galera honours isolation only per node anyway). Under
+//! READ COMMITTED no gap locks are taken, so reports of different agents do not block each
+//! other. An approval committed while a report is in flight takes effect at the agent's next
+//! report at the latest (the approvals are re-read inside the transaction to keep the window
+//! to milliseconds).
+//!
+//! Retries: a deadlock (1213, also Galera's certification failure) or lock wait timeout (1205)
+//! rolls back and retries after a short jittered backoff, at most `max_attempts` times, then
+//! fails with `RetriesExhausted`. Dropping the future (the client went away; the master wraps
+//! each report in a deadline) stops retrying: the connection was marked for reset, so the pool
+//! rolls back whatever was open.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use masif_proto::{AgentName, TaskSet};
+use masif_proto::{AgentName, Task, TaskSet};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row};
+use rand::Rng;
 
+use super::sql::{db_error, is_conflict, lit, tuple};
 use super::MysqlStore;
+use crate::pending::{diff, pending_digest, split, Pattern};
 use crate::{Reports, Result, StoreError};
+
+/// Counters of the report path since the store was opened (for benchmarks and metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportStats {
+    /// Reports handled (successfully or not).
+    pub reports: u64,
+    /// Queries sent to the server by reports (a multi-statement batch counts once).
+    pub round_trips: u64,
+    /// Report transactions committed (changed reports).
+    pub write_transactions: u64,
+    /// Attempts that hit 1213/1205 and were rolled back.
+    pub conflicts: u64,
+}
+
+/// The live counters behind [`ReportStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    reports: AtomicU64,
+    round_trips: AtomicU64,
+    write_transactions: AtomicU64,
+    conflicts: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> ReportStats {
+        ReportStats {
+            reports: self.reports.load(Ordering::Relaxed),
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            write_transactions: self.write_transactions.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+        }
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type DbResult<T> = std::result::Result<T, mysql_async::Error>;
 
 #[async_trait]
 impl Reports for MysqlStore {
-    async fn report(&self, _agent: &AgentName, _tasks: &TaskSet) -> Result<TaskSet> {
-        Err(StoreError::Invalid("not implemented yet".into()))
+    async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
+        Stats::bump(&self.stats.reports);
+        let mut s = Session {
+            conn: self.pool.get_conn().await.map_err(db_error)?,
+            stats: &self.stats,
+        };
+        let now = unix_now();
+        let names: Vec<&str> = package_names(tasks);
+        let mut retry = Retry::new(self.options.max_attempts, &self.stats);
+
+        let snapshot = loop {
+            match read_snapshot(&mut s, agent.as_str(), &names).await {
+                Ok(snapshot) => break snapshot,
+                Err(e) => retry.after(e).await?,
+            }
+        };
+        let (approved, pending) = split(tasks, &snapshot.patterns);
+        let digest = pending_digest(&pending);
+        if let Some(known) = &snapshot.agent {
+            if known.digest.as_deref() == Some(&digest[..])
+                && known.pending_rows == pending.len() as u64
+            {
+                let interval =
+                    i64::try_from(self.options.last_seen_interval.as_secs()).unwrap_or(i64::MAX);
+                if known.last_seen.is_none_or(|seen| now - seen >= interval) {
+                    // Autocommit, one row by primary key: nothing to retry but conflicts.
+                    loop {
+                        match s.exec(touch_last_seen(known.id, now)).await {
+                            Ok(()) => break,
+                            Err(e) => retry.after(e).await?,
+                        }
+                    }
+                }
+                return Ok(approved);
+            }
+        }
+
+        // Changed: make sure package and agent rows exist (idempotent, committed on their own).
+        let mut package_ids = snapshot.package_ids;
+        let missing: Vec<&str> = pending
+            .iter()
+            .map(|t| t.package().as_str())
+            .filter(|n| !package_ids.contains_key(*n))
+            .collect();
+        if !missing.is_empty() {
+            let created = loop {
+                match create_packages(&mut s, &missing).await {
+                    Ok(ids) => break ids,
+                    Err(e) => retry.after(e).await?,
+                }
+            };
+            package_ids.extend(created);
+        }
+        let mut agent_id = snapshot.agent.as_ref().map(|a| a.id);
+        loop {
+            let id = match agent_id {
+                Some(id) => id,
+                None => match create_agent(&mut s, agent.as_str(), now).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        retry.after(e).await?;
+                        continue;
+                    }
+                },
+            };
+            agent_id = Some(id);
+            let outcome = write(&mut s, id, tasks, &package_ids, now).await;
+            // Whatever happened, no transaction stays open on this connection.
+            let outcome = match outcome {
+                Ok(answer) => Ok(answer),
+                Err(e) => {
+                    if let Err(rollback) = s.exec("ROLLBACK".to_owned()).await {
+                        return Err(db_error(rollback));
+                    }
+                    Err(e)
+                }
+            };
+            s.conn.reset_connection(false);
+            match outcome {
+                Ok(Written::Done(answer)) => {
+                    Stats::bump(&self.stats.write_transactions);
+                    return Ok(answer);
+                }
+                Ok(Written::AgentGone) => agent_id = None,
+                Ok(Written::PackagesGone(names)) => {
+                    // Deleted by a reset in the meantime: create them again.
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    match create_packages(&mut s, &names).await {
+                        Ok(created) => package_ids.extend(created),
+                        Err(e) => retry.after(e).await?,
+                    }
+                }
+                Err(e) => retry.after(e).await?,
+            }
+        }
     }
+}
+
+/// A pooled connection that counts its round trips.
+struct Session<'a> {
+    conn: Conn,
+    stats: &'a Stats,
+}
+
+impl Session<'_> {
+    async fn exec(&mut self, sql: String) -> DbResult<()> {
+        Stats::bump(&self.stats.round_trips);
+        self.conn.query_drop(sql).await
+    }
+
+    async fn rows(&mut self, sql: String) -> DbResult<Vec<Row>> {
+        Stats::bump(&self.stats.round_trips);
+        self.conn.query(sql).await
+    }
+}
+
+/// Counts attempts and sleeps between them; turns the last conflict or any other error into
+/// the store's error.
+struct Retry<'a> {
+    attempt: u32,
+    max: u32,
+    stats: &'a Stats,
+}
+
+impl<'a> Retry<'a> {
+    fn new(max: u32, stats: &'a Stats) -> Self {
+        Self {
+            attempt: 0,
+            max: max.max(1),
+            stats,
+        }
+    }
+
+    async fn after(&mut self, err: mysql_async::Error) -> Result<()> {
+        if !is_conflict(&err) {
+            return Err(db_error(err));
+        }
+        Stats::bump(&self.stats.conflicts);
+        self.attempt += 1;
+        if self.attempt >= self.max {
+            tracing::warn!("report gave up after {} conflicts: {err}", self.attempt);
+            return Err(StoreError::RetriesExhausted {
+                attempts: self.attempt,
+            });
+        }
+        tracing::debug!("report conflict {}, retrying: {err}", self.attempt);
+        // 5, 10, 20 … ms capped at 320 ms, jittered to 50–100 % so colliding reports part.
+        let cap = 5u64 << self.attempt.min(6);
+        let ms = rand::rng().random_range(cap / 2..=cap);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The distinct package names of a report, sorted.
+fn package_names(tasks: &TaskSet) -> Vec<&str> {
+    let mut names: Vec<&str> = tasks.iter().map(|t| t.package().as_str()).collect();
+    names.dedup(); // a TaskSet is sorted by package first
+    names
+}
+
+/// What the steady-state query knows about the agent.
+struct KnownAgent {
+    id: u64,
+    digest: Option<Vec<u8>>,
+    last_seen: Option<i64>,
+    pending_rows: u64,
+}
+
+struct Snapshot {
+    agent: Option<KnownAgent>,
+    package_ids: HashMap<String, u64>,
+    patterns: Vec<Pattern>,
+}
+
+/// Whose approvals a query reads: by name (before the agent's id is known) or by id.
+enum Who<'a> {
+    Name(&'a str),
+    Id(u64),
+}
+
+/// Columns of every branch of the snapshot union: kind, id, digest, last_seen, pending count,
+/// name, action, from_version, to_version.
+type SnapshotRow = (
+    String,
+    u64,
+    Option<Vec<u8>>,
+    Option<i64>,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Union branches (`kind` 'p') returning the approval rows that can match a report of `who`
+/// naming the packages `names` (an SQL tuple, `None` for no packages).
+fn pattern_branches(who: &Who<'_>, names: Option<&str>) -> Vec<String> {
+    const WITH_PACKAGE: &str = "SELECT 'p', t.id, NULL, NULL, NULL, p.name, t.action, \
+                                t.from_version, t.to_version";
+    const ANY_PACKAGE: &str = "SELECT 'p', t.id, NULL, NULL, NULL, NULL, t.action, \
+                               t.from_version, t.to_version";
+    let (join, this_agent) = match who {
+        Who::Name(name) => (
+            "JOIN agent a ON a.id = t.agent",
+            format!("a.name = {}", lit(*name)),
+        ),
+        Who::Id(id) => ("", format!("t.agent = {id}")),
+    };
+    let mut branches = Vec::with_capacity(4);
+    if let Some(names) = names {
+        branches.push(format!(
+            "{WITH_PACKAGE} FROM package p JOIN task t ON t.package = p.id \
+             WHERE p.name IN {names} AND t.approved = 1 AND t.agent IS NULL"
+        ));
+        branches.push(format!(
+            "{WITH_PACKAGE} FROM package p JOIN task t ON t.package = p.id {join} \
+             WHERE p.name IN {names} AND t.approved = 1 AND {this_agent}"
+        ));
+    }
+    branches.push(format!(
+        "{ANY_PACKAGE} FROM task t WHERE t.package IS NULL AND t.approved = 1 AND t.agent IS NULL"
+    ));
+    branches.push(format!(
+        "{ANY_PACKAGE} FROM task t {join} WHERE t.package IS NULL AND t.approved = 1 \
+         AND {this_agent}"
+    ));
+    branches
+}
+
+fn pattern_from(row: &SnapshotRow) -> Pattern {
+    Pattern {
+        package: row.5.clone(),
+        action: row.6.clone(),
+        from_version: row.7.clone(),
+        to_version: row.8.clone(),
+    }
+}
+
+fn decode<T: FromRow>(rows: Vec<Row>) -> DbResult<Vec<T>> {
+    rows.into_iter()
+        .map(|row| {
+            T::from_row_opt(row)
+                .map_err(|e| mysql_async::Error::Other(format!("unexpected row shape: {e}").into()))
+        })
+        .collect()
+}
+
+/// The one read-only round trip every report starts with.
+async fn read_snapshot(s: &mut Session<'_>, agent: &str, names: &[&str]) -> DbResult<Snapshot> {
+    let names_sql = (!names.is_empty()).then(|| tuple(names.iter().copied()));
+    let mut branches = vec![format!(
+        "SELECT 'a', a.id, r.pending_hash, r.last_seen, \
+           (SELECT COUNT(*) FROM task c WHERE c.agent = a.id AND c.approved = 0), \
+           NULL, NULL, NULL, NULL \
+         FROM agent a LEFT JOIN agent_report r ON r.agent = a.id WHERE a.name = {}",
+        lit(agent)
+    )];
+    if let Some(names) = &names_sql {
+        branches.push(format!(
+            "SELECT 'k', id, NULL, NULL, NULL, name, NULL, NULL, NULL \
+             FROM package WHERE name IN {names}"
+        ));
+    }
+    branches.extend(pattern_branches(&Who::Name(agent), names_sql.as_deref()));
+    let rows: Vec<SnapshotRow> = decode(s.rows(branches.join(" UNION ALL ")).await?)?;
+    let mut snapshot = Snapshot {
+        agent: None,
+        package_ids: HashMap::new(),
+        patterns: Vec::new(),
+    };
+    for row in rows {
+        match row.0.as_str() {
+            "a" => {
+                snapshot.agent = Some(KnownAgent {
+                    id: row.1,
+                    digest: row.2,
+                    last_seen: row.3,
+                    pending_rows: row.4.unwrap_or(0),
+                })
+            }
+            "k" => {
+                if let Some(name) = row.5 {
+                    snapshot.package_ids.insert(name, row.1);
+                }
+            }
+            _ => snapshot.patterns.push(pattern_from(&row)),
+        }
+    }
+    Ok(snapshot)
+}
+
+fn touch_last_seen(agent: u64, now: i64) -> String {
+    format!("UPDATE agent_report SET last_seen = {now} WHERE agent = {agent} AND last_seen < {now}")
+}
+
+/// Creates the package rows `names` (one multi-row upsert; no IGNORE, so strict mode still
+/// rejects what a column cannot hold) and returns their ids.
+async fn create_packages(s: &mut Session<'_>, names: &[&str]) -> DbResult<HashMap<String, u64>> {
+    let values: Vec<String> = names.iter().map(|n| format!("({})", lit(*n))).collect();
+    s.exec(format!(
+        "INSERT INTO package (name) VALUES {} ON DUPLICATE KEY UPDATE id = id",
+        values.join(", ")
+    ))
+    .await?;
+    let rows: Vec<(u64, String)> = decode(
+        s.rows(format!(
+            "SELECT id, name FROM package WHERE name IN {}",
+            tuple(names.iter().copied())
+        ))
+        .await?,
+    )?;
+    Ok(rows.into_iter().map(|(id, name)| (name, id)).collect())
+}
+
+/// Creates the agent row if needed and returns its id.
+async fn create_agent(s: &mut Session<'_>, name: &str, now: i64) -> DbResult<u64> {
+    Stats::bump(&s.stats.round_trips);
+    let result = s
+        .conn
+        .query_iter(format!(
+            "INSERT INTO agent (name, ctime, mtime) VALUES ({}, {now}, {now}) \
+             ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
+            lit(name)
+        ))
+        .await?;
+    let id = result.last_insert_id();
+    result.drop_result().await?;
+    id.ok_or_else(|| mysql_async::Error::Other("agent upsert returned no id".into()))
+}
+
+enum Written {
+    Done(TaskSet),
+    /// The agent row vanished (a reset deleted it): create it again.
+    AgentGone,
+    /// These package rows vanished (a reset deleted them): create them again.
+    PackagesGone(Vec<String>),
+}
+
+/// A stored pending row: id, package id, action, from_version, to_version.
+type StoredRow = (
+    u64,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Content of a pending row: package id, action, from_version, to_version.
+type RowKey = (u64, String, Option<String>, Option<String>);
+
+/// One attempt of the transaction. Leaves a transaction open on error (the caller rolls back).
+async fn write(
+    s: &mut Session<'_>,
+    agent_id: u64,
+    tasks: &TaskSet,
+    package_ids: &HashMap<String, u64>,
+    now: i64,
+) -> DbResult<Written> {
+    // Round trip 1: begin, lock the agent row, read its pending rows and the approvals.
+    let names = package_names(tasks);
+    let names_sql = (!names.is_empty()).then(|| tuple(names.iter().copied()));
+    let patterns_sql =
+        pattern_branches(&Who::Id(agent_id), names_sql.as_deref()).join(" UNION ALL ");
+    s.conn.reset_connection(true); // a dropped future must not leave this transaction open
+    Stats::bump(&s.stats.round_trips);
+    let mut result = s
+        .conn
+        .query_iter(format!(
+            "START TRANSACTION; \
+             SELECT id FROM agent WHERE id = {agent_id} FOR UPDATE; \
+             SELECT id, package, action, from_version, to_version FROM task \
+               WHERE agent = {agent_id} AND approved = 0; \
+             {patterns_sql}"
+        ))
+        .await?;
+    let _: Vec<Row> = result.collect().await?;
+    let locked: Vec<Row> = result.collect().await?;
+    let stored: Vec<StoredRow> = decode(result.collect().await?)?;
+    let patterns: Vec<SnapshotRow> = decode(result.collect().await?)?;
+    result.drop_result().await?;
+    if locked.is_empty() {
+        return Ok(Written::AgentGone);
+    }
+    let patterns: Vec<Pattern> = patterns.iter().map(pattern_from).collect();
+    let (approved, pending) = split(tasks, &patterns);
+
+    let mut wanted = Vec::with_capacity(pending.len());
+    let mut gone = Vec::new();
+    for task in &pending {
+        match package_ids.get(task.package().as_str()) {
+            Some(id) => wanted.push((row_key(*id, task), *task)),
+            None => gone.push(task.package().as_str().to_owned()),
+        }
+    }
+    if !gone.is_empty() {
+        gone.dedup();
+        return Ok(Written::PackagesGone(gone));
+    }
+    let stored = stored.into_iter().map(|(id, package, action, from, to)| {
+        // A row without package or action can never be wanted: key it so it never matches.
+        (
+            id,
+            (package.unwrap_or(0), action.unwrap_or_default(), from, to),
+        )
+    });
+    let (stale, inserts) = diff(stored, wanted);
+
+    // Round trip 2: every write and the commit in one batch.
+    let mut batch = Vec::with_capacity(5);
+    if !stale.is_empty() {
+        batch.push(format!(
+            "DELETE FROM task WHERE id IN {} AND agent = {agent_id} AND approved = 0",
+            tuple(stale.iter().copied())
+        ));
+    }
+    if !inserts.is_empty() {
+        let rows: Vec<String> = inserts
+            .iter()
+            .map(|t| insert_row(agent_id, package_ids[t.package().as_str()], t))
+            .collect();
+        batch.push(format!(
+            "INSERT INTO task (agent, package, from_version, to_version, action, approved) \
+             VALUES {}",
+            rows.join(", ")
+        ));
+    }
+    if !stale.is_empty() || !inserts.is_empty() {
+        batch.push(format!(
+            "UPDATE agent SET mtime = {now} WHERE id = {agent_id}"
+        ));
+    }
+    let digest: String = pending_digest(&pending)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    batch.push(format!(
+        "INSERT INTO agent_report (agent, pending_hash, last_seen) \
+         VALUES ({agent_id}, X'{digest}', {now}) \
+         ON DUPLICATE KEY UPDATE pending_hash = VALUES(pending_hash), last_seen = VALUES(last_seen)"
+    ));
+    batch.push("COMMIT".to_owned());
+    s.exec(batch.join("; ")).await?;
+    Ok(Written::Done(approved))
+}
+
+fn row_key(package_id: u64, task: &Task) -> RowKey {
+    (
+        package_id,
+        task.action().as_str().to_owned(),
+        task.from_version().map(|v| v.as_str().to_owned()),
+        task.to_version().map(|v| v.as_str().to_owned()),
+    )
+}
+
+fn insert_row(agent_id: u64, package_id: u64, task: &Task) -> String {
+    format!(
+        "({agent_id}, {package_id}, {}, {}, {}, 0)",
+        lit(task.from_version().map(|v| v.as_str())),
+        lit(task.to_version().map(|v| v.as_str())),
+        lit(task.action().as_str())
+    )
 }

@@ -324,4 +324,19 @@ macro_rules! contract_test {
             }
         }
     };
+    // A back end that does not meet the contract yet: its test is marked ignored with the
+    // reason (run it with `cargo nextest run --run-ignored all`) until that back end is fixed.
+    ($name:ident, ignore_sqlite = $why:literal) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                $crate::run($crate::Backend::Mysql, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = $why]
+            async fn sqlite() {
+                $crate::run($crate::Backend::Sqlite, super::$name).await
+            }
+        }
+    };
 }

@@ -1,6 +1,138 @@
-//! Contract tests of the report transaction, run against every back end.
+//! Contract tests of the report transaction, run against every back end: approval patterns,
+//! pending-set replacement, agent isolation, steady state, last_seen, concurrency.
+
+use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
 
 use crate::{contract_test, TestStore};
+
+pub fn agent(name: &str) -> AgentName {
+    AgentName::new(name).unwrap()
+}
+
+pub fn task(package: &str, action: Action, from: Option<&str>, to: Option<&str>) -> Task {
+    Task::new(
+        PackageName::new(package).unwrap(),
+        action,
+        from.map(|v| Version::new(v).unwrap()),
+        to.map(|v| Version::new(v).unwrap()),
+    )
+    .unwrap()
+}
+
+pub fn update(package: &str, from: &str, to: &str) -> Task {
+    task(package, Action::Update, Some(from), Some(to))
+}
+
+pub fn install(package: &str, to: &str) -> Task {
+    task(package, Action::Install, None, Some(to))
+}
+
+pub fn set<const N: usize>(tasks: [Task; N]) -> TaskSet {
+    tasks.into()
+}
+
+/// `'text'` with quotes doubled: standard SQL, valid for both back ends.
+pub fn q(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn q_opt(text: Option<&str>) -> String {
+    text.map_or_else(|| "NULL".to_owned(), q)
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Writes an approval row the way the original UI does (NULL columns are wildcards; agent
+/// NULL means every agent), creating the agent and package rows it names.
+pub async fn approve_raw(
+    db: &TestStore,
+    agent: Option<&str>,
+    package: Option<&str>,
+    action: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) {
+    if let Some(a) = agent {
+        db.exec(&format!(
+            "INSERT INTO agent (name, ctime, mtime) SELECT {0}, 1, 1 \
+             WHERE NOT EXISTS (SELECT 1 FROM agent WHERE name = {0})",
+            q(a)
+        ))
+        .await;
+    }
+    if let Some(p) = package {
+        db.exec(&format!(
+            "INSERT INTO package (name) SELECT {0} \
+             WHERE NOT EXISTS (SELECT 1 FROM package WHERE name = {0})",
+            q(p)
+        ))
+        .await;
+    }
+    let agent_id = agent.map_or("NULL".to_owned(), |a| {
+        format!("(SELECT id FROM agent WHERE name = {})", q(a))
+    });
+    let package_id = package.map_or("NULL".to_owned(), |p| {
+        format!("(SELECT id FROM package WHERE name = {})", q(p))
+    });
+    db.exec(&format!(
+        "INSERT INTO task (agent, package, from_version, to_version, action, approved) \
+         VALUES ({agent_id}, {package_id}, {}, {}, {}, 1)",
+        q_opt(from),
+        q_opt(to),
+        q_opt(action)
+    ))
+    .await;
+}
+
+/// The agent's pending rows as (package, action, from, to), sorted.
+pub async fn pending(db: &TestStore, agent: &str) -> Vec<Vec<Option<String>>> {
+    db.rows(&format!(
+        "SELECT p.name, t.action, t.from_version, t.to_version \
+         FROM task t JOIN package p ON p.id = t.package JOIN agent a ON a.id = t.agent \
+         WHERE a.name = {} AND t.approved = 0 ORDER BY 1, 2, 3, 4",
+        q(agent)
+    ))
+    .await
+}
+
+/// The pending rows a task set should leave, in the shape of [`pending`].
+pub fn rows_of(tasks: &[&Task]) -> Vec<Vec<Option<String>>> {
+    let mut rows: Vec<Vec<Option<String>>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                Some(t.package().to_string()),
+                Some(t.action().to_string()),
+                t.from_version().map(|v| v.to_string()),
+                t.to_version().map(|v| v.to_string()),
+            ]
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Every row of every table the report touches, for "nothing changed" checks.
+pub async fn dump(db: &TestStore) -> Vec<Vec<Vec<Option<String>>>> {
+    let mut tables = Vec::new();
+    for sql in [
+        "SELECT id, name, ctime, mtime FROM agent ORDER BY id",
+        "SELECT id, name FROM package ORDER BY id",
+        "SELECT id, agent, package, from_version, to_version, action, approved FROM task ORDER BY id",
+        "SELECT agent, last_seen FROM agent_report ORDER BY agent",
+    ] {
+        tables.push(db.rows(sql).await);
+    }
+    tables
+}
 
 async fn migrated_database_is_empty(db: TestStore) {
     for table in ["agent", "package", "task", "agent_report"] {
@@ -12,3 +144,438 @@ async fn migrated_database_is_empty(db: TestStore) {
     }
 }
 contract_test!(migrated_database_is_empty);
+
+async fn first_report_creates_agent_packages_and_pending_rows(db: TestStore) {
+    let tasks = set([
+        update("perl", "5.24.1-3+deb9u3", "5.24.1-3+deb9u4"),
+        install("libnew", "1.0"),
+        task("old", Action::Remove, Some("2"), None),
+        task("half", Action::Configure, None, Some("3")),
+    ]);
+    let approved = db.store.report(&agent("web1"), &tasks).await.unwrap();
+    assert!(approved.is_empty());
+    let all: Vec<&Task> = tasks.iter().collect();
+    assert_eq!(pending(&db, "web1").await, rows_of(&all));
+    assert_eq!(db.int("SELECT COUNT(*) FROM package").await, 4);
+    let t = now();
+    let ctime = db.int("SELECT ctime FROM agent WHERE name = 'web1'").await;
+    assert!((t - 5..=t + 1).contains(&ctime), "ctime {ctime}, now {t}");
+    assert_eq!(
+        db.int("SELECT mtime FROM agent WHERE name = 'web1'").await,
+        ctime
+    );
+}
+contract_test!(first_report_creates_agent_packages_and_pending_rows);
+
+/// Every combination of NULL wildcards in an approval row, for every agent, this agent and
+/// another agent.
+async fn approval_patterns_with_null_wildcards(db: TestStore) {
+    let reported = update("perl", "1.0", "1.1");
+    let mut case = 0;
+    for scope in ["all", "this", "other"] {
+        for mask in 0..16u8 {
+            case += 1;
+            let me = format!("host{case}");
+            let col = |bit: u8, value: &'static str| (mask & bit != 0).then_some(value);
+            let agent_col = match scope {
+                "all" => None,
+                "this" => Some(me.as_str()),
+                _ => Some("somebody-else"),
+            };
+            approve_raw(
+                &db,
+                agent_col,
+                col(1, "perl"),
+                col(2, "update"),
+                col(4, "1.0"),
+                col(8, "1.1"),
+            )
+            .await;
+            let tasks = set([reported.clone(), install("unrelated", "1")]);
+            let approved = db.store.report(&agent(&me), &tasks).await.unwrap();
+            let expect_perl = scope != "other";
+            // Only a pattern with package NULL may also approve the unrelated install, and only
+            // when it leaves action and versions open too.
+            let expect_unrelated = scope != "other" && mask == 0;
+            assert_eq!(
+                approved.contains(&reported),
+                expect_perl,
+                "scope {scope}, mask {mask:04b}"
+            );
+            assert_eq!(
+                approved.contains(&install("unrelated", "1")),
+                expect_unrelated,
+                "scope {scope}, mask {mask:04b}"
+            );
+            let pending_now = pending(&db, &me).await;
+            assert_eq!(
+                pending_now.len(),
+                2 - approved.len(),
+                "approved tasks are not pending ({scope}, {mask:04b})"
+            );
+            db.exec("DELETE FROM task WHERE approved = 1").await;
+        }
+    }
+}
+contract_test!(approval_patterns_with_null_wildcards);
+
+/// Patterns whose set columns differ from the task never match.
+async fn mismatching_patterns_do_not_approve(db: TestStore) {
+    let perl = update("perl", "1.0", "1.1");
+    type Columns = (
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let cases: [Columns; 5] = [
+        (Some("Perl"), None, None, None),
+        (Some("perl"), Some("install"), None, None),
+        (Some("perl"), None, Some("0.9"), None),
+        (Some("perl"), None, None, Some("1.2")),
+        (Some("python"), Some("update"), Some("1.0"), Some("1.1")),
+    ];
+    for (p, a, f, t) in cases {
+        approve_raw(&db, None, p, a, f, t).await;
+    }
+    let approved = db.store.report(&agent("h"), &set([perl])).await.unwrap();
+    assert!(approved.is_empty(), "{approved:?}");
+    assert_eq!(pending(&db, "h").await.len(), 1);
+}
+contract_test!(mismatching_patterns_do_not_approve);
+
+/// The original UI's "approve for every agent" rows: agent NULL, from_version NULL.
+async fn original_ui_approvals_apply_to_every_agent(db: TestStore) {
+    approve_raw(&db, None, Some("perl"), Some("update"), None, Some("1.1")).await;
+    for (host, from) in [("a", "1.0"), ("b", "0.9")] {
+        let t = update("perl", from, "1.1");
+        let approved = db
+            .store
+            .report(&agent(host), &set([t.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(approved, set([t]));
+        assert!(pending(&db, host).await.is_empty());
+    }
+    // Another target version is not covered.
+    let other = update("perl", "1.0", "1.2");
+    assert!(db
+        .store
+        .report(&agent("c"), &set([other]))
+        .await
+        .unwrap()
+        .is_empty());
+}
+contract_test!(original_ui_approvals_apply_to_every_agent);
+
+async fn pending_set_is_replaced(db: TestStore) {
+    let (a, b, c) = (install("a", "1"), install("b", "1"), install("c", "1"));
+    let me = agent("host");
+    db.store
+        .report(&me, &set([a.clone(), b.clone()]))
+        .await
+        .unwrap();
+    db.store
+        .report(&me, &set([b.clone(), c.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(pending(&db, "host").await, rows_of(&[&b, &c]));
+    // Approve c for this agent: it is answered and no longer pending.
+    approve_raw(&db, Some("host"), Some("c"), None, None, None).await;
+    let approved = db
+        .store
+        .report(&me, &set([b.clone(), c.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(approved, set([c.clone()]));
+    assert_eq!(pending(&db, "host").await, rows_of(&[&b]));
+    // An approval row is never deleted by a report, even when its task is no longer reported.
+    db.store.report(&me, &set([b.clone()])).await.unwrap();
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM task WHERE approved = 1").await,
+        1
+    );
+}
+contract_test!(pending_set_is_replaced);
+
+async fn empty_report_deletes_pending_rows(db: TestStore) {
+    let me = agent("host");
+    db.store
+        .report(&me, &set([install("a", "1"), install("b", "2")]))
+        .await
+        .unwrap();
+    let approved = db.store.report(&me, &TaskSet::new()).await.unwrap();
+    assert!(approved.is_empty());
+    assert!(pending(&db, "host").await.is_empty());
+    assert_eq!(db.int("SELECT COUNT(*) FROM agent").await, 1);
+    // An agent that has never had anything to do is recorded too (last contact).
+    db.store
+        .report(&agent("idle"), &TaskSet::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM agent WHERE name = 'idle'")
+            .await,
+        1
+    );
+    assert_eq!(db.int("SELECT COUNT(*) FROM task").await, 0);
+}
+contract_test!(empty_report_deletes_pending_rows);
+
+async fn agents_are_isolated(db: TestStore) {
+    let (x, y) = (install("x", "1"), install("y", "1"));
+    db.store
+        .report(&agent("A"), &set([x.clone()]))
+        .await
+        .unwrap();
+    db.store
+        .report(&agent("B"), &set([x.clone(), y.clone()]))
+        .await
+        .unwrap();
+    // A's approval does not approve B's identical task.
+    approve_raw(&db, Some("A"), Some("x"), None, None, None).await;
+    let b_answer = db
+        .store
+        .report(&agent("B"), &set([x.clone(), y.clone()]))
+        .await
+        .unwrap();
+    assert!(b_answer.is_empty());
+    let a_answer = db
+        .store
+        .report(&agent("A"), &set([x.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(a_answer, set([x.clone()]));
+    // A's empty report leaves B alone.
+    db.store.report(&agent("A"), &TaskSet::new()).await.unwrap();
+    assert_eq!(pending(&db, "B").await, rows_of(&[&x, &y]));
+    assert!(pending(&db, "A").await.is_empty());
+    // Agent names are exact: "a" is not "A".
+    db.store
+        .report(&agent("a"), &set([y.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(pending(&db, "a").await, rows_of(&[&y]));
+    assert!(pending(&db, "A").await.is_empty());
+}
+contract_test!(agents_are_isolated);
+
+/// Duplicate rows stored by someone else (the original master could leave them) collapse.
+async fn stored_duplicates_collapse(db: TestStore) {
+    let (a, b) = (install("a", "1"), install("b", "1"));
+    let me = agent("host");
+    db.store
+        .report(&me, &set([a.clone(), b.clone()]))
+        .await
+        .unwrap();
+    db.exec(
+        "INSERT INTO task (agent, package, from_version, to_version, action, approved) \
+         SELECT agent, package, from_version, to_version, action, approved FROM task",
+    )
+    .await;
+    assert_eq!(pending(&db, "host").await.len(), 4);
+    db.store
+        .report(&me, &set([a.clone(), b.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(pending(&db, "host").await, rows_of(&[&a, &b]));
+}
+contract_test!(
+    stored_duplicates_collapse,
+    ignore_sqlite = "SqliteStore's unchanged-report check trusts the digest alone; compare the pending row count too"
+);
+
+async fn unchanged_report_writes_nothing(db: TestStore) {
+    let me = agent("host");
+    let tasks = set([install("a", "1"), update("b", "1", "2")]);
+    approve_raw(&db, None, Some("b"), None, None, None).await;
+    let first = db.store.report(&me, &tasks).await.unwrap();
+    db.exec("UPDATE agent SET mtime = 7").await;
+    let before = dump(&db).await;
+    for _ in 0..3 {
+        assert_eq!(db.store.report(&me, &tasks).await.unwrap(), first);
+    }
+    assert_eq!(
+        dump(&db).await,
+        before,
+        "an unchanged report changed a table"
+    );
+}
+contract_test!(unchanged_report_writes_nothing);
+
+async fn mtime_changes_only_with_the_pending_set(db: TestStore) {
+    let me = agent("host");
+    let tasks = set([install("a", "1")]);
+    db.store.report(&me, &tasks).await.unwrap();
+    db.exec("UPDATE agent SET mtime = 7").await;
+    // last_seen old: the unchanged report refreshes it, but mtime stays.
+    db.exec("UPDATE agent_report SET last_seen = 7").await;
+    db.store.report(&me, &tasks).await.unwrap();
+    assert_eq!(db.int("SELECT mtime FROM agent").await, 7);
+    // A changed report moves mtime.
+    db.store
+        .report(&me, &set([install("a", "1"), install("b", "1")]))
+        .await
+        .unwrap();
+    let t = now();
+    let mtime = db.int("SELECT mtime FROM agent").await;
+    assert!((t - 5..=t + 1).contains(&mtime), "mtime {mtime}, now {t}");
+    // An approval that takes a task out of the pending set counts as a change.
+    db.exec("UPDATE agent SET mtime = 7").await;
+    approve_raw(&db, None, Some("b"), None, None, None).await;
+    db.store
+        .report(&me, &set([install("a", "1"), install("b", "1")]))
+        .await
+        .unwrap();
+    assert!(db.int("SELECT mtime FROM agent WHERE name = 'host'").await > 7);
+}
+contract_test!(mtime_changes_only_with_the_pending_set);
+
+async fn last_seen_is_recorded_and_throttled(db: TestStore) {
+    let me = agent("host");
+    let tasks = set([install("a", "1")]);
+    db.store.report(&me, &tasks).await.unwrap();
+    let t = now();
+    let seen = db.int("SELECT last_seen FROM agent_report").await;
+    assert!((t - 5..=t + 1).contains(&seen), "last_seen {seen}, now {t}");
+    // Seen 10 s ago: an unchanged report does not write.
+    db.exec(&format!("UPDATE agent_report SET last_seen = {}", t - 10))
+        .await;
+    db.store.report(&me, &tasks).await.unwrap();
+    assert_eq!(db.int("SELECT last_seen FROM agent_report").await, t - 10);
+    // Seen an hour ago: it does.
+    db.exec(&format!("UPDATE agent_report SET last_seen = {}", t - 3600))
+        .await;
+    db.store.report(&me, &tasks).await.unwrap();
+    assert!(db.int("SELECT last_seen FROM agent_report").await >= t);
+}
+contract_test!(last_seen_is_recorded_and_throttled);
+
+/// Pending rows deleted behind the store's back (the original UI's reset) come back with the
+/// next report even though the report itself did not change.
+async fn rows_deleted_elsewhere_are_restored(db: TestStore) {
+    let me = agent("host");
+    let tasks = set([install("a", "1"), install("b", "1")]);
+    db.store.report(&me, &tasks).await.unwrap();
+    db.exec("DELETE FROM task").await;
+    db.store.report(&me, &tasks).await.unwrap();
+    let all: Vec<&Task> = tasks.iter().collect();
+    assert_eq!(pending(&db, "host").await, rows_of(&all));
+    // Even agents and packages deleted (reset with "packages and agents").
+    db.exec("DELETE FROM task").await;
+    db.exec("DELETE FROM package").await;
+    db.exec("DELETE FROM agent").await;
+    db.store.report(&me, &tasks).await.unwrap();
+    assert_eq!(pending(&db, "host").await, rows_of(&all));
+}
+contract_test!(
+    rows_deleted_elsewhere_are_restored,
+    ignore_sqlite = "SqliteStore's unchanged-report check trusts the digest alone; compare the pending row count too"
+);
+
+/// Names and versions are stored exactly, whatever characters they hold.
+async fn hostile_names_are_stored_exactly(db: TestStore) {
+    let names = [
+        "pkg'; DROP TABLE task; --",
+        r"back\slash\'",
+        "quote\"double",
+        "ünïcödé-パッケージ-😀",
+        "Foo",
+        "foo",
+        &"x".repeat(191),
+    ];
+    let tasks: TaskSet = names
+        .iter()
+        .map(|n| task(n, Action::Update, Some(n), Some("1.0~RC1")))
+        .collect();
+    let me = agent("host'--");
+    db.store.report(&me, &tasks).await.unwrap();
+    let all: Vec<&Task> = tasks.iter().collect();
+    assert_eq!(pending(&db, "host'--").await, rows_of(&all));
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM package").await,
+        names.len() as i64
+    );
+    // Unchanged, it is recognised as such.
+    let before = dump(&db).await;
+    db.store.report(&me, &tasks).await.unwrap();
+    assert_eq!(dump(&db).await, before);
+    // A version differing only in case is another version.
+    let lower: TaskSet = names
+        .iter()
+        .map(|n| task(n, Action::Update, Some(n), Some("1.0~rc1")))
+        .collect();
+    db.store.report(&me, &lower).await.unwrap();
+    let all: Vec<&Task> = lower.iter().collect();
+    assert_eq!(pending(&db, "host'--").await, rows_of(&all));
+}
+contract_test!(hostile_names_are_stored_exactly);
+
+/// Many agents reporting at once, several reports per agent in flight: no errors, and every
+/// agent's pending set is exactly one of its reports.
+async fn concurrent_reports_stay_consistent(db: TestStore) {
+    const AGENTS: usize = 12;
+    const VARIANTS: usize = 4;
+    approve_raw(&db, None, Some("shared0"), None, None, None).await;
+    let variants = |host: usize| -> Vec<TaskSet> {
+        (0..VARIANTS)
+            .map(|v| {
+                (0..5)
+                    .map(|i| install(&format!("shared{}", (i + v) % 7), &format!("{host}.{v}")))
+                    .chain([install(&format!("own{host}"), &v.to_string())])
+                    .collect()
+            })
+            .collect()
+    };
+    let mut handles = Vec::new();
+    for host in 0..AGENTS {
+        for (v, tasks) in variants(host).into_iter().enumerate() {
+            let store = db.store.clone();
+            handles.push(tokio::spawn(async move {
+                let name = agent(&format!("host{host}"));
+                for _ in 0..3 {
+                    store.report(&name, &tasks).await.unwrap_or_else(|e| {
+                        panic!("host{host} variant {v}: {e}");
+                    });
+                }
+            }));
+        }
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    for host in 0..AGENTS {
+        let name = format!("host{host}");
+        let stored = pending(&db, &name).await;
+        let candidates: Vec<_> = variants(host)
+            .iter()
+            .map(|tasks| {
+                let not_approved: Vec<&Task> = tasks
+                    .iter()
+                    .filter(|t| t.package().as_str() != "shared0")
+                    .collect();
+                rows_of(&not_approved)
+            })
+            .collect();
+        assert!(
+            candidates.contains(&stored),
+            "{name}: pending rows {stored:?} are no single report's"
+        );
+        // And the stored digest agrees with the rows: an identical report writes nothing.
+        let which = candidates.iter().position(|c| *c == stored).unwrap();
+        let before = dump(&db).await;
+        db.store
+            .report(&agent(&name), &variants(host)[which])
+            .await
+            .unwrap();
+        assert_eq!(dump(&db).await, before, "{name}");
+    }
+    let names: BTreeSet<String> = db
+        .rows("SELECT name FROM package")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(names.len(), 7 + AGENTS, "one row per package: {names:?}");
+}
+contract_test!(concurrent_reports_stay_consistent);
