@@ -1,71 +1,883 @@
-//! The `Admin` half of the MySQL back end (the UI's queries). Placeholder: the UI engineer
-//! replaces this file entirely.
+//! The `Admin` half of the MySQL back end: the UI's overviews (pending updates grouped by
+//! package, agents, approvals, audit log) and its audited writes (approve, revoke, reset).
+//!
+//! Reads are single statements outside explicit transactions. Writes run in one transaction
+//! each, on a connection marked for reset (a dropped future is rolled back by the pool), and
+//! are retried from the start on a deadlock or lock wait timeout (1213/1205), like reports.
+//! Values are bound as parameters, or as escaped literals (`sql::lit`) where a statement
+//! carries a list.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use masif_proto::AgentName;
+use masif_proto::{Action, AgentName, PackageName, Task, Version};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row};
 
+use super::sql::{db_error, is_conflict, lit, tuple};
 use super::MysqlStore;
 use crate::{
     Admin, AgentDetail, AgentSummary, Approval, ApprovalOutcome, ApprovalScope, AuditEntry,
-    Listing, Page, PendingFilter, PendingOverview, Result, StoreError, TableCounts, TaskKey,
+    Listing, Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, StoreError,
+    TableCounts, TaskKey,
 };
 
-fn not_implemented<T>() -> Result<T> {
-    Err(StoreError::Invalid("not implemented".into()))
-}
+/// Agent summary columns (name, times, pending counts); append `WHERE …`.
+const SUMMARY: &str = "
+    SELECT a.name, a.ctime, a.mtime, r.last_seen,
+           (SELECT COUNT(*) FROM task t WHERE t.agent = a.id AND t.approved = 0),
+           (SELECT COUNT(DISTINCT t.package) FROM task t WHERE t.agent = a.id AND t.approved = 0)
+      FROM agent a
+      LEFT JOIN agent_report r ON r.agent = a.id";
+
+/// Approval columns for [`approval_from_row`]; append `WHERE …`.
+const APPROVAL: &str = "
+    SELECT t.id, a.name, p.name, t.action, t.from_version, t.to_version,
+           ap.approved_by, ap.approved_at
+      FROM task t
+      LEFT JOIN agent a ON a.id = t.agent
+      LEFT JOIN package p ON p.id = t.package
+      LEFT JOIN approval ap ON ap.task = t.id";
+
+/// Most values put into one `IN (…)` list or one multi-row INSERT.
+const BATCH: usize = 1000;
+
+/// Longest audit detail stored (characters); longer descriptions are cut with a count.
+const MAX_DETAIL_CHARS: usize = 4000;
 
 #[async_trait]
 impl Admin for MysqlStore {
     async fn pending_overview(
         &self,
-        _filter: &PendingFilter,
-        _page: Page,
+        filter: &PendingFilter,
+        page: Page,
     ) -> Result<PendingOverview> {
-        not_implemented()
+        let mut conn = self.conn().await?;
+        let (joins, conds) = pending_conditions(filter);
+        // Packages of the page, with the number of agents awaiting each and (window function)
+        // the number of matching packages in all.
+        let groups: Vec<Row> = conn
+            .query(format!(
+                "SELECT g.package, p.name, g.agents, COUNT(*) OVER ()
+                   FROM (SELECT t.package, COUNT(DISTINCT t.agent) AS agents
+                           FROM task t {joins}
+                          WHERE {conds}
+                          GROUP BY t.package) g
+                   JOIN package p ON p.id = g.package
+                  ORDER BY g.agents DESC, p.name
+                  LIMIT {} OFFSET {}",
+                page.limit, page.offset
+            ))
+            .await
+            .map_err(db_error)?;
+        let total_packages = match groups.first() {
+            Some(row) => row.get::<u64, _>(3).unwrap_or(0),
+            None if page.offset == 0 => 0,
+            None => conn
+                .query_first::<u64, _>(format!(
+                    "SELECT COUNT(DISTINCT t.package) FROM task t {joins} WHERE {conds}"
+                ))
+                .await
+                .map_err(db_error)?
+                .unwrap_or(0),
+        };
+        let mut order: Vec<(u64, PendingGroup)> = Vec::with_capacity(groups.len());
+        for row in groups {
+            let id: u64 = row.get(0).unwrap_or(0);
+            let name: Option<String> = row.get(1);
+            match name.map(PackageName::new) {
+                Some(Ok(package)) => order.push((
+                    id,
+                    PendingGroup {
+                        package,
+                        agents: row.get(2).unwrap_or(0),
+                        rows: Vec::new(),
+                    },
+                )),
+                other => tracing::warn!(package_id = id, ?other, "skipping unusable package"),
+            }
+        }
+        if !order.is_empty() {
+            let ids = tuple(order.iter().map(|(id, _)| *id));
+            let rows: Vec<Row> = conn
+                .query(format!(
+                    "SELECT t.package, t.action, t.to_version, COUNT(DISTINCT t.agent)
+                       FROM task t {joins}
+                      WHERE {conds} AND t.package IN {ids}
+                      GROUP BY t.package, t.action, t.to_version"
+                ))
+                .await
+                .map_err(db_error)?;
+            let index: HashMap<u64, usize> = order
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (*id, i))
+                .collect();
+            for row in rows {
+                let package: u64 = row.get(0).unwrap_or(0);
+                let Some(&i) = index.get(&package) else {
+                    continue;
+                };
+                let action = row.get::<Option<String>, _>(1).flatten();
+                let to = row.get::<Option<String>, _>(2).flatten();
+                let (Some(Ok(action)), Ok(to_version)) = (
+                    action.as_deref().map(str::parse::<Action>),
+                    to.map(Version::new).transpose(),
+                ) else {
+                    tracing::warn!(
+                        package_id = package,
+                        "skipping pending rows without a valid action or version"
+                    );
+                    continue;
+                };
+                order[i].1.rows.push(PendingRow {
+                    action,
+                    to_version,
+                    agents: row.get(3).unwrap_or(0),
+                });
+            }
+        }
+        let groups = order
+            .into_iter()
+            .map(|(_, mut g)| {
+                g.rows
+                    .sort_by(|a, b| (a.action, &a.to_version).cmp(&(b.action, &b.to_version)));
+                g
+            })
+            .collect();
+        Ok(PendingOverview {
+            groups,
+            total_packages,
+        })
     }
 
-    async fn agents_awaiting(&self, _keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
-        not_implemented()
+    async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
+        let mut conn = self.conn().await?;
+        let packages = package_ids(&mut conn, keys).await.map_err(db_error)?;
+        let conditions: Vec<String> = keys
+            .iter()
+            .filter_map(|k| {
+                packages
+                    .get(k.package.as_str())
+                    .map(|id| key_condition(*id, k))
+            })
+            .collect();
+        let mut ids = BTreeSet::new();
+        for chunk in conditions.chunks(BATCH) {
+            let found: Vec<u64> = conn
+                .query(format!(
+                    "SELECT DISTINCT t.agent FROM task t
+                      WHERE t.approved = 0 AND t.agent IS NOT NULL AND ({})",
+                    chunk.join(" OR ")
+                ))
+                .await
+                .map_err(db_error)?;
+            ids.extend(found);
+        }
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let mut agents = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            let rows: Vec<Row> = conn
+                .query(format!(
+                    "{SUMMARY} WHERE a.id IN {}",
+                    tuple(chunk.iter().copied())
+                ))
+                .await
+                .map_err(db_error)?;
+            agents.extend(rows.into_iter().filter_map(summary_from_row));
+        }
+        agents.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(agents)
     }
 
-    async fn agents(
-        &self,
-        _name_filter: Option<&str>,
-        _page: Page,
-    ) -> Result<Listing<AgentSummary>> {
-        not_implemented()
+    async fn agents(&self, name_filter: Option<&str>, page: Page) -> Result<Listing<AgentSummary>> {
+        let mut conn = self.conn().await?;
+        let cond = match name_filter {
+            Some(f) => format!("INSTR(LOWER(a.name), LOWER({})) > 0", lit(f)),
+            None => "TRUE".to_owned(),
+        };
+        let total = conn
+            .query_first::<u64, _>(format!("SELECT COUNT(*) FROM agent a WHERE {cond}"))
+            .await
+            .map_err(db_error)?
+            .unwrap_or(0);
+        let rows: Vec<Row> = conn
+            .query(format!(
+                "{SUMMARY} WHERE {cond} ORDER BY a.name LIMIT {} OFFSET {}",
+                page.limit, page.offset
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(Listing {
+            rows: rows.into_iter().filter_map(summary_from_row).collect(),
+            total,
+        })
     }
 
-    async fn agent_detail(&self, _name: &AgentName) -> Result<Option<AgentDetail>> {
-        not_implemented()
+    async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>> {
+        let mut conn = self.conn().await?;
+        let row: Option<Row> = conn
+            .exec_first(format!("{SUMMARY} WHERE a.name = ?"), (name.as_str(),))
+            .await
+            .map_err(db_error)?;
+        let Some(agent) = row.and_then(summary_from_row) else {
+            return Ok(None);
+        };
+        let rows: Vec<Row> = conn
+            .exec(
+                "SELECT p.name, t.action, t.from_version, t.to_version
+                   FROM task t
+                   JOIN agent a ON a.id = t.agent
+                   JOIN package p ON p.id = t.package
+                  WHERE a.name = ? AND t.approved = 0",
+                (name.as_str(),),
+            )
+            .await
+            .map_err(db_error)?;
+        let mut pending: Vec<Task> = rows
+            .into_iter()
+            .filter_map(|row| match task_from_row(&row) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(agent = %name, error = %e, "skipping unusable pending row");
+                    None
+                }
+            })
+            .collect();
+        pending.sort();
+        pending.dedup();
+        Ok(Some(AgentDetail { agent, pending }))
     }
 
     async fn approve(
         &self,
-        _keys: &[TaskKey],
-        _scope: &ApprovalScope,
-        _user: &str,
+        keys: &[TaskKey],
+        scope: &ApprovalScope,
+        user: &str,
     ) -> Result<ApprovalOutcome> {
-        not_implemented()
+        check_user(user)?;
+        if matches!(scope, ApprovalScope::Agents(a) if a.is_empty()) {
+            return Err(StoreError::Invalid("approval for no agents".into()));
+        }
+        let keys: Vec<TaskKey> = keys
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok(ApprovalOutcome {
+                approvals_written: 0,
+                pending_rows_approved: 0,
+            });
+        }
+        let (scope, user) = (scope.clone(), user.to_owned());
+        self.write(move |mut conn| {
+            let (keys, scope, user) = (keys.clone(), scope.clone(), user.clone());
+            Box::pin(async move {
+                let r = approve_once(&mut conn, &keys, &scope, &user).await;
+                (conn, r)
+            })
+        })
+        .await
     }
 
-    async fn approvals(&self, _page: Page) -> Result<Listing<Approval>> {
-        not_implemented()
+    async fn approvals(&self, page: Page) -> Result<Listing<Approval>> {
+        let mut conn = self.conn().await?;
+        let total = conn
+            .query_first::<u64, _>("SELECT COUNT(*) FROM task WHERE approved = 1")
+            .await
+            .map_err(db_error)?
+            .unwrap_or(0);
+        let rows: Vec<Row> = conn
+            .query(format!(
+                "{APPROVAL} WHERE t.approved = 1 ORDER BY t.id DESC LIMIT {} OFFSET {}",
+                page.limit, page.offset
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(Listing {
+            rows: rows.iter().filter_map(approval_from_row).collect(),
+            total,
+        })
     }
 
-    async fn revoke(&self, _approval_id: u64, _user: &str) -> Result<bool> {
-        not_implemented()
+    async fn revoke(&self, approval_id: u64, user: &str) -> Result<bool> {
+        check_user(user)?;
+        let user = user.to_owned();
+        self.write(move |mut conn| {
+            let user = user.clone();
+            Box::pin(async move {
+                let r = revoke_once(&mut conn, approval_id, &user).await;
+                (conn, r)
+            })
+        })
+        .await
     }
 
     async fn counts(&self) -> Result<TableCounts> {
-        not_implemented()
+        let mut conn = self.conn().await?;
+        table_counts(&mut conn).await.map_err(db_error)
     }
 
-    async fn reset(&self, _packages_and_agents: bool, _user: &str) -> Result<TableCounts> {
-        not_implemented()
+    async fn reset(&self, packages_and_agents: bool, user: &str) -> Result<TableCounts> {
+        check_user(user)?;
+        let user = user.to_owned();
+        self.write(move |mut conn| {
+            let user = user.clone();
+            Box::pin(async move {
+                let r = reset_once(&mut conn, packages_and_agents, &user).await;
+                (conn, r)
+            })
+        })
+        .await
     }
 
-    async fn audit_log(&self, _page: Page) -> Result<Listing<AuditEntry>> {
-        not_implemented()
+    async fn audit_log(&self, page: Page) -> Result<Listing<AuditEntry>> {
+        let mut conn = self.conn().await?;
+        let total = conn
+            .query_first::<u64, _>("SELECT COUNT(*) FROM audit")
+            .await
+            .map_err(db_error)?
+            .unwrap_or(0);
+        let rows: Vec<(u64, i64, String, String, String)> = conn
+            .query(format!(
+                "SELECT id, at, user, action, detail FROM audit
+                  ORDER BY id DESC LIMIT {} OFFSET {}",
+                page.limit, page.offset
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(Listing {
+            rows: rows
+                .into_iter()
+                .map(|(id, at, user, action, detail)| AuditEntry {
+                    id,
+                    at,
+                    user,
+                    action,
+                    detail,
+                })
+                .collect(),
+            total,
+        })
+    }
+}
+
+/// Why one attempt of a write transaction failed.
+enum Failure {
+    Sql(mysql_async::Error),
+    Store(StoreError),
+}
+
+impl From<mysql_async::Error> for Failure {
+    fn from(e: mysql_async::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+/// One attempt of a write transaction: takes the connection and gives it back.
+type Attempt<T> = Pin<Box<dyn Future<Output = (Conn, Result<T, Failure>)> + Send>>;
+
+impl MysqlStore {
+    async fn conn(&self) -> Result<Conn> {
+        self.pool.get_conn().await.map_err(db_error)
+    }
+
+    /// Runs `attempt` (which opens and commits its own transaction) until it succeeds, fails
+    /// for a reason other than a conflict, or has conflicted `max_attempts` times.
+    async fn write<T, F>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(Conn) -> Attempt<T>,
+    {
+        let mut conn = self.conn().await?;
+        // If this future is dropped mid-transaction, the pool resets (rolls back) the
+        // connection instead of handing it out with the transaction open.
+        conn.reset_connection(true);
+        let max = self.options.max_attempts.max(1);
+        for n in 1..=max {
+            let (back, result) = attempt(conn).await;
+            conn = back;
+            let failure = match result {
+                Ok(value) => {
+                    conn.reset_connection(false);
+                    return Ok(value);
+                }
+                Err(f) => f,
+            };
+            if let Err(e) = conn.query_drop("ROLLBACK").await {
+                tracing::debug!("rollback after a failed write: {e}");
+            }
+            match failure {
+                Failure::Sql(e) if is_conflict(&e) && n < max => {
+                    tracing::debug!(attempt = n, "write transaction conflicted: {e}");
+                    let jitter = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos() % 20);
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(n) + u64::from(jitter)))
+                        .await;
+                }
+                Failure::Sql(e) if is_conflict(&e) => {
+                    return Err(StoreError::RetriesExhausted { attempts: max })
+                }
+                Failure::Sql(e) => return Err(db_error(e)),
+                Failure::Store(e) => return Err(e),
+            }
+        }
+        Err(StoreError::RetriesExhausted { attempts: max })
+    }
+}
+
+/// Joins and `WHERE` conditions of pending rows that pass `filter` (case-insensitive
+/// substrings; the agent join only when filtering by agent).
+fn pending_conditions(filter: &PendingFilter) -> (String, String) {
+    let mut joins = String::new();
+    let mut conds = vec![
+        "t.approved = 0".to_owned(),
+        "t.agent IS NOT NULL".to_owned(),
+    ];
+    if let Some(p) = &filter.package {
+        joins.push_str(" JOIN package fp ON fp.id = t.package");
+        conds.push(format!(
+            "INSTR(LOWER(fp.name), LOWER({})) > 0",
+            lit(p.as_str())
+        ));
+    }
+    if let Some(a) = &filter.agent {
+        joins.push_str(" JOIN agent fa ON fa.id = t.agent");
+        conds.push(format!(
+            "INSTR(LOWER(fa.name), LOWER({})) > 0",
+            lit(a.as_str())
+        ));
+    }
+    (joins, conds.join(" AND "))
+}
+
+/// Ids of the packages named by `keys` that exist.
+async fn package_ids(
+    conn: &mut Conn,
+    keys: &[TaskKey],
+) -> mysql_async::Result<HashMap<String, u64>> {
+    let names: BTreeSet<&str> = keys.iter().map(|k| k.package.as_str()).collect();
+    let names: Vec<&str> = names.into_iter().collect();
+    let mut ids = HashMap::new();
+    for chunk in names.chunks(BATCH) {
+        let rows: Vec<(u64, String)> = conn
+            .query(format!(
+                "SELECT id, name FROM package WHERE name IN {}",
+                tuple(chunk.iter().copied())
+            ))
+            .await?;
+        ids.extend(rows.into_iter().map(|(id, name)| (name, id)));
+    }
+    Ok(ids)
+}
+
+/// `task` rows of a key: its package, action and target version (NULL-safe).
+fn key_condition(package: u64, key: &TaskKey) -> String {
+    format!(
+        "(t.package = {package} AND t.action = {} AND t.to_version <=> {})",
+        lit(key.action.as_str()),
+        lit(key.to_version.as_ref().map(Version::as_str))
+    )
+}
+
+async fn approve_once(
+    conn: &mut Conn,
+    keys: &[TaskKey],
+    scope: &ApprovalScope,
+    user: &str,
+) -> Result<ApprovalOutcome, Failure> {
+    conn.query_drop("START TRANSACTION").await?;
+    let now = unix_now();
+    // Approving a package no agent has reported yet is allowed (it covers later reports).
+    let mut packages = package_ids(conn, keys).await?;
+    let missing: Vec<&str> = keys
+        .iter()
+        .map(|k| k.package.as_str())
+        .filter(|n| !packages.contains_key(*n))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !missing.is_empty() {
+        for chunk in missing.chunks(BATCH) {
+            let values: Vec<String> = chunk.iter().map(|n| format!("({})", lit(*n))).collect();
+            conn.query_drop(format!(
+                "INSERT INTO package (name) VALUES {} ON DUPLICATE KEY UPDATE id = id",
+                values.join(", ")
+            ))
+            .await?;
+        }
+        packages = package_ids(conn, keys).await?;
+    }
+    // `None`: every agent (agent NULL).
+    let (targets, target_label): (Vec<Option<u64>>, String) = match scope {
+        ApprovalScope::AllAgents => (vec![None], "all agents".to_owned()),
+        ApprovalScope::Agents(names) => {
+            let names: BTreeSet<&str> = names.iter().map(AgentName::as_str).collect();
+            let mut found: HashMap<String, u64> = HashMap::new();
+            let list: Vec<&str> = names.iter().copied().collect();
+            for chunk in list.chunks(BATCH) {
+                let rows: Vec<(u64, String)> = conn
+                    .query(format!(
+                        "SELECT id, name FROM agent WHERE name IN {}",
+                        tuple(chunk.iter().copied())
+                    ))
+                    .await?;
+                found.extend(rows.into_iter().map(|(id, name)| (name, id)));
+            }
+            if let Some(unknown) = names.iter().find(|n| !found.contains_key(**n)) {
+                return Err(Failure::Store(StoreError::Invalid(format!(
+                    "unknown agent {unknown}"
+                ))));
+            }
+            let label = describe_list(&list, "agent");
+            (names.iter().map(|n| Some(found[*n])).collect(), label)
+        }
+    };
+    let agent_ids: Vec<u64> = targets.iter().flatten().copied().collect();
+    let mut outcome = ApprovalOutcome {
+        approvals_written: 0,
+        pending_rows_approved: 0,
+    };
+    let mut described = Vec::new();
+    for key in keys {
+        let package = packages[key.package.as_str()];
+        let this_key = key_condition(package, key);
+        // The pending rows this approval covers.
+        for chunk in chunks_or_all(&agent_ids) {
+            let agents = match chunk {
+                Some(ids) => format!("AND t.agent IN {}", tuple(ids.iter().copied())),
+                None => String::new(),
+            };
+            conn.query_drop(format!(
+                "DELETE t FROM task t WHERE t.approved = 0 AND {this_key} {agents}"
+            ))
+            .await?;
+            outcome.pending_rows_approved += conn.affected_rows();
+        }
+        // Approval rows already in force for exactly this key are not written twice.
+        let mut existing: BTreeSet<Option<u64>> = BTreeSet::new();
+        for chunk in chunks_or_all(&agent_ids) {
+            let agents = match chunk {
+                Some(ids) => format!("t.agent IN {}", tuple(ids.iter().copied())),
+                None => "t.agent IS NULL".to_owned(),
+            };
+            let found: Vec<Option<u64>> = conn
+                .query(format!(
+                    "SELECT t.agent FROM task t
+                      WHERE t.approved = 1 AND t.from_version IS NULL AND {this_key} AND {agents}"
+                ))
+                .await?;
+            existing.extend(found);
+        }
+        let new: Vec<Option<u64>> = targets
+            .iter()
+            .filter(|t| !existing.contains(t))
+            .copied()
+            .collect();
+        for chunk in new.chunks(BATCH) {
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|agent| {
+                    format!(
+                        "({}, {package}, NULL, {}, {}, 1)",
+                        lit(*agent),
+                        lit(key.to_version.as_ref().map(Version::as_str)),
+                        lit(key.action.as_str())
+                    )
+                })
+                .collect();
+            conn.query_drop(format!(
+                "INSERT INTO task (agent, package, from_version, to_version, action, approved)
+                 VALUES {}",
+                rows.join(", ")
+            ))
+            .await?;
+            let first = conn.last_insert_id().unwrap_or(0);
+            let agents = if chunk == [None] {
+                "t.agent IS NULL".to_owned()
+            } else {
+                format!("t.agent IN {}", tuple(chunk.iter().flatten().copied()))
+            };
+            // Every id a statement generates is at least the first one it reports.
+            conn.query_drop(format!(
+                "INSERT INTO approval (task, approved_by, approved_at)
+                 SELECT t.id, {}, {now} FROM task t
+                  WHERE t.id >= {first} AND t.approved = 1 AND t.from_version IS NULL
+                    AND {this_key} AND {agents}
+                 ON DUPLICATE KEY UPDATE task = approval.task",
+                lit(user)
+            ))
+            .await?;
+            outcome.approvals_written += chunk.len() as u64;
+        }
+        described.push(describe_key(key));
+    }
+    if outcome.approvals_written > 0 || outcome.pending_rows_approved > 0 {
+        let detail = format!(
+            "{} for {target_label}: {} approval rows written, {} pending rows approved",
+            describe_list(&described, "task"),
+            outcome.approvals_written,
+            outcome.pending_rows_approved
+        );
+        audit(conn, user, "approve", &detail, now).await?;
+    }
+    conn.query_drop("COMMIT").await?;
+    Ok(outcome)
+}
+
+/// `Some(chunk)` per [`BATCH`] of agent ids, or one `None` for "every agent".
+fn chunks_or_all(agent_ids: &[u64]) -> Vec<Option<&[u64]>> {
+    if agent_ids.is_empty() {
+        vec![None]
+    } else {
+        agent_ids.chunks(BATCH).map(Some).collect()
+    }
+}
+
+async fn revoke_once(conn: &mut Conn, id: u64, user: &str) -> Result<bool, Failure> {
+    conn.query_drop("START TRANSACTION").await?;
+    let row: Option<Row> = conn
+        .exec_first(
+            format!("{APPROVAL} WHERE t.id = ? AND t.approved = 1 FOR UPDATE"),
+            (id,),
+        )
+        .await?;
+    let Some(row) = row else {
+        conn.query_drop("COMMIT").await?;
+        return Ok(false);
+    };
+    let what = approval_from_row(&row).map_or_else(
+        || "an unreadable approval row".to_owned(),
+        |a| describe_approval(&a),
+    );
+    conn.exec_drop("DELETE FROM task WHERE id = ?", (id,))
+        .await?;
+    conn.exec_drop("DELETE FROM approval WHERE task = ?", (id,))
+        .await?;
+    audit(
+        conn,
+        user,
+        "revoke",
+        &format!("revoked approval {id}: {what}"),
+        unix_now(),
+    )
+    .await?;
+    conn.query_drop("COMMIT").await?;
+    Ok(true)
+}
+
+async fn reset_once(conn: &mut Conn, everything: bool, user: &str) -> Result<TableCounts, Failure> {
+    conn.query_drop("START TRANSACTION").await?;
+    let before = table_counts(conn).await?;
+    conn.query_drop("DELETE FROM task").await?;
+    conn.query_drop("DELETE FROM approval").await?;
+    let deleted = if everything {
+        conn.query_drop("DELETE FROM agent_report").await?;
+        conn.query_drop("DELETE FROM package").await?;
+        conn.query_drop("DELETE FROM agent").await?;
+        before
+    } else {
+        TableCounts {
+            tasks: before.tasks,
+            ..TableCounts::default()
+        }
+    };
+    let detail = format!(
+        "deleted {} tasks, {} packages, {} agents",
+        deleted.tasks, deleted.packages, deleted.agents
+    );
+    audit(conn, user, "reset", &detail, unix_now()).await?;
+    conn.query_drop("COMMIT").await?;
+    Ok(deleted)
+}
+
+async fn table_counts(conn: &mut Conn) -> mysql_async::Result<TableCounts> {
+    let (tasks, packages, agents): (u64, u64, u64) = conn
+        .query_first(
+            "SELECT (SELECT COUNT(*) FROM task), (SELECT COUNT(*) FROM package),
+                    (SELECT COUNT(*) FROM agent)",
+        )
+        .await?
+        .unwrap_or((0, 0, 0));
+    Ok(TableCounts {
+        tasks,
+        packages,
+        agents,
+    })
+}
+
+async fn audit(
+    conn: &mut Conn,
+    user: &str,
+    action: &str,
+    detail: &str,
+    now: i64,
+) -> mysql_async::Result<()> {
+    let detail = cut(detail, MAX_DETAIL_CHARS);
+    conn.exec_drop(
+        "INSERT INTO audit (at, user, action, detail) VALUES (?, ?, ?, ?)",
+        (now, user, action, detail),
+    )
+    .await
+}
+
+fn summary_from_row(row: Row) -> Option<AgentSummary> {
+    let name: Option<String> = row.get(0);
+    let name = match name.map(AgentName::new) {
+        Some(Ok(n)) => n,
+        other => {
+            tracing::warn!(?other, "skipping agent with an unusable name");
+            return None;
+        }
+    };
+    Some(AgentSummary {
+        name,
+        ctime: row.get(1).unwrap_or(0),
+        mtime: row.get(2).unwrap_or(0),
+        last_seen: row.get::<Option<i64>, _>(3).flatten(),
+        pending_tasks: row.get(4).unwrap_or(0),
+        pending_packages: row.get(5).unwrap_or(0),
+    })
+}
+
+fn approval_from_row(row: &Row) -> Option<Approval> {
+    let text = |i: usize| row.get::<Option<String>, _>(i).flatten();
+    let parsed = (|| -> Result<Approval, String> {
+        Ok(Approval {
+            id: row.get(0).ok_or("no id")?,
+            agent: text(1)
+                .map(AgentName::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            package: text(2)
+                .map(PackageName::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            action: text(3)
+                .map(|a| a.parse())
+                .transpose()
+                .map_err(|e: masif_proto::TaskError| e.to_string())?,
+            from_version: text(4)
+                .map(Version::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            to_version: text(5)
+                .map(Version::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            approved_by: text(6),
+            approved_at: row.get::<Option<i64>, _>(7).flatten(),
+        })
+    })();
+    parsed
+        .map_err(|e| tracing::warn!(error = %e, "skipping unusable approval row"))
+        .ok()
+}
+
+fn task_from_row(row: &Row) -> Result<Task, String> {
+    let text = |i: usize| row.get::<Option<String>, _>(i).flatten();
+    let package = PackageName::new(text(0).unwrap_or_default()).map_err(|e| e.to_string())?;
+    let action: Action = text(1)
+        .ok_or("no action")?
+        .parse()
+        .map_err(|e: masif_proto::TaskError| e.to_string())?;
+    let from = text(2)
+        .map(Version::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let to = text(3)
+        .map(Version::new)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Task::new(package, action, from, to).map_err(|e| e.to_string())
+}
+
+fn describe_key(key: &TaskKey) -> String {
+    match &key.to_version {
+        Some(to) => format!("{} {} {to}", key.action, key.package),
+        None => format!("{} {}", key.action, key.package),
+    }
+}
+
+fn describe_approval(a: &Approval) -> String {
+    let any = |v: Option<&str>| v.unwrap_or("*").to_owned();
+    format!(
+        "{} {} {} -> {} for {}",
+        any(a.action.map(Action::as_str)),
+        any(a.package.as_ref().map(PackageName::as_str)),
+        any(a.from_version.as_ref().map(Version::as_str)),
+        any(a.to_version.as_ref().map(Version::as_str)),
+        a.agent.as_ref().map_or("all agents", AgentName::as_str),
+    )
+}
+
+/// `a, b, c` — or the first 20 and "and N more NOUNs".
+fn describe_list(items: &[impl AsRef<str>], noun: &str) -> String {
+    const SHOWN: usize = 20;
+    let mut out: Vec<&str> = items.iter().take(SHOWN).map(AsRef::as_ref).collect();
+    let more;
+    if items.len() > SHOWN {
+        more = format!("and {} more {noun}s", items.len() - SHOWN);
+        out.push(&more);
+    }
+    out.join(", ")
+}
+
+/// At most `max` characters of `s`, marked when cut.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{} …(cut)", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Audited changes need a user name that fits the column and reads back as written.
+fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user.chars().count() > masif_proto::MAX_FIELD_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "user name must be 1 to {} characters",
+            masif_proto::MAX_FIELD_CHARS
+        )));
+    }
+    if user.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "user name contains a control character".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_descriptions_are_cut() {
+        let items: Vec<String> = (0..25).map(|i| format!("a{i}")).collect();
+        let d = describe_list(&items, "agent");
+        assert!(d.starts_with("a0, a1,"), "{d}");
+        assert!(d.ends_with("a19, and 5 more agents"), "{d}");
+        assert_eq!(describe_list(&["x"], "agent"), "x");
+        assert_eq!(cut("äöü", 2), "äö …(cut)");
+        assert_eq!(cut("äöü", 3), "äöü");
+    }
+
+    #[test]
+    fn user_names_are_checked() {
+        assert!(check_user("alice").is_ok());
+        assert!(check_user("").is_err());
+        assert!(check_user("a\nb").is_err());
+        assert!(check_user(&"x".repeat(192)).is_err());
     }
 }
