@@ -24,9 +24,11 @@
 //! * **SQLite**: each test opens a `SqliteStore` on `masif.db` in a fresh temporary directory,
 //!   removed when the test ends; `rows`/`exec` use a rusqlite connection on the same file.
 //!
-//! Test modules: `report` (the report transaction), `admin` (the UI's queries).
+//! Test modules: `report` (the report transaction), `admin` (the UI's queries), `mysql_only`
+//! (schema import and adoption, migrations, strict mode, round trips, retries).
 
 mod admin;
+mod mysql_only;
 mod report;
 
 use std::future::Future;

@@ -1,0 +1,425 @@
+//! MySQL/MariaDB-only tests: schema import and adoption of an original database, concurrent
+//! migrations, strict mode, round trips per report, bounded retries on real lock timeouts and
+//! what a dropped report leaves behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use masif_proto::TaskSet;
+use masif_store::mysql::{MysqlOptions, MysqlStore};
+use masif_store::{Reports, StoreError};
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+use crate::report::{agent, install, set, update};
+use crate::{run_mysql_scratch, test_options, MysqlScratch};
+
+const ORIGINAL_SCHEMA: &str = include_str!("../../../../schema/mysql/0001_original.sql");
+const MIGRATIONS: i64 = 6;
+
+async fn raw(scratch: &MysqlScratch) -> Conn {
+    scratch.raw_pool().get_conn().await.unwrap()
+}
+
+async fn int(conn: &mut Conn, sql: &str) -> i64 {
+    conn.query_first::<i64, _>(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// The schema versions recorded.
+async fn versions(conn: &mut Conn) -> Vec<u32> {
+    conn.query("SELECT version FROM masif_schema_version ORDER BY version")
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_database_is_adopted_in_place() {
+    run_mysql_scratch(|scratch| async move {
+        let mut conn = raw(&scratch).await;
+        // The original master created its tables with the server's defaults, here latin1.
+        conn.query_drop(format!(
+            "ALTER DATABASE `{}` CHARACTER SET latin1 COLLATE latin1_swedish_ci",
+            scratch.name
+        ))
+        .await
+        .unwrap();
+        conn.query_drop(ORIGINAL_SCHEMA).await.unwrap();
+        conn.query_drop(
+            "INSERT INTO agent (id, name, ctime, mtime) VALUES (1, 'web1', 100, 200), (2, 'db1', 100, 300);
+             INSERT INTO package (id, name) VALUES (1, 'perl'), (2, 'bash'), (3, 'curl');
+             INSERT INTO task (agent, package, from_version, to_version, action, approved) VALUES
+               (1, 2, '5.0', '5.1', 'update', 0),
+               (2, 2, '5.0', '5.1', 'update', 0),
+               (2, 3, '7.0', '7.1', 'update', 0),
+               (NULL, 1, NULL, '5.24.1-3+deb9u4', 'update', 1);",
+        )
+        .await
+        .unwrap();
+
+        let store = scratch.store(test_options()).await;
+        assert_eq!(versions(&mut conn).await, (1..=MIGRATIONS as u32).collect::<Vec<_>>());
+        assert_eq!(int(&mut conn, "SELECT COUNT(*) FROM task").await, 4);
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(DISTINCT id) FROM task").await,
+            4,
+            "task rows got primary keys"
+        );
+        let collation: String = conn
+            .query_first(
+                "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'package' AND COLUMN_NAME = 'name'",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(collation, "utf8mb4_bin");
+
+        // The original UI's approval (agent NULL, from_version NULL) applies to web1's report.
+        let perl = update("perl", "5.24.1-3+deb9u3", "5.24.1-3+deb9u4");
+        let bash = update("bash", "5.0", "5.1");
+        let approved = store
+            .report(&agent("web1"), &set([perl.clone(), bash.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(approved, set([perl]));
+        let rows: Vec<(String, String)> = conn
+            .query(
+                "SELECT a.name, p.name FROM task t JOIN agent a ON a.id = t.agent \
+                 JOIN package p ON p.id = t.package WHERE t.approved = 0 ORDER BY 1, 2",
+            )
+            .await
+            .unwrap();
+        let expected = [("db1", "bash"), ("db1", "curl"), ("web1", "bash")]
+            .map(|(a, p)| (a.to_owned(), p.to_owned()));
+        assert_eq!(rows, expected, "db1 untouched, web1's row kept (not re-inserted)");
+        assert_eq!(int(&mut conn, "SELECT mtime FROM agent WHERE name = 'web1'").await, 200);
+        // Non-Latin names fit after the conversion.
+        store
+            .report(&agent("web1"), &set([install("пакет-😀", "1")]))
+            .await
+            .unwrap();
+        drop(conn);
+        store.disconnect().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_masters_migrate_once() {
+    run_mysql_scratch(|scratch| async move {
+        let url = scratch.url("");
+        let starts = (0..4).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { MysqlStore::connect_with(&url, test_options()).await })
+        });
+        for start in starts.collect::<Vec<_>>() {
+            start.await.unwrap().expect("a concurrent start failed");
+        }
+        let mut conn = raw(&scratch).await;
+        assert_eq!(versions(&mut conn).await.len() as i64, MIGRATIONS);
+    })
+    .await;
+}
+
+/// Every migration is safe to re-run (a master may die between a DDL statement, which
+/// commits on its own, and the version row): forget the versions, connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_safe_to_rerun() {
+    run_mysql_scratch(|scratch| async move {
+        let store = scratch.store(test_options()).await;
+        store
+            .report(&agent("a"), &set([install("p", "1")]))
+            .await
+            .unwrap();
+        let mut conn = raw(&scratch).await;
+        conn.query_drop("DELETE FROM masif_schema_version")
+            .await
+            .unwrap();
+        let again = scratch.store(test_options()).await;
+        assert_eq!(versions(&mut conn).await.len() as i64, MIGRATIONS);
+        assert_eq!(int(&mut conn, "SELECT COUNT(*) FROM task").await, 1);
+        // A newer master's version is tolerated (rolling upgrade), with a warning.
+        conn.query_drop("INSERT INTO masif_schema_version VALUES (999, 'future', 0)")
+            .await
+            .unwrap();
+        scratch
+            .store(test_options())
+            .await
+            .disconnect()
+            .await
+            .unwrap();
+        again.disconnect().await.unwrap();
+        store.disconnect().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_database_or_server_is_a_clear_error() {
+    let err = MysqlStore::connect(&format!(
+        "{}/masif_test_does_not_exist_{}",
+        crate::mysql_server_url(),
+        std::process::id()
+    ))
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert!(
+        err.to_string().contains("masif_test_does_not_exist"),
+        "{err}"
+    );
+    let err = MysqlStore::connect("mysql://masif:pw-secret@127.0.0.1:1/masif")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("pw-secret"), "{err}");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}
+
+/// Strict mode: a value a column cannot hold is an error naming it, never truncated, and the
+/// report changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_are_never_truncated() {
+    run_mysql_scratch(|scratch| async move {
+        let store = scratch.store(test_options()).await;
+        let mut conn = raw(&scratch).await;
+        // An installation whose column is narrower than what the protocol allows.
+        conn.query_drop(
+            "ALTER TABLE package MODIFY name VARCHAR(8) CHARACTER SET utf8mb4 \
+             COLLATE utf8mb4_bin NOT NULL",
+        )
+        .await
+        .unwrap();
+        let err = store
+            .report(&agent("a"), &set([install("a-long-package-name", "1")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        assert!(err.to_string().contains("too long"), "{err}");
+        for table in ["agent", "package", "task", "agent_report"] {
+            assert_eq!(
+                int(&mut conn, &format!("SELECT COUNT(*) FROM {table}")).await,
+                0,
+                "{table}"
+            );
+        }
+        drop(conn);
+        store.disconnect().await.unwrap();
+    })
+    .await;
+}
+
+/// Round trips per report, counted by the store: an unchanged report is one read-only query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_per_report() {
+    run_mysql_scratch(|scratch| async move {
+        let store = scratch.store(test_options()).await;
+        let me = agent("host");
+        let tasks: TaskSet = (0..20)
+            .map(|i| update(&format!("pkg{i}"), "1", "2"))
+            .collect();
+        let trips = |before: masif_store::mysql::ReportStats, store: &MysqlStore| {
+            let after = store.stats();
+            (
+                after.round_trips - before.round_trips,
+                after.write_transactions - before.write_transactions,
+            )
+        };
+        // First report: snapshot, package upsert + re-select, agent upsert, 2 for the
+        // transaction.
+        let s = store.stats();
+        store.report(&me, &tasks).await.unwrap();
+        assert_eq!(trips(s, &store), (6, 1));
+        // Unchanged: one read-only round trip, no transaction.
+        let s = store.stats();
+        store.report(&me, &tasks).await.unwrap();
+        assert_eq!(trips(s, &store), (1, 0));
+        // Changed, all packages known: snapshot + 2.
+        let fewer: TaskSet = tasks.iter().skip(1).cloned().collect();
+        let s = store.stats();
+        store.report(&me, &fewer).await.unwrap();
+        assert_eq!(trips(s, &store), (3, 1));
+        // Another agent with the same packages: + agent upsert.
+        let s = store.stats();
+        store.report(&agent("other"), &fewer).await.unwrap();
+        assert_eq!(trips(s, &store), (4, 1));
+        store.disconnect().await.unwrap();
+    })
+    .await;
+}
+
+/// Holds the agent's row lock from another connection: the report gets real lock wait
+/// timeouts (1205), retries a bounded number of times, gives up, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_bounded_on_real_lock_timeouts() {
+    run_mysql_scratch(|scratch| async move {
+        let store = scratch
+            .store(MysqlOptions {
+                lock_wait_timeout: Some(1),
+                max_attempts: 3,
+                ..test_options()
+            })
+            .await;
+        let me = agent("host");
+        store.report(&me, &set([install("a", "1")])).await.unwrap();
+        let mut holder = raw(&scratch).await;
+        holder.query_drop("START TRANSACTION").await.unwrap();
+        holder
+            .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
+            .await
+            .unwrap();
+        let before = store.stats();
+        let err = store
+            .report(&me, &set([install("a", "1"), install("b", "1")]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::RetriesExhausted { attempts: 3 }),
+            "{err:?}"
+        );
+        assert_eq!(store.stats().conflicts - before.conflicts, 3);
+        // Unchanged reports do not need the lock.
+        store.report(&me, &set([install("a", "1")])).await.unwrap();
+        holder.query_drop("ROLLBACK").await.unwrap();
+        let mut conn = raw(&scratch).await;
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(*) FROM task WHERE approved = 0").await,
+            1
+        );
+        store
+            .report(&me, &set([install("a", "1"), install("b", "1")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(*) FROM task WHERE approved = 0").await,
+            2
+        );
+        drop((conn, holder));
+        store.disconnect().await.unwrap();
+    })
+    .await;
+}
+
+/// A report abandoned mid-transaction (the client went away; the master's deadline dropped
+/// the future) leaves no transaction or lock behind, and the connection is usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_report_leaves_no_transaction_behind() {
+    run_mysql_scratch(|scratch| async move {
+        let store = Arc::new(
+            scratch
+                .store(MysqlOptions {
+                    pool_max: 1,
+                    lock_wait_timeout: Some(3),
+                    ..test_options()
+                })
+                .await,
+        );
+        let me = agent("host");
+        store.report(&me, &set([install("a", "1")])).await.unwrap();
+        let mut holder = raw(&scratch).await;
+        holder.query_drop("START TRANSACTION").await.unwrap();
+        holder
+            .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
+            .await
+            .unwrap();
+        let changed = set([install("a", "1"), install("b", "1")]);
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(300), store.report(&me, &changed)).await;
+        assert!(abandoned.is_err(), "the report should still be waiting");
+        // The server now grants the abandoned statement the lock; the pool must roll back.
+        holder.query_drop("ROLLBACK").await.unwrap();
+        holder
+            .query_drop("SET SESSION innodb_lock_wait_timeout = 10")
+            .await
+            .unwrap();
+        holder.query_drop("START TRANSACTION").await.unwrap();
+        holder
+            .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
+            .await
+            .expect("the abandoned transaction still holds the agent's lock");
+        holder.query_drop("ROLLBACK").await.unwrap();
+        let mut conn = raw(&scratch).await;
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(*) FROM task WHERE approved = 0").await,
+            1,
+            "the abandoned report wrote nothing"
+        );
+        // The single pooled connection works, outside any transaction.
+        store.report(&me, &changed).await.unwrap();
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(*) FROM task WHERE approved = 0").await,
+            2
+        );
+        drop((conn, holder));
+    })
+    .await;
+}
+
+/// Approvals for other agents pile up without making a report read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piled_up_approvals_of_other_agents_are_not_read() {
+    run_mysql_scratch(|scratch| async move {
+        let store = scratch.store(test_options()).await;
+        let mut conn = raw(&scratch).await;
+        conn.query_drop(
+            "INSERT INTO package (name) VALUES ('perl');
+             INSERT INTO agent (name, ctime, mtime)
+               SELECT CONCAT('other', seq), 1, 1 FROM seq_1_to_3000;
+             INSERT INTO task (agent, package, from_version, to_version, action, approved)
+               SELECT a.id, p.id, NULL, '2', 'update', 1 FROM agent a, package p;",
+        )
+        .await
+        .unwrap();
+        let perl = update("perl", "1", "2");
+        let answer = store
+            .report(&agent("me"), &set([perl.clone()]))
+            .await
+            .unwrap();
+        assert!(answer.is_empty(), "other agents' approvals do not apply");
+        // The plans read approvals by index range: per package, for NULL and for this agent.
+        for branch in [
+            "t.agent IS NULL",
+            "t.agent = (SELECT id FROM agent WHERE name = 'me')",
+        ] {
+            let plan: Vec<mysql_async::Row> = conn
+                .query(format!(
+                    "EXPLAIN SELECT t.id FROM package p JOIN task t ON t.package = p.id \
+                     WHERE p.name IN ('perl') AND t.approved = 1 AND {branch}"
+                ))
+                .await
+                .unwrap();
+            let task_row = plan
+                .into_iter()
+                .find(|r| r.get::<String, _>("table").as_deref() == Some("t"))
+                .unwrap();
+            let key: Option<String> = task_row.get("key").unwrap();
+            let rows: u64 = task_row.get("rows").unwrap();
+            assert!(
+                matches!(
+                    key.as_deref(),
+                    Some("task_approval" | "task_agent_approved")
+                ),
+                "{branch}: {key:?}"
+            );
+            assert!(rows < 100, "{branch}: {rows} rows examined");
+        }
+        // One approval for everybody does apply.
+        conn.query_drop(
+            "INSERT INTO task (agent, package, from_version, to_version, action, approved) \
+             SELECT NULL, id, NULL, '2', 'update', 1 FROM package WHERE name = 'perl'",
+        )
+        .await
+        .unwrap();
+        let answer = store
+            .report(&agent("me"), &set([perl.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(answer, set([perl]));
+        drop(conn);
+        store.disconnect().await.unwrap();
+    })
+    .await;
+}
