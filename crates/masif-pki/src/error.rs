@@ -30,6 +30,9 @@ pub enum PkiError {
     /// A `tls:` configuration value is malformed.
     #[error("tls: {0}")]
     Config(String),
+    /// The start-up check found CRITICAL problems (one `masif-pki check` line each).
+    #[error("certificate check failed:\n{0}")]
+    Check(String),
     /// Running easy-rsa failed.
     #[error("easy-rsa: {0}")]
     EasyRsa(String),

@@ -5,18 +5,23 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod crl;
 pub mod discover;
+pub mod easyrsa;
 pub mod ephemeral;
 pub mod error;
 pub mod load;
+pub mod perms;
 pub mod source;
 pub mod tls;
+pub mod validate;
 pub mod x509;
 
-pub use discover::{discover, Discovered};
+pub use discover::{discover, discover_any, Discovered};
 pub use error::{PkiError, Result};
 pub use load::{load_certs, load_crls, load_key};
 pub use source::{Discover, DiscoverRequest, Role, TlsSource};
 pub use tls::{client_config, provider, server_config, LoadedTls, TlsFiles};
+pub use validate::{check, startup_check, CheckOptions, Finding, Report, Severity};
 pub use x509::{common_name, CertFacts, Eku};

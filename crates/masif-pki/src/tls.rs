@@ -133,22 +133,29 @@ fn check_key_matches(
     chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,
 ) -> Result<()> {
-    let signing_key = provider()
-        .key_provider
-        .load_private_key(key.clone_key())
-        .map_err(|e| PkiError::invalid(&files.key, format!("unusable private key: {e}")))?;
-    match CertifiedKey::new(chain.to_vec(), signing_key).keys_match() {
-        Ok(()) => Ok(()),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(PkiError::KeyMismatch {
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-            })
-        }
+    match key_matches(chain, key) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(PkiError::KeyMismatch {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+        }),
         Err(e) => Err(PkiError::invalid(
             &files.cert,
             format!("cannot compare certificate and key: {e}"),
         )),
+    }
+}
+
+/// Whether `key` is the private half of the first certificate of `chain`.
+pub(crate) fn key_matches(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> std::result::Result<bool, rustls::Error> {
+    let signing_key = provider().key_provider.load_private_key(key.clone_key())?;
+    match CertifiedKey::new(chain.to_vec(), signing_key).keys_match() {
+        Ok(()) => Ok(true),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
