@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# Roll-out checks (called by scripts/test-all.sh after the Rust tests):
+#   1. the copies of the systemd units and sysusers files in the Puppet module and the
+#      Ansible roles are identical to packaging/;
+#   2. Puppet: parser validate, puppet-lint, rspec-puppet, and `puppet apply` of the agent
+#      class into a scratch root (noop with diff, real, then again with no change);
+#   3. Ansible: --syntax-check, ansible-lint, and the agent role run for real with
+#      ansible_connection=local into scratch roots, twice, the second run changing nothing;
+#   4. Puppet and Ansible write the same agent.yml for the same settings, and
+#      `masif-agent --check-config` accepts it (real certificates made with openssl, a
+#      Puppet ssldir layout for discovery);
+#   5. the Debian packages: cargo build --release of the four binaries, packaging/build-debs.sh,
+#      install into a scratch root with dpkg --root (maintainer scripts included), the files
+#      where README.md's "Deployment" section says, units accepted by systemd-analyze,
+#      remove and purge.
+# Nothing outside a temporary directory is written (Puppet, Ansible and dpkg state included).
+#
+# MASIF_ROLLOUT_BIN_DIR=DIR uses the binaries in DIR instead of building release binaries
+# (for a quick run while developing; CI leaves it unset).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/masif-rollout.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+chmod 0755 "$T"
+
+log() { printf '== rollout: %s\n' "$*" >&2; }
+fail() { printf 'rollout FAILED: %s\n' "$*" >&2; exit 1; }
+
+# --- 1. one copy of every unit file ------------------------------------------------------
+log "unit and sysusers copies match packaging/"
+for f in masif-upgrader-agent.service masif-upgrader-master.service masif-upgrader-ui.service; do
+  for copy in puppet-module/files ansible/roles/masif_upgrader_common/files; do
+    cmp -s "packaging/systemd/$f" "$copy/$f" ||
+      fail "$copy/$f differs from packaging/systemd/$f: copy it over"
+  done
+done
+for f in masif-master.conf masif-ui.conf; do
+  for copy in puppet-module/files ansible/roles/masif_upgrader_common/files; do
+    cmp -s "packaging/sysusers/$f" "$copy/$f" ||
+      fail "$copy/$f differs from packaging/sysusers/$f: copy it over"
+  done
+done
+
+# --- test certificates: a CA, an agent certificate, a Puppet ssldir ----------------------
+# (openssl, EC keys: fast). The agent's name is its certificate CN.
+pki=$T/pki
+mkdir -p "$pki"
+(
+  cd "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -keyout ca.key -out ca.crt -subj "/CN=Masif rollout test CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout agent.key -out agent.csr -subj "/CN=agent01.example.com"
+  printf 'extendedKeyUsage=clientAuth\nsubjectAltName=DNS:agent01.example.com\n' >agent.ext
+  openssl x509 -req -in agent.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile agent.ext -out agent.crt
+  chmod 0600 agent.key
+  ssl=puppet-root/var/lib/puppet/ssl
+  mkdir -p "$ssl/certs" "$ssl/private_keys"
+  cp agent.crt "$ssl/certs/agent01.example.com.pem"
+  cp agent.key "$ssl/private_keys/agent01.example.com.pem"
+  cp ca.crt "$ssl/certs/ca.pem"
+) 2>"$T/openssl.log" || { cat "$T/openssl.log" >&2; fail "making test certificates"; }
+
+# The agent settings both tools write; values that need quoting on purpose.
+master_host=masif.example.com:8150
+apt_opt1=-o
+apt_opt2='Acquire::http::Proxy="http://proxy.example.com:3128/"'
+apt_config="$T/apt: sandbox.conf"
+
+# --- 2. Puppet ---------------------------------------------------------------------------
+puppet_dirs=(--vardir "$T/puppet/var" --confdir "$T/puppet/conf" --codedir "$T/puppet/code"
+  --logdir "$T/puppet/log" --rundir "$T/puppet/run" --color=false)
+log "puppet parser validate"
+puppet parser validate "${puppet_dirs[@]}" puppet-module/manifests/*.pp puppet-module/types/*.pp \
+  puppet-module/functions/*.pp puppet-module/examples/*.pp
+for f in puppet-module/templates/*.epp; do
+  puppet epp validate "${puppet_dirs[@]}" "$f"
+done
+log "puppet-lint"
+(cd puppet-module && puppet-lint --relative --fail-on-warnings manifests types functions examples)
+log "rspec-puppet"
+(cd puppet-module && HOME="$T/home" rspec --format progress spec)
+
+log "puppet apply of masif_upgrader::agent into a scratch root"
+proot=$T/puppet-root
+mkdir -p "$proot/etc/systemd/system" "$proot/usr/local/bin" "$T/puppet/modules" "$T/bin"
+ln -s "$repo/puppet-module" "$T/puppet/modules/masif_upgrader"
+agent_bin=${MASIF_ROLLOUT_BIN_DIR:-$repo/target/release}/masif-agent
+if [ ! -x "$agent_bin" ]; then
+  # Built below in step 5 at the latest; the apply only copies it.
+  agent_bin=$repo/target/debug/masif-agent
+fi
+[ -x "$agent_bin" ] || {
+  log "building masif-agent (debug) for the roll-out runs"
+  cargo build --locked -p masif-agent --bin masif-agent >&2
+}
+puppet_apply() { # MANIFEST [extra puppet args]: puppet apply, exit code 0 or 2 (changes)
+  local rc=0
+  puppet apply "${puppet_dirs[@]}" --modulepath "$T/puppet/modules" --detailed-exitcodes \
+    "${@:2}" "$1" >"$T/puppet.out" 2>&1 || rc=$?
+  # Facter complains about /proc/1/environ in containers; that is not ours to fix.
+  grep -v 'Facter: Permission denied' "$T/puppet.out" >&2 || true
+  return "$rc"
+}
+manifest() { # TLS_HASH
+  cat <<EOF
+class { 'masif_upgrader': root => '$proot' }
+class { 'masif_upgrader::agent':
+  master_host     => '$master_host',
+  tls             => $1,
+  check_interval  => 600,
+  report_interval => 60,
+  retry_interval  => 0,
+  apt_options     => ['$apt_opt1', '$apt_opt2'],
+  apt_env         => { 'APT_CONFIG' => '$apt_config' },
+  socket          => '$T/run/agent.sock',
+  log_level       => 'debug',
+  install         => 'binary',
+  binary_source   => '$agent_bin',
+  manage_service  => false,
+}
+EOF
+}
+manifest "{ 'cert' => '$pki/agent.crt', 'key' => '$pki/agent.key', 'ca' => '$pki/ca.crt' }" >"$T/agent-files.pp"
+manifest "{ 'discover' => 'puppet', 'name' => 'agent01.example.com', 'root' => '$pki/puppet-root' }" >"$T/agent-puppet.pp"
+# (--noop exits 0 even with changes pending: look at what it would have done.)
+puppet_apply "$T/agent-files.pp" --noop || fail "puppet apply --noop failed"
+grep -q "agent.yml\]/ensure: current_value 'absent', should be 'file' (noop)" "$T/puppet.out" ||
+  fail "puppet apply --noop would not write agent.yml"
+[ ! -e "$proot/etc/masif-upgrader/agent.yml" ] || fail "puppet apply --noop wrote agent.yml"
+rc=0; puppet_apply "$T/agent-files.pp" || rc=$?
+[ "$rc" = 2 ] || fail "puppet apply: exit code $rc, expected 2 (changes made)"
+rc=0; puppet_apply "$T/agent-files.pp" || rc=$?
+[ "$rc" = 0 ] || fail "second puppet apply: exit code $rc, expected 0 (nothing to change)"
+log "the agent.yml Puppet wrote:"
+cat "$proot/etc/masif-upgrader/agent.yml" >&2
+cmp -s "$agent_bin" "$proot/usr/local/bin/masif-agent" || fail "puppet did not copy the binary"
+grep -qx 'ExecStart=/usr/local/bin/masif-agent --config /etc/masif-upgrader/agent.yml' \
+  "$proot/etc/systemd/system/masif-upgrader-agent.service" || fail "puppet's unit does not run the copied binary"
+cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-files.puppet.yml"
+log "puppet apply --noop --show_diff of a change (Puppet discovery instead of files):"
+puppet_apply "$T/agent-puppet.pp" --noop --show_diff || fail "puppet apply --noop of a change failed"
+grep -q '^+tls: { discover: "puppet"' "$T/puppet.out" || fail "the noop diff does not show the new tls line"
+rc=0; puppet_apply "$T/agent-puppet.pp" || rc=$?
+[ "$rc" = 2 ] || fail "puppet apply of the change: exit code $rc, expected 2"
+cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-puppet.puppet.yml"
+
+# --- 3. Ansible ----------------------------------------------------------------------------
+export ANSIBLE_CONFIG=$repo/ansible/ansible.cfg ANSIBLE_ROLES_PATH=$repo/ansible/roles
+export ANSIBLE_HOME=$T/ansible/home ANSIBLE_LOCAL_TEMP=$T/ansible/local ANSIBLE_REMOTE_TEMP=$T/ansible/remote
+export ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 XDG_CACHE_HOME=$T/cache
+log "ansible-playbook --syntax-check"
+(cd ansible && ansible-playbook --syntax-check site.yml tests/scratch-agents.yml >&2)
+log "ansible-lint"
+(cd ansible && ansible-lint --offline -q site.yml tests/scratch-agents.yml roles >&2)
+
+log "the agent role, ansible_connection=local, into scratch roots, twice"
+# Three hosts: certificate files on the host, Puppet discovery, files copied from the
+# controller. Settings as in the Puppet run above.
+for h in files puppet copy; do
+  mkdir -p "$T/ansible-root/$h/etc/systemd/system" "$T/ansible-root/$h/usr/local/bin"
+done
+python3 - "$T" "$master_host" "$apt_opt1" "$apt_opt2" "$apt_config" "$agent_bin" >"$T/inventory.json" <<'EOF'
+import json, sys
+t, master_host, opt1, opt2, apt_config, agent_bin = sys.argv[1:]
+pki = t + "/pki"
+common = {
+    "ansible_connection": "local",
+    "ansible_python_interpreter": sys.executable,
+    "masif_upgrader_agent_master_host": master_host,
+    "masif_upgrader_agent_check_interval": 600,
+    "masif_upgrader_agent_report_interval": 60,
+    "masif_upgrader_agent_retry_interval": 0,
+    "masif_upgrader_agent_apt_options": [opt1, opt2],
+    "masif_upgrader_agent_apt_env": {"APT_CONFIG": apt_config},
+    "masif_upgrader_agent_socket": t + "/run/agent.sock",
+    "masif_upgrader_agent_log_level": "debug",
+    "masif_upgrader_agent_install": "binary",
+    "masif_upgrader_agent_binary_src": agent_bin,
+    "masif_upgrader_agent_manage_service": False,
+}
+tls = {
+    "files": {"masif_upgrader_agent_tls": {"cert": pki + "/agent.crt", "key": pki + "/agent.key", "ca": pki + "/ca.crt"}},
+    "puppet": {"masif_upgrader_agent_tls": {"discover": "puppet", "name": "agent01.example.com", "root": pki + "/puppet-root"}},
+    "copy": {"masif_upgrader_agent_tls_copy": {"cert": pki + "/agent.crt", "key": pki + "/agent.key", "ca": pki + "/ca.crt"}},
+}
+hosts = {f"scratch-{h}": dict(common, masif_upgrader_root=f"{t}/ansible-root/{h}", **v) for h, v in tls.items()}
+json.dump({"scratch_agents": {"hosts": hosts}}, sys.stdout, indent=1)
+EOF
+for run in 1 2; do
+  (cd ansible && ansible-playbook -i "$T/inventory.json" tests/scratch-agents.yml) >"$T/ansible-$run.out" 2>&1 ||
+    { cat "$T/ansible-$run.out" >&2; fail "ansible-playbook run $run"; }
+  sed -n '/PLAY RECAP/,$p' "$T/ansible-$run.out" >&2
+done
+grep -Eq 'scratch-files +: ok=[0-9]+ +changed=[1-9]' "$T/ansible-1.out" || fail "the first Ansible run changed nothing"
+if grep -E '^scratch-' "$T/ansible-2.out" | grep -Ev 'changed=0 .*failed=0'; then
+  fail "the second Ansible run changed something (not idempotent)"
+fi
+a=$T/ansible-root
+cmp -s "$agent_bin" "$a/files/usr/local/bin/masif-agent" || fail "ansible did not copy the binary"
+cmp -s packaging/systemd/masif-upgrader-agent.service \
+  <(sed 's|/usr/local/bin/|/usr/bin/|' "$a/files/etc/systemd/system/masif-upgrader-agent.service") ||
+  fail "ansible's unit is not the packaged one pointed at /usr/local/bin"
+for f in agent.crt:644 agent.key:600 ca.crt:644; do
+  cmp -s "$pki/${f%%:*}" "$a/copy/etc/masif-upgrader/tls/${f%%:*}" || fail "ansible did not copy ${f%%:*}"
+  [ "$(stat -c %a "$a/copy/etc/masif-upgrader/tls/${f%%:*}")" = "${f##*:}" ] || fail "${f%%:*} is not mode ${f##*:}"
+done
+grep -q '^  cert: "/etc/masif-upgrader/tls/agent.crt"$' "$a/copy/etc/masif-upgrader/agent.yml" ||
+  fail "the agent.yml of the copy host does not name the copied certificate"
+if getent group puppet >/dev/null; then
+  grep -qx 'SupplementaryGroups=puppet' "$a/puppet/etc/systemd/system/masif-upgrader-agent.service.d/masif-upgrader-groups.conf" ||
+    fail "puppet discovery on a host with a puppet group: no SupplementaryGroups=puppet drop-in"
+fi
+[ ! -e "$a/files/etc/systemd/system/masif-upgrader-agent.service.d/masif-upgrader-groups.conf" ] ||
+  fail "certificate files: the agent got a groups drop-in it does not need"
+
+# --- 4. one format, accepted by the agent --------------------------------------------------
+log "Puppet and Ansible write the same agent.yml"
+for v in files puppet; do
+  diff -u <(grep -v '^#' "$T/agent-$v.puppet.yml") <(grep -v '^#' "$a/$v/etc/masif-upgrader/agent.yml") >&2 ||
+    fail "Puppet and Ansible wrote different agent.yml ($v)"
+done
+log "masif-agent --check-config"
+for f in "$T/agent-files.puppet.yml" "$T/agent-puppet.puppet.yml" "$a/files/etc/masif-upgrader/agent.yml" \
+  "$a/puppet/etc/masif-upgrader/agent.yml"; do
+  "$agent_bin" --check-config --config "$f" >&2 || fail "masif-agent --check-config rejected $f"
+done
+# ... and rejects a broken one, naming the key.
+sed 's/^  cn: .*/  cn: "not a name"/' "$a/files/etc/masif-upgrader/agent.yml" >"$T/broken.yml"
+if "$agent_bin" --check-config --config "$T/broken.yml" 2>"$T/broken.err"; then
+  fail "masif-agent --check-config accepted a bad master.cn"
+fi
+grep -q 'master.cn' "$T/broken.err" || fail "the --check-config error does not name master.cn"
+
+# --- 5. Debian packages ----------------------------------------------------------------------
+if [ -n "${MASIF_ROLLOUT_BIN_DIR:-}" ]; then
+  bin_dir=$MASIF_ROLLOUT_BIN_DIR
+else
+  log "cargo build --release of the four binaries"
+  cargo build --release --locked -p masif-agent -p masif-master -p masif-ui -p masif-pki --bins >&2
+  bin_dir=$repo/target/release
+fi
+log "packaging/build-debs.sh"
+packaging/build-debs.sh --bin-dir "$bin_dir" --out "$T/debs" >"$T/debs.list"
+mapfile -t debs <"$T/debs.list"
+[ "${#debs[@]}" = 4 ] || fail "expected 4 packages, got ${#debs[@]}"
+for d in "${debs[@]}"; do
+  dpkg-deb --info "$d" >&2
+done
+
+log "dpkg --root: install into a scratch root"
+R=$T/dpkg-root
+mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" "$R/etc" "$R/var/log"
+touch "$R/var/lib/dpkg/status"
+host_users_before=$(getent passwd masif-master masif-ui || true)
+# --force-script-chrootless: the maintainer scripts run here with DPKG_ROOT=$R and act on
+# $R only; --force-depends: the scratch root has no libc6, apt or systemd.
+dpkg --root="$R" --log="$R/var/log/dpkg.log" --force-script-chrootless --force-depends \
+  -i "${debs[@]}" >"$T/dpkg.out" 2>&1 || { cat "$T/dpkg.out" >&2; fail "dpkg -i into the scratch root"; }
+[ "$(getent passwd masif-master masif-ui || true)" = "$host_users_before" ] ||
+  fail "installing into the scratch root changed the host's users"
+for p in masif-agent masif-master masif-ui masif-pki; do
+  dpkg-query --root="$R" -W -f='${db:Status-Abbrev}' "$p" | grep -q '^ii' || fail "$p is not installed in $R"
+done
+
+log "files where README.md's Deployment section says"
+rows=$(awk '/^## Deployment/ { d = 1; next } /^## / { d = 0 } d && /^\| `\// { print }' README.md |
+  sed -E 's/^\| `([^`]+)` \| ([a-z-]+) \|.*/\2 \1/')
+[ -n "$rows" ] || fail "README.md has no file table in its Deployment section"
+while read -r pkg path; do
+  matched=0
+  for f in $R$path; do
+    [ -e "$f" ] || continue
+    dpkg-query --root="$R" -L "$pkg" | grep -qxF "${f#"$R"}" || fail "$path: ${f#"$R"} is not in package $pkg"
+    matched=1
+  done
+  [ "$matched" = 1 ] || fail "README.md lists $path ($pkg), but it is not installed"
+done <<<"$rows"
+# ... and every installed file is in the README.
+for p in masif-agent masif-master masif-ui masif-pki; do
+  while read -r f; do
+    [ -f "$R$f" ] || continue
+    listed=0
+    while read -r pkg path; do
+      # shellcheck disable=SC2053 # $path is a glob on purpose
+      [ "$pkg" = "$p" ] && [[ $f == $path ]] && { listed=1; break; }
+    done <<<"$rows"
+    [ "$listed" = 1 ] || fail "$f (package $p) is missing from README.md's Deployment section"
+  done < <(dpkg-query --root="$R" -L "$p")
+done
+
+log "maintainer scripts: users, groups and config permissions in the scratch root"
+grep -q '^masif-master:' "$R/etc/passwd" || fail "no masif-master user in $R/etc/passwd"
+grep -q '^masif-ui:' "$R/etc/passwd" || fail "no masif-ui user in $R/etc/passwd"
+grep -Eq '^masif-upgrader:x:[0-9]+:(masif-master,masif-ui|masif-ui,masif-master)$' "$R/etc/group" ||
+  fail "masif-upgrader group without both service users"
+gid() { awk -F: -v g="$1" '$1 == g { print $3 }' "$R/etc/group"; }
+[ "$(stat -c '%u %g %a' "$R/etc/masif-upgrader/master.yml")" = "0 $(gid masif-master) 640" ] ||
+  fail "master.yml is not root:masif-master 0640"
+[ "$(stat -c '%u %g %a' "$R/etc/masif-upgrader/ui.yml")" = "0 $(gid masif-ui) 640" ] ||
+  fail "ui.yml is not root:masif-ui 0640"
+[ "$(stat -c '%u %g %a' "$R/etc/masif-upgrader/agent.yml")" = "0 0 644" ] || fail "agent.yml is not root:root 0644"
+"$R/usr/bin/masif-agent" --help >/dev/null || fail "the packaged masif-agent does not run"
+
+log "systemd-analyze verify of the packaged units"
+units=$T/units
+mkdir -p "$units"
+for f in "$R"/lib/systemd/system/*; do
+  # Point ExecStart at the scratch root, so verify can check the binaries exist.
+  sed "s|/usr/bin/masif-|$R/usr/bin/masif-|" "$f" >"$units/${f##*/}"
+done
+(cd "$units" && systemd-analyze verify masif-upgrader-agent.service masif-upgrader-master.service \
+  masif-upgrader-ui.service masif-pki-check@agent.service masif-pki-check@agent.timer) >"$T/verify.out" 2>&1 || true
+if [ -s "$T/verify.out" ]; then
+  cat "$T/verify.out" >&2
+  fail "systemd-analyze verify complained about the units"
+fi
+
+log "dpkg --root: remove and purge"
+dpkg --root="$R" --log="$R/var/log/dpkg.log" --force-script-chrootless --force-depends \
+  --purge masif-agent masif-master masif-ui masif-pki >"$T/dpkg-purge.out" 2>&1 ||
+  { cat "$T/dpkg-purge.out" >&2; fail "dpkg --purge in the scratch root"; }
+left=$(cd "$R" && find usr lib etc/masif-upgrader -type f 2>/dev/null || true)
+[ -z "$left" ] || fail "files left after purge: $left"
+
+log "all roll-out checks passed"
