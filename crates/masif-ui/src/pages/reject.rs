@@ -42,8 +42,12 @@ impl warp::reject::Reject for NotFound {}
 pub struct StoreFailed;
 impl warp::reject::Reject for StoreFailed {}
 
-/// Logs a store error and turns it into a rejection.
+/// Turns a store error into a rejection: input the store refused is a 400 with its reason,
+/// anything else a logged 500.
 pub fn store_failed(e: masif_store::StoreError) -> Rejection {
+    if let masif_store::StoreError::Invalid(msg) = e {
+        return BadRequest::reject(msg);
+    }
     tracing::error!(error = %e, "database request failed");
     warp::reject::custom(StoreFailed)
 }

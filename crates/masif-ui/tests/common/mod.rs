@@ -1,0 +1,166 @@
+//! Test fixtures of the UI: a fresh MariaDB database seeded through the real report
+//! transaction, an htpasswd user, and helpers to pull tokens out of pages.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Write;
+use std::sync::Arc;
+
+use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_store::testing::TestDatabase;
+use masif_store::Store;
+use masif_ui::{UiSettings, Users};
+
+pub const USER: &str = "admin";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A package name and an agent name that must render as text.
+pub const HOSTILE_PACKAGE: &str = "<script>alert(1)</script>";
+pub const HOSTILE_AGENT: &str = "o'brien \"the\" <b>host</b>";
+
+/// A migrated test database and a store on it.
+pub struct Fixture {
+    pub db: TestDatabase,
+    pub store: Arc<dyn Store>,
+}
+
+impl Fixture {
+    pub async fn new(prefix: &str) -> Self {
+        let db = TestDatabase::create(prefix).await;
+        let store = masif_store::open(&db.url()).await.expect("open test store");
+        Self { db, store }
+    }
+
+    /// Reports `tasks` as agent `name` through the real report transaction.
+    pub async fn report(&self, name: &str, tasks: Vec<Task>) {
+        let set: TaskSet = tasks.into_iter().collect();
+        self.store
+            .report(&AgentName::new(name).unwrap(), &set)
+            .await
+            .expect("report");
+    }
+
+    /// Rows of a query as text, for checks of what the UI wrote.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use mysql_async::prelude::Queryable;
+        let mut conn = mysql_async::Conn::from_url(self.db.url()).await.unwrap();
+        let rows: Vec<mysql_async::Row> = conn.query(sql).await.unwrap();
+        conn.disconnect().await.ok();
+        rows.into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => None,
+                        mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into()),
+                        other => Some(other.as_sql(false)),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub async fn count(&self, sql: &str) -> u64 {
+        self.rows(sql).await[0][0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// The standard scene: perl awaited by three agents (two target versions), libc6 by two,
+    /// a new package and a removal on one, a hostile package name on the hostile agent.
+    pub async fn seed(&self) {
+        self.report(
+            "web-1",
+            vec![
+                update("perl", "5.1", "5.2"),
+                update("libc6", "2.36-1", "2.36-2"),
+            ],
+        )
+        .await;
+        self.report(
+            "web-2",
+            vec![
+                update("perl", "5.1", "5.2"),
+                update("libc6", "2.36-1", "2.36-2"),
+            ],
+        )
+        .await;
+        self.report(
+            "db-1",
+            vec![
+                update("perl", "5.0", "5.3"),
+                install("newpkg", "1.0"),
+                task("oldpkg", Action::Remove, Some("0.9"), None),
+            ],
+        )
+        .await;
+        self.report(HOSTILE_AGENT, vec![update(HOSTILE_PACKAGE, "1", "2")])
+            .await;
+    }
+}
+
+pub fn task(package: &str, action: Action, from: Option<&str>, to: Option<&str>) -> Task {
+    Task::new(
+        PackageName::new(package).unwrap(),
+        action,
+        from.map(|v| Version::new(v).unwrap()),
+        to.map(|v| Version::new(v).unwrap()),
+    )
+    .unwrap()
+}
+
+pub fn update(package: &str, from: &str, to: &str) -> Task {
+    task(package, Action::Update, Some(from), Some(to))
+}
+
+pub fn install(package: &str, to: &str) -> Task {
+    task(package, Action::Install, None, Some(to))
+}
+
+/// An htpasswd file with [`USER`] / [`PASSWORD`] (bcrypt, `$2y$` like `htpasswd -B`).
+pub fn htpasswd_file() -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    let hash = bcrypt::hash(PASSWORD, 4)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    writeln!(f, "{USER}:{hash}").unwrap();
+    f
+}
+
+/// Settings with the test user, plain HTTP.
+pub fn settings() -> UiSettings {
+    let f = htpasswd_file();
+    UiSettings::with_users(Users::load(f.path()).unwrap())
+}
+
+/// The value of the first `name="csrf" value="…"` in a page.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("page has a CSRF field") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// `name=value` of a `Set-Cookie` header value.
+pub fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
+/// Percent-encodes a form value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The checkbox value of a (package, action, target) row.
+pub fn key_value(package: &str, action: &str, to: Option<&str>) -> String {
+    serde_json::to_string(&(package, action, to)).unwrap()
+}
