@@ -270,6 +270,9 @@ impl Agent {
             }
         }
 
+        // Each package is tried at most once per cycle (retried after the retry interval),
+        // so the loop ends even with a retry interval of zero.
+        let mut attempted = BTreeSet::new();
         loop {
             self.update_counts(st);
             if stop.is_set() {
@@ -279,6 +282,7 @@ impl Agent {
             let now = Instant::now();
             let candidates: BTreeSet<PackageName> = decide::candidates(&full, &st.approved)
                 .into_iter()
+                .filter(|p| !attempted.contains(p))
                 .filter(|p| st.failures.allowed(p, now, self.intervals.retry))
                 .collect();
             if candidates.is_empty() {
@@ -298,7 +302,8 @@ impl Agent {
                         let message = format!("planning the upgrade of {package}: {e}");
                         tracing::error!(error = %message);
                         self.monitor.error(message.clone());
-                        st.failures.record(package, now);
+                        st.failures.record(package.clone(), now);
+                        attempted.insert(package);
                         out.upgrade_failed = Some(message);
                     }
                 }
@@ -323,8 +328,13 @@ impl Agent {
                     }
                     full = self.plan_full().await?.tasks();
                 }
-                Upgrade::Done => {}
-                Upgrade::Failed(message) => out.upgrade_failed = Some(message),
+                Upgrade::Done => {
+                    attempted.insert(package);
+                }
+                Upgrade::Failed(message) => {
+                    attempted.insert(package);
+                    out.upgrade_failed = Some(message);
+                }
             }
         }
         out.remaining = !full.is_empty();

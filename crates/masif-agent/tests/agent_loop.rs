@@ -1,0 +1,342 @@
+//! The agent loop against the real apt-get/dpkg in sandbox roots, with an in-process stand-in
+//! for the master's approval logic (the end-to-end tests in `crates/masif/tests` use the real
+//! master and database): the safety rule, failures, a busy lock, shutdown during a run.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use masif_agent::apt::Apt;
+use masif_agent::sandbox::{standard_packages, FakePackage, Sandbox, SandboxLock, Stage};
+use masif_agent::{Activity, Agent, Intervals, MasterError, Monitor, Reporter};
+use masif_proto::{Action, TaskSet};
+
+/// Approves reported tasks matching (package, action) patterns, like approval rows with
+/// from_version and to_version NULL; can pretend to be down.
+#[derive(Default)]
+struct FakeMaster {
+    approvals: Mutex<Vec<(String, Action)>>,
+    reports: Mutex<Vec<TaskSet>>,
+    down: Mutex<bool>,
+}
+
+impl FakeMaster {
+    fn approve(&self, package: &str, actions: &[Action]) {
+        let mut a = self.approvals.lock().unwrap();
+        for action in actions {
+            a.push((package.into(), *action));
+        }
+    }
+
+    fn last_report(&self) -> Option<TaskSet> {
+        self.reports.lock().unwrap().last().cloned()
+    }
+}
+
+#[async_trait]
+impl Reporter for FakeMaster {
+    async fn report(&self, pending: &TaskSet) -> Result<TaskSet, MasterError> {
+        if *self.down.lock().unwrap() {
+            return Err(MasterError::Http {
+                host: "fake".into(),
+                detail: "connection refused".into(),
+            });
+        }
+        self.reports.lock().unwrap().push(pending.clone());
+        let approvals = self.approvals.lock().unwrap();
+        Ok(pending
+            .iter()
+            .filter(|t| {
+                approvals
+                    .iter()
+                    .any(|(p, a)| t.package().as_str() == p && t.action() == *a)
+            })
+            .cloned()
+            .collect())
+    }
+}
+
+const UPDATE: &[Action] = &[Action::Update, Action::Configure];
+const INSTALL: &[Action] = &[Action::Install, Action::Configure];
+
+struct Running {
+    _dir: tempfile::TempDir,
+    sb: Sandbox,
+    master: Arc<FakeMaster>,
+    monitor: Monitor,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<masif_agent::Result<()>>,
+}
+
+fn intervals(retry: u64) -> Intervals {
+    Intervals {
+        check: Duration::from_secs(1),
+        report: Duration::from_millis(500),
+        retry: Duration::from_secs(retry),
+    }
+}
+
+async fn start(packages: &[FakePackage], retry: u64, prepare: impl FnOnce(&FakeMaster)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::create(dir.path(), packages).await.unwrap();
+    sb.publish(Stage::V2).await.unwrap();
+    let master = Arc::new(FakeMaster::default());
+    prepare(&master);
+    let monitor = Monitor::new();
+    let agent = Agent::new(
+        Arc::new(Apt::new(sb.apt_settings())),
+        master.clone(),
+        intervals(retry),
+        monitor.clone(),
+    )
+    .without_jitter();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async {
+        let _ = rx.await;
+    }));
+    Running {
+        _dir: dir,
+        sb,
+        master,
+        monitor,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Running {
+    async fn stop(self) -> masif_agent::Result<()> {
+        self.stop_keeping_sandbox().await.0
+    }
+
+    /// Stops the agent; the sandbox directory lives as long as the returned guard.
+    async fn stop_keeping_sandbox(mut self) -> (masif_agent::Result<()>, tempfile::TempDir) {
+        let _ = self.stop.take().unwrap().send(());
+        (self.task.await.unwrap(), self._dir)
+    }
+
+    async fn version(&self, package: &str) -> Option<String> {
+        self.sb.installed_version(package).await.unwrap()
+    }
+}
+
+/// Polls `check` until it holds (a deadline against hangs, not a timing assertion).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// Lets the agent run a few more cycles.
+async fn cycles(r: &Running, n: usize) {
+    let start = r.master.reports.lock().unwrap().len();
+    eventually("more reports", || async {
+        r.master.reports.lock().unwrap().len() >= start + n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_approved_packages_are_upgraded() {
+    let r = start(&standard_packages(), 2, |m| m.approve("alpha", UPDATE)).await;
+    eventually("alpha 2.0", || async {
+        r.version("alpha").await.as_deref() == Some("2.0")
+    })
+    .await;
+    cycles(&r, 2).await;
+    for (name, version) in [
+        ("beta", "1.0"),
+        ("delta", "1.0"),
+        ("epsilon", "1.0"),
+        ("zeta", "1.0"),
+    ] {
+        assert_eq!(r.version(name).await.as_deref(), Some(version), "{name}");
+    }
+    assert_eq!(r.version("gamma").await, None);
+    // The first report held all 11 tasks; alpha's are no longer pending.
+    let first = r.master.reports.lock().unwrap()[0].clone();
+    assert_eq!(first.len(), 11);
+    let last = r.master.last_report().unwrap();
+    assert!(
+        last.iter().all(|t| t.package().as_str() != "alpha"),
+        "{last:?}"
+    );
+    assert_eq!(last.len(), 9);
+    let status = r.monitor.status();
+    assert!(status.last_report.is_some());
+    assert_eq!(status.upgrades_done, 1);
+    assert!(status.last_error.is_none(), "{:?}", status.last_error);
+    let load = r.monitor.load_json();
+    assert!(load["update"][0].as_f64().unwrap() >= 1.0, "{load}");
+    assert!(load["query"][0].as_f64().unwrap() >= 3.0, "{load}");
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_install_pulled_in_by_a_dependency_waits_for_its_own_approval() {
+    let r = start(&standard_packages(), 2, |m| m.approve("beta", UPDATE)).await;
+    cycles(&r, 3).await;
+    assert_eq!(r.version("beta").await.as_deref(), Some("1.0"));
+    assert_eq!(r.version("gamma").await, None);
+    r.master.approve("gamma", INSTALL);
+    eventually("beta 2.0", || async {
+        r.version("beta").await.as_deref() == Some("2.0")
+    })
+    .await;
+    assert_eq!(r.version("gamma").await.as_deref(), Some("1.0"));
+    assert_eq!(r.version("alpha").await.as_deref(), Some("1.0"));
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_removal_pulled_in_by_a_dependency_waits_for_its_own_approval() {
+    let r = start(&standard_packages(), 2, |m| m.approve("delta", UPDATE)).await;
+    cycles(&r, 3).await;
+    assert_eq!(r.version("delta").await.as_deref(), Some("1.0"));
+    assert_eq!(r.version("epsilon").await.as_deref(), Some("1.0"));
+    r.master.approve("epsilon", &[Action::Remove]);
+    eventually("delta 2.0", || async {
+        r.version("delta").await.as_deref() == Some("2.0")
+    })
+    .await;
+    assert_eq!(r.version("epsilon").await, None);
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_upgrade_is_reported_and_other_packages_still_get_served() {
+    let r = start(&standard_packages(), 3600, |m| m.approve("zeta", UPDATE)).await;
+    eventually("zeta failed", || async {
+        r.monitor.status().failed_packages.contains("zeta")
+    })
+    .await;
+    let status = r.monitor.status();
+    let error = status.last_error.unwrap().message;
+    assert!(error.contains("zeta"), "{error}");
+    assert!(error.contains("post-installation script"), "{error}");
+    assert_eq!(
+        r.sb.package_state("zeta").await.unwrap().unwrap().status,
+        "iF"
+    );
+    assert!(r.monitor.load_json()["error"][0].as_f64().unwrap() >= 1.0);
+    // Not retried before the retry interval (an hour here): one failure only.
+    cycles(&r, 3).await;
+    let errors = r.monitor.load_json()["error"][2].as_f64().unwrap();
+    assert_eq!(errors, 1.0);
+    // alpha's run also configures zeta again (approved), fails on zeta, but upgrades alpha.
+    r.master.approve("alpha", UPDATE);
+    eventually("alpha 2.0", || async {
+        r.version("alpha").await.as_deref() == Some("2.0")
+    })
+    .await;
+    cycles(&r, 1).await;
+    assert!(r.monitor.status().failed_packages.contains("zeta"));
+    assert!(!r.monitor.status().failed_packages.contains("alpha"));
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_held_lock_delays_the_upgrade_and_is_no_failure() {
+    let dir_lock;
+    let r = start(&standard_packages(), 1, |_| {}).await;
+    dir_lock = r.sb.hold_lock(SandboxLock::DpkgFrontend).await.unwrap();
+    r.master.approve("alpha", UPDATE);
+    eventually("waiting for the lock", || async {
+        matches!(r.monitor.status().activity, Activity::WaitingForLock { .. })
+    })
+    .await;
+    assert_eq!(r.version("alpha").await.as_deref(), Some("1.0"));
+    dir_lock.release().await;
+    eventually("alpha 2.0", || async {
+        r.version("alpha").await.as_deref() == Some("2.0")
+    })
+    .await;
+    let status = r.monitor.status();
+    assert!(status.last_error.is_none(), "{:?}", status.last_error);
+    assert!(status.failed_packages.is_empty());
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_during_a_run_waits_for_it_to_finish() {
+    let packages = vec![
+        FakePackage::new("sloth", "1.0"),
+        FakePackage::new("sloth", "2.0").postinst("sleep 3").v2(),
+    ];
+    let r = start(&packages, 2, |m| m.approve("sloth", UPDATE)).await;
+    eventually("executing", || async {
+        matches!(r.monitor.status().activity, Activity::Executing { .. })
+    })
+    .await;
+    let sb = r.sb.clone();
+    let (result, _dir) = r.stop_keeping_sandbox().await;
+    result.unwrap();
+    // run() returned only after apt and dpkg were done: sloth is fully installed.
+    let state = sb.package_state("sloth").await.unwrap().unwrap();
+    assert_eq!(
+        (state.status.as_str(), state.version.as_str()),
+        ("ii", "2.0")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_while_idle_is_immediate() {
+    let r = start(&standard_packages(), 2, |_| {}).await;
+    cycles(&r, 1).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), r.stop()).await;
+    stopped.expect("stopped").unwrap();
+}
+
+#[tokio::test]
+async fn the_agent_catches_up_when_the_master_comes_back() {
+    let r = start(&standard_packages(), 1, |m| {
+        *m.down.lock().unwrap() = true;
+        m.approve("alpha", UPDATE);
+    })
+    .await;
+    eventually("a failed report", || async {
+        r.monitor.status().last_report_attempt.is_some()
+    })
+    .await;
+    assert!(r.monitor.status().last_report.is_none());
+    assert!(r
+        .monitor
+        .status()
+        .last_error
+        .unwrap()
+        .message
+        .contains("connection refused"));
+    *r.master.down.lock().unwrap() = false;
+    eventually("alpha 2.0", || async {
+        r.version("alpha").await.as_deref() == Some("2.0")
+    })
+    .await;
+    assert!(r.monitor.status().last_report.is_some());
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_retry_zero_the_first_failure_ends_the_agent() {
+    let r = start(&standard_packages(), 0, |m| m.approve("zeta", UPDATE)).await;
+    let result = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if r.task.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    result.expect("agent ended");
+    let err = r.stop().await.unwrap_err().to_string();
+    assert!(err.contains("giving up") && err.contains("zeta"), "{err}");
+}

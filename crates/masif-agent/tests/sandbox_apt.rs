@@ -1,0 +1,253 @@
+//! The APT back end against the real apt-get and dpkg in sandbox roots: plans of every kind,
+//! a real upgrade, a failing postinst and its aftermath, a held lock, snapshots, and the
+//! host's own dpkg database left alone.
+
+use std::collections::BTreeSet;
+
+use masif_agent::apt::Apt;
+use masif_agent::sandbox::{standard_packages, Sandbox, SandboxLock, Stage};
+use masif_agent::{PackageManager, RunOutcome};
+use masif_proto::{Action, PackageName};
+
+fn p(name: &str) -> PackageName {
+    PackageName::new(name).unwrap()
+}
+
+async fn sandbox_v2() -> (tempfile::TempDir, Sandbox, Apt) {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::create(dir.path(), &standard_packages())
+        .await
+        .unwrap();
+    sb.publish(Stage::V2).await.unwrap();
+    let apt = Apt::new(sb.apt_settings());
+    (dir, sb, apt)
+}
+
+/// `(action, package, to_version)` of every task, sorted.
+fn summary(tasks: &masif_proto::TaskSet) -> Vec<String> {
+    tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} {}",
+                t.action(),
+                t.package(),
+                t.to_version().map(|v| v.as_str()).unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fresh_sandbox_has_the_v1_set_and_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::create(dir.path(), &standard_packages())
+        .await
+        .unwrap();
+    let installed: Vec<(String, String, String)> = sb
+        .packages()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, s)| (n, s.status, s.version))
+        .collect();
+    let expected: Vec<(String, String, String)> = ["alpha", "beta", "delta", "epsilon", "zeta"]
+        .iter()
+        .map(|n| (n.to_string(), "ii".to_string(), "1.0".to_string()))
+        .collect();
+    assert_eq!(installed, expected);
+    let apt = Apt::new(sb.apt_settings());
+    assert!(apt.plan_full().await.unwrap().is_empty());
+    // Rebuilding over an earlier sandbox is allowed; over a foreign directory it is not.
+    Sandbox::create(dir.path(), &standard_packages())
+        .await
+        .unwrap();
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(foreign.path().join("precious"), "x").unwrap();
+    let err = Sandbox::create(foreign.path(), &standard_packages())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refusing to wipe"), "{err}");
+    assert!(foreign.path().join("precious").exists());
+}
+
+#[tokio::test]
+async fn plans_list_every_kind_with_exact_versions_and_origins() {
+    let (_dir, _sb, apt) = sandbox_v2().await;
+    let full = apt.plan_full().await.unwrap();
+    let expected: BTreeSet<String> = [
+        "install gamma 1.0",
+        "update alpha 2.0",
+        "update beta 2.0",
+        "update delta 2.0",
+        "update zeta 2.0",
+        "configure alpha 2.0",
+        "configure beta 2.0",
+        "configure delta 2.0",
+        "configure gamma 1.0",
+        "configure zeta 2.0",
+        "remove epsilon -",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let got: BTreeSet<String> = summary(&full.tasks()).into_iter().collect();
+    assert_eq!(got, expected, "{full:#?}");
+    assert_eq!(full.steps().len(), 11);
+    let arch_alpha = full
+        .steps()
+        .iter()
+        .find(|s| s.task.package().as_str() == "alpha" && s.task.action() == Action::Update)
+        .unwrap();
+    let origin = arch_alpha.origin.as_deref().unwrap();
+    assert!(origin.starts_with("Sandbox:12/stable ["), "{origin}");
+
+    // Single-package plans are limited to the package and what it needs.
+    let beta = apt.plan_package(&p("beta")).await.unwrap().tasks();
+    assert_eq!(
+        summary(&beta),
+        [
+            "update beta 2.0",
+            "configure beta 2.0",
+            "install gamma 1.0",
+            "configure gamma 1.0"
+        ]
+    );
+    let delta = apt.plan_package(&p("delta")).await.unwrap().tasks();
+    assert_eq!(
+        summary(&delta),
+        [
+            "update delta 2.0",
+            "configure delta 2.0",
+            "remove epsilon -"
+        ]
+    );
+    let alpha = apt.plan_package(&p("alpha")).await.unwrap().tasks();
+    assert_eq!(summary(&alpha), ["update alpha 2.0", "configure alpha 2.0"]);
+}
+
+#[tokio::test]
+async fn a_real_upgrade_changes_only_the_sandbox() {
+    let (_dir, sb, apt) = sandbox_v2().await;
+    let host_before = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
+    let outcome = apt.upgrade_package(&p("beta")).await.unwrap();
+    let RunOutcome::Ran(out) = outcome else {
+        panic!("busy?")
+    };
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        sb.installed_version("beta").await.unwrap().as_deref(),
+        Some("2.0")
+    );
+    assert_eq!(
+        sb.installed_version("gamma").await.unwrap().as_deref(),
+        Some("1.0")
+    );
+    assert_eq!(
+        sb.installed_version("alpha").await.unwrap().as_deref(),
+        Some("1.0")
+    );
+    let file = std::fs::read_to_string(sb.root().join("usr/share/beta/VERSION")).unwrap();
+    assert_eq!(file, "beta 2.0\n");
+    // The host's dpkg database knows none of the fixtures, and its log never saw them.
+    let host_after = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
+    for status in [&host_before, &host_after] {
+        for name in ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "slow"] {
+            assert!(
+                !status.contains(&format!("\nPackage: {name}\n")),
+                "host has {name}"
+            );
+        }
+    }
+    if let Ok(log) = std::fs::read_to_string("/var/log/dpkg.log") {
+        assert!(!log.contains(" beta:all "), "host dpkg.log mentions beta");
+    }
+    let sandbox_log = std::fs::read_to_string(sb.root().join("var/log/dpkg.log")).unwrap();
+    assert!(
+        sandbox_log.contains("upgrade beta:all 1.0 2.0"),
+        "{sandbox_log}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_postinst_leaves_a_configure_task_and_poisons_later_runs() {
+    let (_dir, sb, apt) = sandbox_v2().await;
+    let RunOutcome::Ran(out) = apt.upgrade_package(&p("zeta")).await.unwrap() else {
+        panic!("busy?")
+    };
+    assert_eq!(out.code(), Some(100));
+    assert!(
+        out.stdout.contains("dpkg: error processing package zeta"),
+        "{}",
+        out.stdout
+    );
+    let state = sb.package_state("zeta").await.unwrap().unwrap();
+    assert_eq!(
+        (state.status.as_str(), state.version.as_str()),
+        ("iF", "2.0")
+    );
+    assert_eq!(sb.installed_version("zeta").await.unwrap(), None);
+    let full = apt.plan_full().await.unwrap().tasks();
+    assert!(summary(&full).contains(&"configure zeta 2.0".to_string()));
+    assert!(!summary(&full).contains(&"update zeta 2.0".to_string()));
+    // alpha's plan now carries zeta's configure; its run upgrades alpha and still exits 100.
+    let alpha = apt.plan_package(&p("alpha")).await.unwrap().tasks();
+    assert!(summary(&alpha).contains(&"configure zeta 2.0".to_string()));
+    let RunOutcome::Ran(out) = apt.upgrade_package(&p("alpha")).await.unwrap() else {
+        panic!("busy?")
+    };
+    assert_eq!(out.code(), Some(100));
+    assert_eq!(
+        sb.installed_version("alpha").await.unwrap().as_deref(),
+        Some("2.0")
+    );
+}
+
+#[tokio::test]
+async fn a_held_lock_is_busy_not_a_failure() {
+    let (_dir, sb, apt) = sandbox_v2().await;
+    for lock in [SandboxLock::DpkgFrontend, SandboxLock::Dpkg] {
+        let holder = sb.hold_lock(lock).await.unwrap();
+        // Simulations take no lock.
+        assert!(!apt.plan_full().await.unwrap().is_empty());
+        match apt.upgrade_package(&p("alpha")).await.unwrap() {
+            RunOutcome::Busy(reason) => assert!(reason.contains("lock"), "{reason}"),
+            RunOutcome::Ran(out) => panic!("ran despite {lock:?}: {out:?}"),
+        }
+        assert_eq!(
+            sb.installed_version("alpha").await.unwrap().as_deref(),
+            Some("1.0")
+        );
+        holder.release().await;
+    }
+    let RunOutcome::Ran(out) = apt.upgrade_package(&p("alpha")).await.unwrap() else {
+        panic!("still busy after release")
+    };
+    assert!(out.success());
+    assert_eq!(
+        sb.installed_version("alpha").await.unwrap().as_deref(),
+        Some("2.0")
+    );
+}
+
+#[tokio::test]
+async fn snapshots_restore_the_dpkg_database() {
+    let (_dir, sb, apt) = sandbox_v2().await;
+    sb.snapshot().unwrap();
+    apt.upgrade_package(&p("delta")).await.unwrap();
+    assert_eq!(
+        sb.installed_version("delta").await.unwrap().as_deref(),
+        Some("2.0")
+    );
+    assert_eq!(sb.installed_version("epsilon").await.unwrap(), None);
+    sb.restore().unwrap();
+    assert_eq!(
+        sb.installed_version("delta").await.unwrap().as_deref(),
+        Some("1.0")
+    );
+    assert_eq!(
+        sb.installed_version("epsilon").await.unwrap().as_deref(),
+        Some("1.0")
+    );
+    assert_eq!(apt.plan_full().await.unwrap().tasks().len(), 11);
+}
