@@ -104,9 +104,9 @@ pub struct Locate {
     /// A prefix put before every default path, as if the tree were mounted there.
     #[arg(long, value_name = "PREFIX")]
     pub root: Option<PathBuf>,
-    /// The role the files are for.
-    #[arg(long, default_value = "agent")]
-    pub role: Role,
+    /// The role the files are for: agent or master (required by `check`).
+    #[arg(long)]
+    pub role: Option<Role>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -239,7 +239,7 @@ fn locate(args: &Locate) -> Result<Result<Target, PkiError>, String> {
         ));
     }
     let found = if source.is_empty() {
-        discover_any(args.name.as_deref(), args.root.as_deref(), args.role)
+        discover_any(args.name.as_deref(), args.root.as_deref(), role(args))
     } else {
         let discover_source: Discover = source.parse()?;
         let request = DiscoverRequest {
@@ -247,13 +247,21 @@ fn locate(args: &Locate) -> Result<Result<Target, PkiError>, String> {
             name: args.name.clone(),
             root: args.root.clone(),
         };
-        discover(&request, args.role)
+        discover(&request, role(args))
     };
     Ok(found.map(Target::Found))
 }
 
+/// The role given, agent by default (for `discover`, which does not judge).
+fn role(args: &Locate) -> Role {
+    args.role.unwrap_or(Role::Agent)
+}
+
 fn run_check(args: &CheckArgs) -> Outcome {
-    let mut options = CheckOptions::new(args.locate.role);
+    let Some(role) = args.locate.role else {
+        return usage("check needs --role agent or --role master");
+    };
+    let mut options = CheckOptions::new(role);
     options.warn_days = args.warn_days;
     options.expected_name = args.locate.name.clone();
     if let Some(user) = &args.user {

@@ -89,6 +89,34 @@ impl Ca {
         )
     }
 
+    /// A leaf with a DNS SAN but no common name.
+    pub fn leaf_without_cn(&self, name: &str, usage: Use) -> Leaf {
+        self.leaf_with(name, usage, |p| {
+            p.distinguished_name = rcgen::DistinguishedName::new()
+        })
+    }
+
+    /// A leaf with a common name but no subject alternative name.
+    pub fn leaf_without_san(&self, name: &str, usage: Use) -> Leaf {
+        self.leaf_with(name, usage, |p| p.subject_alt_names.clear())
+    }
+
+    fn leaf_with(
+        &self,
+        name: &str,
+        usage: Use,
+        change: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
+        let now = OffsetDateTime::now_utc();
+        self.build_leaf(
+            name,
+            usage,
+            now - Duration::days(1),
+            now + Duration::days(365),
+            change,
+        )
+    }
+
     /// A leaf with an explicit validity window.
     pub fn leaf_valid(
         &self,
@@ -96,6 +124,17 @@ impl Ca {
         usage: Use,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
+    ) -> Leaf {
+        self.build_leaf(cn, usage, not_before, not_after, |_| {})
+    }
+
+    fn build_leaf(
+        &self,
+        cn: &str,
+        usage: Use,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        change: impl FnOnce(&mut CertificateParams),
     ) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec![cn.to_string()]).unwrap();
@@ -117,6 +156,7 @@ impl Ca {
         params.serial_number = Some(serial.clone());
         params.not_before = not_before;
         params.not_after = not_after;
+        change(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
             cert_pem: cert.pem(),
