@@ -28,6 +28,19 @@ chmod 0755 "$T"
 log() { printf '== rollout: %s\n' "$*" >&2; }
 fail() { printf 'rollout FAILED: %s\n' "$*" >&2; exit 1; }
 
+# --- 0. the binaries --------------------------------------------------------------------------
+if [ -n "${MASIF_ROLLOUT_BIN_DIR:-}" ]; then
+  bin_dir=$MASIF_ROLLOUT_BIN_DIR
+else
+  log "cargo build --release of the four binaries"
+  cargo build --release --locked -p masif-agent -p masif-master -p masif-ui -p masif-pki --bins >&2
+  bin_dir=$repo/target/release
+fi
+for b in masif-agent masif-master masif-ui masif-pki; do
+  [ -x "$bin_dir/$b" ] || fail "$bin_dir/$b is missing"
+done
+agent_bin=$bin_dir/masif-agent
+
 # --- 1. one copy of every unit file ------------------------------------------------------
 log "unit and sysusers copies match packaging/"
 for f in masif-upgrader-agent.service masif-upgrader-master.service masif-upgrader-ui.service; do
@@ -63,6 +76,12 @@ mkdir -p "$pki"
   cp agent.crt "$ssl/certs/agent01.example.com.pem"
   cp agent.key "$ssl/private_keys/agent01.example.com.pem"
   cp ca.crt "$ssl/certs/ca.pem"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout master.key -out master.csr -subj "/CN=masif.example.com"
+  printf 'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:masif.example.com\n' >master.ext
+  openssl x509 -req -in master.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile master.ext -out master.crt
+  chmod 0640 master.key
 ) 2>"$T/openssl.log" || { cat "$T/openssl.log" >&2; fail "making test certificates"; }
 
 # The agent settings both tools write; values that need quoting on purpose.
@@ -87,17 +106,8 @@ log "rspec-puppet"
 
 log "puppet apply of masif_upgrader::agent into a scratch root"
 proot=$T/puppet-root
-mkdir -p "$proot/etc/systemd/system" "$proot/usr/local/bin" "$T/puppet/modules" "$T/bin"
+mkdir -p "$proot/etc/systemd/system" "$proot/usr/local/bin" "$T/puppet/modules"
 ln -s "$repo/puppet-module" "$T/puppet/modules/masif_upgrader"
-agent_bin=${MASIF_ROLLOUT_BIN_DIR:-$repo/target/release}/masif-agent
-if [ ! -x "$agent_bin" ]; then
-  # Built below in step 5 at the latest; the apply only copies it.
-  agent_bin=$repo/target/debug/masif-agent
-fi
-[ -x "$agent_bin" ] || {
-  log "building masif-agent (debug) for the roll-out runs"
-  cargo build --locked -p masif-agent --bin masif-agent >&2
-}
 puppet_apply() { # MANIFEST [extra puppet args]: puppet apply, exit code 0 or 2 (changes)
   local rc=0
   puppet apply "${puppet_dirs[@]}" --modulepath "$T/puppet/modules" --detailed-exitcodes \
@@ -154,9 +164,10 @@ export ANSIBLE_CONFIG=$repo/ansible/ansible.cfg ANSIBLE_ROLES_PATH=$repo/ansible
 export ANSIBLE_HOME=$T/ansible/home ANSIBLE_LOCAL_TEMP=$T/ansible/local ANSIBLE_REMOTE_TEMP=$T/ansible/remote
 export ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 XDG_CACHE_HOME=$T/cache
 log "ansible-playbook --syntax-check"
-(cd ansible && ansible-playbook --syntax-check site.yml tests/scratch-agents.yml >&2)
+(cd ansible && ansible-playbook --syntax-check site.yml tests/scratch-agents.yml tests/scratch-server.yml 2>&1 |
+  grep -v "Could not match supplied host pattern" >&2)
 log "ansible-lint"
-(cd ansible && ansible-lint --offline -q site.yml tests/scratch-agents.yml roles >&2)
+(cd ansible && ansible-lint --offline -q site.yml tests/scratch-agents.yml tests/scratch-server.yml roles >&2)
 
 log "the agent role, ansible_connection=local, into scratch roots, twice"
 # Three hosts: certificate files on the host, Puppet discovery, files copied from the
@@ -236,14 +247,122 @@ if "$agent_bin" --check-config --config "$T/broken.yml" 2>"$T/broken.err"; then
 fi
 grep -q 'master.cn' "$T/broken.err" || fail "the --check-config error does not name master.cn"
 
-# --- 5. Debian packages ----------------------------------------------------------------------
-if [ -n "${MASIF_ROLLOUT_BIN_DIR:-}" ]; then
-  bin_dir=$MASIF_ROLLOUT_BIN_DIR
+# --- 4b. master and UI ---------------------------------------------------------------------
+# Their files belong to the groups masif-master and masif-ui, which this host has not got:
+# Puppet and Ansible run in a private mount namespace whose /etc/passwd and /etc/group have
+# those users (the host's files stay untouched).
+if unshare -m --propagation private true 2>/dev/null; then
+  log "master and UI: puppet apply and the master role, service users in a mount namespace"
+  cp /etc/passwd "$T/passwd"
+  cp /etc/group "$T/group"
+  id=64900
+  for name in masif-upgrader masif-master masif-ui; do
+    while getent group "$id" >/dev/null || getent passwd "$id" >/dev/null; do id=$((id + 1)); done
+    members=
+    [ "$name" != masif-upgrader ] || members=masif-master,masif-ui
+    printf '%s:x:%s:%s\n' "$name" "$id" "$members" >>"$T/group"
+    [ "$name" = masif-upgrader ] ||
+      printf '%s:x:%s:%s::/nonexistent:/usr/sbin/nologin\n' "$name" "$id" "$id" >>"$T/passwd"
+    id=$((id + 1))
+  done
+  in_ns() {
+    unshare -m --propagation private -- sh -c \
+      'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@"' \
+      sh "$T/passwd" "$T/group" "$@"
+  }
+  # bcrypt of "U*U" (OpenBSD's test vector): the UI only needs a well-formed hash here.
+  ui_hash='$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW'
+  sroot=$T/puppet-server
+  mkdir -p "$sroot/etc/systemd/system" "$sroot/etc/sysusers.d" "$sroot/usr/local/bin"
+  cat >"$T/server.pp" <<PP
+class { 'masif_upgrader': root => '$sroot' }
+class { 'masif_upgrader::master':
+  listen         => '127.0.0.1:8150',
+  tls            => { 'cert' => '$pki/master.crt', 'key' => '$pki/master.key', 'ca' => '$pki/ca.crt' },
+  db_url         => Sensitive('sqlite://$T/masif.db'),
+  log_level      => 'debug',
+  install        => 'binary',
+  binary_source  => '$bin_dir/masif-master',
+  manage_service => false,
+}
+class { 'masif_upgrader::ui':
+  listen         => '[::1]:8151',
+  db_url         => 'sqlite://$T/masif.db',
+  users          => { 'admin' => Sensitive('$ui_hash') },
+  trusted_header => { 'name' => 'X-Remote-User', 'from' => ['127.0.0.1', '::1'] },
+  install        => 'binary',
+  binary_source  => '$bin_dir/masif-ui',
+  manage_service => false,
+}
+PP
+  for want in 2 0; do
+    rc=0
+    in_ns puppet apply "${puppet_dirs[@]}" --modulepath "$T/puppet/modules" --detailed-exitcodes \
+      "$T/server.pp" >"$T/puppet-server.out" 2>&1 || rc=$?
+    grep -v 'Facter: Permission denied' "$T/puppet-server.out" >&2 || true
+    [ "$rc" = "$want" ] || fail "puppet apply of master and UI: exit code $rc, expected $want"
+  done
+  grep -q '^masif-master:' "$sroot/etc/passwd" || fail "puppet (binary install) made no masif-master user in the root"
+
+  python3 - "$T" "$pki" "$bin_dir" "$ui_hash" >"$T/server-inventory.json" <<'PY'
+import json, sys
+t, pki, bin_dir, ui_hash = sys.argv[1:]
+host = {
+    "ansible_connection": "local",
+    "ansible_python_interpreter": sys.executable,
+    "masif_upgrader_root": t + "/ansible-root/server",
+    "masif_upgrader_master_listen": "127.0.0.1:8150",
+    "masif_upgrader_master_tls": {"cert": pki + "/master.crt", "key": pki + "/master.key", "ca": pki + "/ca.crt"},
+    "masif_upgrader_master_db_url": "sqlite://" + t + "/masif.db",
+    "masif_upgrader_master_log_level": "debug",
+    "masif_upgrader_master_install": "binary",
+    "masif_upgrader_master_binary_src": bin_dir + "/masif-master",
+    "masif_upgrader_master_manage_service": False,
+    "masif_upgrader_ui_listen": "[::1]:8151",
+    "masif_upgrader_ui_users": {"admin": ui_hash},
+    "masif_upgrader_ui_trusted_header": {"name": "X-Remote-User", "from": ["127.0.0.1", "::1"]},
+    "masif_upgrader_ui_install": "binary",
+    "masif_upgrader_ui_binary_src": bin_dir + "/masif-ui",
+    "masif_upgrader_ui_manage_service": False,
+}
+json.dump({"scratch_servers": {"hosts": {"scratch-server": host}}}, sys.stdout, indent=1)
+PY
+  mkdir -p "$a/server/etc/systemd/system" "$a/server/etc/sysusers.d" "$a/server/usr/local/bin"
+  for run in 1 2; do
+    (cd ansible && in_ns ansible-playbook -i "$T/server-inventory.json" tests/scratch-server.yml) \
+      >"$T/ansible-server-$run.out" 2>&1 || { cat "$T/ansible-server-$run.out" >&2; fail "master role run $run"; }
+    sed -n '/PLAY RECAP/,$p' "$T/ansible-server-$run.out" >&2
+  done
+  grep -Eq '^scratch-server +: .*changed=[1-9]' "$T/ansible-server-1.out" || fail "the first master role run changed nothing"
+  grep -Eq '^scratch-server +: .*changed=0 .*failed=0' "$T/ansible-server-2.out" ||
+    fail "the second master role run changed something (not idempotent)"
+  grep -q '^masif-ui:' "$a/server/etc/passwd" || fail "ansible (binary install) made no masif-ui user in the root"
+
+  for f in master.yml ui.yml; do
+    diff -u <(grep -v '^#' "$sroot/etc/masif-upgrader/$f") <(grep -v '^#' "$a/server/etc/masif-upgrader/$f") >&2 ||
+      fail "Puppet and Ansible wrote different $f"
+  done
+  gid() { awk -F: -v g="$1" '$1 == g { print $3 }' "$T/group"; }
+  for r in "$sroot" "$a/server"; do
+    [ "$(stat -c '%u %g %a' "$r/etc/masif-upgrader/master.yml")" = "0 $(gid masif-master) 640" ] ||
+      fail "$r: master.yml is not root:masif-master 0640"
+    [ "$(stat -c '%u %g %a' "$r/etc/masif-upgrader/ui.htpasswd")" = "0 $(gid masif-ui) 640" ] ||
+      fail "$r: ui.htpasswd is not root:masif-ui 0640"
+    [ "$(cat "$r/etc/masif-upgrader/ui.htpasswd")" = "admin:$ui_hash" ] || fail "$r: wrong ui.htpasswd"
+  done
+  log "the master.yml and ui.yml Puppet and Ansible wrote:"
+  cat "$sroot/etc/masif-upgrader/master.yml" "$sroot/etc/masif-upgrader/ui.yml" >&2
+  "$bin_dir/masif-master" --check-config --config "$sroot/etc/masif-upgrader/master.yml" >&2 ||
+    fail "masif-master --check-config rejected the master.yml Puppet wrote"
+  # The password file is named by its path on the target: point it into the scratch root.
+  sed "s|^  htpasswd: \"/|  htpasswd: \"$sroot/|" "$sroot/etc/masif-upgrader/ui.yml" >"$T/ui-check.yml"
+  "$bin_dir/masif-ui" --check-config --config "$T/ui-check.yml" >&2 ||
+    fail "masif-ui --check-config rejected the ui.yml Puppet wrote"
 else
-  log "cargo build --release of the four binaries"
-  cargo build --release --locked -p masif-agent -p masif-master -p masif-ui -p masif-pki --bins >&2
-  bin_dir=$repo/target/release
+  log "SKIPPED master and UI runs: no mount namespaces here (unshare -m)"
 fi
+
+# --- 5. Debian packages ----------------------------------------------------------------------
 log "packaging/build-debs.sh"
 packaging/build-debs.sh --bin-dir "$bin_dir" --out "$T/debs" >"$T/debs.list"
 mapfile -t debs <"$T/debs.list"
