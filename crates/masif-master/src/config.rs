@@ -23,6 +23,10 @@ pub struct MasterConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// The name agents expect in this master's certificate (their `master.cn`); when given,
+    /// start-up checks that the certificate carries it.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Longest TLS handshake before the connection is dropped.
     #[serde(default = "defaults::handshake_timeout")]
     pub handshake_timeout: u64,

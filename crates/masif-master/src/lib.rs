@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Runs the master as configured until SIGTERM or SIGINT.
 pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
-    let files = config.tls.resolve(masif_pki::Role::Master)?;
+    let files = check_tls(&config)?;
     let store = masif_store::open(&config.db.url).await?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -29,6 +29,19 @@ pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
         ..ServeSettings::new(files)
     };
     serve_with_listener(settings, store, listener, shutdown_signal()).await
+}
+
+/// Resolves the TLS files and runs `masif-pki check`'s validation on them: warnings are logged,
+/// a CRITICAL finding is an error carrying the message `masif-pki check` would print.
+pub fn check_tls(config: &MasterConfig) -> anyhow::Result<masif_pki::TlsFiles> {
+    let files = config.tls.resolve(masif_pki::Role::Master)?;
+    let findings =
+        masif_pki::startup_check(masif_pki::Role::Master, &files, config.api.name.as_deref())?;
+    for finding in findings {
+        tracing::warn!("tls: {finding}");
+    }
+    masif_pki::server_config(&files)?;
+    Ok(files)
 }
 
 /// Completes on SIGTERM or SIGINT.

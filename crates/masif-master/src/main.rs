@@ -44,7 +44,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("masif-master: {}: tls: {e}", args.config.display());
+                eprintln!("masif-master: {}: tls: {e:#}", args.config.display());
                 ExitCode::FAILURE
             }
         };
