@@ -1,0 +1,485 @@
+//! End-to-end tests in a real headless Chromium (Debian's `chromium` + `chromium-driver`,
+//! driven by fantoccini) against a real `masif-ui` server and MariaDB seeded through the real
+//! store: login, the grouped table, approving, selecting agents first, the per-agent page,
+//! revoking, resetting, a failed login, a refused form without CSRF token, hostile data.
+//! Screenshots of the pending page land in `target/ui-screenshots/`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// chromedriver in its own process group, killed with everything it started on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    // Test fixture: the browser driver is a process of its own.
+    #[allow(clippy::disallowed_methods)]
+    fn start() -> Self {
+        use std::os::unix::process::CommandExt;
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("chromedriver")
+            .arg("--port=0")
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("chromedriver exited before it was ready")
+                .unwrap();
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                break rest
+                    .trim_end_matches('.')
+                    .trim()
+                    .parse()
+                    .expect("port number");
+            }
+        };
+        // Keep draining stdout so chromedriver never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            port,
+            _profile: profile,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", self._profile.path().display()),
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("webdriver session")
+    }
+}
+
+impl Drop for Driver {
+    // Test fixture: killing chromedriver leaves Chromium running, so kill the whole group.
+    #[allow(clippy::disallowed_methods)]
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real server on a free port over a seeded database, with a browser session.
+struct Scene {
+    fx: Fixture,
+    base: String,
+    browser: Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), masif_ui::UiError>>>,
+    _driver: Driver,
+}
+
+impl Scene {
+    async fn new(prefix: &str) -> Self {
+        let fx = Fixture::new(prefix).await;
+        fx.seed().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(masif_ui::serve_with_listener(
+            settings(),
+            fx.store.clone(),
+            listener,
+            async {
+                stopped.await.ok();
+            },
+        ));
+        let driver = Driver::start();
+        let browser = driver.client().await;
+        Self {
+            fx,
+            base,
+            browser,
+            stop: Some(stop),
+            server: Some(server),
+            _driver: driver,
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.browser
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn source(&self) -> String {
+        self.browser.source().await.unwrap()
+    }
+
+    async fn path(&self) -> String {
+        let url = self.browser.current_url().await.unwrap();
+        url.as_str().trim_start_matches(&self.base).to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        self.browser
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Clicks a button that submits a form or follows a link, and waits for the new page.
+    async fn navigate(&self, css: &str) {
+        self.browser
+            .execute("document.documentElement.dataset.stale = '1'", vec![])
+            .await
+            .unwrap();
+        self.click(css).await;
+        for _ in 0..200 {
+            let fresh = self
+                .browser
+                .execute(
+                    "return document.readyState === 'complete' \
+                     && document.documentElement.dataset.stale === undefined",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if fresh == serde_json::Value::Bool(true) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("clicking {css} loaded no new page");
+    }
+
+    async fn login_as(&self, user: &str, password: &str) {
+        self.goto("/login").await;
+        let form = self.browser.form(Locator::Css("form.login")).await.unwrap();
+        form.set_by_name("username", user).await.unwrap();
+        form.set_by_name("password", password).await.unwrap();
+        self.navigate("form.login button[type=submit]").await;
+    }
+
+    /// Ticks the checkbox whose label reads `label` inside the tbody of `package`.
+    async fn tick(&self, value: &str) {
+        let css = format!(
+            "input[type=checkbox][value='{}']",
+            value.replace('\'', "\\'")
+        );
+        self.click(&css).await;
+    }
+
+    async fn finish(mut self) {
+        self.browser.clone().close().await.ok();
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_see_counts_approve_two_rows_and_hostile_data_is_text() {
+    let s = Scene::new("ui_browser_approve").await;
+    // A failed login stays on the login page with a message.
+    s.login_as(USER, "not the password").await;
+    assert_eq!(s.path().await, "/login");
+    assert!(s.source().await.contains("Wrong user name or password."));
+    s.login_as(USER, PASSWORD).await;
+    assert_eq!(s.path().await, "/");
+
+    // The grouped table: package headers with agent counts, most awaited first.
+    let headers = s
+        .browser
+        .find_all(Locator::Css("tr.package"))
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    for h in headers {
+        texts.push(h.text().await.unwrap());
+    }
+    assert_eq!(texts.len(), 5, "{texts:?}");
+    assert!(
+        texts[0].starts_with("perl") && texts[0].ends_with("3 agent(s)"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("libc6") && texts[1].ends_with("2 agent(s)"),
+        "{texts:?}"
+    );
+    // The hostile package name is text in the page, not a script element.
+    assert!(texts[2].starts_with(HOSTILE_PACKAGE), "{texts:?}");
+    let scripts = s.browser.find_all(Locator::Css("script")).await.unwrap();
+    assert_eq!(scripts.len(), 1, "only ui.js");
+    let alert = s.browser.get_alert_text().await;
+    assert!(alert.is_err(), "no alert may open: {alert:?}");
+    // Installs and removals are marked.
+    let install = s
+        .browser
+        .find(Locator::Css("tr.risk-install"))
+        .await
+        .unwrap();
+    assert!(install.text().await.unwrap().contains("install"));
+    s.browser
+        .find(Locator::Css("tr.risk-removal"))
+        .await
+        .unwrap();
+
+    std::fs::write(
+        screenshot_dir().join("pending.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    s.browser.set_window_size(390, 844).await.unwrap();
+    std::fs::write(
+        screenshot_dir().join("pending-phone.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    s.browser.set_window_size(1280, 1000).await.unwrap();
+
+    // "Invert selection" is there with JavaScript and flips every box.
+    s.click("button[data-invert]").await;
+    let checked: Vec<_> = s
+        .browser
+        .find_all(Locator::Css("input[name=key]:checked"))
+        .await
+        .unwrap();
+    assert_eq!(checked.len(), 6);
+    s.click("button[data-invert]").await;
+
+    // Tick two rows and approve them for every agent.
+    s.tick(&key_value("perl", "update", Some("5.2"))).await;
+    s.tick(&key_value("libc6", "update", Some("2.36-2"))).await;
+    s.navigate("button[value=approve]").await;
+    assert!(
+        s.path().await.starts_with("/?approved=4"),
+        "{}",
+        s.path().await
+    );
+    assert!(s.source().await.contains("Approved 4 pending task(s)"));
+    let rows =
+        s.fx.rows(
+            "SELECT t.agent, p.name, t.from_version, t.to_version, ap.approved_by \
+             FROM task t JOIN package p ON p.id = t.package JOIN approval ap ON ap.task = t.id \
+             WHERE t.approved = 1 ORDER BY p.name",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                None,
+                Some("libc6".into()),
+                None,
+                Some("2.36-2".into()),
+                Some(USER.into())
+            ],
+            vec![
+                None,
+                Some("perl".into()),
+                None,
+                Some("5.2".into()),
+                Some(USER.into())
+            ],
+        ]
+    );
+    // libc6 is gone from the table; perl still has the 5.3 row.
+    let source = s.source().await;
+    assert!(!source.contains(">libc6<"));
+    assert!(source.contains("5.3"));
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_agents_first_and_the_per_agent_page() {
+    let s = Scene::new("ui_browser_select").await;
+    s.login_as(USER, PASSWORD).await;
+    s.tick(&key_value("perl", "update", Some("5.2"))).await;
+    s.navigate("button[value=select]").await;
+    // The agents awaiting perl 5.2, with their pending package counts.
+    let rows = s
+        .browser
+        .find_all(Locator::Css("table tbody tr"))
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    for r in rows {
+        texts.push(r.text().await.unwrap());
+    }
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains("web-1") && texts[0].contains('2'),
+        "{texts:?}"
+    );
+    assert!(texts[1].contains("web-2"), "{texts:?}");
+    s.click("input[name=agent][value='web-2']").await;
+    s.navigate("button.approve").await;
+    assert!(
+        s.path().await.starts_with("/?approved=1"),
+        "{}",
+        s.path().await
+    );
+    assert_eq!(
+        s.fx.rows(
+            "SELECT a.name, t.to_version FROM task t JOIN agent a ON a.id = t.agent \
+             WHERE t.approved = 1"
+        )
+        .await,
+        vec![vec![Some("web-2".into()), Some("5.2".into())]]
+    );
+
+    // The agents list links to each agent; the hostile name is text.
+    s.goto("/agents").await;
+    let link = s
+        .browser
+        .find(Locator::LinkText(HOSTILE_AGENT))
+        .await
+        .expect("hostile agent name shown as text");
+    drop(link);
+    s.navigate(&format!(
+        "a[href='/agent?name={}']",
+        "o%27brien%20%22the%22%20%3Cb%3Ehost%3C%2Fb%3E"
+    ))
+    .await;
+    let h1 = s.browser.find(Locator::Css("h1")).await.unwrap();
+    assert_eq!(h1.text().await.unwrap(), format!("Agent {HOSTILE_AGENT}"));
+    let alert = s.browser.get_alert_text().await;
+    assert!(alert.is_err(), "no alert may open: {alert:?}");
+
+    // Per-agent page: approve one task for this agent only.
+    s.goto("/agents").await;
+    s.navigate("a[href='/agent?name=db-1']").await;
+    let source = s.source().await;
+    assert!(source.contains("newpkg") && source.contains("oldpkg"));
+    s.tick(&key_value("oldpkg", "remove", None)).await;
+    s.navigate("button.approve").await;
+    assert!(
+        s.path().await.starts_with("/agent?name=db-1&approved=1"),
+        "{}",
+        s.path().await
+    );
+    assert!(!s.source().await.contains("oldpkg"));
+    assert_eq!(
+        s.fx.count(
+            "SELECT COUNT(*) FROM task t JOIN agent a ON a.id = t.agent \
+             WHERE a.name = 'db-1' AND t.approved = 1 AND t.action = 'remove'"
+        )
+        .await,
+        1
+    );
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_reset_and_a_form_without_csrf_token_is_refused() {
+    let s = Scene::new("ui_browser_revoke").await;
+    s.login_as(USER, PASSWORD).await;
+    s.tick(&key_value("newpkg", "install", Some("1.0"))).await;
+    s.navigate("button[value=approve]").await;
+    assert_eq!(
+        s.fx.count("SELECT COUNT(*) FROM task WHERE approved = 1")
+            .await,
+        1
+    );
+
+    // A form whose token was removed is refused with 403 and changes nothing.
+    s.goto("/").await;
+    s.tick(&key_value("perl", "update", Some("5.3"))).await;
+    s.browser
+        .execute(
+            "document.querySelector('form.selection input[name=csrf]').remove()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let before = s.fx.db.snapshot().await;
+    s.navigate("button[value=approve]").await;
+    let source = s.source().await;
+    assert!(source.contains("Forbidden"), "{source}");
+    assert!(source.contains("security token (CSRF)"));
+    assert_eq!(s.fx.db.snapshot().await, before);
+
+    // Revoke from the approvals page.
+    s.goto("/approvals").await;
+    let source = s.source().await;
+    assert!(source.contains("newpkg") && source.contains(USER));
+    s.navigate("form[action='/revoke'] button").await;
+    assert_eq!(s.path().await, "/approvals?revoked=1");
+    assert!(s.source().await.contains("Approval revoked."));
+    assert_eq!(
+        s.fx.count("SELECT COUNT(*) FROM task WHERE approved = 1")
+            .await,
+        0
+    );
+
+    // Reset: counts shown, confirmation needed (the browser enforces `required` too).
+    s.goto("/reset").await;
+    let tasks = s.browser.find(Locator::Css("strong.tasks")).await.unwrap();
+    assert_eq!(tasks.text().await.unwrap(), "7");
+    s.click("button.danger").await;
+    assert_eq!(s.path().await, "/reset", "unconfirmed: still on the form");
+    assert_eq!(s.fx.count("SELECT COUNT(*) FROM task").await, 7);
+    s.click("#confirm").await;
+    s.click("#packages_and_agents").await;
+    s.navigate("button.danger").await;
+    assert!(s
+        .source()
+        .await
+        .contains("Deleted 7 task(s), 5 package(s) and 4 agent(s)."));
+    assert_eq!(s.fx.count("SELECT COUNT(*) FROM agent").await, 0);
+
+    // Everything is in the audit log.
+    s.goto("/audit").await;
+    let source = s.source().await;
+    for what in ["<td>approve</td>", "<td>revoke</td>", "<td>reset</td>"] {
+        assert!(source.contains(what), "{what}");
+    }
+
+    // Logging out ends the session.
+    s.navigate("form.logout button").await;
+    assert_eq!(s.path().await, "/login");
+    s.goto("/").await;
+    assert_eq!(s.path().await, "/login");
+    s.finish().await;
+}
