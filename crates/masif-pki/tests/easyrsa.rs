@@ -1,0 +1,292 @@
+//! A real easy-rsa PKI made by `masif-pki init/issue/revoke/crl` (Debian's easy-rsa script),
+//! discovered, checked, and used for TLS; revocation reaches a rebuilt server config.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use masif_pki::{discover, Discover, DiscoverRequest, Role, TlsFiles};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn cli(args: &[&str]) -> (i32, String) {
+    // Test helper: the binary under test.
+    #[allow(clippy::disallowed_methods)]
+    let out = Command::new(env!("CARGO_BIN_EXE_masif-pki"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+fn ok(args: &[&str]) -> String {
+    let (code, out) = cli(args);
+    assert_eq!(code, 0, "masif-pki {args:?}: {out}");
+    out
+}
+
+fn files(dir: &Path, name: &str, role: Role) -> TlsFiles {
+    let request = DiscoverRequest {
+        discover: Discover::EasyRsa(dir.to_path_buf()),
+        name: Some(name.into()),
+        root: None,
+    };
+    discover(&request, role).unwrap().files
+}
+
+/// One connection: Ok(CN seen by the master) or the errors of both sides.
+async fn connect(master: &TlsFiles, agent: &TlsFiles, name: &str) -> Result<String, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(masif_pki::server_config(master).unwrap()));
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        let cn = masif_pki::common_name(&cert).unwrap().unwrap();
+        tls.write_all(cn.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.shutdown().await.map_err(|e| e.to_string())?;
+        Ok::<String, String>(cn)
+    });
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(masif_pki::client_config(agent).unwrap()));
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let client = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut seen = String::new();
+        tls.read_to_string(&mut seen)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<String, String>(seen)
+    }
+    .await;
+    match (server.await.unwrap(), client) {
+        (Ok(cn), Ok(seen)) if cn == seen => Ok(cn),
+        (server, client) => Err(format!("server: {server:?}, client: {client:?}")),
+    }
+}
+
+#[tokio::test]
+async fn easyrsa_pki_lifecycle_init_issue_check_connect_revoke() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = work.path().join("pki");
+    let dir = pki.to_str().unwrap();
+    let out = ok(&["init", dir, "--ca-name", "Masif Test CA"]);
+    assert!(out.contains("created PKI"), "{out}");
+    assert!(
+        pki.join("ca.crt").is_file() && pki.join("crl.pem").is_file() && pki.join("vars").is_file()
+    );
+    ok(&["issue", dir, "master.test", "--server"]);
+    ok(&["issue", dir, "agent1.test", "--client"]);
+    ok(&["issue", dir, "agent2.test", "--client"]);
+    ok(&["issue", dir, "both.test", "--both"]);
+
+    let source = format!("easyrsa:{dir}");
+    let out = ok(&[
+        "check",
+        "--role",
+        "master",
+        "--source",
+        &source,
+        "--name",
+        "master.test",
+    ]);
+    assert!(
+        out.contains("OK name: agents expecting master.test accept this certificate"),
+        "{out}"
+    );
+    assert!(out.contains("(CN=Masif Test CA) valid until"), "{out}");
+    ok(&[
+        "check",
+        "--role",
+        "agent",
+        "--source",
+        &source,
+        "--name",
+        "agent1.test",
+    ]);
+    ok(&[
+        "check",
+        "--role",
+        "agent",
+        "--source",
+        &source,
+        "--name",
+        "both.test",
+    ]);
+    ok(&[
+        "check",
+        "--role",
+        "master",
+        "--source",
+        &source,
+        "--name",
+        "both.test",
+    ]);
+    let (code, out) = cli(&[
+        "check",
+        "--role",
+        "agent",
+        "--source",
+        &source,
+        "--name",
+        "master.test",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("CRITICAL usage: extended key usage allows serverAuth only, but an agent needs clientAuth"), "{out}");
+
+    let master = files(&pki, "master.test", Role::Master);
+    let agent1 = files(&pki, "agent1.test", Role::Agent);
+    let agent2 = files(&pki, "agent2.test", Role::Agent);
+    assert_eq!(
+        connect(&master, &agent1, "master.test").await.unwrap(),
+        "agent1.test"
+    );
+    assert_eq!(
+        connect(&master, &agent2, "master.test").await.unwrap(),
+        "agent2.test"
+    );
+
+    // A server-only certificate cannot be an agent's client certificate.
+    let as_agent = files(&pki, "master.test", Role::Agent);
+    assert!(connect(&master, &as_agent, "master.test").await.is_err());
+
+    // Revoke agent2 and publish: the master's next config (it polls the files) refuses it.
+    // The agent keeps its copy of the files (easy-rsa moves the PKI's copy away).
+    let agent2 = TlsFiles {
+        cert: copy(&agent2.cert, work.path()),
+        key: copy(&agent2.key, work.path()),
+        ..agent2
+    };
+    let before = master.newest_modification().unwrap();
+    let out = ok(&["revoke", dir, "agent2.test"]);
+    assert!(out.contains(&format!("masif-pki crl {dir}")), "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    ok(&["crl", dir]);
+    assert!(master.newest_modification().unwrap() > before);
+    let err = connect(&master, &agent2, "master.test").await.unwrap_err();
+    assert!(err.contains("Revoked"), "{err}");
+    assert_eq!(
+        connect(&master, &agent1, "master.test").await.unwrap(),
+        "agent1.test"
+    );
+    // easy-rsa moved the revoked files away; checking the old files names the revocation.
+    let revoked = std::fs::read_dir(pki.join("revoked/certs_by_serial"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (code, out) = cli(&[
+        "check",
+        "--role",
+        "agent",
+        "--cert",
+        revoked.to_str().unwrap(),
+        "--key",
+        agent1.key.to_str().unwrap(),
+        "--ca",
+        master.ca.to_str().unwrap(),
+        "--crl",
+        master.crl.as_ref().unwrap().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("CRITICAL revocation: certificate (serial"),
+        "{out}"
+    );
+
+    // The same name can be issued again once revoked.
+    ok(&["issue", dir, "agent2.test", "--client"]);
+    let agent2 = files(&pki, "agent2.test", Role::Agent);
+    assert_eq!(
+        connect(&master, &agent2, "master.test").await.unwrap(),
+        "agent2.test"
+    );
+}
+
+#[test]
+fn easyrsa_commands_refuse_bad_input_and_change_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = work.path().join("pki");
+    let dir = pki.to_str().unwrap();
+
+    let (code, out) = cli(&["crl", dir]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("is not a PKI (no ca.crt)") && out.contains("masif-pki init"),
+        "{out}"
+    );
+    let (code, out) = cli(&["init", dir, "--easyrsa", "/nonexistent/easyrsa"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("/nonexistent/easyrsa not found: install Debian's easy-rsa"),
+        "{out}"
+    );
+    assert!(!pki.exists());
+
+    ok(&["init", dir]);
+    let snapshot = || {
+        let mut names: Vec<String> = walk(&pki);
+        names.sort();
+        names
+    };
+    let before = snapshot();
+    for (args, expected) in [
+        (vec!["init", dir], "exists and is not empty"),
+        (
+            vec!["issue", dir, "../../etc/x", "--client"],
+            "not a valid certificate name",
+        ),
+        (
+            vec!["issue", dir, "--client", "--", "-rf"],
+            "not a valid certificate name",
+        ),
+        (vec!["revoke", dir, "nobody.test"], "no certificate"),
+    ] {
+        let (code, out) = cli(&args);
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert!(out.contains(expected), "{args:?}: {out}");
+        assert_eq!(snapshot(), before, "{args:?} changed the PKI");
+    }
+    ok(&["issue", dir, "a.test", "--client"]);
+    let (code, out) = cli(&["issue", dir, "a.test", "--server"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("exists already"), "{out}");
+    let (code, out) = cli(&["issue", dir, "b.test"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("--client|--server|--both"), "{out}");
+}
+
+fn copy(file: &Path, dir: &Path) -> std::path::PathBuf {
+    let to = dir.join(file.file_name().unwrap());
+    std::fs::copy(file, &to).unwrap();
+    to
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        out.push(path.display().to_string());
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+    }
+    out
+}
