@@ -170,9 +170,14 @@ impl Reports for MysqlStore {
                     Stats::bump(&self.stats.write_transactions);
                     return Ok(answer);
                 }
-                Ok(Written::AgentGone) => agent_id = None,
+                // Rows deleted by a reset in the meantime: create them again (bounded like a
+                // conflict, in case a reset loop keeps deleting them).
+                Ok(Written::AgentGone) => {
+                    retry.count("agent row deleted meanwhile").await?;
+                    agent_id = None;
+                }
                 Ok(Written::PackagesGone(names)) => {
-                    // Deleted by a reset in the meantime: create them again.
+                    retry.count("package rows deleted meanwhile").await?;
                     let names: Vec<&str> = names.iter().map(String::as_str).collect();
                     match create_packages(&mut s, &names).await {
                         Ok(created) => package_ids.extend(created),
@@ -220,19 +225,26 @@ impl<'a> Retry<'a> {
         }
     }
 
+    /// After a failed attempt: sleeps before the next one if `err` is a conflict and attempts
+    /// are left, else returns the error to give up with.
     async fn after(&mut self, err: mysql_async::Error) -> Result<()> {
         if !is_conflict(&err) {
             return Err(db_error(err));
         }
+        self.count(&err.to_string()).await
+    }
+
+    /// Counts a conflict (`why` is logged) and sleeps, or gives up when none is left.
+    async fn count(&mut self, why: &str) -> Result<()> {
         Stats::bump(&self.stats.conflicts);
         self.attempt += 1;
         if self.attempt >= self.max {
-            tracing::warn!("report gave up after {} conflicts: {err}", self.attempt);
+            tracing::warn!("report gave up after {} conflicts: {why}", self.attempt);
             return Err(StoreError::RetriesExhausted {
                 attempts: self.attempt,
             });
         }
-        tracing::debug!("report conflict {}, retrying: {err}", self.attempt);
+        tracing::debug!("report conflict {}, retrying: {why}", self.attempt);
         // 5, 10, 20 … ms capped at 320 ms, jittered to 50–100 % so colliding reports part.
         let cap = 5u64 << self.attempt.min(6);
         let ms = rand::rng().random_range(cap / 2..=cap);
