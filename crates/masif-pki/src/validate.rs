@@ -253,8 +253,9 @@ pub fn check(files: &TlsFiles, options: &CheckOptions) -> Report {
     }
 }
 
-/// The check master and agent run at start-up: the findings (warnings are for the log), or an
-/// error carrying every CRITICAL line exactly as `masif-pki check` prints it.
+/// The check master and agent run at start-up. `Ok` holds the WARNING findings (for the log;
+/// OK findings are left out); a CRITICAL finding makes it an error whose message carries every
+/// CRITICAL line exactly as `masif-pki check` prints it.
 pub fn startup_check(
     role: Role,
     files: &TlsFiles,
@@ -267,11 +268,10 @@ pub fn startup_check(
         .at(Severity::Critical)
         .map(|f| f.to_string())
         .collect();
-    if critical.is_empty() {
-        Ok(report.findings)
-    } else {
-        Err(PkiError::Check(critical.join("\n")))
+    if !critical.is_empty() {
+        return Err(PkiError::Check(critical.join("\n")));
     }
+    Ok(report.at(Severity::Warning).cloned().collect())
 }
 
 /// A UTC date and time as `2026-11-25 16:53 UTC`.

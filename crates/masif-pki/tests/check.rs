@@ -159,8 +159,7 @@ fn good_files_are_ok(#[case] role: Role) {
         out.starts_with(&format!("MASIF-PKI OK - {role} certificate ")),
         "{out}"
     );
-    let expected = startup_check(role, &files, None).unwrap();
-    assert!(expected.iter().all(|f| f.severity == Severity::Ok));
+    assert_eq!(startup_check(role, &files, None).unwrap(), vec![]);
 }
 
 #[rstest]
@@ -337,7 +336,14 @@ fn broken_case_gives_its_finding_and_exit_code(
     );
 
     match startup_check(role, &files, options.expected_name.as_deref()) {
-        Ok(findings) => assert_eq!(severity, Severity::Warning, "{findings:#?}"),
+        Ok(findings) => {
+            assert_eq!(severity, Severity::Warning, "{findings:#?}");
+            assert!(
+                findings.iter().any(|f| f.to_string() == line),
+                "{findings:#?}"
+            );
+            assert!(findings.iter().all(|f| f.severity == Severity::Warning));
+        }
         Err(e) => {
             assert_eq!(severity, Severity::Critical);
             assert!(e.to_string().lines().any(|l| l == line), "{e}");
