@@ -10,13 +10,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 
 use crate::status::Monitor;
 use crate::{Error, Result};
+
+/// The JSON answers of the monitoring API.
+pub use serde_json::Value as Json;
 
 /// Mode of the socket file: owner and group may ask.
 pub const SOCKET_MODE: u32 = 0o660;
@@ -107,6 +110,40 @@ pub async fn serve(
     Ok(())
 }
 
+/// Asks a running agent: `GET path` on its monitoring socket, the JSON answer (for tests,
+/// monitoring plugins and `masif` admin commands).
+pub async fn query(socket: &Path, path: &str) -> Result<Json> {
+    let fail = |detail: String| Error::Io {
+        context: format!("monitoring socket {}", socket.display()),
+        source: std::io::Error::other(detail),
+    };
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header(http::header::HOST, "localhost")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| fail(e.to_string()))?;
+    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+        .await
+        .map_err(|_| fail("no answer within 30 s".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .to_bytes();
+    if status != StatusCode::OK {
+        return Err(fail(format!("GET {path}: {status}")));
+    }
+    serde_json::from_slice(&body).map_err(|e| fail(format!("GET {path}: {e}")))
+}
+
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -186,12 +223,7 @@ mod tests {
         }
         assert_eq!(load["error"], serde_json::json!([1.0, 1.0, 1.0]));
 
-        let status = ask(
-            &path,
-            b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        let status = body(&status);
+        let status = query(&path, "/v1/status").await.unwrap();
         assert_eq!(status["activity"], "starting");
         assert_eq!(status["last_error"]["message"], "boom");
 
@@ -219,6 +251,7 @@ mod tests {
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
         assert!(!path.exists(), "socket removed at shutdown");
+        assert!(query(&path, "/v1/status").await.is_err());
     }
 
     #[tokio::test]

@@ -49,6 +49,8 @@ pub struct StatusReport {
     pub failed_packages: BTreeSet<String>,
     /// Upgrade runs that changed the system since start.
     pub upgrades_done: u64,
+    /// Successful reports since start.
+    pub reports: u64,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,7 @@ impl Monitor {
                     approved_tasks: 0,
                     failed_packages: BTreeSet::new(),
                     upgrades_done: 0,
+                    reports: 0,
                 },
                 load: Load::default(),
             })),
@@ -118,6 +121,7 @@ impl Monitor {
             if ok {
                 i.report.last_report = Some(now);
                 i.report.pending_tasks = pending;
+                i.report.reports += 1;
             }
         });
     }
