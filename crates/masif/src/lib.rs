@@ -1,1 +1,4 @@
-//! placeholder
+//! Masif Upgrader's all-in-one crate: `masif demo` (master, UI and agents in one process on
+//! loopback) and admin commands. The only crate that depends on every other one.
+
+pub mod demo;

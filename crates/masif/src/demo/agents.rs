@@ -1,0 +1,97 @@
+//! The demo's agents: one sandbox apt root per agent with fake packages awaiting upgrades, and
+//! the agent loop on it with short intervals, talking to the master over mutual TLS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use masif_agent::sandbox::{standard_packages, Sandbox, Stage};
+use masif_agent::{AgentConfig, Intervals, LogLevel};
+use masif_pki::{TlsFiles, TlsSource};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::pki::{DemoPki, MASTER_CN};
+use super::{stopped, Components};
+
+/// Short intervals, so agents show up within seconds and approvals are carried out quickly.
+const INTERVALS: Intervals = Intervals {
+    check: Duration::from_secs(5),
+    report: Duration::from_secs(2),
+    retry: Duration::from_secs(5),
+};
+
+/// Sandboxes built at once (each runs dpkg-deb, dpkg-scanpackages and apt-get).
+const PARALLEL_BUILDS: usize = 4;
+
+/// Creates the sandboxes (fake packages installed at 1.0, the 2.0 versions published, so
+/// updates, an install and a removal are pending) and starts one agent per certificate.
+pub(super) async fn start(
+    dir: &Path,
+    pki: &DemoPki,
+    master: SocketAddr,
+    stop: &watch::Receiver<bool>,
+    components: &mut Components,
+) -> anyhow::Result<()> {
+    let sandboxes = build_sandboxes(dir, pki).await?;
+    for ((name, files), sandbox) in pki.agents.iter().zip(sandboxes) {
+        let config = agent_config(files, &sandbox, master, dir.join("agents").join(name));
+        let name = name.clone();
+        let agent_stop = stopped(stop.clone());
+        components.spawn(async move {
+            let result = masif_agent::run(config, agent_stop)
+                .await
+                .map_err(anyhow::Error::from);
+            (format!("agent {name}"), result)
+        });
+    }
+    Ok(())
+}
+
+/// `<dir>/agents/<agent name>/` for every agent, built a few at a time, in agent order.
+async fn build_sandboxes(dir: &Path, pki: &DemoPki) -> anyhow::Result<Vec<Sandbox>> {
+    let slots = Arc::new(Semaphore::new(PARALLEL_BUILDS));
+    let mut builds = JoinSet::new();
+    for (i, (name, _)) in pki.agents.iter().enumerate() {
+        let place = dir.join("agents").join(name).join("sandbox");
+        let slots = slots.clone();
+        builds.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let built = build_one(&place)
+                .await
+                .with_context(|| format!("building the apt sandbox {}", place.display()));
+            (i, built)
+        });
+    }
+    let mut built: Vec<Option<Sandbox>> = vec![None; pki.agents.len()];
+    while let Some(joined) = builds.join_next().await {
+        let (i, sandbox) = joined.context("a sandbox build panicked")?;
+        built[i] = Some(sandbox?);
+    }
+    Ok(built.into_iter().flatten().collect())
+}
+
+async fn build_one(place: &Path) -> anyhow::Result<Sandbox> {
+    let sandbox = Sandbox::create(place, &standard_packages()).await?;
+    sandbox.publish(Stage::V2).await?;
+    Ok(sandbox)
+}
+
+fn agent_config(
+    files: &TlsFiles,
+    sandbox: &Sandbox,
+    master: SocketAddr,
+    home: PathBuf,
+) -> AgentConfig {
+    AgentConfig {
+        intervals: INTERVALS,
+        master_host: master.to_string(),
+        master_cn: MASTER_CN.to_owned(),
+        tls: TlsSource::Files(files.clone()),
+        apt: sandbox.apt_settings(),
+        socket: home.join("agent.sock"),
+        log_level: LogLevel::Info,
+    }
+}
