@@ -103,6 +103,7 @@ begin masif-agent
 put "$repo/packaging/systemd/masif-upgrader-agent.service" /lib/systemd/system/masif-upgrader-agent.service 0644
 put "$repo/packaging/config/agent.yml" /etc/masif-upgrader/agent.yml 0644
 put "$repo/packaging/config/agent.yml" /usr/share/doc/masif-agent/examples/agent.yml 0644
+put "$repo/packaging/needrestart/masif-upgrader-agent.conf" /etc/needrestart/conf.d/masif-upgrader-agent.conf 0644
 maintscripts "" "" "" masif-upgrader-agent.service
 finish "apt" "" "Masif Upgrader agent (reports and runs approved package upgrades)" \
   "$about This package holds the agent, which runs on every managed host as root, plans \

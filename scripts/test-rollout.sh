@@ -62,13 +62,13 @@ pki=$T/pki
 mkdir -p "$pki"
 (
   cd "$pki"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
     -keyout ca.key -out ca.crt -subj "/CN=Masif rollout test CA" \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout agent.key -out agent.csr -subj "/CN=agent01.example.com"
   printf 'extendedKeyUsage=clientAuth\nsubjectAltName=DNS:agent01.example.com\n' >agent.ext
-  openssl x509 -req -in agent.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+  openssl x509 -req -in agent.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
     -extfile agent.ext -out agent.crt
   chmod 0600 agent.key
   ssl=puppet-root/var/lib/puppet/ssl
@@ -79,7 +79,7 @@ mkdir -p "$pki"
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout master.key -out master.csr -subj "/CN=masif.example.com"
   printf 'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:masif.example.com\n' >master.ext
-  openssl x509 -req -in master.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+  openssl x509 -req -in master.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
     -extfile master.ext -out master.crt
   chmod 0640 master.key
 ) 2>"$T/openssl.log" || { cat "$T/openssl.log" >&2; fail "making test certificates"; }
@@ -424,6 +424,15 @@ gid() { awk -F: -v g="$1" '$1 == g { print $3 }' "$R/etc/group"; }
   fail "ui.yml is not root:masif-ui 0640"
 [ "$(stat -c '%u %g %a' "$R/etc/masif-upgrader/agent.yml")" = "0 0 644" ] || fail "agent.yml is not root:root 0644"
 "$R/usr/bin/masif-agent" --help >/dev/null || fail "the packaged masif-agent does not run"
+
+log "the command line of the packaged masif-pki-check@agent.service"
+cmd=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/masif-pki-check@.service")
+cmd=${cmd//%i/agent}
+cmd=${cmd//\$MASIF_PKI_CHECK_ARGS/--source=puppet --root=$pki/puppet-root --name=agent01.example.com}
+cmd=${cmd//\/usr\/bin\//$R/usr/bin/}
+rc=0
+$cmd >&2 || rc=$? # word splitting on purpose, as systemd does for $VAR
+[ "$rc" = 0 ] || fail "masif-pki-check@agent.service's command did not report OK (exit code $rc): $cmd"
 
 log "systemd-analyze verify of the packaged units"
 units=$T/units
