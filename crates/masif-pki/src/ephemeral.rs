@@ -53,6 +53,16 @@ fn name(cn: &str) -> DistinguishedName {
 impl EphemeralCa {
     /// A new self-signed CA called `common_name`, valid from yesterday for ten years.
     pub fn new(common_name: &str) -> Result<Self, rcgen::Error> {
+        Self::build(common_name, None)
+    }
+
+    /// An intermediate CA called `common_name`, signed by this CA (as Puppet 7's "Puppet CA"
+    /// is signed by its "Puppet Root CA").
+    pub fn intermediate(&self, common_name: &str) -> Result<Self, rcgen::Error> {
+        Self::build(common_name, Some(self))
+    }
+
+    fn build(common_name: &str, parent: Option<&EphemeralCa>) -> Result<Self, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = name(common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -65,7 +75,14 @@ impl EphemeralCa {
         params.not_before = now - Duration::days(1);
         params.not_after = now + Duration::days(3650);
         params.key_identifier_method = KeyIdMethod::Sha256;
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        let key = KeyPair::generate()?;
+        let issuer = match parent {
+            None => CertifiedIssuer::self_signed(params, key)?,
+            Some(parent) => {
+                params.serial_number = Some(parent.next_serial());
+                CertifiedIssuer::signed_by(params, key, &parent.issuer)?
+            }
+        };
         // Serials must differ between CAs' certificates only per CA; start from the clock so
         // two CAs of one test never look alike either.
         let start = now.unix_timestamp_nanos() as u64 & 0x0fff_ffff_ffff_ffff;
@@ -75,6 +92,18 @@ impl EphemeralCa {
         })
     }
 
+    fn next_serial(&self) -> SerialNumber {
+        let serial = self
+            .next_serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SerialNumber::from_slice(&serial.to_be_bytes())
+    }
+
+    /// The CA's private key, PEM (PKCS#8), for tools such as openssl in test fixtures.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> String {
         self.issuer.pem()
@@ -82,13 +111,7 @@ impl EphemeralCa {
 
     /// A leaf certificate for `common_name` (also its DNS SAN), valid from yesterday for a year.
     pub fn issue(&self, common_name: &str, usage: Usage) -> Result<Issued, rcgen::Error> {
-        let now = OffsetDateTime::now_utc();
-        self.issue_valid(
-            common_name,
-            usage,
-            now - Duration::days(1),
-            now + Duration::days(365),
-        )
+        self.issue_with(common_name, usage, |_| {})
     }
 
     /// A leaf certificate with an explicit validity window (for expired/not-yet-valid cases).
@@ -99,6 +122,21 @@ impl EphemeralCa {
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<Issued, rcgen::Error> {
+        self.issue_with(common_name, usage, |params| {
+            params.not_before = not_before;
+            params.not_after = not_after;
+        })
+    }
+
+    /// A leaf certificate valid from yesterday for a year, with `change` applied to its
+    /// parameters last (to drop the SAN or the CN, move the validity, …).
+    pub fn issue_with(
+        &self,
+        common_name: &str,
+        usage: Usage,
+        change: impl FnOnce(&mut CertificateParams),
+    ) -> Result<Issued, rcgen::Error> {
+        let now = OffsetDateTime::now_utc();
         let sans = if common_name.is_empty() {
             vec![]
         } else {
@@ -120,15 +158,16 @@ impl EphemeralCa {
             ],
             Usage::Unrestricted => vec![],
         };
-        params.not_before = not_before;
-        params.not_after = not_after;
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(365);
         params.use_authority_key_identifier_extension = true;
-        let serial = self
-            .next_serial
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            .to_be_bytes()
-            .to_vec();
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.serial_number = Some(self.next_serial());
+        change(&mut params);
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(SerialNumber::to_bytes)
+            .unwrap_or_default();
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {

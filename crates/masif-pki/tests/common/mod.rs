@@ -3,193 +3,79 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use masif_pki::ephemeral::{EphemeralCa, Issued, Usage};
 use masif_pki::TlsFiles;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SerialNumber,
-};
-use time::{Duration, OffsetDateTime};
-
-static SERIAL: AtomicU64 = AtomicU64::new(1000);
-
-fn next_serial() -> SerialNumber {
-    SerialNumber::from(SERIAL.fetch_add(1, Ordering::Relaxed))
-}
-
-/// A certificate authority that can issue leaves and CRLs.
-pub struct Ca {
-    pub issuer: Issuer<'static, KeyPair>,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
+use time::OffsetDateTime;
 
 /// An issued certificate with its key.
-pub struct Leaf {
+pub type Leaf = Issued;
+/// What a leaf is for.
+#[allow(unused_imports)]
+pub use masif_pki::ephemeral::Usage as Use;
+
+/// A test CA: masif-pki's ephemeral CA, its PEMs at hand, panicking instead of failing.
+pub struct Ca {
+    pub inner: EphemeralCa,
     pub cert_pem: String,
     pub key_pem: String,
-    pub serial: SerialNumber,
-}
-
-/// What a leaf is for.
-#[derive(Clone, Copy)]
-pub enum Use {
-    Client,
-    Server,
-    Both,
-    NoEku,
 }
 
 impl Ca {
     pub fn new(cn: &str) -> Ca {
-        Self::build(cn, None)
+        Self::wrap(EphemeralCa::new(cn).unwrap())
     }
 
     /// An intermediate CA signed by `self`.
     pub fn intermediate(&self, cn: &str) -> Ca {
-        Self::build(cn, Some(&self.issuer))
+        Self::wrap(self.inner.intermediate(cn).unwrap())
     }
 
-    fn build(cn: &str, parent: Option<&Issuer<'static, KeyPair>>) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.serial_number = Some(next_serial());
-        params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
-        params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
-        params.key_identifier_method = KeyIdMethod::Sha256;
-        let cert = match parent {
-            None => params.self_signed(&key).unwrap(),
-            Some(parent) => params.signed_by(&key, parent).unwrap(),
-        };
-        let key_pem = key.serialize_pem();
+    fn wrap(inner: EphemeralCa) -> Ca {
         Ca {
-            cert_pem: cert.pem(),
-            key_pem,
-            issuer: Issuer::new(params, key),
+            cert_pem: inner.cert_pem(),
+            key_pem: inner.key_pem(),
+            inner,
         }
     }
 
     /// A leaf valid from yesterday for a year.
-    pub fn leaf(&self, cn: &str, usage: Use) -> Leaf {
-        let now = OffsetDateTime::now_utc();
-        self.leaf_valid(
-            cn,
-            usage,
-            now - Duration::days(1),
-            now + Duration::days(365),
-        )
-    }
-
-    /// A leaf with a DNS SAN but no common name.
-    pub fn leaf_without_cn(&self, name: &str, usage: Use) -> Leaf {
-        self.leaf_with(name, usage, |p| {
-            p.distinguished_name = rcgen::DistinguishedName::new()
-        })
-    }
-
-    /// A leaf with a common name but no subject alternative name.
-    pub fn leaf_without_san(&self, name: &str, usage: Use) -> Leaf {
-        self.leaf_with(name, usage, |p| p.subject_alt_names.clear())
-    }
-
-    fn leaf_with(
-        &self,
-        name: &str,
-        usage: Use,
-        change: impl FnOnce(&mut CertificateParams),
-    ) -> Leaf {
-        let now = OffsetDateTime::now_utc();
-        self.build_leaf(
-            name,
-            usage,
-            now - Duration::days(1),
-            now + Duration::days(365),
-            change,
-        )
+    pub fn leaf(&self, cn: &str, usage: Usage) -> Leaf {
+        self.inner.issue(cn, usage).unwrap()
     }
 
     /// A leaf with an explicit validity window.
     pub fn leaf_valid(
         &self,
         cn: &str,
-        usage: Use,
+        usage: Usage,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Leaf {
-        self.build_leaf(cn, usage, not_before, not_after, |_| {})
+        self.inner
+            .issue_valid(cn, usage, not_before, not_after)
+            .unwrap()
     }
 
-    fn build_leaf(
-        &self,
-        cn: &str,
-        usage: Use,
-        not_before: OffsetDateTime,
-        not_after: OffsetDateTime,
-        change: impl FnOnce(&mut CertificateParams),
-    ) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![cn.to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = match usage {
-            Use::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Use::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
-            Use::Both => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-            Use::NoEku => vec![],
-        };
-        params.key_usages = match usage {
-            Use::NoEku => vec![],
-            _ => vec![KeyUsagePurpose::DigitalSignature],
-        };
-        let serial = next_serial();
-        params.serial_number = Some(serial.clone());
-        params.not_before = not_before;
-        params.not_after = not_after;
-        change(&mut params);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            serial,
-        }
+    /// A leaf with a DNS SAN but no common name.
+    pub fn leaf_without_cn(&self, name: &str, usage: Usage) -> Leaf {
+        self.inner
+            .issue_with(name, usage, |p| {
+                p.distinguished_name = rcgen::DistinguishedName::new()
+            })
+            .unwrap()
+    }
+
+    /// A leaf with a common name but no subject alternative name.
+    pub fn leaf_without_san(&self, name: &str, usage: Usage) -> Leaf {
+        self.inner
+            .issue_with(name, usage, |p| p.subject_alt_names.clear())
+            .unwrap()
     }
 
     /// A v2 CRL revoking `revoked`, next update in `days` days (negative: already expired).
     pub fn crl(&self, revoked: &[&Leaf], days: i64) -> String {
-        let now = OffsetDateTime::now_utc();
-        let this_update = if days < 0 {
-            now + Duration::days(days) - Duration::days(30)
-        } else {
-            now - Duration::hours(1)
-        };
-        let params = CertificateRevocationListParams {
-            this_update,
-            next_update: now + Duration::days(days),
-            crl_number: next_serial(),
-            issuing_distribution_point: None,
-            revoked_certs: revoked
-                .iter()
-                .map(|leaf| RevokedCertParams {
-                    serial_number: leaf.serial.clone(),
-                    revocation_time: now - Duration::hours(1),
-                    reason_code: Some(RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        params.signed_by(&self.issuer).unwrap().pem().unwrap()
+        self.inner.crl_pem(revoked, days).unwrap()
     }
 }
 
