@@ -274,6 +274,11 @@ impl Running {
         }
     }
 
+    /// The process id (also its process group id), while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the program and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();

@@ -1,0 +1,183 @@
+//! The `masif-agent` binary as an operator runs it: `--check-config`, a real SIGTERM during
+//! an apt/dpkg run (waited for), a real SIGINT while idle (exit at once). Processes are
+//! started and signalled through the agent's own command wrapper.
+
+mod common;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{StandInMaster, MASTER_CN};
+use masif_agent::exec::{Runner, Running};
+use masif_agent::sandbox::{FakePackage, Sandbox, Stage};
+use masif_proto::Action;
+
+const BIN: &str = env!("CARGO_BIN_EXE_masif-agent");
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    master: StandInMaster,
+    sandbox: Sandbox,
+    config: PathBuf,
+    socket: PathBuf,
+}
+
+async fn setup(packages: &[FakePackage]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let master = StandInMaster::start().await;
+    let tls = master.agent_files("agent.binary-tests.invalid");
+    let sandbox = Sandbox::create(&dir.path().join("sb"), packages)
+        .await
+        .unwrap();
+    sandbox.publish(Stage::V2).await.unwrap();
+    let socket = dir.path().join("agent.sock");
+    let env: Vec<String> = sandbox
+        .apt_env()
+        .iter()
+        .map(|(k, v)| format!("{k}: {v:?}"))
+        .collect();
+    let yaml = format!(
+        "interval: {{ check: 1, report: 1, retry: 1 }}\nmaster: {{ host: \"{}\", cn: {MASTER_CN} }}\ntls: {{ cert: {}, key: {}, ca: {} }}\napt: {{ env: {{ {} }} }}\nsocket: {}\nlog: {{ level: warning }}\n",
+        master.addr,
+        tls.cert.display(),
+        tls.key.display(),
+        tls.ca.display(),
+        env.join(", "),
+        socket.display()
+    );
+    let config = dir.path().join("agent.yml");
+    std::fs::write(&config, yaml).unwrap();
+    Setup {
+        dir,
+        master,
+        sandbox,
+        config,
+        socket,
+    }
+}
+
+async fn spawn_agent(config: &Path) -> Running {
+    Runner::default()
+        .command(BIN)
+        .arg("--config")
+        .arg(config)
+        .spawn()
+        .await
+        .unwrap()
+}
+
+async fn signal(agent: &Running, name: &str) {
+    let pid = agent.id().unwrap().to_string();
+    let out = Runner::default()
+        .command("/bin/kill")
+        .args(["-s", name, &pid])
+        .run()
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+}
+
+async fn activity(socket: &Path) -> Option<String> {
+    let status = masif_agent::api::query(socket, "/v1/status").await.ok()?;
+    status["activity"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn sigterm_during_an_upgrade_waits_for_apt_and_dpkg_to_finish() {
+    let packages = [
+        FakePackage::new("sloth", "1.0"),
+        FakePackage::new("sloth", "2.0").postinst("sleep 3").v2(),
+    ];
+    let s = setup(&packages).await;
+    s.master
+        .approve("sloth", &[Action::Update, Action::Configure]);
+    let agent = spawn_agent(&s.config).await;
+    eventually("executing", || async {
+        activity(&s.socket).await.as_deref() == Some("executing")
+    })
+    .await;
+    signal(&agent, "TERM").await;
+    let status = agent.wait().await.unwrap();
+    assert!(status.success(), "{status}");
+    // The run was not cut short: sloth is fully installed, not half-configured.
+    let state = s.sandbox.package_state("sloth").await.unwrap().unwrap();
+    assert_eq!(
+        (state.status.as_str(), state.version.as_str()),
+        ("ii", "2.0")
+    );
+    assert!(!s.socket.exists(), "socket removed at exit");
+    drop(s.dir);
+}
+
+#[tokio::test]
+async fn sigint_while_idle_exits_at_once() {
+    let s = setup(&[FakePackage::new("calm", "1.0")]).await;
+    let agent = spawn_agent(&s.config).await;
+    eventually("sleeping", || async {
+        activity(&s.socket).await.as_deref() == Some("sleeping")
+    })
+    .await;
+    signal(&agent, "INT").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), agent.wait())
+        .await
+        .expect("exited")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn check_config_reports_problems_with_the_file_and_key() {
+    let s = setup(&[FakePackage::new("calm", "1.0")]).await;
+    let run = |config: PathBuf| async move {
+        Runner::default()
+            .command(BIN)
+            .arg("--check-config")
+            .arg("--config")
+            .arg(config)
+            .run()
+            .await
+            .unwrap()
+    };
+    let ok = run(s.config.clone()).await;
+    assert!(ok.success(), "{ok:?}");
+    assert!(ok.stdout.contains("OK"), "{ok:?}");
+
+    let bad = s.dir.path().join("bad.yml");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&bad, text.replace("check: 1", "check: soon")).unwrap();
+    let out = run(bad.clone()).await;
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("bad.yml: interval.check"),
+        "{}",
+        out.stderr
+    );
+
+    let missing_cert = s.dir.path().join("missing-cert.yml");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("cert: /", "cert: /nonexistent/");
+    std::fs::write(&missing_cert, text).unwrap();
+    let out = run(missing_cert).await;
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("tls: ") && out.stderr.contains("/nonexistent/"),
+        "{}",
+        out.stderr
+    );
+}

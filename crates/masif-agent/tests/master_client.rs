@@ -1,0 +1,94 @@
+//! `MasterClient` over real mutual TLS against a stand-in master: approvals come back,
+//! the connection is kept alive, a certificate not matching `master.cn`, a foreign CA and a
+//! master that is down each give a clear error.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use common::{StandInMaster, MASTER_CN};
+use masif_agent::{MasterClient, MasterError};
+use masif_pki::ephemeral::{EphemeralCa, Usage};
+use masif_proto::{Action, PackageName, Task, TaskSet, Version};
+
+fn update(package: &str) -> Task {
+    Task::new(
+        PackageName::new(package).unwrap(),
+        Action::Update,
+        Some(Version::new("1.0").unwrap()),
+        Some(Version::new("2.0").unwrap()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn reports_get_the_approved_subset_over_one_kept_alive_connection() {
+    let master = StandInMaster::start().await;
+    master.approve("alpha", &[Action::Update]);
+    let files = master.agent_files("agent.agent-tests.invalid");
+    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let tasks: TaskSet = [update("alpha"), update("beta")].into();
+    for _ in 0..3 {
+        let approved = client.report(&tasks).await.unwrap();
+        assert_eq!(approved, [update("alpha")].into());
+    }
+    assert_eq!(master.last_report.lock().unwrap().clone(), Some(tasks));
+    assert_eq!(master.requests.load(Ordering::SeqCst), 3);
+    assert_eq!(master.connections.load(Ordering::SeqCst), 1, "kept alive");
+    assert!(client.report(&TaskSet::new()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_a_clear_error() {
+    let master = StandInMaster::start().await;
+    let files = master.agent_files("agent.agent-tests.invalid");
+    let client = MasterClient::new(&files, &master.addr.to_string(), "elsewhere.invalid").unwrap();
+    let err = client.report(&TaskSet::new()).await.unwrap_err();
+    assert!(matches!(err, MasterError::NameMismatch { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not valid for \"elsewhere.invalid\" (master.cn)"),
+        "{msg}"
+    );
+    assert_eq!(master.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_master_from_another_ca_is_refused() {
+    let master = StandInMaster::start().await;
+    let other = EphemeralCa::new("Other CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = other.issue("agent", Usage::Client).unwrap();
+    let files = other.write_files(dir.path(), &issued, None).unwrap();
+    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let err = client.report(&TaskSet::new()).await.unwrap_err();
+    assert!(matches!(err, MasterError::Handshake { .. }), "{err:?}");
+    assert_eq!(master.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_master_that_is_down_is_a_connect_error_and_later_works() {
+    let master = StandInMaster::start().await;
+    let files = master.agent_files("agent.agent-tests.invalid");
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let client = Arc::new(MasterClient::new(&files, &addr.to_string(), MASTER_CN).unwrap());
+    let err = client.report(&TaskSet::new()).await.unwrap_err();
+    assert!(matches!(err, MasterError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+#[test]
+fn a_bad_master_cn_is_refused_up_front() {
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(masif_pki::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    );
+    let err = MasterClient::with_config(config, "127.0.0.1:1", "not a name").unwrap_err();
+    assert!(matches!(err, MasterError::BadName(_)), "{err:?}");
+}
