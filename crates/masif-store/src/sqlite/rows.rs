@@ -1,10 +1,11 @@
 //! Row conversion and the small lookups every SQLite query module shares: ids by name, raw task
 //! rows, approval patterns, and turning stored text back into checked protocol types.
 
-use masif_proto::{Action, AgentName, PackageName, Task, Version};
+use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
 use rusqlite::{OptionalExtension, Row, Transaction};
 
 use super::conn::Failure;
+use crate::pending::Pattern;
 use crate::{Approval, StoreError};
 
 /// A task row as stored, before any validation: every column may be NULL.
@@ -63,49 +64,44 @@ pub(super) fn parse_action(stored: Option<&str>) -> Option<Action> {
     stored.and_then(|a| a.parse().ok())
 }
 
-/// An approval row read as a pattern: `None` columns match anything.
-#[derive(Debug)]
-pub(super) struct Pattern {
-    package: Option<String>,
-    action: Option<String>,
-    from_version: Option<String>,
-    to_version: Option<String>,
-}
-
-impl Pattern {
-    pub fn matches(&self, task: &Task) -> bool {
-        fn fits(pattern: &Option<String>, value: Option<&str>) -> bool {
-            pattern.as_deref().is_none_or(|p| Some(p) == value)
-        }
-        fits(&self.package, Some(task.package().as_str()))
-            && fits(&self.action, Some(task.action().as_str()))
-            && fits(&self.from_version, task.from_version().map(|v| v.as_str()))
-            && fits(&self.to_version, task.to_version().map(|v| v.as_str()))
-    }
-}
-
-/// The approval patterns in force for `agent_id`: its own and those for every agent. A row
-/// whose package id names no package matches nothing and is left out.
+/// The approval patterns that can match `reported` for `agent_id`: rows for this agent or
+/// every agent (NULL), for any package (NULL) or one of the reported packages, read by index
+/// range on `task (package, approved, agent)` however many other approvals pile up.
 pub(super) fn approval_patterns(
     tx: &Transaction<'_>,
     agent_id: i64,
-) -> Result<Vec<Pattern>, Failure> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT p.name, t.action, t.from_version, t.to_version
-           FROM task t LEFT JOIN package p ON p.id = t.package
-          WHERE t.approved = 1 AND (t.agent IS NULL OR t.agent = ?1)
-            AND (t.package IS NULL OR p.id IS NOT NULL)",
-    )?;
-    let patterns = stmt
-        .query_map([agent_id], |r| {
+    reported: &TaskSet,
+) -> rusqlite::Result<Vec<Pattern>> {
+    let row_to_pattern = |package: Option<&str>| {
+        let package = package.map(str::to_owned);
+        move |r: &Row<'_>| {
             Ok(Pattern {
-                package: r.get(0)?,
-                action: r.get(1)?,
-                from_version: r.get(2)?,
-                to_version: r.get(3)?,
+                package: package.clone(),
+                action: r.get(0)?,
+                from_version: r.get(1)?,
+                to_version: r.get(2)?,
             })
-        })?
+        }
+    };
+    let mut patterns: Vec<Pattern> = tx
+        .prepare_cached(
+            "SELECT action, from_version, to_version FROM task
+              WHERE package IS NULL AND approved = 1 AND (agent IS NULL OR agent = ?1)",
+        )?
+        .query_map([agent_id], row_to_pattern(None))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut per_package = tx.prepare_cached(
+        "SELECT t.action, t.from_version, t.to_version
+           FROM package p JOIN task t ON t.package = p.id
+          WHERE p.name = ?1 AND t.approved = 1 AND (t.agent IS NULL OR t.agent = ?2)",
+    )?;
+    let mut packages: Vec<&str> = reported.iter().map(|t| t.package().as_str()).collect();
+    packages.dedup(); // a TaskSet is sorted by package first
+    for package in packages {
+        for pattern in per_package.query_map((package, agent_id), row_to_pattern(Some(package)))? {
+            patterns.push(pattern?);
+        }
+    }
     Ok(patterns)
 }
 
