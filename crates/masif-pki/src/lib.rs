@@ -22,6 +22,6 @@ pub use discover::{discover, discover_any, Discovered};
 pub use error::{PkiError, Result};
 pub use load::{load_certs, load_crls, load_key};
 pub use source::{Discover, DiscoverRequest, Role, TlsSource};
-pub use tls::{client_config, provider, server_config, LoadedTls, TlsFiles};
+pub use tls::{client_config, provider, server_config, FilesStamp, LoadedTls, TlsFiles};
 pub use validate::{check, startup_check, CheckOptions, Finding, Report, Severity};
 pub use x509::{common_name, CertFacts, Eku};

@@ -58,6 +58,27 @@ impl TlsFiles {
     }
 }
 
+/// What the files' metadata says about their contents: per file (modified, length, inode).
+/// Two stamps differ after any change or replacement, even by a file with an older
+/// modification time (`cp -p`, `install -p`, an atomic rename).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesStamp(Vec<(SystemTime, u64, u64)>);
+
+impl TlsFiles {
+    /// The current [`FilesStamp`]; a missing file is an error naming it.
+    pub fn stamp(&self) -> Result<FilesStamp> {
+        use std::os::unix::fs::MetadataExt;
+        self.paths()
+            .map(|path| {
+                let meta = std::fs::metadata(path).map_err(|e| PkiError::read(path, e))?;
+                let modified = meta.modified().map_err(|e| PkiError::read(path, e))?;
+                Ok((modified, meta.len(), meta.ino()))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(FilesStamp)
+    }
+}
+
 /// The ring provider restricted to ECDHE key exchange with AEAD ciphers (TLS 1.3 and 1.2).
 pub fn provider() -> Arc<CryptoProvider> {
     use ring::cipher_suite::*;

@@ -350,6 +350,12 @@ fn check_ca_validity(
     out: &mut Findings,
 ) {
     let what = format!("CA certificate {index} ({})", ca.subject);
+    if !ca.is_ca {
+        out.warn(
+            Aspect::Chain,
+            format!("{what} is not a CA certificate (no basicConstraints CA:TRUE); is a host certificate in the CA file?"),
+        );
+    }
     let now = options.now;
     let expired = now > ca.not_after || now < ca.not_before;
     if expired {

@@ -467,3 +467,21 @@ fn usage_errors_are_unknown(#[case] args: &[&str], #[case] expected: &str) {
     assert_eq!(code, 3, "{out}");
     assert!(out.contains(expected), "{out}");
 }
+
+#[test]
+fn host_certificate_in_the_ca_file_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path(), Role::Agent, None);
+    let stray = Ca::new("Other").leaf("stray.test", Use::Client);
+    let bundle = std::fs::read_to_string(&files.ca).unwrap() + &stray.cert_pem;
+    write(dir.path(), "host-ca.crt", bundle);
+    let report = check(&files, &CheckOptions::new(Role::Agent));
+    assert_eq!(report.status(), Severity::Warning, "{:#?}", report.findings);
+    assert!(
+        report.at(Severity::Warning).any(|f| f
+            .message
+            .contains("CA certificate 2 (CN=stray.test) is not a CA certificate")),
+        "{:#?}",
+        report.findings
+    );
+}

@@ -286,3 +286,28 @@ fn newest_modification_follows_the_newest_file() {
         .to_string()
         .contains("m.key"));
 }
+
+#[test]
+fn stamp_changes_when_a_file_is_replaced_by_an_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    let leaf = ca.leaf("master.test", Use::Both);
+    let f = files(dir.path(), "m", &ca, &leaf, Some(&ca.crl(&[], 30)));
+    let before = f.stamp().unwrap();
+    assert_eq!(f.stamp().unwrap(), before);
+    let newest = f.newest_modification().unwrap();
+    // A new CRL put in place by rename, carrying an old modification time.
+    let staged = write(dir.path(), "staged-crl.pem", ca.crl(&[&leaf], 30));
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::rename(&staged, f.crl.as_ref().unwrap()).unwrap();
+    assert_ne!(f.stamp().unwrap(), before);
+    assert!(f.newest_modification().unwrap() <= newest);
+    std::fs::remove_file(&f.cert).unwrap();
+    assert!(f.stamp().unwrap_err().to_string().contains("m.crt"));
+}
