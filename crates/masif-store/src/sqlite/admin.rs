@@ -35,6 +35,9 @@ const SUMMARY_SELECT: &str = "
       LEFT JOIN task t ON t.agent = a.id AND t.approved = 0";
 const SUMMARY_GROUP: &str = " GROUP BY a.id ORDER BY a.name";
 
+/// Longest audit detail stored (characters); longer descriptions are cut and marked.
+const MAX_DETAIL_CHARS: usize = 4000;
+
 #[async_trait]
 impl Admin for SqliteStore {
     async fn pending_overview(
@@ -360,27 +363,32 @@ fn approve(
 ) -> Result<ApprovalOutcome, Failure> {
     let now = unix_now();
     // `None` = every agent (agent NULL in the approval row).
-    let targets: Vec<(Option<i64>, &str)> = match scope {
-        ApprovalScope::AllAgents => vec![(None, "all agents")],
-        ApprovalScope::Agents(agents) => agents
-            .iter()
-            .map(|name| match rows::agent_id(tx, name.as_str())? {
-                Some(id) => Ok((Some(id), name.as_str())),
-                None => Err(Failure::Other(StoreError::Invalid(format!(
-                    "unknown agent {name}"
-                )))),
-            })
-            .collect::<Result<_, Failure>>()?,
+    let (targets, target_label): (Vec<Option<i64>>, String) = match scope {
+        ApprovalScope::AllAgents => (vec![None], "all agents".to_owned()),
+        ApprovalScope::Agents(agents) => {
+            let names: BTreeSet<&str> = agents.iter().map(AgentName::as_str).collect();
+            let ids = names
+                .iter()
+                .map(|name| match rows::agent_id(tx, name)? {
+                    Some(id) => Ok(Some(id)),
+                    None => Err(Failure::Other(StoreError::Invalid(format!(
+                        "unknown agent {name}"
+                    )))),
+                })
+                .collect::<Result<_, Failure>>()?;
+            let names: Vec<&str> = names.into_iter().collect();
+            (ids, describe_list(&names, "agent"))
+        }
     };
     let mut outcome = ApprovalOutcome {
         approvals_written: 0,
         pending_rows_approved: 0,
     };
-    let mut details = Vec::new();
+    let mut described = Vec::new();
     for key in keys {
         let package_id = rows::ensure_package(tx, key.package.as_str())?;
         let to_version = key.to_version.as_ref().map(|v| v.as_str());
-        for &(agent_id, agent_label) in &targets {
+        for &agent_id in &targets {
             let approved = tx
                 .prepare_cached(
                     "DELETE FROM task WHERE approved = 0 AND package = ?1 AND action = ?2
@@ -412,18 +420,16 @@ fn approve(
             )?
             .execute((task_id, user, now))?;
             outcome.approvals_written += 1;
-            details.push(format!("{} for {agent_label}", describe_key(key)));
         }
+        described.push(describe_key(key));
     }
     if outcome.approvals_written > 0 || outcome.pending_rows_approved > 0 {
-        let detail = if details.is_empty() {
-            format!(
-                "{} pending rows covered by approvals already in force",
-                outcome.pending_rows_approved
-            )
-        } else {
-            details.join("; ")
-        };
+        let detail = format!(
+            "{} for {target_label}: {} approval rows written, {} pending rows approved",
+            describe_list(&described, "task"),
+            outcome.approvals_written,
+            outcome.pending_rows_approved
+        );
         audit(tx, user, "approve", &detail)?;
     }
     Ok(outcome)
@@ -493,8 +499,28 @@ fn table_counts(tx: &Transaction<'_>) -> rusqlite::Result<TableCounts> {
 
 fn audit(tx: &Transaction<'_>, user: &str, action: &str, detail: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)")?
-        .execute((unix_now(), user, action, detail))?;
+        .execute((unix_now(), user, action, cut(detail, MAX_DETAIL_CHARS)))?;
     Ok(())
+}
+
+/// `a, b, c` — or the first 20 and "and N more NOUNs".
+fn describe_list(items: &[impl AsRef<str>], noun: &str) -> String {
+    const SHOWN: usize = 20;
+    let mut out: Vec<&str> = items.iter().take(SHOWN).map(AsRef::as_ref).collect();
+    let more;
+    if items.len() > SHOWN {
+        more = format!("and {} more {noun}s", items.len() - SHOWN);
+        out.push(&more);
+    }
+    out.join(", ")
+}
+
+/// At most `max` characters of `s`, marked when cut.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{} …(cut)", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// Audited changes need a user name that fits the column and reads back as written.
