@@ -86,9 +86,10 @@ impl Demo {
         }
     }
 
-    /// Sends SIGINT (Ctrl-C) and waits for the exit.
+    /// Presses Ctrl-C: SIGINT to the demo's whole process group, as a terminal sends it, and
+    /// waits for the exit.
     fn interrupt(mut self) -> (ExitStatus, Vec<String>) {
-        signal(self.child.id(), "-INT");
+        signal_group(self.child.id(), "-INT");
         let status = wait_with_patience(&mut self.child);
         let rest = self.stdout.try_iter().collect();
         (status, rest)
@@ -109,7 +110,10 @@ impl Drop for Demo {
 /// by the thread once the demo closes it.
 #[allow(clippy::disallowed_methods)] // test fixture: runs the demo binary under test
 fn spawn_demo(args: &[&str], env: &[(&str, &str)]) -> (Child, std::thread::JoinHandle<String>) {
+    use std::os::unix::process::CommandExt;
     std::process::Command::new(env!("CARGO_BIN_EXE_masif"))
+        // Its own process group, like a job started from a shell.
+        .process_group(0)
         .arg("demo")
         .args(args)
         .envs(env.iter().copied())
@@ -133,13 +137,15 @@ fn spawn_demo(args: &[&str], env: &[(&str, &str)]) -> (Child, std::thread::JoinH
         .expect("starting masif demo")
 }
 
+/// Sends signal `which` (`-INT`) to the process group led by `pid`.
 #[allow(clippy::disallowed_methods)] // test fixture: kill(1) delivers the signal
-fn signal(pid: u32, which: &str) {
+fn signal_group(pid: u32, which: &str) {
+    let group = format!("-{pid}");
     let status = std::process::Command::new("kill")
-        .args([which, &pid.to_string()])
+        .args([which, "--", &group])
         .status()
         .expect("running kill");
-    assert!(status.success(), "kill {which} {pid}");
+    assert!(status.success(), "kill {which} -- {group}");
 }
 
 fn wait_with_patience(child: &mut Child) -> ExitStatus {
