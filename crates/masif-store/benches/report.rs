@@ -303,7 +303,7 @@ async fn main() {
             &server,
             hammer,
             concurrency,
-            move |j| (agent_name(j % 8), report_of(j % 8, tasks, 10 + j % 2)),
+            move |j| (agent_name(j % 8), report_of(j % 8, tasks, 10 + (j / 8) % 2)),
         )
         .await,
     );

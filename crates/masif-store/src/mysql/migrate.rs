@@ -2,7 +2,7 @@
 //! applied in order at connect under a server-wide lock, recorded in `masif_schema_version`.
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts};
+use mysql_async::Conn;
 
 use super::sql::db_error;
 use crate::migrations::{check_order, statements, Migration};
@@ -33,16 +33,11 @@ const LOCK_WAIT_SECS: u32 = 300;
 
 const LOCK_NAME: &str = "CONCAT('masif-schema-', MD5(DATABASE()))";
 
-/// Applies the missing migrations on a connection of its own (closing it releases the lock
-/// even when a migration fails).
-pub(super) async fn run(opts: Opts) -> Result<()> {
+/// Applies the missing migrations. Run it on a connection of its own and close that after:
+/// closing releases the lock even when a migration fails.
+pub(super) async fn run(conn: &mut Conn) -> Result<()> {
     check_order(MIGRATIONS).map_err(StoreError::Database)?;
-    let mut conn = Conn::new(opts).await.map_err(db_error)?;
-    let result = apply(&mut conn).await;
-    if let Err(e) = conn.disconnect().await {
-        tracing::debug!("closing the migration connection: {e}");
-    }
-    result
+    apply(conn).await
 }
 
 async fn apply(conn: &mut Conn) -> Result<()> {

@@ -11,7 +11,8 @@ pub use report::ReportStats;
 use std::fmt;
 use std::time::Duration;
 
-use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
 use crate::{redact_url, Result, StoreError};
 
@@ -68,35 +69,30 @@ impl MysqlStore {
 
     /// [`MysqlStore::connect`] with explicit tunables.
     pub async fn connect_with(url: &str, options: MysqlOptions) -> Result<Self> {
-        let bad_url = |msg: String| StoreError::Url(redact_url(url), msg);
-        // mysql_async's default pool_min (10) would make a smaller pool_max an error.
-        let with_min;
-        let full_url = if url_has_param(url, "pool_max") && !url_has_param(url, "pool_min") {
-            with_min = format!("{url}&pool_min=1");
-            &with_min
-        } else {
-            url
-        };
-        let opts = Opts::from_url(full_url).map_err(|e| bad_url(e.to_string()))?;
-        if opts.db_name().is_none_or(str::is_empty) {
-            return Err(bad_url("names no database".into()));
-        }
-        let mut pool_opts = opts.pool_opts().clone();
-        if !url_has_param(url, "pool_max") {
-            let constraints = PoolConstraints::new(1, options.pool_max)
-                .ok_or_else(|| bad_url("pool_max must be at least 1".into()))?;
-            pool_opts = pool_opts.with_constraints(constraints);
-        }
-        let opts = OptsBuilder::from_opts(opts)
-            .pool_opts(reset_only_when_asked(pool_opts))
-            .setup(session_setup(&options));
-        let migrate_opts: Opts = opts.clone().into();
-        migrate::run(migrate_opts).await.map_err(|e| match e {
+        let opts = parse_url(url, &options)?;
+        let in_url = |e: StoreError| match e {
             StoreError::Database(msg) => {
                 StoreError::Database(format!("{}: {msg}", redact_url(url)))
             }
             other => other,
-        })?;
+        };
+        let mut conn = Conn::new(opts.clone())
+            .await
+            .map_err(|e| in_url(sql::db_error(e)))?;
+        let prepared = async {
+            migrate::run(&mut conn).await?;
+            isolation_level(&mut conn).await
+        }
+        .await;
+        if let Err(e) = conn.disconnect().await {
+            tracing::debug!("closing the migration connection: {e}");
+        }
+        let isolation = prepared.map_err(in_url)?;
+        let mut setup = session_setup(&options);
+        setup.push(format!(
+            "SET SESSION TRANSACTION ISOLATION LEVEL {isolation}"
+        ));
+        let opts = opts.setup(setup);
         Ok(Self {
             pool: Pool::new(opts),
             options,
@@ -116,6 +112,33 @@ impl MysqlStore {
     }
 }
 
+/// Driver options from the URL: pool size from `?pool_max=` or the options, no reset on
+/// return, the session setup (without isolation level yet).
+fn parse_url(url: &str, options: &MysqlOptions) -> Result<OptsBuilder> {
+    let bad_url = |msg: String| StoreError::Url(redact_url(url), msg);
+    // mysql_async's default pool_min (10) would make a smaller pool_max an error.
+    let with_min;
+    let full_url = if url_has_param(url, "pool_max") && !url_has_param(url, "pool_min") {
+        with_min = format!("{url}&pool_min=1");
+        &with_min
+    } else {
+        url
+    };
+    let opts = Opts::from_url(full_url).map_err(|e| bad_url(e.to_string()))?;
+    if opts.db_name().is_none_or(str::is_empty) {
+        return Err(bad_url("names no database".into()));
+    }
+    let mut pool_opts = opts.pool_opts().clone();
+    if !url_has_param(url, "pool_max") {
+        let constraints = PoolConstraints::new(1, options.pool_max)
+            .ok_or_else(|| bad_url("pool_max must be at least 1".into()))?;
+        pool_opts = pool_opts.with_constraints(constraints);
+    }
+    Ok(OptsBuilder::from_opts(opts)
+        .pool_opts(reset_only_when_asked(pool_opts))
+        .setup(session_setup(options)))
+}
+
 /// Connections go back to the pool without `COM_RESET_CONNECTION` (two round trips each);
 /// code that leaves a transaction open on a connection switches the reset on for that one
 /// connection (see `report`), so a dropped future still rolls back.
@@ -124,7 +147,8 @@ fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
 }
 
 /// Session settings applied to every new (or reset) connection: strict mode so nothing is
-/// truncated silently, UTC, READ COMMITTED (see `report` for why), a bounded lock wait.
+/// truncated silently, UTC, utf8mb4, a bounded lock wait. The isolation level is added once
+/// known (see [`isolation_level`]).
 fn session_setup(options: &MysqlOptions) -> Vec<String> {
     let mut set = vec![
         "sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
@@ -136,10 +160,27 @@ fn session_setup(options: &MysqlOptions) -> Vec<String> {
     if let Some(secs) = options.lock_wait_timeout {
         set.push(format!("innodb_lock_wait_timeout = {secs}"));
     }
-    vec![
-        format!("SET {}", set.join(", ")),
-        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
-    ]
+    vec![format!("SET {}", set.join(", "))]
+}
+
+/// READ COMMITTED, unless the server writes a statement-based binary log, which InnoDB refuses
+/// under READ COMMITTED (error 1665): then REPEATABLE READ, which costs some gap locks but
+/// keeps the same guarantees (see `report`).
+async fn isolation_level(conn: &mut Conn) -> Result<&'static str> {
+    let (log_bin, format): (i64, String) = conn
+        .query_first("SELECT @@log_bin, @@binlog_format")
+        .await
+        .map_err(sql::db_error)?
+        .unwrap_or((0, String::new()));
+    if log_bin != 0 && format.eq_ignore_ascii_case("STATEMENT") {
+        tracing::warn!(
+            "binlog_format is STATEMENT: reports run under REPEATABLE READ (ROW or MIXED \
+             allows READ COMMITTED, which avoids gap locks)"
+        );
+        Ok("REPEATABLE READ")
+    } else {
+        Ok("READ COMMITTED")
+    }
 }
 
 fn url_has_param(url: &str, name: &str) -> bool {
