@@ -380,10 +380,7 @@ async fn stored_duplicates_collapse(db: TestStore) {
         .unwrap();
     assert_eq!(pending(&db, "host").await, rows_of(&[&a, &b]));
 }
-contract_test!(
-    stored_duplicates_collapse,
-    ignore_sqlite = "SqliteStore's unchanged-report check trusts the digest alone; compare the pending row count too"
-);
+contract_test!(stored_duplicates_collapse);
 
 async fn unchanged_report_writes_nothing(db: TestStore) {
     let me = agent("host");
@@ -468,10 +465,7 @@ async fn rows_deleted_elsewhere_are_restored(db: TestStore) {
     db.store.report(&me, &tasks).await.unwrap();
     assert_eq!(pending(&db, "host").await, rows_of(&all));
 }
-contract_test!(
-    rows_deleted_elsewhere_are_restored,
-    ignore_sqlite = "SqliteStore's unchanged-report check trusts the digest alone; compare the pending row count too"
-);
+contract_test!(rows_deleted_elsewhere_are_restored);
 
 /// Names and versions are stored exactly, whatever characters they hold.
 async fn hostile_names_are_stored_exactly(db: TestStore) {
