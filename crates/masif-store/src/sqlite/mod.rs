@@ -183,4 +183,6 @@ where
 }
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;

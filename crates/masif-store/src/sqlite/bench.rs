@@ -1,0 +1,157 @@
+//! A benchmark of the SQLite report path that prints figures (ignored by default; it asserts
+//! nothing about speed): a fleet reporting concurrently, in phases — first reports, the steady
+//! state, changed reports, reports after a fleet-wide approval — plus the UI's overview query.
+//!
+//! `cargo test -p masif-store --release --lib sqlite::bench -- --ignored --nocapture`
+//! (sizes from `MASIF_BENCH_AGENTS` (2000), `MASIF_BENCH_TASKS` (20),
+//! `MASIF_BENCH_CONCURRENCY` (16)).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+
+use super::SqliteStore;
+use crate::{Admin, ApprovalScope, Page, PendingFilter, Reports, TaskKey};
+
+/// Distinct packages in the fleet.
+const PACKAGES: usize = 400;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn agent_name(i: usize) -> AgentName {
+    AgentName::new(format!("host{i:05}.example.com")).unwrap()
+}
+
+/// The report of agent `i` in round `round` (`round` changes one task's target version).
+fn report_of(i: usize, tasks: usize, round: usize) -> TaskSet {
+    (0..tasks)
+        .map(|k| {
+            let p = (i * 7 + k * 13) % PACKAGES;
+            let to = if k == 0 {
+                format!("2.{round}")
+            } else {
+                "2.0".to_owned()
+            };
+            Task::new(
+                PackageName::new(format!("package-{p:03}")).unwrap(),
+                Action::Update,
+                Some(Version::new("1.0-1").unwrap()),
+                Some(Version::new(to).unwrap()),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Runs one report per agent, `concurrency` at a time, and prints throughput and latencies.
+async fn phase(
+    name: &str,
+    store: &SqliteStore,
+    agents: usize,
+    tasks: usize,
+    round: usize,
+    concurrency: usize,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let started = Instant::now();
+    let mut jobs = Vec::with_capacity(agents);
+    for i in 0..agents {
+        let store = store.clone();
+        let permit = slots.clone().acquire_owned().await.unwrap();
+        jobs.push(tokio::spawn(async move {
+            let t = Instant::now();
+            store
+                .report(&agent_name(i), &report_of(i, tasks, round))
+                .await
+                .unwrap();
+            drop(permit);
+            t.elapsed()
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::with_capacity(agents);
+    for job in jobs {
+        latencies.push(job.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "{name:<28} {agents:>6} reports {:>8.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+        agents as f64 / elapsed.as_secs_f64(),
+        pct(50).as_secs_f64() * 1e3,
+        pct(99).as_secs_f64() * 1e3,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints figures, run with --ignored --nocapture"]
+async fn report_throughput() {
+    let agents = env_usize("MASIF_BENCH_AGENTS", 2000);
+    let tasks = env_usize("MASIF_BENCH_TASKS", 20);
+    let concurrency = env_usize("MASIF_BENCH_CONCURRENCY", 16);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    println!("sqlite: {agents} agents x {tasks} tasks, {concurrency} concurrent reports");
+    phase("first reports", &store, agents, tasks, 0, concurrency).await;
+    phase(
+        "steady state (unchanged)",
+        &store,
+        agents,
+        tasks,
+        0,
+        concurrency,
+    )
+    .await;
+    phase("changed reports", &store, agents, tasks, 1, concurrency).await;
+    let keys: Vec<TaskKey> = (0..PACKAGES)
+        .step_by(10)
+        .map(|p| TaskKey {
+            package: PackageName::new(format!("package-{p:03}")).unwrap(),
+            action: Action::Update,
+            to_version: Some(Version::new("2.0").unwrap()),
+        })
+        .collect();
+    let t = Instant::now();
+    let outcome = store
+        .approve(&keys, &ApprovalScope::AllAgents, "bench")
+        .await
+        .unwrap();
+    println!(
+        "approve {} keys for all agents: {} pending rows in {:.1} ms",
+        keys.len(),
+        outcome.pending_rows_approved,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    phase(
+        "after fleet-wide approval",
+        &store,
+        agents,
+        tasks,
+        1,
+        concurrency,
+    )
+    .await;
+    phase("steady state again", &store, agents, tasks, 1, concurrency).await;
+    let t = Instant::now();
+    let overview = store
+        .pending_overview(&PendingFilter::default(), Page::default())
+        .await
+        .unwrap();
+    println!(
+        "pending overview (first page of {} packages): {:.1} ms",
+        overview.total_packages,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let size = std::fs::metadata(dir.path().join("bench.db"))
+        .unwrap()
+        .len();
+    println!("database file: {:.1} MiB", size as f64 / (1024.0 * 1024.0));
+}
