@@ -51,9 +51,9 @@ pub struct Agent {
 struct State {
     /// Tasks the master said are approved (pruned to what is still planned).
     approved: TaskSet,
-    /// Tasks of single-package plans missing from the full plan: reported too, or a
-    /// package needing them could never be approved.
-    extra: TaskSet,
+    /// Per candidate package, the tasks of its single-package plan missing from the full
+    /// plan: reported too, or a package needing them could never be approved.
+    extra: BTreeMap<PackageName, TaskSet>,
     /// The pending set of the last successful report.
     last_reported: Option<TaskSet>,
     failures: Failures,
@@ -235,7 +235,16 @@ impl Agent {
             st.extra.clear();
             st.failures.clear_all();
         }
-        let known: TaskSet = full.union(&st.extra).cloned().collect();
+        let candidates = decide::candidates(&full, &st.approved);
+        st.extra.retain(|p, tasks| {
+            tasks.retain(|t| !full.contains(t));
+            candidates.contains(p) && !tasks.is_empty()
+        });
+        let known: TaskSet = full
+            .iter()
+            .chain(st.extra.values().flatten())
+            .cloned()
+            .collect();
         st.approved.retain(|t| known.contains(t));
         let pending: TaskSet = known.difference(&st.approved).cloned().collect();
 
@@ -294,8 +303,17 @@ impl Agent {
                 match self.plan_package(&package).await {
                     Ok(plan) => {
                         let tasks = plan.tasks();
-                        st.extra
-                            .extend(tasks.iter().filter(|t| !full.contains(t)).cloned());
+                        let extra: TaskSet = tasks
+                            .iter()
+                            .filter(|t| !full.contains(t))
+                            .cloned()
+                            .collect();
+                        if extra.is_empty() {
+                            st.extra.remove(&package);
+                        } else {
+                            tracing::info!(%package, extra = extra.len(), "its plan needs tasks the full plan lacks; reporting them too");
+                            st.extra.insert(package.clone(), extra);
+                        }
                         plans.insert(package, tasks);
                     }
                     Err(e) => {

@@ -6,12 +6,22 @@ use std::time::{Duration, Instant};
 
 use masif_proto::{Action, PackageName, TaskSet};
 
-/// Packages worth a single-package plan: those with an approved update (or, after a failed
-/// run, an approved configure) of themselves in the full plan.
+/// Packages worth a single-package plan: those with an approved update in the full plan, and
+/// those with nothing but an approved configure (left half-configured by a failed run).
+/// Installs and removals only ever happen as part of another package's plan.
 pub fn candidates(full: &TaskSet, approved: &TaskSet) -> BTreeSet<PackageName> {
+    let changing: BTreeSet<&PackageName> = full
+        .iter()
+        .filter(|t| matches!(t.action(), Action::Install | Action::Update))
+        .map(|t| t.package())
+        .collect();
     full.iter()
-        .filter(|t| matches!(t.action(), Action::Update | Action::Configure))
         .filter(|t| approved.contains(t))
+        .filter(|t| match t.action() {
+            Action::Update => true,
+            Action::Configure => !changing.contains(t.package()),
+            Action::Install | Action::Remove | Action::Purge => false,
+        })
         .map(|t| t.package().clone())
         .collect()
 }
@@ -124,6 +134,11 @@ mod tests {
         // A half-configured package left by a failed run.
         let conf = set(&["Conf zeta (2.0 S)"]);
         assert_eq!(candidates(&conf, &conf), [p("zeta")].into());
+        // An approved configure of a package being installed or updated is no candidate:
+        // it comes with the install or update.
+        let full = set(&BETA);
+        let approved = set(&[BETA[0], BETA[2], BETA[3]]);
+        assert!(candidates(&full, &approved).is_empty());
     }
 
     #[test]
