@@ -25,11 +25,13 @@
 //!   removed when the test ends; `rows`/`exec` use a rusqlite connection on the same file.
 //!
 //! Test modules: `report` (the report transaction), `admin` (the UI's queries), `mysql_only`
-//! (schema import and adoption, migrations, strict mode, round trips, retries).
+//! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
+//! servers from `server` for a statement-based binlog and a vanishing server).
 
 mod admin;
 mod mysql_only;
 mod report;
+mod server;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -12,6 +12,7 @@ use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 use crate::report::{agent, install, set, update};
+use crate::server::Throwaway;
 use crate::{run_mysql_scratch, test_options, MysqlScratch};
 
 const ORIGINAL_SCHEMA: &str = include_str!("../../../../schema/mysql/0001_original.sql");
@@ -422,4 +423,74 @@ async fn piled_up_approvals_of_other_agents_are_not_read() {
         store.disconnect().await.unwrap();
     })
     .await;
+}
+
+/// A server writing a statement-based binary log refuses InnoDB writes under READ COMMITTED
+/// (1665): the store notices at connect and reports still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_binlog_servers_still_take_reports() {
+    let server = Throwaway::start(&[
+        "--log-bin={dir}/binlog",
+        "--binlog-format=STATEMENT",
+        "--server-id=1",
+    ])
+    .await;
+    let mut conn = Conn::from_url(server.url("")).await.unwrap();
+    conn.query_drop("CREATE DATABASE masif; CREATE TABLE masif.probe (a INT) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    // The trap is real on this server.
+    let err = conn
+        .query_drop(
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+             INSERT INTO masif.probe VALUES (1)",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1665"), "{err}");
+    let store = MysqlStore::connect_with(&server.url("masif"), test_options())
+        .await
+        .unwrap();
+    let me = agent("host");
+    store.report(&me, &set([install("a", "1")])).await.unwrap();
+    store
+        .report(&me, &set([install("a", "1"), install("b", "2")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        int(
+            &mut conn,
+            "SELECT COUNT(*) FROM masif.task WHERE approved = 0"
+        )
+        .await,
+        2
+    );
+    drop(conn);
+    store.disconnect().await.unwrap();
+    assert!(server.dir().join("binlog.index").exists());
+}
+
+/// The server going away makes a report fail with a database error (the master answers
+/// 500), not hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_server_is_an_error() {
+    let mut server = Throwaway::start(&[]).await;
+    let mut conn = Conn::from_url(server.url("")).await.unwrap();
+    conn.query_drop("CREATE DATABASE masif").await.unwrap();
+    drop(conn);
+    let store = MysqlStore::connect_with(&server.url("masif"), test_options())
+        .await
+        .unwrap();
+    let me = agent("host");
+    store.report(&me, &set([install("a", "1")])).await.unwrap();
+    server.stop();
+    // A guard against hanging, not a timing assertion.
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(120),
+        store.report(&me, &set([install("b", "1")])),
+    )
+    .await
+    .expect("a report against a vanished server hangs");
+    let err = outcome.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
 }

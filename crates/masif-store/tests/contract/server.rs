@@ -1,0 +1,123 @@
+//! A throwaway MariaDB server of a test's own (`mariadb-install-db` + `mariadbd` in a temporary
+//! directory, on a free loopback port), for tests that need server settings the shared server
+//! lacks (a statement-based binary log) or that stop the server under a running store.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+pub struct Throwaway {
+    dir: TempDir,
+    child: Option<Child>,
+    pub port: u16,
+}
+
+/// Spawns one of the MariaDB tools. Test fixture: the server must be a process of its own.
+#[allow(clippy::disallowed_methods)]
+fn tool(program: &str, args: &[String], log: &Path) -> Command {
+    let log = std::fs::File::create(log).expect("server log file");
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log);
+    cmd
+}
+
+impl Throwaway {
+    /// Installs and starts a server with `extra` `mariadbd` arguments; `{dir}` in them is
+    /// replaced by the server's directory. Returns once it accepts connections.
+    pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let d = dir.path().display().to_string();
+        let install_log = dir.path().join("install.log");
+        let status = tool(
+            "mariadb-install-db",
+            &[
+                "--no-defaults".into(),
+                format!("--datadir={d}/data"),
+                "--auth-root-authentication-method=normal".into(),
+                "--skip-test-db".into(),
+            ],
+            &install_log,
+        )
+        .status()
+        .expect("mariadb-install-db (Debian package mariadb-server)");
+        assert!(
+            status.success(),
+            "mariadb-install-db failed: {}",
+            std::fs::read_to_string(&install_log).unwrap_or_default()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut args: Vec<String> = vec![
+            "--no-defaults".into(),
+            format!("--datadir={d}/data"),
+            format!("--socket={d}/server.sock"),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--skip-name-resolve".into(),
+            "--innodb-buffer-pool-size=16M".into(),
+            "--user=root".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.replace("{dir}", &d)));
+        let server_log = dir.path().join("server.log");
+        let child = tool("mariadbd", &args, &server_log)
+            .spawn()
+            .expect("mariadbd (Debian package mariadb-server)");
+        let mut server = Self {
+            dir,
+            child: Some(child),
+            port,
+        };
+        for _ in 0..600 {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "mariadbd exited ({status}): {}",
+                    std::fs::read_to_string(&server_log).unwrap_or_default()
+                );
+            }
+            if let Ok(conn) = mysql_async::Conn::from_url(server.url("")).await {
+                let _ = conn.disconnect().await;
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "mariadbd did not accept connections: {}",
+            std::fs::read_to_string(&server_log).unwrap_or_default()
+        );
+    }
+
+    /// URL of database `db` on this server (`""`: no database).
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Kills the server and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
