@@ -593,3 +593,29 @@ fn a_non_empty_keep_directory_is_refused_untouched() {
         "data"
     );
 }
+
+#[test]
+fn ctrl_c_while_sandboxes_are_built_stops_cleanly() {
+    let (mut child, stderr) = spawn_demo(&["--agents", "3", "--port", "0"], &[]);
+    // Wait until the demo runs a tool (dpkg-deb, dpkg-scanpackages, apt-get …) of a build.
+    eventually("a sandbox build running", || {
+        (!descendants(child.id()).is_empty()).then_some(())
+    });
+    signal_group(child.id(), "-INT");
+    let status = wait_with_patience(&mut child);
+    assert!(status.success(), "{status:?}");
+    let stderr = stderr.join().unwrap();
+    let workdir = stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("work directory ")
+                .map(|(_, d)| d.trim().to_owned())
+        })
+        .expect("the demo logs its work directory");
+    assert!(!Path::new(&workdir).exists(), "{workdir} left behind");
+    assert_eq!(
+        processes_mentioning(&workdir),
+        vec![],
+        "processes left behind"
+    );
+}

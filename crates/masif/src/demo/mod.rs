@@ -77,14 +77,20 @@ pub async fn run(options: DemoOptions, stop: impl Future<Output = ()>) -> anyhow
     }
     tools::check(std::env::var_os("PATH").as_deref())?;
     let workdir = workdir::Workdir::create(options.keep.as_deref())?;
+    tracing::info!("work directory {}", workdir.path().display());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut components = JoinSet::new();
-    let started = start(&options, &workdir, &stop_rx, &mut components).await;
+    tokio::pin!(stop);
+    // Ctrl-C while sandboxes are still being built stops right there.
+    let started = tokio::select! {
+        started = start(&options, &workdir, &stop_rx, &mut components) => Some(started),
+        () = &mut stop => None,
+    };
     let result = match started {
-        Ok(banner) => {
+        Some(Ok(banner)) => {
             print_banner(&banner, &workdir);
             tokio::select! {
-                () = stop => {
+                () = &mut stop => {
                     println!("stopping");
                     Ok(())
                 }
@@ -93,7 +99,11 @@ pub async fn run(options: DemoOptions, stop: impl Future<Output = ()>) -> anyhow
                 }
             }
         }
-        Err(e) => Err(e),
+        Some(Err(e)) => Err(e),
+        None => {
+            println!("stopping");
+            Ok(())
+        }
     };
     let _ = stop_tx.send(true);
     let stopped = stop_all(&mut components).await;
