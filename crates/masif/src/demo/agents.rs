@@ -35,7 +35,10 @@ pub(super) async fn start(
     stop: &watch::Receiver<bool>,
     components: &mut Components,
 ) -> anyhow::Result<()> {
-    tracing::info!(agents = pki.agents.len(), "building apt sandboxes with fake packages");
+    tracing::info!(
+        agents = pki.agents.len(),
+        "building apt sandboxes with fake packages"
+    );
     let sandboxes = build_sandboxes(dir, pki).await?;
     for ((name, files), sandbox) in pki.agents.iter().zip(sandboxes) {
         let config = agent_config(files, &sandbox, master, dir.join("agents").join(name));
