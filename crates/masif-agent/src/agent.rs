@@ -449,3 +449,107 @@ enum Upgrade {
     Busy,
     Failed(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pm::PlannedTask;
+    use std::sync::Mutex;
+
+    fn t(line: &str) -> masif_proto::Task {
+        crate::apt::parse_line(1, line).unwrap().task
+    }
+
+    fn plan(tasks: &TaskSet) -> Plan {
+        Plan::new(
+            tasks
+                .iter()
+                .map(|task| PlannedTask {
+                    task: task.clone(),
+                    origin: None,
+                })
+                .collect(),
+        )
+    }
+
+    /// A package manager whose single-package plan for omega needs an install that the full
+    /// plan does not show (apt may resolve the two differently).
+    #[derive(Default)]
+    struct Scripted {
+        upgraded: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl PackageManager for Scripted {
+        async fn plan_full(&self) -> Result<Plan> {
+            if self.upgraded.lock().unwrap().is_empty() {
+                Ok(plan(&[t("Inst omega [1] (2 S)")].into()))
+            } else {
+                Ok(Plan::default())
+            }
+        }
+        async fn plan_package(&self, _: &PackageName) -> Result<Plan> {
+            Ok(plan(&[t("Inst omega [1] (2 S)"), t("Inst x (1 S)")].into()))
+        }
+        async fn upgrade_package(&self, package: &PackageName) -> Result<RunOutcome> {
+            self.upgraded.lock().unwrap().push(package.to_string());
+            Ok(RunOutcome::Ran(crate::exec::Output {
+                status: std::os::unix::process::ExitStatusExt::from_raw(0),
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed: Duration::ZERO,
+                truncated: false,
+            }))
+        }
+    }
+
+    /// Approves everything it is told about, and remembers each report.
+    #[derive(Default)]
+    struct ApproveAll {
+        reports: Mutex<Vec<TaskSet>>,
+    }
+
+    #[async_trait]
+    impl Reporter for ApproveAll {
+        async fn report(&self, pending: &TaskSet) -> std::result::Result<TaskSet, MasterError> {
+            self.reports.lock().unwrap().push(pending.clone());
+            Ok(pending.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn tasks_only_a_single_package_plan_shows_are_reported_before_it_runs() {
+        let pm = Arc::new(Scripted::default());
+        let master = Arc::new(ApproveAll::default());
+        let intervals = Intervals {
+            check: Duration::from_millis(50),
+            report: Duration::from_millis(50),
+            retry: Duration::from_millis(50),
+        };
+        let agent =
+            Agent::new(pm.clone(), master.clone(), intervals, Monitor::new()).without_jitter();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(agent.run(async {
+            let _ = rx.await;
+        }));
+        for _ in 0..200 {
+            let done = !pm.upgraded.lock().unwrap().is_empty();
+            if done && master.reports.lock().unwrap().last() == Some(&TaskSet::new()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tx.send(());
+        run.await.unwrap().unwrap();
+        assert_eq!(*pm.upgraded.lock().unwrap(), ["omega"]);
+        let reports = master.reports.lock().unwrap().clone();
+        assert_eq!(reports[0], [t("Inst omega [1] (2 S)")].into());
+        // The install appeared in a report (and so got approved) before omega ran.
+        assert_eq!(reports[1], [t("Inst x (1 S)")].into());
+        assert_eq!(
+            reports.last().unwrap(),
+            &TaskSet::new(),
+            "the empty set is reported once"
+        );
+    }
+}
