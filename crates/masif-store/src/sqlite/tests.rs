@@ -326,3 +326,111 @@ async fn stored_rows_that_are_not_valid_tasks_do_not_break_reports() {
         0
     );
 }
+
+/// Set to a database path, the `second_process_reports` helper reports into it.
+const HELPER_DB_ENV: &str = "MASIF_SQLITE_TEST_HELPER_DB";
+const HELPER_AGENTS: usize = 6;
+const HELPER_ROUNDS: usize = 15;
+
+/// Not a test on its own: the second process of `master_and_ui_as_two_processes` (this test
+/// binary run again), playing the master. Does nothing unless [`HELPER_DB_ENV`] is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process of master_and_ui_as_two_processes"]
+async fn second_process_reports() {
+    let Some(path) = std::env::var_os(HELPER_DB_ENV) else {
+        return;
+    };
+    let master = SqliteStore::open(Path::new(&path)).await.unwrap();
+    let mut jobs = Vec::new();
+    for n in 0..HELPER_AGENTS {
+        let master = master.clone();
+        jobs.push(tokio::spawn(async move {
+            for round in 0..HELPER_ROUNDS {
+                let tasks: TaskSet = [
+                    update("alpha", "1.0", "2.0"),
+                    update(&format!("pkg{round}"), "1", "2"),
+                ]
+                .into();
+                master
+                    .report(&agent(&format!("host{n}")), &tasks)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for job in jobs {
+        job.await.unwrap();
+    }
+}
+
+/// Master and UI as separate processes on one file (WAL, busy timeout, retries): the master
+/// process reports while this one approves and reads; nothing fails, nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_and_ui_as_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let ui = SqliteStore::open(&path).await.unwrap();
+    let helper = spawn_helper(&path);
+    let mut approvals = 0;
+    let finished = loop {
+        ui.approve(&[key("alpha", "2.0")], &ApprovalScope::AllAgents, "admin")
+            .await
+            .unwrap();
+        ui.pending_overview(&Default::default(), Page::default())
+            .await
+            .unwrap();
+        approvals += 1;
+        let helper = helper.clone();
+        let done = tokio::task::spawn_blocking(move || helper.lock().unwrap().try_wait())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(status) = done {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(finished.success(), "helper process failed: {finished:?}");
+    assert!(approvals > 0);
+    let conn = raw(&path);
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM agent"),
+        HELPER_AGENTS as i64
+    );
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM task WHERE approved = 1"),
+        1
+    );
+    // Every agent's last report left exactly its last package pending (alpha is approved or,
+    // if the last report came before the first approval, pending too).
+    let last = format!("pkg{}", HELPER_ROUNDS - 1);
+    for n in 0..HELPER_AGENTS {
+        let detail = ui
+            .agent_detail(&agent(&format!("host{n}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            detail.pending.iter().any(|t| t.package().as_str() == last),
+            "{detail:?}"
+        );
+        assert!(detail.pending.len() <= 2, "{detail:?}");
+    }
+}
+
+/// This test binary again, running only [`second_process_reports`] against `db`.
+#[allow(clippy::disallowed_methods)] // test fixture: a second process on the same database
+fn spawn_helper(db: &Path) -> std::sync::Arc<std::sync::Mutex<std::process::Child>> {
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sqlite::tests::second_process_reports",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(HELPER_DB_ENV, db)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the helper process");
+    std::sync::Arc::new(std::sync::Mutex::new(child))
+}
