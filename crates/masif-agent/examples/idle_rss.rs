@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{StandInMaster, MASTER_CN};
+use common::StandInMaster;
 use masif_agent::exec::Runner;
 use masif_agent::sandbox::{standard_packages, Sandbox, Stage};
 
@@ -43,23 +43,10 @@ async fn measure(binary: &Path, stage: Stage) {
         .unwrap();
     sandbox.publish(stage).await.unwrap();
     let socket = dir.path().join("agent.sock");
-    let env: Vec<String> = sandbox
-        .apt_env()
-        .iter()
-        .map(|(k, v)| format!("{k}: {v:?}"))
-        .collect();
     let config = dir.path().join("agent.yml");
     std::fs::write(
         &config,
-        format!(
-            "interval: {{ check: 2, report: 2, retry: 2 }}\nmaster: {{ host: \"{}\", cn: {MASTER_CN} }}\ntls: {{ cert: {}, key: {}, ca: {} }}\napt: {{ env: {{ {} }} }}\nsocket: {}\nlog: {{ level: warning }}\n",
-            master.addr,
-            tls.cert.display(),
-            tls.key.display(),
-            tls.ca.display(),
-            env.join(", "),
-            socket.display()
-        ),
+        common::agent_yaml(&master, &tls, &sandbox, &socket, 2),
     )
     .unwrap();
     let agent = Runner::default()

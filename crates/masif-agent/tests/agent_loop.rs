@@ -2,11 +2,13 @@
 //! for the master's approval logic (the end-to-end tests in `crates/masif/tests` use the real
 //! master and database): the safety rule, failures, a busy lock, shutdown during a run.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use async_trait::async_trait;
+use common::eventually;
 use masif_agent::apt::Apt;
 use masif_agent::sandbox::{standard_packages, FakePackage, Sandbox, SandboxLock, Stage};
 use masif_agent::{Activity, Agent, Intervals, MasterError, Monitor, Reporter};
@@ -119,21 +121,6 @@ impl Running {
     async fn version(&self, package: &str) -> Option<String> {
         self.sb.installed_version(package).await.unwrap()
     }
-}
-
-/// Polls `check` until it holds (a deadline against hangs, not a timing assertion).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
 }
 
 /// Lets the agent run a few more cycles.

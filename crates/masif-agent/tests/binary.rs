@@ -4,30 +4,15 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{StandInMaster, MASTER_CN};
+use common::{eventually, StandInMaster};
 use masif_agent::exec::{Runner, Running};
 use masif_agent::sandbox::{FakePackage, Sandbox, Stage};
 use masif_proto::Action;
 
 const BIN: &str = env!("CARGO_BIN_EXE_masif-agent");
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
-}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -46,20 +31,7 @@ async fn setup(packages: &[FakePackage]) -> Setup {
         .unwrap();
     sandbox.publish(Stage::V2).await.unwrap();
     let socket = dir.path().join("agent.sock");
-    let env: Vec<String> = sandbox
-        .apt_env()
-        .iter()
-        .map(|(k, v)| format!("{k}: {v:?}"))
-        .collect();
-    let yaml = format!(
-        "interval: {{ check: 1, report: 1, retry: 1 }}\nmaster: {{ host: \"{}\", cn: {MASTER_CN} }}\ntls: {{ cert: {}, key: {}, ca: {} }}\napt: {{ env: {{ {} }} }}\nsocket: {}\nlog: {{ level: warning }}\n",
-        master.addr,
-        tls.cert.display(),
-        tls.key.display(),
-        tls.ca.display(),
-        env.join(", "),
-        socket.display()
-    );
+    let yaml = common::agent_yaml(&master, &tls, &sandbox, &socket, 1);
     let config = dir.path().join("agent.yml");
     std::fs::write(&config, yaml).unwrap();
     Setup {

@@ -5,13 +5,17 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use masif_agent::sandbox::Sandbox;
 use masif_pki::ephemeral::{EphemeralCa, Usage};
 use masif_pki::TlsFiles;
 use masif_proto::{parse_task_list, render_task_list, Action, TaskSet};
@@ -131,4 +135,49 @@ impl Drop for StandInMaster {
             let _ = stop.send(());
         }
     }
+}
+
+/// Polls `check` until it holds (a deadline against hangs, not a timing assertion).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// An agent configuration file for `tls` talking to `master`, planning in `sandbox`, with
+/// all intervals `secs` seconds and the monitoring socket at `socket`.
+pub fn agent_yaml(
+    master: &StandInMaster,
+    tls: &TlsFiles,
+    sandbox: &Sandbox,
+    socket: &Path,
+    secs: u64,
+) -> String {
+    let env: Vec<String> = sandbox
+        .apt_env()
+        .iter()
+        .map(|(k, v)| format!("{k}: {v:?}"))
+        .collect();
+    format!(
+        "interval: {{ check: {secs}, report: {secs}, retry: {secs} }}\n\
+         master: {{ host: \"{}\", cn: {MASTER_CN} }}\n\
+         tls: {{ cert: {}, key: {}, ca: {} }}\n\
+         apt: {{ env: {{ {} }} }}\n\
+         socket: {}\n\
+         log: {{ level: warning }}\n",
+        master.addr,
+        tls.cert.display(),
+        tls.key.display(),
+        tls.ca.display(),
+        env.join(", "),
+        socket.display()
+    )
 }
