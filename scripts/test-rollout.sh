@@ -273,7 +273,7 @@ if unshare -m --propagation private true 2>/dev/null; then
   # bcrypt of "U*U" (OpenBSD's test vector): the UI only needs a well-formed hash here.
   ui_hash='$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW'
   sroot=$T/puppet-server
-  mkdir -p "$sroot/etc/systemd/system" "$sroot/etc/sysusers.d" "$sroot/usr/local/bin"
+  mkdir -p "$sroot/etc/systemd/system" "$sroot/usr/lib/sysusers.d" "$sroot/usr/local/bin"
   cat >"$T/server.pp" <<PP
 class { 'masif_upgrader': root => '$sroot' }
 class { 'masif_upgrader::master':
@@ -327,7 +327,7 @@ host = {
 }
 json.dump({"scratch_servers": {"hosts": {"scratch-server": host}}}, sys.stdout, indent=1)
 PY
-  mkdir -p "$a/server/etc/systemd/system" "$a/server/etc/sysusers.d" "$a/server/usr/local/bin"
+  mkdir -p "$a/server/etc/systemd/system" "$a/server/usr/lib/sysusers.d" "$a/server/usr/local/bin"
   for run in 1 2; do
     (cd ansible && in_ns ansible-playbook -i "$T/server-inventory.json" tests/scratch-server.yml) \
       >"$T/ansible-server-$run.out" 2>&1 || { cat "$T/ansible-server-$run.out" >&2; fail "master role run $run"; }

@@ -72,8 +72,9 @@ define masif_upgrader::component (
       }
       $installed = [File["${root}/usr/local/bin/${program}"], File["${root}/etc/systemd/system/${unit}"]]
       if $title != 'agent' {
-        # The system users the package would create, with the same sysusers.d file.
-        file { "${root}/etc/sysusers.d/${program}.conf":
+        # The system users the package would create, with the same sysusers.d file, in
+        # the same place (/usr/lib/sysusers.d is there on every systemd host).
+        file { "${root}/usr/lib/sysusers.d/${program}.conf":
           ensure => file,
           source => "puppet:///modules/masif_upgrader/${program}.conf",
           owner  => 'root',
@@ -82,11 +83,11 @@ define masif_upgrader::component (
         }
         $sysusers_root = $root ? { '' => '', default => "--root=${shellquote($root)} " }
         exec { "masif_upgrader: system users of ${program}":
-          command     => "systemd-sysusers ${sysusers_root}${program}.conf",
-          path        => ['/usr/bin', '/bin', '/usr/sbin', '/sbin'],
-          refreshonly => true,
-          subscribe   => File["${root}/etc/sysusers.d/${program}.conf"],
-          before      => File["${root}/etc/masif-upgrader/${title}.yml"],
+          command => "systemd-sysusers ${sysusers_root}${program}.conf",
+          unless  => "grep -q '^${program}:' ${shellquote("${root}/etc/passwd")}",
+          path    => ['/usr/bin', '/bin', '/usr/sbin', '/sbin'],
+          require => File["${root}/usr/lib/sysusers.d/${program}.conf"],
+          before  => File["${root}/etc/masif-upgrader/${title}.yml"],
         }
       }
     }

@@ -45,8 +45,8 @@ describe 'masif_upgrader::master' do
     let(:params) { { 'install' => 'binary', 'binary_source' => '/srv/build/masif-master' } }
 
     it { is_expected.to compile.with_all_deps }
-    it { is_expected.to contain_file('/etc/sysusers.d/masif-master.conf').with_source('puppet:///modules/masif_upgrader/masif-master.conf') }
-    it { is_expected.to contain_exec('masif_upgrader: system users of masif-master').with_command('systemd-sysusers masif-master.conf').that_comes_before("File[#{config_path}]") }
+    it { is_expected.to contain_file('/usr/lib/sysusers.d/masif-master.conf').with_source('puppet:///modules/masif_upgrader/masif-master.conf') }
+    it { is_expected.to contain_exec('masif_upgrader: system users of masif-master').with(command: 'systemd-sysusers masif-master.conf', unless: "grep -q '^masif-master:' /etc/passwd").that_comes_before("File[#{config_path}]") }
     it { is_expected.to contain_file('/etc/systemd/system/masif-upgrader-master.service').with_content(%r{^User=masif-master$}) }
   end
 
