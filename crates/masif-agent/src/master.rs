@@ -4,7 +4,7 @@
 //! and a clear error when it does not match.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -64,7 +64,10 @@ pub struct MasterClient {
     host: String,
     cn: String,
     server_name: ServerName<'static>,
-    connector: TlsConnector,
+    connector: std::sync::Mutex<TlsConnector>,
+    /// The files the configuration came from and their newest modification time: a renewed
+    /// certificate or new CRL is picked up by the next connection, without a restart.
+    files: Option<(TlsFiles, std::sync::Mutex<SystemTime>)>,
     sender: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
 }
 
@@ -81,8 +84,11 @@ impl MasterClient {
     /// A client presenting the certificate of `tls`, dialling `host` (`name:port`) and
     /// requiring the master's certificate to be valid for `cn`.
     pub fn new(tls: &TlsFiles, host: &str, cn: &str) -> Result<Self, MasterError> {
+        let modified = tls.newest_modification()?;
         let config = masif_pki::client_config(tls)?;
-        Self::with_config(Arc::new(config), host, cn)
+        let mut client = Self::with_config(Arc::new(config), host, cn)?;
+        client.files = Some((tls.clone(), std::sync::Mutex::new(modified)));
+        Ok(client)
     }
 
     /// The same with a ready rustls configuration.
@@ -97,7 +103,8 @@ impl MasterClient {
             host: host.to_owned(),
             cn: cn.to_owned(),
             server_name,
-            connector: TlsConnector::from(config),
+            connector: std::sync::Mutex::new(TlsConnector::from(config)),
+            files: None,
             sender: tokio::sync::Mutex::new(None),
         })
     }
@@ -202,7 +209,35 @@ impl MasterClient {
         }
     }
 
+    /// The connector for a new connection, rebuilt first if the TLS files changed (a
+    /// broken new set is logged and the old one kept).
+    fn connector(&self) -> TlsConnector {
+        if let Some((files, seen)) = &self.files {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            match files.newest_modification() {
+                Ok(modified) if modified != *seen => match masif_pki::client_config(files) {
+                    Ok(config) => {
+                        tracing::info!(cert = %files.cert.display(), "TLS files changed; reloaded");
+                        *self.connector.lock().unwrap_or_else(|e| e.into_inner()) =
+                            TlsConnector::from(Arc::new(config));
+                        *seen = modified;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS files changed but cannot be used; keeping the previous ones")
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot check the TLS files"),
+            }
+        }
+        self.connector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, MasterError> {
+        let connector = self.connector();
         let connect = async {
             let tcp =
                 TcpStream::connect(&self.host)
@@ -212,7 +247,7 @@ impl MasterClient {
                         source,
                     })?;
             let _ = tcp.set_nodelay(true);
-            self.connector
+            connector
                 .connect(self.server_name.clone(), tcp)
                 .await
                 .map_err(|e| self.handshake_error(e))

@@ -92,3 +92,51 @@ fn a_bad_master_cn_is_refused_up_front() {
     let err = MasterClient::with_config(config, "127.0.0.1:1", "not a name").unwrap_err();
     assert!(matches!(err, MasterError::BadName(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn renewed_certificate_files_are_picked_up_without_a_restart() {
+    let master = StandInMaster::start().await;
+    let good = master.agent_files("agent.agent-tests.invalid");
+    // Start with a certificate from a CA the master does not trust, in the same files.
+    let other = EphemeralCa::new("Other CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = other
+        .write_files(
+            dir.path(),
+            &other.issue("agent", Usage::Client).unwrap(),
+            None,
+        )
+        .unwrap();
+    let files = masif_pki::TlsFiles {
+        cert: dir.path().join("live.crt"),
+        key: dir.path().join("live.key"),
+        ca: dir.path().join("live-ca.crt"),
+        crl: None,
+    };
+    let install = |from: &masif_pki::TlsFiles| {
+        for (src, dst) in [
+            (&from.cert, &files.cert),
+            (&from.key, &files.key),
+            (&from.ca, &files.ca),
+        ] {
+            let tmp = dst.with_extension("new");
+            std::fs::copy(src, &tmp).unwrap();
+            std::fs::rename(tmp, dst).unwrap();
+        }
+    };
+    install(&foreign);
+    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    assert!(client.report(&TaskSet::new()).await.is_err());
+    // "Renewal": new files appear; the next connection uses them.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    install(&good);
+    client.report(&TaskSet::new()).await.unwrap();
+    // A broken renewal keeps the working configuration, also on new connections.
+    master.close_connections.store(true, Ordering::SeqCst);
+    client.report(&TaskSet::new()).await.unwrap();
+    std::fs::write(&files.key, "not a key").unwrap();
+    let before = master.connections.load(Ordering::SeqCst);
+    client.report(&TaskSet::new()).await.unwrap();
+    client.report(&TaskSet::new()).await.unwrap();
+    assert_eq!(master.connections.load(Ordering::SeqCst), before + 2);
+}

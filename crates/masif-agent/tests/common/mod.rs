@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ pub struct StandInMaster {
     pub connections: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
     pub last_report: Arc<Mutex<Option<TaskSet>>>,
+    /// Answer with `Connection: close`, so every report needs a new connection.
+    pub close_connections: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -51,12 +53,14 @@ impl StandInMaster {
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let last_report: Arc<Mutex<Option<TaskSet>>> = Arc::default();
+        let close_connections = Arc::new(AtomicBool::new(false));
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let (a, c, r, l) = (
+        let (a, c, r, l, close) = (
             approvals.clone(),
             connections.clone(),
             requests.clone(),
             last_report.clone(),
+            close_connections.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -64,14 +68,20 @@ impl StandInMaster {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => accepted.unwrap(),
                 };
-                let (acceptor, a, r, l) = (acceptor.clone(), a.clone(), r.clone(), l.clone());
+                let (acceptor, a, r, l, close) = (
+                    acceptor.clone(),
+                    a.clone(),
+                    r.clone(),
+                    l.clone(),
+                    close.clone(),
+                );
                 c.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let service = hyper::service::service_fn(move |req| {
-                        let (a, r, l) = (a.clone(), r.clone(), l.clone());
+                        let (a, r, l, close) = (a.clone(), r.clone(), l.clone(), close.clone());
                         async move {
                             r.fetch_add(1, Ordering::SeqCst);
                             let body = Limited::new(req.into_body(), 1 << 20)
@@ -90,9 +100,16 @@ impl StandInMaster {
                                     })
                                 })
                                 .collect();
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(render_task_list(&approved)),
-                            )))
+                            let mut response = hyper::Response::new(Full::new(Bytes::from(
+                                render_task_list(&approved),
+                            )));
+                            if close.load(Ordering::SeqCst) {
+                                response.headers_mut().insert(
+                                    hyper::header::CONNECTION,
+                                    hyper::header::HeaderValue::from_static("close"),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(response)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -109,6 +126,7 @@ impl StandInMaster {
             connections,
             requests,
             last_report,
+            close_connections,
             stop: Some(stop),
         }
     }
