@@ -229,6 +229,43 @@ fi
 [ ! -e "$a/files/etc/systemd/system/masif-upgrader-agent.service.d/masif-upgrader-groups.conf" ] ||
   fail "certificate files: the agent got a groups drop-in it does not need"
 
+# --- 3b. bad settings change nothing -------------------------------------------------------
+log "bad settings: the agent role and class fail with the setting's name, before any change"
+bad_root=$T/bad-root
+mkdir -p "$bad_root"
+python3 - "$T/inventory.json" "$bad_root" >"$T/bad-inventory.json" <<'PY'
+import json, sys
+inventory = json.load(open(sys.argv[1]))
+host = dict(inventory["scratch_agents"]["hosts"]["scratch-files"], masif_upgrader_root=sys.argv[2])
+json.dump({"scratch_agents": {"hosts": {"scratch-bad": host}}}, sys.stdout)
+PY
+while IFS='|' read -r setting message; do
+  rc=0
+  (cd ansible && ansible-playbook -i "$T/bad-inventory.json" tests/scratch-agents.yml -e "$setting") \
+    >"$T/bad.out" 2>&1 || rc=$?
+  [ "$rc" != 0 ] || fail "the agent role accepted $setting"
+  grep -q "$message" "$T/bad.out" || { cat "$T/bad.out" >&2; fail "no clear error for $setting"; }
+  [ -z "$(ls -A "$bad_root")" ] || fail "the agent role changed files despite $setting"
+done <<'CASES'
+{"masif_upgrader_agent_master_host": "masif.example.com"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": "a.example.com:8150\nlog: {level: debug}"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_check_interval": 0}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_apt_path": "apt-get"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_apt_env": {"A B": "x"}}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_log_level": "verbose"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_install": "binary", "masif_upgrader_agent_binary_src": ""}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_tls": {"discover": "vault"}}|masif_upgrader_agent_tls must be
+{"masif_upgrader_agent_tls": {"discover": "puppet", "name": "../../etc/shadow"}}|masif_upgrader_agent_tls must be
+{"masif_upgrader_agent_tls": {"cert": "/a", "key": "/b"}}|masif_upgrader_agent_tls must be
+{"masif_upgrader_agent_tls": {"cert": "a.pem", "key": "/b", "ca": "/c"}}|masif_upgrader_agent_tls must be
+{"masif_upgrader_agent_tls_copy": {"cert": "/a"}}|masif_upgrader_agent_tls must be
+CASES
+sed "s|'$proot'|'$bad_root'|; s|'$master_host'|'masif.example.com'|" "$T/agent-files.pp" >"$T/bad.pp"
+rc=0; puppet_apply "$T/bad.pp" || rc=$?
+[ "$rc" = 1 ] || fail "puppet apply with a master_host without a port: exit code $rc, expected 1"
+grep -q "parameter 'master_host' expects a match" "$T/puppet.out" || fail "puppet's error does not name master_host"
+[ -z "$(ls -A "$bad_root")" ] || fail "puppet apply changed files despite a bad master_host"
+
 # --- 4. one format, accepted by the agent --------------------------------------------------
 log "Puppet and Ansible write the same agent.yml"
 for v in files puppet; do
@@ -337,6 +374,24 @@ PY
   grep -Eq '^scratch-server +: .*changed=0 .*failed=0' "$T/ansible-server-2.out" ||
     fail "the second master role run changed something (not idempotent)"
   grep -q '^masif-ui:' "$a/server/etc/passwd" || fail "ansible (binary install) made no masif-ui user in the root"
+  # A bad UI setting stops the role before the master is touched either.
+  bad_server=$T/bad-server
+  mkdir -p "$bad_server"
+  while IFS='|' read -r setting message; do
+    rc=0
+    (cd ansible && in_ns ansible-playbook -i "$T/server-inventory.json" tests/scratch-server.yml \
+      -e "{\"masif_upgrader_root\": \"$bad_server\"}" -e "$setting") >"$T/bad.out" 2>&1 || rc=$?
+    [ "$rc" != 0 ] || fail "the master role accepted $setting"
+    grep -q "$message" "$T/bad.out" || { cat "$T/bad.out" >&2; fail "no clear error for $setting"; }
+    [ -z "$(ls -A "$bad_server")" ] || fail "the master role changed files despite $setting"
+  done <<'CASES'
+{"masif_upgrader_ui_users": {"admin": "plain-text password"}}|masif_upgrader_ui: bad settings
+{"masif_upgrader_ui_users": {"ad:min": "$2y$05$abcdefghijklmnopqrstuu"}}|masif_upgrader_ui: bad settings
+{"masif_upgrader_ui_trusted_header": {"name": "X User", "from": ["127.0.0.1"]}}|masif_upgrader_ui: bad settings
+{"masif_upgrader_master_db_url": "postgres://db/masif"}|masif_upgrader_master: bad settings
+{"masif_upgrader_master_listen": "localhost:8150"}|masif_upgrader_master: bad settings
+{"masif_upgrader_master_tls": {"discover": "puppet", "crl": "/x"}}|masif_upgrader_master_tls must be
+CASES
 
   for f in master.yml ui.yml; do
     diff -u <(grep -v '^#' "$sroot/etc/masif-upgrader/$f") <(grep -v '^#' "$a/server/etc/masif-upgrader/$f") >&2 ||
