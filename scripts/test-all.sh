@@ -12,7 +12,7 @@ log() { printf '== %s\n' "$*" >&2; }
 # openssl, easy-rsa: certificate fixtures; chromium, chromium-driver: UI browser tests;
 # puppet, puppet-lint, ruby-rspec-puppet, ansible, ansible-lint: roll-out code checks.
 PACKAGES=(dpkg-dev apt-utils openssl easy-rsa chromium chromium-driver
-          puppet puppet-lint ruby-rspec-puppet ansible ansible-lint)
+          puppet puppet-lint ruby-rspec-puppet ansible ansible-lint systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
