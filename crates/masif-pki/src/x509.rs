@@ -110,3 +110,73 @@ impl CertFacts {
             .join(":")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ephemeral::{EphemeralCa, Usage};
+    use rustls::pki_types::pem::PemObject;
+
+    fn facts(ca: &EphemeralCa, cn: &str, sans: &[&str], usage: Usage) -> CertFacts {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let issued = ca
+            .issue_with(cn, usage, |p| {
+                p.subject_alt_names = sans
+                    .iter()
+                    .map(|s| rcgen::SanType::DnsName(s.clone().try_into().unwrap()))
+                    .collect()
+            })
+            .unwrap();
+        CertFacts::parse(&CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn names_match_like_rustls_does() {
+        let ca = EphemeralCa::new("CA").unwrap();
+        let f = facts(
+            &ca,
+            "master",
+            &["Master.Example.com", "*.pool.example.com"],
+            Usage::Both,
+        );
+        assert_eq!(f.common_name.as_deref(), Some("master"));
+        assert!(f.matches_name("master.example.com"));
+        assert!(f.matches_name("MASTER.example.com."));
+        assert!(f.matches_name("m1.pool.example.com"));
+        assert!(!f.matches_name("a.m1.pool.example.com"));
+        assert!(!f.matches_name("pool.example.com"));
+        // The CN alone does not count: rustls only looks at the SAN.
+        assert!(!f.matches_name("master"));
+        let bare = facts(&ca, "bare.example.com", &[], Usage::Server);
+        assert!(bare.dns_names.is_empty() && !bare.matches_name("bare.example.com"));
+    }
+
+    #[test]
+    fn eku_and_serial_are_read() {
+        let ca = EphemeralCa::new("CA").unwrap();
+        let f = facts(&ca, "a", &["a"], Usage::Client);
+        assert_eq!(
+            f.eku,
+            Eku::Present {
+                server_auth: false,
+                client_auth: true
+            }
+        );
+        assert_eq!(
+            facts(&ca, "a", &["a"], Usage::Unrestricted).eku,
+            Eku::Absent
+        );
+        assert!(!f.serial_hex().is_empty() && !f.is_ca);
+        assert_eq!(f.issuer, "CN=CA");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let err = common_name(&CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("certificate: not valid X.509"),
+            "{err}"
+        );
+    }
+}
