@@ -18,7 +18,7 @@ use crate::x509::CertFacts;
 
 /// Find, check and make the certificates of Masif Upgrader.
 #[derive(Debug, Parser)]
-#[command(name = "masif-pki", version, about)]
+#[command(name = "masif-pki", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -89,12 +89,16 @@ pub struct Locate {
     /// puppet then icinga2).
     #[arg(long)]
     pub source: Option<String>,
+    /// The host's certificate (PEM or DER; intermediates may follow).
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
+    /// Its private key (PKCS#1, PKCS#8 or SEC1; PEM or DER).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// The CA certificate(s) peers chain to.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// The CRL(s) of the CA(s) (optional).
     #[arg(long, value_name = "FILE")]
     pub crl: Option<PathBuf>,
     /// The certificate name (Puppet certname, Icinga 2 NodeName, easy-rsa entity); for the
