@@ -21,10 +21,6 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/masif-rollout.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-chmod 0755 "$T"
-
 log() { printf '== rollout: %s\n' "$*" >&2; }
 fail() { printf 'rollout FAILED: %s\n' "$*" >&2; exit 1; }
 
@@ -40,6 +36,19 @@ for b in masif-agent masif-master masif-ui masif-pki; do
   [ -x "$bin_dir/$b" ] || fail "$bin_dir/$b is missing"
 done
 agent_bin=$bin_dir/masif-agent
+
+# File owners in the scratch roots and dpkg --root need root; the build above stays with
+# the invoking user.
+if [ "$(id -u)" != 0 ]; then
+  sudo -n true 2>/dev/null ||
+    fail "needs root or password-less sudo (dpkg --root, file owners in scratch roots)"
+  log "continuing as root (sudo)"
+  exec sudo -n --preserve-env=PATH MASIF_ROLLOUT_BIN_DIR="$bin_dir" "$0"
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/masif-rollout.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+chmod 0755 "$T"
 
 # --- 1. one copy of every unit file ------------------------------------------------------
 log "unit and sysusers copies match packaging/"
@@ -127,6 +136,7 @@ class { 'masif_upgrader::agent':
   retry_interval  => 0,
   apt_options     => ['$apt_opt1', '$apt_opt2'],
   apt_env         => { 'APT_CONFIG' => '$apt_config' },
+  apt_timeout     => 1800,
   socket          => '$T/run/agent.sock',
   log_level       => 'debug',
   install         => 'binary',
@@ -188,6 +198,7 @@ common = {
     "masif_upgrader_agent_retry_interval": 0,
     "masif_upgrader_agent_apt_options": [opt1, opt2],
     "masif_upgrader_agent_apt_env": {"APT_CONFIG": apt_config},
+    "masif_upgrader_agent_apt_timeout": 1800,
     "masif_upgrader_agent_socket": t + "/run/agent.sock",
     "masif_upgrader_agent_log_level": "debug",
     "masif_upgrader_agent_install": "binary",
@@ -253,6 +264,7 @@ done <<'CASES'
 {"masif_upgrader_agent_apt_path": "apt-get"}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_apt_env": {"A B": "x"}}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_log_level": "verbose"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_apt_timeout": 5}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_install": "binary", "masif_upgrader_agent_binary_src": ""}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_tls": {"discover": "vault"}}|masif_upgrader_agent_tls must be
 {"masif_upgrader_agent_tls": {"discover": "puppet", "name": "../../etc/shadow"}}|masif_upgrader_agent_tls must be

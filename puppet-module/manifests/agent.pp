@@ -29,6 +29,8 @@
 #   Extra apt-get arguments.
 # @param apt_env
 #   Extra environment for apt-get, e.g. `{ 'APT_CONFIG' => '/srv/sandbox/apt.conf' }`.
+# @param apt_timeout
+#   Longest a real upgrade may run, in seconds (at least 10); undef: the agent's default.
 # @param socket
 #   The local monitoring socket.
 # @param log_level
@@ -58,6 +60,7 @@ class masif_upgrader::agent (
   Masif_upgrader::Path $apt_path = '/usr/bin/apt-get',
   Array[String[1]] $apt_options = [],
   Hash[Pattern[/\A[A-Za-z_][A-Za-z0-9_]*\z/], String] $apt_env = {},
+  Optional[Integer[10, 604800]] $apt_timeout = undef,
   Masif_upgrader::Path $socket = '/run/masif-upgrader-agent/agent.sock',
   Masif_upgrader::Log_level $log_level = 'info',
   Masif_upgrader::Install $install = 'package',
@@ -84,6 +87,7 @@ class masif_upgrader::agent (
         'apt_path'        => $apt_path,
         'apt_options'     => $apt_options,
         'apt_env'         => $apt_env,
+        'apt_timeout'     => $apt_timeout,
         'socket'          => $socket,
         'log_level'       => $log_level,
     }),

@@ -55,6 +55,7 @@ describe 'masif_upgrader::agent' do
         'retry_interval' => 0,
         'apt_options' => ['-o', 'DPkg::Lock::Timeout=60'],
         'apt_env' => { 'APT_CONFIG' => '/srv/sandbox/apt.conf' },
+        'apt_timeout' => 3600,
         'log_level' => 'debug',
       }
     end
@@ -65,7 +66,7 @@ describe 'masif_upgrader::agent' do
         'master' => { 'host' => '192.0.2.10:8150', 'cn' => 'masif.example.com' },
         'tls' => { 'discover' => 'icinga2', 'name' => 'agent01.example.com' },
         'apt' => { 'path' => '/usr/bin/apt-get', 'options' => ['-o', 'DPkg::Lock::Timeout=60'],
-                   'env' => { 'APT_CONFIG' => '/srv/sandbox/apt.conf' } },
+                   'env' => { 'APT_CONFIG' => '/srv/sandbox/apt.conf' }, 'timeout' => 3600 },
         'log' => { 'level' => 'debug' },
       )
     end
@@ -137,6 +138,7 @@ describe 'masif_upgrader::agent' do
     ['files without a CA', { 'tls' => { 'cert' => '/a', 'key' => '/b' } }, %r{tls}],
     ['a certificate name with a path', { 'tls' => { 'discover' => 'puppet', 'name' => '../../etc/shadow' } }, %r{tls}],
     ['an unknown log level', { 'log_level' => 'verbose' }, %r{log_level}],
+    ['a too short apt timeout', { 'apt_timeout' => 5 }, %r{apt_timeout}],
     ['a newline in an option', { 'apt_options' => ["a\nb: c"] }, nil],
     ['a bad environment name', { 'apt_env' => { 'A B' => 'x' } }, %r{apt_env}],
   ].each do |what, bad, message|
