@@ -11,7 +11,7 @@ use crate::easyrsa::{EasyRsa, Purpose, DEFAULT_CA_NAME};
 use crate::error::PkiError;
 use crate::load::{load_certs, load_crls};
 use crate::perms::Account;
-use crate::source::{Discover, DiscoverRequest, Role};
+use crate::source::{Discover, DiscoverRequest, Role, TlsSource};
 use crate::tls::TlsFiles;
 use crate::validate::{check, format_time, CheckOptions, Report, Severity};
 use crate::x509::CertFacts;
@@ -85,6 +85,9 @@ pub struct EasyRsaPath {
 /// Where the files are: a source to discover, or explicit files.
 #[derive(Debug, Args)]
 pub struct Locate {
+    /// A masif-master or masif-agent configuration file: use the files its `tls:` key names.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// puppet, icinga2, easyrsa:DIR or files (default: files when --cert is given, else
     /// puppet then icinga2).
     #[arg(long)]
@@ -218,6 +221,27 @@ enum Target {
 fn locate(args: &Locate) -> Result<Result<Target, PkiError>, String> {
     let explicit =
         args.cert.is_some() || args.key.is_some() || args.ca.is_some() || args.crl.is_some();
+    if let Some(config) = &args.config {
+        if explicit || args.source.is_some() {
+            return Err(
+                "--config cannot be combined with --source or --cert/--key/--ca/--crl".into(),
+            );
+        }
+        return Ok(
+            TlsSource::from_config_file(config).and_then(|source| match source {
+                TlsSource::Files(files) if args.root.is_none() => Ok(Target::Files(files)),
+                TlsSource::Files(_) => Err(PkiError::Config(format!(
+                    "{} names files; --root applies to discovered paths only",
+                    config.display()
+                ))),
+                TlsSource::Discover(mut request) => {
+                    request.name = args.name.clone().or(request.name);
+                    request.root = args.root.clone().or(request.root);
+                    discover(&request, role(args)).map(Target::Found)
+                }
+            }),
+        );
+    }
     let source = match args.source.as_deref() {
         None if explicit => "files",
         None => "",

@@ -1,12 +1,12 @@
 //! The `tls:` key shared by master and agent configs: explicit files or a PKI to discover.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{PkiError, Result};
 use crate::tls::TlsFiles;
 
 /// Which side of the connection a certificate is for.
@@ -196,7 +196,33 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
+/// The largest daemon configuration file [`TlsSource::from_config_file`] reads.
+const MAX_CONFIG_SIZE: u64 = 1024 * 1024;
+
 impl TlsSource {
+    /// The `tls:` key of a `masif-master` or `masif-agent` YAML configuration file (other
+    /// keys are not looked at), so `masif-pki check --config` checks what the daemon will use.
+    pub fn from_config_file(path: &Path) -> Result<TlsSource> {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_SIZE + 1).read_to_string(&mut text))
+            .map_err(|e| PkiError::read(path, e))?;
+        if text.len() as u64 > MAX_CONFIG_SIZE {
+            return Err(PkiError::invalid(
+                path,
+                format!("larger than {MAX_CONFIG_SIZE} bytes"),
+            ));
+        }
+        let document: serde_yaml::Value = serde_yaml::from_str(&text)
+            .map_err(|e| PkiError::invalid(path, format!("not valid YAML: {e}")))?;
+        let tls = document
+            .get("tls")
+            .ok_or_else(|| PkiError::invalid(path, "has no `tls:` key"))?;
+        TlsSource::deserialize(tls.clone())
+            .map_err(|e| PkiError::invalid(path, format!("tls: {e}")))
+    }
+
     /// The files to use for `role`: explicit files as given, or found by discovery.
     pub fn resolve(&self, role: Role) -> Result<TlsFiles> {
         match self {
@@ -277,6 +303,30 @@ mod tests {
     fn malformed_tls_values_are_refused(#[case] yaml: &str, #[case] expected: &str) {
         let err = parse(yaml).unwrap_err();
         assert!(err.contains(expected), "{err:?} lacks {expected:?}");
+    }
+
+    #[rstest]
+    #[case::files("api: { listen: x }\ntls:\n  cert: /c\n  key: /k\n  ca: /a\n", None)]
+    #[case::discover("interval: {check: 1}\ntls: { discover: icinga2 }\n", None)]
+    #[case::no_tls("api: {}\n", Some("has no `tls:` key"))]
+    #[case::bad_tls("tls: { discover: vault }\n", Some("tls: unknown discover source"))]
+    #[case::not_yaml("tls: [unclosed\n", Some("not valid YAML"))]
+    #[case::alias_bomb("a: &a [x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\ntls: [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n", Some("repetition limit exceeded"))]
+    fn tls_key_of_a_daemon_config(#[case] yaml: &str, #[case] error: Option<&str>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.yml");
+        std::fs::write(&path, yaml).unwrap();
+        match (TlsSource::from_config_file(&path), error) {
+            (Ok(_), None) => {}
+            (Err(e), Some(expected)) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(expected) && text.contains("daemon.yml"),
+                    "{text}"
+                );
+            }
+            (other, _) => panic!("{yaml:?}: {other:?}"),
+        }
     }
 
     #[test]

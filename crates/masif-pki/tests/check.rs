@@ -485,3 +485,57 @@ fn host_certificate_in_the_ca_file_is_a_warning() {
         report.findings
     );
 }
+
+#[test]
+fn check_config_uses_the_tls_key_of_a_daemon_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = fixture(dir.path(), Role::Master, None);
+    let config = write(
+        dir.path(),
+        "master.yml",
+        format!(
+            "api:\n  listen: \"0.0.0.0:8150\"\ntls:\n  cert: {}\n  key: {}\n  ca: {}\n  crl: {}\ndb: {{ url: \"sqlite:///x.db\" }}\n",
+            files.cert.display(),
+            files.key.display(),
+            files.ca.display(),
+            files.crl.as_ref().unwrap().display()
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let (code, out) = cli(&[
+        "check",
+        "--role",
+        "master",
+        "--config",
+        config,
+        "--name",
+        "master.test",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK crl:"), "{out}");
+    let (code, out) = cli(&[
+        "check",
+        "--role",
+        "master",
+        "--config",
+        config,
+        "--name",
+        "elsewhere.test",
+    ]);
+    assert_eq!(code, 2, "{out}");
+
+    let (code, out) = cli(&[
+        "check", "--role", "master", "--config", config, "--source", "puppet",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    let broken = write(dir.path(), "broken.yml", "tls: { cert: /x }\n");
+    let (code, out) = cli(&[
+        "check",
+        "--role",
+        "agent",
+        "--config",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("broken.yml: tls: missing key, ca"), "{out}");
+}
