@@ -1,12 +1,14 @@
 //! Benchmark of the MySQL report path: a fleet of agents reporting concurrently against a real
 //! MariaDB, printing reports/s, latency percentiles, round trips per report and server-side
 //! statement counts per phase (first reports, steady state, changed reports, after a fleet-wide
-//! approval, one agent hammered concurrently).
+//! approval, a few agents hammered concurrently), then the same phases for a model of the
+//! original master's report (`original` below) on a smaller fleet, for comparison.
 //!
 //! `cargo bench -p masif-store --bench report` (server from `MASIF_TEST_MYSQL_URL`, default
 //! `mysql://root@127.0.0.1:3306`; sizes from `MASIF_BENCH_AGENTS` (10000), `MASIF_BENCH_TASKS`
-//! (20), `MASIF_BENCH_CONCURRENCY` (64), `MASIF_BENCH_POOL` (32)). It creates and drops a
-//! database of its own.
+//! (20), `MASIF_BENCH_CONCURRENCY` (64), `MASIF_BENCH_POOL` (32),
+//! `MASIF_BENCH_ORIGINAL_AGENTS` (200, 0 = skip the original)). It creates and drops
+//! databases of its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,6 +58,7 @@ fn report_of(i: usize, tasks: usize, round: usize) -> TaskSet {
 struct Phase {
     name: &'static str,
     reports: usize,
+    failed: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
     stats: ReportStats,
@@ -73,7 +76,7 @@ impl Phase {
         let n = self.reports.max(1) as f64;
         println!(
             "{:<28} {:>7} reports {:>8.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  \
-             {:.2} round trips/report  {} write tx  {} conflicts",
+             {:.2} round trips/report  {} write tx  {} conflicts  {} failed",
             self.name,
             self.reports,
             self.reports as f64 / self.elapsed.as_secs_f64(),
@@ -83,6 +86,7 @@ impl Phase {
             self.stats.round_trips as f64 / n,
             self.stats.write_transactions,
             self.stats.conflicts,
+            self.failed,
         );
         let server: Vec<String> = self
             .server
@@ -131,10 +135,17 @@ fn diff_stats(a: ReportStats, b: ReportStats) -> ReportStats {
     }
 }
 
-/// Runs `jobs` reports with `concurrency` workers; job `j` reports `make(j)` for agent `who(j)`.
+/// What is measured: the store, or the model of the original, with its counters.
+#[derive(Clone)]
+struct Subject {
+    reports: Arc<dyn Reports>,
+    stats: Arc<dyn Fn() -> ReportStats + Send + Sync>,
+}
+
+/// Runs `jobs` reports with `concurrency` workers; job `j` is agent and report `job(j)`.
 async fn phase(
     name: &'static str,
-    store: &Arc<MysqlStore>,
+    subject: &Subject,
     server: &Pool,
     jobs: usize,
     concurrency: usize,
@@ -142,33 +153,37 @@ async fn phase(
 ) -> Phase {
     let job = Arc::new(job);
     let next = Arc::new(AtomicUsize::new(0));
-    let stats_before = store.stats();
+    let stats_before = (subject.stats)();
     let server_before = server_counters(server).await;
     let start = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (store, next, job) = (store.clone(), next.clone(), job.clone());
+            let (store, next, job) = (subject.reports.clone(), next.clone(), job.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
+                let mut failed = 0;
                 loop {
                     let j = next.fetch_add(1, Ordering::Relaxed);
                     if j >= jobs {
-                        break latencies;
+                        break (latencies, failed);
                     }
                     let (agent, tasks) = job(j);
                     let t = Instant::now();
-                    store
-                        .report(&agent, &tasks)
-                        .await
-                        .unwrap_or_else(|e| panic!("{name}: report of {agent}: {e}"));
+                    if let Err(e) = store.report(&agent, &tasks).await {
+                        eprintln!("{name}: report of {agent}: {e}");
+                        failed += 1;
+                    }
                     latencies.push(t.elapsed());
                 }
             })
         })
         .collect();
     let mut latencies = Vec::with_capacity(jobs);
+    let mut failed = 0;
     for w in workers {
-        latencies.extend(w.await.unwrap());
+        let (l, f) = w.await.unwrap();
+        latencies.extend(l);
+        failed += f;
     }
     let elapsed = start.elapsed();
     latencies.sort();
@@ -176,9 +191,10 @@ async fn phase(
     Phase {
         name,
         reports: jobs,
+        failed,
         elapsed,
         latencies,
-        stats: diff_stats(stats_before, store.stats()),
+        stats: diff_stats(stats_before, (subject.stats)()),
         server: server_after
             .into_iter()
             .zip(server_before)
@@ -187,18 +203,108 @@ async fn phase(
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let agents = env_usize("MASIF_BENCH_AGENTS", 10_000);
-    let tasks = env_usize("MASIF_BENCH_TASKS", 20);
-    let concurrency = env_usize("MASIF_BENCH_CONCURRENCY", 64);
-    let pool_max = env_usize("MASIF_BENCH_POOL", 32);
-    let server_url = std::env::var("MASIF_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-        .trim_end_matches('/')
-        .to_owned();
-    let db = format!("masif_bench_{}", std::process::id());
-    let server = Pool::new(format!("{server_url}/?pool_min=1&pool_max=2").as_str());
+/// The phases, in order, against `subject` on database `db`.
+async fn suite(
+    subject: &Subject,
+    server: &Pool,
+    db: &str,
+    agents: usize,
+    tasks: usize,
+    concurrency: usize,
+) {
+    let same = |round| move |j| (agent_name(j), report_of(j, tasks, round));
+    // Without contention first, on agents of their own: the cost of one report.
+    let alone = move |j: usize| (agent_name(900_000 + j), report_of(j, tasks, 0));
+    phase(
+        "first reports, one at a time",
+        subject,
+        server,
+        100,
+        1,
+        alone,
+    )
+    .await
+    .print();
+    phase("unchanged, one at a time", subject, server, 100, 1, alone)
+        .await
+        .print();
+    phase(
+        "first reports",
+        subject,
+        server,
+        agents,
+        concurrency,
+        same(0),
+    )
+    .await
+    .print();
+    phase(
+        "unchanged (steady state)",
+        subject,
+        server,
+        agents,
+        concurrency,
+        same(0),
+    )
+    .await
+    .print();
+    phase(
+        "one task changed",
+        subject,
+        server,
+        agents,
+        concurrency,
+        same(1),
+    )
+    .await
+    .print();
+    // The admin approves 20 packages' updates for every agent, the original UI's way.
+    server
+        .get_conn()
+        .await
+        .unwrap()
+        .query_drop(format!(
+            "INSERT INTO `{db}`.task (agent, package, from_version, to_version, action, approved) \
+             SELECT NULL, id, NULL, '2.0', 'update', 1 FROM `{db}`.package \
+             WHERE name < 'package-020'"
+        ))
+        .await
+        .unwrap();
+    phase(
+        "after a fleet-wide approval",
+        subject,
+        server,
+        agents,
+        concurrency,
+        same(1),
+    )
+    .await
+    .print();
+    phase(
+        "unchanged again",
+        subject,
+        server,
+        agents,
+        concurrency,
+        same(1),
+    )
+    .await
+    .print();
+    // Eight agents, each with reports of alternating content in flight.
+    let hammer = (agents / 8).max(64);
+    phase(
+        "same agents, contended",
+        subject,
+        server,
+        hammer,
+        concurrency,
+        move |j| (agent_name(j % 8), report_of(j % 8, tasks, 10 + (j / 8) % 2)),
+    )
+    .await
+    .print();
+}
+
+async fn create_database(server: &Pool, db: &str) {
     server
         .get_conn()
         .await
@@ -206,113 +312,9 @@ async fn main() {
         .query_drop(format!("CREATE DATABASE `{db}`"))
         .await
         .unwrap();
-    println!(
-        "{agents} agents x {tasks} tasks, {concurrency} concurrent reports, pool {pool_max}, \
-         database {db}"
-    );
-    let store = Arc::new(
-        MysqlStore::connect_with(
-            &format!("{server_url}/{db}"),
-            MysqlOptions {
-                pool_max,
-                ..MysqlOptions::default()
-            },
-        )
-        .await
-        .expect("connecting"),
-    );
+}
 
-    let mut phases = Vec::new();
-    phases.push(
-        phase(
-            "first reports",
-            &store,
-            &server,
-            agents,
-            concurrency,
-            move |j| (agent_name(j), report_of(j, tasks, 0)),
-        )
-        .await,
-    );
-    phases.last().unwrap().print();
-    phases.push(
-        phase(
-            "unchanged (steady state)",
-            &store,
-            &server,
-            agents,
-            concurrency,
-            move |j| (agent_name(j), report_of(j, tasks, 0)),
-        )
-        .await,
-    );
-    phases.last().unwrap().print();
-    phases.push(
-        phase(
-            "one task changed",
-            &store,
-            &server,
-            agents,
-            concurrency,
-            move |j| (agent_name(j), report_of(j, tasks, 1)),
-        )
-        .await,
-    );
-    phases.last().unwrap().print();
-    // The admin approves 20 packages' updates for every agent, the original UI's way.
-    {
-        let mut conn = server.get_conn().await.unwrap();
-        conn.query_drop(format!(
-            "INSERT INTO `{db}`.task (agent, package, from_version, to_version, action, approved) \
-             SELECT NULL, id, NULL, '2.0', 'update', 1 FROM `{db}`.package \
-             WHERE name < 'package-020'"
-        ))
-        .await
-        .unwrap();
-    }
-    phases.push(
-        phase(
-            "after a fleet-wide approval",
-            &store,
-            &server,
-            agents,
-            concurrency,
-            move |j| (agent_name(j), report_of(j, tasks, 1)),
-        )
-        .await,
-    );
-    phases.last().unwrap().print();
-    phases.push(
-        phase(
-            "unchanged again",
-            &store,
-            &server,
-            agents,
-            concurrency,
-            move |j| (agent_name(j), report_of(j, tasks, 1)),
-        )
-        .await,
-    );
-    phases.last().unwrap().print();
-    // Eight agents, each with 8 reports of alternating content in flight.
-    let hammer = (agents / 8).max(64);
-    phases.push(
-        phase(
-            "same agents, contended",
-            &store,
-            &server,
-            hammer,
-            concurrency,
-            move |j| (agent_name(j % 8), report_of(j % 8, tasks, 10 + (j / 8) % 2)),
-        )
-        .await,
-    );
-    phases.last().unwrap().print();
-
-    match Arc::try_unwrap(store) {
-        Ok(store) => store.disconnect().await.unwrap(),
-        Err(_) => unreachable!("workers are done"),
-    }
+async fn drop_database(server: &Pool, db: &str) {
     server
         .get_conn()
         .await
@@ -320,5 +322,272 @@ async fn main() {
         .query_drop(format!("DROP DATABASE `{db}`"))
         .await
         .unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let agents = env_usize("MASIF_BENCH_AGENTS", 10_000);
+    let tasks = env_usize("MASIF_BENCH_TASKS", 20);
+    let concurrency = env_usize("MASIF_BENCH_CONCURRENCY", 64);
+    let pool_max = env_usize("MASIF_BENCH_POOL", 32);
+    let original_agents = env_usize("MASIF_BENCH_ORIGINAL_AGENTS", 200);
+    let server_url = std::env::var("MASIF_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+        .trim_end_matches('/')
+        .to_owned();
+    let server = Pool::new(format!("{server_url}/?pool_min=1&pool_max=2").as_str());
+    let options = MysqlOptions {
+        pool_max,
+        ..MysqlOptions::default()
+    };
+
+    let db = format!("masif_bench_{}", std::process::id());
+    create_database(&server, &db).await;
+    println!(
+        "masif-store: {agents} agents x {tasks} tasks, {concurrency} concurrent reports, \
+         pool {pool_max}"
+    );
+    let store = Arc::new(
+        MysqlStore::connect_with(&format!("{server_url}/{db}"), options.clone())
+            .await
+            .expect("connecting"),
+    );
+    let counters = store.clone();
+    let subject = Subject {
+        reports: store,
+        stats: Arc::new(move || counters.stats()),
+    };
+    suite(&subject, &server, &db, agents, tasks, concurrency).await;
+    drop(subject);
+    drop_database(&server, &db).await;
+
+    if original_agents > 0 {
+        let db = format!("masif_bench_original_{}", std::process::id());
+        create_database(&server, &db).await;
+        println!(
+            "\nmodel of the original: {original_agents} agents x {tasks} tasks, \
+             {concurrency} concurrent reports, pool {pool_max}"
+        );
+        // The schema (with our primary key and indexes, which only help the model).
+        MysqlStore::connect_with(&format!("{server_url}/{db}"), options)
+            .await
+            .expect("connecting")
+            .disconnect()
+            .await
+            .unwrap();
+        let model = Arc::new(original::Original::new(&format!(
+            "{server_url}/{db}?pool_min=1&pool_max={pool_max}"
+        )));
+        let counters = model.clone();
+        let subject = Subject {
+            reports: model,
+            stats: Arc::new(move || counters.stats()),
+        };
+        suite(&subject, &server, &db, original_agents, tasks, concurrency).await;
+        drop(subject);
+        drop_database(&server, &db).await;
+    }
     server.disconnect().await.unwrap();
+}
+
+/// A model of the original master's report, from `reference/original-behaviour.md`: one
+/// SERIALIZABLE transaction issuing queries per task (package lookup and insert, task lookup
+/// and insert, per-row delete), retried at once on 1213/1205 (here at most `ATTEMPTS` times,
+/// the original retries forever). Only for comparison: it is never used by the product.
+mod original {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+    use masif_proto::{AgentName, Task, TaskSet};
+    use masif_store::mysql::ReportStats;
+    use masif_store::{Reports, Result, StoreError};
+    use mysql_async::prelude::*;
+    use mysql_async::{IsolationLevel, Pool, Transaction, TxOpts};
+
+    /// Attempts before a report counts as failed (the original never gives up).
+    const ATTEMPTS: u32 = 100;
+
+    pub struct Original {
+        pool: Pool,
+        round_trips: AtomicU64,
+        reports: AtomicU64,
+        commits: AtomicU64,
+        conflicts: AtomicU64,
+    }
+
+    type Key = (String, Option<String>, Option<String>, String);
+    type Pattern = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+
+    fn key(t: &Task) -> Key {
+        (
+            t.package().to_string(),
+            t.from_version().map(|v| v.to_string()),
+            t.to_version().map(|v| v.to_string()),
+            t.action().to_string(),
+        )
+    }
+
+    impl Original {
+        pub fn new(url: &str) -> Self {
+            Self {
+                pool: Pool::new(url),
+                round_trips: AtomicU64::new(0),
+                reports: AtomicU64::new(0),
+                commits: AtomicU64::new(0),
+                conflicts: AtomicU64::new(0),
+            }
+        }
+
+        pub fn stats(&self) -> ReportStats {
+            ReportStats {
+                reports: self.reports.load(Ordering::Relaxed),
+                round_trips: self.round_trips.load(Ordering::Relaxed),
+                write_transactions: self.commits.load(Ordering::Relaxed),
+                conflicts: self.conflicts.load(Ordering::Relaxed),
+            }
+        }
+
+        fn trip(&self) {
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+        }
+
+        async fn attempt(
+            &self,
+            tx: &mut Transaction<'_>,
+            agent: &str,
+            tasks: &TaskSet,
+        ) -> mysql_async::Result<TaskSet> {
+            let now = 1_700_000_000i64;
+            self.trip();
+            let id: Option<u64> = tx
+                .exec_first("SELECT id FROM agent WHERE name = ?", (agent,))
+                .await?;
+            let agent_id = match id {
+                Some(id) => id,
+                None => {
+                    self.trip();
+                    tx.exec_drop(
+                        "INSERT INTO agent (name, ctime, mtime) VALUES (?, ?, ?)",
+                        (agent, now, now),
+                    )
+                    .await?;
+                    tx.last_insert_id().unwrap_or(0)
+                }
+            };
+            self.trip();
+            let approvals: Vec<Pattern> = tx
+                .exec(
+                    "SELECT p.name, t.from_version, t.to_version, t.action FROM task t \
+                     LEFT JOIN package p ON p.id = t.package \
+                     WHERE t.approved = 1 AND (t.agent IS NULL OR t.agent = ?)",
+                    (agent_id,),
+                )
+                .await?;
+            let fits = |p: &Option<String>, v: Option<String>| p.is_none() || *p == v;
+            let (approved, pending): (Vec<&Task>, Vec<&Task>) = tasks.iter().partition(|t| {
+                let (p, f, to, a) = key(t);
+                approvals.iter().any(|(ap, af, at, aa)| {
+                    fits(ap, Some(p.clone()))
+                        && fits(af, f.clone())
+                        && fits(at, to.clone())
+                        && fits(aa, Some(a.clone()))
+                })
+            });
+            self.trip();
+            let stored: Vec<(String, Option<String>, Option<String>, String)> = tx
+                .exec(
+                    "SELECT p.name, t.from_version, t.to_version, t.action FROM task t \
+                     JOIN package p ON p.id = t.package WHERE t.agent = ? AND t.approved = 0",
+                    (agent_id,),
+                )
+                .await?;
+            let stored: BTreeSet<Key> = stored.into_iter().collect();
+            let wanted: BTreeSet<Key> = pending.iter().map(|t| key(t)).collect();
+            let mut changed = false;
+            for (p, f, to, a) in &wanted {
+                self.trip();
+                let package: Option<u64> = tx
+                    .exec_first("SELECT id FROM package WHERE name = ?", (p,))
+                    .await?;
+                let package = match package {
+                    Some(id) => id,
+                    None => {
+                        self.trip();
+                        tx.exec_drop("INSERT INTO package (name) VALUES (?)", (p,))
+                            .await?;
+                        tx.last_insert_id().unwrap_or(0)
+                    }
+                };
+                if !stored.contains(&(p.clone(), f.clone(), to.clone(), a.clone())) {
+                    self.trip();
+                    tx.exec_drop(
+                        "INSERT INTO task (agent, package, from_version, to_version, action, \
+                         approved) VALUES (?, ?, ?, ?, ?, 0)",
+                        (agent_id, package, f, to, a),
+                    )
+                    .await?;
+                    changed = true;
+                }
+            }
+            for (p, f, to, a) in stored.difference(&wanted) {
+                self.trip();
+                tx.exec_drop(
+                    "DELETE t FROM task t JOIN package p ON p.id = t.package \
+                     WHERE t.agent = ? AND t.approved = 0 AND p.name = ? \
+                     AND t.from_version <=> ? AND t.to_version <=> ? AND t.action = ?",
+                    (agent_id, p, f, to, a),
+                )
+                .await?;
+                changed = true;
+            }
+            if changed {
+                self.trip();
+                tx.exec_drop("UPDATE agent SET mtime = ? WHERE id = ?", (now, agent_id))
+                    .await?;
+            }
+            Ok(approved.into_iter().cloned().collect())
+        }
+    }
+
+    #[async_trait]
+    impl Reports for Original {
+        async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
+            self.reports.fetch_add(1, Ordering::Relaxed);
+            let failed = |e: mysql_async::Error| StoreError::Database(e.to_string());
+            for _ in 0..ATTEMPTS {
+                let mut opts = TxOpts::default();
+                opts.with_isolation_level(IsolationLevel::Serializable);
+                self.round_trips.fetch_add(2, Ordering::Relaxed); // isolation + START
+                let mut tx = self.pool.start_transaction(opts).await.map_err(failed)?;
+                let outcome = self.attempt(&mut tx, agent.as_str(), tasks).await;
+                let outcome = match outcome {
+                    Ok(answer) => {
+                        self.trip();
+                        tx.commit().await.map(|()| answer)
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                };
+                match outcome {
+                    Ok(answer) => {
+                        self.commits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(answer);
+                    }
+                    Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
+                        self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(failed(e)),
+                }
+            }
+            Err(StoreError::RetriesExhausted { attempts: ATTEMPTS })
+        }
+    }
 }
