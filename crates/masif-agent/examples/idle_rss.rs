@@ -30,6 +30,24 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// File-backed (binary, libraries) and anonymous (heap, stacks) parts of the resident set.
+fn breakdown(pid: u32) -> String {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    format!(
+        "anonymous {} KiB, file-backed {} KiB",
+        field("Anonymous:"),
+        field("Rss:").saturating_sub(field("Anonymous:"))
+    )
+}
+
 async fn status(socket: &Path) -> Option<masif_agent::api::Json> {
     masif_agent::api::query(socket, "/v1/status").await.ok()
 }
@@ -73,6 +91,7 @@ async fn measure(binary: &Path, stage: Stage) {
             }
         }
     }
+    let parts = breakdown(pid);
     let pending = status(&socket).await.unwrap()["pending_tasks"]
         .as_u64()
         .unwrap();
@@ -94,6 +113,7 @@ async fn measure(binary: &Path, stage: Stage) {
         rss.iter().max().unwrap_or(&0),
         rss.len()
     );
+    println!("{:<38} {parts}", "");
 }
 
 #[tokio::main]
