@@ -2,9 +2,9 @@
 //! (Icinga renews certificates yearly, CRLs are republished) without a restart.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use masif_pki::TlsFiles;
+use masif_pki::{FilesStamp, TlsFiles};
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -16,13 +16,13 @@ pub struct ReloadingTls {
 
 struct Loaded {
     config: Arc<ServerConfig>,
-    stamp: Option<SystemTime>,
+    stamp: Option<FilesStamp>,
 }
 
 impl ReloadingTls {
     /// Builds the first configuration; a bad file is an error here (the master does not start).
     pub fn load(files: TlsFiles) -> Result<Self, masif_pki::PkiError> {
-        let stamp = files.newest_modification().ok();
+        let stamp = files.stamp().ok();
         let config = Arc::new(masif_pki::server_config(&files)?);
         Ok(Self {
             files,
@@ -45,7 +45,7 @@ impl ReloadingTls {
     /// keeps the previous configuration in force (and is retried when it changes again).
     /// Returns whether a new configuration took effect.
     pub fn reload_if_changed(&self) -> bool {
-        let stamp = match self.files.newest_modification() {
+        let stamp = match self.files.stamp() {
             Ok(stamp) => Some(stamp),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check TLS files for changes");

@@ -110,7 +110,7 @@ async fn an_original_database_is_adopted_in_place() {
                   (NULL, 1, NULL, '5.24.1-3+deb9u4', 'update', 1);",
     )
     .await;
-    let master = Master::start_on(&pki, db, |_| {}).await;
+    let master = Master::start_on(&pki.master, db, |_| {}).await;
     let (_, files) = pki.agent("old.example.com");
     let reply = post_once(
         master.addr,

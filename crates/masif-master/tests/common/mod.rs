@@ -70,18 +70,18 @@ pub struct Master {
 impl Master {
     pub async fn start(pki: &Pki, tune: impl FnOnce(&mut masif_master::ServeSettings)) -> Self {
         let db = TestDatabase::create("master").await;
-        Self::start_on(pki, db, tune).await
+        Self::start_on(&pki.master, db, tune).await
     }
 
     pub async fn start_on(
-        pki: &Pki,
+        files: &TlsFiles,
         db: TestDatabase,
         tune: impl FnOnce(&mut masif_master::ServeSettings),
     ) -> Self {
         let store = masif_store::open(&db.url()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut settings = masif_master::ServeSettings::new(pki.master.clone());
+        let mut settings = masif_master::ServeSettings::new(files.clone());
         tune(&mut settings);
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(masif_master::serve_with_listener(
