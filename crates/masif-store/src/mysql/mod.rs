@@ -204,6 +204,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn debug_redacts_the_password() {
+        let url = "mysql://masif:hunter2@127.0.0.1:1/masif";
+        let options = MysqlOptions::default();
+        // Pool::new does not connect.
+        let store = MysqlStore {
+            pool: Pool::new(parse_url(url, &options).unwrap()),
+            options,
+            stats: report::Stats::default(),
+            url: url.to_owned(),
+        };
+        let debug = format!("{store:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("masif:***@127.0.0.1:1/masif"), "{debug}");
+        store.pool.disconnect().await.unwrap();
+    }
+
+    #[test]
+    fn pool_size_comes_from_the_url_or_the_options() {
+        let options = MysqlOptions {
+            pool_max: 5,
+            ..MysqlOptions::default()
+        };
+        let max = |url: &str| {
+            let opts: Opts = parse_url(url, &options).unwrap().into();
+            opts.pool_opts().constraints().max()
+        };
+        assert_eq!(max("mysql://h/db"), 5);
+        assert_eq!(max("mysql://h/db?pool_max=3"), 3);
+        assert!(parse_url("mysql://h/db?pool_max=0", &options).is_err());
+    }
+
+    #[tokio::test]
     async fn debug_and_errors_redact_the_password() {
         let err = MysqlStore::connect("mysql://u:hunter2@127.0.0.1:1/")
             .await
