@@ -1,6 +1,7 @@
 //! `masif-agent --config FILE [--check-config]`: parses flags and the configuration, sets up
 //! logging and signals, and runs the agent library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,7 +47,12 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("MASIF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_level.directive()));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colours only on a terminal: under systemd the journal gets plain text.
+    let ansi = std::io::stdout().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
     // One worker thread is plenty: the agent mostly waits for apt and the network.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
