@@ -101,6 +101,7 @@ apt_config="$T/apt: sandbox.conf"
 
 # --- 2. Puppet ---------------------------------------------------------------------------
 puppet_dirs=(--vardir "$T/puppet/var" --confdir "$T/puppet/conf" --codedir "$T/puppet/code"
+  --publicdir "$T/puppet/public" --ssldir "$T/puppet/ssl"
   --logdir "$T/puppet/log" --rundir "$T/puppet/run" --color=false)
 log "puppet parser validate"
 puppet parser validate "${puppet_dirs[@]}" puppet-module/manifests/*.pp puppet-module/types/*.pp \
