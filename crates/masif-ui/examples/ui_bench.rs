@@ -4,6 +4,7 @@
 //! page and the agents page take over HTTP (median and worst of several requests).
 //!
 //! `cargo run --release -p masif-ui --example ui-bench [-- AGENTS TASKS_PER_AGENT]`
+//! (`MASIF_BENCH_KEEP=1` keeps the database for a look at the query plans).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +86,10 @@ async fn main() {
     }
     stop.send(()).ok();
     server.await.unwrap().unwrap();
+    if std::env::var_os("MASIF_BENCH_KEEP").is_some() {
+        println!("kept database {} (drop it by hand)", db.name());
+        std::mem::forget(db);
+    }
 }
 
 fn ms(d: Duration) -> f64 {

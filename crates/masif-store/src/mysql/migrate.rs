@@ -26,6 +26,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_approval_audit"),
     migration!(5, "0005_exact_names"),
     migration!(6, "0006_report_indexes"),
+    migration!(7, "0007_ui_overview_index"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.
