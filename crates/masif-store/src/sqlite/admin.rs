@@ -16,16 +16,18 @@ use crate::{
     TableCounts, TaskKey,
 };
 
-/// Pending rows (with agent and package) that pass the substring filters `?1` (package) and
-/// `?2` (agent); NULL means no filter. SQLite's `lower()` folds ASCII only.
+/// Pending rows of known agents and packages that pass the substring filters `?1` (package)
+/// and `?2` (agent); NULL means no filter. SQLite's `lower()` folds ASCII only. Read in
+/// `(package, approved, agent)` order from that index, which covers the per-package agent
+/// counts (the planner would otherwise pick the `approved` index and sort ~4 times slower).
 const FILTERED_PENDING: &str = "
-    SELECT t.agent, t.package, p.name AS package_name, t.action, t.to_version
-      FROM task t
-      JOIN package p ON p.id = t.package
-      JOIN agent a ON a.id = t.agent
-     WHERE t.approved = 0
-       AND (?1 IS NULL OR instr(lower(p.name), lower(?1)) > 0)
-       AND (?2 IS NULL OR instr(lower(a.name), lower(?2)) > 0)";
+    SELECT t.agent, t.package, t.action, t.to_version
+      FROM task t INDEXED BY task_approval
+     WHERE t.approved = 0 AND t.agent IS NOT NULL
+       AND (?1 IS NULL OR t.package IN (SELECT id FROM package
+                                         WHERE instr(lower(name), lower(?1)) > 0))
+       AND (?2 IS NULL OR t.agent IN (SELECT id FROM agent
+                                       WHERE instr(lower(name), lower(?2)) > 0))";
 
 /// Agent summary columns; append `WHERE …` before [`SUMMARY_GROUP`].
 const SUMMARY_SELECT: &str = "
@@ -301,12 +303,14 @@ fn pending_overview(
         |r| r.get(0),
     )?;
     let mut stmt = tx.prepare_cached(&format!(
-        "WITH pending AS ({FILTERED_PENDING}),
-              groups AS (SELECT package, package_name, COUNT(DISTINCT agent) AS agents
-                           FROM pending GROUP BY package
-                          ORDER BY agents DESC, package_name LIMIT ?3 OFFSET ?4)
+        "WITH groups AS (
+             SELECT counted.package, p.name AS package_name, counted.agents
+               FROM (SELECT package, COUNT(DISTINCT agent) AS agents
+                       FROM ({FILTERED_PENDING}) GROUP BY package) counted
+               JOIN package p ON p.id = counted.package
+              ORDER BY counted.agents DESC, p.name LIMIT ?3 OFFSET ?4)
          SELECT g.package_name, g.agents, pe.action, pe.to_version, COUNT(DISTINCT pe.agent)
-           FROM groups g JOIN pending pe ON pe.package = g.package
+           FROM groups g CROSS JOIN ({FILTERED_PENDING}) pe ON pe.package = g.package
           GROUP BY g.package, pe.action, pe.to_version
           ORDER BY g.agents DESC, g.package_name"
     ))?;
