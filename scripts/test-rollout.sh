@@ -516,6 +516,19 @@ if [ -s "$T/verify.out" ]; then
   fail "systemd-analyze verify complained about the units"
 fi
 
+log "dpkg --root: an upgrade keeps the configuration Puppet or Ansible wrote"
+cp "$T/agent-files.puppet.yml" "$R/etc/masif-upgrader/agent.yml"
+packaging/build-debs.sh --bin-dir "$bin_dir" --out "$T/debs2" --version 0.1.0+rollout1 >"$T/debs2.list"
+mapfile -t debs2 <"$T/debs2.list"
+# stdin from /dev/null: a conffile question would fail the upgrade instead of waiting.
+dpkg --root="$R" --log="$R/var/log/dpkg.log" --force-script-chrootless --force-depends \
+  -i "${debs2[@]}" </dev/null >"$T/dpkg-upgrade.out" 2>&1 ||
+  { cat "$T/dpkg-upgrade.out" >&2; fail "upgrading the packages in the scratch root"; }
+[ "$(dpkg-query --root="$R" -W -f='${Version}' masif-agent)" = 0.1.0+rollout1 ] || fail "masif-agent was not upgraded"
+cmp -s "$T/agent-files.puppet.yml" "$R/etc/masif-upgrader/agent.yml" || fail "the upgrade replaced the managed agent.yml"
+[ "$(stat -c '%u %g %a' "$R/etc/masif-upgrader/master.yml")" = "0 $(gid masif-master) 640" ] ||
+  fail "after the upgrade master.yml is not root:masif-master 0640"
+
 log "dpkg --root: remove and purge"
 dpkg --root="$R" --log="$R/var/log/dpkg.log" --force-script-chrootless --force-depends \
   --purge masif-agent masif-master masif-ui masif-pki >"$T/dpkg-purge.out" 2>&1 ||
