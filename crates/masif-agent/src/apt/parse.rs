@@ -297,6 +297,37 @@ Conf zeta (2.0 Sandbox:12/stable [all])
         assert!(err.contains(reason), "{err}");
     }
 
+    fn version() -> impl proptest::strategy::Strategy<Value = String> {
+        "[0-9][0-9a-z.+~:-]{0,20}"
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_output_never_panics(text in "\\PC{0,300}") {
+            let _ = parse_simulation(&text);
+        }
+
+        #[test]
+        fn generated_lines_parse_back_exactly(
+            name in "[a-z0-9][a-z0-9+.-]{1,30}",
+            from in version(),
+            to in version(),
+            origin in "[A-Za-z0-9:./ -]{0,40}",
+        ) {
+            let origin = origin.trim();
+            let suffix = if origin.is_empty() { String::new() } else { format!(" {origin}") };
+            let line = format!("Inst {name} [{from}] ({to}{suffix})");
+            let planned = parse_line(1, &line).unwrap();
+            proptest::prop_assert_eq!(
+                fields(&planned.task),
+                (name.as_str(), Action::Update, Some(from.as_str()), Some(to.as_str()))
+            );
+            proptest::prop_assert_eq!(planned.origin.as_deref(), (!origin.is_empty()).then_some(origin));
+            let conf = parse_line(1, &format!("Conf {name} ({to}{suffix})")).unwrap();
+            proptest::prop_assert_eq!(conf.task.action(), Action::Configure);
+        }
+    }
+
     #[test]
     fn hostile_sizes_are_bounded() {
         let long = format!("Inst a [1] (2 {})", "o".repeat(MAX_LINE_BYTES));
