@@ -150,6 +150,29 @@ async fn report_throughput() {
         overview.total_packages,
         t.elapsed().as_secs_f64() * 1e3
     );
+    let t = Instant::now();
+    let listing = store.agents(None, Page::default()).await.unwrap();
+    println!(
+        "agents page (100 of {}): {:.1} ms",
+        listing.total,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let awaited: Vec<TaskKey> = (1..PACKAGES)
+        .step_by(40)
+        .map(|p| TaskKey {
+            package: PackageName::new(format!("package-{p:03}")).unwrap(),
+            action: Action::Update,
+            to_version: Some(Version::new("2.0").unwrap()),
+        })
+        .collect();
+    let t = Instant::now();
+    let agents_awaiting = store.agents_awaiting(&awaited).await.unwrap();
+    println!(
+        "agents awaiting {} keys ({} agents): {:.1} ms",
+        awaited.len(),
+        agents_awaiting.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let size = std::fs::metadata(dir.path().join("bench.db"))
         .unwrap()
         .len();
