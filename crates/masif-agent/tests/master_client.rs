@@ -140,3 +140,60 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     client.report(&TaskSet::new()).await.unwrap();
     assert_eq!(master.connections.load(Ordering::SeqCst), before + 2);
 }
+
+#[tokio::test]
+async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
+    let master = StandInMaster::start().await;
+    let files = master.agent_files("agent.agent-tests.invalid");
+    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let tasks: TaskSet = [update("alpha")].into();
+    let answer = |status: u16, body: &[u8]| {
+        *master.canned.lock().unwrap() = Some((status, body.to_vec()));
+    };
+
+    answer(500, b"database down");
+    let err = client.report(&tasks).await.unwrap_err();
+    assert!(matches!(err, MasterError::Status { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("500") && err.to_string().contains("database down"),
+        "{err}"
+    );
+
+    answer(400, "x".repeat(100_000).as_bytes());
+    let err = client.report(&tasks).await.unwrap_err().to_string();
+    assert!(
+        err.contains("400") && err.len() < 600,
+        "{} bytes",
+        err.len()
+    );
+
+    answer(200, b"{not json");
+    let err = client.report(&tasks).await.unwrap_err();
+    assert!(matches!(err, MasterError::Answer { .. }), "{err:?}");
+
+    answer(200, br#"[{"package":"alpha","action":"update"}]"#);
+    let err = client.report(&tasks).await.unwrap_err().to_string();
+    assert!(
+        err.contains("invalid answer") && err.contains("needs both"),
+        "{err}"
+    );
+
+    let huge = format!(
+        "[{}]",
+        vec![r#"{"package":"p","action":"install","to_version":"1"}"#; 40_000].join(",")
+    );
+    answer(200, huge.as_bytes());
+    let err = client.report(&tasks).await.unwrap_err().to_string();
+    assert!(err.contains("reading the answer"), "{err}");
+
+    // Approvals of tasks that were never reported do not count.
+    answer(
+        200,
+        br#"[{"package":"alpha","action":"update","from_version":"1.0","to_version":"2.0"},{"package":"rootkit","action":"install","to_version":"6.6.6"}]"#,
+    );
+    assert_eq!(client.report(&tasks).await.unwrap(), tasks);
+
+    // And it recovers once the master behaves.
+    *master.canned.lock().unwrap() = None;
+    assert!(client.report(&tasks).await.unwrap().is_empty());
+}

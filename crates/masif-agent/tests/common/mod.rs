@@ -34,6 +34,8 @@ pub struct StandInMaster {
     pub last_report: Arc<Mutex<Option<TaskSet>>>,
     /// Answer with `Connection: close`, so every report needs a new connection.
     pub close_connections: Arc<AtomicBool>,
+    /// A fixed answer (status, body) instead of the approvals: a misbehaving master.
+    pub canned: Arc<Mutex<Option<(u16, Vec<u8>)>>>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -54,13 +56,15 @@ impl StandInMaster {
         let requests = Arc::new(AtomicUsize::new(0));
         let last_report: Arc<Mutex<Option<TaskSet>>> = Arc::default();
         let close_connections = Arc::new(AtomicBool::new(false));
+        let canned: Arc<Mutex<Option<(u16, Vec<u8>)>>> = Arc::default();
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let (a, c, r, l, close) = (
+        let (a, c, r, l, close, can) = (
             approvals.clone(),
             connections.clone(),
             requests.clone(),
             last_report.clone(),
             close_connections.clone(),
+            canned.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -68,12 +72,13 @@ impl StandInMaster {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => accepted.unwrap(),
                 };
-                let (acceptor, a, r, l, close) = (
+                let (acceptor, a, r, l, close, can) = (
                     acceptor.clone(),
                     a.clone(),
                     r.clone(),
                     l.clone(),
                     close.clone(),
+                    can.clone(),
                 );
                 c.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
@@ -81,7 +86,8 @@ impl StandInMaster {
                         return;
                     };
                     let service = hyper::service::service_fn(move |req| {
-                        let (a, r, l, close) = (a.clone(), r.clone(), l.clone(), close.clone());
+                        let (a, r, l, close, can) =
+                            (a.clone(), r.clone(), l.clone(), close.clone(), can.clone());
                         async move {
                             r.fetch_add(1, Ordering::SeqCst);
                             let body = Limited::new(req.into_body(), 1 << 20)
@@ -100,9 +106,16 @@ impl StandInMaster {
                                     })
                                 })
                                 .collect();
-                            let mut response = hyper::Response::new(Full::new(Bytes::from(
-                                render_task_list(&approved),
-                            )));
+                            let mut response = match can.lock().unwrap().clone() {
+                                Some((status, body)) => {
+                                    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+                                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                                    r
+                                }
+                                None => hyper::Response::new(Full::new(Bytes::from(
+                                    render_task_list(&approved),
+                                ))),
+                            };
                             if close.load(Ordering::SeqCst) {
                                 response.headers_mut().insert(
                                     hyper::header::CONNECTION,
@@ -127,6 +140,7 @@ impl StandInMaster {
             requests,
             last_report,
             close_connections,
+            canned,
             stop: Some(stop),
         }
     }
