@@ -10,8 +10,11 @@
 //!   `last_seen_interval`: one more autocommit UPDATE).
 //! * **changed report**: the snapshot query, a multi-row upsert (+ re-select) for new packages
 //!   and an upsert for a new agent, then a two-round-trip transaction: `START TRANSACTION`, lock
-//!   the agent's row, read its pending rows and the approvals again; then one multi-statement
-//!   batch: multi-row DELETE by id, multi-row INSERT, `agent.mtime`, `agent_report`, `COMMIT`.
+//!   the agent's row, read its pending rows and the approvals again, share-lock the package
+//!   rows; then one multi-statement batch: multi-row DELETE by id, multi-row INSERT,
+//!   `agent.mtime`, `agent_report`, `COMMIT`. Every report of an agent writes its
+//!   `agent_report` row, so on Galera two masters writing one agent conflict at commit (1213)
+//!   and one retries.
 //!
 //! Isolation: READ COMMITTED (session default, see `session_setup`). Concurrent reports of
 //! one agent serialize on the agent row's lock (`SELECT … FOR UPDATE` by primary key, a record
@@ -31,7 +34,7 @@
 //! each report in a deadline) stops retrying: the connection was marked for reset, so the pool
 //! rolls back whatever was open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -154,16 +157,13 @@ impl Reports for MysqlStore {
             };
             agent_id = Some(id);
             let outcome = write(&mut s, id, tasks, &package_ids, now).await;
-            // Whatever happened, no transaction stays open on this connection.
-            let outcome = match outcome {
-                Ok(answer) => Ok(answer),
-                Err(e) => {
-                    if let Err(rollback) = s.exec("ROLLBACK".to_owned()).await {
-                        return Err(db_error(rollback));
-                    }
-                    Err(e)
+            // Unless committed, roll back: no transaction stays open on a pooled connection.
+            if !matches!(outcome, Ok(Written::Done(_))) {
+                if let Err(rollback) = s.exec("ROLLBACK".to_owned()).await {
+                    // The connection stays marked for reset, so the pool cleans it up.
+                    return Err(db_error(rollback));
                 }
-            };
+            }
             s.conn.reset_connection(false);
             match outcome {
                 Ok(Written::Done(answer)) => {
@@ -464,9 +464,23 @@ async fn write(
     package_ids: &HashMap<String, u64>,
     now: i64,
 ) -> DbResult<Written> {
-    // Round trip 1: begin, lock the agent row, read its pending rows and the approvals.
+    // Round trip 1: begin, lock the agent row, read its pending rows and the approvals, and
+    // share-lock the package rows the new pending rows will name (a concurrent reset deleting
+    // them waits for the commit instead of leaving rows that name no package).
     let names = package_names(tasks);
     let names_sql = (!names.is_empty()).then(|| tuple(names.iter().copied()));
+    let known_ids: Vec<u64> = names
+        .iter()
+        .filter_map(|n| package_ids.get(*n).copied())
+        .collect();
+    let packages_sql = if known_ids.is_empty() {
+        "SELECT id FROM package WHERE FALSE".to_owned()
+    } else {
+        format!(
+            "SELECT id FROM package WHERE id IN {} LOCK IN SHARE MODE",
+            tuple(known_ids.iter().copied())
+        )
+    };
     let patterns_sql =
         pattern_branches(&Who::Id(agent_id), names_sql.as_deref()).join(" UNION ALL ");
     s.conn.reset_connection(true); // a dropped future must not leave this transaction open
@@ -478,13 +492,17 @@ async fn write(
              SELECT id FROM agent WHERE id = {agent_id} FOR UPDATE; \
              SELECT id, package, action, from_version, to_version FROM task \
                WHERE agent = {agent_id} AND approved = 0; \
-             {patterns_sql}"
+             {patterns_sql}; \
+             {packages_sql}"
         ))
         .await?;
     let _: Vec<Row> = result.collect().await?;
     let locked: Vec<Row> = result.collect().await?;
     let stored: Vec<StoredRow> = decode(result.collect().await?)?;
     let patterns: Vec<SnapshotRow> = decode(result.collect().await?)?;
+    let existing: HashSet<u64> = decode::<u64>(result.collect().await?)?
+        .into_iter()
+        .collect();
     result.drop_result().await?;
     if locked.is_empty() {
         return Ok(Written::AgentGone);
@@ -496,8 +514,8 @@ async fn write(
     let mut gone = Vec::new();
     for task in &pending {
         match package_ids.get(task.package().as_str()) {
-            Some(id) => wanted.push((row_key(*id, task), *task)),
-            None => gone.push(task.package().as_str().to_owned()),
+            Some(id) if existing.contains(id) => wanted.push((row_key(*id, task), *task)),
+            _ => gone.push(task.package().as_str().to_owned()),
         }
     }
     if !gone.is_empty() {

@@ -494,3 +494,63 @@ async fn a_vanished_server_is_an_error() {
     let err = outcome.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
 }
+
+/// A reset (tasks, packages and agents deleted) committing while a report waits for the
+/// agent's lock: the report notices the vanished rows, creates them again and leaves no row
+/// naming a package or agent that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_racing_a_report_leaves_no_dangling_rows() {
+    run_mysql_scratch(|scratch| async move {
+        let store = Arc::new(scratch.store(test_options()).await);
+        let me = agent("host");
+        store.report(&me, &set([install("a", "1")])).await.unwrap();
+        let mut reset = raw(&scratch).await;
+        reset
+            .query_drop(
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION; \
+                 DELETE FROM task; DELETE FROM package; DELETE FROM agent",
+            )
+            .await
+            .unwrap();
+        let before = store.stats();
+        let report = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .report(&me, &set([install("a", "1"), install("b", "1")]))
+                    .await
+            }
+        });
+        // Wait until the report waits for the agent's row lock, then commit the reset.
+        let mut watch = raw(&scratch).await;
+        loop {
+            let waiting = int(
+                &mut watch,
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE '%FOR UPDATE%'",
+            )
+            .await;
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reset.query_drop("COMMIT").await.unwrap();
+        report.await.unwrap().expect("the report recovers");
+        assert!(store.stats().conflicts > before.conflicts);
+        let rows: Vec<(String, String)> = watch
+            .query(
+                "SELECT a.name, p.name FROM task t JOIN agent a ON a.id = t.agent \
+                 JOIN package p ON p.id = t.package WHERE t.approved = 0 ORDER BY 2",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            [("host", "a"), ("host", "b")].map(|(a, p)| (a.to_owned(), p.to_owned()))
+        );
+        assert_eq!(int(&mut watch, "SELECT COUNT(*) FROM task").await, 2);
+        drop((reset, watch));
+    })
+    .await;
+}
