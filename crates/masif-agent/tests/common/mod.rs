@@ -23,6 +23,9 @@ use tokio::sync::oneshot;
 
 pub const MASTER_CN: &str = "master.agent-tests.invalid";
 
+/// A fixed answer: HTTP status and body.
+pub type Canned = Arc<Mutex<Option<(u16, Vec<u8>)>>>;
+
 /// Approves reported tasks whose (package, action) matches a pattern.
 pub struct StandInMaster {
     pub addr: SocketAddr,
@@ -35,7 +38,7 @@ pub struct StandInMaster {
     /// Answer with `Connection: close`, so every report needs a new connection.
     pub close_connections: Arc<AtomicBool>,
     /// A fixed answer (status, body) instead of the approvals: a misbehaving master.
-    pub canned: Arc<Mutex<Option<(u16, Vec<u8>)>>>,
+    pub canned: Canned,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -56,7 +59,7 @@ impl StandInMaster {
         let requests = Arc::new(AtomicUsize::new(0));
         let last_report: Arc<Mutex<Option<TaskSet>>> = Arc::default();
         let close_connections = Arc::new(AtomicBool::new(false));
-        let canned: Arc<Mutex<Option<(u16, Vec<u8>)>>> = Arc::default();
+        let canned: Canned = Arc::default();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let (a, c, r, l, close, can) = (
             approvals.clone(),
