@@ -619,3 +619,25 @@ fn ctrl_c_while_sandboxes_are_built_stops_cleanly() {
         "processes left behind"
     );
 }
+
+#[test]
+fn bad_options_are_refused_before_anything_starts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let keep = scratch.path().join("demo");
+    let keep = keep.to_str().unwrap();
+    for args in [
+        vec!["--agents", "0", "--keep", keep],
+        vec!["--agents", "51", "--keep", keep],
+        vec!["--agents", "-3", "--keep", keep],
+        vec!["--port", "65536", "--keep", keep],
+        vec!["--port", "http", "--keep", keep],
+        vec!["--keep", keep, "--bogus"],
+    ] {
+        let (mut child, stderr) = spawn_demo(&args, &[]);
+        let status = wait_with_patience(&mut child);
+        let stderr = stderr.join().unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("error:"), "{args:?}: {stderr}");
+        assert!(!Path::new(keep).exists(), "{args:?} created {keep}");
+    }
+}
