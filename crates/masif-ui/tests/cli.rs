@@ -1,0 +1,64 @@
+//! The `masif-ui` binary's command line: `--check-config` reports every problem with file and
+//! key and exits non-zero; a good file passes; a missing file is a clear error.
+
+mod common;
+
+use std::process::Output;
+
+// Test fixture: runs the binary under test.
+#[allow(clippy::disallowed_methods)]
+fn masif_ui(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_masif-ui"))
+        .args(args)
+        .output()
+        .expect("run masif-ui")
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = common::htpasswd_file();
+    let path = dir.path().join("ui.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:8151\"\ndb: {{ url: \"mysql://masif_ui:secret@127.0.0.1:3306/masif\" }}\n\
+             auth:\n  htpasswd: {}\nlog: {{ level: info }}\n",
+            htpasswd.path().display()
+        ),
+    )
+    .unwrap();
+    let out = masif_ui(&["--config", path.to_str().unwrap(), "--check-config"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn check_config_names_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ui.yml");
+    std::fs::write(
+        &path,
+        "listen: \"nowhere\"\ndb: { url: \"mysql://u:hunter2@h/db\" }\n\
+         auth: { htpasswd: /nonexistent/ui.htpasswd }\nlog: { level: chatty }\n",
+    )
+    .unwrap();
+    let out = masif_ui(&["--config", path.to_str().unwrap(), "--check-config"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    for key in ["listen", "auth.htpasswd", "log.level"] {
+        assert!(err.contains(&format!("{file}: {key}: ")), "{key} in {err}");
+    }
+    assert!(!err.contains("hunter2"), "{err}");
+
+    std::fs::write(&path, "listen: \"127.0.0.1:1\"\nlisten_port: 3\n").unwrap();
+    let out = masif_ui(&["--config", path.to_str().unwrap(), "--check-config"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&file) && err.contains("listen_port"), "{err}");
+
+    let out = masif_ui(&["--config", "/nonexistent/ui.yml", "--check-config"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ui.yml: cannot read"));
+}
