@@ -56,12 +56,12 @@ begin() {
   put "$repo/packaging/debian/$pkg.README.Debian" "/usr/share/doc/$pkg/README.Debian" 0644
 }
 
-# maintscripts SYSUSERS CONFIG CONFIG_GROUP UNITS: the generated maintainer scripts.
+# maintscripts SYSUSERS CONFIG CONFIG_GROUP UNITS [TMPFILES]: the generated maintainer scripts.
 maintscripts() {
   local s
   for s in postinst prerm postrm; do
     sed -e "s|@PACKAGE@|$pkg|g" -e "s|@SYSUSERS@|$1|g" -e "s|@CONFIG@|$2|g" \
-      -e "s|@CONFIG_GROUP@|$3|g" -e "s|@UNITS@|$4|g" \
+      -e "s|@CONFIG_GROUP@|$3|g" -e "s|@UNITS@|$4|g" -e "s|@TMPFILES@|${5:-}|g" \
       "$repo/packaging/debian/$s.in" >"$stage/DEBIAN/$s"
     chmod 0755 "$stage/DEBIAN/$s"
   done
@@ -114,11 +114,13 @@ put "$repo/packaging/systemd/masif-upgrader-master.service" /lib/systemd/system/
 put "$repo/packaging/config/master.yml" /etc/masif-upgrader/master.yml 0640
 put "$repo/packaging/config/master.yml" /usr/share/doc/masif-master/examples/master.yml 0644
 put "$repo/packaging/sysusers/masif-master.conf" /usr/lib/sysusers.d/masif-master.conf 0644
+put "$repo/packaging/tmpfiles/masif-master.conf" /usr/lib/tmpfiles.d/masif-master.conf 0644
 for f in "$repo"/schema/*/*.sql; do
   put "$f" "/usr/share/masif-upgrader/schema/${f#"$repo/schema/"}" 0644
 done
-maintscripts masif-master.conf /etc/masif-upgrader/master.yml masif-master masif-upgrader-master.service
-finish "systemd-sysusers" "" "Masif Upgrader master (agent-facing HTTPS API)" \
+maintscripts masif-master.conf /etc/masif-upgrader/master.yml masif-master masif-upgrader-master.service \
+  masif-master.conf
+finish "systemd-sysusers, systemd-tmpfiles" "" "Masif Upgrader master (agent-facing HTTPS API)" \
   "$about This package holds the master, which authenticates agents by their client \
 certificates and keeps their tasks and the approvals in MySQL/MariaDB or SQLite."
 

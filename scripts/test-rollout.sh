@@ -491,6 +491,9 @@ gid() { awk -F: -v g="$1" '$1 == g { print $3 }' "$R/etc/group"; }
 [ "$(stat -c '%u %g %a' "$R/etc/masif-upgrader/ui.yml")" = "0 $(gid masif-ui) 640" ] ||
   fail "ui.yml is not root:masif-ui 0640"
 [ "$(stat -c '%u %g %a' "$R/etc/masif-upgrader/agent.yml")" = "0 0 644" ] || fail "agent.yml is not root:root 0644"
+uid() { awk -F: -v u="$1" '$1 == u { print $3 }' "$R/etc/passwd"; }
+[ "$(stat -c '%u %g %a' "$R/var/lib/masif-upgrader")" = "$(uid masif-master) $(gid masif-upgrader) 770" ] ||
+  fail "/var/lib/masif-upgrader is not masif-master:masif-upgrader 0770"
 "$R/usr/bin/masif-agent" --help >/dev/null || fail "the packaged masif-agent does not run"
 
 log "the command line of the packaged masif-pki-check@agent.service"
