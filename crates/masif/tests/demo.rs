@@ -479,22 +479,39 @@ fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// Whether anything listens on TCP `port` (IPv4 or IPv6), from /proc/net.
-fn tcp_listening(port: u16) -> bool {
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-        std::fs::read_to_string(table)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|line| {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                let local_port = cols
-                    .get(1)
-                    .and_then(|a| a.rsplit_once(':'))
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-                local_port == Some(port) && cols.get(3) == Some(&"0A")
-            })
-    })
+/// Processes holding a socket that listens on TCP `port` (IPv4 or IPv6): the socket inodes from
+/// /proc/net/tcp*, their owners from the /proc/PID/fd links.
+fn tcp_listener_owners(port: u16) -> Vec<u32> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|table| {
+            std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = cols
+                        .get(1)
+                        .and_then(|a| a.rsplit_once(':'))
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                    (local_port == Some(port) && cols.get(3) == Some(&"0A"))
+                        .then(|| format!("socket:[{}]", cols[9]))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+        })
+        .collect()
 }
 
 fn port_of(addr: &str) -> u16 {
@@ -508,7 +525,9 @@ fn ctrl_c_leaves_nothing_running() {
     let needle = workdir.display().to_string();
     let (ui_port, master_port) = (port_of(&demo.ui), port_of(&demo.master));
     assert!(workdir.join("masif.db").exists());
-    assert!(tcp_listening(ui_port) && tcp_listening(master_port));
+    let demo_pid = demo.child.id();
+    assert!(tcp_listener_owners(ui_port).contains(&demo_pid));
+    assert!(tcp_listener_owners(master_port).contains(&demo_pid));
     // Let the agents get going (their first report reaches the database).
     let mut browser = Browser::new(&demo.ui);
     browser.log_in(&demo.user, &demo.password);
@@ -518,13 +537,14 @@ fn ctrl_c_leaves_nothing_running() {
             && page.body.contains("agent-02.masif-demo.test"))
         .then_some(())
     });
-    let children = descendants(demo.child.id());
+    let mut ours = descendants(demo_pid);
+    ours.push(demo_pid);
 
     let (status, rest) = demo.interrupt();
     assert!(status.success(), "{status:?}");
     assert!(rest.iter().any(|l| l == "stopping"), "{rest:?}");
     assert!(!workdir.exists(), "{} left behind", workdir.display());
-    for pid in children {
+    for &pid in &ours {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists()
                 || processes_mentioning(&needle).iter().all(|(p, _)| *p != pid),
@@ -536,11 +556,13 @@ fn ctrl_c_leaves_nothing_running() {
         vec![],
         "processes left behind"
     );
-    assert!(!tcp_listening(ui_port), "UI port {ui_port} still listening");
-    assert!(
-        !tcp_listening(master_port),
-        "master port {master_port} still listening"
-    );
+    for port in [ui_port, master_port] {
+        let owners = tcp_listener_owners(port);
+        assert!(
+            owners.iter().all(|p| !ours.contains(p)),
+            "port {port} still listened on by {owners:?}"
+        );
+    }
     let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
     assert!(
         !unix.contains(&needle),
