@@ -5,6 +5,7 @@ mod admin;
 mod migrate;
 mod report;
 mod sql;
+mod url;
 
 pub use report::ReportStats;
 
@@ -12,9 +13,10 @@ use std::fmt;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Pool, PoolOpts};
 
 use crate::{redact_url, Result, StoreError};
+use url::parse_url;
 
 /// Tunables of the MySQL back end. `Default` is what `MysqlStore::connect` uses.
 #[derive(Debug, Clone)]
@@ -37,7 +39,7 @@ impl Default for MysqlOptions {
         Self {
             pool_max: 32,
             max_attempts: 8,
-            lock_wait_timeout: Some(10),
+            lock_wait_timeout: Some(5),
             last_seen_interval: Duration::from_secs(60),
         }
     }
@@ -61,15 +63,17 @@ impl fmt::Debug for MysqlStore {
 }
 
 impl MysqlStore {
-    /// Connects to `url` (`mysql://user:password@host:port/database[?pool_max=N…]`, the
-    /// database must exist) and applies any missing schema migration.
+    /// Connects to `url` (`mysql://user:password@host:port/database[?param=value&…]`, the
+    /// database must exist) and applies any missing schema migration. Besides mysql_async's
+    /// parameters (`pool_max`, `require_ssl`, …) the URL may set `max_attempts`,
+    /// `lock_wait_timeout` and `last_seen_interval` (seconds) of [`MysqlOptions`].
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, MysqlOptions::default()).await
     }
 
     /// [`MysqlStore::connect`] with explicit tunables.
     pub async fn connect_with(url: &str, options: MysqlOptions) -> Result<Self> {
-        let opts = parse_url(url, &options)?;
+        let (opts, options) = parse_url(url, options)?;
         let in_url = |e: StoreError| match e {
             StoreError::Database(msg) => {
                 StoreError::Database(format!("{}: {msg}", redact_url(url)))
@@ -112,44 +116,17 @@ impl MysqlStore {
     }
 }
 
-/// Driver options from the URL: pool size from `?pool_max=` or the options, no reset on
-/// return, the session setup (without isolation level yet).
-fn parse_url(url: &str, options: &MysqlOptions) -> Result<OptsBuilder> {
-    let bad_url = |msg: String| StoreError::Url(redact_url(url), msg);
-    // mysql_async's default pool_min (10) would make a smaller pool_max an error.
-    let with_min;
-    let full_url = if url_has_param(url, "pool_max") && !url_has_param(url, "pool_min") {
-        with_min = format!("{url}&pool_min=1");
-        &with_min
-    } else {
-        url
-    };
-    let opts = Opts::from_url(full_url).map_err(|e| bad_url(e.to_string()))?;
-    if opts.db_name().is_none_or(str::is_empty) {
-        return Err(bad_url("names no database".into()));
-    }
-    let mut pool_opts = opts.pool_opts().clone();
-    if !url_has_param(url, "pool_max") {
-        let constraints = PoolConstraints::new(1, options.pool_max)
-            .ok_or_else(|| bad_url("pool_max must be at least 1".into()))?;
-        pool_opts = pool_opts.with_constraints(constraints);
-    }
-    Ok(OptsBuilder::from_opts(opts)
-        .pool_opts(reset_only_when_asked(pool_opts))
-        .setup(session_setup(options)))
-}
-
 /// Connections go back to the pool without `COM_RESET_CONNECTION` (two round trips each);
 /// code that leaves a transaction open on a connection switches the reset on for that one
 /// connection (see `report`), so a dropped future still rolls back.
-fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
+pub(crate) fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
     pool_opts.with_reset_connection(false)
 }
 
 /// Session settings applied to every new (or reset) connection: strict mode so nothing is
 /// truncated silently, UTC, utf8mb4, a bounded lock wait. The isolation level is added once
 /// known (see [`isolation_level`]).
-fn session_setup(options: &MysqlOptions) -> Vec<String> {
+pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     let mut set = vec![
         "sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
          ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
@@ -183,25 +160,9 @@ async fn isolation_level(conn: &mut Conn) -> Result<&'static str> {
     }
 }
 
-fn url_has_param(url: &str, name: &str) -> bool {
-    url.split_once('?').is_some_and(|(_, query)| {
-        query
-            .split('&')
-            .any(|kv| kv.split('=').next() == Some(name))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_params_are_found() {
-        assert!(url_has_param("mysql://h/db?pool_max=4", "pool_max"));
-        assert!(url_has_param("mysql://h/db?a=1&pool_max=4", "pool_max"));
-        assert!(!url_has_param("mysql://h/db?xpool_max=4", "pool_max"));
-        assert!(!url_has_param("mysql://h/db", "pool_max"));
-    }
 
     #[tokio::test]
     async fn debug_redacts_the_password() {
@@ -209,7 +170,7 @@ mod tests {
         let options = MysqlOptions::default();
         // Pool::new does not connect.
         let store = MysqlStore {
-            pool: Pool::new(parse_url(url, &options).unwrap()),
+            pool: Pool::new(parse_url(url, options.clone()).unwrap().0),
             options,
             stats: report::Stats::default(),
             url: url.to_owned(),
@@ -218,21 +179,6 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("masif:***@127.0.0.1:1/masif"), "{debug}");
         store.pool.disconnect().await.unwrap();
-    }
-
-    #[test]
-    fn pool_size_comes_from_the_url_or_the_options() {
-        let options = MysqlOptions {
-            pool_max: 5,
-            ..MysqlOptions::default()
-        };
-        let max = |url: &str| {
-            let opts: Opts = parse_url(url, &options).unwrap().into();
-            opts.pool_opts().constraints().max()
-        };
-        assert_eq!(max("mysql://h/db"), 5);
-        assert_eq!(max("mysql://h/db?pool_max=3"), 3);
-        assert!(parse_url("mysql://h/db?pool_max=0", &options).is_err());
     }
 
     #[tokio::test]
