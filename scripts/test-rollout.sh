@@ -21,7 +21,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-log() { printf '== rollout: %s\n' "$*" >&2; }
+log() { printf '== rollout [%ss]: %s\n' "$SECONDS" "$*" >&2; }
 fail() { printf 'rollout FAILED: %s\n' "$*" >&2; exit 1; }
 
 # --- 0. the binaries --------------------------------------------------------------------------
