@@ -3,7 +3,7 @@
 //! lacks (a statement-based binary log) or that stop the server under a running store.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,11 +15,34 @@ pub struct Throwaway {
     pub port: u16,
 }
 
+/// Where a MariaDB program is: on `PATH`, or in `/usr/sbin` (not on a normal user's `PATH`).
+fn find(program: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{program} not found: install the Debian package mariadb-server"))
+}
+
+/// Whether this process runs as root (`mariadbd` then needs `--user=root`).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
 /// Spawns one of the MariaDB tools. Test fixture: the server must be a process of its own.
 #[allow(clippy::disallowed_methods)]
 fn tool(program: &str, args: &[String], log: &Path) -> Command {
     let log = std::fs::File::create(log).expect("server log file");
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::new(find(program));
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file"))
@@ -45,7 +68,7 @@ impl Throwaway {
             &install_log,
         )
         .status()
-        .expect("mariadb-install-db (Debian package mariadb-server)");
+        .expect("running mariadb-install-db");
         assert!(
             status.success(),
             "mariadb-install-db failed: {}",
@@ -63,13 +86,15 @@ impl Throwaway {
             "--bind-address=127.0.0.1".into(),
             "--skip-name-resolve".into(),
             "--innodb-buffer-pool-size=16M".into(),
-            "--user=root".into(),
         ];
+        if running_as_root() {
+            args.push("--user=root".into());
+        }
         args.extend(extra.iter().map(|a| a.replace("{dir}", &d)));
         let server_log = dir.path().join("server.log");
         let child = tool("mariadbd", &args, &server_log)
             .spawn()
-            .expect("mariadbd (Debian package mariadb-server)");
+            .expect("starting mariadbd");
         let mut server = Self {
             dir,
             child: Some(child),
