@@ -251,3 +251,34 @@ async fn snapshots_restore_the_dpkg_database() {
     );
     assert_eq!(apt.plan_full().await.unwrap().tasks().len(), 11);
 }
+
+#[tokio::test]
+async fn a_clone_has_the_same_state_and_is_independent() {
+    let (_dir, sb, apt) = sandbox_v2().await;
+    let other = tempfile::tempdir().unwrap();
+    let copy = sb.clone_to(other.path()).await.unwrap();
+    assert_ne!(copy.apt_config(), sb.apt_config());
+    let copy_apt = Apt::new(copy.apt_settings());
+    assert_eq!(
+        copy_apt.plan_full().await.unwrap().tasks(),
+        apt.plan_full().await.unwrap().tasks()
+    );
+    let RunOutcome::Ran(out) = copy_apt.upgrade_package(&p("alpha")).await.unwrap() else {
+        panic!("busy?")
+    };
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        copy.installed_version("alpha").await.unwrap().as_deref(),
+        Some("2.0")
+    );
+    assert_eq!(
+        sb.installed_version("alpha").await.unwrap().as_deref(),
+        Some("1.0")
+    );
+    // Cloning onto itself is refused before anything is touched.
+    assert!(sb.clone_to(sb.dir()).await.is_err());
+    assert_eq!(apt.plan_full().await.unwrap().tasks().len(), 11);
+    // The copy reads its own repository: the original's may go away.
+    drop(_dir);
+    assert_eq!(copy_apt.plan_full().await.unwrap().tasks().len(), 9);
+}
