@@ -663,3 +663,24 @@ fn bad_options_are_refused_before_anything_starts() {
         assert!(!Path::new(keep).exists(), "{args:?} created {keep}");
     }
 }
+
+#[test]
+fn a_hangup_or_sigterm_stops_it_as_cleanly_as_ctrl_c() {
+    for signal in ["-HUP", "-TERM"] {
+        let mut demo = Demo::start(&["--agents", "1", "--port", "0"]);
+        let workdir = demo.workdir.clone();
+        signal_group(demo.child.id(), signal);
+        let status = wait_with_patience(&mut demo.child);
+        assert!(status.success(), "{signal}: {status:?}");
+        assert!(
+            !workdir.exists(),
+            "{signal}: {} left behind",
+            workdir.display()
+        );
+        assert_eq!(
+            processes_mentioning(&workdir.display().to_string()),
+            vec![],
+            "{signal}: processes left behind"
+        );
+    }
+}

@@ -56,15 +56,18 @@ pub fn run_until_signal(options: DemoOptions) -> anyhow::Result<()> {
     result
 }
 
-/// Completes on the first SIGINT or SIGTERM.
+/// Completes on the first SIGINT, SIGTERM or SIGHUP (the terminal went away): each stops the
+/// demo cleanly.
 fn signals() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
     })
 }
@@ -91,7 +94,7 @@ pub async fn run(options: DemoOptions, stop: impl Future<Output = ()>) -> anyhow
             print_banner(&banner, &workdir);
             tokio::select! {
                 () = &mut stop => {
-                    println!("stopping");
+                    say("stopping");
                     Ok(())
                 }
                 Some(ended) = components.join_next() => {
@@ -101,7 +104,7 @@ pub async fn run(options: DemoOptions, stop: impl Future<Output = ()>) -> anyhow
         }
         Some(Err(e)) => Err(e),
         None => {
-            println!("stopping");
+            say("stopping");
             Ok(())
         }
     };
@@ -194,6 +197,13 @@ fn print_banner(banner: &Banner, workdir: &workdir::Workdir) {
     };
     let _ = writeln!(out, "work directory: {} ({kept})", workdir.path().display());
     let _ = writeln!(out, "Press Ctrl-C to stop.");
+    let _ = out.flush();
+}
+
+/// Prints a line on stdout, which may be gone (closed terminal): stopping must go on then.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
