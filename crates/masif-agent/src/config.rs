@@ -319,6 +319,17 @@ log: { level: info }
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../packaging/config/agent.yml");
+        let c = AgentConfig::parse(text, "packaging/config/agent.yml").unwrap();
+        assert_eq!(c.master_cn, "master.example.com");
+        // And with its commented timeout switched on.
+        let text = text.replace("# timeout: 3600", "timeout: 3600");
+        let c = AgentConfig::parse(&text, "agent.yml").unwrap();
+        assert_eq!(c.apt.run_timeout, Duration::from_secs(3600));
+    }
+
+    #[test]
     fn files_sandbox_environment_and_defaults() {
         let yaml = r#"
 master: { host: "127.0.0.1:8150", cn: master }
