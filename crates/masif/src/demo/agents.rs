@@ -23,8 +23,8 @@ const INTERVALS: Intervals = Intervals {
     retry: Duration::from_secs(5),
 };
 
-/// Sandboxes built at once (each runs dpkg-deb, dpkg-scanpackages and apt-get).
-const PARALLEL_BUILDS: usize = 4;
+/// Sandboxes copied at once (each copy runs `apt-get update`).
+const PARALLEL_COPIES: usize = 4;
 
 /// Creates the sandboxes (fake packages installed at 1.0, the 2.0 versions published, so
 /// updates, an install and a removal are pending) and starts one agent per certificate.
@@ -54,27 +54,39 @@ pub(super) async fn start(
     Ok(())
 }
 
-/// `<dir>/agents/<agent name>/` for every agent, built a few at a time, in agent order.
+/// `<dir>/agents/<agent name>/sandbox/` for every agent, in agent order: the first one built
+/// (fake packages, repository, 1.0 installed, 2.0 published), the others copied from it a few
+/// at a time.
 async fn build_sandboxes(dir: &Path, pki: &DemoPki) -> anyhow::Result<Vec<Sandbox>> {
-    let slots = Arc::new(Semaphore::new(PARALLEL_BUILDS));
-    let mut builds = JoinSet::new();
-    for (i, (name, _)) in pki.agents.iter().enumerate() {
-        let place = dir.join("agents").join(name).join("sandbox");
-        let slots = slots.clone();
-        builds.spawn(async move {
+    let place = |name: &str| dir.join("agents").join(name).join("sandbox");
+    let Some(((first_name, _), others)) = pki.agents.split_first() else {
+        return Ok(Vec::new());
+    };
+    let first_place = place(first_name);
+    let first = build_one(&first_place)
+        .await
+        .with_context(|| format!("building the apt sandbox {}", first_place.display()))?;
+    let slots = Arc::new(Semaphore::new(PARALLEL_COPIES));
+    let mut copies = JoinSet::new();
+    for (i, (name, _)) in others.iter().enumerate() {
+        let (original, place, slots) = (first.clone(), place(name), slots.clone());
+        copies.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            let built = build_one(&place)
+            let copied = original
+                .clone_to(&place)
                 .await
-                .with_context(|| format!("building the apt sandbox {}", place.display()));
-            (i, built)
+                .with_context(|| format!("copying the apt sandbox to {}", place.display()));
+            (i, copied)
         });
     }
-    let mut built: Vec<Option<Sandbox>> = vec![None; pki.agents.len()];
-    while let Some(joined) = builds.join_next().await {
-        let (i, sandbox) = joined.context("a sandbox build panicked")?;
-        built[i] = Some(sandbox?);
+    let mut copied: Vec<Option<Sandbox>> = vec![None; others.len()];
+    while let Some(joined) = copies.join_next().await {
+        let (i, sandbox) = joined.context("a sandbox copy panicked")?;
+        copied[i] = Some(sandbox?);
     }
-    Ok(built.into_iter().flatten().collect())
+    Ok(std::iter::once(first)
+        .chain(copied.into_iter().flatten())
+        .collect())
 }
 
 async fn build_one(place: &Path) -> anyhow::Result<Sandbox> {
