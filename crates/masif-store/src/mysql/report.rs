@@ -16,15 +16,16 @@
 //!   `agent_report` row, so on Galera two masters writing one agent conflict at commit (1213)
 //!   and one retries.
 //!
-//! Isolation: READ COMMITTED (session default, see `session_setup`). Concurrent reports of
+//! Isolation: READ COMMITTED (session default, see `isolation_level`; REPEATABLE READ where a
+//! statement-based binlog forbids it, with the same guarantees). Concurrent reports of
 //! one agent serialize on the agent row's lock (`SELECT … FOR UPDATE` by primary key, a record
 //! lock without gaps), and each reads the pending rows after getting it, so the pending set is
 //! always exactly one report's, as in a serial execution per agent. Correctness does not rest
 //! on SERIALIZABLE, which on InnoDB turns every read into a shared next-key lock: reports of
 //! different agents then deadlock on the gaps of `task`'s indexes, which is what stalls the
 //! original under concurrency (and Galera honours isolation only per node anyway). Under
-//! READ COMMITTED no gap locks are taken, so reports of different agents do not block each
-//! other. An approval committed while a report is in flight takes effect at the agent's next
+//! READ COMMITTED no gap locks are taken (beyond InnoDB's duplicate-key checks of inserts), so
+//! reports of different agents do not block each other (the benchmark sees no conflicts). An approval committed while a report is in flight takes effect at the agent's next
 //! report at the latest (the approvals are re-read inside the transaction to keep the window
 //! to milliseconds).
 //!
