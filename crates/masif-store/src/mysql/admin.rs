@@ -57,47 +57,47 @@ impl Admin for MysqlStore {
     ) -> Result<PendingOverview> {
         let mut conn = self.conn().await?;
         let (from, conds) = pending_source(filter);
-        // Packages of the page, with the number of agents awaiting each and (window function)
-        // the number of matching packages in all.
-        let groups: Vec<Row> = conn
+        // Every matching package with the number of agents awaiting it: one pass over the
+        // covering index. Ordering and paging happen here: sorting a few thousand (count, name)
+        // pairs costs less than the server's materialize-join-sort of the same rows.
+        let counts: Vec<(u64, u64)> = conn
             .query(format!(
-                "SELECT g.package, p.name, g.agents, COUNT(*) OVER ()
-                   FROM (SELECT t.package, COUNT(DISTINCT t.agent) AS agents
-                           FROM {from}
-                          WHERE {conds}
-                          GROUP BY t.package) g
-                   JOIN package p ON p.id = g.package
-                  ORDER BY g.agents DESC, p.name
-                  LIMIT {} OFFSET {}",
-                page.limit, page.offset
+                "SELECT t.package, COUNT(DISTINCT t.agent) FROM {from} WHERE {conds}
+                  GROUP BY t.package"
             ))
             .await
             .map_err(db_error)?;
-        let total_packages = match groups.first() {
-            Some(row) => row.get::<u64, _>(3).unwrap_or(0),
-            None if page.offset == 0 => 0,
-            None => conn
-                .query_first::<u64, _>(format!(
-                    "SELECT COUNT(DISTINCT t.package) FROM {from} WHERE {conds}"
+        let total_packages = counts.len() as u64;
+        let mut names: HashMap<u64, String> = HashMap::with_capacity(counts.len());
+        for chunk in counts.chunks(BATCH * 10) {
+            let found: Vec<(u64, String)> = conn
+                .query(format!(
+                    "SELECT id, name FROM package WHERE id IN {}",
+                    tuple(chunk.iter().map(|(id, _)| *id))
                 ))
                 .await
-                .map_err(db_error)?
-                .unwrap_or(0),
-        };
-        let mut order: Vec<(u64, PendingGroup)> = Vec::with_capacity(groups.len());
-        for row in groups {
-            let id: u64 = row.get(0).unwrap_or(0);
-            let name: Option<String> = row.get(1);
-            match name.map(PackageName::new) {
-                Some(Ok(package)) => order.push((
+                .map_err(db_error)?;
+            names.extend(found);
+        }
+        let mut ranked: Vec<(u64, u64, String)> = counts
+            .into_iter()
+            .filter_map(|(id, agents)| names.remove(&id).map(|name| (id, agents, name)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.2.cmp(&b.2)));
+        let offset = usize::try_from(page.offset).unwrap_or(usize::MAX);
+        let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
+        let mut order: Vec<(u64, PendingGroup)> = Vec::new();
+        for (id, agents, name) in ranked.into_iter().skip(offset).take(limit) {
+            match PackageName::new(name) {
+                Ok(package) => order.push((
                     id,
                     PendingGroup {
                         package,
-                        agents: row.get(2).unwrap_or(0),
+                        agents,
                         rows: Vec::new(),
                     },
                 )),
-                other => tracing::warn!(package_id = id, ?other, "skipping unusable package"),
+                Err(e) => tracing::warn!(package_id = id, error = %e, "skipping unusable package"),
             }
         }
         if !order.is_empty() {
