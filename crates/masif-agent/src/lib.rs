@@ -75,6 +75,12 @@ pub async fn run(
     let master = MasterClient::new(&tls, &config.master_host, &config.master_cn)?;
     let apt = apt::Apt::new(config.apt.clone());
     let monitor = Monitor::new();
+    let name = masif_pki::load_certs(&tls.cert)?
+        .first()
+        .map(masif_pki::common_name)
+        .transpose()?
+        .flatten();
+    monitor.set_identity(name, &config.master_host);
     let listener = api::bind(&config.socket)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api_monitor = monitor.clone();

@@ -32,6 +32,10 @@ pub struct LastError {
 /// The body of `GET /v1/status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
+    /// This agent's name: the CN of its client certificate.
+    pub agent: Option<String>,
+    /// The master's `host:port`.
+    pub master: Option<String>,
     #[serde(flatten)]
     pub activity: Activity,
     /// When the current activity began (unix seconds).
@@ -84,6 +88,8 @@ impl Monitor {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 report: StatusReport {
+                    agent: None,
+                    master: None,
                     activity: Activity::Starting,
                     since: unix_now(),
                     last_report: None,
@@ -103,6 +109,14 @@ impl Monitor {
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut inner)
+    }
+
+    /// Who this agent is and whom it reports to, for `/v1/status`.
+    pub fn set_identity(&self, agent: Option<String>, master: &str) {
+        self.with(|i| {
+            i.report.agent = agent;
+            i.report.master = Some(master.to_owned());
+        });
     }
 
     pub fn set_activity(&self, activity: Activity) {

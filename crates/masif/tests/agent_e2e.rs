@@ -303,6 +303,9 @@ async fn a_reported_update_is_installed_only_after_approval() {
     })
     .await;
     assert_eq!(world.pending("agent-a.e2e.test").await.len(), 11);
+    let status = agent.status().await;
+    assert_eq!(status["agent"], "agent-a.e2e.test");
+    assert_eq!(status["master"], world.addr.to_string());
     agent.cycles(2).await;
     assert_eq!(agent.version("alpha").await.as_deref(), Some("1.0"));
 
