@@ -140,15 +140,27 @@ pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     vec![format!("SET {}", set.join(", "))]
 }
 
+/// A report of the largest body the master accepts becomes statements of up to about three
+/// times its size (names are repeated in the snapshot query).
+const MIN_PACKET: u64 = 4 * masif_proto::MAX_BODY_BYTES;
+
 /// READ COMMITTED, unless the server writes a statement-based binary log, which InnoDB refuses
 /// under READ COMMITTED (error 1665): then REPEATABLE READ, which costs some gap locks but
-/// keeps the same guarantees (see `report`).
+/// keeps the same guarantees (see `report`). Also warns about a `max_allowed_packet` too small
+/// for the largest reports.
 async fn isolation_level(conn: &mut Conn) -> Result<&'static str> {
-    let (log_bin, format): (i64, String) = conn
-        .query_first("SELECT @@log_bin, @@binlog_format")
+    let (log_bin, format, packet): (i64, String, u64) = conn
+        .query_first("SELECT @@log_bin, @@binlog_format, @@max_allowed_packet")
         .await
         .map_err(sql::db_error)?
-        .unwrap_or((0, String::new()));
+        .unwrap_or((0, String::new(), MIN_PACKET));
+    if packet < MIN_PACKET {
+        tracing::warn!(
+            "max_allowed_packet is {packet} bytes: reports near the {} byte body limit need \
+             {MIN_PACKET}",
+            masif_proto::MAX_BODY_BYTES
+        );
+    }
     if log_bin != 0 && format.eq_ignore_ascii_case("STATEMENT") {
         tracing::warn!(
             "binlog_format is STATEMENT: reports run under REPEATABLE READ (ROW or MIXED \

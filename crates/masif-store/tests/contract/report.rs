@@ -573,3 +573,33 @@ async fn concurrent_reports_stay_consistent(db: TestStore) {
     assert_eq!(names.len(), 7 + AGENTS, "one row per package: {names:?}");
 }
 contract_test!(concurrent_reports_stay_consistent);
+
+/// The largest reports a 1 MiB body can carry: thousands of tasks with names and versions at
+/// the column limit.
+async fn huge_reports_are_stored(db: TestStore) {
+    let long = |prefix: &str, i: usize| format!("{prefix}{i:05}{}", "x".repeat(180));
+    let tasks: TaskSet = (0..2500)
+        .map(|i| {
+            let (p, from, to) = (long("p", i), long("f", i), long("t", i));
+            task(&p, Action::Update, Some(&from), Some(&to))
+        })
+        .collect();
+    let me = agent("host");
+    approve_raw(&db, None, Some(&long("p", 7)), None, None, None).await;
+    let approved = db.store.report(&me, &tasks).await.unwrap();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM task WHERE approved = 0").await,
+        2499
+    );
+    let before = dump(&db).await;
+    db.store.report(&me, &tasks).await.unwrap();
+    assert_eq!(dump(&db).await, before);
+    let fewer: TaskSet = tasks.iter().skip(1000).cloned().collect();
+    db.store.report(&me, &fewer).await.unwrap();
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM task WHERE approved = 0").await,
+        1500
+    );
+}
+contract_test!(huge_reports_are_stored);
