@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{eventually, StandInMaster};
 use masif_agent::exec::{Runner, Running};
-use masif_agent::sandbox::{FakePackage, Sandbox, Stage};
+use masif_agent::sandbox::{standard_packages, FakePackage, Sandbox, Stage};
 use masif_proto::Action;
 
 const BIN: &str = env!("CARGO_BIN_EXE_masif-agent");
@@ -152,4 +152,56 @@ async fn check_config_reports_problems_with_the_file_and_key() {
         "{}",
         out.stderr
     );
+}
+
+/// The agent upgrades a package while the host's root file system is mounted read-only (in a
+/// private mount namespace; only the test's directory stays writable): nothing outside the
+/// sandbox is written, so the host's dpkg database cannot have been touched.
+#[tokio::test]
+async fn an_upgrade_writes_nothing_outside_the_sandbox() {
+    let s = setup(&standard_packages()).await;
+    s.master
+        .approve("alpha", &[Action::Update, Action::Configure]);
+    let dir = s.dir.path().display().to_string();
+    // Exit 99 if the host were still writable: then the test would prove nothing.
+    let script = format!(
+        "mount --bind '{dir}' '{dir}' && mount -o remount,bind,ro / && \\
+         if touch /var/lib/dpkg/.masif-probe 2>/dev/null; then exit 99; fi && \\
+         exec '{BIN}' --config '{}'",
+        s.config.display()
+    );
+    let agent = Runner::default()
+        .command("/usr/bin/unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .await
+        .unwrap();
+    let socket = s.socket.clone();
+    eventually("alpha 2.0 in the sandbox", || async {
+        s.sandbox
+            .installed_version("alpha")
+            .await
+            .unwrap()
+            .as_deref()
+            == Some("2.0")
+    })
+    .await;
+    let status = masif_agent::api::query(&socket, "/v1/status")
+        .await
+        .unwrap();
+    assert!(status["last_error"].is_null(), "{status}");
+    signal(&agent, "TERM").await;
+    let exit = agent.wait().await.unwrap();
+    assert!(
+        exit.success(),
+        "{exit} (99: the host was writable; 1: no mount namespace)"
+    );
+    assert!(!std::path::Path::new("/var/lib/dpkg/.masif-probe").exists());
 }
