@@ -192,7 +192,7 @@ t, master_host, opt1, opt2, apt_config, agent_bin = sys.argv[1:]
 pki = t + "/pki"
 common = {
     "ansible_connection": "local",
-    "ansible_python_interpreter": sys.executable,
+    "ansible_python_interpreter": "/usr/bin/python3",  # Debian's, the one Ansible runs on
     "masif_upgrader_agent_master_host": master_host,
     "masif_upgrader_agent_check_interval": 600,
     "masif_upgrader_agent_report_interval": 60,
@@ -359,7 +359,7 @@ import json, sys
 t, pki, bin_dir, ui_hash = sys.argv[1:]
 host = {
     "ansible_connection": "local",
-    "ansible_python_interpreter": sys.executable,
+    "ansible_python_interpreter": "/usr/bin/python3",  # Debian's, the one Ansible runs on
     "masif_upgrader_root": t + "/ansible-root/server",
     "masif_upgrader_master_listen": "127.0.0.1:8150",
     "masif_upgrader_master_tls": {"cert": pki + "/master.crt", "key": pki + "/master.key", "ca": pki + "/ca.crt"},
