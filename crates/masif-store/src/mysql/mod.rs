@@ -85,7 +85,7 @@ impl MysqlStore {
             .map_err(|e| in_url(sql::db_error(e)))?;
         let prepared = async {
             migrate::run(&mut conn).await?;
-            isolation_level(&mut conn).await
+            check_server(&mut conn).await
         }
         .await;
         if let Err(e) = conn.disconnect().await {
@@ -125,7 +125,7 @@ pub(crate) fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
 
 /// Session settings applied to every new (or reset) connection: strict mode so nothing is
 /// truncated silently, UTC, utf8mb4, a bounded lock wait. The isolation level is added once
-/// known (see [`isolation_level`]).
+/// known (see [`check_server`]).
 pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     let mut set = vec![
         "sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
@@ -148,7 +148,7 @@ const MIN_PACKET: u64 = 4 * masif_proto::MAX_BODY_BYTES;
 /// under READ COMMITTED (error 1665): then REPEATABLE READ, which costs some gap locks but
 /// keeps the same guarantees (see `report`). Also warns about a `max_allowed_packet` too small
 /// for the largest reports.
-async fn isolation_level(conn: &mut Conn) -> Result<&'static str> {
+async fn check_server(conn: &mut Conn) -> Result<&'static str> {
     let (log_bin, format, packet): (i64, String, u64) = conn
         .query_first("SELECT @@log_bin, @@binlog_format, @@max_allowed_packet")
         .await

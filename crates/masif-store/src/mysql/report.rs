@@ -16,7 +16,7 @@
 //!   `agent_report` row, so on Galera two masters writing one agent conflict at commit (1213)
 //!   and one retries.
 //!
-//! Isolation: READ COMMITTED (session default, see `isolation_level`; REPEATABLE READ where a
+//! Isolation: READ COMMITTED (session default, see `check_server` in `mod.rs`; REPEATABLE READ where a
 //! statement-based binlog forbids it, with the same guarantees). Concurrent reports of
 //! one agent serialize on the agent row's lock (`SELECT … FOR UPDATE` by primary key, a record
 //! lock without gaps), and each reads the pending rows after getting it, so the pending set is
