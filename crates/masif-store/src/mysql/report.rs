@@ -16,9 +16,9 @@
 //!   `agent_report` row, so on Galera two masters writing one agent conflict at commit (1213)
 //!   and one retries.
 //!
-//! Isolation: READ COMMITTED (session default, see `check_server` in `mod.rs`; REPEATABLE READ where a
-//! statement-based binlog forbids it, with the same guarantees). Concurrent reports of
-//! one agent serialize on the agent row's lock (`SELECT … FOR UPDATE` by primary key, a record
+//! Isolation: READ COMMITTED (session default, see `check_server` in `mod.rs`; REPEATABLE
+//! READ where a statement-based binlog forbids it, with the same guarantees). Concurrent
+//! reports of one agent serialize on the agent row's lock (`SELECT … FOR UPDATE` by primary key, a record
 //! lock without gaps), and each reads the pending rows after getting it, so the pending set is
 //! always exactly one report's, as in a serial execution per agent. Correctness does not rest
 //! on SERIALIZABLE, which on InnoDB turns every read into a shared next-key lock: reports of
