@@ -86,6 +86,55 @@ async fn main() {
     }
     stop.send(()).ok();
     server.await.unwrap().unwrap();
+
+    // The store calls behind "Select specific agents first" and the approvals, at fleet scale.
+    let popular = masif_store::TaskKey {
+        package: PackageName::new("base-00").unwrap(),
+        action: Action::Update,
+        to_version: Some(Version::new("2.0").unwrap()),
+    };
+    let t = Instant::now();
+    let awaiting = store.agents_awaiting(&[popular.clone()]).await.unwrap();
+    println!(
+        "agents_awaiting(base-00 -> 2.0): {} agents in {:.1} ms",
+        awaiting.len(),
+        ms(t.elapsed())
+    );
+    let chosen: Vec<AgentName> = awaiting.into_iter().map(|a| a.name).collect();
+    let t = Instant::now();
+    let outcome = store
+        .approve(
+            &[popular],
+            &masif_store::ApprovalScope::Agents(chosen),
+            "bench",
+        )
+        .await
+        .unwrap();
+    println!(
+        "approve for those agents: {} approval rows, {} pending rows in {:.1} ms",
+        outcome.approvals_written,
+        outcome.pending_rows_approved,
+        ms(t.elapsed())
+    );
+    let keys: Vec<masif_store::TaskKey> = (1..10)
+        .flat_map(|n| {
+            (0..3).map(move |v| masif_store::TaskKey {
+                package: PackageName::new(format!("base-{n:02}")).unwrap(),
+                action: Action::Update,
+                to_version: Some(Version::new(format!("2.{v}")).unwrap()),
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let outcome = store
+        .approve(&keys, &masif_store::ApprovalScope::AllAgents, "bench")
+        .await
+        .unwrap();
+    println!(
+        "approve 27 rows for every agent: {} pending rows in {:.1} ms",
+        outcome.pending_rows_approved,
+        ms(t.elapsed())
+    );
     if std::env::var_os("MASIF_BENCH_KEEP").is_some() {
         println!("kept database {} (drop it by hand)", db.name());
         std::mem::forget(db);
