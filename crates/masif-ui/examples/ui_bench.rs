@@ -94,7 +94,10 @@ async fn main() {
         to_version: Some(Version::new("2.0").unwrap()),
     };
     let t = Instant::now();
-    let awaiting = store.agents_awaiting(&[popular.clone()]).await.unwrap();
+    let awaiting = store
+        .agents_awaiting(std::slice::from_ref(&popular))
+        .await
+        .unwrap();
     println!(
         "agents_awaiting(base-00 -> 2.0): {} agents in {:.1} ms",
         awaiting.len(),
