@@ -4,8 +4,9 @@
 //! * **unchanged report** (the steady state): one read-only query returning the agent's id,
 //!   stored pending-set digest, `last_seen` and number of pending rows, the ids of the reported
 //!   packages, and the approval rows that can match (agent NULL or this agent; package NULL or
-//!   a reported one: index ranges on `task (package, approved, agent)`, bounded however many
-//!   approvals for other agents pile up). If the digest of the not-approved tasks equals the
+//!   a reported one; target version NULL or a reported one: index ranges on
+//!   `task (package, approved, agent, to_version)`, bounded however many approvals for other
+//!   agents or old versions pile up). If the digest of the not-approved tasks equals the
 //!   stored one and the row count agrees, nothing is written (`last_seen` at most once per
 //!   `last_seen_interval`: one more autocommit UPDATE).
 //! * **changed report**: the snapshot query, a multi-row upsert (+ re-select) for new packages
@@ -98,11 +99,11 @@ impl Reports for MysqlStore {
             stats: &self.stats,
         };
         let now = unix_now();
-        let names: Vec<&str> = package_names(tasks);
+        let lists = Lists::of(tasks);
         let mut retry = Retry::new(self.options.max_attempts, &self.stats);
 
         let snapshot = loop {
-            match read_snapshot(&mut s, agent.as_str(), &names).await {
+            match read_snapshot(&mut s, agent.as_str(), &lists).await {
                 Ok(snapshot) => break snapshot,
                 Err(e) => retry.after(e).await?,
             }
@@ -157,7 +158,7 @@ impl Reports for MysqlStore {
                 },
             };
             agent_id = Some(id);
-            let outcome = write(&mut s, id, tasks, &package_ids, now).await;
+            let outcome = write(&mut s, id, tasks, &lists, &package_ids, now).await;
             // Unless committed, roll back: no transaction stays open on a pooled connection.
             if !matches!(outcome, Ok(Written::Done(_))) {
                 if let Err(rollback) = s.exec("ROLLBACK".to_owned()).await {
@@ -301,9 +302,49 @@ type SnapshotRow = (
     Option<String>,
 );
 
+/// The reported package names and target versions as SQL lists, built once per report.
+struct Lists {
+    /// `('a', 'b')`, `None` for an empty report.
+    names: Option<String>,
+    /// The reported package names, sorted.
+    name_list: Vec<String>,
+    /// Condition on `t.to_version` no approval that can match the report fails: NULL or one
+    /// of the reported target versions. It keeps approvals of old versions, which pile up,
+    /// out of the answer (and, with `to_version` in `task_approval`, out of row lookups).
+    to_versions: String,
+}
+
+impl Lists {
+    fn of(tasks: &TaskSet) -> Self {
+        let name_list: Vec<String> = package_names(tasks)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let names = (!name_list.is_empty()).then(|| tuple(name_list.iter().map(String::as_str)));
+        let versions: std::collections::BTreeSet<&str> = tasks
+            .iter()
+            .filter_map(|t| t.to_version().map(|v| v.as_str()))
+            .collect();
+        let to_versions = if versions.is_empty() {
+            "t.to_version IS NULL".to_owned()
+        } else {
+            format!(
+                "(t.to_version IS NULL OR t.to_version IN {})",
+                tuple(versions.iter().copied())
+            )
+        };
+        Self {
+            names,
+            name_list,
+            to_versions,
+        }
+    }
+}
+
 /// Union branches (`kind` 'p') returning the approval rows that can match a report of `who`
-/// naming the packages `names` (an SQL tuple, `None` for no packages).
-fn pattern_branches(who: &Who<'_>, names: Option<&str>) -> Vec<String> {
+/// with the names and versions in `lists`.
+fn pattern_branches(who: &Who<'_>, lists: &Lists) -> Vec<String> {
+    let to = &lists.to_versions;
     const WITH_PACKAGE: &str = "SELECT 'p', t.id, NULL, NULL, NULL, p.name, t.action, \
                                 t.from_version, t.to_version";
     const ANY_PACKAGE: &str = "SELECT 'p', t.id, NULL, NULL, NULL, NULL, t.action, \
@@ -316,22 +357,23 @@ fn pattern_branches(who: &Who<'_>, names: Option<&str>) -> Vec<String> {
         Who::Id(id) => ("", format!("t.agent = {id}")),
     };
     let mut branches = Vec::with_capacity(4);
-    if let Some(names) = names {
+    if let Some(names) = &lists.names {
         branches.push(format!(
             "{WITH_PACKAGE} FROM package p JOIN task t ON t.package = p.id \
-             WHERE p.name IN {names} AND t.approved = 1 AND t.agent IS NULL"
+             WHERE p.name IN {names} AND t.approved = 1 AND t.agent IS NULL AND {to}"
         ));
         branches.push(format!(
             "{WITH_PACKAGE} FROM package p JOIN task t ON t.package = p.id {join} \
-             WHERE p.name IN {names} AND t.approved = 1 AND {this_agent}"
+             WHERE p.name IN {names} AND t.approved = 1 AND {this_agent} AND {to}"
         ));
     }
     branches.push(format!(
-        "{ANY_PACKAGE} FROM task t WHERE t.package IS NULL AND t.approved = 1 AND t.agent IS NULL"
+        "{ANY_PACKAGE} FROM task t WHERE t.package IS NULL AND t.approved = 1 \
+         AND t.agent IS NULL AND {to}"
     ));
     branches.push(format!(
         "{ANY_PACKAGE} FROM task t {join} WHERE t.package IS NULL AND t.approved = 1 \
-         AND {this_agent}"
+         AND {this_agent} AND {to}"
     ));
     branches
 }
@@ -355,8 +397,7 @@ fn decode<T: FromRow>(rows: Vec<Row>) -> DbResult<Vec<T>> {
 }
 
 /// The one read-only round trip every report starts with.
-async fn read_snapshot(s: &mut Session<'_>, agent: &str, names: &[&str]) -> DbResult<Snapshot> {
-    let names_sql = (!names.is_empty()).then(|| tuple(names.iter().copied()));
+async fn read_snapshot(s: &mut Session<'_>, agent: &str, lists: &Lists) -> DbResult<Snapshot> {
     let mut branches = vec![format!(
         "SELECT 'a', a.id, r.pending_hash, r.last_seen, \
            (SELECT COUNT(*) FROM task c WHERE c.agent = a.id AND c.approved = 0), \
@@ -364,13 +405,13 @@ async fn read_snapshot(s: &mut Session<'_>, agent: &str, names: &[&str]) -> DbRe
          FROM agent a LEFT JOIN agent_report r ON r.agent = a.id WHERE a.name = {}",
         lit(agent)
     )];
-    if let Some(names) = &names_sql {
+    if let Some(names) = &lists.names {
         branches.push(format!(
             "SELECT 'k', id, NULL, NULL, NULL, name, NULL, NULL, NULL \
              FROM package WHERE name IN {names}"
         ));
     }
-    branches.extend(pattern_branches(&Who::Name(agent), names_sql.as_deref()));
+    branches.extend(pattern_branches(&Who::Name(agent), lists));
     let rows: Vec<SnapshotRow> = decode(s.rows(branches.join(" UNION ALL ")).await?)?;
     let mut snapshot = Snapshot {
         agent: None,
@@ -462,17 +503,17 @@ async fn write(
     s: &mut Session<'_>,
     agent_id: u64,
     tasks: &TaskSet,
+    lists: &Lists,
     package_ids: &HashMap<String, u64>,
     now: i64,
 ) -> DbResult<Written> {
     // Round trip 1: begin, lock the agent row, read its pending rows and the approvals, and
     // share-lock the package rows the new pending rows will name (a concurrent reset deleting
     // them waits for the commit instead of leaving rows that name no package).
-    let names = package_names(tasks);
-    let names_sql = (!names.is_empty()).then(|| tuple(names.iter().copied()));
-    let known_ids: Vec<u64> = names
+    let known_ids: Vec<u64> = lists
+        .name_list
         .iter()
-        .filter_map(|n| package_ids.get(*n).copied())
+        .filter_map(|n| package_ids.get(n).copied())
         .collect();
     let packages_sql = if known_ids.is_empty() {
         "SELECT id FROM package WHERE FALSE".to_owned()
@@ -482,8 +523,7 @@ async fn write(
             tuple(known_ids.iter().copied())
         )
     };
-    let patterns_sql =
-        pattern_branches(&Who::Id(agent_id), names_sql.as_deref()).join(" UNION ALL ");
+    let patterns_sql = pattern_branches(&Who::Id(agent_id), lists).join(" UNION ALL ");
     s.conn.reset_connection(true); // a dropped future must not leave this transaction open
     Stats::bump(&s.stats.round_trips);
     let mut result = s

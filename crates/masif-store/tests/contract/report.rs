@@ -603,3 +603,51 @@ async fn huge_reports_are_stored(db: TestStore) {
     );
 }
 contract_test!(huge_reports_are_stored);
+
+/// Approvals of every version ever approved pile up (the original never deletes them): only
+/// the ones for the reported target versions, or for any version, apply.
+async fn approvals_of_other_versions_do_not_apply(db: TestStore) {
+    for v in 0..50 {
+        approve_raw(
+            &db,
+            None,
+            Some("perl"),
+            Some("update"),
+            None,
+            Some(&format!("5.{v}")),
+        )
+        .await;
+    }
+    approve_raw(&db, Some("host"), Some("bash"), None, None, Some("4.0")).await;
+    let me = agent("host");
+    let newer = update("perl", "5.49", "5.50");
+    let bash = update("bash", "5.0", "5.1");
+    let purge = task("bash-old", Action::Purge, Some("1"), None);
+    let approved = db
+        .store
+        .report(&me, &set([newer.clone(), bash.clone(), purge.clone()]))
+        .await
+        .unwrap();
+    assert!(approved.is_empty(), "{approved:?}");
+    let older = update("perl", "5.48", "5.49");
+    let approved = db
+        .store
+        .report(&me, &set([older.clone(), purge.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(approved, set([older]));
+    // A pattern without target version still covers tasks without one.
+    approve_raw(&db, None, Some("bash-old"), None, None, None).await;
+    let approved = db.store.report(&me, &set([purge.clone()])).await.unwrap();
+    assert_eq!(approved, set([purge]));
+    // And one with a target version never covers a task without one.
+    let remove = task("gone", Action::Remove, Some("1"), None);
+    approve_raw(&db, None, Some("gone"), None, None, Some("1")).await;
+    assert!(db
+        .store
+        .report(&me, &set([remove]))
+        .await
+        .unwrap()
+        .is_empty());
+}
+contract_test!(approvals_of_other_versions_do_not_apply);
