@@ -1,4 +1,4 @@
-//! The agent loop: plan, report what waits for approval, merge approvals, upgrade only
+//! The agent loop: plan, report the plan and learn what is approved, upgrade only
 //! packages whose whole single-package plan is approved (smallest first, re-planning after
 //! every run), retry failures after the retry interval, wait out a busy lock, and stop
 //! promptly, except while apt/dpkg runs.
@@ -25,14 +25,14 @@ use crate::{Error, Result};
 /// Who the pending tasks are reported to: the master, or a stand-in in tests.
 #[async_trait]
 pub trait Reporter: Send + Sync {
-    /// Reports `pending` and returns the approved subset.
-    async fn report(&self, pending: &TaskSet) -> std::result::Result<TaskSet, MasterError>;
+    /// Reports the planned `tasks` and returns the subset approved for this agent.
+    async fn report(&self, tasks: &TaskSet) -> std::result::Result<TaskSet, MasterError>;
 }
 
 #[async_trait]
 impl Reporter for MasterClient {
-    async fn report(&self, pending: &TaskSet) -> std::result::Result<TaskSet, MasterError> {
-        MasterClient::report(self, pending).await
+    async fn report(&self, tasks: &TaskSet) -> std::result::Result<TaskSet, MasterError> {
+        MasterClient::report(self, tasks).await
     }
 }
 
@@ -246,30 +246,32 @@ impl Agent {
             .cloned()
             .collect();
         st.approved.retain(|t| known.contains(t));
-        let pending: TaskSet = known.difference(&st.approved).cloned().collect();
-
-        if !pending.is_empty() || st.last_reported.as_ref() != Some(&pending) {
+        // Every task is reported, approved ones too: the answer is the authoritative set of
+        // approvals, so one revoked in the UI stops counting at the next report. (The
+        // original reported only tasks not yet known to be approved and could never learn
+        // of a revocation.) The master stores the same pending set either way.
+        if !known.is_empty() || st.last_reported.as_ref() != Some(&known) {
             self.monitor.set_activity(Activity::Reporting);
-            match stop.race(self.master.report(&pending)).await {
+            match stop.race(self.master.report(&known)).await {
                 None => {
                     out.stopped = true;
                     return Ok(out);
                 }
                 Some(Ok(approved)) => {
-                    let new: Vec<_> = approved
-                        .into_iter()
-                        .filter(|t| pending.contains(t))
-                        .collect();
-                    tracing::info!(
-                        pending = pending.len(),
-                        approved = new.len(),
-                        "reported to the master"
-                    );
-                    st.approved.extend(new);
-                    st.last_reported = Some(pending.clone());
-                    self.monitor.report_attempted(true, pending.len());
+                    let approved: TaskSet =
+                        approved.into_iter().filter(|t| known.contains(t)).collect();
+                    let revoked = st.approved.difference(&approved).count();
+                    if revoked > 0 {
+                        tracing::warn!(revoked, "approvals withdrawn by the master");
+                    }
+                    let pending = known.len() - approved.len();
+                    tracing::info!(pending, approved = approved.len(), "reported to the master");
+                    st.approved = approved;
+                    st.last_reported = Some(known.clone());
+                    self.monitor.report_attempted(true, pending);
                 }
                 Some(Err(e)) => {
+                    // Approvals known from the last answer stay valid until the next one.
                     let message = format!("report: {e}");
                     tracing::warn!(error = %message, "report failed; retrying later");
                     self.monitor.report_attempted(false, 0);
@@ -545,7 +547,10 @@ mod tests {
         let reports = master.reports.lock().unwrap().clone();
         assert_eq!(reports[0], [t("Inst omega [1] (2 S)")].into());
         // The install appeared in a report (and so got approved) before omega ran.
-        assert_eq!(reports[1], [t("Inst x (1 S)")].into());
+        assert_eq!(
+            reports[1],
+            [t("Inst omega [1] (2 S)"), t("Inst x (1 S)")].into()
+        );
         assert_eq!(
             reports.last().unwrap(),
             &TaskSet::new(),

@@ -31,6 +31,10 @@ impl FakeMaster {
         }
     }
 
+    fn revoke(&self, package: &str) {
+        self.approvals.lock().unwrap().retain(|(p, _)| p != package);
+    }
+
     fn last_report(&self) -> Option<TaskSet> {
         self.reports.lock().unwrap().last().cloned()
     }
@@ -149,7 +153,7 @@ async fn only_approved_packages_are_upgraded() {
         assert_eq!(r.version(name).await.as_deref(), Some(version), "{name}");
     }
     assert_eq!(r.version("gamma").await, None);
-    // The first report held all 11 tasks; alpha's are no longer pending.
+    // The first report held all 11 tasks; alpha's are gone once it is upgraded.
     let first = r.master.reports.lock().unwrap()[0].clone();
     assert_eq!(first.len(), 11);
     let last = r.master.last_report().unwrap();
@@ -158,6 +162,7 @@ async fn only_approved_packages_are_upgraded() {
         "{last:?}"
     );
     assert_eq!(last.len(), 9);
+    assert_eq!(r.monitor.status().pending_tasks, 9);
     let status = r.monitor.status();
     assert!(status.last_report.is_some());
     assert_eq!(status.upgrades_done, 1);
@@ -326,4 +331,20 @@ async fn with_retry_zero_the_first_failure_ends_the_agent() {
     result.expect("agent ended");
     let err = r.stop().await.unwrap_err().to_string();
     assert!(err.contains("giving up") && err.contains("zeta"), "{err}");
+}
+
+#[tokio::test]
+async fn a_revoked_approval_stops_counting_at_the_next_report() {
+    let r = start(&standard_packages(), 2, |m| m.approve("beta", UPDATE)).await;
+    cycles(&r, 2).await;
+    assert_eq!(r.monitor.status().approved_tasks, 2);
+    r.master.revoke("beta");
+    cycles(&r, 2).await;
+    assert_eq!(r.monitor.status().approved_tasks, 0);
+    // gamma's approval alone must not let the formerly approved beta through.
+    r.master.approve("gamma", INSTALL);
+    cycles(&r, 3).await;
+    assert_eq!(r.version("beta").await.as_deref(), Some("1.0"));
+    assert_eq!(r.version("gamma").await, None);
+    r.stop().await.unwrap();
 }

@@ -2,7 +2,7 @@
 //! apt-get/dpkg in sandbox roots, the real master over mutual TLS with certificates made here,
 //! and the real MariaDB, with approvals written the way the UI writes them
 //! (`masif_store::Admin::approve`). Cases (a)–(g) of issue 3, plus a master certificate that
-//! does not match `master.cn`.
+//! does not match `master.cn` and an approval revoked in the UI.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use masif_pki::ephemeral::{EphemeralCa, Usage};
 use masif_pki::TlsFiles;
 use masif_proto::{Action, AgentName, PackageName, Version};
 use masif_store::testing::TestDatabase;
-use masif_store::{ApprovalScope, Store, TaskKey};
+use masif_store::{ApprovalScope, Page, Store, TaskKey};
 use tokio::sync::oneshot;
 
 const MASTER_CN: &str = "master.e2e.test";
@@ -523,6 +523,39 @@ async fn a_master_certificate_not_matching_master_cn_is_refused_clearly() {
     })
     .await;
     assert!(world.pending("agent-h.e2e.test").await.is_empty());
+    agent.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn an_approval_revoked_in_the_ui_is_no_longer_acted_on() {
+    let world = World::start().await;
+    let agent = TestAgent::start(&world, "agent-r.e2e.test").await;
+    world.approve_update("beta", "2.0").await;
+    agent.cycles(2).await;
+    assert_eq!(agent.status().await["approved_tasks"], 2);
+    let approvals = world.store.approvals(Page::default()).await.unwrap();
+    for a in approvals.rows {
+        assert!(world.store.revoke(a.id, "e2e-admin").await.unwrap());
+    }
+    agent.cycles(2).await;
+    assert_eq!(agent.status().await["approved_tasks"], 0);
+    // Approving gamma now must not let the revoked beta through.
+    world
+        .approve(
+            "gamma",
+            &[
+                (Action::Install, Some("1.0")),
+                (Action::Configure, Some("1.0")),
+            ],
+            ApprovalScope::AllAgents,
+        )
+        .await;
+    agent.cycles(3).await;
+    assert_eq!(agent.version("beta").await.as_deref(), Some("1.0"));
+    assert_eq!(agent.version("gamma").await, None);
+    world.approve_update("beta", "2.0").await;
+    agent.wait_version("beta", "2.0").await;
     agent.stop().await;
     world.stop().await;
 }
