@@ -143,6 +143,7 @@ class { 'masif_upgrader::agent':
   install         => 'binary',
   binary_source   => '$agent_bin',
   manage_service  => false,
+  certificate_check => true,
 }
 EOF
 }
@@ -163,12 +164,14 @@ cmp -s "$agent_bin" "$proot/usr/local/bin/masif-agent" || fail "puppet did not c
 grep -qx 'ExecStart=/usr/local/bin/masif-agent --config /etc/masif-upgrader/agent.yml' \
   "$proot/etc/systemd/system/masif-upgrader-agent.service" || fail "puppet's unit does not run the copied binary"
 cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-files.puppet.yml"
+cp "$proot/etc/masif-upgrader/pki-check-agent.conf" "$T/pki-files.puppet.conf"
 log "puppet apply --noop --show_diff of a change (Puppet discovery instead of files):"
 puppet_apply "$T/agent-puppet.pp" --noop --show_diff || fail "puppet apply --noop of a change failed"
 grep -q '^+tls: { discover: "puppet"' "$T/puppet.out" || fail "the noop diff does not show the new tls line"
 rc=0; puppet_apply "$T/agent-puppet.pp" || rc=$?
 [ "$rc" = 2 ] || fail "puppet apply of the change: exit code $rc, expected 2"
 cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-puppet.puppet.yml"
+cp "$proot/etc/masif-upgrader/pki-check-agent.conf" "$T/pki-puppet.puppet.conf"
 
 # --- 3. Ansible ----------------------------------------------------------------------------
 export ANSIBLE_CONFIG=$repo/ansible/ansible.cfg ANSIBLE_ROLES_PATH=$repo/ansible/roles
@@ -205,6 +208,7 @@ common = {
     "masif_upgrader_agent_install": "binary",
     "masif_upgrader_agent_binary_src": agent_bin,
     "masif_upgrader_agent_manage_service": False,
+    "masif_upgrader_agent_certificate_check": True,
 }
 tls = {
     "files": {"masif_upgrader_agent_tls": {"cert": pki + "/agent.crt", "key": pki + "/agent.key", "ca": pki + "/ca.crt"}},
@@ -285,6 +289,16 @@ for v in files puppet; do
   diff -u <(grep -v '^#' "$T/agent-$v.puppet.yml") <(grep -v '^#' "$a/$v/etc/masif-upgrader/agent.yml") >&2 ||
     fail "Puppet and Ansible wrote different agent.yml ($v)"
 done
+log "Puppet and Ansible write the same certificate check arguments, and masif-pki accepts them"
+for v in files puppet; do
+  diff -u <(grep -v '^#' "$T/pki-$v.puppet.conf") <(grep -v '^#' "$a/$v/etc/masif-upgrader/pki-check-agent.conf") >&2 ||
+    fail "Puppet and Ansible wrote different pki-check-agent.conf ($v)"
+  # An EnvironmentFile, not shell: systemd splits the unbraced $MASIF_PKI_CHECK_ARGS on spaces.
+  args=$(sed -n 's/^MASIF_PKI_CHECK_ARGS=//p' "$T/pki-$v.puppet.conf")
+  "$bin_dir/masif-pki" check --role agent $args >&2 ||
+    fail "masif-pki check with the arguments in pki-check-agent.conf ($v) did not report OK"
+done
+
 log "masif-agent --check-config"
 for f in "$T/agent-files.puppet.yml" "$T/agent-puppet.puppet.yml" "$a/files/etc/masif-upgrader/agent.yml" \
   "$a/puppet/etc/masif-upgrader/agent.yml"; do
@@ -334,6 +348,7 @@ class { 'masif_upgrader::master':
   install        => 'binary',
   binary_source  => '$bin_dir/masif-master',
   manage_service => false,
+  certificate_check => true,
 }
 class { 'masif_upgrader::ui':
   listen         => '[::1]:8151',
@@ -368,6 +383,7 @@ host = {
     "masif_upgrader_master_install": "binary",
     "masif_upgrader_master_binary_src": bin_dir + "/masif-master",
     "masif_upgrader_master_manage_service": False,
+    "masif_upgrader_master_certificate_check": True,
     "masif_upgrader_ui_listen": "[::1]:8151",
     "masif_upgrader_ui_users": {"admin": ui_hash},
     "masif_upgrader_ui_trusted_header": {"name": "X-Remote-User", "from": ["127.0.0.1", "::1"]},
@@ -406,7 +422,7 @@ PY
 {"masif_upgrader_master_tls": {"discover": "puppet", "crl": "/x"}}|masif_upgrader_master_tls must be
 CASES
 
-  for f in master.yml ui.yml; do
+  for f in master.yml ui.yml pki-check-master.conf; do
     diff -u <(grep -v '^#' "$sroot/etc/masif-upgrader/$f") <(grep -v '^#' "$a/server/etc/masif-upgrader/$f") >&2 ||
       fail "Puppet and Ansible wrote different $f"
   done
@@ -422,6 +438,12 @@ CASES
   cat "$sroot/etc/masif-upgrader/master.yml" "$sroot/etc/masif-upgrader/ui.yml" >&2
   "$bin_dir/masif-master" --check-config --config "$sroot/etc/masif-upgrader/master.yml" >&2 ||
     fail "masif-master --check-config rejected the master.yml Puppet wrote"
+  grep -qx "MASIF_PKI_CHECK_ARGS=--cert=$pki/master.crt --key=$pki/master.key --ca=$pki/ca.crt --user=masif-master" \
+    "$sroot/etc/masif-upgrader/pki-check-master.conf" || fail "unexpected pki-check-master.conf"
+  chgrp "$(gid masif-master)" "$pki/master.key" # as the packages' users would have it
+  args=$(sed -n 's/^MASIF_PKI_CHECK_ARGS=//p' "$sroot/etc/masif-upgrader/pki-check-master.conf")
+  in_ns "$bin_dir/masif-pki" check --role master --name masif.example.com $args >&2 ||
+    fail "masif-pki check with the arguments in pki-check-master.conf did not report OK"
   # The password file is named by its path on the target: point it into the scratch root.
   sed "s|^  htpasswd: \"/|  htpasswd: \"$sroot/|" "$sroot/etc/masif-upgrader/ui.yml" >"$T/ui-check.yml"
   "$bin_dir/masif-ui" --check-config --config "$T/ui-check.yml" >&2 ||

@@ -48,6 +48,9 @@
 #   Whether to manage masif-upgrader-agent.service.
 # @param service_ensure
 #   `running` or `stopped`.
+# @param certificate_check
+#   Whether to check the certificate daily with masif-pki (masif-pki-check@agent.timer,
+#   arguments from the tls setting).
 # @param service_enable
 #   Whether the agent starts at boot.
 class masif_upgrader::agent (
@@ -70,6 +73,7 @@ class masif_upgrader::agent (
   Boolean $manage_service = true,
   Enum['running', 'stopped'] $service_ensure = 'running',
   Boolean $service_enable = true,
+  Boolean $certificate_check = false,
 ) {
   $cn = $master_cn ? {
     undef   => regsubst($master_host, /:\d+\z/, ''),
@@ -99,5 +103,14 @@ class masif_upgrader::agent (
     manage_service       => $manage_service,
     service_ensure       => $service_ensure,
     service_enable       => $service_enable,
+  }
+
+  if $certificate_check {
+    masif_upgrader::certificate_check { 'agent':
+      tls             => $tls,
+      user            => undef,
+      install_package => $install == 'package',
+      manage_service  => $manage_service,
+    }
   }
 }

@@ -32,6 +32,9 @@
 #   Whether to manage masif-upgrader-master.service.
 # @param service_ensure
 #   `running` or `stopped`.
+# @param certificate_check
+#   Whether to check the certificate daily with masif-pki (masif-pki-check@master.timer,
+#   arguments from the tls setting).
 # @param service_enable
 #   Whether the master starts at boot.
 class masif_upgrader::master (
@@ -46,6 +49,7 @@ class masif_upgrader::master (
   Boolean $manage_service = true,
   Enum['running', 'stopped'] $service_ensure = 'running',
   Boolean $service_enable = true,
+  Boolean $certificate_check = false,
 ) {
   masif_upgrader::component { 'master':
     config               => Sensitive(epp('masif_upgrader/master.yml.epp', {
@@ -62,5 +66,14 @@ class masif_upgrader::master (
     manage_service       => $manage_service,
     service_ensure       => $service_ensure,
     service_enable       => $service_enable,
+  }
+
+  if $certificate_check {
+    masif_upgrader::certificate_check { 'master':
+      tls             => $tls,
+      user            => 'masif-master',
+      install_package => $install == 'package',
+      manage_service  => $manage_service,
+    }
   }
 }

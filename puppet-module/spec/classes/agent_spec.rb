@@ -94,6 +94,32 @@ describe 'masif_upgrader::agent' do
     end
   end
 
+  context 'with the daily certificate check' do
+    let(:params) do
+      { 'master_host' => 'masif.example.com:8150', 'certificate_check' => true,
+        'tls' => { 'discover' => 'puppet', 'name' => 'agent01.example.com' } }
+    end
+
+    it { is_expected.to compile.with_all_deps }
+    it { is_expected.to contain_package('masif-pki') }
+
+    it 'checks the certificate the agent uses' do
+      is_expected.to contain_file('/etc/masif-upgrader/pki-check-agent.conf')
+        .with_content(%r{^MASIF_PKI_CHECK_ARGS=--source=puppet --name=agent01.example.com$})
+    end
+
+    it { is_expected.to contain_service('masif-pki-check@agent.timer').with(ensure: 'running', enable: true) }
+  end
+
+  context 'with the certificate check of a path with a space' do
+    let(:params) do
+      { 'master_host' => 'masif.example.com:8150', 'certificate_check' => true,
+        'tls' => { 'cert' => '/etc/my certs/a.pem', 'key' => '/k', 'ca' => '/c' } }
+    end
+
+    it { is_expected.to compile.and_raise_error(%r{white space}) }
+  end
+
   context 'installed from a binary' do
     let(:params) do
       { 'master_host' => 'masif.example.com:8150', 'install' => 'binary',

@@ -41,6 +41,25 @@ describe 'masif_upgrader::master' do
     it { is_expected.to contain_file(dropin).with_ensure('absent') }
   end
 
+  context 'with the daily certificate check, next to an agent that has one too' do
+    let(:pre_condition) { "class { 'masif_upgrader::agent': master_host => 'm.example.com:8150', certificate_check => true }" }
+    let(:params) do
+      { 'certificate_check' => true,
+        'tls' => { 'cert' => '/etc/ssl/m.pem', 'key' => '/etc/ssl/m.key', 'ca' => '/etc/ssl/ca.pem', 'crl' => '/etc/ssl/crl.pem' } }
+    end
+
+    it { is_expected.to compile.with_all_deps }
+
+    it 'checks the files, readable by the service user' do
+      is_expected.to contain_file('/etc/masif-upgrader/pki-check-master.conf').with_content(
+        %r{^MASIF_PKI_CHECK_ARGS=--cert=/etc/ssl/m.pem --key=/etc/ssl/m.key --ca=/etc/ssl/ca.pem --crl=/etc/ssl/crl.pem --user=masif-master$},
+      )
+    end
+
+    it { is_expected.to contain_service('masif-pki-check@master.timer') }
+    it { is_expected.to contain_service('masif-pki-check@agent.timer') }
+  end
+
   context 'installed from a binary' do
     let(:params) { { 'install' => 'binary', 'binary_source' => '/srv/build/masif-master' } }
 
