@@ -554,3 +554,25 @@ async fn a_reset_racing_a_report_leaves_no_dangling_rows() {
     })
     .await;
 }
+
+/// A database whose tables are not the original's fails the migration that trips over them,
+/// with an error naming it; the migrations before it stay recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_schema_fails_with_the_migration_named() {
+    run_mysql_scratch(|scratch| async move {
+        let mut conn = raw(&scratch).await;
+        conn.query_drop("CREATE TABLE task (agent BIGINT, note TEXT)")
+            .await
+            .unwrap();
+        let err = MysqlStore::connect_with(&scratch.url(""), test_options())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Migration { version: 5, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("Unknown column"), "{err}");
+        assert_eq!(versions(&mut conn).await, vec![1, 2, 3, 4]);
+    })
+    .await;
+}
