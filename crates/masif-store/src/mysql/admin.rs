@@ -156,7 +156,9 @@ impl Admin for MysqlStore {
 
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
         let mut conn = self.conn().await?;
-        let packages = package_ids(&mut conn, keys).await.map_err(db_error)?;
+        let packages = package_ids(&mut conn, keys, false)
+            .await
+            .map_err(db_error)?;
         let conditions: Vec<String> = keys
             .iter()
             .filter_map(|k| {
@@ -465,18 +467,21 @@ fn pending_source(filter: &PendingFilter) -> (String, String) {
     (from, conds.join(" AND "))
 }
 
-/// Ids of the packages named by `keys` that exist.
+/// Ids of the packages named by `keys` that exist; with `lock`, share-locked until the
+/// transaction ends (a concurrent reset cannot delete them under an approval).
 async fn package_ids(
     conn: &mut Conn,
     keys: &[TaskKey],
+    lock: bool,
 ) -> mysql_async::Result<HashMap<String, u64>> {
+    let lock = if lock { " LOCK IN SHARE MODE" } else { "" };
     let names: BTreeSet<&str> = keys.iter().map(|k| k.package.as_str()).collect();
     let names: Vec<&str> = names.into_iter().collect();
     let mut ids = HashMap::new();
     for chunk in names.chunks(BATCH) {
         let rows: Vec<(u64, String)> = conn
             .query(format!(
-                "SELECT id, name FROM package WHERE name IN {}",
+                "SELECT id, name FROM package WHERE name IN {}{lock}",
                 tuple(chunk.iter().copied())
             ))
             .await?;
@@ -503,7 +508,7 @@ async fn approve_once(
     conn.query_drop("START TRANSACTION").await?;
     let now = unix_now();
     // Approving a package no agent has reported yet is allowed (it covers later reports).
-    let mut packages = package_ids(conn, keys).await?;
+    let mut packages = package_ids(conn, keys, true).await?;
     let missing: Vec<&str> = keys
         .iter()
         .map(|k| k.package.as_str())
@@ -520,7 +525,7 @@ async fn approve_once(
             ))
             .await?;
         }
-        packages = package_ids(conn, keys).await?;
+        packages = package_ids(conn, keys, true).await?;
     }
     // `None`: every agent (agent NULL).
     let (targets, target_label): (Vec<Option<u64>>, String) = match scope {
@@ -532,7 +537,7 @@ async fn approve_once(
             for chunk in list.chunks(BATCH) {
                 let rows: Vec<(u64, String)> = conn
                     .query(format!(
-                        "SELECT id, name FROM agent WHERE name IN {}",
+                        "SELECT id, name FROM agent WHERE name IN {} LOCK IN SHARE MODE",
                         tuple(chunk.iter().copied())
                     ))
                     .await?;
@@ -554,7 +559,12 @@ async fn approve_once(
     };
     let mut described = Vec::new();
     for key in keys {
-        let package = packages[key.package.as_str()];
+        let Some(&package) = packages.get(key.package.as_str()) else {
+            return Err(Failure::Store(StoreError::Database(format!(
+                "package {} vanished during the approval",
+                key.package
+            ))));
+        };
         let this_key = key_condition(package, key);
         // The pending rows this approval covers.
         for chunk in chunks_or_all(&agent_ids) {
