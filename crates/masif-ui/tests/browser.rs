@@ -288,16 +288,37 @@ async fn log_in_see_counts_approve_two_rows_and_hostile_data_is_text() {
     assert_eq!(checked.len(), 6);
     s.click("button[data-invert]").await;
 
-    // Tick two rows and approve them for every agent.
+    // Live counts: another agent reports perl 5.2; the page updates its counts in place and
+    // keeps what was ticked (the script's timer is replaced by a direct call here).
     s.tick(&key_value("perl", "update", Some("5.2"))).await;
+    s.fx.report("web-3", vec![update("perl", "5.1", "5.2")])
+        .await;
+    let refreshed = s
+        .browser
+        .execute("return window.masifRefreshCounts()", vec![])
+        .await
+        .unwrap();
+    assert_eq!(refreshed, serde_json::Value::Bool(true));
+    let perl = s.browser.find(Locator::Css("tr.package")).await.unwrap();
+    assert!(perl.text().await.unwrap().ends_with("4 agent(s)"));
+    let status = s.browser.find(Locator::Css("#live-status")).await.unwrap();
+    assert!(status.text().await.unwrap().starts_with("Counts updated"));
+    let ticked = s
+        .browser
+        .find_all(Locator::Css("input[name=key]:checked"))
+        .await
+        .unwrap();
+    assert_eq!(ticked.len(), 1);
+
+    // Tick a second row and approve both for every agent.
     s.tick(&key_value("libc6", "update", Some("2.36-2"))).await;
     s.navigate("button[value=approve]").await;
     assert!(
-        s.path().await.starts_with("/?approved=4"),
+        s.path().await.starts_with("/?approved=5"),
         "{}",
         s.path().await
     );
-    assert!(s.source().await.contains("Approved 4 pending task(s)"));
+    assert!(s.source().await.contains("Approved 5 pending task(s)"));
     let rows =
         s.fx.rows(
             "SELECT t.agent, p.name, t.from_version, t.to_version, ap.approved_by \
