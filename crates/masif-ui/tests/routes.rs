@@ -441,6 +441,21 @@ async fn approvals_can_be_revoked_and_reset_needs_confirmation() {
     let r = ui.get("/approvals", &session).await;
     assert!(r.body.contains("every agent") && r.body.contains(USER));
     let id = ui.fx.count("SELECT id FROM task WHERE approved = 1").await;
+    // An approval row as the original UI could leave it: wildcards everywhere, no who/when.
+    ui.fx
+        .db
+        .execute(
+            "INSERT INTO task (agent, package, from_version, to_version, action, approved) \
+             VALUES (NULL, NULL, NULL, NULL, NULL, 1)",
+        )
+        .await;
+    let r = ui.get("/approvals", &session).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("any package") && r.body.contains("unknown"));
+    ui.fx
+        .db
+        .execute("DELETE FROM task WHERE approved = 1 AND package IS NULL")
+        .await;
     let r = ui.post("/revoke", &session, &format!("id={id}")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = ui
