@@ -266,13 +266,14 @@ log: {{ level: debug }}
     }
 }
 
-/// Polls `check` until it holds (a deadline against hangs, not a timing assertion).
+/// Polls `check` until it holds (a generous deadline against hangs under load, not a
+/// timing assertion).
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..600 {
+    for _ in 0..1800 {
         if check().await {
             return;
         }
