@@ -91,6 +91,7 @@ pub fn routes(
         .recover(move |r| pages::reject::recover(recover_app.clone(), r))
         .unify()
         .with(warp::reply::with::headers(security_headers()))
+        .with(warp::trace::request())
         .map(warp::Reply::into_response);
     Ok(routes)
 }
