@@ -67,6 +67,8 @@ async fn main() {
         "/agents?page=50",
         "/agents?name=host-09",
         &one_agent,
+        "/approvals",
+        "/audit",
     ] {
         let mut times = Vec::new();
         let mut bytes = 0;
@@ -136,6 +138,14 @@ async fn main() {
     println!(
         "approve 27 rows for every agent: {} pending rows in {:.1} ms",
         outcome.pending_rows_approved,
+        ms(t.elapsed())
+    );
+    let t = Instant::now();
+    let approvals = store.approvals(masif_store::Page::default()).await.unwrap();
+    println!(
+        "approvals page after that: {} of {} rows in {:.1} ms",
+        approvals.rows.len(),
+        approvals.total,
         ms(t.elapsed())
     );
     if std::env::var_os("MASIF_BENCH_KEEP").is_some() {
