@@ -359,6 +359,35 @@ async fn main() {
     };
     suite(&subject, &server, &db, agents, tasks, concurrency).await;
     drop(subject);
+    // Agents report every few minutes, so in production an unchanged report usually finds
+    // last_seen due: the read plus one single-row UPDATE.
+    let due = Arc::new(
+        MysqlStore::connect_with(
+            &format!("{server_url}/{db}"),
+            MysqlOptions {
+                last_seen_interval: Duration::ZERO,
+                ..options.clone()
+            },
+        )
+        .await
+        .expect("connecting"),
+    );
+    let counters = due.clone();
+    let subject = Subject {
+        reports: due,
+        stats: Arc::new(move || counters.stats()),
+    };
+    phase(
+        "unchanged, last_seen due",
+        &subject,
+        &server,
+        agents,
+        concurrency,
+        move |j| (agent_name(j), report_of(j, tasks, 1)),
+    )
+    .await
+    .print();
+    drop(subject);
     drop_database(&server, &db).await;
 
     if original_agents > 0 {
