@@ -54,8 +54,9 @@ struct State {
     /// Per candidate package, the tasks of its single-package plan missing from the full
     /// plan: reported too, or a package needing them could never be approved.
     extra: BTreeMap<PackageName, TaskSet>,
-    /// The pending set of the last successful report.
+    /// The tasks of the last successful report, and when it was.
     last_reported: Option<TaskSet>,
+    last_report_at: Option<Instant>,
     failures: Failures,
 }
 
@@ -64,6 +65,8 @@ struct State {
 struct Cycle {
     stopped: bool,
     remaining: bool,
+    /// The package whose upgrade found the package manager's lock held.
+    busy: Option<PackageName>,
     report_failed: Option<String>,
     upgrade_failed: Option<String>,
 }
@@ -181,6 +184,17 @@ impl Agent {
                     return Err(Error::GaveUp(m));
                 }
             }
+            if let Some(package) = &cycle.busy {
+                // Another apt/dpkg holds the lock: look again soon (reporting at the usual
+                // pace meanwhile, so approvals and revocations still arrive).
+                self.monitor.set_activity(Activity::WaitingForLock {
+                    package: package.to_string(),
+                });
+                if stop.sleep(self.busy_wait()).await {
+                    break;
+                }
+                continue;
+            }
             let wait = if cycle.report_failed.is_some() {
                 self.intervals.retry
             } else if cycle.remaining {
@@ -205,6 +219,13 @@ impl Agent {
         }
         self.stopping();
         Ok(())
+    }
+
+    /// How long to wait before trying again when the lock is held.
+    fn busy_wait(&self) -> Duration {
+        self.intervals
+            .retry
+            .clamp(Duration::from_secs(1), Duration::from_secs(10))
     }
 
     fn stopping(&self) {
@@ -250,7 +271,12 @@ impl Agent {
         // approvals, so one revoked in the UI stops counting at the next report. (The
         // original reported only tasks not yet known to be approved and could never learn
         // of a revocation.) The master stores the same pending set either way.
-        if !known.is_empty() || st.last_reported.as_ref() != Some(&known) {
+        // Report when the plan changed, else at most every half report interval (cycles
+        // come faster while a lock is waited out or a failed package is retried).
+        let due = st
+            .last_report_at
+            .is_none_or(|t| t.elapsed() >= self.intervals.report / 2);
+        if st.last_reported.as_ref() != Some(&known) || (!known.is_empty() && due) {
             self.monitor.set_activity(Activity::Reporting);
             match stop.race(self.master.report(&known)).await {
                 None => {
@@ -268,6 +294,7 @@ impl Agent {
                     tracing::info!(pending, approved = approved.len(), "reported to the master");
                     st.approved = approved;
                     st.last_reported = Some(known.clone());
+                    st.last_report_at = Some(Instant::now());
                     self.monitor.report_attempted(true, pending);
                 }
                 Some(Err(e)) => {
@@ -338,15 +365,8 @@ impl Agent {
             let (package, plan) = (package.clone(), plan.clone());
             match self.upgrade(st, &package, &plan, &mut full).await? {
                 Upgrade::Busy => {
-                    let wait = self
-                        .intervals
-                        .retry
-                        .clamp(Duration::from_secs(1), Duration::from_secs(10));
-                    if stop.sleep(wait).await {
-                        out.stopped = true;
-                        return Ok(out);
-                    }
-                    full = self.plan_full().await?.tasks();
+                    out.busy = Some(package);
+                    break;
                 }
                 Upgrade::Done => {
                     attempted.insert(package);

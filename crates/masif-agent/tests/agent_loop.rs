@@ -348,3 +348,22 @@ async fn a_revoked_approval_stops_counting_at_the_next_report() {
     assert_eq!(r.version("gamma").await, None);
     r.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn while_a_lock_is_waited_out_reports_go_on_and_a_revocation_is_honoured() {
+    let r = start(&standard_packages(), 1, |_| {}).await;
+    let lock = r.sb.hold_lock(SandboxLock::DpkgFrontend).await.unwrap();
+    r.master.approve("alpha", UPDATE);
+    eventually("waiting for the lock", || async {
+        matches!(r.monitor.status().activity, Activity::WaitingForLock { .. })
+    })
+    .await;
+    cycles(&r, 2).await;
+    r.master.revoke("alpha");
+    cycles(&r, 2).await;
+    lock.release().await;
+    cycles(&r, 3).await;
+    assert_eq!(r.version("alpha").await.as_deref(), Some("1.0"));
+    assert!(r.monitor.status().last_error.is_none());
+    r.stop().await.unwrap();
+}
