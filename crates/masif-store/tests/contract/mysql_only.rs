@@ -576,3 +576,64 @@ async fn a_foreign_schema_fails_with_the_migration_named() {
     })
     .await;
 }
+
+/// A real deadlock (1213): another transaction holds a package row the report needs and then
+/// asks for the agent's row the report holds. InnoDB rolls back the lighter transaction, the
+/// report; it retries and succeeds once the other one is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_chosen_as_deadlock_victim_retries() {
+    run_mysql_scratch(|scratch| async move {
+        let store = Arc::new(scratch.store(test_options()).await);
+        let me = agent("host");
+        store.report(&me, &set([install("a", "1")])).await.unwrap();
+        let mut other = raw(&scratch).await;
+        other
+            .query_drop(
+                "SET SESSION innodb_lock_wait_timeout = 30; START TRANSACTION; \
+                 INSERT INTO package (name) SELECT CONCAT('filler', seq) FROM seq_1_to_500; \
+                 SELECT id FROM package WHERE name = 'a' FOR UPDATE",
+            )
+            .await
+            .unwrap();
+        let before = store.stats();
+        let report = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .report(&me, &set([install("a", "1"), install("b", "1")]))
+                    .await
+            }
+        });
+        // Wait until the report holds the agent's row and waits for package a.
+        let mut watch = raw(&scratch).await;
+        while int(
+            &mut watch,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE '%SHARE MODE%'",
+        )
+        .await
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let other_outcome = other
+            .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
+            .await;
+        assert!(
+            other_outcome.is_ok(),
+            "InnoDB should roll back the lighter transaction, the report: {other_outcome:?}"
+        );
+        other.query_drop("ROLLBACK").await.unwrap();
+        report
+            .await
+            .unwrap()
+            .expect("the report retries after the deadlock");
+        assert!(store.stats().conflicts > before.conflicts);
+        assert_eq!(
+            int(&mut watch, "SELECT COUNT(*) FROM task WHERE approved = 0").await,
+            2
+        );
+        drop((other, watch));
+    })
+    .await;
+}
