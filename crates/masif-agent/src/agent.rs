@@ -162,6 +162,7 @@ impl Agent {
             let cycle = match self.cycle(&mut state, &mut stop).await {
                 Ok(c) => c,
                 Err(e) => {
+                    // Planning failed (apt missing, broken, or printing what we cannot read).
                     let message = e.to_string();
                     tracing::error!(error = %message, "check failed");
                     self.monitor.error(message);
@@ -169,10 +170,10 @@ impl Agent {
                         self.stopping();
                         return Err(e);
                     }
-                    Cycle {
-                        report_failed: Some(String::new()),
-                        ..Cycle::default()
+                    if self.sleep(&mut stop, self.intervals.retry).await {
+                        break;
                     }
+                    continue;
                 }
             };
             if cycle.stopped {
@@ -209,16 +210,21 @@ impl Agent {
             } else {
                 self.intervals.check
             };
-            let wait = self.jittered(wait);
-            self.monitor.set_activity(Activity::Sleeping {
-                until: unix_now() + wait.as_secs() as i64,
-            });
-            if stop.sleep(wait).await {
+            if self.sleep(&mut stop, wait).await {
                 break;
             }
         }
         self.stopping();
         Ok(())
+    }
+
+    /// Sleeps about `wait` (jittered), showing it; `true` if shutdown came first.
+    async fn sleep(&self, stop: &mut Stop, wait: Duration) -> bool {
+        let wait = self.jittered(wait);
+        self.monitor.set_activity(Activity::Sleeping {
+            until: unix_now() + wait.as_secs() as i64,
+        });
+        stop.sleep(wait).await
     }
 
     /// How long to wait before trying again when the lock is held.
