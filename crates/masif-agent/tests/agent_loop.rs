@@ -367,3 +367,42 @@ async fn while_a_lock_is_waited_out_reports_go_on_and_a_revocation_is_honoured()
     assert!(r.monitor.status().last_error.is_none());
     r.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn unreadable_apt_output_is_an_error_quoting_it_and_the_agent_keeps_going() {
+    use masif_agent::apt::AptSettings;
+    // An "apt-get" that prints something no simulation prints.
+    let apt = Apt::new(AptSettings {
+        path: "/bin/sh".into(),
+        options: vec!["-c".into(), "echo 'Reading package lists... Done'".into()],
+        ..AptSettings::default()
+    });
+    let master = Arc::new(FakeMaster::default());
+    let monitor = Monitor::new();
+    let agent =
+        Agent::new(Arc::new(apt), master.clone(), intervals(1), monitor.clone()).without_jitter();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async {
+        let _ = rx.await;
+    }));
+    eventually("an error", || async {
+        monitor.status().last_error.is_some()
+    })
+    .await;
+    let message = monitor.status().last_error.unwrap().message;
+    assert!(
+        message.contains("unexpected apt-get output on line 1: \"Reading package lists... Done\""),
+        "{message}"
+    );
+    assert!(
+        master.reports.lock().unwrap().is_empty(),
+        "nothing reported"
+    );
+    eventually("a second attempt", || async {
+        monitor.load_json()["error"][0].as_f64().unwrap() >= 2.0
+    })
+    .await;
+    assert!(!task.is_finished());
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
