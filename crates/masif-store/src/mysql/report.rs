@@ -38,7 +38,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use masif_proto::{AgentName, Task, TaskSet};
@@ -48,6 +48,7 @@ use rand::Rng;
 
 use super::sql::{db_error, is_conflict, lit, tuple};
 use super::MysqlStore;
+use crate::clock::unix_now;
 use crate::pending::{diff, pending_digest, split, Pattern};
 use crate::{Reports, Result, StoreError};
 
@@ -253,12 +254,6 @@ impl<'a> Retry<'a> {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(())
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The distinct package names of a report, sorted.

@@ -7,9 +7,13 @@ use async_trait::async_trait;
 use masif_proto::{AgentName, Task};
 use rusqlite::{OptionalExtension, Row, Transaction};
 
-use super::conn::{unix_now, Failure};
+use super::conn::Failure;
 use super::rows::{self, to_i64, to_u64, RawTask};
 use super::SqliteStore;
+use crate::audit::{
+    check_user, cut, describe_approval, describe_key, describe_list, MAX_DETAIL_CHARS,
+};
+use crate::clock::unix_now;
 use crate::{
     Admin, AgentDetail, AgentSummary, Approval, ApprovalOutcome, ApprovalScope, AuditEntry,
     Listing, Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, StoreError,
@@ -36,9 +40,6 @@ const SUMMARY_SELECT: &str = "
       LEFT JOIN agent_report r ON r.agent = a.id
       LEFT JOIN task t ON t.agent = a.id AND t.approved = 0";
 const SUMMARY_GROUP: &str = " GROUP BY a.id ORDER BY a.name";
-
-/// Longest audit detail stored (characters); longer descriptions are cut and marked.
-const MAX_DETAIL_CHARS: usize = 4000;
 
 #[async_trait]
 impl Admin for SqliteStore {
@@ -447,25 +448,6 @@ fn key_params(key: &TaskKey) -> (&str, &str, Option<&str>) {
     )
 }
 
-fn describe_key(key: &TaskKey) -> String {
-    match &key.to_version {
-        Some(to) => format!("{} {} {to}", key.action, key.package),
-        None => format!("{} {}", key.action, key.package),
-    }
-}
-
-fn describe_approval(a: &Approval) -> String {
-    let any = |v: Option<&str>| v.unwrap_or("*").to_owned();
-    format!(
-        "{} {} {} -> {} for {}",
-        any(a.action.map(|x| x.as_str())),
-        any(a.package.as_ref().map(|p| p.as_str())),
-        any(a.from_version.as_ref().map(|v| v.as_str())),
-        any(a.to_version.as_ref().map(|v| v.as_str())),
-        a.agent.as_ref().map_or("all agents", |n| n.as_str()),
-    )
-}
-
 fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AgentSummary, StoreError>> {
     let name: String = row.get(0)?;
     let summary = |name: AgentName| -> rusqlite::Result<AgentSummary> {
@@ -504,41 +486,5 @@ fn table_counts(tx: &Transaction<'_>) -> rusqlite::Result<TableCounts> {
 fn audit(tx: &Transaction<'_>, user: &str, action: &str, detail: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)")?
         .execute((unix_now(), user, action, cut(detail, MAX_DETAIL_CHARS)))?;
-    Ok(())
-}
-
-/// `a, b, c` — or the first 20 and "and N more NOUNs".
-fn describe_list(items: &[impl AsRef<str>], noun: &str) -> String {
-    const SHOWN: usize = 20;
-    let mut out: Vec<&str> = items.iter().take(SHOWN).map(AsRef::as_ref).collect();
-    let more;
-    if items.len() > SHOWN {
-        more = format!("and {} more {noun}s", items.len() - SHOWN);
-        out.push(&more);
-    }
-    out.join(", ")
-}
-
-/// At most `max` characters of `s`, marked when cut.
-fn cut(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{} …(cut)", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
-/// Audited changes need a user name that fits the column and reads back as written.
-fn check_user(user: &str) -> Result<()> {
-    if user.is_empty() || user.chars().count() > masif_proto::MAX_FIELD_CHARS {
-        return Err(StoreError::Invalid(format!(
-            "user name must be 1 to {} characters",
-            masif_proto::MAX_FIELD_CHARS
-        )));
-    }
-    if user.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "user name contains a control character".into(),
-        ));
-    }
     Ok(())
 }

@@ -86,11 +86,3 @@ pub(super) fn retry_pause(attempt: u32) -> Duration {
         .unwrap_or(0);
     Duration::from_millis(25 * u64::from(attempt) + jitter)
 }
-
-/// Now in unix seconds, the unit of every time column.
-pub(super) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::conn::unix_now;
+use crate::clock::unix_now;
 use crate::migrations::{check_order, Migration};
 use crate::StoreError;
 

@@ -5,9 +5,10 @@ use async_trait::async_trait;
 use masif_proto::{AgentName, TaskSet};
 use rusqlite::{OptionalExtension, Transaction};
 
-use super::conn::{unix_now, Failure};
+use super::conn::Failure;
 use super::rows::{self, RawTask};
 use super::SqliteStore;
+use crate::clock::unix_now;
 use crate::pending::{diff, pending_digest, split};
 use crate::{Reports, Result};
 
