@@ -14,46 +14,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_proto::{AgentName, TaskSet};
 use masif_store::mysql::{MysqlOptions, MysqlStore, ReportStats};
+use masif_store::testing::fleet::{agent_name, env_usize, report_of};
+use masif_store::testing::mysql_server_url;
 use masif_store::Reports;
 use mysql_async::prelude::*;
 use mysql_async::Pool;
-
-/// Distinct packages in the fleet.
-const PACKAGES: usize = 400;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn agent_name(i: usize) -> AgentName {
-    AgentName::new(format!("host{i:05}.example.com")).unwrap()
-}
-
-/// The report of agent `i` in round `round` (`round` changes one task's target version).
-fn report_of(i: usize, tasks: usize, round: usize) -> TaskSet {
-    (0..tasks)
-        .map(|k| {
-            let p = (i * 7 + k * 13) % PACKAGES;
-            let to = if k == 0 {
-                format!("2.{round}")
-            } else {
-                "2.0".to_owned()
-            };
-            Task::new(
-                PackageName::new(format!("package-{p:03}")).unwrap(),
-                Action::Update,
-                Some(Version::new("1.0-1").unwrap()),
-                Some(Version::new(to).unwrap()),
-            )
-            .unwrap()
-        })
-        .collect()
-}
 
 struct Phase {
     name: &'static str,
@@ -142,6 +109,16 @@ struct Subject {
     stats: Arc<dyn Fn() -> ReportStats + Send + Sync>,
 }
 
+impl Subject {
+    fn new<R: Reports + 'static>(reports: Arc<R>, stats: fn(&R) -> ReportStats) -> Self {
+        let counters = reports.clone();
+        Self {
+            reports,
+            stats: Arc::new(move || stats(&counters)),
+        }
+    }
+}
+
 /// Runs `jobs` reports with `concurrency` workers; job `j` is agent and report `job(j)`.
 async fn phase(
     name: &'static str,
@@ -215,81 +192,34 @@ async fn suite(
     let same = |round| move |j| (agent_name(j), report_of(j, tasks, round));
     // Without contention first, on agents of their own: the cost of one report.
     let alone = move |j: usize| (agent_name(900_000 + j), report_of(j, tasks, 0));
-    phase(
-        "first reports, one at a time",
-        subject,
-        server,
-        100,
-        1,
-        alone,
-    )
-    .await
-    .print();
-    phase("unchanged, one at a time", subject, server, 100, 1, alone)
-        .await
-        .print();
-    phase(
-        "first reports",
-        subject,
-        server,
-        agents,
-        concurrency,
-        same(0),
-    )
-    .await
-    .print();
-    phase(
-        "unchanged (steady state)",
-        subject,
-        server,
-        agents,
-        concurrency,
-        same(0),
-    )
-    .await
-    .print();
-    phase(
-        "one task changed",
-        subject,
-        server,
-        agents,
-        concurrency,
-        same(1),
-    )
-    .await
-    .print();
+    for name in ["first reports, one at a time", "unchanged, one at a time"] {
+        phase(name, subject, server, 100, 1, alone).await.print();
+    }
+    let phases = [
+        ("first reports", 0),
+        ("unchanged (steady state)", 0),
+        ("one task changed", 1),
+    ];
+    for (name, round) in phases {
+        phase(name, subject, server, agents, concurrency, same(round))
+            .await
+            .print();
+    }
     // The admin approves 20 packages' updates for every agent, the original UI's way.
-    server
-        .get_conn()
-        .await
-        .unwrap()
-        .query_drop(format!(
+    execute(
+        server,
+        format!(
             "INSERT INTO `{db}`.task (agent, package, from_version, to_version, action, approved) \
              SELECT NULL, id, NULL, '2.0', 'update', 1 FROM `{db}`.package \
              WHERE name < 'package-020'"
-        ))
-        .await
-        .unwrap();
-    phase(
-        "after a fleet-wide approval",
-        subject,
-        server,
-        agents,
-        concurrency,
-        same(1),
+        ),
     )
-    .await
-    .print();
-    phase(
-        "unchanged again",
-        subject,
-        server,
-        agents,
-        concurrency,
-        same(1),
-    )
-    .await
-    .print();
+    .await;
+    for name in ["after a fleet-wide approval", "unchanged again"] {
+        phase(name, subject, server, agents, concurrency, same(1))
+            .await
+            .print();
+    }
     // Eight agents, each with reports of alternating content in flight.
     let hammer = (agents / 8).max(64);
     phase(
@@ -304,22 +234,13 @@ async fn suite(
     .print();
 }
 
-async fn create_database(server: &Pool, db: &str) {
+/// Runs `sql` on the server connection.
+async fn execute(server: &Pool, sql: String) {
     server
         .get_conn()
         .await
         .expect("MariaDB (MASIF_TEST_MYSQL_URL)")
-        .query_drop(format!("CREATE DATABASE `{db}`"))
-        .await
-        .unwrap();
-}
-
-async fn drop_database(server: &Pool, db: &str) {
-    server
-        .get_conn()
-        .await
-        .unwrap()
-        .query_drop(format!("DROP DATABASE `{db}`"))
+        .query_drop(sql)
         .await
         .unwrap();
 }
@@ -331,10 +252,7 @@ async fn main() {
     let concurrency = env_usize("MASIF_BENCH_CONCURRENCY", 64);
     let pool_max = env_usize("MASIF_BENCH_POOL", 32);
     let original_agents = env_usize("MASIF_BENCH_ORIGINAL_AGENTS", 200);
-    let server_url = std::env::var("MASIF_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
-        .trim_end_matches('/')
-        .to_owned();
+    let server_url = mysql_server_url().trim_end_matches('/').to_owned();
     let server = Pool::new(format!("{server_url}/?pool_min=1&pool_max=2").as_str());
     let options = MysqlOptions {
         pool_max,
@@ -342,7 +260,7 @@ async fn main() {
     };
 
     let db = format!("masif_bench_{}", std::process::id());
-    create_database(&server, &db).await;
+    execute(&server, format!("CREATE DATABASE `{db}`")).await;
     println!(
         "masif-store: {agents} agents x {tasks} tasks, {concurrency} concurrent reports, \
          pool {pool_max}"
@@ -352,11 +270,7 @@ async fn main() {
             .await
             .expect("connecting"),
     );
-    let counters = store.clone();
-    let subject = Subject {
-        reports: store,
-        stats: Arc::new(move || counters.stats()),
-    };
+    let subject = Subject::new(store, MysqlStore::stats);
     suite(&subject, &server, &db, agents, tasks, concurrency).await;
     drop(subject);
     // Agents report every few minutes, so in production an unchanged report usually finds
@@ -372,11 +286,7 @@ async fn main() {
         .await
         .expect("connecting"),
     );
-    let counters = due.clone();
-    let subject = Subject {
-        reports: due,
-        stats: Arc::new(move || counters.stats()),
-    };
+    let subject = Subject::new(due, MysqlStore::stats);
     phase(
         "unchanged, last_seen due",
         &subject,
@@ -388,11 +298,11 @@ async fn main() {
     .await
     .print();
     drop(subject);
-    drop_database(&server, &db).await;
+    execute(&server, format!("DROP DATABASE `{db}`")).await;
 
     if original_agents > 0 {
         let db = format!("masif_bench_original_{}", std::process::id());
-        create_database(&server, &db).await;
+        execute(&server, format!("CREATE DATABASE `{db}`")).await;
         println!(
             "\nmodel of the original: {original_agents} agents x {tasks} tasks, \
              {concurrency} concurrent reports, pool {pool_max}"
@@ -407,14 +317,10 @@ async fn main() {
         let model = Arc::new(original::Original::new(&format!(
             "{server_url}/{db}?pool_min=1&pool_max={pool_max}"
         )));
-        let counters = model.clone();
-        let subject = Subject {
-            reports: model,
-            stats: Arc::new(move || counters.stats()),
-        };
+        let subject = Subject::new(model, original::Original::stats);
         suite(&subject, &server, &db, original_agents, tasks, concurrency).await;
         drop(subject);
-        drop_database(&server, &db).await;
+        execute(&server, format!("DROP DATABASE `{db}`")).await;
     }
     server.disconnect().await.unwrap();
 }

@@ -2,6 +2,8 @@
 //! named MariaDB database per test, dropped afterwards, and a canonical dump of every table to
 //! prove that a refused request changed nothing. Not for production use.
 
+pub mod fleet;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mysql_async::prelude::Queryable;

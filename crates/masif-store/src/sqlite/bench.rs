@@ -9,45 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
-
 use super::SqliteStore;
-use crate::{Admin, ApprovalScope, Page, PendingFilter, Reports, TaskKey};
-
-/// Distinct packages in the fleet.
-const PACKAGES: usize = 400;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn agent_name(i: usize) -> AgentName {
-    AgentName::new(format!("host{i:05}.example.com")).unwrap()
-}
-
-/// The report of agent `i` in round `round` (`round` changes one task's target version).
-fn report_of(i: usize, tasks: usize, round: usize) -> TaskSet {
-    (0..tasks)
-        .map(|k| {
-            let p = (i * 7 + k * 13) % PACKAGES;
-            let to = if k == 0 {
-                format!("2.{round}")
-            } else {
-                "2.0".to_owned()
-            };
-            Task::new(
-                PackageName::new(format!("package-{p:03}")).unwrap(),
-                Action::Update,
-                Some(Version::new("1.0-1").unwrap()),
-                Some(Version::new(to).unwrap()),
-            )
-            .unwrap()
-        })
-        .collect()
-}
+use crate::testing::fleet::{agent_name, env_usize, report_of, update_keys};
+use crate::{Admin, ApprovalScope, Page, PendingFilter, Reports};
 
 /// Runs one report per agent, `concurrency` at a time, and prints throughput and latencies.
 async fn phase(
@@ -100,25 +64,15 @@ async fn report_throughput() {
         .await
         .unwrap();
     println!("sqlite: {agents} agents x {tasks} tasks, {concurrency} concurrent reports");
-    phase("first reports", &store, agents, tasks, 0, concurrency).await;
-    phase(
-        "steady state (unchanged)",
-        &store,
-        agents,
-        tasks,
-        0,
-        concurrency,
-    )
-    .await;
-    phase("changed reports", &store, agents, tasks, 1, concurrency).await;
-    let keys: Vec<TaskKey> = (0..PACKAGES)
-        .step_by(10)
-        .map(|p| TaskKey {
-            package: PackageName::new(format!("package-{p:03}")).unwrap(),
-            action: Action::Update,
-            to_version: Some(Version::new("2.0").unwrap()),
-        })
-        .collect();
+    let phases = [
+        ("first reports", 0),
+        ("steady state (unchanged)", 0),
+        ("changed reports", 1),
+    ];
+    for (name, round) in phases {
+        phase(name, &store, agents, tasks, round, concurrency).await;
+    }
+    let keys = update_keys(0, 10);
     let t = Instant::now();
     let outcome = store
         .approve(&keys, &ApprovalScope::AllAgents, "bench")
@@ -130,16 +84,9 @@ async fn report_throughput() {
         outcome.pending_rows_approved,
         t.elapsed().as_secs_f64() * 1e3
     );
-    phase(
-        "after fleet-wide approval",
-        &store,
-        agents,
-        tasks,
-        1,
-        concurrency,
-    )
-    .await;
-    phase("steady state again", &store, agents, tasks, 1, concurrency).await;
+    for name in ["after fleet-wide approval", "steady state again"] {
+        phase(name, &store, agents, tasks, 1, concurrency).await;
+    }
     let t = Instant::now();
     let overview = store
         .pending_overview(&PendingFilter::default(), Page::default())
@@ -157,14 +104,7 @@ async fn report_throughput() {
         listing.total,
         t.elapsed().as_secs_f64() * 1e3
     );
-    let awaited: Vec<TaskKey> = (1..PACKAGES)
-        .step_by(40)
-        .map(|p| TaskKey {
-            package: PackageName::new(format!("package-{p:03}")).unwrap(),
-            action: Action::Update,
-            to_version: Some(Version::new("2.0").unwrap()),
-        })
-        .collect();
+    let awaited = update_keys(1, 40);
     let t = Instant::now();
     let agents_awaiting = store.agents_awaiting(&awaited).await.unwrap();
     println!(
