@@ -406,3 +406,37 @@ async fn unreadable_apt_output_is_an_error_quoting_it_and_the_agent_keeps_going(
     let _ = tx.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_smallest_plan_runs_first_and_every_run_is_planned_afresh() {
+    let r = start(&standard_packages(), 2, |m| {
+        m.approve("beta", UPDATE);
+        m.approve("gamma", INSTALL);
+        m.approve("delta", UPDATE);
+        m.approve("epsilon", &[Action::Remove]);
+        m.approve("alpha", UPDATE);
+    })
+    .await;
+    eventually("all three upgraded", || async {
+        r.version("alpha").await.as_deref() == Some("2.0")
+            && r.version("beta").await.as_deref() == Some("2.0")
+            && r.version("delta").await.as_deref() == Some("2.0")
+    })
+    .await;
+    // dpkg's own log in the sandbox says in which order the upgrades ran:
+    // alpha (2 tasks), then delta (3: with epsilon's removal), then beta (4: with gamma).
+    let log = std::fs::read_to_string(r.sb.root().join("var/log/dpkg.log")).unwrap();
+    let order: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split(" upgrade ").nth(1))
+        .filter_map(|rest| rest.split(':').next())
+        .collect();
+    assert_eq!(order, ["alpha", "delta", "beta"], "{log}");
+    // (The agent counts a run once it has planned again after it.)
+    eventually("three runs counted", || async {
+        r.monitor.status().upgrades_done == 3
+    })
+    .await;
+    assert_eq!(r.version("zeta").await.as_deref(), Some("1.0"));
+    r.stop().await.unwrap();
+}
