@@ -3,6 +3,7 @@
 //! prove that a refused request changed nothing. Not for production use.
 
 pub mod fleet;
+pub mod tasks;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_proto::{Action, AgentName, PackageName, TaskSet, Version};
+use masif_store::testing::tasks::task;
 use masif_store::testing::TestDatabase;
 use masif_store::Store;
 use masif_ui::{TrustedHeader, UiSettings, Users};
@@ -227,14 +228,4 @@ async fn seed(store: &Arc<dyn Store>, agents: usize, per_agent: usize) {
     for w in workers {
         w.await.unwrap();
     }
-}
-
-fn task(package: &str, action: Action, from: Option<&str>, to: Option<&str>) -> Task {
-    Task::new(
-        PackageName::new(package).unwrap(),
-        action,
-        from.map(|v| Version::new(v).unwrap()),
-        to.map(|v| Version::new(v).unwrap()),
-    )
-    .unwrap()
 }

@@ -4,26 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_proto::{Action, PackageName, TaskSet, Version};
 use rstest::rstest;
 use rusqlite::Connection;
 
 use super::*;
+use crate::testing::tasks::{agent, update};
 use crate::{Admin, ApprovalScope, Page, Reports, TaskKey};
-
-fn agent(name: &str) -> AgentName {
-    AgentName::new(name).unwrap()
-}
-
-fn update(package: &str, from: &str, to: &str) -> Task {
-    Task::new(
-        PackageName::new(package).unwrap(),
-        Action::Update,
-        Some(Version::new(from).unwrap()),
-        Some(Version::new(to).unwrap()),
-    )
-    .unwrap()
-}
 
 fn key(package: &str, to: &str) -> TaskKey {
     TaskKey {

@@ -4,31 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_proto::{Action, Task, TaskSet};
 
 use crate::{contract_test, TestStore};
 
-pub fn agent(name: &str) -> AgentName {
-    AgentName::new(name).unwrap()
-}
-
-pub fn task(package: &str, action: Action, from: Option<&str>, to: Option<&str>) -> Task {
-    Task::new(
-        PackageName::new(package).unwrap(),
-        action,
-        from.map(|v| Version::new(v).unwrap()),
-        to.map(|v| Version::new(v).unwrap()),
-    )
-    .unwrap()
-}
-
-pub fn update(package: &str, from: &str, to: &str) -> Task {
-    task(package, Action::Update, Some(from), Some(to))
-}
-
-pub fn install(package: &str, to: &str) -> Task {
-    task(package, Action::Install, None, Some(to))
-}
+pub use masif_store::testing::tasks::{agent, install, task, update};
 
 pub fn set<const N: usize>(tasks: [Task; N]) -> TaskSet {
     tasks.into()

@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_proto::{Action, AgentName, Task, TaskSet};
+pub use masif_store::testing::tasks::{install, task, update};
 use masif_store::testing::TestDatabase;
 use masif_store::Store;
 use masif_ui::{UiSettings, Users};
@@ -99,24 +100,6 @@ impl Fixture {
         self.report(HOSTILE_AGENT, vec![update(HOSTILE_PACKAGE, "1", "2")])
             .await;
     }
-}
-
-pub fn task(package: &str, action: Action, from: Option<&str>, to: Option<&str>) -> Task {
-    Task::new(
-        PackageName::new(package).unwrap(),
-        action,
-        from.map(|v| Version::new(v).unwrap()),
-        to.map(|v| Version::new(v).unwrap()),
-    )
-    .unwrap()
-}
-
-pub fn update(package: &str, from: &str, to: &str) -> Task {
-    task(package, Action::Update, Some(from), Some(to))
-}
-
-pub fn install(package: &str, to: &str) -> Task {
-    task(package, Action::Install, None, Some(to))
 }
 
 /// An htpasswd file with [`USER`] / [`PASSWORD`] (bcrypt, `$2y$` like `htpasswd -B`).
