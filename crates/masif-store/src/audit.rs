@@ -3,7 +3,7 @@
 
 use masif_proto::{Action, AgentName, PackageName, Version};
 
-use crate::{Approval, Result, StoreError, TaskKey};
+use crate::{Approval, ApprovalOutcome, Result, StoreError, TaskKey};
 
 /// Longest audit detail stored (characters); longer descriptions are cut and marked.
 pub(crate) const MAX_DETAIL_CHARS: usize = 4000;
@@ -27,6 +27,23 @@ pub(crate) fn describe_approval(a: &Approval) -> String {
         any(a.to_version.as_ref().map(Version::as_str)),
         a.agent.as_ref().map_or("all agents", AgentName::as_str),
     )
+}
+
+/// The audit detail of an approval of the keys `described` for `target`, or `None` when it
+/// changed nothing (and is not audited).
+pub(crate) fn describe_approve(
+    described: &[String],
+    target: &str,
+    outcome: &ApprovalOutcome,
+) -> Option<String> {
+    (outcome.approvals_written > 0 || outcome.pending_rows_approved > 0).then(|| {
+        format!(
+            "{} for {target}: {} approval rows written, {} pending rows approved",
+            describe_list(described, "task"),
+            outcome.approvals_written,
+            outcome.pending_rows_approved
+        )
+    })
 }
 
 /// `a, b, c` — or the first 20 and "and N more NOUNs".

@@ -20,7 +20,8 @@ use mysql_async::{Conn, Row};
 use super::sql::{db_error, is_conflict, lit, tuple};
 use super::MysqlStore;
 use crate::audit::{
-    check_user, cut, describe_approval, describe_key, describe_list, MAX_DETAIL_CHARS,
+    check_user, cut, describe_approval, describe_approve, describe_key, describe_list,
+    MAX_DETAIL_CHARS,
 };
 use crate::clock::unix_now;
 use crate::{
@@ -637,13 +638,7 @@ async fn approve_once(
         }
         described.push(describe_key(key));
     }
-    if outcome.approvals_written > 0 || outcome.pending_rows_approved > 0 {
-        let detail = format!(
-            "{} for {target_label}: {} approval rows written, {} pending rows approved",
-            describe_list(&described, "task"),
-            outcome.approvals_written,
-            outcome.pending_rows_approved
-        );
+    if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(conn, user, "approve", &detail, now).await?;
     }
     conn.query_drop("COMMIT").await?;

@@ -11,7 +11,8 @@ use super::conn::Failure;
 use super::rows::{self, to_i64, to_u64, RawTask};
 use super::SqliteStore;
 use crate::audit::{
-    check_user, cut, describe_approval, describe_key, describe_list, MAX_DETAIL_CHARS,
+    check_user, cut, describe_approval, describe_approve, describe_key, describe_list,
+    MAX_DETAIL_CHARS,
 };
 use crate::clock::unix_now;
 use crate::{
@@ -428,13 +429,7 @@ fn approve(
         }
         described.push(describe_key(key));
     }
-    if outcome.approvals_written > 0 || outcome.pending_rows_approved > 0 {
-        let detail = format!(
-            "{} for {target_label}: {} approval rows written, {} pending rows approved",
-            describe_list(&described, "task"),
-            outcome.approvals_written,
-            outcome.pending_rows_approved
-        );
+    if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(tx, user, "approve", &detail)?;
     }
     Ok(outcome)

@@ -1,7 +1,7 @@
 //! SQLite-specific tests: URLs and files, WAL, migrations, two stores on one file (as master and
 //! UI in two processes), a lock held by another connection, and the steady state writing nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use masif_proto::{Action, PackageName, TaskSet, Version};
@@ -11,6 +11,14 @@ use rusqlite::Connection;
 use super::*;
 use crate::testing::tasks::{agent, update};
 use crate::{Admin, ApprovalScope, Page, Reports, TaskKey};
+
+/// A store on a new file in a new directory, which lasts as long as the returned guard.
+async fn fresh_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("masif.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    (dir, path, store)
+}
 
 fn key(package: &str, to: &str) -> TaskKey {
     TaskKey {
@@ -136,9 +144,7 @@ async fn concurrent_opens_migrate_once() {
 
 #[tokio::test]
 async fn an_unchanged_report_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("masif.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let (_dir, path, store) = fresh_store().await;
     let tasks: TaskSet = [update("alpha", "1.0", "2.0"), update("beta", "1.0", "2.0")].into();
     assert!(store.report(&agent("a"), &tasks).await.unwrap().is_empty());
     let watcher = raw(&path);
@@ -159,9 +165,7 @@ async fn an_unchanged_report_writes_nothing() {
 
 #[tokio::test]
 async fn a_stale_last_seen_is_refreshed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("masif.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let (_dir, path, store) = fresh_store().await;
     let tasks: TaskSet = [update("alpha", "1.0", "2.0")].into();
     store.report(&agent("a"), &tasks).await.unwrap();
     let conn = raw(&path);
@@ -174,9 +178,7 @@ async fn a_stale_last_seen_is_refreshed() {
 /// Master and UI as two stores (two sets of connections) on one file, working at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_stores_on_one_file_work_concurrently() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("masif.db");
-    let master = SqliteStore::open(&path).await.unwrap();
+    let (_dir, path, master) = fresh_store().await;
     let ui = SqliteStore::open(&path).await.unwrap();
     let mut jobs = Vec::new();
     for n in 0..8 {
@@ -230,9 +232,7 @@ async fn two_stores_on_one_file_work_concurrently() {
 /// Another process holding the write lock for a moment delays a report; it does not fail it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_briefly_held_lock_is_waited_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("masif.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let (_dir, path, store) = fresh_store().await;
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let holder = {
         let path = path.clone();
@@ -289,9 +289,7 @@ fn a_lock_held_for_good_exhausts_the_retries() {
 
 #[tokio::test]
 async fn stored_rows_that_are_not_valid_tasks_do_not_break_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("masif.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let (_dir, path, store) = fresh_store().await;
     let tasks: TaskSet = [update("alpha", "1.0", "2.0")].into();
     store.report(&agent("a"), &tasks).await.unwrap();
     // A pending row another tool wrote: no package, an update without versions.
@@ -354,9 +352,7 @@ async fn second_process_reports() {
 /// process reports while this one approves and reads; nothing fails, nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_and_ui_as_two_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("masif.db");
-    let ui = SqliteStore::open(&path).await.unwrap();
+    let (_dir, path, ui) = fresh_store().await;
     let helper = spawn_helper(&path);
     let mut approvals = 0;
     let finished = loop {

@@ -5,7 +5,9 @@
 //! is checked to change nothing. Pending rows are seeded through the real report transaction.
 
 use masif_proto::{Action, AgentName, PackageName, Task, Version};
-use masif_store::{ApprovalScope, Page, PendingFilter, StoreError, TableCounts, TaskKey};
+use masif_store::{
+    ApprovalOutcome, ApprovalScope, Page, PendingFilter, StoreError, TableCounts, TaskKey,
+};
 
 use crate::contract_test;
 use crate::report::{agent, approve_raw, dump, install, now, pending, q, set, task, update};
@@ -17,6 +19,11 @@ fn key(package: &str, action: Action, to: Option<&str>) -> TaskKey {
         action,
         to_version: to.map(|v| Version::new(v).unwrap()),
     }
+}
+
+/// "update perl to 5.2", which the seeded agents a and c await.
+fn perl_52() -> TaskKey {
+    key("perl", Action::Update, Some("5.2"))
 }
 
 fn remove(package: &str, from: &str) -> Task {
@@ -36,6 +43,11 @@ fn no_filter() -> PendingFilter {
 
 fn agents(names: &[&str]) -> ApprovalScope {
     ApprovalScope::Agents(names.iter().map(|n| agent(n)).collect())
+}
+
+/// Approves `keys` for `scope` as alice.
+async fn approve(db: &TestStore, keys: &[TaskKey], scope: &ApprovalScope) -> ApprovalOutcome {
+    db.store.approve(keys, scope, "alice").await.unwrap()
 }
 
 /// The overview as (package, agents, [(action, to, agents)]) for compact assertions.
@@ -287,15 +299,7 @@ contract_test!(filters_are_plain_text_not_patterns);
 async fn approving_for_every_agent_writes_one_wildcard_row(db: TestStore) {
     seed(&db).await;
     let before = now();
-    let outcome = db
-        .store
-        .approve(
-            &[key("perl", Action::Update, Some("5.2"))],
-            &ApprovalScope::AllAgents,
-            "alice",
-        )
-        .await
-        .unwrap();
+    let outcome = approve(&db, &[perl_52()], &ApprovalScope::AllAgents).await;
     assert_eq!(outcome.approvals_written, 1);
     assert_eq!(outcome.pending_rows_approved, 2);
     // Like the original: agent NULL, from_version NULL.
@@ -367,10 +371,7 @@ async fn approving_for_chosen_agents_leaves_the_others_pending(db: TestStore) {
     let outcome = db
         .store
         .approve(
-            &[
-                key("perl", Action::Update, Some("5.2")),
-                key("libc6", Action::Update, Some("2.36-2")),
-            ],
+            &[perl_52(), key("libc6", Action::Update, Some("2.36-2"))],
             &agents(&["a"]),
             "bob",
         )
@@ -409,31 +410,21 @@ contract_test!(approving_for_chosen_agents_leaves_the_others_pending);
 
 async fn approving_twice_writes_no_duplicate(db: TestStore) {
     seed(&db).await;
-    let k = [key("perl", Action::Update, Some("5.2"))];
-    db.store
-        .approve(&k, &ApprovalScope::AllAgents, "alice")
-        .await
-        .unwrap();
-    let again = db
-        .store
-        .approve(&k, &ApprovalScope::AllAgents, "alice")
-        .await
-        .unwrap();
+    let k = [perl_52()];
+    approve(&db, &k, &ApprovalScope::AllAgents).await;
+    let again = approve(&db, &k, &ApprovalScope::AllAgents).await;
     assert_eq!(again.approvals_written, 0);
     assert_eq!(again.pending_rows_approved, 0);
     // The same key twice in one call counts once.
-    let twice = db
-        .store
-        .approve(
-            &[
-                key("libc6", Action::Update, Some("2.36-2")),
-                key("libc6", Action::Update, Some("2.36-2")),
-            ],
-            &agents(&["a", "a"]),
-            "alice",
-        )
-        .await
-        .unwrap();
+    let twice = approve(
+        &db,
+        &[
+            key("libc6", Action::Update, Some("2.36-2")),
+            key("libc6", Action::Update, Some("2.36-2")),
+        ],
+        &agents(&["a", "a"]),
+    )
+    .await;
     assert_eq!(twice.approvals_written, 1);
     assert_eq!(
         db.int("SELECT COUNT(*) FROM task WHERE approved = 1").await,
@@ -446,15 +437,12 @@ contract_test!(approving_twice_writes_no_duplicate);
 
 async fn removals_without_target_version_are_approved(db: TestStore) {
     seed(&db).await;
-    let outcome = db
-        .store
-        .approve(
-            &[key("oldpkg", Action::Remove, None)],
-            &ApprovalScope::AllAgents,
-            "alice",
-        )
-        .await
-        .unwrap();
+    let outcome = approve(
+        &db,
+        &[key("oldpkg", Action::Remove, None)],
+        &ApprovalScope::AllAgents,
+    )
+    .await;
     assert_eq!(outcome.pending_rows_approved, 1);
     assert_eq!(outcome.approvals_written, 1);
     let approved = db
@@ -470,15 +458,12 @@ async fn removals_without_target_version_are_approved(db: TestStore) {
 contract_test!(removals_without_target_version_are_approved);
 
 async fn approving_a_package_nobody_reported_yet(db: TestStore) {
-    let outcome = db
-        .store
-        .approve(
-            &[key("future", Action::Install, Some("1.0"))],
-            &ApprovalScope::AllAgents,
-            "alice",
-        )
-        .await
-        .unwrap();
+    let outcome = approve(
+        &db,
+        &[key("future", Action::Install, Some("1.0"))],
+        &ApprovalScope::AllAgents,
+    )
+    .await;
     assert_eq!(outcome.approvals_written, 1);
     assert_eq!(outcome.pending_rows_approved, 0);
     let tasks = set([install("future", "1.0")]);
@@ -489,7 +474,7 @@ contract_test!(approving_a_package_nobody_reported_yet);
 async fn refused_approvals_change_nothing(db: TestStore) {
     seed(&db).await;
     let before = dump(&db).await;
-    let k = [key("perl", Action::Update, Some("5.2"))];
+    let k = [perl_52()];
     // An unknown agent among the chosen ones refuses the whole approval.
     let e = db
         .store
@@ -525,11 +510,7 @@ async fn refused_approvals_change_nothing(db: TestStore) {
         ));
     }
     // Nothing selected: nothing to do, nothing audited.
-    let none = db
-        .store
-        .approve(&[], &ApprovalScope::AllAgents, "alice")
-        .await
-        .unwrap();
+    let none = approve(&db, &[], &ApprovalScope::AllAgents).await;
     assert_eq!(none.approvals_written + none.pending_rows_approved, 0);
     assert_eq!(dump(&db).await, before);
     assert!(audit_actions(&db).await.is_empty());
@@ -556,14 +537,12 @@ async fn agents_awaiting_a_selection(db: TestStore) {
     assert_eq!(found[1].pending_packages, 3);
     assert_eq!(found[1].pending_tasks, 3);
     // Approved rows are not "awaiting".
-    db.store
-        .approve(
-            &[key("newpkg", Action::Install, Some("1.0"))],
-            &ApprovalScope::AllAgents,
-            "alice",
-        )
-        .await
-        .unwrap();
+    approve(
+        &db,
+        &[key("newpkg", Action::Install, Some("1.0"))],
+        &ApprovalScope::AllAgents,
+    )
+    .await;
     let found = db
         .store
         .agents_awaiting(&[key("newpkg", Action::Install, Some("1.0"))])
@@ -610,14 +589,12 @@ async fn agents_are_listed_by_name_with_counts(db: TestStore) {
     let names: Vec<_> = p.rows.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     // Approved rows do not count as pending.
-    db.store
-        .approve(
-            &[key("newpkg", Action::Install, Some("1.0"))],
-            &agents(&["c"]),
-            "alice",
-        )
-        .await
-        .unwrap();
+    approve(
+        &db,
+        &[key("newpkg", Action::Install, Some("1.0"))],
+        &agents(&["c"]),
+    )
+    .await;
     let c = db.store.agent_detail(&agent("c")).await.unwrap().unwrap();
     assert_eq!((c.agent.pending_tasks, c.agent.pending_packages), (2, 2));
 }
@@ -647,14 +624,7 @@ async fn approvals_are_listed_newest_first(db: TestStore) {
     seed(&db).await;
     // One made by the original UI: no record of who or when.
     approve_raw(&db, None, Some("vim"), Some("update"), None, Some("9.0")).await;
-    db.store
-        .approve(
-            &[key("perl", Action::Update, Some("5.2"))],
-            &ApprovalScope::AllAgents,
-            "alice",
-        )
-        .await
-        .unwrap();
+    approve(&db, &[perl_52()], &ApprovalScope::AllAgents).await;
     db.store
         .approve(
             &[key("libc6", Action::Update, Some("2.36-2"))],
@@ -704,14 +674,7 @@ contract_test!(approvals_are_listed_newest_first);
 
 async fn revoking_deletes_one_approval_and_audits_it(db: TestStore) {
     seed(&db).await;
-    db.store
-        .approve(
-            &[key("perl", Action::Update, Some("5.2"))],
-            &ApprovalScope::AllAgents,
-            "alice",
-        )
-        .await
-        .unwrap();
+    approve(&db, &[perl_52()], &ApprovalScope::AllAgents).await;
     let id = db.store.approvals(all()).await.unwrap().rows[0].id;
     // A pending row's id is not an approval.
     let pending_id: u64 = db
@@ -751,14 +714,7 @@ contract_test!(revoking_deletes_one_approval_and_audits_it);
 
 async fn reset_deletes_tasks_and_optionally_everything(db: TestStore) {
     seed(&db).await;
-    db.store
-        .approve(
-            &[key("perl", Action::Update, Some("5.2"))],
-            &ApprovalScope::AllAgents,
-            "alice",
-        )
-        .await
-        .unwrap();
+    approve(&db, &[perl_52()], &ApprovalScope::AllAgents).await;
     let counts = db.store.counts().await.unwrap();
     // 7 reported, 2 approved away, 1 approval row.
     assert_eq!(

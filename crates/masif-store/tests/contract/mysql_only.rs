@@ -36,6 +36,29 @@ async fn versions(conn: &mut Conn) -> Vec<u32> {
         .unwrap()
 }
 
+/// Reports installs of a and b as agent "host" in a task of its own, to run into a lock.
+fn spawn_report_of_a_and_b(
+    store: &Arc<MysqlStore>,
+) -> tokio::task::JoinHandle<masif_store::Result<TaskSet>> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        store
+            .report(&agent("host"), &set([install("a", "1"), install("b", "1")]))
+            .await
+    })
+}
+
+/// Waits until another connection to this database runs a statement containing `text`.
+async fn wait_for_statement(watch: &mut Conn, text: &str) {
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE '%{text}%'"
+    );
+    while int(watch, &sql).await == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn original_database_is_adopted_in_place() {
     run_mysql_scratch(|scratch| async move {
@@ -502,8 +525,10 @@ async fn a_vanished_server_is_an_error() {
 async fn a_reset_racing_a_report_leaves_no_dangling_rows() {
     run_mysql_scratch(|scratch| async move {
         let store = Arc::new(scratch.store(test_options()).await);
-        let me = agent("host");
-        store.report(&me, &set([install("a", "1")])).await.unwrap();
+        store
+            .report(&agent("host"), &set([install("a", "1")]))
+            .await
+            .unwrap();
         let mut reset = raw(&scratch).await;
         reset
             .query_drop(
@@ -513,28 +538,10 @@ async fn a_reset_racing_a_report_leaves_no_dangling_rows() {
             .await
             .unwrap();
         let before = store.stats();
-        let report = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .report(&me, &set([install("a", "1"), install("b", "1")]))
-                    .await
-            }
-        });
+        let report = spawn_report_of_a_and_b(&store);
         // Wait until the report waits for the agent's row lock, then commit the reset.
         let mut watch = raw(&scratch).await;
-        loop {
-            let waiting = int(
-                &mut watch,
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                 WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE '%FOR UPDATE%'",
-            )
-            .await;
-            if waiting > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_statement(&mut watch, "FOR UPDATE").await;
         reset.query_drop("COMMIT").await.unwrap();
         report.await.unwrap().expect("the report recovers");
         assert!(store.stats().conflicts > before.conflicts);
@@ -584,8 +591,10 @@ async fn a_foreign_schema_fails_with_the_migration_named() {
 async fn a_report_chosen_as_deadlock_victim_retries() {
     run_mysql_scratch(|scratch| async move {
         let store = Arc::new(scratch.store(test_options()).await);
-        let me = agent("host");
-        store.report(&me, &set([install("a", "1")])).await.unwrap();
+        store
+            .report(&agent("host"), &set([install("a", "1")]))
+            .await
+            .unwrap();
         let mut other = raw(&scratch).await;
         other
             .query_drop(
@@ -596,26 +605,10 @@ async fn a_report_chosen_as_deadlock_victim_retries() {
             .await
             .unwrap();
         let before = store.stats();
-        let report = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .report(&me, &set([install("a", "1"), install("b", "1")]))
-                    .await
-            }
-        });
+        let report = spawn_report_of_a_and_b(&store);
         // Wait until the report holds the agent's row and waits for package a.
         let mut watch = raw(&scratch).await;
-        while int(
-            &mut watch,
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE '%SHARE MODE%'",
-        )
-        .await
-            == 0
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_statement(&mut watch, "SHARE MODE").await;
         let other_outcome = other
             .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
             .await;
