@@ -5,50 +5,13 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
+use common::cli::{cli, cli_check};
 use common::{write, Ca, Leaf, Use};
 use masif_pki::validate::Aspect;
 use masif_pki::{check, startup_check, CheckOptions, Role, Severity, TlsFiles};
 use rstest::rstest;
 use time::{Duration, OffsetDateTime};
-
-/// Runs the built `masif-pki` with `args`; returns (exit code, stdout and stderr).
-fn cli(args: &[&str]) -> (i32, String) {
-    // Test helper: the binary under test.
-    #[allow(clippy::disallowed_methods)]
-    let out = Command::new(env!("CARGO_BIN_EXE_masif-pki"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap(), text)
-}
-
-/// `check --role R --cert … --key … --ca … [--crl …]` plus `extra`.
-fn cli_check(role: Role, files: &TlsFiles, extra: &[&str]) -> (i32, String) {
-    let role = role.to_string();
-    let mut args = vec![
-        "check",
-        "--role",
-        role.as_str(),
-        "--cert",
-        files.cert.to_str().unwrap(),
-        "--key",
-        files.key.to_str().unwrap(),
-        "--ca",
-        files.ca.to_str().unwrap(),
-    ];
-    if let Some(crl) = &files.crl {
-        args.extend(["--crl", crl.to_str().unwrap()]);
-    }
-    args.extend(extra);
-    cli(&args)
-}
 
 /// Ways to break a good set of files.
 #[derive(Debug, Clone, Copy)]
@@ -502,26 +465,15 @@ fn check_config_uses_the_tls_key_of_a_daemon_config() {
         ),
     );
     let config = config.to_str().unwrap();
-    let (code, out) = cli(&[
-        "check",
-        "--role",
-        "master",
-        "--config",
-        config,
-        "--name",
-        "master.test",
-    ]);
+    let check_as = |name| {
+        cli(&[
+            "check", "--role", "master", "--config", config, "--name", name,
+        ])
+    };
+    let (code, out) = check_as("master.test");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK crl:"), "{out}");
-    let (code, out) = cli(&[
-        "check",
-        "--role",
-        "master",
-        "--config",
-        config,
-        "--name",
-        "elsewhere.test",
-    ]);
+    let (code, out) = check_as("elsewhere.test");
     assert_eq!(code, 2, "{out}");
 
     let (code, out) = cli(&[

@@ -5,25 +5,13 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::cli::{cli, cli_check};
+use common::tls::handshake;
 use common::{
     icinga_leaf_ext, puppet_leaf_ext, write, OpensslCa, OpensslLeaf, ICINGA_CA_EXT, PUPPET_CA_EXT,
 };
 use masif_pki::{discover, Discover, DiscoverRequest, Role, TlsFiles};
-
-/// Runs the built `masif-pki` with `args`; returns (exit code, stdout).
-fn cli(args: &[&str]) -> (i32, String) {
-    // Test helper: the binary under test.
-    #[allow(clippy::disallowed_methods)]
-    let out = Command::new(env!("CARGO_BIN_EXE_masif-pki"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap(), format!("{stdout}{stderr}"))
-}
 
 /// A Puppet 7 CA: a root and an intermediate ("Puppet CA: …"), each with a CRL.
 struct PuppetCa {
@@ -345,64 +333,17 @@ async fn puppet_agent_and_master_from_discovered_trees_talk() {
         .await
         .unwrap_err();
     assert!(err.contains("Revoked"), "{err}");
-    let (code, out) = cli(&[
-        "check",
-        "--role",
-        "agent",
-        "--cert",
-        agent.files.cert.to_str().unwrap(),
-        "--key",
-        agent.files.key.to_str().unwrap(),
-        "--ca",
-        master.files.ca.to_str().unwrap(),
-        "--crl",
-        master.files.crl.as_ref().unwrap().to_str().unwrap(),
-    ]);
+    let trusting_the_master = TlsFiles {
+        ca: master.files.ca.clone(),
+        crl: Some(master.files.crl.clone().unwrap()),
+        ..agent.files.clone()
+    };
+    let (code, out) = cli_check(Role::Agent, &trusting_the_master, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("CRITICAL revocation: certificate (serial"),
         "{out}"
     );
-}
-
-/// Connects an agent to a master over loopback; returns the CN the master saw.
-async fn handshake(master: &TlsFiles, agent: &TlsFiles, name: &str) -> Result<String, String> {
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor =
-        tokio_rustls::TlsAcceptor::from(Arc::new(masif_pki::server_config(master).unwrap()));
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
-        let cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-        let cn = masif_pki::common_name(&cert).unwrap().unwrap();
-        tls.write_all(cn.as_bytes()).await.unwrap();
-        tls.shutdown().await.unwrap();
-        Ok::<String, String>(cn)
-    });
-    let connector =
-        tokio_rustls::TlsConnector::from(Arc::new(masif_pki::client_config(agent).unwrap()));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-    let client = async {
-        let mut tls = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut seen = String::new();
-        tls.read_to_string(&mut seen)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<String, String>(seen)
-    }
-    .await;
-    let server = server.await.unwrap();
-    match (server, client) {
-        (Ok(cn), Ok(seen)) if cn == seen => Ok(cn),
-        (server, client) => Err(format!("server: {server:?}, client: {client:?}")),
-    }
 }
 
 /// An Icinga 2 CA and a node tree (2.8+ or older layout).

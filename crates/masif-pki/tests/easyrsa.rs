@@ -4,32 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::Arc;
 
+use common::cli::{cli, cli_check, cli_ok};
+use common::tls::handshake;
 use masif_pki::{discover, Discover, DiscoverRequest, Role, TlsFiles};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn cli(args: &[&str]) -> (i32, String) {
-    // Test helper: the binary under test.
-    #[allow(clippy::disallowed_methods)]
-    let out = Command::new(env!("CARGO_BIN_EXE_masif-pki"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap(), text)
-}
-
-fn ok(args: &[&str]) -> String {
-    let (code, out) = cli(args);
-    assert_eq!(code, 0, "masif-pki {args:?}: {out}");
-    out
-}
 
 fn files(dir: &Path, name: &str, role: Role) -> TlsFiles {
     let request = DiscoverRequest {
@@ -40,64 +18,23 @@ fn files(dir: &Path, name: &str, role: Role) -> TlsFiles {
     discover(&request, role).unwrap().files
 }
 
-/// One connection: Ok(CN seen by the master) or the errors of both sides.
-async fn connect(master: &TlsFiles, agent: &TlsFiles, name: &str) -> Result<String, String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor =
-        tokio_rustls::TlsAcceptor::from(Arc::new(masif_pki::server_config(master).unwrap()));
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
-        let cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-        let cn = masif_pki::common_name(&cert).unwrap().unwrap();
-        tls.write_all(cn.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        tls.shutdown().await.map_err(|e| e.to_string())?;
-        Ok::<String, String>(cn)
-    });
-    let connector =
-        tokio_rustls::TlsConnector::from(Arc::new(masif_pki::client_config(agent).unwrap()));
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-    let client = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut seen = String::new();
-        tls.read_to_string(&mut seen)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<String, String>(seen)
-    }
-    .await;
-    match (server.await.unwrap(), client) {
-        (Ok(cn), Ok(seen)) if cn == seen => Ok(cn),
-        (server, client) => Err(format!("server: {server:?}, client: {client:?}")),
-    }
-}
-
 #[tokio::test]
 async fn easyrsa_pki_lifecycle_init_issue_check_connect_revoke() {
     let work = tempfile::tempdir().unwrap();
     let pki = work.path().join("pki");
     let dir = pki.to_str().unwrap();
-    let out = ok(&["init", dir, "--ca-name", "Masif Test CA"]);
+    let out = cli_ok(&["init", dir, "--ca-name", "Masif Test CA"]);
     assert!(out.contains("created PKI"), "{out}");
     assert!(
         pki.join("ca.crt").is_file() && pki.join("crl.pem").is_file() && pki.join("vars").is_file()
     );
-    ok(&["issue", dir, "master.test", "--server"]);
-    ok(&["issue", dir, "agent1.test", "--client"]);
-    ok(&["issue", dir, "agent2.test", "--client"]);
-    ok(&["issue", dir, "both.test", "--both"]);
+    cli_ok(&["issue", dir, "master.test", "--server"]);
+    cli_ok(&["issue", dir, "agent1.test", "--client"]);
+    cli_ok(&["issue", dir, "agent2.test", "--client"]);
+    cli_ok(&["issue", dir, "both.test", "--both"]);
 
     let source = format!("easyrsa:{dir}");
-    let out = ok(&[
+    let out = cli_ok(&[
         "check",
         "--role",
         "master",
@@ -111,33 +48,13 @@ async fn easyrsa_pki_lifecycle_init_issue_check_connect_revoke() {
         "{out}"
     );
     assert!(out.contains("(CN=Masif Test CA) valid until"), "{out}");
-    ok(&[
-        "check",
-        "--role",
-        "agent",
-        "--source",
-        &source,
-        "--name",
-        "agent1.test",
-    ]);
-    ok(&[
-        "check",
-        "--role",
-        "agent",
-        "--source",
-        &source,
-        "--name",
-        "both.test",
-    ]);
-    ok(&[
-        "check",
-        "--role",
-        "master",
-        "--source",
-        &source,
-        "--name",
-        "both.test",
-    ]);
+    for (role, name) in [
+        ("agent", "agent1.test"),
+        ("agent", "both.test"),
+        ("master", "both.test"),
+    ] {
+        cli_ok(&["check", "--role", role, "--source", &source, "--name", name]);
+    }
     let (code, out) = cli(&[
         "check",
         "--role",
@@ -154,17 +71,17 @@ async fn easyrsa_pki_lifecycle_init_issue_check_connect_revoke() {
     let agent1 = files(&pki, "agent1.test", Role::Agent);
     let agent2 = files(&pki, "agent2.test", Role::Agent);
     assert_eq!(
-        connect(&master, &agent1, "master.test").await.unwrap(),
+        handshake(&master, &agent1, "master.test").await.unwrap(),
         "agent1.test"
     );
     assert_eq!(
-        connect(&master, &agent2, "master.test").await.unwrap(),
+        handshake(&master, &agent2, "master.test").await.unwrap(),
         "agent2.test"
     );
 
     // A server-only certificate cannot be an agent's client certificate.
     let as_agent = files(&pki, "master.test", Role::Agent);
-    assert!(connect(&master, &as_agent, "master.test").await.is_err());
+    assert!(handshake(&master, &as_agent, "master.test").await.is_err());
 
     // Revoke agent2 and publish: the master's next config (it polls the files) refuses it.
     // The agent keeps its copy of the files (easy-rsa moves the PKI's copy away).
@@ -174,15 +91,17 @@ async fn easyrsa_pki_lifecycle_init_issue_check_connect_revoke() {
         ..agent2
     };
     let before = master.newest_modification().unwrap();
-    let out = ok(&["revoke", dir, "agent2.test"]);
+    let out = cli_ok(&["revoke", dir, "agent2.test"]);
     assert!(out.contains(&format!("masif-pki crl {dir}")), "{out}");
     std::thread::sleep(std::time::Duration::from_millis(20));
-    ok(&["crl", dir]);
+    cli_ok(&["crl", dir]);
     assert!(master.newest_modification().unwrap() > before);
-    let err = connect(&master, &agent2, "master.test").await.unwrap_err();
+    let err = handshake(&master, &agent2, "master.test")
+        .await
+        .unwrap_err();
     assert!(err.contains("Revoked"), "{err}");
     assert_eq!(
-        connect(&master, &agent1, "master.test").await.unwrap(),
+        handshake(&master, &agent1, "master.test").await.unwrap(),
         "agent1.test"
     );
     // easy-rsa moved the revoked files away; checking the old files names the revocation.
@@ -192,19 +111,13 @@ async fn easyrsa_pki_lifecycle_init_issue_check_connect_revoke() {
         .unwrap()
         .unwrap()
         .path();
-    let (code, out) = cli(&[
-        "check",
-        "--role",
-        "agent",
-        "--cert",
-        revoked.to_str().unwrap(),
-        "--key",
-        agent1.key.to_str().unwrap(),
-        "--ca",
-        master.ca.to_str().unwrap(),
-        "--crl",
-        master.crl.as_ref().unwrap().to_str().unwrap(),
-    ]);
+    let old_files = TlsFiles {
+        cert: revoked,
+        key: agent1.key.clone(),
+        ca: master.ca.clone(),
+        crl: Some(master.crl.clone().unwrap()),
+    };
+    let (code, out) = cli_check(Role::Agent, &old_files, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("CRITICAL revocation: certificate (serial"),
@@ -212,10 +125,10 @@ async fn easyrsa_pki_lifecycle_init_issue_check_connect_revoke() {
     );
 
     // The same name can be issued again once revoked.
-    ok(&["issue", dir, "agent2.test", "--client"]);
+    cli_ok(&["issue", dir, "agent2.test", "--client"]);
     let agent2 = files(&pki, "agent2.test", Role::Agent);
     assert_eq!(
-        connect(&master, &agent2, "master.test").await.unwrap(),
+        handshake(&master, &agent2, "master.test").await.unwrap(),
         "agent2.test"
     );
 }
@@ -240,7 +153,7 @@ fn easyrsa_commands_refuse_bad_input_and_change_nothing() {
     );
     assert!(!pki.exists());
 
-    ok(&["init", dir]);
+    cli_ok(&["init", dir]);
     let snapshot = || {
         let mut names: Vec<String> = walk(&pki);
         names.sort();
@@ -264,7 +177,7 @@ fn easyrsa_commands_refuse_bad_input_and_change_nothing() {
         assert!(out.contains(expected), "{args:?}: {out}");
         assert_eq!(snapshot(), before, "{args:?} changed the PKI");
     }
-    ok(&["issue", dir, "a.test", "--client"]);
+    cli_ok(&["issue", dir, "a.test", "--client"]);
     let (code, out) = cli(&["issue", dir, "a.test", "--server"]);
     assert_eq!(code, 1);
     assert!(out.contains("exists already"), "{out}");

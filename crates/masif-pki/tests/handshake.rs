@@ -2,60 +2,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::tls::connect;
 use common::{files, Ca, Leaf, Use};
 use masif_pki::{client_config, server_config, TlsFiles};
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// What each side saw of one connection attempt.
-struct Outcome {
-    server: Result<(), String>,
-    client: Result<String, String>,
-}
-
-/// Serves one connection with `server` and connects with `client`, expecting `name`.
-async fn connect(
-    server: rustls::ServerConfig,
-    client: rustls::ClientConfig,
-    name: &str,
-) -> Outcome {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-    let server_task = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
-        let peer = tls.get_ref().1.peer_certificates().map(|c| c[0].clone());
-        let cn = masif_pki::common_name(&peer.expect("a client certificate"))
-            .unwrap()
-            .unwrap_or_default();
-        tls.write_all(format!("hello {cn}").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        tls.shutdown().await.map_err(|e| e.to_string())?;
-        Ok::<(), String>(())
-    });
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let server_name = ServerName::try_from(name.to_string()).unwrap();
-    let client = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut tls = connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut reply = String::new();
-        tls.read_to_string(&mut reply)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<String, String>(reply)
-    }
-    .await;
-    let server = server_task.await.unwrap();
-    Outcome { server, client }
-}
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -98,7 +47,7 @@ async fn good_client_certificate_is_accepted_and_its_cn_seen() {
     let server = server_config(&pki.master_files(Some(&crl))).unwrap();
     let client = client_config(&pki.agent_files(&pki.ca, &agent, "agent01")).unwrap();
     let out = connect(server, client, "master.test").await;
-    assert_eq!(out.server, Ok(()));
+    assert_eq!(out.server, Ok("agent01.test".to_string()));
     assert_eq!(out.client, Ok("hello agent01.test".to_string()));
 }
 

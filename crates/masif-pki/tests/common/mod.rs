@@ -2,6 +2,9 @@
 //! rcgen cannot make the case), written to temporary directories.
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod tls;
+
 use std::path::{Path, PathBuf};
 
 use masif_pki::ephemeral::{EphemeralCa, Issued, Usage};
