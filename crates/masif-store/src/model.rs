@@ -41,6 +41,28 @@ pub struct TaskKey {
     pub to_version: Option<Version>,
 }
 
+impl TaskKey {
+    /// `keys` plus, for every install or update to version V, configuring the package at V.
+    ///
+    /// APT plans an install or update as two steps (`Inst P … (V …)` then `Conf P (V …)`) and
+    /// the agent runs a package only when every step is approved, so approving "update P to V"
+    /// alone would never run. The configure step runs the maintainer scripts of the version the
+    /// administrator approved: it is part of the same operation, not a separate decision.
+    /// A configure on its own (a half-configured package) still needs its own approval.
+    pub fn with_configure_steps(keys: &[TaskKey]) -> Vec<TaskKey> {
+        let steps = keys.iter().filter_map(|k| match (k.action, &k.to_version) {
+            (Action::Install | Action::Update, Some(to)) => Some(TaskKey {
+                package: k.package.clone(),
+                action: Action::Configure,
+                to_version: Some(to.clone()),
+            }),
+            _ => None,
+        });
+        let all: std::collections::BTreeSet<TaskKey> = keys.iter().cloned().chain(steps).collect();
+        all.into_iter().collect()
+    }
+}
+
 /// One (action, target version) of a package on the pending page.
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingRow {
@@ -132,4 +154,46 @@ pub struct AuditEntry {
     pub action: String,
     /// Human-readable description of what changed.
     pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(package: &str, action: Action, to: Option<&str>) -> TaskKey {
+        TaskKey {
+            package: PackageName::new(package).unwrap(),
+            action,
+            to_version: to.map(|v| Version::new(v).unwrap()),
+        }
+    }
+
+    #[test]
+    fn installs_and_updates_bring_their_configure_step() {
+        let keys = [
+            key("alpha", Action::Update, Some("2.0")),
+            key("gamma", Action::Install, Some("1.0")),
+            key("epsilon", Action::Remove, None),
+            key("zeta", Action::Configure, Some("2.0")),
+        ];
+        let expanded = TaskKey::with_configure_steps(&keys);
+        assert_eq!(
+            expanded,
+            vec![
+                key("alpha", Action::Update, Some("2.0")),
+                key("alpha", Action::Configure, Some("2.0")),
+                key("epsilon", Action::Remove, None),
+                key("gamma", Action::Install, Some("1.0")),
+                key("gamma", Action::Configure, Some("1.0")),
+                key("zeta", Action::Configure, Some("2.0")),
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        // Already ticked configure rows are not doubled.
+        let twice = TaskKey::with_configure_steps(&expanded);
+        assert_eq!(twice, expanded);
+    }
 }

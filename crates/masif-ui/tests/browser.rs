@@ -319,30 +319,31 @@ async fn log_in_see_counts_approve_two_rows_and_hostile_data_is_text() {
         s.path().await
     );
     assert!(s.source().await.contains("Approved 5 pending task(s)"));
+    // Each update brings its configure step (TaskKey::with_configure_steps).
     let rows =
         s.fx.rows(
-            "SELECT t.agent, p.name, t.from_version, t.to_version, ap.approved_by \
+            "SELECT t.agent, p.name, t.action, t.from_version, t.to_version, ap.approved_by \
              FROM task t JOIN package p ON p.id = t.package JOIN approval ap ON ap.task = t.id \
-             WHERE t.approved = 1 ORDER BY p.name",
+             WHERE t.approved = 1 ORDER BY p.name, t.action",
         )
         .await;
+    let approval = |package: &str, action: &str, to: &str| {
+        vec![
+            None,
+            Some(package.into()),
+            Some(action.into()),
+            None,
+            Some(to.into()),
+            Some(USER.into()),
+        ]
+    };
     assert_eq!(
         rows,
         vec![
-            vec![
-                None,
-                Some("libc6".into()),
-                None,
-                Some("2.36-2".into()),
-                Some(USER.into())
-            ],
-            vec![
-                None,
-                Some("perl".into()),
-                None,
-                Some("5.2".into()),
-                Some(USER.into())
-            ],
+            approval("libc6", "update", "2.36-2"),
+            approval("libc6", "configure", "2.36-2"),
+            approval("perl", "update", "5.2"),
+            approval("perl", "configure", "5.2"),
         ]
     );
     // libc6 is gone from the table; perl still has the 5.3 row.
@@ -383,11 +384,22 @@ async fn select_agents_first_and_the_per_agent_page() {
     );
     assert_eq!(
         s.fx.rows(
-            "SELECT a.name, t.to_version FROM task t JOIN agent a ON a.id = t.agent \
-             WHERE t.approved = 1"
+            "SELECT a.name, t.action, t.to_version FROM task t JOIN agent a ON a.id = t.agent \
+             WHERE t.approved = 1 ORDER BY t.action"
         )
         .await,
-        vec![vec![Some("web-2".into()), Some("5.2".into())]]
+        vec![
+            vec![
+                Some("web-2".into()),
+                Some("update".into()),
+                Some("5.2".into())
+            ],
+            vec![
+                Some("web-2".into()),
+                Some("configure".into()),
+                Some("5.2".into())
+            ]
+        ]
     );
 
     // The agents list links to each agent; the hostile name is text.
@@ -436,7 +448,8 @@ async fn select_agents_first_and_the_per_agent_page() {
 async fn revoke_reset_and_a_form_without_csrf_token_is_refused() {
     let s = Scene::new("ui_browser_revoke").await;
     s.login_as(USER, PASSWORD).await;
-    s.tick(&key_value("newpkg", "install", Some("1.0"))).await;
+    // A removal: one approval row (an install would bring its configure step).
+    s.tick(&key_value("oldpkg", "remove", None)).await;
     s.navigate("button[value=approve]").await;
     assert_eq!(
         s.fx.count("SELECT COUNT(*) FROM task WHERE approved = 1")
@@ -464,7 +477,7 @@ async fn revoke_reset_and_a_form_without_csrf_token_is_refused() {
     // Revoke from the approvals page.
     s.goto("/approvals").await;
     let source = s.source().await;
-    assert!(source.contains("newpkg") && source.contains(USER));
+    assert!(source.contains("oldpkg") && source.contains(USER));
     s.navigate("form[action='/revoke'] button").await;
     assert_eq!(s.path().await, "/approvals?revoked=1");
     assert!(s.source().await.contains("Approval revoked."));

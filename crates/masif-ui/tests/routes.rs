@@ -272,35 +272,36 @@ async fn approve_for_every_agent_and_csrf_is_enforced() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_eq!(r.location(), "/?approved=4&written=2");
+    // Each update brings its configure step (TaskKey::with_configure_steps).
+    assert_eq!(r.location(), "/?approved=4&written=4");
     let rows = ui
         .fx
         .rows(
-            "SELECT t.agent, p.name, t.from_version, t.to_version, ap.approved_by FROM task t \
-             JOIN package p ON p.id = t.package JOIN approval ap ON ap.task = t.id \
-             WHERE t.approved = 1 ORDER BY p.name",
+            "SELECT t.agent, p.name, t.action, t.from_version, t.to_version, ap.approved_by \
+             FROM task t JOIN package p ON p.id = t.package JOIN approval ap ON ap.task = t.id \
+             WHERE t.approved = 1 ORDER BY p.name, t.action",
         )
         .await;
+    let approval = |package: &str, action: &str, to: &str| {
+        vec![
+            None,
+            Some(package.into()),
+            Some(action.into()),
+            None,
+            Some(to.into()),
+            Some(USER.into()),
+        ]
+    };
     assert_eq!(
         rows,
         vec![
-            vec![
-                None,
-                Some("libc6".into()),
-                None,
-                Some("2.36-2".into()),
-                Some(USER.into())
-            ],
-            vec![
-                None,
-                Some("perl".into()),
-                None,
-                Some("5.2".into()),
-                Some(USER.into())
-            ],
+            approval("libc6", "update", "2.36-2"),
+            approval("libc6", "configure", "2.36-2"),
+            approval("perl", "update", "5.2"),
+            approval("perl", "configure", "5.2"),
         ]
     );
-    let page = ui.get("/?approved=4&written=2", &session).await;
+    let page = ui.get("/?approved=4&written=4", &session).await;
     assert!(page.body.contains("Approved 4 pending task(s)"));
     // The audit page shows it.
     let audit = ui.get("/audit", &session).await;
@@ -347,8 +348,9 @@ async fn select_agents_first_then_approve_for_them() {
              WHERE t.approved = 1 ORDER BY 1, 2",
         )
         .await;
-    // One row per (agent, key), even where the agent awaited only one of the keys.
-    assert_eq!(rows.len(), 4);
+    // One row per (agent, key), even where the agent awaited only one of the keys; each
+    // update brings its configure step, so 2 agents × (2 updates + 2 configures).
+    assert_eq!(rows.len(), 8);
     assert_eq!(
         ui.fx
             .count(
@@ -421,7 +423,8 @@ async fn agent_pages_and_approving_for_one_agent() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(r.location(), "/agent?name=db-1&approved=1&written=1");
+    // The install and its configure step.
+    assert_eq!(r.location(), "/agent?name=db-1&approved=1&written=2");
     let r = ui.get(r.location(), &session).await;
     assert!(r.body.contains("Approved 1 pending task(s) for this agent"));
     assert!(!r.body.contains("newpkg"));
@@ -440,7 +443,10 @@ async fn approvals_can_be_revoked_and_reset_needs_confirmation() {
     .await;
     let r = ui.get("/approvals", &session).await;
     assert!(r.body.contains("every agent") && r.body.contains(USER));
-    let id = ui.fx.count("SELECT id FROM task WHERE approved = 1").await;
+    let id = ui
+        .fx
+        .count("SELECT id FROM task WHERE approved = 1 AND action = 'update'")
+        .await;
     // An approval row as the original UI could leave it: wildcards everywhere, no who/when.
     ui.fx
         .db
@@ -468,7 +474,7 @@ async fn approvals_can_be_revoked_and_reset_needs_confirmation() {
     assert_eq!(r.location(), "/approvals?revoked=1");
     assert_eq!(
         ui.fx
-            .count("SELECT COUNT(*) FROM task WHERE approved = 1")
+            .count("SELECT COUNT(*) FROM task WHERE approved = 1 AND action = 'update'")
             .await,
         0
     );
@@ -479,7 +485,7 @@ async fn approvals_can_be_revoked_and_reset_needs_confirmation() {
 
     let r = ui.get("/reset", &session).await;
     assert!(
-        r.body.contains("<strong class=\"tasks\">6</strong>"),
+        r.body.contains("<strong class=\"tasks\">7</strong>"),
         "{}",
         r.body
     );
@@ -495,7 +501,7 @@ async fn approvals_can_be_revoked_and_reset_needs_confirmation() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(
         r.body
-            .contains("Deleted 6 task(s), 0 package(s) and 0 agent(s)."),
+            .contains("Deleted 7 task(s), 0 package(s) and 0 agent(s)."),
         "{}",
         r.body
     );
@@ -643,7 +649,9 @@ async fn trusted_proxy_header_only_from_configured_addresses() {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        ui.fx.rows("SELECT approved_by FROM approval").await,
+        ui.fx
+            .rows("SELECT DISTINCT approved_by FROM approval")
+            .await,
         vec![vec![Some("proxied-alice".into())]]
     );
 }

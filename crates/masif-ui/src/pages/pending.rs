@@ -186,6 +186,8 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
         }
         _ => return Err(BadRequest::reject("unknown form action")),
     };
+    // Approving an install or update also approves its configure step (see TaskKey).
+    let keys = TaskKey::with_configure_steps(&keys);
     let outcome = app
         .store
         .approve(&keys, &scope, &user.name)
