@@ -20,6 +20,16 @@ async fn fresh_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     (dir, path, store)
 }
 
+/// What the UI does while the master takes reports: approves alpha 2.0, reads the overview.
+async fn ui_round(ui: &SqliteStore) {
+    ui.approve(&[key("alpha", "2.0")], &ApprovalScope::AllAgents, "admin")
+        .await
+        .unwrap();
+    ui.pending_overview(&Default::default(), Page::default())
+        .await
+        .unwrap();
+}
+
 fn key(package: &str, to: &str) -> TaskKey {
     TaskKey {
         package: PackageName::new(package).unwrap(),
@@ -198,12 +208,7 @@ async fn two_stores_on_one_file_work_concurrently() {
     for _ in 0..5 {
         let ui = ui.clone();
         jobs.push(tokio::spawn(async move {
-            ui.approve(&[key("alpha", "2.0")], &ApprovalScope::AllAgents, "admin")
-                .await
-                .unwrap();
-            ui.pending_overview(&Default::default(), Page::default())
-                .await
-                .unwrap();
+            ui_round(&ui).await;
         }));
     }
     for job in jobs {
@@ -356,12 +361,7 @@ async fn master_and_ui_as_two_processes() {
     let helper = spawn_helper(&path);
     let mut approvals = 0;
     let finished = loop {
-        ui.approve(&[key("alpha", "2.0")], &ApprovalScope::AllAgents, "admin")
-            .await
-            .unwrap();
-        ui.pending_overview(&Default::default(), Page::default())
-            .await
-            .unwrap();
+        ui_round(&ui).await;
         approvals += 1;
         let helper = helper.clone();
         let done = tokio::task::spawn_blocking(move || helper.lock().unwrap().try_wait())

@@ -48,6 +48,17 @@ fn spawn_report_of_a_and_b(
     })
 }
 
+/// A connection in a transaction holding agent "host"'s row lock.
+async fn lock_agent_row(scratch: &MysqlScratch) -> Conn {
+    let mut holder = raw(scratch).await;
+    holder.query_drop("START TRANSACTION").await.unwrap();
+    holder
+        .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
+        .await
+        .unwrap();
+    holder
+}
+
 /// Waits until another connection to this database runs a statement containing `text`.
 async fn wait_for_statement(watch: &mut Conn, text: &str) {
     let sql = format!(
@@ -289,12 +300,7 @@ async fn retries_are_bounded_on_real_lock_timeouts() {
             .await;
         let me = agent("host");
         store.report(&me, &set([install("a", "1")])).await.unwrap();
-        let mut holder = raw(&scratch).await;
-        holder.query_drop("START TRANSACTION").await.unwrap();
-        holder
-            .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
-            .await
-            .unwrap();
+        let mut holder = lock_agent_row(&scratch).await;
         let before = store.stats();
         let err = store
             .report(&me, &set([install("a", "1"), install("b", "1")]))
@@ -343,12 +349,7 @@ async fn a_dropped_report_leaves_no_transaction_behind() {
         );
         let me = agent("host");
         store.report(&me, &set([install("a", "1")])).await.unwrap();
-        let mut holder = raw(&scratch).await;
-        holder.query_drop("START TRANSACTION").await.unwrap();
-        holder
-            .query_drop("SELECT id FROM agent WHERE name = 'host' FOR UPDATE")
-            .await
-            .unwrap();
+        let mut holder = lock_agent_row(&scratch).await;
         let changed = set([install("a", "1"), install("b", "1")]);
         let abandoned =
             tokio::time::timeout(Duration::from_millis(300), store.report(&me, &changed)).await;
