@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::cli::{cli, cli_check};
+use common::cli::{cli, cli_check, cli_ok};
 use common::tls::handshake;
 use common::{
     icinga_leaf_ext, puppet_leaf_ext, write, OpensslCa, OpensslLeaf, ICINGA_CA_EXT, PUPPET_CA_EXT,
@@ -119,10 +119,9 @@ fn puppet_official_layout_with_certname_from_agent_section() {
     );
 
     let root = tree.path().to_str().unwrap();
-    let (code, out) = cli(&[
+    let out = cli_ok(&[
         "check", "--role", "agent", "--source", "puppet", "--root", root,
     ]);
-    assert_eq!(code, 0, "{out}");
     assert!(
         out.starts_with("MASIF-PKI OK - agent certificate agent01.example.com"),
         "{out}"
@@ -175,10 +174,9 @@ fn puppet_debian_layout_with_certname_from_main_then_fqdn() {
     );
 
     let root = tree.path().to_str().unwrap();
-    let (code, out) = cli(&[
+    let out = cli_ok(&[
         "check", "--role", "master", "--source", "puppet", "--root", root,
     ]);
-    assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("OK name: agents expecting web1.example.com accept this certificate"),
         "{out}"
@@ -383,10 +381,9 @@ fn icinga2_node_name_from_constants_conf_and_no_eku_leaf_fits_both_roles() {
     assert_eq!(found.files, expected);
     let root = tree.path().to_str().unwrap();
     for role in ["agent", "master"] {
-        let (code, out) = cli(&[
+        let out = cli_ok(&[
             "check", "--role", role, "--source", "icinga2", "--root", root,
         ]);
-        assert_eq!(code, 0, "{out}");
         assert!(
             out.contains("OK usage: no extended key usage: any use allowed"),
             "{out}"
@@ -459,7 +456,7 @@ fn discover_command_prints_what_it_found() {
     let tree = tempfile::tempdir().unwrap();
     icinga.node(tree.path(), "var/lib/icinga2/certs", "n.example");
     let root = tree.path().to_str().unwrap();
-    let (code, out) = cli(&[
+    let out = cli_ok(&[
         "discover",
         "--source",
         "icinga2",
@@ -468,13 +465,11 @@ fn discover_command_prints_what_it_found() {
         "--name",
         "n.example",
     ]);
-    assert_eq!(code, 0, "{out}");
     assert!(out.contains("source: icinga2\nname: n.example\n"), "{out}");
     assert!(out.contains("(CN=n.example, until "), "{out}");
     assert!(out.contains("crl: none"), "{out}");
     // Without --source: Puppet is tried first, then Icinga 2.
-    let (code, out) = cli(&["discover", "--root", root, "--name", "n.example", "--json"]);
-    assert_eq!(code, 0, "{out}");
+    let out = cli_ok(&["discover", "--root", root, "--name", "n.example", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["source"], "icinga2");
     assert!(json["files"]["cert"]

@@ -5,6 +5,7 @@ mod common;
 use common::tls::connect;
 use common::{files, Ca, Leaf, Use};
 use masif_pki::{client_config, server_config, TlsFiles};
+use rstest::rstest;
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -74,41 +75,38 @@ async fn intermediate_issued_client_with_two_cert_bundle_and_two_crls_is_accepte
     assert_eq!(out.client, Ok("hello agent02.test".to_string()));
 }
 
+/// Client certificates the master must refuse.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Issued by a CA the master does not trust.
+    ForeignCa,
+    /// Revoked in the CA's current CRL.
+    Revoked,
+    /// Revoked in a CRL past its next update: the revocation still applies.
+    RevokedInExpiredCrl,
+}
+
+#[rstest]
+#[case::client_certificate_from_foreign_ca(Refused::ForeignCa, "UnknownIssuer")]
+#[case::revoked_client_certificate(Refused::Revoked, "Revoked")]
+#[case::revocation_in_an_expired_crl_still_applies(Refused::RevokedInExpiredCrl, "Revoked")]
 #[tokio::test]
-async fn client_certificate_from_foreign_ca_is_refused() {
+async fn client_certificates_are_refused(#[case] case: Refused, #[case] reason: &str) {
     let pki = Pki::new();
     let foreign = Ca::new("Foreign CA");
-    let agent = foreign.leaf("intruder.test", Use::Client);
-    let server = server_config(&pki.master_files(None)).unwrap();
-    let client = client_config(&pki.agent_files(&foreign, &agent, "intruder")).unwrap();
+    let (issuer, crl_days) = match case {
+        Refused::ForeignCa => (&foreign, None),
+        Refused::Revoked => (&pki.ca, Some(30)),
+        Refused::RevokedInExpiredCrl => (&pki.ca, Some(-3)),
+    };
+    let agent = issuer.leaf("refused.test", Use::Client);
+    let crl = crl_days.map(|days| pki.ca.crl(&[&agent], days));
+    let server = server_config(&pki.master_files(crl.as_deref())).unwrap();
+    let client = client_config(&pki.agent_files(issuer, &agent, "refused")).unwrap();
     let out = connect(server, client, "master.test").await;
     let err = out.server.unwrap_err();
-    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert!(err.contains(reason), "{err}");
     assert!(out.client.is_err());
-}
-
-#[tokio::test]
-async fn revoked_client_certificate_is_refused() {
-    let pki = Pki::new();
-    let agent = pki.ca.leaf("revoked.test", Use::Client);
-    let crl = pki.ca.crl(&[&agent], 30);
-    let server = server_config(&pki.master_files(Some(&crl))).unwrap();
-    let client = client_config(&pki.agent_files(&pki.ca, &agent, "revoked")).unwrap();
-    let out = connect(server, client, "master.test").await;
-    let err = out.server.unwrap_err();
-    assert!(err.contains("Revoked"), "{err}");
-    assert!(out.client.is_err());
-}
-
-#[tokio::test]
-async fn revocation_in_an_expired_crl_still_applies() {
-    let pki = Pki::new();
-    let agent = pki.ca.leaf("revoked.test", Use::Client);
-    let crl = pki.ca.crl(&[&agent], -3);
-    let server = server_config(&pki.master_files(Some(&crl))).unwrap();
-    let client = client_config(&pki.agent_files(&pki.ca, &agent, "revoked")).unwrap();
-    let out = connect(server, client, "master.test").await;
-    assert!(out.server.unwrap_err().contains("Revoked"));
 }
 
 #[tokio::test]

@@ -213,43 +213,33 @@ fn key_of_another_certificate_is_refused() {
     );
 }
 
-#[test]
-fn v1_crl_is_refused_by_server_config() {
+/// CRLs a server configuration must refuse.
+#[derive(Debug, Clone, Copy)]
+enum BadCrl {
+    /// A version 1 CRL of the right CA (made with openssl).
+    Version1,
+    /// A CRL of another CA.
+    OtherCa,
+    /// A CRL of a CA with the same name but another key.
+    SameNameOtherKey,
+}
+
+#[rstest]
+#[case::v1_crl(BadCrl::Version1, &["m-crl.pem", "version 1 CRL"])]
+#[case::crl_of_another_ca(BadCrl::OtherCa, &["m-crl.pem", "not signed by a certificate of"])]
+#[case::crl_of_same_name_but_other_key(BadCrl::SameNameOtherKey, &["signature does not verify"])]
+fn bad_crls_are_refused_by_server_config(#[case] bad: BadCrl, #[case] expected: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("CA");
     let leaf = ca.leaf("master.test", Use::Server);
-    let crl = v1_crl(dir.path(), &ca);
+    let crl = match bad {
+        BadCrl::Version1 => v1_crl(dir.path(), &ca),
+        BadCrl::OtherCa => Ca::new("Foreign CA").crl(&[], 30),
+        BadCrl::SameNameOtherKey => Ca::new("CA").crl(&[], 30),
+    };
     let f = files(dir.path(), "m", &ca, &leaf, Some(&crl));
     let text = server_config(&f).unwrap_err().to_string();
-    assert!(
-        text.contains("m-crl.pem") && text.contains("version 1 CRL"),
-        "{text}"
-    );
-}
-
-#[test]
-fn crl_of_another_ca_is_refused_by_server_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("CA");
-    let foreign = Ca::new("Foreign CA");
-    let leaf = ca.leaf("master.test", Use::Server);
-    let f = files(dir.path(), "m", &ca, &leaf, Some(&foreign.crl(&[], 30)));
-    let text = server_config(&f).unwrap_err().to_string();
-    assert!(
-        text.contains("m-crl.pem") && text.contains("not signed by a certificate of"),
-        "{text}"
-    );
-}
-
-#[test]
-fn crl_of_same_name_but_other_key_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("CA");
-    let impostor = Ca::new("CA");
-    let leaf = ca.leaf("master.test", Use::Server);
-    let f = files(dir.path(), "m", &ca, &leaf, Some(&impostor.crl(&[], 30)));
-    let text = server_config(&f).unwrap_err().to_string();
-    assert!(text.contains("signature does not verify"), "{text}");
+    assert!(expected.iter().all(|e| text.contains(e)), "{text}");
 }
 
 #[test]
