@@ -320,30 +320,14 @@ async fn log_in_see_counts_approve_two_rows_and_hostile_data_is_text() {
     );
     assert!(s.source().await.contains("Approved 5 pending task(s)"));
     // Each update brings its configure step (TaskKey::with_configure_steps).
-    let rows =
-        s.fx.rows(
-            "SELECT t.agent, p.name, t.action, t.from_version, t.to_version, ap.approved_by \
-             FROM task t JOIN package p ON p.id = t.package JOIN approval ap ON ap.task = t.id \
-             WHERE t.approved = 1 ORDER BY p.name, t.action",
-        )
-        .await;
-    let approval = |package: &str, action: &str, to: &str| {
-        vec![
-            None,
-            Some(package.into()),
-            Some(action.into()),
-            None,
-            Some(to.into()),
-            Some(USER.into()),
-        ]
-    };
+    let rows = s.fx.approval_rows().await;
     assert_eq!(
         rows,
         vec![
-            approval("libc6", "update", "2.36-2"),
-            approval("libc6", "configure", "2.36-2"),
-            approval("perl", "update", "5.2"),
-            approval("perl", "configure", "5.2"),
+            approval_by_user("libc6", "update", "2.36-2"),
+            approval_by_user("libc6", "configure", "2.36-2"),
+            approval_by_user("perl", "update", "5.2"),
+            approval_by_user("perl", "configure", "5.2"),
         ]
     );
     // libc6 is gone from the table; perl still has the 5.3 row.

@@ -274,31 +274,14 @@ async fn approve_for_every_agent_and_csrf_is_enforced() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Each update brings its configure step (TaskKey::with_configure_steps).
     assert_eq!(r.location(), "/?approved=4&written=4");
-    let rows = ui
-        .fx
-        .rows(
-            "SELECT t.agent, p.name, t.action, t.from_version, t.to_version, ap.approved_by \
-             FROM task t JOIN package p ON p.id = t.package JOIN approval ap ON ap.task = t.id \
-             WHERE t.approved = 1 ORDER BY p.name, t.action",
-        )
-        .await;
-    let approval = |package: &str, action: &str, to: &str| {
-        vec![
-            None,
-            Some(package.into()),
-            Some(action.into()),
-            None,
-            Some(to.into()),
-            Some(USER.into()),
-        ]
-    };
+    let rows = ui.fx.approval_rows().await;
     assert_eq!(
         rows,
         vec![
-            approval("libc6", "update", "2.36-2"),
-            approval("libc6", "configure", "2.36-2"),
-            approval("perl", "update", "5.2"),
-            approval("perl", "configure", "5.2"),
+            approval_by_user("libc6", "update", "2.36-2"),
+            approval_by_user("libc6", "configure", "2.36-2"),
+            approval_by_user("perl", "update", "5.2"),
+            approval_by_user("perl", "configure", "5.2"),
         ]
     );
     let page = ui.get("/?approved=4&written=4", &session).await;

@@ -41,6 +41,17 @@ impl Fixture {
             .expect("report");
     }
 
+    /// The approval rows written, as `[agent, package, action, from, to, approved_by]`, by
+    /// package and action; compare with [`approval_by_user`].
+    pub async fn approval_rows(&self) -> Vec<Vec<Option<String>>> {
+        self.rows(
+            "SELECT t.agent, p.name, t.action, t.from_version, t.to_version, ap.approved_by \
+             FROM task t JOIN package p ON p.id = t.package JOIN approval ap ON ap.task = t.id \
+             WHERE t.approved = 1 ORDER BY p.name, t.action",
+        )
+        .await
+    }
+
     /// Rows of a query as text, for checks of what the UI wrote.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         use mysql_async::prelude::Queryable;
@@ -100,6 +111,18 @@ impl Fixture {
         self.report(HOSTILE_AGENT, vec![update(HOSTILE_PACKAGE, "1", "2")])
             .await;
     }
+}
+
+/// An approval row of [`Fixture::approval_rows`]: for every agent, from any version, by [`USER`].
+pub fn approval_by_user(package: &str, action: &str, to: &str) -> Vec<Option<String>> {
+    vec![
+        None,
+        Some(package.into()),
+        Some(action.into()),
+        None,
+        Some(to.into()),
+        Some(USER.into()),
+    ]
 }
 
 /// An htpasswd file with [`USER`] / [`PASSWORD`] (bcrypt, `$2y$` like `htpasswd -B`).
