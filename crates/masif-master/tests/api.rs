@@ -74,10 +74,7 @@ async fn agents_are_told_only_their_own_approvals() {
 async fn approvals_written_the_original_way_are_honoured() {
     let pki = Pki::new();
     let master = Master::start(&pki, |_| {}).await;
-    let (_, files) = pki.agent("c.example.com");
-    let mut client = Client::connect(master.addr, client_config(&files))
-        .await
-        .unwrap();
+    let mut client = master.agent_client(&pki, "c.example.com").await;
     assert_eq!(client.report(TWO_TASKS).await.unwrap().status, 200);
     // "Approve selection": agent NULL, from_version NULL.
     master
@@ -205,10 +202,7 @@ async fn a_client_certificate_without_cn_gets_400() {
 async fn malformed_bodies_get_400_and_change_nothing() {
     let pki = Pki::new();
     let master = Master::start(&pki, |_| {}).await;
-    let (_, files) = pki.agent("d.example.com");
-    let mut client = Client::connect(master.addr, client_config(&files))
-        .await
-        .unwrap();
+    let mut client = master.agent_client(&pki, "d.example.com").await;
     assert_eq!(client.report(TWO_TASKS).await.unwrap().status, 200);
     let before = master.db.snapshot().await;
     let long = "x".repeat(192);
@@ -299,10 +293,7 @@ async fn oversized_bodies_get_413_without_echo() {
 async fn other_paths_and_methods() {
     let pki = Pki::new();
     let master = Master::start(&pki, |_| {}).await;
-    let (_, files) = pki.agent("f.example.com");
-    let mut client = Client::connect(master.addr, client_config(&files))
-        .await
-        .unwrap();
+    let mut client = master.agent_client(&pki, "f.example.com").await;
     let reply = client
         .request("GET", "/v1/pending-tasks", "")
         .await
@@ -340,10 +331,7 @@ async fn other_paths_and_methods() {
 async fn idle_connections_are_closed() {
     let pki = Pki::new();
     let master = Master::start(&pki, |s| s.idle_timeout = Duration::from_millis(500)).await;
-    let (_, files) = pki.agent("g.example.com");
-    let mut client = Client::connect(master.addr, client_config(&files))
-        .await
-        .unwrap();
+    let mut client = master.agent_client(&pki, "g.example.com").await;
     assert_eq!(client.report("[]").await.unwrap().status, 200);
     let mut closed = false;
     for _ in 0..50 {

@@ -101,6 +101,14 @@ impl Master {
         }
     }
 
+    /// A keep-alive client presenting a new certificate for agent `cn`.
+    pub async fn agent_client(&self, pki: &Pki, cn: &str) -> Client {
+        let (_, files) = pki.agent(cn);
+        Client::connect(self.addr, client_config(&files))
+            .await
+            .unwrap()
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop.take().unwrap().send(()).ok();
         self.task.take().unwrap().await.unwrap()
