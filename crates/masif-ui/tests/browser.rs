@@ -320,16 +320,7 @@ async fn log_in_see_counts_approve_two_rows_and_hostile_data_is_text() {
     );
     assert!(s.source().await.contains("Approved 5 pending task(s)"));
     // Each update brings its configure step (TaskKey::with_configure_steps).
-    let rows = s.fx.approval_rows().await;
-    assert_eq!(
-        rows,
-        vec![
-            approval_by_user("libc6", "update", "2.36-2"),
-            approval_by_user("libc6", "configure", "2.36-2"),
-            approval_by_user("perl", "update", "5.2"),
-            approval_by_user("perl", "configure", "5.2"),
-        ]
-    );
+    assert_eq!(s.fx.approval_rows().await, perl_and_libc_approvals());
     // libc6 is gone from the table; perl still has the 5.3 row.
     let source = s.source().await;
     assert!(!source.contains(">libc6<"));

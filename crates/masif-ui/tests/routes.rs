@@ -274,16 +274,7 @@ async fn approve_for_every_agent_and_csrf_is_enforced() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     // Each update brings its configure step (TaskKey::with_configure_steps).
     assert_eq!(r.location(), "/?approved=4&written=4");
-    let rows = ui.fx.approval_rows().await;
-    assert_eq!(
-        rows,
-        vec![
-            approval_by_user("libc6", "update", "2.36-2"),
-            approval_by_user("libc6", "configure", "2.36-2"),
-            approval_by_user("perl", "update", "5.2"),
-            approval_by_user("perl", "configure", "5.2"),
-        ]
-    );
+    assert_eq!(ui.fx.approval_rows().await, perl_and_libc_approvals());
     let page = ui.get("/?approved=4&written=4", &session).await;
     assert!(page.body.contains("Approved 4 pending task(s)"));
     // The audit page shows it.

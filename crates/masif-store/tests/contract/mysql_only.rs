@@ -48,6 +48,16 @@ fn spawn_report_of_a_and_b(
     })
 }
 
+/// A store on `scratch` with `options`, after agent "host" reported "install a".
+async fn store_where_host_reported_a(scratch: &MysqlScratch, options: MysqlOptions) -> MysqlStore {
+    let store = scratch.store(options).await;
+    store
+        .report(&agent("host"), &set([install("a", "1")]))
+        .await
+        .unwrap();
+    store
+}
+
 /// A connection in a transaction holding agent "host"'s row lock.
 async fn lock_agent_row(scratch: &MysqlScratch) -> Conn {
     let mut holder = raw(scratch).await;
@@ -291,15 +301,16 @@ async fn round_trips_per_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_bounded_on_real_lock_timeouts() {
     run_mysql_scratch(|scratch| async move {
-        let store = scratch
-            .store(MysqlOptions {
+        let store = store_where_host_reported_a(
+            &scratch,
+            MysqlOptions {
                 lock_wait_timeout: Some(1),
                 max_attempts: 3,
                 ..test_options()
-            })
-            .await;
+            },
+        )
+        .await;
         let me = agent("host");
-        store.report(&me, &set([install("a", "1")])).await.unwrap();
         let mut holder = lock_agent_row(&scratch).await;
         let before = store.stats();
         let err = store
@@ -338,17 +349,13 @@ async fn retries_are_bounded_on_real_lock_timeouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_report_leaves_no_transaction_behind() {
     run_mysql_scratch(|scratch| async move {
-        let store = Arc::new(
-            scratch
-                .store(MysqlOptions {
-                    pool_max: 1,
-                    lock_wait_timeout: Some(3),
-                    ..test_options()
-                })
-                .await,
-        );
+        let options = MysqlOptions {
+            pool_max: 1,
+            lock_wait_timeout: Some(3),
+            ..test_options()
+        };
+        let store = Arc::new(store_where_host_reported_a(&scratch, options).await);
         let me = agent("host");
-        store.report(&me, &set([install("a", "1")])).await.unwrap();
         let mut holder = lock_agent_row(&scratch).await;
         let changed = set([install("a", "1"), install("b", "1")]);
         let abandoned =
@@ -525,11 +532,7 @@ async fn a_vanished_server_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_racing_a_report_leaves_no_dangling_rows() {
     run_mysql_scratch(|scratch| async move {
-        let store = Arc::new(scratch.store(test_options()).await);
-        store
-            .report(&agent("host"), &set([install("a", "1")]))
-            .await
-            .unwrap();
+        let store = Arc::new(store_where_host_reported_a(&scratch, test_options()).await);
         let mut reset = raw(&scratch).await;
         reset
             .query_drop(
@@ -591,11 +594,7 @@ async fn a_foreign_schema_fails_with_the_migration_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_chosen_as_deadlock_victim_retries() {
     run_mysql_scratch(|scratch| async move {
-        let store = Arc::new(scratch.store(test_options()).await);
-        store
-            .report(&agent("host"), &set([install("a", "1")]))
-            .await
-            .unwrap();
+        let store = Arc::new(store_where_host_reported_a(&scratch, test_options()).await);
         let mut other = raw(&scratch).await;
         other
             .query_drop(

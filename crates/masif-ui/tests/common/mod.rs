@@ -125,6 +125,17 @@ pub fn approval_by_user(package: &str, action: &str, to: &str) -> Vec<Option<Str
     ]
 }
 
+/// What approving perl 5.2 and libc6 2.36-2 for every agent writes: each update with its
+/// configure step (`TaskKey::with_configure_steps`).
+pub fn perl_and_libc_approvals() -> Vec<Vec<Option<String>>> {
+    vec![
+        approval_by_user("libc6", "update", "2.36-2"),
+        approval_by_user("libc6", "configure", "2.36-2"),
+        approval_by_user("perl", "update", "5.2"),
+        approval_by_user("perl", "configure", "5.2"),
+    ]
+}
+
 /// An htpasswd file with [`USER`] / [`PASSWORD`] (bcrypt, `$2y$` like `htpasswd -B`).
 pub fn htpasswd_file() -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
