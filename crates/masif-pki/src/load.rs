@@ -65,36 +65,56 @@ fn describe(sections: &[(SectionKind, Vec<u8>)]) -> String {
 
 /// Loads one or more certificates (a chain or a CA bundle), PEM or DER; zero is an error.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    load_all(
+        path,
+        SectionKind::Certificate,
+        ("certificate", "is not valid X.509"),
+        |der| x509_parser::parse_x509_certificate(der).map(drop),
+    )
+}
+
+/// The items of one kind in a file: its PEM sections of `kind`, or the whole file as one DER
+/// item; zero is an error and each must pass `parse`. `noun` names the kind in messages,
+/// `malformed` says what is wrong with a PEM item `parse` refuses.
+fn load_all<T, E: std::fmt::Display>(
+    path: &Path,
+    kind: SectionKind,
+    (noun, malformed): (&str, &str),
+    parse: impl Fn(&[u8]) -> std::result::Result<(), E>,
+) -> Result<Vec<T>>
+where
+    T: From<Vec<u8>> + AsRef<[u8]>,
+{
     let bytes = read_file(path)?;
     let pem = is_pem(&bytes);
-    let certs: Vec<CertificateDer<'static>> = if pem {
+    let items: Vec<T> = if pem {
         let sections = pem_sections(path, &bytes)?;
-        let certs: Vec<_> = sections
+        let items: Vec<T> = sections
             .iter()
-            .filter(|(kind, _)| *kind == SectionKind::Certificate)
-            .map(|(_, der)| CertificateDer::from(der.clone()))
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, der)| T::from(der.clone()))
             .collect();
-        if certs.is_empty() {
+        if items.is_empty() {
             return Err(PkiError::invalid(
                 path,
-                format!("contains no certificate ({})", describe(&sections)),
+                format!("contains no {noun} ({})", describe(&sections)),
             ));
         }
-        certs
+        items
     } else {
-        vec![CertificateDer::from(bytes)]
+        vec![T::from(bytes)]
     };
-    for (i, cert) in certs.iter().enumerate() {
-        if let Err(e) = x509_parser::parse_x509_certificate(cert) {
+    for (i, item) in items.iter().enumerate() {
+        if let Err(e) = parse(item.as_ref()) {
             let what = if pem {
-                format!("certificate {} is not valid X.509: {e}", i + 1)
+                format!("{noun} {} {malformed}: {e}", i + 1)
             } else {
-                format!("neither a PEM file nor a DER certificate: {e}")
+                format!("neither a PEM file nor a DER {noun}: {e}")
             };
             return Err(PkiError::invalid(path, what));
         }
     }
-    Ok(certs)
+    Ok(items)
 }
 
 /// Loads exactly one private key (PKCS#1, PKCS#8 or SEC1), PEM or DER, and checks that the
@@ -144,34 +164,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
 
 /// Loads one or more CRLs, PEM or DER; zero is an error and each must parse.
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let bytes = read_file(path)?;
-    let pem = is_pem(&bytes);
-    let crls: Vec<CertificateRevocationListDer<'static>> = if pem {
-        let sections = pem_sections(path, &bytes)?;
-        let crls: Vec<_> = sections
-            .iter()
-            .filter(|(kind, _)| *kind == SectionKind::Crl)
-            .map(|(_, der)| CertificateRevocationListDer::from(der.clone()))
-            .collect();
-        if crls.is_empty() {
-            return Err(PkiError::invalid(
-                path,
-                format!("contains no CRL ({})", describe(&sections)),
-            ));
-        }
-        crls
-    } else {
-        vec![CertificateRevocationListDer::from(bytes)]
-    };
-    for (i, crl) in crls.iter().enumerate() {
-        if let Err(e) = x509_parser::parse_x509_crl(crl) {
-            let what = if pem {
-                format!("CRL {} is malformed: {e}", i + 1)
-            } else {
-                format!("neither a PEM file nor a DER CRL: {e}")
-            };
-            return Err(PkiError::invalid(path, what));
-        }
-    }
-    Ok(crls)
+    load_all(path, SectionKind::Crl, ("CRL", "is malformed"), |der| {
+        x509_parser::parse_x509_crl(der).map(drop)
+    })
 }
