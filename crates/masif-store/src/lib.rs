@@ -9,6 +9,7 @@ mod model;
 pub mod mysql;
 mod pending;
 pub mod sqlite;
+mod stored;
 pub mod testing;
 
 pub use model::*;

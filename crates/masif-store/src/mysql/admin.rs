@@ -24,6 +24,7 @@ use crate::audit::{
     MAX_DETAIL_CHARS,
 };
 use crate::clock::unix_now;
+use crate::stored::task_from_text;
 use crate::{
     Admin, AgentDetail, AgentSummary, Approval, ApprovalOutcome, ApprovalScope, AuditEntry,
     Listing, Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, StoreError,
@@ -796,18 +797,5 @@ fn approval_from_row(row: &Row) -> Option<Approval> {
 
 fn task_from_row(row: &Row) -> Result<Task, String> {
     let text = |i: usize| row.get::<Option<String>, _>(i).flatten();
-    let package = PackageName::new(text(0).unwrap_or_default()).map_err(|e| e.to_string())?;
-    let action: Action = text(1)
-        .ok_or("no action")?
-        .parse()
-        .map_err(|e: masif_proto::TaskError| e.to_string())?;
-    let from = text(2)
-        .map(Version::new)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let to = text(3)
-        .map(Version::new)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    Task::new(package, action, from, to).map_err(|e| e.to_string())
+    task_from_text(text(0), text(1).as_deref(), text(2), text(3))
 }

@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Row, Transaction};
 
 use super::conn::Failure;
 use crate::pending::Pattern;
+use crate::stored::task_from_text;
 use crate::{Approval, StoreError};
 
 /// A task row as stored, before any validation: every column may be NULL.
@@ -39,24 +40,13 @@ impl RawTask {
 
     /// The checked task, or an error naming what is wrong with the stored row.
     pub fn to_task(&self) -> Result<Task, StoreError> {
-        let corrupt = |why: String| StoreError::Database(format!("stored task {self:?}: {why}"));
-        let package = PackageName::new(self.package.clone().unwrap_or_default())
-            .map_err(|e| corrupt(e.to_string()))?;
-        let action = parse_action(self.action.as_deref())
-            .ok_or_else(|| corrupt("no valid action".into()))?;
-        let version = |v: &Option<String>| {
-            v.clone()
-                .map(Version::new)
-                .transpose()
-                .map_err(|e| corrupt(e.to_string()))
-        };
-        Task::new(
-            package,
-            action,
-            version(&self.from_version)?,
-            version(&self.to_version)?,
+        task_from_text(
+            self.package.clone(),
+            self.action.as_deref(),
+            self.from_version.clone(),
+            self.to_version.clone(),
         )
-        .map_err(|e| corrupt(e.to_string()))
+        .map_err(|why| StoreError::Database(format!("stored task {self:?}: {why}")))
     }
 }
 
