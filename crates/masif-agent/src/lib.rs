@@ -72,6 +72,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let tls = config.tls.resolve(masif_pki::Role::Agent)?;
+    // The checks of `masif-pki check --role agent`: a CRITICAL finding stops the agent with
+    // the message the CLI would print; warnings (e.g. expiry within 30 days) are logged.
+    for finding in masif_pki::startup_check(masif_pki::Role::Agent, &tls, None)? {
+        tracing::warn!("tls: {finding}");
+    }
     let master = MasterClient::new(&tls, &config.master_host, &config.master_cn)?;
     let apt = apt::Apt::new(config.apt.clone());
     let monitor = Monitor::new();
@@ -107,7 +112,9 @@ pub fn check(config: &AgentConfig) -> Vec<String> {
     let mut problems = Vec::new();
     match config.tls.resolve(masif_pki::Role::Agent) {
         Ok(files) => {
-            if let Err(e) = masif_pki::client_config(&files) {
+            let checked = masif_pki::startup_check(masif_pki::Role::Agent, &files, None)
+                .and_then(|_| masif_pki::client_config(&files));
+            if let Err(e) = checked {
                 problems.push(format!("tls: {e}"));
             }
         }

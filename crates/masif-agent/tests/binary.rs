@@ -152,6 +152,25 @@ async fn check_config_reports_problems_with_the_file_and_key() {
         "{}",
         out.stderr
     );
+
+    // A CRITICAL finding of `masif-pki check` (here a world-readable key) is refused too.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.split("key: ").nth(1))
+        .and_then(|rest| rest.split([',', ' ', '}']).next())
+        .unwrap()
+        .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let exposed = s.config.clone();
+    let out = run(exposed).await;
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("readable by everyone"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// The agent upgrades a package while the host's root file system is mounted read-only (in a
