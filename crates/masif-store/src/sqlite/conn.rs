@@ -64,9 +64,26 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 /// Switches the file to write-ahead logging (persistent), so readers in one process never
 /// block the writer in another. Fails if the file system cannot do it.
 pub(super) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(|e| StoreError::Database(format!("sqlite {}: {e}", path.display())))?;
+    // The switch needs an exclusive lock, and SQLite answers "database is locked" at once
+    // instead of waiting through the busy handler when several processes open a new file at
+    // the same moment: retry busy answers for up to `BUSY_TIMEOUT`.
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    let mode: String = loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Ok(mode) => break mode,
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                attempt += 1;
+                std::thread::sleep(retry_pause(attempt));
+            }
+            Err(e) => {
+                return Err(StoreError::Database(format!(
+                    "sqlite {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    };
     if mode.eq_ignore_ascii_case("wal") {
         Ok(())
     } else {
