@@ -188,18 +188,20 @@ fn print_row(
     master: u32,
     cpu: (f64, f64),
     db_cpu: f64,
+    generator_cpu: f64,
 ) {
     r.latencies.sort();
     let n = r.latencies.len();
     let rss = memory_kib(master, "VmRSS:") as f64 / 1024.0;
     println!(
-        "| {fleet:>6} | {phase:<22} | {n:>7} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {:>8.3} | {:>8.3} | {:>7.1} |",
+        "| {fleet:>6} | {phase:<22} | {n:>7} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {:>8.3} | {:>8.3} | {:>8.3} | {:>7.1} |",
         r.errors,
         n as f64 / r.elapsed.as_secs_f64(),
         percentile(&r.latencies, 0.50),
         percentile(&r.latencies, 0.99),
         (cpu.1 - cpu.0) * 1000.0 / n.max(1) as f64,
         db_cpu * 1000.0 / n.max(1) as f64,
+        generator_cpu * 1000.0 / n.max(1) as f64,
         rss,
     );
 }
@@ -261,9 +263,17 @@ async fn bench_fleet(size: usize, o: &Options) {
     let tasks = o.tasks;
     macro_rules! phase {
         ($name:expr, $range:expr, $concurrency:expr, $body:expr) => {{
-            let (c0, d0) = (cpu_seconds(pid), db_cpu());
+            let (c0, d0, g0) = (cpu_seconds(pid), db_cpu(), cpu_seconds(std::process::id()));
             let r = run_phase(&fleet, $range, $concurrency, $body).await;
-            print_row(size, $name, r, pid, (c0, cpu_seconds(pid)), db_cpu() - d0);
+            print_row(
+                size,
+                $name,
+                r,
+                pid,
+                (c0, cpu_seconds(pid)),
+                db_cpu() - d0,
+                cpu_seconds(std::process::id()) - g0,
+            );
         }};
     }
     phase!(
@@ -317,8 +327,8 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        println!("| agents | phase                  | reports | errors | reports/s | p50 ms | p99 ms | master CPU ms/report | MariaDB CPU ms/report | master RSS MiB |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| agents | phase                  | reports | errors | reports/s | p50 ms | p99 ms | master CPU ms/report | MariaDB CPU ms/report | generator CPU ms/report | master RSS MiB |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for &size in &o.fleets {
             bench_fleet(size, &o).await;
         }

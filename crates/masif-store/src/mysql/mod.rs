@@ -4,12 +4,14 @@
 mod admin;
 mod migrate;
 mod report;
+mod snapshot;
 mod sql;
 mod url;
 
 pub use report::ReportStats;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
@@ -49,7 +51,8 @@ impl Default for MysqlOptions {
 pub struct MysqlStore {
     pub(crate) pool: Pool,
     pub(crate) options: MysqlOptions,
-    pub(crate) stats: report::Stats,
+    pub(crate) stats: Arc<report::Stats>,
+    pub(crate) snapshots: snapshot::Snapshots,
     url: String,
 }
 
@@ -97,10 +100,13 @@ impl MysqlStore {
             "SET SESSION TRANSACTION ISOLATION LEVEL {isolation}"
         ));
         let opts = opts.setup(setup);
+        let pool = Pool::new(opts);
+        let stats = Arc::new(report::Stats::default());
         Ok(Self {
-            pool: Pool::new(opts),
+            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            pool,
             options,
-            stats: report::Stats::default(),
+            stats,
             url: url.to_owned(),
         })
     }
@@ -112,6 +118,7 @@ impl MysqlStore {
 
     /// Closes every pooled connection (waits for connections in use to come back).
     pub async fn disconnect(self) -> Result<()> {
+        drop(self.snapshots); // ends the snapshot task, which holds a handle on the pool
         self.pool.disconnect().await.map_err(sql::db_error)
     }
 }
@@ -181,10 +188,13 @@ mod tests {
         let url = "mysql://masif:hunter2@127.0.0.1:1/masif";
         let options = MysqlOptions::default();
         // Pool::new does not connect.
+        let pool = Pool::new(parse_url(url, options.clone()).unwrap().0);
+        let stats = Arc::new(report::Stats::default());
         let store = MysqlStore {
-            pool: Pool::new(parse_url(url, options.clone()).unwrap().0),
+            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            pool,
             options,
-            stats: report::Stats::default(),
+            stats,
             url: url.to_owned(),
         };
         let debug = format!("{store:?}");

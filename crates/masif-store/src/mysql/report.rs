@@ -38,6 +38,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -46,6 +47,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row};
 use rand::Rng;
 
+use super::snapshot::{pattern_branches, pattern_from, Lists, SnapshotRow, Who};
 use super::sql::{db_error, is_conflict, lit, tuple};
 use super::MysqlStore;
 use crate::clock::unix_now;
@@ -87,6 +89,20 @@ impl Stats {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub(crate) fn count_round_trip(&self) {
+        Self::bump(&self.round_trips);
+    }
+}
+
+impl MysqlStore {
+    /// A pooled connection for the report path.
+    async fn session(&self) -> Result<Session<'_>> {
+        Ok(Session {
+            conn: self.pool.get_conn().await.map_err(db_error)?,
+            stats: &self.stats,
+        })
+    }
 }
 
 type DbResult<T> = std::result::Result<T, mysql_async::Error>;
@@ -95,18 +111,14 @@ type DbResult<T> = std::result::Result<T, mysql_async::Error>;
 impl Reports for MysqlStore {
     async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
         Stats::bump(&self.stats.reports);
-        let mut s = Session {
-            conn: self.pool.get_conn().await.map_err(db_error)?,
-            stats: &self.stats,
-        };
         let now = unix_now();
-        let lists = Lists::of(tasks);
+        let lists = Arc::new(Lists::of(tasks));
         let mut retry = Retry::new(self.options.max_attempts, &self.stats);
 
         let snapshot = loop {
-            match read_snapshot(&mut s, agent.as_str(), &lists).await {
+            match self.snapshots.read(agent.as_str(), &lists).await {
                 Ok(snapshot) => break snapshot,
-                Err(e) => retry.after(e).await?,
+                Err(e) => retry.after(&e).await?,
             }
         };
         let (approved, pending) = split(tasks, &snapshot.patterns);
@@ -118,11 +130,12 @@ impl Reports for MysqlStore {
                 let interval =
                     i64::try_from(self.options.last_seen_interval.as_secs()).unwrap_or(i64::MAX);
                 if known.last_seen.is_none_or(|seen| now - seen >= interval) {
+                    let mut s = self.session().await?;
                     // Autocommit, one row by primary key: nothing to retry but conflicts.
                     loop {
                         match s.exec(touch_last_seen(known.id, now)).await {
                             Ok(()) => break,
-                            Err(e) => retry.after(e).await?,
+                            Err(e) => retry.after(&e).await?,
                         }
                     }
                 }
@@ -131,7 +144,8 @@ impl Reports for MysqlStore {
         }
 
         // Changed: make sure package and agent rows exist (idempotent, committed on their own).
-        let mut package_ids = snapshot.package_ids;
+        let mut s = self.session().await?;
+        let mut package_ids = HashMap::clone(&snapshot.package_ids);
         let missing: Vec<&str> = pending
             .iter()
             .map(|t| t.package().as_str())
@@ -141,7 +155,7 @@ impl Reports for MysqlStore {
             let created = loop {
                 match create_packages(&mut s, &missing).await {
                     Ok(ids) => break ids,
-                    Err(e) => retry.after(e).await?,
+                    Err(e) => retry.after(&e).await?,
                 }
             };
             package_ids.extend(created);
@@ -153,7 +167,7 @@ impl Reports for MysqlStore {
                 None => match create_agent(&mut s, agent.as_str(), now).await {
                     Ok(id) => id,
                     Err(e) => {
-                        retry.after(e).await?;
+                        retry.after(&e).await?;
                         continue;
                     }
                 },
@@ -184,10 +198,10 @@ impl Reports for MysqlStore {
                     let names: Vec<&str> = names.iter().map(String::as_str).collect();
                     match create_packages(&mut s, &names).await {
                         Ok(created) => package_ids.extend(created),
-                        Err(e) => retry.after(e).await?,
+                        Err(e) => retry.after(&e).await?,
                     }
                 }
-                Err(e) => retry.after(e).await?,
+                Err(e) => retry.after(&e).await?,
             }
         }
     }
@@ -230,8 +244,8 @@ impl<'a> Retry<'a> {
 
     /// After a failed attempt: sleeps before the next one if `err` is a conflict and attempts
     /// are left, else returns the error to give up with.
-    async fn after(&mut self, err: mysql_async::Error) -> Result<()> {
-        if !is_conflict(&err) {
+    async fn after(&mut self, err: &mysql_async::Error) -> Result<()> {
+        if !is_conflict(err) {
             return Err(db_error(err));
         }
         self.count(&err.to_string()).await
@@ -256,182 +270,13 @@ impl<'a> Retry<'a> {
     }
 }
 
-/// The distinct package names of a report, sorted.
-fn package_names(tasks: &TaskSet) -> Vec<&str> {
-    let mut names: Vec<&str> = tasks.iter().map(|t| t.package().as_str()).collect();
-    names.dedup(); // a TaskSet is sorted by package first
-    names
-}
-
-/// What the steady-state query knows about the agent.
-struct KnownAgent {
-    id: u64,
-    digest: Option<Vec<u8>>,
-    last_seen: Option<i64>,
-    pending_rows: u64,
-}
-
-struct Snapshot {
-    agent: Option<KnownAgent>,
-    package_ids: HashMap<String, u64>,
-    patterns: Vec<Pattern>,
-}
-
-/// Whose approvals a query reads: by name (before the agent's id is known) or by id.
-enum Who<'a> {
-    Name(&'a str),
-    Id(u64),
-}
-
-/// Columns of every branch of the snapshot union: kind, id, digest, last_seen, pending count,
-/// name, action, from_version, to_version.
-type SnapshotRow = (
-    String,
-    u64,
-    Option<Vec<u8>>,
-    Option<i64>,
-    Option<u64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-/// The reported package names and target versions as SQL lists, built once per report.
-struct Lists {
-    /// `('a', 'b')`, `None` for an empty report.
-    names: Option<String>,
-    /// The reported package names, sorted.
-    name_list: Vec<String>,
-    /// Condition on `t.to_version` no approval that can match the report fails: NULL or one
-    /// of the reported target versions. It keeps approvals of old versions, which pile up,
-    /// out of the answer (and, with `to_version` in `task_approval`, out of row lookups).
-    to_versions: String,
-}
-
-impl Lists {
-    fn of(tasks: &TaskSet) -> Self {
-        let name_list: Vec<String> = package_names(tasks)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let names = (!name_list.is_empty()).then(|| tuple(name_list.iter().map(String::as_str)));
-        let versions: std::collections::BTreeSet<&str> = tasks
-            .iter()
-            .filter_map(|t| t.to_version().map(|v| v.as_str()))
-            .collect();
-        let to_versions = if versions.is_empty() {
-            "t.to_version IS NULL".to_owned()
-        } else {
-            format!(
-                "(t.to_version IS NULL OR t.to_version IN {})",
-                tuple(versions.iter().copied())
-            )
-        };
-        Self {
-            names,
-            name_list,
-            to_versions,
-        }
-    }
-}
-
-/// Union branches (`kind` 'p') returning the approval rows that can match a report of `who`
-/// with the names and versions in `lists`.
-fn pattern_branches(who: &Who<'_>, lists: &Lists) -> Vec<String> {
-    let to = &lists.to_versions;
-    const WITH_PACKAGE: &str = "SELECT 'p', t.id, NULL, NULL, NULL, p.name, t.action, \
-                                t.from_version, t.to_version";
-    const ANY_PACKAGE: &str = "SELECT 'p', t.id, NULL, NULL, NULL, NULL, t.action, \
-                               t.from_version, t.to_version";
-    let (join, this_agent) = match who {
-        Who::Name(name) => (
-            "JOIN agent a ON a.id = t.agent",
-            format!("a.name = {}", lit(*name)),
-        ),
-        Who::Id(id) => ("", format!("t.agent = {id}")),
-    };
-    let mut branches = Vec::with_capacity(4);
-    if let Some(names) = &lists.names {
-        branches.push(format!(
-            "{WITH_PACKAGE} FROM package p JOIN task t ON t.package = p.id \
-             WHERE p.name IN {names} AND t.approved = 1 AND t.agent IS NULL AND {to}"
-        ));
-        branches.push(format!(
-            "{WITH_PACKAGE} FROM package p JOIN task t ON t.package = p.id {join} \
-             WHERE p.name IN {names} AND t.approved = 1 AND {this_agent} AND {to}"
-        ));
-    }
-    branches.push(format!(
-        "{ANY_PACKAGE} FROM task t WHERE t.package IS NULL AND t.approved = 1 \
-         AND t.agent IS NULL AND {to}"
-    ));
-    branches.push(format!(
-        "{ANY_PACKAGE} FROM task t {join} WHERE t.package IS NULL AND t.approved = 1 \
-         AND {this_agent} AND {to}"
-    ));
-    branches
-}
-
-fn pattern_from(row: &SnapshotRow) -> Pattern {
-    Pattern {
-        package: row.5.clone(),
-        action: row.6.clone(),
-        from_version: row.7.clone(),
-        to_version: row.8.clone(),
-    }
-}
-
-fn decode<T: FromRow>(rows: Vec<Row>) -> DbResult<Vec<T>> {
+pub(crate) fn decode<T: FromRow>(rows: Vec<Row>) -> DbResult<Vec<T>> {
     rows.into_iter()
         .map(|row| {
             T::from_row_opt(row)
                 .map_err(|e| mysql_async::Error::Other(format!("unexpected row shape: {e}").into()))
         })
         .collect()
-}
-
-/// The one read-only round trip every report starts with.
-async fn read_snapshot(s: &mut Session<'_>, agent: &str, lists: &Lists) -> DbResult<Snapshot> {
-    let mut branches = vec![format!(
-        "SELECT 'a', a.id, r.pending_hash, r.last_seen, \
-           (SELECT COUNT(*) FROM task c WHERE c.agent = a.id AND c.approved = 0), \
-           NULL, NULL, NULL, NULL \
-         FROM agent a LEFT JOIN agent_report r ON r.agent = a.id WHERE a.name = {}",
-        lit(agent)
-    )];
-    if let Some(names) = &lists.names {
-        branches.push(format!(
-            "SELECT 'k', id, NULL, NULL, NULL, name, NULL, NULL, NULL \
-             FROM package WHERE name IN {names}"
-        ));
-    }
-    branches.extend(pattern_branches(&Who::Name(agent), lists));
-    let rows: Vec<SnapshotRow> = decode(s.rows(branches.join(" UNION ALL ")).await?)?;
-    let mut snapshot = Snapshot {
-        agent: None,
-        package_ids: HashMap::new(),
-        patterns: Vec::new(),
-    };
-    for row in rows {
-        match row.0.as_str() {
-            "a" => {
-                snapshot.agent = Some(KnownAgent {
-                    id: row.1,
-                    digest: row.2,
-                    last_seen: row.3,
-                    pending_rows: row.4.unwrap_or(0),
-                })
-            }
-            "k" => {
-                if let Some(name) = row.5 {
-                    snapshot.package_ids.insert(name, row.1);
-                }
-            }
-            _ => snapshot.patterns.push(pattern_from(&row)),
-        }
-    }
-    Ok(snapshot)
 }
 
 fn touch_last_seen(agent: u64, now: i64) -> String {
@@ -506,7 +351,7 @@ async fn write(
     // share-lock the package rows the new pending rows will name (a concurrent reset deleting
     // them waits for the commit instead of leaving rows that name no package).
     let known_ids: Vec<u64> = lists
-        .name_list
+        .names
         .iter()
         .filter_map(|n| package_ids.get(n).copied())
         .collect();
@@ -518,7 +363,13 @@ async fn write(
             tuple(known_ids.iter().copied())
         )
     };
-    let patterns_sql = pattern_branches(&Who::Id(agent_id), lists).join(" UNION ALL ");
+    let names = (!lists.names.is_empty()).then(|| tuple(lists.names.iter().map(String::as_str)));
+    let patterns_sql = pattern_branches(
+        &Who::Id(agent_id),
+        names.as_deref(),
+        lists.to_versions.iter().map(String::as_str),
+    )
+    .join(" UNION ALL ");
     s.conn.reset_connection(true); // a dropped future must not leave this transaction open
     Stats::bump(&s.stats.round_trips);
     let mut result = s

@@ -49,8 +49,9 @@ pub(crate) fn is_conflict(err: &Error) -> bool {
 
 /// Maps a driver error: values the columns cannot hold are the caller's fault (`Invalid`,
 /// which the master answers with a 400), everything else is a database failure.
-pub(crate) fn db_error(err: Error) -> StoreError {
-    match &err {
+pub(crate) fn db_error(err: impl std::borrow::Borrow<Error>) -> StoreError {
+    let err = err.borrow();
+    match err {
         Error::Server(e) if VALUE_ERRORS.contains(&e.code) => {
             StoreError::Invalid(format!("value not storable: {}", e.message))
         }

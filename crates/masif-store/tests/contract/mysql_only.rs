@@ -296,6 +296,57 @@ async fn round_trips_per_report() {
     .await;
 }
 
+/// Unchanged reports arriving together share snapshot queries: 200 agents' steady-state
+/// reports cost far fewer than 200 round trips, and every answer is still right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unchanged_reports_share_round_trips() {
+    run_mysql_scratch(|scratch| async move {
+        let store = Arc::new(scratch.store(test_options()).await);
+        let tasks: TaskSet = (0..20)
+            .map(|i| update(&format!("pkg{i}"), "1", "2"))
+            .collect();
+        let names: Vec<_> = (0..200).map(|i| agent(&format!("host{i}"))).collect();
+        for name in &names {
+            store.report(name, &tasks).await.unwrap();
+        }
+        let mut conn = raw(&scratch).await;
+        conn.query_drop(
+            "INSERT INTO task (agent, package, to_version, action, approved) \
+             SELECT a.id, p.id, '2', 'update', 1 FROM agent a, package p \
+             WHERE a.name = 'host7' AND p.name = 'pkg3'",
+        )
+        .await
+        .unwrap();
+        let before = store.stats();
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let (store, tasks, name) = (store.clone(), tasks.clone(), name.clone());
+                tokio::spawn(async move { store.report(&name, &tasks).await.unwrap() })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await);
+        }
+        let after = store.stats();
+        for (name, answer) in names.iter().zip(answers) {
+            let expected: TaskSet = if name.as_str() == "host7" {
+                set([update("pkg3", "1", "2")])
+            } else {
+                TaskSet::new()
+            };
+            assert_eq!(answer.unwrap(), expected, "{name}");
+        }
+        // host7's report changed (pkg3 is no longer pending): one write, three round trips.
+        assert_eq!(after.write_transactions - before.write_transactions, 1);
+        let trips = after.round_trips - before.round_trips;
+        assert!(trips < 100, "{trips} round trips for 200 reports");
+        Arc::try_unwrap(store).unwrap().disconnect().await.unwrap();
+    })
+    .await;
+}
+
 /// Holds the agent's row lock from another connection: the report gets real lock wait
 /// timeouts (1205), retries a bounded number of times, gives up, and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

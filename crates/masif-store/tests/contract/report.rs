@@ -631,3 +631,39 @@ async fn approvals_of_other_versions_do_not_apply(db: TestStore) {
         .is_empty());
 }
 contract_test!(approvals_of_other_versions_do_not_apply);
+
+/// Many agents reporting the same packages at once (the MySQL back end answers them from shared
+/// snapshot queries): each gets exactly its own approvals and the shared ones, never another
+/// agent's, also between names that differ only in case or carry quotes.
+async fn concurrent_answers_carry_only_own_approvals(db: TestStore) {
+    let names: Vec<String> = (0..40)
+        .map(|i| match i % 3 {
+            0 => format!("host{i}"),
+            1 => format!("HOST{}", i - 1),
+            _ => format!("it's-{i}"),
+        })
+        .collect();
+    let tasks: TaskSet = (0..names.len())
+        .map(|i| install(&format!("p{i}"), "1"))
+        .chain([install("shared", "1")])
+        .collect();
+    approve_raw(&db, None, Some("shared"), None, None, None).await;
+    for (i, name) in names.iter().enumerate() {
+        approve_raw(&db, Some(name), Some(&format!("p{i}")), None, None, None).await;
+    }
+    for round in 0..2 {
+        let mut handles = Vec::new();
+        for name in names.clone() {
+            let (store, tasks) = (db.store.clone(), tasks.clone());
+            handles.push(tokio::spawn(async move {
+                store.report(&agent(&name), &tasks).await.unwrap()
+            }));
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            let answer = handle.await.unwrap();
+            let expected = set([install(&format!("p{i}"), "1"), install("shared", "1")]);
+            assert_eq!(answer, expected, "round {round}, agent {}", names[i]);
+        }
+    }
+}
+contract_test!(concurrent_answers_carry_only_own_approvals);

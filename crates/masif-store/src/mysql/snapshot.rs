@@ -1,0 +1,414 @@
+//! The read every report starts with, coalesced: reports that arrive while snapshot queries
+//! are in flight wait for the next one, which reads the state of all of them in one round trip.
+//!
+//! A snapshot is what one report needs to know before deciding whether to write: the agent's
+//! id, stored pending-set digest, `last_seen` and number of pending rows, the ids of the
+//! reported packages, and the approval rows that can match (agent NULL or this agent; package
+//! NULL or a reported one; target version NULL or a reported one: index ranges on
+//! `task (package, approved, agent, to_version)`).
+//!
+//! Every query starts after the reports it answers arrived, so an answer is as fresh as a query
+//! of its own would be; nothing is cached. A batch is one text query (a `UNION ALL` whose agent
+//! rows and agent-specific approval rows name their agent), so its parse and plan are paid once
+//! for up to [`MAX_BATCH`] reports. At most [`IN_FLIGHT`] batches run at a time: a lone report
+//! goes out at once, and under load the queue fills while earlier batches run (the way group
+//! commit works), so batches grow with the load and round trips do not.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use mysql_async::{Pool, Row};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::report::{decode, Stats};
+use super::sql::tuple;
+use crate::pending::Pattern;
+
+/// Most reports one snapshot query answers.
+pub(crate) const MAX_BATCH: usize = 128;
+/// Most snapshot queries running at once.
+pub(crate) const IN_FLIGHT: usize = 2;
+
+/// A snapshot query's failure, shared by every report of its batch.
+pub(crate) type SharedError = Arc<mysql_async::Error>;
+
+/// What a snapshot knows about the agent.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownAgent {
+    pub id: u64,
+    pub digest: Option<Vec<u8>>,
+    pub last_seen: Option<i64>,
+    pub pending_rows: u64,
+}
+
+/// The state one report is decided on.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub agent: Option<KnownAgent>,
+    /// Ids of the reported packages that exist (of a batch: of every package its reports
+    /// named, a superset).
+    pub package_ids: Arc<HashMap<String, u64>>,
+    /// The approval rows that can match the report (of a batch: possibly more, which match
+    /// none of this report's tasks).
+    pub patterns: Vec<Pattern>,
+}
+
+/// The reported package names and target versions of one report, built once per report.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lists {
+    /// The reported package names, sorted and distinct.
+    pub names: Vec<String>,
+    /// The reported target versions.
+    pub to_versions: BTreeSet<String>,
+}
+
+impl Lists {
+    pub(crate) fn of(tasks: &masif_proto::TaskSet) -> Self {
+        let mut names: Vec<String> = tasks
+            .iter()
+            .map(|t| t.package().as_str().to_owned())
+            .collect();
+        names.dedup(); // a TaskSet is sorted by package first
+        let to_versions = tasks
+            .iter()
+            .filter_map(|t| t.to_version().map(|v| v.as_str().to_owned()))
+            .collect();
+        Self { names, to_versions }
+    }
+}
+
+/// Whose approvals a query reads: agents by name (rows then say whose they are), or one agent
+/// by id.
+pub(crate) enum Who<'a> {
+    /// An SQL tuple of agent names, `('a', 'b')`.
+    Names(&'a str),
+    Id(u64),
+}
+
+/// Columns of every branch of the snapshot union: kind, id, digest, last_seen, pending count,
+/// name, action, from_version, to_version, owner (the agent a row is about; NULL for rows
+/// about every agent).
+pub(crate) type SnapshotRow = (
+    String,
+    u64,
+    Option<Vec<u8>>,
+    Option<i64>,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Union branches (`kind` 'p') returning the approval rows that can match a report of `who`
+/// naming the packages in `names` (an SQL tuple, `None` for an empty report) and target
+/// versions `to_versions`. The target-version condition keeps approvals of old versions,
+/// which pile up, out of the answer and out of row lookups.
+pub(crate) fn pattern_branches<'v>(
+    who: &Who<'_>,
+    names: Option<&str>,
+    to_versions: impl IntoIterator<Item = &'v str>,
+) -> Vec<String> {
+    let versions: Vec<&str> = to_versions.into_iter().collect();
+    let to = if versions.is_empty() {
+        "t.to_version IS NULL".to_owned()
+    } else {
+        format!(
+            "(t.to_version IS NULL OR t.to_version IN {})",
+            tuple(versions)
+        )
+    };
+    let (join, this_agent, owner) = match who {
+        Who::Names(names) => (
+            "JOIN agent a ON a.id = t.agent",
+            format!("a.name IN {names}"),
+            "a.name",
+        ),
+        Who::Id(id) => ("", format!("t.agent = {id}"), "NULL"),
+    };
+    let columns = |package: &str, owner: &str| {
+        format!(
+            "SELECT 'p', t.id, NULL, NULL, NULL, {package}, t.action, t.from_version, \
+             t.to_version, {owner}"
+        )
+    };
+    let mut branches = Vec::with_capacity(4);
+    if let Some(names) = names {
+        branches.push(format!(
+            "{} FROM package p JOIN task t ON t.package = p.id \
+             WHERE p.name IN {names} AND t.approved = 1 AND t.agent IS NULL AND {to}",
+            columns("p.name", "NULL")
+        ));
+        branches.push(format!(
+            "{} FROM package p JOIN task t ON t.package = p.id {join} \
+             WHERE p.name IN {names} AND t.approved = 1 AND {this_agent} AND {to}",
+            columns("p.name", owner)
+        ));
+    }
+    branches.push(format!(
+        "{} FROM task t WHERE t.package IS NULL AND t.approved = 1 AND t.agent IS NULL AND {to}",
+        columns("NULL", "NULL")
+    ));
+    branches.push(format!(
+        "{} FROM task t {join} WHERE t.package IS NULL AND t.approved = 1 \
+         AND {this_agent} AND {to}",
+        columns("NULL", owner)
+    ));
+    branches
+}
+
+/// An approval row of a snapshot union as a pattern.
+pub(crate) fn pattern_from(row: &SnapshotRow) -> Pattern {
+    Pattern {
+        package: row.5.clone(),
+        action: row.6.clone(),
+        from_version: row.7.clone(),
+        to_version: row.8.clone(),
+    }
+}
+
+/// The snapshot query for reports of `agents` with the given lists.
+fn snapshot_sql<'a>(agents: &[&'a str], lists: impl IntoIterator<Item = &'a Lists>) -> String {
+    let mut names = BTreeSet::new();
+    let mut versions = BTreeSet::new();
+    for l in lists {
+        names.extend(l.names.iter().map(String::as_str));
+        versions.extend(l.to_versions.iter().map(String::as_str));
+    }
+    let agents = tuple(agents.iter().copied());
+    let names = (!names.is_empty()).then(|| tuple(names));
+    let mut branches = vec![format!(
+        "SELECT 'a', a.id, r.pending_hash, r.last_seen, \
+           (SELECT COUNT(*) FROM task c WHERE c.agent = a.id AND c.approved = 0), \
+           NULL, NULL, NULL, NULL, a.name \
+         FROM agent a LEFT JOIN agent_report r ON r.agent = a.id WHERE a.name IN {agents}"
+    )];
+    if let Some(names) = &names {
+        branches.push(format!(
+            "SELECT 'k', id, NULL, NULL, NULL, name, NULL, NULL, NULL, NULL \
+             FROM package WHERE name IN {names}"
+        ));
+    }
+    branches.extend(pattern_branches(
+        &Who::Names(&agents),
+        names.as_deref(),
+        versions,
+    ));
+    branches.join(" UNION ALL ")
+}
+
+/// The rows of a snapshot query, sorted out by agent.
+struct Answers {
+    agents: HashMap<String, KnownAgent>,
+    package_ids: Arc<HashMap<String, u64>>,
+    /// Approvals for every agent.
+    shared: Vec<Pattern>,
+    /// Approvals for one agent, by name.
+    own: HashMap<String, Vec<Pattern>>,
+}
+
+impl Answers {
+    fn of(rows: Vec<SnapshotRow>) -> Self {
+        let mut agents = HashMap::new();
+        let mut package_ids = HashMap::new();
+        let mut shared = Vec::new();
+        let mut own: HashMap<String, Vec<Pattern>> = HashMap::new();
+        for row in rows {
+            match (row.0.as_str(), &row.9) {
+                ("a", Some(owner)) => {
+                    let known = KnownAgent {
+                        id: row.1,
+                        digest: row.2,
+                        last_seen: row.3,
+                        pending_rows: row.4.unwrap_or(0),
+                    };
+                    agents.insert(owner.clone(), known);
+                }
+                ("k", _) => {
+                    if let Some(name) = row.5 {
+                        package_ids.insert(name, row.1);
+                    }
+                }
+                (_, None) => shared.push(pattern_from(&row)),
+                (_, Some(owner)) => own
+                    .entry(owner.clone())
+                    .or_default()
+                    .push(pattern_from(&row)),
+            }
+        }
+        Self {
+            agents,
+            package_ids: Arc::new(package_ids),
+            shared,
+            own,
+        }
+    }
+
+    fn snapshot(&self, agent: &str) -> Snapshot {
+        let mut patterns = self.shared.clone();
+        if let Some(own) = self.own.get(agent) {
+            patterns.extend(own.iter().cloned());
+        }
+        Snapshot {
+            agent: self.agents.get(agent).cloned(),
+            package_ids: self.package_ids.clone(),
+            patterns,
+        }
+    }
+}
+
+/// A report waiting for its snapshot.
+struct Waiting {
+    agent: String,
+    lists: Arc<Lists>,
+    reply: oneshot::Sender<Result<Snapshot, SharedError>>,
+}
+
+/// The queue of reports waiting for a snapshot, served by a background task that lives as
+/// long as the queue.
+#[derive(Debug)]
+pub(crate) struct Snapshots {
+    queue: mpsc::UnboundedSender<Waiting>,
+}
+
+impl Snapshots {
+    /// Starts the background task (on the current tokio runtime).
+    pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(serve(pool, stats, waiting));
+        Self { queue }
+    }
+
+    /// The snapshot for a report of `agent`, read by a query that started after this call.
+    pub(crate) async fn read(
+        &self,
+        agent: &str,
+        lists: &Arc<Lists>,
+    ) -> Result<Snapshot, SharedError> {
+        let (reply, answer) = oneshot::channel();
+        let waiting = Waiting {
+            agent: agent.to_owned(),
+            lists: lists.clone(),
+            reply,
+        };
+        let gone = || Arc::new(mysql_async::Error::Other("the store was closed".into()));
+        self.queue.send(waiting).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Takes waiting reports off the queue in batches, at most [`IN_FLIGHT`] queries at a time.
+async fn serve(pool: Pool, stats: Arc<Stats>, mut waiting: mpsc::UnboundedReceiver<Waiting>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = waiting.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        // Reports whose caller gave up need no answer.
+        batch.retain(|w| !w.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let (pool, stats) = (pool.clone(), stats.clone());
+        tokio::spawn(async move {
+            answer(&pool, &stats, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Runs one batch's query and hands every report its snapshot (or the shared error).
+async fn answer(pool: &Pool, stats: &Stats, batch: Vec<Waiting>) {
+    let agents: Vec<&str> = batch.iter().map(|w| w.agent.as_str()).collect();
+    let sql = snapshot_sql(&agents, batch.iter().map(|w| &*w.lists));
+    Stats::count_round_trip(stats);
+    let rows = async {
+        let mut conn = pool.get_conn().await?;
+        let rows: Vec<Row> = mysql_async::prelude::Queryable::query(&mut conn, sql).await?;
+        decode::<SnapshotRow>(rows)
+    }
+    .await;
+    match rows {
+        Ok(rows) => {
+            let answers = Answers::of(rows);
+            for w in batch {
+                let _ = w.reply.send(Ok(answers.snapshot(&w.agent)));
+            }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for w in batch {
+                let _ = w.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_rows_are_sorted_out_by_agent() {
+        let row = |kind: &str, id: u64, name: Option<&str>, owner: Option<&str>| -> SnapshotRow {
+            (
+                kind.to_owned(),
+                id,
+                None,
+                None,
+                Some(3),
+                name.map(str::to_owned),
+                Some("update".to_owned()),
+                None,
+                None,
+                owner.map(str::to_owned),
+            )
+        };
+        let answers = Answers::of(vec![
+            row("a", 1, None, Some("one")),
+            row("k", 7, Some("perl"), None),
+            row("p", 10, Some("perl"), None),
+            row("p", 11, Some("bash"), Some("two")),
+        ]);
+        let one = answers.snapshot("one");
+        assert_eq!(
+            one.agent.as_ref().map(|a| (a.id, a.pending_rows)),
+            Some((1, 3))
+        );
+        assert_eq!(one.package_ids.get("perl"), Some(&7));
+        assert_eq!(one.patterns.len(), 1, "only the shared approval");
+        let two = answers.snapshot("two");
+        assert!(two.agent.is_none(), "agent two has no row yet");
+        let packages: Vec<_> = two.patterns.iter().map(|p| p.package.clone()).collect();
+        assert_eq!(packages, [Some("perl".into()), Some("bash".into())]);
+    }
+
+    #[test]
+    fn batch_query_names_every_agent_once_and_quotes_hostile_names() {
+        let lists = [
+            Lists {
+                names: vec!["perl".into()],
+                to_versions: ["2".to_owned()].into(),
+            },
+            Lists {
+                names: vec!["a'b".into(), "perl".into()],
+                to_versions: BTreeSet::new(),
+            },
+        ];
+        let sql = snapshot_sql(&["h1", "h'2"], lists.iter());
+        assert!(sql.contains(r"a.name IN ('h1', 'h\'2')"), "{sql}");
+        assert!(sql.contains(r"name IN ('a\'b', 'perl')"), "{sql}");
+        assert!(sql.contains("t.to_version IN ('2')"), "{sql}");
+    }
+}
