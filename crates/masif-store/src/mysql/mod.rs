@@ -2,11 +2,13 @@
 //! report transaction lives in `report`, the UI's queries in `admin`.
 
 mod admin;
+mod batch;
 mod migrate;
 mod report;
 mod snapshot;
 mod sql;
 mod url;
+mod write;
 
 pub use report::ReportStats;
 
@@ -53,6 +55,8 @@ pub struct MysqlStore {
     pub(crate) options: MysqlOptions,
     pub(crate) stats: Arc<report::Stats>,
     pub(crate) snapshots: snapshot::Snapshots,
+    pub(crate) writes: write::Writes,
+    pub(crate) touches: report::Touches,
     url: String,
 }
 
@@ -104,6 +108,8 @@ impl MysqlStore {
         let stats = Arc::new(report::Stats::default());
         Ok(Self {
             snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            writes: write::Writes::start(pool.clone(), stats.clone()),
+            touches: report::start_touches(pool.clone(), stats.clone()),
             pool,
             options,
             stats,
@@ -118,7 +124,8 @@ impl MysqlStore {
 
     /// Closes every pooled connection (waits for connections in use to come back).
     pub async fn disconnect(self) -> Result<()> {
-        drop(self.snapshots); // ends the snapshot task, which holds a handle on the pool
+        // End the background tasks, which hold handles on the pool.
+        drop((self.snapshots, self.writes, self.touches));
         self.pool.disconnect().await.map_err(sql::db_error)
     }
 }
@@ -192,6 +199,8 @@ mod tests {
         let stats = Arc::new(report::Stats::default());
         let store = MysqlStore {
             snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            writes: write::Writes::start(pool.clone(), stats.clone()),
+            touches: report::start_touches(pool.clone(), stats.clone()),
             pool,
             options,
             stats,

@@ -10,16 +10,14 @@
 //! Every query starts after the reports it answers arrived, so an answer is as fresh as a query
 //! of its own would be; nothing is cached. A batch is one text query (a `UNION ALL` whose agent
 //! rows and agent-specific approval rows name their agent), so its parse and plan are paid once
-//! for up to [`MAX_BATCH`] reports. At most [`IN_FLIGHT`] batches run at a time: a lone report
-//! goes out at once, and under load the queue fills while earlier batches run (the way group
-//! commit works), so batches grow with the load and round trips do not.
+//! for up to [`MAX_BATCH`] reports, at most [`IN_FLIGHT`] batches at a time (see `batch`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use mysql_async::{Pool, Row};
-use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::batch::{Batcher, Waiting};
 use super::report::{decode, Stats};
 use super::sql::tuple;
 use crate::pending::Pattern;
@@ -77,14 +75,6 @@ impl Lists {
     }
 }
 
-/// Whose approvals a query reads: agents by name (rows then say whose they are), or one agent
-/// by id.
-pub(crate) enum Who<'a> {
-    /// An SQL tuple of agent names, `('a', 'b')`.
-    Names(&'a str),
-    Id(u64),
-}
-
 /// Columns of every branch of the snapshot union: kind, id, digest, last_seen, pending count,
 /// name, action, from_version, to_version, owner (the agent a row is about; NULL for rows
 /// about every agent).
@@ -101,12 +91,12 @@ pub(crate) type SnapshotRow = (
     Option<String>,
 );
 
-/// Union branches (`kind` 'p') returning the approval rows that can match a report of `who`
-/// naming the packages in `names` (an SQL tuple, `None` for an empty report) and target
-/// versions `to_versions`. The target-version condition keeps approvals of old versions,
+/// Union branches (`kind` 'p') returning the approval rows that can match reports of `agents`
+/// (an SQL tuple of names; rows for one agent name it as their owner) naming the packages in
+/// `names` (an SQL tuple, `None` if they name none) and target versions `to_versions`. The target-version condition keeps approvals of old versions,
 /// which pile up, out of the answer and out of row lookups.
 pub(crate) fn pattern_branches<'v>(
-    who: &Who<'_>,
+    agents: &str,
     names: Option<&str>,
     to_versions: impl IntoIterator<Item = &'v str>,
 ) -> Vec<String> {
@@ -119,31 +109,28 @@ pub(crate) fn pattern_branches<'v>(
             tuple(versions)
         )
     };
-    let (join, this_agent, owner) = match who {
-        Who::Names(names) => (
-            "JOIN agent a ON a.id = t.agent",
-            format!("a.name IN {names}"),
-            "a.name",
-        ),
-        Who::Id(id) => ("", format!("t.agent = {id}"), "NULL"),
-    };
     let columns = |package: &str, owner: &str| {
         format!(
             "SELECT 'p', t.id, NULL, NULL, NULL, {package}, t.action, t.from_version, \
              t.to_version, {owner}"
         )
     };
+    // STRAIGHT_JOIN pins the join order the indexes are for: from the named packages into
+    // `task_approval (package, approved, agent, to_version)`, or from the named agents into
+    // `task_agent_approved (agent, approved)`. Left to itself, the optimizer has been seen to
+    // scan all of `task` for the agents' branches.
     let mut branches = Vec::with_capacity(4);
     if let Some(names) = names {
         branches.push(format!(
-            "{} FROM package p JOIN task t ON t.package = p.id \
+            "{} FROM package p STRAIGHT_JOIN task t ON t.package = p.id \
              WHERE p.name IN {names} AND t.approved = 1 AND t.agent IS NULL AND {to}",
             columns("p.name", "NULL")
         ));
         branches.push(format!(
-            "{} FROM package p JOIN task t ON t.package = p.id {join} \
-             WHERE p.name IN {names} AND t.approved = 1 AND {this_agent} AND {to}",
-            columns("p.name", owner)
+            "{} FROM agent a STRAIGHT_JOIN task t ON t.agent = a.id \
+             STRAIGHT_JOIN package p ON p.id = t.package \
+             WHERE a.name IN {agents} AND t.approved = 1 AND p.name IN {names} AND {to}",
+            columns("p.name", "a.name")
         ));
     }
     branches.push(format!(
@@ -151,9 +138,9 @@ pub(crate) fn pattern_branches<'v>(
         columns("NULL", "NULL")
     ));
     branches.push(format!(
-        "{} FROM task t {join} WHERE t.package IS NULL AND t.approved = 1 \
-         AND {this_agent} AND {to}",
-        columns("NULL", owner)
+        "{} FROM agent a STRAIGHT_JOIN task t ON t.agent = a.id \
+         WHERE a.name IN {agents} AND t.package IS NULL AND t.approved = 1 AND {to}",
+        columns("NULL", "a.name")
     ));
     branches
 }
@@ -190,16 +177,12 @@ fn snapshot_sql<'a>(agents: &[&'a str], lists: impl IntoIterator<Item = &'a List
              FROM package WHERE name IN {names}"
         ));
     }
-    branches.extend(pattern_branches(
-        &Who::Names(&agents),
-        names.as_deref(),
-        versions,
-    ));
+    branches.extend(pattern_branches(&agents, names.as_deref(), versions));
     branches.join(" UNION ALL ")
 }
 
-/// The rows of a snapshot query, sorted out by agent.
-struct Answers {
+/// The rows of a snapshot query (or of the approval branches alone), sorted out by agent.
+pub(crate) struct Answers {
     agents: HashMap<String, KnownAgent>,
     package_ids: Arc<HashMap<String, u64>>,
     /// Approvals for every agent.
@@ -209,7 +192,7 @@ struct Answers {
 }
 
 impl Answers {
-    fn of(rows: Vec<SnapshotRow>) -> Self {
+    pub(crate) fn of(rows: Vec<SnapshotRow>) -> Self {
         let mut agents = HashMap::new();
         let mut package_ids = HashMap::new();
         let mut shared = Vec::new();
@@ -245,39 +228,41 @@ impl Answers {
         }
     }
 
-    fn snapshot(&self, agent: &str) -> Snapshot {
+    /// The approvals that apply to `agent`: those for every agent and its own.
+    pub(crate) fn patterns_for(&self, agent: &str) -> Vec<Pattern> {
         let mut patterns = self.shared.clone();
         if let Some(own) = self.own.get(agent) {
             patterns.extend(own.iter().cloned());
         }
+        patterns
+    }
+
+    fn snapshot(&self, agent: &str) -> Snapshot {
         Snapshot {
             agent: self.agents.get(agent).cloned(),
             package_ids: self.package_ids.clone(),
-            patterns,
+            patterns: self.patterns_for(agent),
         }
     }
 }
 
-/// A report waiting for its snapshot.
-struct Waiting {
-    agent: String,
-    lists: Arc<Lists>,
-    reply: oneshot::Sender<Result<Snapshot, SharedError>>,
-}
+/// A report's request for a snapshot: the agent and its lists.
+type Request = (String, Arc<Lists>);
 
-/// The queue of reports waiting for a snapshot, served by a background task that lives as
-/// long as the queue.
+/// The queue of reports waiting for a snapshot.
 #[derive(Debug)]
 pub(crate) struct Snapshots {
-    queue: mpsc::UnboundedSender<Waiting>,
+    batcher: Batcher<Request, Result<Snapshot, SharedError>>,
 }
 
 impl Snapshots {
     /// Starts the background task (on the current tokio runtime).
     pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
-        let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(serve(pool, stats, waiting));
-        Self { queue }
+        let batcher = Batcher::start(MAX_BATCH, IN_FLIGHT, move |batch| {
+            let (pool, stats) = (pool.clone(), stats.clone());
+            async move { answer(&pool, &stats, batch).await }
+        });
+        Self { batcher }
     }
 
     /// The snapshot for a report of `agent`, read by a query that started after this call.
@@ -286,53 +271,27 @@ impl Snapshots {
         agent: &str,
         lists: &Arc<Lists>,
     ) -> Result<Snapshot, SharedError> {
-        let (reply, answer) = oneshot::channel();
-        let waiting = Waiting {
-            agent: agent.to_owned(),
-            lists: lists.clone(),
-            reply,
-        };
-        let gone = || Arc::new(mysql_async::Error::Other("the store was closed".into()));
-        self.queue.send(waiting).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.batcher
+            .call((agent.to_owned(), lists.clone()))
+            .await
+            .unwrap_or_else(|| Err(Arc::new(store_closed())))
     }
 }
 
-/// Takes waiting reports off the queue in batches, at most [`IN_FLIGHT`] queries at a time.
-async fn serve(pool: Pool, stats: Arc<Stats>, mut waiting: mpsc::UnboundedReceiver<Waiting>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = waiting.recv().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        // Reports whose caller gave up need no answer.
-        batch.retain(|w| !w.reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let (pool, stats) = (pool.clone(), stats.clone());
-        tokio::spawn(async move {
-            answer(&pool, &stats, batch).await;
-            drop(slot);
-        });
-    }
+/// The error of a report that finds the store's background tasks gone.
+pub(crate) fn store_closed() -> mysql_async::Error {
+    mysql_async::Error::Other("the store was closed".into())
 }
 
 /// Runs one batch's query and hands every report its snapshot (or the shared error).
-async fn answer(pool: &Pool, stats: &Stats, batch: Vec<Waiting>) {
-    let agents: Vec<&str> = batch.iter().map(|w| w.agent.as_str()).collect();
-    let sql = snapshot_sql(&agents, batch.iter().map(|w| &*w.lists));
-    Stats::count_round_trip(stats);
+async fn answer(
+    pool: &Pool,
+    stats: &Stats,
+    batch: Vec<Waiting<Request, Result<Snapshot, SharedError>>>,
+) {
+    let agents: Vec<&str> = batch.iter().map(|w| w.request.0.as_str()).collect();
+    let sql = snapshot_sql(&agents, batch.iter().map(|w| &*w.request.1));
+    stats.count_round_trip();
     let rows = async {
         let mut conn = pool.get_conn().await?;
         let rows: Vec<Row> = mysql_async::prelude::Queryable::query(&mut conn, sql).await?;
@@ -343,13 +302,14 @@ async fn answer(pool: &Pool, stats: &Stats, batch: Vec<Waiting>) {
         Ok(rows) => {
             let answers = Answers::of(rows);
             for w in batch {
-                let _ = w.reply.send(Ok(answers.snapshot(&w.agent)));
+                let snapshot = answers.snapshot(&w.request.0);
+                w.answer(Ok(snapshot));
             }
         }
         Err(e) => {
             let e = Arc::new(e);
             for w in batch {
-                let _ = w.reply.send(Err(e.clone()));
+                w.answer(Err(e.clone()));
             }
         }
     }

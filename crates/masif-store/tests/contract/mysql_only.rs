@@ -273,11 +273,11 @@ async fn round_trips_per_report() {
                 after.write_transactions - before.write_transactions,
             )
         };
-        // First report: snapshot, package upsert + re-select, agent upsert, 2 for the
-        // transaction.
+        // First report: snapshot, then the 2 round trips of the transaction, which creates
+        // the agent and package rows too.
         let s = store.stats();
         store.report(&me, &tasks).await.unwrap();
-        assert_eq!(trips(s, &store), (6, 1));
+        assert_eq!(trips(s, &store), (3, 1));
         // Unchanged: one read-only round trip, no transaction.
         let s = store.stats();
         store.report(&me, &tasks).await.unwrap();
@@ -287,10 +287,10 @@ async fn round_trips_per_report() {
         let s = store.stats();
         store.report(&me, &fewer).await.unwrap();
         assert_eq!(trips(s, &store), (3, 1));
-        // Another agent with the same packages: + agent upsert.
+        // Another agent with the same packages: the same.
         let s = store.stats();
         store.report(&agent("other"), &fewer).await.unwrap();
-        assert_eq!(trips(s, &store), (4, 1));
+        assert_eq!(trips(s, &store), (3, 1));
         store.disconnect().await.unwrap();
     })
     .await;
@@ -338,10 +338,128 @@ async fn concurrent_unchanged_reports_share_round_trips() {
             };
             assert_eq!(answer.unwrap(), expected, "{name}");
         }
-        // host7's report changed (pkg3 is no longer pending): one write, three round trips.
+        // host7's report changed (pkg3 is no longer pending): one write.
         assert_eq!(after.write_transactions - before.write_transactions, 1);
         let trips = after.round_trips - before.round_trips;
         assert!(trips < 100, "{trips} round trips for 200 reports");
+        Arc::try_unwrap(store).unwrap().disconnect().await.unwrap();
+    })
+    .await;
+}
+
+/// Reports of `agents` sent all at once, each from its own task; the answers in order.
+async fn report_all_at_once(
+    store: &Arc<MysqlStore>,
+    agents: &[(masif_proto::AgentName, TaskSet)],
+) -> Vec<masif_store::Result<TaskSet>> {
+    let handles: Vec<_> = agents
+        .iter()
+        .cloned()
+        .map(|(name, tasks)| {
+            let store = store.clone();
+            tokio::spawn(async move { store.report(&name, &tasks).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for handle in handles {
+        answers.push(handle.await.unwrap());
+    }
+    answers
+}
+
+/// First reports arriving together share write transactions: 200 new agents cost far fewer
+/// than 200 × 3 round trips, and each ends up with exactly its own pending rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_reports_share_transactions() {
+    run_mysql_scratch(|scratch| async move {
+        let store = Arc::new(scratch.store(test_options()).await);
+        let agents: Vec<_> = (0..200)
+            .map(|i| {
+                let tasks: TaskSet = (0..5)
+                    .map(|t| update(&format!("pkg{}", (i + t) % 9), "1", &format!("2.{i}")))
+                    .collect();
+                (agent(&format!("host{i:03}")), tasks)
+            })
+            .collect();
+        let before = store.stats();
+        for answer in report_all_at_once(&store, &agents).await {
+            assert_eq!(answer.unwrap(), TaskSet::new());
+        }
+        let after = store.stats();
+        assert_eq!(after.write_transactions - before.write_transactions, 200);
+        let trips = after.round_trips - before.round_trips;
+        assert!(trips < 300, "{trips} round trips for 200 first reports");
+        let mut conn = raw(&scratch).await;
+        for (name, tasks) in &agents {
+            let rows: Vec<(String, String)> = conn
+                .exec(
+                    "SELECT p.name, t.to_version FROM task t JOIN agent a ON a.id = t.agent \
+                     JOIN package p ON p.id = t.package WHERE a.name = ? AND t.approved = 0 \
+                     ORDER BY 1",
+                    (name.as_str(),),
+                )
+                .await
+                .unwrap();
+            let expected: Vec<(String, String)> = tasks
+                .iter()
+                .map(|t| (t.package().to_string(), t.to_version().unwrap().to_string()))
+                .collect();
+            assert_eq!(rows, expected, "{name}");
+        }
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(*) FROM agent_report").await,
+            200
+        );
+        assert_eq!(int(&mut conn, "SELECT COUNT(*) FROM package").await, 9);
+        drop(conn);
+        Arc::try_unwrap(store).unwrap().disconnect().await.unwrap();
+    })
+    .await;
+}
+
+/// A report the database refuses does not take the reports written with it down: the others
+/// are stored, the bad one gets its error and leaves no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_report_does_not_fail_the_others() {
+    run_mysql_scratch(|scratch| async move {
+        let store = Arc::new(scratch.store(test_options()).await);
+        let mut conn = raw(&scratch).await;
+        conn.query_drop(
+            "ALTER TABLE package MODIFY name VARCHAR(8) CHARACTER SET utf8mb4 \
+             COLLATE utf8mb4_bin NOT NULL",
+        )
+        .await
+        .unwrap();
+        let agents: Vec<_> = (0..30)
+            .map(|i| {
+                let package = if i == 13 {
+                    "a-long-package-name".to_owned()
+                } else {
+                    format!("ok{i}")
+                };
+                (agent(&format!("host{i}")), set([install(&package, "1")]))
+            })
+            .collect();
+        let answers = report_all_at_once(&store, &agents).await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            if i == 13 {
+                let err = answer.unwrap_err();
+                assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+            } else {
+                assert_eq!(answer.unwrap(), TaskSet::new(), "host{i}");
+            }
+        }
+        assert_eq!(int(&mut conn, "SELECT COUNT(*) FROM agent").await, 29);
+        assert_eq!(int(&mut conn, "SELECT COUNT(*) FROM task").await, 29);
+        assert_eq!(
+            int(
+                &mut conn,
+                "SELECT COUNT(*) FROM agent WHERE name = 'host13'"
+            )
+            .await,
+            0
+        );
+        drop(conn);
         Arc::try_unwrap(store).unwrap().disconnect().await.unwrap();
     })
     .await;
@@ -596,7 +714,7 @@ async fn a_reset_racing_a_report_leaves_no_dangling_rows() {
         let report = spawn_report_of_a_and_b(&store);
         // Wait until the report waits for the agent's row lock, then commit the reset.
         let mut watch = raw(&scratch).await;
-        wait_for_statement(&mut watch, "FOR UPDATE").await;
+        wait_for_statement(&mut watch, "INSERT INTO agent").await;
         reset.query_drop("COMMIT").await.unwrap();
         report.await.unwrap().expect("the report recovers");
         assert!(store.stats().conflicts > before.conflicts);

@@ -1,0 +1,390 @@
+//! The write half of changed reports, batched: the changes of reports that arrive together are
+//! written in one transaction of two round trips and one commit (see `batch`).
+//!
+//! * Round trip 1: `START TRANSACTION`; upsert the agents' rows (creating new agents, and
+//!   locking existing rows as `SELECT … FOR UPDATE` would); upsert packages no snapshot saw;
+//!   read the agents' ids; share-lock the reported packages' rows (a reset deleting them waits
+//!   for the commit instead of leaving rows that name no package); read the agents' pending
+//!   rows and the approvals in force again (an approval committed meanwhile is missed only in
+//!   the milliseconds until the commit, and applies at the next report).
+//! * Round trip 2: one multi-row DELETE of stale pending rows, one multi-row INSERT of new
+//!   ones, `agent.mtime` of the agents whose rows changed, every agent's `agent_report` row
+//!   (pending-set digest and `last_seen`), `COMMIT`.
+//!
+//! Locks: agent rows are locked in name order (the upsert's rows are sorted like the unique
+//! index), so two batches naming one agent wait for each other instead of deadlocking, and a
+//! batch holds each agent's lock while it reads and replaces its pending rows: the pending set
+//! is always exactly one report's, as in a serial execution per agent. Batches of different
+//! agents share no exclusive lock. One batch never holds two reports of the same agent.
+//!
+//! Failures: a batch that fails (a conflict, or a value a column cannot hold) is rolled back
+//! and its changes are then written one at a time, so one report's problem is never
+//! another's. A single change's error goes back to its report, which retries conflicts from a
+//! fresh snapshot (see `report`). A report whose caller gave up before round trip 2 is left
+//! out, and a batch of only such reports is rolled back: a client that has gone writes
+//! nothing.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use masif_proto::{Task, TaskSet};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Pool, Row};
+
+use super::batch::{Batcher, Waiting};
+use super::report::{decode, DbResult, Stats};
+use super::snapshot::{pattern_branches, store_closed, Answers, Lists, SnapshotRow};
+use super::sql::{lit, tuple};
+use crate::clock::unix_now;
+use crate::pending::{diff, pending_digest, split};
+
+/// Most reports one write transaction carries.
+const MAX_BATCH: usize = 64;
+/// Most write transactions running at once.
+const IN_FLIGHT: usize = 2;
+
+/// A changed report to write.
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub agent: String,
+    pub tasks: TaskSet,
+    pub lists: Arc<Lists>,
+    /// Ids of packages the report's snapshot saw.
+    pub package_ids: Arc<HashMap<String, u64>>,
+}
+
+/// Why a change was not written.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    Database(mysql_async::Error),
+    /// Package rows the snapshot saw were deleted meanwhile (a reset): start over.
+    RowsVanished,
+}
+
+type Answer = Result<TaskSet, WriteError>;
+type Job = Waiting<Arc<Change>, Answer>;
+
+/// The queue of changed reports waiting to be written.
+#[derive(Debug)]
+pub(crate) struct Writes {
+    batcher: Batcher<Arc<Change>, Answer>,
+}
+
+impl Writes {
+    /// Starts the background task (on the current tokio runtime).
+    pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
+        let batcher = Batcher::start(MAX_BATCH, IN_FLIGHT, move |jobs| {
+            let (pool, stats) = (pool.clone(), stats.clone());
+            async move { write_all(&pool, &stats, jobs).await }
+        });
+        Self { batcher }
+    }
+
+    /// Writes `change` (with others that arrive together) and returns the tasks approved for
+    /// its agent.
+    pub(crate) async fn write(&self, change: Change) -> Answer {
+        self.batcher
+            .call(Arc::new(change))
+            .await
+            .unwrap_or_else(|| Err(WriteError::Database(store_closed())))
+    }
+}
+
+/// Writes a batch; a second report of an agent goes into a batch after the first one's.
+async fn write_all(pool: &Pool, stats: &Stats, mut jobs: Vec<Job>) {
+    while !jobs.is_empty() {
+        let mut agents = HashSet::new();
+        let (now, later): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|job| agents.insert(job.request.agent.clone()));
+        write_distinct(pool, stats, now).await;
+        jobs = later;
+    }
+}
+
+/// Writes reports of distinct agents in one transaction, or one by one if that fails.
+async fn write_distinct(pool: &Pool, stats: &Stats, jobs: Vec<Job>) {
+    let outcome = attempt(pool, stats, &jobs).await;
+    match outcome {
+        Ok(Some(answers)) => {
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                if let Some(answer) = answer {
+                    job.answer(Ok(answer));
+                }
+            }
+        }
+        Ok(None) => {
+            for job in jobs {
+                job.answer(Err(WriteError::RowsVanished));
+            }
+        }
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                job.answer(Err(WriteError::Database(e)));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(
+                reports = jobs.len(),
+                "batched write failed, writing one by one: {e}"
+            );
+            for job in jobs {
+                let one = std::slice::from_ref(&job);
+                match attempt(pool, stats, one).await {
+                    Ok(Some(mut answers)) => {
+                        if let Some(Some(answer)) = answers.pop() {
+                            job.answer(Ok(answer));
+                        }
+                    }
+                    Ok(None) => job.answer(Err(WriteError::RowsVanished)),
+                    Err(e) => job.answer(Err(WriteError::Database(e))),
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for `jobs` on a pooled connection, rolled back unless committed. `Ok(None)`:
+/// rows vanished; otherwise one answer per job, `None` for a job whose caller has gone.
+async fn attempt(
+    pool: &Pool,
+    stats: &Stats,
+    jobs: &[Job],
+) -> DbResult<Option<Vec<Option<TaskSet>>>> {
+    let mut conn = pool.get_conn().await?;
+    conn.reset_connection(true); // a dropped future must not leave this transaction open
+    let outcome = transaction(&mut conn, stats, jobs, unix_now()).await;
+    if !matches!(outcome, Ok(Outcome::Done(_))) {
+        stats.count_round_trip();
+        // On error the connection stays marked for reset, so the pool cleans it up.
+        conn.query_drop("ROLLBACK").await?;
+    }
+    conn.reset_connection(false);
+    match outcome? {
+        Outcome::Done(answers) => {
+            stats.count_written(answers.iter().flatten().count());
+            Ok(Some(answers))
+        }
+        Outcome::Abandoned => Ok(Some(vec![None; jobs.len()])),
+        Outcome::RowsVanished => {
+            stats.count_conflict();
+            Ok(None)
+        }
+    }
+}
+
+enum Outcome {
+    Done(Vec<Option<TaskSet>>),
+    /// Every caller gave up.
+    Abandoned,
+    RowsVanished,
+}
+
+/// A stored pending row: agent name, id, package id, action, from_version, to_version.
+type StoredRow = (
+    String,
+    u64,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Content of a pending row: package id, action, from_version, to_version.
+type RowKey = (u64, String, Option<String>, Option<String>);
+
+/// What round trip 1 read.
+struct Read {
+    agent_ids: HashMap<String, u64>,
+    package_ids: HashMap<String, u64>,
+    stored: HashMap<String, Vec<(u64, RowKey)>>,
+    approvals: Answers,
+}
+
+/// One attempt of the transaction. Leaves a transaction open on error (the caller rolls back).
+async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> DbResult<Outcome> {
+    let read = read_locked(conn, stats, jobs, now).await?;
+
+    let mut answers = Vec::with_capacity(jobs.len());
+    let (mut stale, mut inserts, mut touched, mut reports) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for job in jobs {
+        let change = &*job.request;
+        if job.abandoned() {
+            answers.push(None);
+            continue;
+        }
+        let agent_id = *read.agent_ids.get(&change.agent).ok_or_else(|| {
+            mysql_async::Error::Other(
+                format!("agent {:?} has no row after its upsert", change.agent).into(),
+            )
+        })?;
+        let patterns = read.approvals.patterns_for(&change.agent);
+        let (approved, pending) = split(&change.tasks, &patterns);
+        let mut wanted = Vec::with_capacity(pending.len());
+        for task in &pending {
+            match read.package_ids.get(task.package().as_str()) {
+                Some(id) => wanted.push((row_key(*id, task), *task)),
+                None => return Ok(Outcome::RowsVanished),
+            }
+        }
+        let stored = read.stored.get(&change.agent).cloned().unwrap_or_default();
+        let (gone, new) = diff(stored, wanted);
+        if !gone.is_empty() || !new.is_empty() {
+            touched.push(agent_id);
+        }
+        stale.extend(gone);
+        inserts.extend(
+            new.into_iter()
+                .map(|task| insert_row(agent_id, read.package_ids[task.package().as_str()], task)),
+        );
+        let digest: String = pending_digest(&pending)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        reports.push(format!("({agent_id}, X'{digest}', {now})"));
+        answers.push(Some(approved));
+    }
+    if reports.is_empty() {
+        return Ok(Outcome::Abandoned);
+    }
+
+    // Round trip 2: every write and the commit in one batch.
+    let mut batch = Vec::with_capacity(5);
+    if !stale.is_empty() {
+        batch.push(format!(
+            "DELETE FROM task WHERE id IN {} AND approved = 0",
+            tuple(stale)
+        ));
+    }
+    if !inserts.is_empty() {
+        batch.push(format!(
+            "INSERT INTO task (agent, package, from_version, to_version, action, approved) \
+             VALUES {}",
+            inserts.join(", ")
+        ));
+    }
+    if !touched.is_empty() {
+        batch.push(format!(
+            "UPDATE agent SET mtime = {now} WHERE id IN {}",
+            tuple(touched)
+        ));
+    }
+    batch.push(format!(
+        "INSERT INTO agent_report (agent, pending_hash, last_seen) VALUES {} \
+         ON DUPLICATE KEY UPDATE pending_hash = VALUES(pending_hash), last_seen = VALUES(last_seen)",
+        reports.join(", ")
+    ));
+    batch.push("COMMIT".to_owned());
+    stats.count_round_trip();
+    conn.query_drop(batch.join("; ")).await?;
+    Ok(Outcome::Done(answers))
+}
+
+/// Round trip 1: begin, create or lock the agents' rows, create unseen packages, and read
+/// ids, pending rows and approvals.
+async fn read_locked(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> DbResult<Read> {
+    let mut agents: Vec<&str> = jobs.iter().map(|j| j.request.agent.as_str()).collect();
+    agents.sort_unstable();
+    let mut packages = BTreeSet::new();
+    let mut versions = BTreeSet::new();
+    for job in jobs {
+        packages.extend(job.request.lists.names.iter().map(String::as_str));
+        versions.extend(job.request.lists.to_versions.iter().map(String::as_str));
+    }
+    let unseen: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|name| {
+            !jobs
+                .iter()
+                .any(|j| j.request.package_ids.contains_key(*name))
+        })
+        .collect();
+    let agent_list = tuple(agents.iter().copied());
+    let package_list = (!packages.is_empty()).then(|| tuple(packages.iter().copied()));
+
+    let mut sql = vec![
+        "START TRANSACTION".to_owned(),
+        format!(
+            "INSERT INTO agent (name, ctime, mtime) VALUES {} ON DUPLICATE KEY UPDATE id = id",
+            agents
+                .iter()
+                .map(|a| format!("({}, {now}, {now})", lit(*a)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
+    if !unseen.is_empty() {
+        // No IGNORE: strict mode still rejects what a column cannot hold.
+        sql.push(format!(
+            "INSERT INTO package (name) VALUES {} ON DUPLICATE KEY UPDATE id = id",
+            unseen
+                .iter()
+                .map(|n| format!("({})", lit(*n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    sql.push(format!(
+        "SELECT id, name FROM agent WHERE name IN {agent_list}"
+    ));
+    sql.push(match &package_list {
+        Some(list) => {
+            format!("SELECT id, name FROM package WHERE name IN {list} LOCK IN SHARE MODE")
+        }
+        None => "SELECT id, name FROM package WHERE FALSE".to_owned(),
+    });
+    sql.push(format!(
+        "SELECT a.name, t.id, t.package, t.action, t.from_version, t.to_version \
+         FROM agent a STRAIGHT_JOIN task t ON t.agent = a.id \
+         WHERE a.name IN {agent_list} AND t.approved = 0"
+    ));
+    sql.push(pattern_branches(&agent_list, package_list.as_deref(), versions).join(" UNION ALL "));
+
+    stats.count_round_trip();
+    let mut result = conn.query_iter(sql.join("; ")).await?;
+    let statements_before_reads = if unseen.is_empty() { 2 } else { 3 };
+    for _ in 0..statements_before_reads {
+        let _: Vec<Row> = result.collect().await?;
+    }
+    let agent_ids: Vec<(u64, String)> = decode(result.collect().await?)?;
+    let package_ids: Vec<(u64, String)> = decode(result.collect().await?)?;
+    let stored: Vec<StoredRow> = decode(result.collect().await?)?;
+    let approvals: Vec<SnapshotRow> = decode(result.collect().await?)?;
+    result.drop_result().await?;
+
+    let mut by_agent: HashMap<String, Vec<(u64, RowKey)>> = HashMap::new();
+    for (agent, id, package, action, from, to) in stored {
+        // A row without package or action can never be wanted: key it so it never matches.
+        let key = (package.unwrap_or(0), action.unwrap_or_default(), from, to);
+        by_agent.entry(agent).or_default().push((id, key));
+    }
+    Ok(Read {
+        agent_ids: agent_ids.into_iter().map(|(id, name)| (name, id)).collect(),
+        package_ids: package_ids
+            .into_iter()
+            .map(|(id, name)| (name, id))
+            .collect(),
+        stored: by_agent,
+        approvals: Answers::of(approvals),
+    })
+}
+
+fn row_key(package_id: u64, task: &Task) -> RowKey {
+    (
+        package_id,
+        task.action().as_str().to_owned(),
+        task.from_version().map(|v| v.as_str().to_owned()),
+        task.to_version().map(|v| v.as_str().to_owned()),
+    )
+}
+
+fn insert_row(agent_id: u64, package_id: u64, task: &Task) -> String {
+    format!(
+        "({agent_id}, {package_id}, {}, {}, {}, 0)",
+        lit(task.from_version().map(|v| v.as_str())),
+        lit(task.to_version().map(|v| v.as_str())),
+        lit(task.action().as_str())
+    )
+}
