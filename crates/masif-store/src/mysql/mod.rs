@@ -56,7 +56,6 @@ pub struct MysqlStore {
     pub(crate) stats: Arc<report::Stats>,
     pub(crate) snapshots: snapshot::Snapshots,
     pub(crate) writes: write::Writes,
-    pub(crate) touches: report::Touches,
     url: String,
 }
 
@@ -107,9 +106,12 @@ impl MysqlStore {
         let pool = Pool::new(opts);
         let stats = Arc::new(report::Stats::default());
         Ok(Self {
-            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            snapshots: snapshot::Snapshots::start(
+                pool.clone(),
+                stats.clone(),
+                options.last_seen_interval,
+            ),
             writes: write::Writes::start(pool.clone(), stats.clone()),
-            touches: report::start_touches(pool.clone(), stats.clone()),
             pool,
             options,
             stats,
@@ -125,7 +127,7 @@ impl MysqlStore {
     /// Closes every pooled connection (waits for connections in use to come back).
     pub async fn disconnect(self) -> Result<()> {
         // End the background tasks, which hold handles on the pool.
-        drop((self.snapshots, self.writes, self.touches));
+        drop((self.snapshots, self.writes));
         self.pool.disconnect().await.map_err(sql::db_error)
     }
 }
@@ -198,9 +200,12 @@ mod tests {
         let pool = Pool::new(parse_url(url, options.clone()).unwrap().0);
         let stats = Arc::new(report::Stats::default());
         let store = MysqlStore {
-            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            snapshots: snapshot::Snapshots::start(
+                pool.clone(),
+                stats.clone(),
+                options.last_seen_interval,
+            ),
             writes: write::Writes::start(pool.clone(), stats.clone()),
-            touches: report::start_touches(pool.clone(), stats.clone()),
             pool,
             options,
             stats,

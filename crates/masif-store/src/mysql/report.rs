@@ -4,8 +4,8 @@
 //! Round trips per report, all shared with the reports that arrive at the same time:
 //! * **unchanged report** (the steady state): the snapshot query. If the digest of the
 //!   not-approved tasks equals the stored one and the pending row count agrees, nothing is
-//!   written but `last_seen`, at most once per `last_seen_interval` (one UPDATE for every agent
-//!   of a batch).
+//!   written but `last_seen`, at most once per `last_seen_interval`, by an UPDATE sent with the
+//!   snapshot query.
 //! * **changed report**: the snapshot query and the two round trips of a write transaction,
 //!   which also creates new agent and package rows. Every written report writes its agent's
 //!   `agent_report` row, so on Galera two masters writing one agent conflict at commit (1213)
@@ -36,15 +36,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use masif_proto::{AgentName, TaskSet};
 use mysql_async::prelude::*;
-use mysql_async::{Pool, Row};
+use mysql_async::Row;
 use rand::Rng;
 
-use super::batch::{Batcher, Waiting};
-use super::snapshot::{store_closed, KnownAgent, Lists, SharedError};
-use super::sql::{db_error, is_conflict, tuple};
+use super::snapshot::Lists;
+use super::sql::{db_error, is_conflict};
 use super::write::{Change, WriteError};
 use super::MysqlStore;
-use crate::clock::unix_now;
 use crate::pending::{pending_digest, split};
 use crate::{Reports, Result, StoreError};
 
@@ -120,7 +118,6 @@ impl Reports for MysqlStore {
                 if known.digest.as_deref() == Some(&digest[..])
                     && known.pending_rows == pending.len() as u64
                 {
-                    self.touch_last_seen(known, &mut retry).await?;
                     return Ok(approved);
                 }
             }
@@ -137,59 +134,6 @@ impl Reports for MysqlStore {
             }
         }
     }
-}
-
-impl MysqlStore {
-    /// Records the contact of an agent whose report changed nothing, at most once per
-    /// `last_seen_interval`.
-    async fn touch_last_seen(&self, known: &KnownAgent, retry: &mut Retry<'_>) -> Result<()> {
-        let interval = i64::try_from(self.options.last_seen_interval.as_secs()).unwrap_or(i64::MAX);
-        if known
-            .last_seen
-            .is_some_and(|seen| unix_now() - seen < interval)
-        {
-            return Ok(());
-        }
-        loop {
-            match self.touches.call(known.id).await {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(e)) => retry.after(&e).await?,
-                None => return Err(db_error(store_closed())),
-            }
-        }
-    }
-}
-
-/// The queue of agents whose `last_seen` is due, written one UPDATE per batch.
-pub(crate) type Touches = Batcher<u64, Result<(), SharedError>>;
-
-/// Starts the `last_seen` writer (on the current tokio runtime).
-pub(crate) fn start_touches(pool: Pool, stats: Arc<Stats>) -> Touches {
-    Batcher::start(
-        512,
-        1,
-        move |batch: Vec<Waiting<u64, Result<(), SharedError>>>| {
-            let (pool, stats) = (pool.clone(), stats.clone());
-            async move {
-                let now = unix_now();
-                let ids = tuple(batch.iter().map(|w| w.request));
-                stats.count_round_trip();
-                // Autocommit, rows by primary key: nothing to retry but conflicts.
-                let done = async {
-                let mut conn = pool.get_conn().await?;
-                conn.query_drop(format!(
-                    "UPDATE agent_report SET last_seen = {now} WHERE agent IN {ids} AND last_seen < {now}"
-                ))
-                .await
-            }
-            .await
-            .map_err(Arc::new);
-                for w in batch {
-                    w.answer(done.clone());
-                }
-            }
-        },
-    )
 }
 
 /// Counts attempts and sleeps between them; turns the last conflict or any other error into

@@ -2,7 +2,7 @@
 //! are in flight wait for the next one, which reads the state of all of them in one round trip.
 //!
 //! A snapshot is what one report needs to know before deciding whether to write: the agent's
-//! id, stored pending-set digest, `last_seen` and number of pending rows, the ids of the
+//! id, stored pending-set digest and number of pending rows, the ids of the
 //! reported packages, and the approval rows that can match (agent NULL or this agent; package
 //! NULL or a reported one; target version NULL or a reported one: index ranges on
 //! `task (package, approved, agent, to_version)`).
@@ -15,11 +15,15 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use mysql_async::prelude::*;
 use mysql_async::{Pool, Row};
 
 use super::batch::{Batcher, Waiting};
 use super::report::{decode, Stats};
 use super::sql::tuple;
+use crate::clock::unix_now;
 use crate::pending::Pattern;
 
 /// Most reports one snapshot query answers.
@@ -33,9 +37,7 @@ pub(crate) type SharedError = Arc<mysql_async::Error>;
 /// What a snapshot knows about the agent.
 #[derive(Debug, Clone)]
 pub(crate) struct KnownAgent {
-    pub id: u64,
     pub digest: Option<Vec<u8>>,
-    pub last_seen: Option<i64>,
     pub pending_rows: u64,
 }
 
@@ -75,14 +77,13 @@ impl Lists {
     }
 }
 
-/// Columns of every branch of the snapshot union: kind, id, digest, last_seen, pending count,
-/// name, action, from_version, to_version, owner (the agent a row is about; NULL for rows
+/// Columns of every branch of the snapshot union: kind, id, digest, pending count, name,
+/// action, from_version, to_version, owner (the agent a row is about; NULL for rows
 /// about every agent).
 pub(crate) type SnapshotRow = (
     String,
     u64,
     Option<Vec<u8>>,
-    Option<i64>,
     Option<u64>,
     Option<String>,
     Option<String>,
@@ -111,7 +112,7 @@ pub(crate) fn pattern_branches<'v>(
     };
     let columns = |package: &str, owner: &str| {
         format!(
-            "SELECT 'p', t.id, NULL, NULL, NULL, {package}, t.action, t.from_version, \
+            "SELECT 'p', t.id, NULL, NULL, {package}, t.action, t.from_version, \
              t.to_version, {owner}"
         )
     };
@@ -148,11 +149,23 @@ pub(crate) fn pattern_branches<'v>(
 /// An approval row of a snapshot union as a pattern.
 pub(crate) fn pattern_from(row: &SnapshotRow) -> Pattern {
     Pattern {
-        package: row.5.clone(),
-        action: row.6.clone(),
-        from_version: row.7.clone(),
-        to_version: row.8.clone(),
+        package: row.4.clone(),
+        action: row.5.clone(),
+        from_version: row.6.clone(),
+        to_version: row.7.clone(),
     }
+}
+
+/// Records the contact of `agents` whose `last_seen` is at least `interval` seconds old (the
+/// reported-on agents' rows; a changed report's write sets it again). Autocommit, rows by
+/// primary key; under READ COMMITTED the agent names are looked up without locks.
+fn touch_sql(agents: &[&str], now: i64, interval: i64) -> String {
+    format!(
+        "UPDATE agent_report SET last_seen = {now} \
+         WHERE agent IN (SELECT id FROM agent WHERE name IN {}) AND last_seen <= {}",
+        tuple(agents.iter().copied()),
+        now.saturating_sub(interval)
+    )
 }
 
 /// The snapshot query for reports of `agents` with the given lists.
@@ -166,14 +179,14 @@ fn snapshot_sql<'a>(agents: &[&'a str], lists: impl IntoIterator<Item = &'a List
     let agents = tuple(agents.iter().copied());
     let names = (!names.is_empty()).then(|| tuple(names));
     let mut branches = vec![format!(
-        "SELECT 'a', a.id, r.pending_hash, r.last_seen, \
+        "SELECT 'a', a.id, r.pending_hash, \
            (SELECT COUNT(*) FROM task c WHERE c.agent = a.id AND c.approved = 0), \
            NULL, NULL, NULL, NULL, a.name \
          FROM agent a LEFT JOIN agent_report r ON r.agent = a.id WHERE a.name IN {agents}"
     )];
     if let Some(names) = &names {
         branches.push(format!(
-            "SELECT 'k', id, NULL, NULL, NULL, name, NULL, NULL, NULL, NULL \
+            "SELECT 'k', id, NULL, NULL, name, NULL, NULL, NULL, NULL \
              FROM package WHERE name IN {names}"
         ));
     }
@@ -198,18 +211,16 @@ impl Answers {
         let mut shared = Vec::new();
         let mut own: HashMap<String, Vec<Pattern>> = HashMap::new();
         for row in rows {
-            match (row.0.as_str(), &row.9) {
+            match (row.0.as_str(), &row.8) {
                 ("a", Some(owner)) => {
                     let known = KnownAgent {
-                        id: row.1,
                         digest: row.2,
-                        last_seen: row.3,
-                        pending_rows: row.4.unwrap_or(0),
+                        pending_rows: row.3.unwrap_or(0),
                     };
                     agents.insert(owner.clone(), known);
                 }
                 ("k", _) => {
-                    if let Some(name) = row.5 {
+                    if let Some(name) = row.4 {
                         package_ids.insert(name, row.1);
                     }
                 }
@@ -257,10 +268,12 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// Starts the background task (on the current tokio runtime).
-    pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
+    /// `last_seen_interval`: how often an agent's contact is recorded at most.
+    pub(crate) fn start(pool: Pool, stats: Arc<Stats>, last_seen_interval: Duration) -> Self {
+        let interval = i64::try_from(last_seen_interval.as_secs()).unwrap_or(i64::MAX);
         let batcher = Batcher::start(MAX_BATCH, IN_FLIGHT, move |batch| {
             let (pool, stats) = (pool.clone(), stats.clone());
-            async move { answer(&pool, &stats, batch).await }
+            async move { answer(&pool, &stats, interval, batch).await }
         });
         Self { batcher }
     }
@@ -287,14 +300,23 @@ pub(crate) fn store_closed() -> mysql_async::Error {
 async fn answer(
     pool: &Pool,
     stats: &Stats,
+    last_seen_interval: i64,
     batch: Vec<Waiting<Request, Result<Snapshot, SharedError>>>,
 ) {
     let agents: Vec<&str> = batch.iter().map(|w| w.request.0.as_str()).collect();
-    let sql = snapshot_sql(&agents, batch.iter().map(|w| &*w.request.1));
+    let now = unix_now();
+    let sql = format!(
+        "{}; {}",
+        touch_sql(&agents, now, last_seen_interval),
+        snapshot_sql(&agents, batch.iter().map(|w| &*w.request.1))
+    );
     stats.count_round_trip();
     let rows = async {
         let mut conn = pool.get_conn().await?;
-        let rows: Vec<Row> = mysql_async::prelude::Queryable::query(&mut conn, sql).await?;
+        let mut result = conn.query_iter(sql).await?;
+        let _touched: Vec<Row> = result.collect().await?;
+        let rows: Vec<Row> = result.collect().await?;
+        result.drop_result().await?;
         decode::<SnapshotRow>(rows)
     }
     .await;
@@ -326,7 +348,6 @@ mod tests {
                 kind.to_owned(),
                 id,
                 None,
-                None,
                 Some(3),
                 name.map(str::to_owned),
                 Some("update".to_owned()),
@@ -342,10 +363,7 @@ mod tests {
             row("p", 11, Some("bash"), Some("two")),
         ]);
         let one = answers.snapshot("one");
-        assert_eq!(
-            one.agent.as_ref().map(|a| (a.id, a.pending_rows)),
-            Some((1, 3))
-        );
+        assert_eq!(one.agent.as_ref().map(|a| a.pending_rows), Some(3));
         assert_eq!(one.package_ids.get("perl"), Some(&7));
         assert_eq!(one.patterns.len(), 1, "only the shared approval");
         let two = answers.snapshot("two");
