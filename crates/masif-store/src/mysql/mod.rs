@@ -3,6 +3,7 @@
 
 mod admin;
 mod batch;
+mod last_seen;
 mod migrate;
 mod report;
 mod snapshot;
@@ -36,6 +37,8 @@ pub struct MysqlOptions {
     pub lock_wait_timeout: Option<u32>,
     /// `last_seen` of an unchanged report is written at most this often per agent.
     pub last_seen_interval: Duration,
+    /// How often the `last_seen` of unchanged reports is written (all due agents at once).
+    pub last_seen_flush: Duration,
 }
 
 impl Default for MysqlOptions {
@@ -45,6 +48,7 @@ impl Default for MysqlOptions {
             max_attempts: 8,
             lock_wait_timeout: Some(5),
             last_seen_interval: Duration::from_secs(60),
+            last_seen_flush: Duration::from_secs(1),
         }
     }
 }
@@ -56,6 +60,7 @@ pub struct MysqlStore {
     pub(crate) stats: Arc<report::Stats>,
     pub(crate) snapshots: snapshot::Snapshots,
     pub(crate) writes: write::Writes,
+    pub(crate) last_seen: last_seen::LastSeen,
     url: String,
 }
 
@@ -106,12 +111,13 @@ impl MysqlStore {
         let pool = Pool::new(opts);
         let stats = Arc::new(report::Stats::default());
         Ok(Self {
-            snapshots: snapshot::Snapshots::start(
+            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            writes: write::Writes::start(pool.clone(), stats.clone()),
+            last_seen: last_seen::LastSeen::start(
                 pool.clone(),
                 stats.clone(),
-                options.last_seen_interval,
+                options.last_seen_flush,
             ),
-            writes: write::Writes::start(pool.clone(), stats.clone()),
             pool,
             options,
             stats,
@@ -126,8 +132,9 @@ impl MysqlStore {
 
     /// Closes every pooled connection (waits for connections in use to come back).
     pub async fn disconnect(self) -> Result<()> {
-        // End the background tasks, which hold handles on the pool.
-        drop((self.snapshots, self.writes));
+        // Write what is due, and end the background tasks, which hold handles on the pool.
+        self.last_seen.flush().await;
+        drop((self.snapshots, self.writes, self.last_seen));
         self.pool.disconnect().await.map_err(sql::db_error)
     }
 }
@@ -200,12 +207,13 @@ mod tests {
         let pool = Pool::new(parse_url(url, options.clone()).unwrap().0);
         let stats = Arc::new(report::Stats::default());
         let store = MysqlStore {
-            snapshots: snapshot::Snapshots::start(
+            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
+            writes: write::Writes::start(pool.clone(), stats.clone()),
+            last_seen: last_seen::LastSeen::start(
                 pool.clone(),
                 stats.clone(),
-                options.last_seen_interval,
+                options.last_seen_flush,
             ),
-            writes: write::Writes::start(pool.clone(), stats.clone()),
             pool,
             options,
             stats,

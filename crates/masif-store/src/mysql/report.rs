@@ -4,8 +4,8 @@
 //! Round trips per report, all shared with the reports that arrive at the same time:
 //! * **unchanged report** (the steady state): the snapshot query. If the digest of the
 //!   not-approved tasks equals the stored one and the pending row count agrees, nothing is
-//!   written but `last_seen`, at most once per `last_seen_interval`, by an UPDATE sent with the
-//!   snapshot query.
+//!   written but `last_seen`, at most once per `last_seen_interval`, behind the report (see
+//!   `last_seen`).
 //! * **changed report**: the snapshot query and the two round trips of a write transaction,
 //!   which also creates new agent and package rows. Every written report writes its agent's
 //!   `agent_report` row, so on Galera two masters writing one agent conflict at commit (1213)
@@ -43,6 +43,7 @@ use super::snapshot::Lists;
 use super::sql::{db_error, is_conflict};
 use super::write::{Change, WriteError};
 use super::MysqlStore;
+use crate::clock::unix_now;
 use crate::pending::{pending_digest, split};
 use crate::{Reports, Result, StoreError};
 
@@ -118,6 +119,14 @@ impl Reports for MysqlStore {
                 if known.digest.as_deref() == Some(&digest[..])
                     && known.pending_rows == pending.len() as u64
                 {
+                    let interval = i64::try_from(self.options.last_seen_interval.as_secs())
+                        .unwrap_or(i64::MAX);
+                    if known
+                        .last_seen
+                        .is_none_or(|seen| unix_now() - seen >= interval)
+                    {
+                        self.last_seen.mark(known.id);
+                    }
                     return Ok(approved);
                 }
             }

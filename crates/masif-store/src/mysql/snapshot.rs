@@ -15,15 +15,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use mysql_async::prelude::*;
 use mysql_async::{Pool, Row};
 
 use super::batch::{Batcher, Waiting};
 use super::report::{decode, Stats};
 use super::sql::tuple;
-use crate::clock::unix_now;
 use crate::pending::Pattern;
 
 /// Most reports one snapshot query answers.
@@ -37,7 +34,9 @@ pub(crate) type SharedError = Arc<mysql_async::Error>;
 /// What a snapshot knows about the agent.
 #[derive(Debug, Clone)]
 pub(crate) struct KnownAgent {
+    pub id: u64,
     pub digest: Option<Vec<u8>>,
+    pub last_seen: Option<i64>,
     pub pending_rows: u64,
 }
 
@@ -78,7 +77,7 @@ impl Lists {
 }
 
 /// Columns of every branch of the snapshot union: kind, id, digest, pending count, name,
-/// action, from_version, to_version, owner (the agent a row is about; NULL for rows
+/// action, from_version, to_version, owner, last_seen (the agent a row is about; NULL for rows
 /// about every agent).
 pub(crate) type SnapshotRow = (
     String,
@@ -90,6 +89,7 @@ pub(crate) type SnapshotRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<i64>,
 );
 
 /// Union branches (`kind` 'p') returning the approval rows that can match reports of `agents`
@@ -113,7 +113,7 @@ pub(crate) fn pattern_branches<'v>(
     let columns = |package: &str, owner: &str| {
         format!(
             "SELECT 'p', t.id, NULL, NULL, {package}, t.action, t.from_version, \
-             t.to_version, {owner}"
+             t.to_version, {owner}, NULL"
         )
     };
     // STRAIGHT_JOIN pins the join order the indexes are for: from the named packages into
@@ -156,18 +156,6 @@ pub(crate) fn pattern_from(row: &SnapshotRow) -> Pattern {
     }
 }
 
-/// Records the contact of `agents` whose `last_seen` is at least `interval` seconds old (the
-/// reported-on agents' rows; a changed report's write sets it again). Autocommit, rows by
-/// primary key; under READ COMMITTED the agent names are looked up without locks.
-fn touch_sql(agents: &[&str], now: i64, interval: i64) -> String {
-    format!(
-        "UPDATE agent_report SET last_seen = {now} \
-         WHERE agent IN (SELECT id FROM agent WHERE name IN {}) AND last_seen <= {}",
-        tuple(agents.iter().copied()),
-        now.saturating_sub(interval)
-    )
-}
-
 /// The snapshot query for reports of `agents` with the given lists.
 fn snapshot_sql<'a>(agents: &[&'a str], lists: impl IntoIterator<Item = &'a Lists>) -> String {
     let mut names = BTreeSet::new();
@@ -181,12 +169,12 @@ fn snapshot_sql<'a>(agents: &[&'a str], lists: impl IntoIterator<Item = &'a List
     let mut branches = vec![format!(
         "SELECT 'a', a.id, r.pending_hash, \
            (SELECT COUNT(*) FROM task c WHERE c.agent = a.id AND c.approved = 0), \
-           NULL, NULL, NULL, NULL, a.name \
+           NULL, NULL, NULL, NULL, a.name, r.last_seen \
          FROM agent a LEFT JOIN agent_report r ON r.agent = a.id WHERE a.name IN {agents}"
     )];
     if let Some(names) = &names {
         branches.push(format!(
-            "SELECT 'k', id, NULL, NULL, name, NULL, NULL, NULL, NULL \
+            "SELECT 'k', id, NULL, NULL, name, NULL, NULL, NULL, NULL, NULL \
              FROM package WHERE name IN {names}"
         ));
     }
@@ -214,7 +202,9 @@ impl Answers {
             match (row.0.as_str(), &row.8) {
                 ("a", Some(owner)) => {
                     let known = KnownAgent {
+                        id: row.1,
                         digest: row.2,
+                        last_seen: row.9,
                         pending_rows: row.3.unwrap_or(0),
                     };
                     agents.insert(owner.clone(), known);
@@ -268,12 +258,10 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// Starts the background task (on the current tokio runtime).
-    /// `last_seen_interval`: how often an agent's contact is recorded at most.
-    pub(crate) fn start(pool: Pool, stats: Arc<Stats>, last_seen_interval: Duration) -> Self {
-        let interval = i64::try_from(last_seen_interval.as_secs()).unwrap_or(i64::MAX);
+    pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
         let batcher = Batcher::start(MAX_BATCH, IN_FLIGHT, move |batch| {
             let (pool, stats) = (pool.clone(), stats.clone());
-            async move { answer(&pool, &stats, interval, batch).await }
+            async move { answer(&pool, &stats, batch).await }
         });
         Self { batcher }
     }
@@ -300,23 +288,14 @@ pub(crate) fn store_closed() -> mysql_async::Error {
 async fn answer(
     pool: &Pool,
     stats: &Stats,
-    last_seen_interval: i64,
     batch: Vec<Waiting<Request, Result<Snapshot, SharedError>>>,
 ) {
     let agents: Vec<&str> = batch.iter().map(|w| w.request.0.as_str()).collect();
-    let now = unix_now();
-    let sql = format!(
-        "{}; {}",
-        touch_sql(&agents, now, last_seen_interval),
-        snapshot_sql(&agents, batch.iter().map(|w| &*w.request.1))
-    );
+    let sql = snapshot_sql(&agents, batch.iter().map(|w| &*w.request.1));
     stats.count_round_trip();
     let rows = async {
         let mut conn = pool.get_conn().await?;
-        let mut result = conn.query_iter(sql).await?;
-        let _touched: Vec<Row> = result.collect().await?;
-        let rows: Vec<Row> = result.collect().await?;
-        result.drop_result().await?;
+        let rows: Vec<Row> = conn.query(sql).await?;
         decode::<SnapshotRow>(rows)
     }
     .await;
@@ -354,6 +333,7 @@ mod tests {
                 None,
                 None,
                 owner.map(str::to_owned),
+                None,
             )
         };
         let answers = Answers::of(vec![

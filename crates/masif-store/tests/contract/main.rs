@@ -112,6 +112,14 @@ impl TestStore {
             .unwrap()
     }
 
+    /// Waits until writes a back end does behind a report have landed (MySQL writes `last_seen`
+    /// of unchanged reports every `last_seen_flush`).
+    pub async fn settle(&self) {
+        if let Backend::Mysql = self.backend {
+            tokio::time::sleep(test_options().last_seen_flush * 4).await;
+        }
+    }
+
     /// Runs one statement that returns no rows.
     pub async fn exec(&self, sql: &str) {
         match &self.raw {
@@ -267,6 +275,7 @@ where
 pub fn test_options() -> MysqlOptions {
     MysqlOptions {
         pool_max: 8,
+        last_seen_flush: std::time::Duration::from_millis(50),
         ..MysqlOptions::default()
     }
 }

@@ -347,6 +347,44 @@ async fn concurrent_unchanged_reports_share_round_trips() {
     .await;
 }
 
+/// `last_seen` of unchanged reports is written behind them, every agent due in one UPDATE, and
+/// what is still due when the store is closed is written then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_is_written_behind_and_at_close() {
+    run_mysql_scratch(|scratch| async move {
+        let options = MysqlOptions {
+            last_seen_flush: Duration::from_secs(3600),
+            ..test_options()
+        };
+        let store = scratch.store(options).await;
+        let tasks = set([install("a", "1")]);
+        let names: Vec<_> = (0..50).map(|i| agent(&format!("host{i}"))).collect();
+        for name in &names {
+            store.report(name, &tasks).await.unwrap();
+        }
+        let mut conn = raw(&scratch).await;
+        conn.query_drop("UPDATE agent_report SET last_seen = 1")
+            .await
+            .unwrap();
+        let before = store.stats();
+        for name in &names {
+            store.report(name, &tasks).await.unwrap();
+        }
+        // Nothing written yet: the next flush is an hour away.
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(*) FROM agent_report WHERE last_seen = 1").await,
+            50
+        );
+        assert_eq!(store.stats().round_trips - before.round_trips, 50);
+        store.disconnect().await.unwrap();
+        assert_eq!(
+            int(&mut conn, "SELECT COUNT(*) FROM agent_report WHERE last_seen > 1").await,
+            50
+        );
+    })
+    .await;
+}
+
 /// Reports of `agents` sent all at once, each from its own task; the answers in order.
 async fn report_all_at_once(
     store: &Arc<MysqlStore>,
