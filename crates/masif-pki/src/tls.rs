@@ -195,6 +195,11 @@ fn verifier_error(files: &TlsFiles, e: rustls::server::VerifierBuilderError) -> 
 /// The master's TLS configuration: TLS 1.2+, ECDHE+AEAD only, a client certificate chaining
 /// to the CA file is REQUIRED, CRLs apply (also once expired — `masif-pki check` warns about
 /// that instead of locking the fleet out), ALPN `h2` and `http/1.1`.
+///
+/// No session resumption: a resumed session skips the client certificate check, so a
+/// certificate revoked meanwhile would still get in, and a fleet of thousands of agents that
+/// reconnect every few minutes would not fit a session cache anyway. Issuing no tickets also
+/// saves two records and their bookkeeping per handshake.
 pub fn server_config(files: &TlsFiles) -> Result<ServerConfig> {
     let loaded = LoadedTls::load(files)?;
     let provider = provider();
@@ -209,6 +214,8 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig> {
         .with_single_cert(loaded.chain, loaded.key)
         .map_err(|e| PkiError::Tls(format!("{}: {e}", files.cert.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 

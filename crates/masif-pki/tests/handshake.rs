@@ -192,3 +192,50 @@ fn server_config_offers_h2_and_http11_and_only_tls12_plus_aead() {
         );
     }
 }
+
+/// The master issues no session tickets and keeps no sessions: every connection of an agent,
+/// even with its client configuration (and session store) reused, is a full handshake with its
+/// certificate checked against the CA and CRL.
+#[tokio::test]
+async fn sessions_are_never_resumed() {
+    use rustls::HandshakeKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::new();
+    let agent = pki.ca.leaf("agent.test", Use::Client);
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+        server_config(&pki.master_files(None)).unwrap(),
+    ));
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        client_config(&pki.agent_files(&pki.ca, &agent, "agent")).unwrap(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    for attempt in 0..3 {
+        let client = tokio::spawn({
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("master.test").unwrap();
+                let mut tls = connector.connect(name, tcp).await.unwrap();
+                let mut reply = Vec::new();
+                tls.read_to_end(&mut reply).await.unwrap();
+                tls.get_ref().1.handshake_kind()
+            }
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        assert_eq!(
+            tls.get_ref().1.handshake_kind(),
+            Some(HandshakeKind::Full),
+            "server, connection {attempt}"
+        );
+        tls.write_all(b"hello").await.unwrap();
+        tls.shutdown().await.unwrap();
+        assert_eq!(
+            client.await.unwrap(),
+            Some(HandshakeKind::Full),
+            "client, connection {attempt}"
+        );
+    }
+}
