@@ -318,17 +318,8 @@ async fn concurrent_unchanged_reports_share_round_trips() {
         .await
         .unwrap();
         let before = store.stats();
-        let handles: Vec<_> = names
-            .iter()
-            .map(|name| {
-                let (store, tasks, name) = (store.clone(), tasks.clone(), name.clone());
-                tokio::spawn(async move { store.report(&name, &tasks).await.unwrap() })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for handle in handles {
-            answers.push(handle.await);
-        }
+        let reports: Vec<_> = names.iter().map(|n| (n.clone(), tasks.clone())).collect();
+        let answers = report_all_at_once(&store, &reports).await;
         let after = store.stats();
         for (name, answer) in names.iter().zip(answers) {
             let expected: TaskSet = if name.as_str() == "host7" {
@@ -372,13 +363,21 @@ async fn last_seen_is_written_behind_and_at_close() {
         }
         // Nothing written yet: the next flush is an hour away.
         assert_eq!(
-            int(&mut conn, "SELECT COUNT(*) FROM agent_report WHERE last_seen = 1").await,
+            int(
+                &mut conn,
+                "SELECT COUNT(*) FROM agent_report WHERE last_seen = 1"
+            )
+            .await,
             50
         );
         assert_eq!(store.stats().round_trips - before.round_trips, 50);
         store.disconnect().await.unwrap();
         assert_eq!(
-            int(&mut conn, "SELECT COUNT(*) FROM agent_report WHERE last_seen > 1").await,
+            int(
+                &mut conn,
+                "SELECT COUNT(*) FROM agent_report WHERE last_seen > 1"
+            )
+            .await,
             50
         );
     })
