@@ -46,11 +46,12 @@ pub trait Reports: Send + Sync {
     /// others replace the agent's pending set (agent and package rows created as needed, agent
     /// mtime updated when the pending set changes). Conflicts (1213/1205, SQLITE_BUSY) retry
     /// the whole transaction a bounded number of times ([`StoreError::RetriesExhausted`]). A
-    /// report that changes nothing costs one read-only round trip.
+    /// report that changes nothing costs one read-only round trip, which the MySQL back end
+    /// shares with the reports arriving at the same time.
     ///
-    /// Dropping the future stops the work, retries included, and rolls back whatever was
-    /// open: callers bound each report with a deadline (`tokio::time::timeout`) so a report
-    /// whose client has gone does not keep retrying.
+    /// Dropping the future stops the work, retries included, and what was not committed yet
+    /// is rolled back: callers bound each report with a deadline (`tokio::time::timeout`) so a
+    /// report whose client has gone does not keep retrying.
     async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet>;
 }
 

@@ -1,6 +1,8 @@
 //! Coalescing of concurrent requests into batches, the way group commit works: a lone request
 //! goes out at once, and requests arriving while `in_flight` batches run wait for the next
-//! batch, so batches grow with the load and round trips do not.
+//! batch, so batches grow with the load and round trips do not. A batch is bounded in count and
+//! in weight (roughly the bytes its requests add to a statement), so many large reports never
+//! add up to a statement the server refuses; a request heavier than the bound goes alone.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +27,17 @@ impl<Req, Resp> Waiting<Req, Resp> {
     }
 }
 
+/// How large batches may get.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most requests in one batch.
+    pub max_batch: usize,
+    /// Most total weight of one batch (a single heavier request still goes, alone).
+    pub max_weight: usize,
+    /// Most batches handled at once.
+    pub in_flight: usize,
+}
+
 /// The queue in front of a background task that hands batches of waiting requests to a
 /// handler. The task ends when the `Batcher` is dropped.
 pub(crate) struct Batcher<Req, Resp> {
@@ -39,14 +52,15 @@ impl<Req, Resp> std::fmt::Debug for Batcher<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the background task (on the current tokio runtime): at most `in_flight` handler
-    /// calls at a time, each with 1 to `max_batch` requests whose callers still wait.
-    pub fn start<H, Fut>(max_batch: usize, in_flight: usize, handler: H) -> Self
+    /// calls at a time, each with the requests (whose callers still wait) that fit `limits`,
+    /// weighed by `weigh`.
+    pub fn start<H, Fut>(limits: Limits, weigh: fn(&Req) -> usize, handler: H) -> Self
     where
         H: Fn(Vec<Waiting<Req, Resp>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(serve(waiting, max_batch, in_flight, handler));
+        tokio::spawn(serve(waiting, limits, weigh, handler));
         Self { queue }
     }
 
@@ -60,8 +74,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
 
 async fn serve<Req, Resp, H, Fut>(
     mut waiting: mpsc::UnboundedReceiver<Waiting<Req, Resp>>,
-    max_batch: usize,
-    in_flight: usize,
+    limits: Limits,
+    weigh: fn(&Req) -> usize,
     handler: H,
 ) where
     Req: Send + 'static,
@@ -69,20 +83,33 @@ async fn serve<Req, Resp, H, Fut>(
     H: Fn(Vec<Waiting<Req, Resp>>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
+    // A request that did not fit the previous batch starts the next one.
+    let mut carried = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = waiting.recv().await else {
-            return;
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match waiting.recv().await {
+                Some(first) => first,
+                None => return,
+            },
         };
+        let mut weight = weigh(&first.request);
         let mut batch = vec![first];
-        while batch.len() < max_batch.max(1) {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        while batch.len() < limits.max_batch.max(1) {
+            let Ok(next) = waiting.try_recv() else {
+                break;
+            };
+            let more = weigh(&next.request);
+            if weight + more > limits.max_weight {
+                carried = Some(next);
+                break;
             }
+            weight += more;
+            batch.push(next);
         }
         batch.retain(|w| !w.abandoned());
         if batch.is_empty() {
@@ -101,8 +128,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Requests queued while the only slot is busy arrive together in the next batch, and
-    /// every caller gets its own answer.
+    /// Requests queued while the only slot is busy arrive together in the next batches, as many
+    /// as their weights allow, and every caller gets its own answer.
     #[tokio::test]
     async fn requests_arriving_together_share_a_batch() {
         let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -111,22 +138,31 @@ mod tests {
         let release = gate.clone();
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
-        let batcher = Arc::new(Batcher::<u32, u32>::start(8, 1, move |batch| {
-            let (seen, gate, counted) = (seen.clone(), gate.clone(), counted.clone());
-            async move {
-                // The first batch waits until the test has queued the others.
-                if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-                    gate.notified().await;
+        let limits = Limits {
+            max_batch: 8,
+            max_weight: 10,
+            in_flight: 1,
+        };
+        let batcher = Arc::new(Batcher::<u32, u32>::start(
+            limits,
+            |n| *n as usize,
+            move |batch| {
+                let (seen, gate, counted) = (seen.clone(), gate.clone(), counted.clone());
+                async move {
+                    // The first batch waits until the test has queued the others.
+                    if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                        gate.notified().await;
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(batch.iter().map(|w| w.request).collect::<Vec<_>>());
+                    for w in batch {
+                        let n = w.request;
+                        w.answer(n * 10);
+                    }
                 }
-                seen.lock()
-                    .unwrap()
-                    .push(batch.iter().map(|w| w.request).collect::<Vec<_>>());
-                for w in batch {
-                    let n = w.request;
-                    w.answer(n * 10);
-                }
-            }
-        }));
+            },
+        ));
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.call(1).await }
@@ -134,7 +170,8 @@ mod tests {
         while calls.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
-        let rest: Vec<_> = (2..=5)
+        let rest: Vec<_> = [2, 3, 4, 5, 9, 11]
+            .into_iter()
             .map(|n| {
                 let b = batcher.clone();
                 tokio::spawn(async move { b.call(n).await })
@@ -146,10 +183,15 @@ mod tests {
         }
         release.notify_one();
         assert_eq!(first.await.unwrap(), Some(10));
-        for (n, handle) in (2..=5).zip(rest) {
+        for (n, handle) in [2, 3, 4, 5, 9, 11].into_iter().zip(rest) {
             assert_eq!(handle.await.unwrap(), Some(n * 10));
         }
+        // Weights bound the batches: 2+3+4 fit 10, 5 starts the next, 5+9 would not fit,
+        // and 11 is heavier than the bound, so it goes alone.
         let batches = batches.lock().unwrap().clone();
-        assert_eq!(batches, vec![vec![1], vec![2, 3, 4, 5]]);
+        assert_eq!(
+            batches,
+            vec![vec![1], vec![2, 3, 4], vec![5], vec![9], vec![11]]
+        );
     }
 }

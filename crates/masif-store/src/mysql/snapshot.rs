@@ -10,7 +10,7 @@
 //! Every query starts after the reports it answers arrived, so an answer is as fresh as a query
 //! of its own would be; nothing is cached. A batch is one text query (a `UNION ALL` whose agent
 //! rows and agent-specific approval rows name their agent), so its parse and plan are paid once
-//! for up to [`MAX_BATCH`] reports, at most [`IN_FLIGHT`] batches at a time (see `batch`).
+//! for a batch of reports, at most two batches at a time (see [`LIMITS`] and `batch`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -18,15 +18,19 @@ use std::sync::Arc;
 use mysql_async::prelude::*;
 use mysql_async::{Pool, Row};
 
-use super::batch::{Batcher, Waiting};
+use super::batch::{Batcher, Limits, Waiting};
 use super::report::{decode, Stats};
 use super::sql::tuple;
 use crate::pending::Pattern;
 
-/// Most reports one snapshot query answers.
-pub(crate) const MAX_BATCH: usize = 128;
-/// Most snapshot queries running at once.
-pub(crate) const IN_FLIGHT: usize = 2;
+/// How many reports one snapshot query answers (their names and versions add up to at most
+/// what one report body may carry, which the server's packet limit is checked against), and
+/// how many queries run at once.
+const LIMITS: Limits = Limits {
+    max_batch: 128,
+    max_weight: masif_proto::MAX_BODY_BYTES as usize,
+    in_flight: 2,
+};
 
 /// A snapshot query's failure, shared by every report of its batch.
 pub(crate) type SharedError = Arc<mysql_async::Error>;
@@ -62,6 +66,13 @@ pub(crate) struct Lists {
 }
 
 impl Lists {
+    /// Roughly the bytes these lists add to a statement.
+    pub(crate) fn weight(&self) -> usize {
+        let names: usize = self.names.iter().map(|n| n.len() + 4).sum();
+        let versions: usize = self.to_versions.iter().map(|v| v.len() + 4).sum();
+        names + versions
+    }
+
     pub(crate) fn of(tasks: &masif_proto::TaskSet) -> Self {
         let mut names: Vec<String> = tasks
             .iter()
@@ -259,7 +270,7 @@ pub(crate) struct Snapshots {
 impl Snapshots {
     /// Starts the background task (on the current tokio runtime).
     pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
-        let batcher = Batcher::start(MAX_BATCH, IN_FLIGHT, move |batch| {
+        let batcher = Batcher::start(LIMITS, weigh, move |batch| {
             let (pool, stats) = (pool.clone(), stats.clone());
             async move { answer(&pool, &stats, batch).await }
         });
@@ -277,6 +288,10 @@ impl Snapshots {
             .await
             .unwrap_or_else(|| Err(Arc::new(store_closed())))
     }
+}
+
+fn weigh(request: &Request) -> usize {
+    request.0.len() + request.1.weight()
 }
 
 /// The error of a report that finds the store's background tasks gone.

@@ -31,17 +31,20 @@ use masif_proto::{Task, TaskSet};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Pool, Row};
 
-use super::batch::{Batcher, Waiting};
+use super::batch::{Batcher, Limits, Waiting};
 use super::report::{decode, DbResult, Stats};
 use super::snapshot::{pattern_branches, store_closed, Answers, Lists, SnapshotRow};
 use super::sql::{lit, tuple};
 use crate::clock::unix_now;
 use crate::pending::{diff, pending_digest, split};
 
-/// Most reports one write transaction carries.
-const MAX_BATCH: usize = 64;
-/// Most write transactions running at once.
-const IN_FLIGHT: usize = 2;
+/// How many changed reports one transaction carries (their rows add up to at most what one
+/// report body may carry), and how many transactions run at once.
+const LIMITS: Limits = Limits {
+    max_batch: 64,
+    max_weight: masif_proto::MAX_BODY_BYTES as usize,
+    in_flight: 2,
+};
 
 /// A changed report to write.
 #[derive(Debug)]
@@ -73,7 +76,7 @@ pub(crate) struct Writes {
 impl Writes {
     /// Starts the background task (on the current tokio runtime).
     pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
-        let batcher = Batcher::start(MAX_BATCH, IN_FLIGHT, move |jobs| {
+        let batcher = Batcher::start(LIMITS, weigh, move |jobs| {
             let (pool, stats) = (pool.clone(), stats.clone());
             async move { write_all(&pool, &stats, jobs).await }
         });
@@ -88,6 +91,20 @@ impl Writes {
             .await
             .unwrap_or_else(|| Err(WriteError::Database(store_closed())))
     }
+}
+
+/// Roughly the bytes a change adds to the transaction's statements.
+fn weigh(change: &Arc<Change>) -> usize {
+    let rows: usize = change
+        .tasks
+        .iter()
+        .map(|t| {
+            let versions = [t.from_version(), t.to_version()];
+            let versions: usize = versions.iter().flatten().map(|v| v.as_str().len()).sum();
+            40 + versions
+        })
+        .sum();
+    change.agent.len() + change.lists.weight() + rows
 }
 
 /// Writes a batch; a second report of an agent goes into a batch after the first one's.
