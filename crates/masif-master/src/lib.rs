@@ -28,7 +28,9 @@ pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
         max_connections: config.api.max_connections,
         ..ServeSettings::new(files)
     };
-    serve_with_listener(settings, store, listener, shutdown_signal()).await
+    let served = serve_with_listener(settings, store.clone(), listener, shutdown_signal()).await;
+    store.finish().await;
+    served
 }
 
 /// Resolves the TLS files and runs `masif-pki check`'s validation on them: warnings are logged,

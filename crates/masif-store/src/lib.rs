@@ -53,6 +53,11 @@ pub trait Reports: Send + Sync {
     /// is rolled back: callers bound each report with a deadline (`tokio::time::timeout`) so a
     /// report whose client has gone does not keep retrying.
     async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet>;
+
+    /// Writes what the back end still holds behind answered reports (MySQL: the `last_seen`
+    /// of unchanged reports, otherwise written once a second). The master calls it once its
+    /// last request is done.
+    async fn finish(&self) {}
 }
 
 /// What the UI needs: overviews, approvals, revocation, reset, audit.

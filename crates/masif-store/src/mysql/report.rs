@@ -143,6 +143,10 @@ impl Reports for MysqlStore {
             }
         }
     }
+
+    async fn finish(&self) {
+        self.last_seen.flush().await;
+    }
 }
 
 /// Counts attempts and sleeps between them; turns the last conflict or any other error into
