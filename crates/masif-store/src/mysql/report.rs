@@ -91,10 +91,6 @@ impl Stats {
         self.write_transactions
             .fetch_add(reports as u64, Ordering::Relaxed);
     }
-
-    pub(crate) fn count_conflict(&self) {
-        Self::bump(&self.conflicts);
-    }
 }
 
 pub(crate) type DbResult<T> = std::result::Result<T, mysql_async::Error>;
