@@ -107,10 +107,14 @@ impl MysqlStore {
         setup.push(format!(
             "SET SESSION TRANSACTION ISOLATION LEVEL {isolation}"
         ));
-        let opts = opts.setup(setup);
-        let pool = Pool::new(opts);
+        Ok(Self::with_pool(Pool::new(opts.setup(setup)), options, url))
+    }
+
+    /// The store on `pool`, with the background tasks of the report path started (on the
+    /// current tokio runtime).
+    fn with_pool(pool: Pool, options: MysqlOptions, url: &str) -> Self {
         let stats = Arc::new(report::Stats::default());
-        Ok(Self {
+        Self {
             snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
             writes: write::Writes::start(pool.clone(), stats.clone()),
             last_seen: last_seen::LastSeen::start(
@@ -122,7 +126,7 @@ impl MysqlStore {
             options,
             stats,
             url: url.to_owned(),
-        })
+        }
     }
 
     /// Counters of the report path since connect.
@@ -205,20 +209,7 @@ mod tests {
         let options = MysqlOptions::default();
         // Pool::new does not connect.
         let pool = Pool::new(parse_url(url, options.clone()).unwrap().0);
-        let stats = Arc::new(report::Stats::default());
-        let store = MysqlStore {
-            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
-            writes: write::Writes::start(pool.clone(), stats.clone()),
-            last_seen: last_seen::LastSeen::start(
-                pool.clone(),
-                stats.clone(),
-                options.last_seen_flush,
-            ),
-            pool,
-            options,
-            stats,
-            url: url.to_owned(),
-        };
+        let store = MysqlStore::with_pool(pool, options, url);
         let debug = format!("{store:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("masif:***@127.0.0.1:1/masif"), "{debug}");

@@ -158,7 +158,7 @@ pub(crate) fn pattern_branches<'v>(
 }
 
 /// An approval row of a snapshot union as a pattern.
-pub(crate) fn pattern_from(row: &SnapshotRow) -> Pattern {
+fn pattern_from(row: &SnapshotRow) -> Pattern {
     Pattern {
         package: row.4.clone(),
         action: row.5.clone(),

@@ -121,7 +121,24 @@ async fn write_all(pool: &Pool, stats: &Stats, mut jobs: Vec<Job>) {
 
 /// Writes reports of distinct agents in one transaction, or one by one if that fails.
 async fn write_distinct(pool: &Pool, stats: &Stats, jobs: Vec<Job>) {
-    let outcome = attempt(pool, stats, &jobs).await;
+    match attempt(pool, stats, &jobs).await {
+        Err(e) if jobs.len() > 1 => {
+            tracing::debug!(
+                reports = jobs.len(),
+                "batched write failed, writing one by one: {e}"
+            );
+            for job in jobs {
+                let outcome = attempt(pool, stats, std::slice::from_ref(&job)).await;
+                deliver(vec![job], outcome);
+            }
+        }
+        outcome => deliver(jobs, outcome),
+    }
+}
+
+/// Hands the outcome of one attempt to its reports. An error reaches here only from an
+/// attempt with one report (a batch that fails is written again one by one).
+fn deliver(jobs: Vec<Job>, outcome: DbResult<Option<Vec<Option<TaskSet>>>>) {
     match outcome {
         Ok(Some(answers)) => {
             for (job, answer) in jobs.into_iter().zip(answers) {
@@ -135,27 +152,9 @@ async fn write_distinct(pool: &Pool, stats: &Stats, jobs: Vec<Job>) {
                 job.answer(Err(WriteError::RowsVanished));
             }
         }
-        Err(e) if jobs.len() == 1 => {
+        Err(e) => {
             if let Some(job) = jobs.into_iter().next() {
                 job.answer(Err(WriteError::Database(e)));
-            }
-        }
-        Err(e) => {
-            tracing::debug!(
-                reports = jobs.len(),
-                "batched write failed, writing one by one: {e}"
-            );
-            for job in jobs {
-                let one = std::slice::from_ref(&job);
-                match attempt(pool, stats, one).await {
-                    Ok(Some(mut answers)) => {
-                        if let Some(Some(answer)) = answers.pop() {
-                            job.answer(Ok(answer));
-                        }
-                    }
-                    Ok(None) => job.answer(Err(WriteError::RowsVanished)),
-                    Err(e) => job.answer(Err(WriteError::Database(e))),
-                }
             }
         }
     }

@@ -29,6 +29,25 @@ async fn int(conn: &mut Conn, sql: &str) -> i64 {
         .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
+/// An installation whose package names are narrower than what the protocol allows.
+async fn narrow_package_names(conn: &mut Conn) {
+    conn.query_drop(
+        "ALTER TABLE package MODIFY name VARCHAR(8) CHARACTER SET utf8mb4 \
+         COLLATE utf8mb4_bin NOT NULL",
+    )
+    .await
+    .unwrap();
+}
+
+/// Closes a store shared with report tasks that have all finished.
+async fn close(store: Arc<MysqlStore>) {
+    Arc::try_unwrap(store)
+        .expect("no report task still holds the store")
+        .disconnect()
+        .await
+        .unwrap();
+}
+
 /// The schema versions recorded.
 async fn versions(conn: &mut Conn) -> Vec<u32> {
     conn.query("SELECT version FROM masif_schema_version ORDER BY version")
@@ -231,13 +250,7 @@ async fn values_are_never_truncated() {
     run_mysql_scratch(|scratch| async move {
         let store = scratch.store(test_options()).await;
         let mut conn = raw(&scratch).await;
-        // An installation whose column is narrower than what the protocol allows.
-        conn.query_drop(
-            "ALTER TABLE package MODIFY name VARCHAR(8) CHARACTER SET utf8mb4 \
-             COLLATE utf8mb4_bin NOT NULL",
-        )
-        .await
-        .unwrap();
+        narrow_package_names(&mut conn).await;
         let err = store
             .report(&agent("a"), &set([install("a-long-package-name", "1")]))
             .await
@@ -333,7 +346,7 @@ async fn concurrent_unchanged_reports_share_round_trips() {
         assert_eq!(after.write_transactions - before.write_transactions, 1);
         let trips = after.round_trips - before.round_trips;
         assert!(trips < 100, "{trips} round trips for 200 reports");
-        Arc::try_unwrap(store).unwrap().disconnect().await.unwrap();
+        close(store).await;
     })
     .await;
 }
@@ -451,7 +464,7 @@ async fn concurrent_first_reports_share_transactions() {
         );
         assert_eq!(int(&mut conn, "SELECT COUNT(*) FROM package").await, 9);
         drop(conn);
-        Arc::try_unwrap(store).unwrap().disconnect().await.unwrap();
+        close(store).await;
     })
     .await;
 }
@@ -463,12 +476,7 @@ async fn one_bad_report_does_not_fail_the_others() {
     run_mysql_scratch(|scratch| async move {
         let store = Arc::new(scratch.store(test_options()).await);
         let mut conn = raw(&scratch).await;
-        conn.query_drop(
-            "ALTER TABLE package MODIFY name VARCHAR(8) CHARACTER SET utf8mb4 \
-             COLLATE utf8mb4_bin NOT NULL",
-        )
-        .await
-        .unwrap();
+        narrow_package_names(&mut conn).await;
         let agents: Vec<_> = (0..30)
             .map(|i| {
                 let package = if i == 13 {
@@ -499,7 +507,7 @@ async fn one_bad_report_does_not_fail_the_others() {
             0
         );
         drop(conn);
-        Arc::try_unwrap(store).unwrap().disconnect().await.unwrap();
+        close(store).await;
     })
     .await;
 }
