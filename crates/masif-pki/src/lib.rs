@@ -11,6 +11,7 @@ pub mod discover;
 pub mod easyrsa;
 pub mod ephemeral;
 pub mod error;
+mod finding;
 pub mod load;
 pub mod perms;
 pub mod source;
