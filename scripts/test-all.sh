@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on this machine, setting up what they need first:
 # Debian packages (apt-get), a reachable MariaDB (the local one, or a throwaway one started
-# here), then cargo fmt, clippy and the whole test suite. The README's test command.
+# here); then checks the links between the Markdown files and runs cargo fmt, clippy and the
+# whole test suite. The README's test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,10 @@ if [ -z "${MASIF_TEST_MYSQL_URL:-}" ]; then
   fi
 fi
 log "MariaDB for tests: $MASIF_TEST_MYSQL_URL"
+
+# --- Documentation links -----------------------------------------------------------------
+log "relative links in the Markdown files"
+scripts/check-links.sh
 
 # --- Rust checks and tests ---------------------------------------------------------------
 log "cargo fmt --check"

@@ -11,8 +11,8 @@
 #      Puppet ssldir layout for discovery);
 #   5. the Debian packages: cargo build --release of the four binaries, packaging/build-debs.sh,
 #      install into a scratch root with dpkg --root (maintainer scripts included), the files
-#      where README.md's "Deployment" section says, units accepted by systemd-analyze,
-#      remove and purge.
+#      where the table in docs/installation.md ("Files installed by the packages") says,
+#      units accepted by systemd-analyze, remove and purge.
 # Nothing outside a temporary directory is written (Puppet, Ansible and dpkg state included).
 #
 # MASIF_ROLLOUT_BIN_DIR=DIR uses the binaries in DIR instead of building release binaries
@@ -476,10 +476,15 @@ for p in masif-agent masif-master masif-ui masif-pki; do
   dpkg-query --root="$R" -W -f='${db:Status-Abbrev}' "$p" | grep -q '^ii' || fail "$p is not installed in $R"
 done
 
-log "files where README.md's Deployment section says"
-rows=$(awk '/^## Deployment/ { d = 1; next } /^## / { d = 0 } d && /^\| `\// { print }' README.md |
+files_doc=docs/installation.md
+files_title="Files installed by the packages"
+files_section="## $files_title"
+log "files where $files_doc (\"$files_title\") says"
+[ "$(grep -cxF "$files_section" "$files_doc")" = 1 ] ||
+  fail "$files_doc needs exactly one section \"$files_section\""
+rows=$(awk -v h="$files_section" '$0 == h { d = 1; next } /^## / { d = 0 } d && /^\| `\// { print }' "$files_doc" |
   sed -E 's/^\| `([^`]+)` \| ([a-z-]+) \|.*/\2 \1/')
-[ -n "$rows" ] || fail "README.md has no file table in its Deployment section"
+[ -n "$rows" ] || fail "$files_doc has no file table in its section \"$files_section\""
 while read -r pkg path; do
   matched=0
   for f in $R$path; do
@@ -487,9 +492,9 @@ while read -r pkg path; do
     dpkg-query --root="$R" -L "$pkg" | grep -qxF "${f#"$R"}" || fail "$path: ${f#"$R"} is not in package $pkg"
     matched=1
   done
-  [ "$matched" = 1 ] || fail "README.md lists $path ($pkg), but it is not installed"
+  [ "$matched" = 1 ] || fail "$files_doc lists $path ($pkg), but it is not installed"
 done <<<"$rows"
-# ... and every installed file is in the README.
+# ... and every installed file is in the table.
 for p in masif-agent masif-master masif-ui masif-pki; do
   while read -r f; do
     [ -f "$R$f" ] || continue
@@ -498,7 +503,7 @@ for p in masif-agent masif-master masif-ui masif-pki; do
       # shellcheck disable=SC2053 # $path is a glob on purpose
       [ "$pkg" = "$p" ] && [[ $f == $path ]] && { listed=1; break; }
     done <<<"$rows"
-    [ "$listed" = 1 ] || fail "$f (package $p) is missing from README.md's Deployment section"
+    [ "$listed" = 1 ] || fail "$f (package $p) is missing from the table in $files_doc"
   done < <(dpkg-query --root="$R" -L "$p")
 done
 
