@@ -6,23 +6,23 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod crl;
-pub mod discover;
+mod crl;
+mod discover;
 pub mod easyrsa;
 pub mod ephemeral;
-pub mod error;
+mod error;
 mod finding;
-pub mod load;
-pub mod perms;
-pub mod source;
-pub mod tls;
-pub mod validate;
-pub mod x509;
+mod load;
+mod perms;
+mod source;
+mod tls;
+mod validate;
+mod x509;
 
 pub use discover::{discover, discover_any, Discovered};
 pub use error::{PkiError, Result};
-pub use load::{load_certs, load_crls, load_key};
+pub use load::{load_certs, load_crls, load_key, MAX_FILE_SIZE};
 pub use source::{Discover, DiscoverRequest, Role, TlsSource};
 pub use tls::{client_config, provider, server_config, FilesStamp, LoadedTls, TlsFiles};
-pub use validate::{check, startup_check, CheckOptions, Finding, Report, Severity};
+pub use validate::{check, startup_check, Aspect, CheckOptions, Finding, Report, Severity};
 pub use x509::{common_name, CertFacts, Eku};

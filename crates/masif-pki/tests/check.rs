@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::cli::{cli, cli_check};
 use common::{write, Ca, Leaf, Use};
-use masif_pki::validate::Aspect;
+use masif_pki::Aspect;
 use masif_pki::{check, startup_check, CheckOptions, Role, Severity, TlsFiles};
 use rstest::rstest;
 use time::{Duration, OffsetDateTime};

@@ -191,7 +191,7 @@ fn oversized_file_is_refused_without_reading_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.pem");
     let file = std::fs::File::create(&path).unwrap();
-    file.set_len(masif_pki::load::MAX_FILE_SIZE + 10).unwrap();
+    file.set_len(masif_pki::MAX_FILE_SIZE + 10).unwrap();
     let text = message(load_certs(&path).unwrap_err(), &path);
     assert!(text.contains("larger than"), "{text}");
 }
