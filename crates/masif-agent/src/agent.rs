@@ -190,7 +190,7 @@ impl Agent {
     }
 
     /// One pass of the loop: plan, report what the plan needs (learning what is approved),
-    /// then upgrade what is approved. An error means the full plan could not be made.
+    /// then upgrade what is approved. An error means a full plan could not be made.
     async fn cycle(&self, st: &mut State, stop: &mut Stop) -> Result<Cycle> {
         let mut full = self.plan_full().await?.tasks();
         let needed = st.forget_unplanned(&full);
