@@ -3,7 +3,12 @@
 //! every run), retry failures after the retry interval, wait out a busy lock, and stop
 //! promptly, except while apt/dpkg runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod plan;
+mod report;
+mod state;
+mod stop;
+mod upgrade;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,14 +18,15 @@ use masif_proto::{PackageName, TaskSet};
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::apt::last_lines;
 use crate::config::Intervals;
-use crate::decide::{self, Failures};
 use crate::load::OpKind;
 use crate::master::{MasterClient, MasterError};
 use crate::pm::{PackageManager, Plan, RunOutcome};
 use crate::status::{unix_now, Activity, Monitor};
 use crate::{Error, Result};
+use report::Reported;
+use state::{Cycle, State};
+use stop::Stop;
 
 /// Who the pending tasks are reported to: the master, or a stand-in in tests.
 #[async_trait]
@@ -44,62 +50,6 @@ pub struct Agent {
     monitor: Monitor,
     /// Spread sleeps by ±20 % and delay the first report randomly (off in some tests).
     jitter: bool,
-}
-
-/// What the loop remembers between cycles.
-#[derive(Default)]
-struct State {
-    /// Tasks the master said are approved (pruned to what is still planned).
-    approved: TaskSet,
-    /// Per candidate package, the tasks of its single-package plan missing from the full
-    /// plan: reported too, or a package needing them could never be approved.
-    extra: BTreeMap<PackageName, TaskSet>,
-    /// The tasks of the last successful report, and when it was.
-    last_reported: Option<TaskSet>,
-    last_report_at: Option<Instant>,
-    failures: Failures,
-}
-
-/// How one cycle ended.
-#[derive(Debug, Default)]
-struct Cycle {
-    stopped: bool,
-    remaining: bool,
-    /// The package whose upgrade found the package manager's lock held.
-    busy: Option<PackageName>,
-    report_failed: Option<String>,
-    upgrade_failed: Option<String>,
-}
-
-/// Shutdown as a level: set once, seen by every later check.
-struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    async fn wait(&mut self) {
-        if self.0.wait_for(|s| *s).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    /// Sleeps `d`; `true` if shutdown came first.
-    async fn sleep(&mut self, d: Duration) -> bool {
-        tokio::select! {
-            _ = self.wait() => true,
-            _ = tokio::time::sleep(d) => false,
-        }
-    }
-
-    /// Runs `f` unless shutdown comes first (`None`). Never used around apt runs.
-    async fn race<F: Future>(&mut self, f: F) -> Option<F::Output> {
-        tokio::select! {
-            _ = self.wait() => None,
-            out = f => Some(out),
-        }
-    }
 }
 
 impl Agent {
@@ -239,152 +189,21 @@ impl Agent {
         self.monitor.set_activity(Activity::Stopping);
     }
 
-    async fn plan_full(&self) -> Result<Plan> {
-        self.monitor.set_activity(Activity::Planning);
-        let start = Instant::now();
-        let plan = self.pm.plan_full().await;
-        self.monitor.record(OpKind::Query, start, Instant::now());
-        plan
-    }
-
-    async fn plan_package(&self, package: &PackageName) -> Result<Plan> {
-        let start = Instant::now();
-        let plan = self.pm.plan_package(package).await;
-        self.monitor.record(OpKind::Query, start, Instant::now());
-        plan
-    }
-
+    /// One pass of the loop: plan, report what the plan needs (learning what is approved),
+    /// then upgrade what is approved. An error means a full plan could not be made.
     async fn cycle(&self, st: &mut State, stop: &mut Stop) -> Result<Cycle> {
-        let mut out = Cycle::default();
         let mut full = self.plan_full().await?.tasks();
-        if full.is_empty() {
-            st.approved.clear();
-            st.extra.clear();
-            st.failures.clear_all();
-        }
-        let candidates = decide::candidates(&full, &st.approved);
-        st.extra.retain(|p, tasks| {
-            tasks.retain(|t| !full.contains(t));
-            candidates.contains(p) && !tasks.is_empty()
-        });
-        let known: TaskSet = full
-            .iter()
-            .chain(st.extra.values().flatten())
-            .cloned()
-            .collect();
-        st.approved.retain(|t| known.contains(t));
-        // Every task is reported, approved ones too: the answer is the authoritative set of
-        // approvals, so one revoked in the UI stops counting at the next report. (The
-        // original reported only tasks not yet known to be approved and could never learn
-        // of a revocation.) The master stores the same pending set either way.
-        // Report when the plan changed, else at most every half report interval (cycles
-        // come faster while a lock is waited out or a failed package is retried).
-        let due = st
-            .last_report_at
-            .is_none_or(|t| t.elapsed() >= self.intervals.report / 2);
-        if st.last_reported.as_ref() != Some(&known) || (!known.is_empty() && due) {
-            self.monitor.set_activity(Activity::Reporting);
-            match stop.race(self.master.report(&known)).await {
-                None => {
-                    out.stopped = true;
-                    return Ok(out);
-                }
-                Some(Ok(approved)) => {
-                    let approved: TaskSet =
-                        approved.into_iter().filter(|t| known.contains(t)).collect();
-                    let revoked = st.approved.difference(&approved).count();
-                    if revoked > 0 {
-                        tracing::warn!(revoked, "approvals withdrawn by the master");
-                    }
-                    let pending = known.len() - approved.len();
-                    tracing::info!(pending, approved = approved.len(), "reported to the master");
-                    st.approved = approved;
-                    st.last_reported = Some(known.clone());
-                    st.last_report_at = Some(Instant::now());
-                    self.monitor.report_attempted(true, pending);
-                }
-                Some(Err(e)) => {
-                    // Approvals known from the last answer stay valid until the next one.
-                    let message = format!("report: {e}");
-                    tracing::warn!(error = %message, "report failed; retrying later");
-                    self.monitor.report_attempted(false, 0);
-                    self.monitor.error(message.clone());
-                    out.report_failed = Some(message);
-                }
-            }
-        }
-
-        // Each package is tried at most once per cycle (retried after the retry interval),
-        // so the loop ends even with a retry interval of zero.
-        let mut attempted = BTreeSet::new();
-        loop {
-            self.update_counts(st);
-            if stop.is_set() {
+        let needed = st.forget_unplanned(&full);
+        let mut out = Cycle::default();
+        match self.report_if_due(st, &needed, stop).await {
+            Reported::Stopped => {
                 out.stopped = true;
                 return Ok(out);
             }
-            let now = Instant::now();
-            let candidates: BTreeSet<PackageName> = decide::candidates(&full, &st.approved)
-                .into_iter()
-                .filter(|p| !attempted.contains(p))
-                .filter(|p| st.failures.allowed(p, now, self.intervals.retry))
-                .collect();
-            if candidates.is_empty() {
-                break;
-            }
-            self.monitor.set_activity(Activity::Planning);
-            let mut plans = BTreeMap::new();
-            for package in candidates {
-                match self.plan_package(&package).await {
-                    Ok(plan) => {
-                        let tasks = plan.tasks();
-                        let extra: TaskSet = tasks
-                            .iter()
-                            .filter(|t| !full.contains(t))
-                            .cloned()
-                            .collect();
-                        if extra.is_empty() {
-                            st.extra.remove(&package);
-                        } else {
-                            tracing::info!(%package, extra = extra.len(), "its plan needs tasks the full plan lacks; reporting them too");
-                            st.extra.insert(package.clone(), extra);
-                        }
-                        plans.insert(package, tasks);
-                    }
-                    Err(e) => {
-                        let message = format!("planning the upgrade of {package}: {e}");
-                        tracing::error!(error = %message);
-                        self.monitor.error(message.clone());
-                        st.failures.record(package.clone(), now);
-                        attempted.insert(package);
-                        out.upgrade_failed = Some(message);
-                    }
-                }
-            }
-            let Some((package, plan)) = decide::pick(&plans, &st.approved) else {
-                for (package, plan) in &plans {
-                    let missing = plan.difference(&st.approved).count();
-                    tracing::debug!(%package, missing, "waiting for approval of its whole plan");
-                }
-                break;
-            };
-            let (package, plan) = (package.clone(), plan.clone());
-            match self.upgrade(st, &package, &plan, &mut full).await? {
-                Upgrade::Busy => {
-                    out.busy = Some(package);
-                    break;
-                }
-                Upgrade::Done => {
-                    attempted.insert(package);
-                }
-                Upgrade::Failed(message) => {
-                    attempted.insert(package);
-                    out.upgrade_failed = Some(message);
-                }
-            }
+            Reported::Failed(message) => out.report_failed = Some(message),
+            Reported::NotDue | Reported::Answered => {}
         }
-        out.remaining = !full.is_empty();
-        self.update_counts(st);
+        self.upgrade_approved(st, &mut full, stop, &mut out).await?;
         Ok(out)
     }
 
@@ -395,87 +214,42 @@ impl Agent {
         );
     }
 
-    /// Runs one upgrade (the critical section: never interrupted) and finds out from a new
-    /// plan what it did; `full` becomes that plan.
-    async fn upgrade(
+    // The package manager's three calls, shown on the monitoring socket and timed for its
+    // load figures.
+
+    /// The full plan (`apt-get -s dist-upgrade`).
+    async fn plan_full(&self) -> Result<Plan> {
+        self.monitor.set_activity(Activity::Planning);
+        let start = Instant::now();
+        let plan = self.pm.plan_full().await;
+        self.monitor.record(OpKind::Query, start, Instant::now());
+        plan
+    }
+
+    /// The plan of upgrading `package` alone.
+    async fn plan_package(&self, package: &PackageName) -> Result<Plan> {
+        let start = Instant::now();
+        let plan = self.pm.plan_package(package).await;
+        self.monitor.record(OpKind::Query, start, Instant::now());
+        plan
+    }
+
+    /// Runs the upgrade of `package` (a plan of `tasks` tasks); returns its outcome and when
+    /// it started and ended. Its tasks count in the load figures only once a new plan shows
+    /// them done.
+    async fn run_upgrade(
         &self,
-        st: &mut State,
         package: &PackageName,
-        plan: &TaskSet,
-        full: &mut TaskSet,
-    ) -> Result<Upgrade> {
-        tracing::info!(%package, tasks = plan.len(), "upgrading");
+        tasks: usize,
+    ) -> (Result<RunOutcome>, Instant, Instant) {
+        tracing::info!(%package, tasks, "upgrading");
         self.monitor.set_activity(Activity::Executing {
             package: package.to_string(),
         });
         let start = Instant::now();
         let ran = self.pm.upgrade_package(package).await;
-        let end = Instant::now();
-        let output = match ran {
-            Ok(RunOutcome::Busy(reason)) => {
-                tracing::info!(%package, %reason, "package manager busy; waiting");
-                self.monitor.set_activity(Activity::WaitingForLock {
-                    package: package.to_string(),
-                });
-                return Ok(Upgrade::Busy);
-            }
-            Ok(RunOutcome::Ran(output)) => Some(output),
-            Err(e) => {
-                // Could not run or timed out: what happened is found out below.
-                tracing::error!(%package, error = %e, "running the upgrade failed");
-                self.monitor.error(format!("upgrading {package}: {e}"));
-                None
-            }
-        };
-        *full = self.plan_full().await?.tasks();
-        let unfinished = decide::unfinished(plan, full);
-        for task in plan {
-            if !unfinished.contains(task.package()) {
-                self.monitor
-                    .record(OpKind::Action(task.action()), start, end);
-            }
-        }
-        let now = Instant::now();
-        for p in plan.iter().map(|t| t.package()) {
-            if unfinished.contains(p) {
-                st.failures.record(p.clone(), now);
-            } else {
-                st.failures.clear(p);
-            }
-        }
-        if unfinished.is_empty() {
-            self.monitor.upgrade_done();
-            match &output {
-                Some(o) if !o.success() => tracing::warn!(
-                    %package,
-                    status = %o.describe_status(),
-                    stderr = %last_lines(&o.stderr, 5),
-                    "upgraded, but apt reported an error (about another package?)"
-                ),
-                _ => tracing::info!(%package, "upgraded"),
-            }
-            return Ok(Upgrade::Done);
-        }
-        let names: Vec<String> = unfinished.iter().map(|p| p.to_string()).collect();
-        let message = match &output {
-            Some(o) => format!(
-                "upgrading {package} left {} unfinished ({}): {}",
-                names.join(", "),
-                o.describe_status(),
-                last_lines(&format!("{}\n{}", o.stdout, o.stderr), 8)
-            ),
-            None => format!("upgrading {package} left {} unfinished", names.join(", ")),
-        };
-        tracing::error!(%package, error = %message, "upgrade failed; retrying after the retry interval");
-        self.monitor.error(message.clone());
-        Ok(Upgrade::Failed(message))
+        (ran, start, Instant::now())
     }
-}
-
-enum Upgrade {
-    Done,
-    Busy,
-    Failed(String),
 }
 
 #[cfg(test)]

@@ -1,0 +1,61 @@
+//! What the loop remembers between cycles, how one cycle ended, and how a new full plan
+//! makes remembered approvals and extra tasks stale.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use masif_proto::{PackageName, TaskSet};
+
+use crate::decide::{self, Failures};
+
+/// What the loop remembers between cycles.
+#[derive(Default)]
+pub(super) struct State {
+    /// Tasks the master said are approved (pruned to what is still planned).
+    pub(super) approved: TaskSet,
+    /// Per candidate package, the tasks of its single-package plan missing from the full
+    /// plan: reported too, or a package needing them could never be approved.
+    pub(super) extra: BTreeMap<PackageName, TaskSet>,
+    /// The tasks of the last successful report, and when it was.
+    pub(super) last_reported: Option<TaskSet>,
+    pub(super) last_report_at: Option<Instant>,
+    pub(super) failures: Failures,
+}
+
+/// How one cycle ended.
+#[derive(Debug, Default)]
+pub(super) struct Cycle {
+    pub(super) stopped: bool,
+    pub(super) remaining: bool,
+    /// The package whose upgrade found the package manager's lock held.
+    pub(super) busy: Option<PackageName>,
+    pub(super) report_failed: Option<String>,
+    pub(super) upgrade_failed: Option<String>,
+}
+
+impl State {
+    /// Forgets what the new full plan `full` made stale and returns the tasks this host
+    /// needs: the full plan and the extra tasks of single-package plans. An empty plan
+    /// forgets every approval, extra task and failure; otherwise extra tasks are kept only
+    /// for packages still candidates and only while the full plan lacks them, and
+    /// approvals only for tasks still needed.
+    pub(super) fn forget_unplanned(&mut self, full: &TaskSet) -> TaskSet {
+        if full.is_empty() {
+            self.approved.clear();
+            self.extra.clear();
+            self.failures.clear_all();
+        }
+        let candidates = decide::candidates(full, &self.approved);
+        self.extra.retain(|p, tasks| {
+            tasks.retain(|t| !full.contains(t));
+            candidates.contains(p) && !tasks.is_empty()
+        });
+        let needed: TaskSet = full
+            .iter()
+            .chain(self.extra.values().flatten())
+            .cloned()
+            .collect();
+        self.approved.retain(|t| needed.contains(t));
+        needed
+    }
+}
