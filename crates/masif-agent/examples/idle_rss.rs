@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::StandInMaster;
 use masif_agent::exec::Runner;
-use masif_agent::sandbox::{standard_packages, Sandbox, Stage};
+use masif_testkit::sandbox::{standard_packages, Sandbox, Stage};
 
 /// `VmRSS` and `VmHWM` of a process, in KiB.
 fn memory(pid: u32) -> (u64, u64) {

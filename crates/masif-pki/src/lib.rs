@@ -9,7 +9,6 @@ pub mod cli;
 pub mod crl;
 pub mod discover;
 pub mod easyrsa;
-pub mod ephemeral;
 pub mod error;
 pub mod load;
 pub mod perms;
