@@ -1,10 +1,9 @@
 //! The Masif Upgrader agent: plans upgrades with APT, reports what needs approval to the
 //! master, and upgrades only packages whose whole plan was approved. Also the local
-//! monitoring socket, the master client (reused by load generators) and the APT sandbox
-//! fixtures of tests and `masif demo`.
+//! monitoring socket and the master client (reused by load generators).
 //!
 //! Entry points: [`run`] (what `masif-agent --config FILE` does), [`Agent`] (the loop),
-//! [`MasterClient`] (the wire protocol), [`apt::Apt`] (the package manager), [`sandbox`].
+//! [`MasterClient`] (the wire protocol), [`apt::Apt`] (the package manager).
 
 pub mod agent;
 pub mod api;
@@ -15,7 +14,6 @@ pub mod exec;
 pub mod load;
 pub mod master;
 pub mod pm;
-pub mod sandbox;
 pub mod status;
 
 use std::future::Future;
@@ -56,8 +54,6 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
-    #[error("sandbox: {0}")]
-    Sandbox(String),
     #[error("giving up (retry interval is 0): {0}")]
     GaveUp(String),
 }

@@ -10,9 +10,9 @@ mod common;
 use async_trait::async_trait;
 use common::eventually;
 use masif_agent::apt::Apt;
-use masif_agent::sandbox::{standard_packages, FakePackage, Sandbox, SandboxLock, Stage};
 use masif_agent::{Activity, Agent, Intervals, MasterError, Monitor, Reporter};
 use masif_proto::{Action, TaskSet};
+use masif_testkit::sandbox::{standard_packages, FakePackage, Sandbox, SandboxLock, Stage};
 
 /// Approves reported tasks matching (package, action) patterns, like approval rows with
 /// from_version and to_version NULL; can pretend to be down.

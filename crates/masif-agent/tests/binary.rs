@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{eventually, StandInMaster};
 use masif_agent::exec::{Runner, Running};
-use masif_agent::sandbox::{standard_packages, FakePackage, Sandbox, Stage};
 use masif_proto::Action;
+use masif_testkit::sandbox::{standard_packages, FakePackage, Sandbox, Stage};
 
 const BIN: &str = env!("CARGO_BIN_EXE_masif-agent");
 

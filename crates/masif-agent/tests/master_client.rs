@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::{StandInMaster, MASTER_CN};
 use masif_agent::{MasterClient, MasterError};
-use masif_pki::ephemeral::{EphemeralCa, Usage};
 use masif_proto::{Action, PackageName, Task, TaskSet, Version};
+use masif_testkit::pki::{EphemeralCa, Usage};
 
 fn update(package: &str) -> Task {
     Task::new(

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use masif_agent::apt::Apt;
-use masif_agent::sandbox::{standard_packages, Sandbox, SandboxLock, Stage};
 use masif_agent::{PackageManager, RunOutcome};
 use masif_proto::{Action, PackageName};
+use masif_testkit::sandbox::{standard_packages, Sandbox, SandboxLock, Stage};
 
 fn p(name: &str) -> PackageName {
     PackageName::new(name).unwrap()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{client_config, Client, Pki};
-use masif_store::testing::TestDatabase;
+use masif_testkit::db::TestDatabase;
 use tokio::sync::Mutex;
 
 struct Options {

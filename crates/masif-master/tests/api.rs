@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{anonymous_client_config, client_config, post_once, Client, Master, Pki};
-use masif_pki::ephemeral::{EphemeralCa, Usage};
+use masif_testkit::pki::{EphemeralCa, Usage};
 
 const ALPHA_UPDATE: &str =
     r#"[{"package":"alpha","action":"update","from_version":"1.0","to_version":"2.0"}]"#;
@@ -95,7 +95,7 @@ async fn approvals_written_the_original_way_are_honoured() {
 #[tokio::test]
 async fn an_original_database_is_adopted_in_place() {
     let pki = Pki::new();
-    let db = masif_store::testing::TestDatabase::create("adopt").await;
+    let db = masif_testkit::db::TestDatabase::create("adopt").await;
     // Exactly the original schema, with rows the original master and UI wrote.
     db.execute(include_str!("../../../schema/mysql/0001_original.sql"))
         .await;

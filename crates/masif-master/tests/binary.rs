@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client_config, post_once, Pki};
-use masif_pki::ephemeral::Usage;
-use masif_store::testing::TestDatabase;
+use masif_testkit::db::TestDatabase;
+use masif_testkit::pki::Usage;
 
 fn write_config(
     pki: &Pki,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{client_config, post_once, Master};
 use masif_pki::easyrsa::{EasyRsa, Purpose};
 use masif_pki::{Role, TlsSource};
-use masif_store::testing::TestDatabase;
+use masif_testkit::db::TestDatabase;
 
 fn source(dir: &std::path::Path, name: &str) -> TlsSource {
     serde_yaml::from_str(&format!(

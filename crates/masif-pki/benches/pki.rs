@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use masif_pki::ephemeral::{EphemeralCa, Usage};
 use masif_pki::{check, CheckOptions, Role, TlsFiles};
+use masif_testkit::pki::{EphemeralCa, Usage};
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use time::OffsetDateTime;
 

@@ -9,7 +9,6 @@ pub mod cli;
 mod crl;
 mod discover;
 pub mod easyrsa;
-pub mod ephemeral;
 mod error;
 mod finding;
 mod load;

@@ -114,7 +114,7 @@ impl CertFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ephemeral::{EphemeralCa, Usage};
+    use masif_testkit::pki::{EphemeralCa, Usage};
     use rustls::pki_types::pem::PemObject;
 
     fn facts(ca: &EphemeralCa, cn: &str, sans: &[&str], usage: Usage) -> CertFacts {
@@ -123,7 +123,9 @@ mod tests {
             .issue_with(cn, usage, |p| {
                 p.subject_alt_names = sans
                     .iter()
-                    .map(|s| rcgen::SanType::DnsName(s.clone().try_into().unwrap()))
+                    .map(|s| {
+                        masif_testkit::pki::rcgen::SanType::DnsName(s.clone().try_into().unwrap())
+                    })
                     .collect()
             })
             .unwrap();

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use masif_proto::{AgentName, TaskSet};
 use masif_store::mysql::{MysqlOptions, MysqlStore, ReportStats};
-use masif_store::testing::fleet::{agent_name, env_usize, report_of};
-use masif_store::testing::mysql_server_url;
 use masif_store::Reports;
+use masif_testkit::db::mysql_server_url;
+use masif_testkit::fleet::{agent_name, env_usize, report_of};
 use mysql_async::prelude::*;
 use mysql_async::Pool;
 

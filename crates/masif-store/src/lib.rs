@@ -10,7 +10,6 @@ pub mod mysql;
 mod pending;
 pub mod sqlite;
 mod stored;
-pub mod testing;
 
 pub use model::*;
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use masif_proto::{Action, AgentName, PackageName, TaskSet, Version};
-use masif_store::testing::tasks::task;
-use masif_store::testing::TestDatabase;
 use masif_store::Store;
+use masif_testkit::db::TestDatabase;
+use masif_testkit::tasks::task;
 use masif_ui::{TrustedHeader, UiSettings, Users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

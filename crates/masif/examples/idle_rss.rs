@@ -34,8 +34,8 @@ use hyper_util::rt::TokioIo;
 use tokio::process::{Child, Command};
 
 // Test fixtures: a real APT sandbox and a throwaway CA.
-use masif_agent::sandbox::{standard_packages, Sandbox, Stage};
-use masif_pki::ephemeral::{EphemeralCa, Usage};
+use masif_testkit::pki::{EphemeralCa, Usage};
+use masif_testkit::sandbox::{standard_packages, Sandbox, Stage};
 
 /// The daemons whose idle memory is measured, in the order printed.
 const DAEMONS: [&str; 3] = ["masif-agent", "masif-master", "masif-ui"];

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use masif_agent::sandbox::{standard_packages, Sandbox, SandboxLock, Stage};
-use masif_pki::ephemeral::{EphemeralCa, Usage};
 use masif_pki::TlsFiles;
 use masif_proto::{Action, AgentName, PackageName, Version};
-use masif_store::testing::TestDatabase;
 use masif_store::{ApprovalScope, Page, Store, TaskKey};
+use masif_testkit::db::TestDatabase;
+use masif_testkit::pki::{EphemeralCa, Usage};
+use masif_testkit::sandbox::{standard_packages, Sandbox, SandboxLock, Stage};
 use tokio::sync::oneshot;
 
 const MASTER_CN: &str = "master.e2e.test";

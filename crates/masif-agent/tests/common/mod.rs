@@ -15,10 +15,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use masif_agent::sandbox::Sandbox;
-use masif_pki::ephemeral::{EphemeralCa, Usage};
 use masif_pki::TlsFiles;
 use masif_proto::{parse_task_list, render_task_list, Action, TaskSet};
+use masif_testkit::pki::{EphemeralCa, Usage};
+use masif_testkit::sandbox::Sandbox;
 use tokio::sync::oneshot;
 
 pub const MASTER_CN: &str = "master.agent-tests.invalid";

@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use masif_pki::ephemeral::{EphemeralCa, Issued, Usage};
 use masif_pki::TlsFiles;
-use masif_store::testing::TestDatabase;
+use masif_testkit::db::TestDatabase;
+use masif_testkit::pki::{EphemeralCa, Issued, Usage};
 use rustls::pki_types::ServerName;
 use tokio::sync::oneshot;
 

@@ -7,17 +7,17 @@ pub mod tls;
 
 use std::path::{Path, PathBuf};
 
-use masif_pki::ephemeral::{EphemeralCa, Issued, Usage};
 use masif_pki::TlsFiles;
+use masif_testkit::pki::{EphemeralCa, Issued, Usage};
 use time::OffsetDateTime;
 
 /// An issued certificate with its key.
 pub type Leaf = Issued;
 /// What a leaf is for.
 #[allow(unused_imports)]
-pub use masif_pki::ephemeral::Usage as Use;
+pub use masif_testkit::pki::Usage as Use;
 
-/// A test CA: masif-pki's ephemeral CA, its PEMs at hand, panicking instead of failing.
+/// A test CA: the testkit's ephemeral CA, its PEMs at hand, panicking instead of failing.
 pub struct Ca {
     pub inner: EphemeralCa,
     pub cert_pem: String,

@@ -10,8 +10,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::SqliteStore;
-use crate::testing::fleet::{agent_name, env_usize, report_of, update_keys};
-use crate::{Admin, ApprovalScope, Page, PendingFilter, Reports};
+use crate::{Admin, ApprovalScope, Page, PendingFilter, Reports, TaskKey};
+use masif_testkit::fleet::{agent_name, env_usize, report_of, updated_packages};
+
+/// The keys "update to 2.0" of every `step`th package of the fleet from `first` on.
+fn update_keys(first: usize, step: usize) -> Vec<TaskKey> {
+    updated_packages(first, step)
+        .into_iter()
+        .map(|(package, action, to)| TaskKey {
+            package,
+            action,
+            to_version: Some(to),
+        })
+        .collect()
+}
 
 /// Runs one report per agent, `concurrency` at a time, and prints throughput and latencies.
 async fn phase(

@@ -9,8 +9,8 @@ use rstest::rstest;
 use rusqlite::Connection;
 
 use super::*;
-use crate::testing::tasks::{agent, update};
 use crate::{Admin, ApprovalScope, Page, Reports, TaskKey};
+use masif_testkit::tasks::{agent, update};
 
 /// A store on a new file in a new directory, which lasts as long as the returned guard.
 async fn fresh_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {

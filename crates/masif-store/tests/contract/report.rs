@@ -8,7 +8,7 @@ use masif_proto::{Action, Task, TaskSet};
 
 use crate::{contract_test, TestStore};
 
-pub use masif_store::testing::tasks::{agent, install, task, update};
+pub use masif_testkit::tasks::{agent, install, task, update};
 
 pub fn set<const N: usize>(tasks: [Task; N]) -> TaskSet {
     tasks.into()

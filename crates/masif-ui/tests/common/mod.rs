@@ -7,9 +7,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use masif_proto::{Action, AgentName, Task, TaskSet};
-pub use masif_store::testing::tasks::{install, task, update};
-use masif_store::testing::TestDatabase;
 use masif_store::Store;
+use masif_testkit::db::TestDatabase;
+pub use masif_testkit::tasks::{install, task, update};
 use masif_ui::{UiSettings, Users};
 
 pub const USER: &str = "admin";

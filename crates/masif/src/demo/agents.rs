@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use masif_agent::sandbox::{standard_packages, Sandbox, Stage};
 use masif_agent::{AgentConfig, Intervals, LogLevel};
 use masif_pki::{TlsFiles, TlsSource};
+use masif_testkit::sandbox::{standard_packages, Sandbox, Stage};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 

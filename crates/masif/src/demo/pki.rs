@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use masif_pki::ephemeral::{EphemeralCa, Usage};
 use masif_pki::TlsFiles;
+use masif_testkit::pki::{EphemeralCa, Usage};
 
 /// The name in the master's certificate, which agents require (`master.cn`).
 pub const MASTER_CN: &str = "master.masif-demo.test";

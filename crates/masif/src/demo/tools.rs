@@ -5,14 +5,11 @@ use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Programs every sandbox runs, with the Debian package providing each.
-pub const REQUIRED: &[(&str, &str)] = &[
-    ("apt-get", "apt"),
-    ("dpkg", "dpkg"),
-    ("dpkg-deb", "dpkg"),
-    ("dpkg-query", "dpkg"),
-    ("dpkg-scanpackages", "dpkg-dev"),
-];
+use masif_testkit::sandbox::{Tool, TOOLS};
+
+/// Programs the demo runs, with the Debian package providing each: exactly those the sandbox
+/// runs to build, copy and publish, which are also all its agents run.
+pub const REQUIRED: &[Tool] = TOOLS;
 
 /// Succeeds if every required program is in `path` (a `PATH`-style list); otherwise the error
 /// names what is missing and the packages to install.
@@ -20,15 +17,15 @@ pub fn check(path: Option<&OsStr>) -> anyhow::Result<()> {
     let dirs: Vec<PathBuf> = path
         .map(|p| std::env::split_paths(p).collect())
         .unwrap_or_default();
-    let missing: Vec<&(&str, &str)> = REQUIRED
+    let missing: Vec<&Tool> = REQUIRED
         .iter()
-        .filter(|(program, _)| find(&dirs, program).is_none())
+        .filter(|tool| find(&dirs, tool.program).is_none())
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let programs: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
-    let mut packages: Vec<&str> = missing.iter().map(|(_, pkg)| *pkg).collect();
+    let programs: Vec<&str> = missing.iter().map(|t| t.program).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
     packages.dedup();
     anyhow::bail!(
         "masif demo runs real apt-get and dpkg on fake packages, but {} not found in PATH \
@@ -60,10 +57,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("apt-get, dpkg, dpkg-deb, dpkg-query, dpkg-scanpackages"),
+            err.contains("but apt-get, dpkg, dpkg-deb not found in PATH"),
             "{err}"
         );
-        assert!(err.contains("apt-get install apt dpkg dpkg-dev"), "{err}");
+        assert!(err.contains("apt-get install apt dpkg)"), "{err}");
         let err = check(None).unwrap_err().to_string();
         assert!(err.contains("not found in PATH"), "{err}");
     }
@@ -83,7 +80,7 @@ mod tests {
 
     #[test]
     fn this_machine_has_them() {
-        // The test machine is Debian with dpkg-dev installed (scripts/test-all.sh).
+        // The test machine is Debian (scripts/test-all.sh).
         check(std::env::var_os("PATH").as_deref()).unwrap();
     }
 }

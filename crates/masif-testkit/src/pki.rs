@@ -1,6 +1,9 @@
 //! Throwaway PKIs made in memory with rcgen, for tests, benchmarks and `masif demo`: a CA,
 //! leaf certificates for agents and the master, CRLs, and the files laid out for [`TlsFiles`].
 //! Never for production: keys are generated on the spot and written unencrypted.
+//!
+//! rcgen is re-exported for tests that shape a certificate themselves
+//! ([`EphemeralCa::issue_with`]).
 
 use std::path::Path;
 
@@ -11,7 +14,8 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::TlsFiles;
+use masif_pki::TlsFiles;
+pub use rcgen;
 
 /// What a leaf certificate may be used for (its extended key usage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,14 @@
-//! **Test and demo fixture code**, not used by the agent itself: an APT sandbox in which the
-//! real `apt-get` and `dpkg` work on fake packages without touching the host's package
-//! database (notes/apt-sandbox.md). It builds `.deb`s with `dpkg-deb`, a flat `file:`
-//! repository, a sandbox root with its own dpkg database, and the `apt.conf` that
-//! `APT_CONFIG` points at (read before the host's `apt.conf.d`, so host hooks stay out).
-//! Every command runs through the agent's own wrapper ([`crate::exec::Runner`]).
+//! APT sandboxes for tests and `masif demo`: the real `apt-get` and `dpkg` working on fake
+//! packages without touching the host's package database (notes/apt-sandbox.md). A sandbox
+//! holds `.deb`s built with `dpkg-deb`, a flat `file:` repository whose `Packages` and
+//! `Release` files are written here ([`repo`]), a root with its own dpkg database, and the
+//! `apt.conf` that `APT_CONFIG` points at (read before the host's `apt.conf.d`, so host hooks
+//! stay out). Every command runs through the agent's own wrapper
+//! ([`masif_agent::exec::Runner`]); the programs are the [`Tool`]s of this module.
 //!
 //! ```no_run
-//! # async fn demo() -> masif_agent::Result<()> {
-//! use masif_agent::sandbox::{standard_packages, Sandbox, Stage};
+//! # async fn demo() -> masif_testkit::Result<()> {
+//! use masif_testkit::sandbox::{standard_packages, Sandbox, Stage};
 //! let sb = Sandbox::create("/tmp/sb".as_ref(), &standard_packages()).await?;
 //! sb.publish(Stage::V2).await?;                   // alpha 2.0 etc. become available
 //! let apt = masif_agent::apt::Apt::new(sb.apt_settings());
@@ -15,46 +16,69 @@
 //! # Ok(()) }
 //! ```
 
+mod lock;
 mod packages;
+mod repo;
 
+pub use lock::{LockHolder, SandboxLock};
 pub use packages::{standard_packages, Arch, FakePackage, Stage};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::apt::AptSettings;
-use crate::exec::{Runner, Running};
+use masif_agent::apt::AptSettings;
+use masif_agent::exec::{Invocation, Runner};
+
 use crate::{Error, Result};
 
 /// Marks a directory as a sandbox (so it may be rebuilt).
 const MARKER: &str = ".masif-apt-sandbox";
-const APT_GET: &str = "/usr/bin/apt-get";
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The lock files apt and dpkg take (POSIX fcntl locks).
+/// A program a sandbox runs, and the Debian package that provides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SandboxLock {
-    /// `var/lib/dpkg/lock-frontend`: what a running apt-get or dpkg frontend holds.
-    DpkgFrontend,
-    /// `var/lib/dpkg/lock`.
-    Dpkg,
-    /// `var/cache/apt/archives/lock`.
-    Archives,
-    /// `var/lib/apt/lists/lock`.
-    Lists,
+pub struct Tool {
+    /// The program's name; the sandbox runs `/usr/bin/<program>`.
+    pub program: &'static str,
+    /// The Debian package to install when it is missing.
+    pub package: &'static str,
 }
 
-impl SandboxLock {
-    fn relative(self) -> &'static str {
-        match self {
-            SandboxLock::DpkgFrontend => "var/lib/dpkg/lock-frontend",
-            SandboxLock::Dpkg => "var/lib/dpkg/lock",
-            SandboxLock::Archives => "var/cache/apt/archives/lock",
-            SandboxLock::Lists => "var/lib/apt/lists/lock",
-        }
+impl Tool {
+    /// Where the sandbox runs it from.
+    pub fn path(self) -> PathBuf {
+        Path::new("/usr/bin").join(self.program)
     }
 }
+
+const APT_GET: Tool = Tool {
+    program: "apt-get",
+    package: "apt",
+};
+const DPKG: Tool = Tool {
+    program: "dpkg",
+    package: "dpkg",
+};
+const DPKG_DEB: Tool = Tool {
+    program: "dpkg-deb",
+    package: "dpkg",
+};
+const DPKG_QUERY: Tool = Tool {
+    program: "dpkg-query",
+    package: "dpkg",
+};
+const PERL: Tool = Tool {
+    program: "perl",
+    package: "perl-base",
+};
+
+/// Every program that creating, copying and publishing a sandbox runs, which is also all an
+/// agent planning and upgrading in it runs (apt-get, which calls dpkg and dpkg-deb): what
+/// `masif demo` needs. Only the test helpers [`Sandbox::packages`] (and the lookups built on
+/// it: dpkg-query) and [`Sandbox::hold_lock`] (perl) run more.
+pub const TOOLS: &[Tool] = &[APT_GET, DPKG, DPKG_DEB];
 
 /// A package as the sandbox's dpkg database records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,42 +88,38 @@ pub struct PackageState {
     pub version: String,
 }
 
-/// A lock held by a helper process until [`LockHolder::release`] or drop.
-#[derive(Debug)]
-pub struct LockHolder {
-    process: Running,
-}
-
-impl LockHolder {
-    pub async fn release(self) {
-        self.process.stop().await;
-    }
-}
-
 /// One sandbox directory: `pool/`, `repo/`, `root/`, `apt.conf`, `tmp/`.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     dir: PathBuf,
     arch: String,
     runner: Runner,
+    /// The `.deb`s in `pool/`, in the order they were built.
+    debs: Arc<Vec<BuiltDeb>>,
+}
+
+/// A `.deb` built into `pool/<stage>/`, with the control fields it was built from.
+#[derive(Debug)]
+struct BuiltDeb {
+    stage: Stage,
+    file: String,
+    control: Vec<(String, String)>,
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::Sandbox(format!("{what}: {e}"))
+    move |source| Error::Io {
+        context: what.to_string(),
+        source,
+    }
 }
 
-/// The perl helper holding an fcntl write lock (flock(1) would take a BSD lock, which
-/// apt and dpkg do not see). Prints `holding` once the lock is held, then sleeps.
-const HOLD_LOCK_PERL: &str = r#"
-use strict; use warnings; use Fcntl qw(F_SETLKW F_WRLCK SEEK_SET);
-my $path = shift @ARGV;
-open(my $fh, '+<', $path) or die "cannot open $path: $!\n";
-# struct flock on LP64 Linux: short type, short whence, off_t start, off_t len, pid_t pid
-my $want = pack('s s x![q] q q i x![q]', F_WRLCK, SEEK_SET, 0, 0, 0);
-fcntl($fh, F_SETLKW, $want) or die "cannot lock $path: $!\n";
-$| = 1; print "holding\n";
-sleep;
-"#;
+/// The pool directory of a stage's `.deb`s.
+fn stage_dir(stage: Stage) -> &'static str {
+    match stage {
+        Stage::V1 => "v1",
+        Stage::V2 => "v2",
+    }
+}
 
 impl Sandbox {
     /// Builds a sandbox in `dir` (which must be empty, missing, or an earlier sandbox): the
@@ -111,7 +131,7 @@ impl Sandbox {
         }
         let (dir, runner) = prepare(dir)?;
         let out = runner
-            .command("/usr/bin/dpkg")
+            .command(DPKG.path())
             .arg("--print-architecture")
             .run()
             .await?;
@@ -122,8 +142,13 @@ impl Sandbox {
                 out.stderr.trim()
             )));
         }
-        let sandbox = Self { dir, arch, runner };
-        sandbox.build_packages(packages).await?;
+        let mut sandbox = Self {
+            dir,
+            arch,
+            runner,
+            debs: Arc::default(),
+        };
+        sandbox.debs = Arc::new(sandbox.build_packages(packages).await?);
         sandbox.make_root()?;
         sandbox.publish(Stage::V1).await?;
         let install: Vec<&str> = packages
@@ -151,6 +176,7 @@ impl Sandbox {
             dir,
             arch: self.arch.clone(),
             runner,
+            debs: Arc::clone(&self.debs),
         };
         for sub in ["pool", "repo", "root"] {
             copy_tree(&self.dir.join(sub), &copy.dir.join(sub))?;
@@ -167,7 +193,7 @@ impl Sandbox {
         copy.write_apt_config()?;
         copy.step(
             "apt-get update",
-            copy.runner.command(APT_GET).args(["update", "-qq"]),
+            copy.runner.command(APT_GET.path()).args(["update", "-qq"]),
         )
         .await?;
         Ok(copy)
@@ -209,20 +235,22 @@ impl Sandbox {
         }
     }
 
-    async fn build_packages(&self, packages: &[FakePackage]) -> Result<()> {
+    async fn build_packages(&self, packages: &[FakePackage]) -> Result<Vec<BuiltDeb>> {
         let work = self.dir.join("build");
         std::fs::create_dir_all(&work).map_err(io("build"))?;
+        let mut built = Vec::with_capacity(packages.len());
         for p in packages {
-            let stage = match p.stage {
-                Stage::V1 => "v1",
-                Stage::V2 => "v2",
-            };
-            let out = self.dir.join("pool").join(stage);
+            let out = self.dir.join("pool").join(stage_dir(p.stage));
             std::fs::create_dir_all(&out).map_err(io("pool"))?;
-            p.build(&self.runner, &self.arch, &work, &out).await?;
+            let file = p.build(&self.runner, &self.arch, &work, &out).await?;
+            built.push(BuiltDeb {
+                stage: p.stage,
+                file,
+                control: p.control_fields(&self.arch),
+            });
         }
         let _ = std::fs::remove_dir_all(&work);
-        Ok(())
+        Ok(built)
     }
 
     fn make_root(&self) -> Result<()> {
@@ -274,7 +302,7 @@ impl Sandbox {
         Ok(())
     }
 
-    async fn step(&self, what: &str, inv: crate::exec::Invocation<'_>) -> Result<String> {
+    async fn step(&self, what: &str, inv: Invocation<'_>) -> Result<String> {
         let out = inv.timeout(STEP_TIMEOUT).run().await?;
         if !out.success() {
             return Err(Error::Sandbox(format!(
@@ -288,65 +316,33 @@ impl Sandbox {
     }
 
     /// Publishes the packages of `stage` (V2 includes the V1 versions, as a real archive
-    /// keeps the installed ones) and runs `apt-get update`.
+    /// keeps the installed ones) and runs `apt-get update`. The repository's `Packages` and
+    /// `Release` files are written here, so no apt-utils or dpkg-dev is needed.
     pub async fn publish(&self, stage: Stage) -> Result<()> {
         let new = self.dir.join("repo.new");
         let _ = std::fs::remove_dir_all(&new);
         std::fs::create_dir_all(&new).map_err(io("repo.new"))?;
-        let stages: &[&str] = match stage {
-            Stage::V1 => &["v1"],
-            Stage::V2 => &["v1", "v2"],
-        };
-        for s in stages {
-            let pool = self.dir.join("pool").join(s);
-            let Ok(entries) = std::fs::read_dir(&pool) else {
-                continue;
-            };
-            for e in entries {
-                let e = e.map_err(io("pool"))?;
-                std::fs::copy(e.path(), new.join(e.file_name())).map_err(io("pool"))?;
-            }
+        let mut published = Vec::new();
+        for deb in self.debs.iter().filter(|d| d.stage <= stage) {
+            let from = self
+                .dir
+                .join("pool")
+                .join(stage_dir(deb.stage))
+                .join(&deb.file);
+            let bytes = std::fs::read(&from).map_err(io(from.display()))?;
+            std::fs::write(new.join(&deb.file), &bytes).map_err(io("repo.new"))?;
+            published.push(repo::RepoDeb::new(&deb.file, &deb.control, &bytes));
         }
-        let packages = self
-            .step(
-                "dpkg-scanpackages",
-                self.runner
-                    .command("/usr/bin/dpkg-scanpackages")
-                    .args(["--multiversion", ".", "/dev/null"])
-                    .current_dir(&new),
-            )
-            .await?;
-        std::fs::write(new.join("Packages"), packages).map_err(io("Packages"))?;
-        // Origin/Label/Codename never change between publishes: apt refuses that.
-        let release = self
-            .step(
-                "apt-ftparchive release",
-                self.runner
-                    .command("/usr/bin/apt-ftparchive")
-                    .args([
-                        "-o",
-                        "APT::FTPArchive::Release::Origin=Sandbox",
-                        "-o",
-                        "APT::FTPArchive::Release::Label=Sandbox",
-                        "-o",
-                        "APT::FTPArchive::Release::Suite=stable",
-                        "-o",
-                        "APT::FTPArchive::Release::Codename=sandbox",
-                        "-o",
-                        "APT::FTPArchive::Release::Version=12",
-                        "release",
-                        ".",
-                    ])
-                    .current_dir(&new),
-            )
-            .await?;
+        let packages = repo::packages_file(&published)?;
+        std::fs::write(new.join("Packages"), &packages).map_err(io("Packages"))?;
+        let release = repo::release_file(packages.as_bytes(), time::OffsetDateTime::now_utc());
         std::fs::write(new.join("Release"), release).map_err(io("Release"))?;
         let repo = self.dir.join("repo");
         let _ = std::fs::remove_dir_all(&repo);
         std::fs::rename(&new, &repo).map_err(io("repo"))?;
         self.step(
             "apt-get update",
-            self.runner.command(APT_GET).args(["update", "-qq"]),
+            self.runner.command(APT_GET.path()).args(["update", "-qq"]),
         )
         .await?;
         Ok(())
@@ -356,7 +352,7 @@ impl Sandbox {
         self.step(
             "apt-get install",
             self.runner
-                .command(APT_GET)
+                .command(APT_GET.path())
                 .args(["install", "-yqq"])
                 .args(packages)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
@@ -370,7 +366,7 @@ impl Sandbox {
         let admindir = format!("--admindir={}", self.root().join("var/lib/dpkg").display());
         let out = self
             .runner
-            .command("/usr/bin/dpkg-query")
+            .command(DPKG_QUERY.path())
             .arg(admindir)
             .args(["-W", "-f=${Package}|${db:Status-Abbrev}|${Version}\n"])
             .run()
@@ -407,28 +403,6 @@ impl Sandbox {
             .await?
             .filter(|s| s.status == "ii")
             .map(|s| s.version))
-    }
-
-    /// Holds `lock` from a helper process (as a running apt/dpkg would) until released.
-    pub async fn hold_lock(&self, lock: SandboxLock) -> Result<LockHolder> {
-        let path = self.root().join(lock.relative());
-        let mut process = self
-            .runner
-            .command("/usr/bin/perl")
-            .args(["-e", HOLD_LOCK_PERL])
-            .arg(&path)
-            .spawn()
-            .await?;
-        match tokio::time::timeout(STEP_TIMEOUT, process.next_line()).await {
-            Ok(Some(line)) if line == "holding" => Ok(LockHolder { process }),
-            other => {
-                process.stop().await;
-                Err(Error::Sandbox(format!(
-                    "could not hold {}: {other:?}",
-                    path.display()
-                )))
-            }
-        }
     }
 
     /// Saves the root (dpkg database, apt lists, installed files) for [`Sandbox::restore`].
@@ -490,6 +464,8 @@ fn prepare(dir: &Path) -> Result<(PathBuf, Runner)> {
 /// The `APT_CONFIG` file of a sandbox root `r` (notes/apt-sandbox.md §3).
 fn apt_conf(r: &Path) -> String {
     let r = r.display();
+    let dpkg = DPKG.path();
+    let dpkg = dpkg.display();
     format!(
         r#"// APT configuration of a Masif apt sandbox: APT_CONFIG=<this file> apt-get ...
 Dir "{r}/";
@@ -498,7 +474,7 @@ Dir::Etc::Main "/dev/null";
 Dir::Etc::Parts "{r}/etc/apt/apt.conf.d";
 Dir::Etc::SourceList "{r}/etc/apt/sources.list";
 Dir::Etc::SourceParts "{r}/etc/apt/sources.list.d";
-Dir::Bin::dpkg "/usr/bin/dpkg";
+Dir::Bin::dpkg "{dpkg}";
 DPkg::Options {{
   "--root={r}";
   "--log={r}/var/log/dpkg.log";

@@ -3,8 +3,6 @@
 
 use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
 
-use crate::TaskKey;
-
 /// Distinct packages in the fleet.
 pub const PACKAGES: usize = 400;
 
@@ -47,14 +45,17 @@ pub fn report_of(i: usize, tasks: usize, round: usize) -> TaskSet {
         .collect()
 }
 
-/// The keys "update to 2.0" of every `step`th package from `first` on.
-pub fn update_keys(first: usize, step: usize) -> Vec<TaskKey> {
+/// The packages whose "update to 2.0" a benchmark approves: every `step`th from `first` on
+/// (the store's `TaskKey`s are built by the caller, so this crate needs no store).
+pub fn updated_packages(first: usize, step: usize) -> Vec<(PackageName, Action, Version)> {
     (first..PACKAGES)
         .step_by(step)
-        .map(|p| TaskKey {
-            package: package_name(p),
-            action: Action::Update,
-            to_version: Some(Version::new("2.0").unwrap()),
+        .map(|p| {
+            (
+                package_name(p),
+                Action::Update,
+                Version::new("2.0").unwrap(),
+            )
         })
         .collect()
 }

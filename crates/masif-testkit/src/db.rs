@@ -1,9 +1,6 @@
-//! Test support for other crates' tests (master, UI, agent end-to-end, demo): a fresh, uniquely
-//! named MariaDB database per test, dropped afterwards, and a canonical dump of every table to
-//! prove that a refused request changed nothing. Not for production use.
-
-pub mod fleet;
-pub mod tasks;
+//! Scratch MariaDB databases for tests and benchmarks: a fresh, uniquely named database per
+//! test, dropped afterwards, and a canonical dump of every table to prove that a refused
+//! request changed nothing.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -42,7 +39,7 @@ impl TestDatabase {
         let server = mysql_server_url().trim_end_matches('/').to_owned();
         let mut conn = mysql_async::Conn::from_url(&server)
             .await
-            .unwrap_or_else(|e| panic!("test MariaDB at {}: {e}", crate::redact_url(&server)));
+            .unwrap_or_else(|e| panic!("test MariaDB (MASIF_TEST_MYSQL_URL): {e}"));
         conn.query_drop(format!("CREATE DATABASE `{name}`"))
             .await
             .expect("create test database");

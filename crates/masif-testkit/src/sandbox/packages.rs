@@ -5,7 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::exec::Runner;
+use masif_agent::exec::Runner;
+
+use super::repo;
 use crate::{Error, Result};
 
 /// When a package version becomes visible in the sandbox's repository.
@@ -32,7 +34,7 @@ pub struct FakePackage {
     pub name: String,
     pub version: String,
     pub arch: Arch,
-    /// Extra control fields, e.g. `Depends: gamma (>= 1.0)`.
+    /// Extra control fields as lines, e.g. `Depends: gamma (>= 1.0)`.
     pub fields: Vec<String>,
     /// Body of a `/bin/sh` postinst. Maintainer scripts run on the host (chrootless) with
     /// `DPKG_ROOT` set: they may only echo, sleep and exit, or touch `$DPKG_ROOT/…`.
@@ -98,10 +100,8 @@ impl FakePackage {
                 .version
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".+~-:".contains(c));
-        let fields_ok = self
-            .fields
-            .iter()
-            .all(|f| f.contains(": ") && !f.contains('\n'));
+        let fields_ok = self.fields.iter().all(|f| f.contains(": "))
+            && repo::stanza(&self.control_fields("amd64")).is_ok();
         if !(name_ok && version_ok && fields_ok) {
             return Err(Error::Sandbox(format!(
                 "bad fake package {} {} (fields {:?})",
@@ -118,22 +118,34 @@ impl FakePackage {
         }
     }
 
-    pub(crate) fn control(&self, native: &str) -> String {
-        let mut c = format!(
-            "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: Masif Sandbox <sandbox@example.invalid>\nSection: misc\nPriority: optional\n",
-            self.name,
-            self.version,
-            self.arch_name(native)
-        );
-        for f in &self.fields {
-            c.push_str(f);
-            c.push('\n');
-        }
-        c.push_str(&format!(
-            "Description: fake package {} {} for apt sandboxes\n",
-            self.name, self.version
+    /// The control fields of the package built for a host of architecture `native`, in order.
+    pub(crate) fn control_fields(&self, native: &str) -> Vec<(String, String)> {
+        let field = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+        let mut fields = vec![
+            field("Package", &self.name),
+            field("Version", &self.version),
+            field("Architecture", self.arch_name(native)),
+            field("Maintainer", "Masif Sandbox <sandbox@example.invalid>"),
+            field("Section", "misc"),
+            field("Priority", "optional"),
+        ];
+        fields.extend(self.fields.iter().map(|line| {
+            let (name, value) = line.split_once(": ").unwrap_or((line, ""));
+            field(name, value)
+        }));
+        fields.push(field(
+            "Description",
+            &format!(
+                "fake package {} {} for apt sandboxes",
+                self.name, self.version
+            ),
         ));
-        c
+        fields
+    }
+
+    /// The `DEBIAN/control` file.
+    pub(crate) fn control(&self, native: &str) -> Result<String> {
+        repo::stanza(&self.control_fields(native))
     }
 
     /// Builds the `.deb` into `out_dir` (using `work` for the package tree) and returns its
@@ -146,7 +158,10 @@ impl FakePackage {
         out_dir: &Path,
     ) -> Result<String> {
         self.validate()?;
-        let io = |what: &str, e: std::io::Error| Error::Sandbox(format!("{what}: {e}"));
+        let io = |what: &str, source: std::io::Error| Error::Io {
+            context: format!("{what} of {}", self.name),
+            source,
+        };
         let tree = work.join(format!("{}_{}", self.name, self.version));
         let _ = std::fs::remove_dir_all(&tree);
         std::fs::create_dir_all(tree.join("DEBIAN")).map_err(|e| io("package tree", e))?;
@@ -160,7 +175,7 @@ impl FakePackage {
             format!("{} {}\n", self.name, self.version),
         )
         .map_err(|e| io("VERSION", e))?;
-        std::fs::write(tree.join("DEBIAN/control"), self.control(native))
+        std::fs::write(tree.join("DEBIAN/control"), self.control(native)?)
             .map_err(|e| io("control", e))?;
         if let Some(body) = &self.postinst {
             let script = tree.join("DEBIAN/postinst");
@@ -176,7 +191,7 @@ impl FakePackage {
             self.arch_name(native)
         );
         let out = runner
-            .command("/usr/bin/dpkg-deb")
+            .command(super::DPKG_DEB.path())
             .args(["--root-owner-group", "-Zgzip", "--build"])
             .arg(&tree)
             .arg(out_dir.join(&file))
@@ -243,6 +258,8 @@ mod tests {
             FakePackage::new("ok", "1.0 2"),
             FakePackage::new("ok", "1.0").field("Depends gamma"),
             FakePackage::new("ok", "1.0").field("Depends: a\nEvil: b"),
+            FakePackage::new("ok", "1.0").field("Bad Name: b"),
+            FakePackage::new("ok", "1.0").field("Depends: "),
             FakePackage::new("../x", "1.0"),
         ];
         for p in bad {
@@ -254,7 +271,8 @@ mod tests {
     fn control_files_carry_the_extra_fields() {
         let c = FakePackage::new("beta", "2.0")
             .field("Depends: gamma (>= 1.0)")
-            .control("amd64");
+            .control("amd64")
+            .unwrap();
         assert!(c.contains("Package: beta\nVersion: 2.0\nArchitecture: all\n"));
         assert!(c.contains("\nDepends: gamma (>= 1.0)\n"));
     }
