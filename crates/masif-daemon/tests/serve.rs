@@ -215,8 +215,12 @@ impl Pki {
         let ca = EphemeralCa::new("Serve Test CA").unwrap();
         let server = ca.issue("serve.test", Usage::Server).unwrap();
         let client = ca.issue("agent-1", Usage::Client).unwrap();
-        let server = ca.write_files(&dir.path().join("s"), &server, None).unwrap();
-        let client = ca.write_files(&dir.path().join("c"), &client, None).unwrap();
+        let server = ca
+            .write_files(&dir.path().join("s"), &server, None)
+            .unwrap();
+        let client = ca
+            .write_files(&dir.path().join("c"), &client, None)
+            .unwrap();
         Self {
             server: Arc::new(masif_pki::server_config(&server).unwrap()),
             client: Arc::new(masif_pki::client_config(&client).unwrap()),
@@ -302,8 +306,7 @@ async fn the_connection_cap_holds_until_a_connection_closes() {
     let mut third = server.connect().await;
     third.write_all(GET_WHO.as_bytes()).await.unwrap();
     assert_eq!(exchange(&mut second, GET_WHO).await.0, 200);
-    let waiting =
-        tokio::time::timeout(Duration::from_millis(300), read_response(&mut third)).await;
+    let waiting = tokio::time::timeout(Duration::from_millis(300), read_response(&mut third)).await;
     assert!(waiting.is_err(), "a third connection was served");
     drop(first);
     let (status, _) = tokio::time::timeout(PATIENCE, read_response(&mut third))
@@ -420,10 +423,7 @@ async fn graceful_shutdown_finishes_open_requests_and_refuses_new_connections() 
         tokio::task::yield_now().await;
     }
     server.release.send(true).unwrap();
-    assert_eq!(
-        read_response(&mut held).await,
-        (200, "released".to_owned())
-    );
+    assert_eq!(read_response(&mut held).await, (200, "released".to_owned()));
     assert!(until_closed(&mut held).await.is_empty());
     server.stopped().await;
 }

@@ -69,10 +69,7 @@ pub async fn serve_with_listener(
 ) -> anyhow::Result<()> {
     let tls = Arc::new(ReloadingTls::load(settings.tls.clone())?);
     let watcher = tokio::spawn(tls.clone().watch(settings.reload_interval));
-    let service = WithPeerIdentity(warp::service(api::routes(
-        store,
-        settings.report_timeout,
-    )));
+    let service = WithPeerIdentity(warp::service(api::routes(store, settings.report_timeout)));
     tracing::info!(listen = %listener.local_addr()?, "master listening");
     serve::serve(
         listener,
