@@ -211,7 +211,7 @@ pub fn raise_fd_limit() -> std::io::Result<u64> {
     if let Some(hard) = limit.maximum {
         if limit.current != Some(hard) {
             limit.current = Some(hard);
-            setrlimit(Resource::Nofile, limit.clone())?;
+            setrlimit(Resource::Nofile, limit)?;
         }
     }
     Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
