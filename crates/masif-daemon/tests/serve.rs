@@ -462,3 +462,32 @@ fn rustix_hard_limit() -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(4)?.parse().ok()
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let server = Server::plain(Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..limits()
+    })
+    .await;
+    let tcp = server.connect().await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get("http://t/who")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    // The server sends GOAWAY once idle and the client's connection ends.
+    tokio::time::timeout(PATIENCE, connection)
+        .await
+        .expect("the idle HTTP/2 connection stayed open")
+        .unwrap()
+        .ok();
+    assert!(sender.is_closed());
+}
