@@ -4,7 +4,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use masif_daemon::serve::Acceptors;
 use masif_pki::{FilesStamp, TlsFiles};
+use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -81,5 +83,17 @@ impl ReloadingTls {
             // File reads and certificate parsing are blocking work.
             let _ = tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
         }
+    }
+}
+
+/// New connections get the configuration in force when they arrive; agents are named by
+/// their certificate's CN.
+impl Acceptors for ReloadingTls {
+    fn current(&self) -> TlsAcceptor {
+        self.acceptor()
+    }
+
+    fn client_name(&self, leaf: &CertificateDer<'_>) -> Option<String> {
+        masif_pki::common_name(leaf).ok().flatten()
     }
 }

@@ -22,6 +22,7 @@ use warp::Filter;
 
 pub use auth::htpasswd::Users;
 pub use auth::TrustedHeader;
+pub use masif_daemon::serve::Limits;
 pub use server::ClientAddr;
 
 /// Errors of the UI library.
@@ -29,8 +30,16 @@ pub use server::ClientAddr;
 pub enum UiError {
     #[error("htpasswd {0}")]
     Htpasswd(String),
+    /// A certificate or key file could not be loaded.
     #[error("tls {0}")]
-    Tls(String),
+    TlsFile(#[from] masif_pki::PkiError),
+    /// rustls refused the certificate and key (e.g. they do not belong together).
+    #[error("tls {}: {source}", path.display())]
+    Tls {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("template {0}")]
     Template(String),
     #[error("{0}")]
@@ -91,14 +100,25 @@ pub fn routes(
         .recover(move |r| pages::reject::recover(recover_app.clone(), r))
         .unify()
         .with(warp::reply::with::headers(security_headers()))
-        .with(warp::trace::request())
         .map(warp::Reply::into_response);
     Ok(routes)
 }
 
-/// Serves the UI on `listener` (HTTPS when `settings.tls` is set) until `shutdown` completes.
+/// Serves the UI on `listener` (HTTPS when `settings.tls` is set) until `shutdown` completes,
+/// with the serving core's default [`Limits`].
 pub async fn serve_with_listener(
     settings: UiSettings,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), UiError> {
+    serve_with_limits(settings, Limits::default(), store, listener, shutdown).await
+}
+
+/// [`serve_with_listener`] with explicit connection limits and deadlines.
+pub async fn serve_with_limits(
+    settings: UiSettings,
+    limits: Limits,
     store: Arc<dyn Store>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -111,7 +131,7 @@ pub async fn serve_with_listener(
         "http"
     };
     tracing::info!("UI listening on {scheme}://{addr}/");
-    server::serve(listener, settings.tls.clone(), routes, shutdown).await;
+    server::serve(listener, settings.tls.clone(), routes, limits, shutdown).await;
     Ok(())
 }
 

@@ -6,92 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
 
+use common::browser::{self, Driver};
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
-
-/// chromedriver in its own process group, killed with everything it started on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
-}
-
-impl Driver {
-    // Test fixture: the browser driver is a process of its own.
-    #[allow(clippy::disallowed_methods)]
-    fn start() -> Self {
-        use std::os::unix::process::CommandExt;
-        let profile = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("chromedriver")
-            .arg("--port=0")
-            .process_group(0)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian package chromium-driver) must be installed");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("chromedriver exited before it was ready")
-                .unwrap();
-            if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                break rest
-                    .trim_end_matches('.')
-                    .trim()
-                    .parse()
-                    .expect("port number");
-            }
-        };
-        // Keep draining stdout so chromedriver never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            port,
-            _profile: profile,
-        }
-    }
-
-    async fn client(&self) -> Client {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--window-size=1280,1000",
-                    format!("--user-data-dir={}", self._profile.path().display()),
-                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-                ],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("webdriver session")
-    }
-}
-
-impl Drop for Driver {
-    // Test fixture: killing chromedriver leaves Chromium running, so kill the whole group.
-    #[allow(clippy::disallowed_methods)]
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .status();
-        let _ = self.child.wait();
-    }
-}
+use fantoccini::{Client, Locator};
 
 /// A real server on a free port over a seeded database, with a browser session.
 struct Scene {
@@ -147,46 +66,16 @@ impl Scene {
     }
 
     async fn click(&self, css: &str) {
-        self.browser
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        browser::click(&self.browser, css).await;
     }
 
     /// Clicks a button that submits a form or follows a link, and waits for the new page.
     async fn navigate(&self, css: &str) {
-        self.browser
-            .execute("document.documentElement.dataset.stale = '1'", vec![])
-            .await
-            .unwrap();
-        self.click(css).await;
-        for _ in 0..200 {
-            let fresh = self
-                .browser
-                .execute(
-                    "return document.readyState === 'complete' \
-                     && document.documentElement.dataset.stale === undefined",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            if fresh == serde_json::Value::Bool(true) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("clicking {css} loaded no new page");
+        browser::navigate(&self.browser, css).await;
     }
 
     async fn login_as(&self, user: &str, password: &str) {
-        self.goto("/login").await;
-        let form = self.browser.form(Locator::Css("form.login")).await.unwrap();
-        form.set_by_name("username", user).await.unwrap();
-        form.set_by_name("password", password).await.unwrap();
-        self.navigate("form.login button[type=submit]").await;
+        browser::log_in(&self.browser, &self.base, user, password).await;
     }
 
     /// Ticks the checkbox whose label reads `label` inside the tbody of `package`.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod browser;
+
 use std::io::Write;
 use std::sync::Arc;
 

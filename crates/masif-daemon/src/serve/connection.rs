@@ -1,0 +1,205 @@
+//! One connection: the TLS handshake under its timeout, then HTTP/1.1 or HTTP/2 with the
+//! connection's facts put into each request, the in-flight count that drives the idle
+//! deadline, one log line per request, and a graceful close at idle or shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tower_service::Service;
+
+use super::{Body, ClientCert, Limits, RemoteAddr, Transport};
+
+/// What every connection of one server shares.
+pub(crate) struct Shared<S> {
+    pub(crate) limits: Limits,
+    transport: Transport,
+    service: S,
+    http: auto::Builder<TokioExecutor>,
+}
+
+impl<S, B> Shared<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub(crate) fn new(transport: Transport, limits: Limits, service: S) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(limits.header_timeout);
+        // Pings find dead peers; an answered ping does not count as activity for the idle
+        // deadline, which looks at requests only.
+        http.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.idle_timeout)
+            .keep_alive_timeout(limits.handshake_timeout);
+        Self {
+            limits,
+            transport,
+            service,
+            http,
+        }
+    }
+
+    /// Serves one accepted connection until it closes.
+    pub(crate) async fn run(
+        &self,
+        tcp: TcpStream,
+        remote: SocketAddr,
+        stopping: watch::Receiver<bool>,
+    ) {
+        let _ = tcp.set_nodelay(true);
+        let source = match &self.transport {
+            Transport::Plain => return self.http(TokioIo::new(tcp), remote, None, stopping).await,
+            Transport::Tls(source) => source,
+        };
+        let handshake = source.current().accept(tcp);
+        let stream = match tokio::time::timeout(self.limits.handshake_timeout, handshake).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!(%remote, error = %e, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        let client = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| ClientCert {
+                name: source.client_name(leaf).map(Arc::from),
+                leaf: Arc::new(leaf.clone().into_owned()),
+            });
+        self.http(TokioIo::new(stream), remote, client, stopping)
+            .await
+    }
+
+    async fn http<I>(
+        &self,
+        io: I,
+        remote: SocketAddr,
+        client: Option<ClientCert>,
+        mut stopping: watch::Receiver<bool>,
+    ) where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (busy, mut in_flight) = watch::channel(0usize);
+        let busy = Arc::new(busy);
+        let service = self.service.clone();
+        let body_timeout = self.limits.body_timeout;
+        let per_request = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let guard = InFlight::enter(busy.clone());
+            let started = Instant::now();
+            let method = request.method().clone();
+            let path = truncate(request.uri().path(), 100).to_owned();
+            let mut request = request.map(|body| Body::new(body, body_timeout));
+            request.extensions_mut().insert(RemoteAddr(remote));
+            let name = client.as_ref().and_then(|c| c.name.clone());
+            if let Some(client) = &client {
+                request.extensions_mut().insert(client.clone());
+            }
+            let mut service = service.clone();
+            async move {
+                let response = service.call(request).await?;
+                tracing::info!(
+                    %method,
+                    %path,
+                    status = response.status().as_u16(),
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    %remote,
+                    client = name.as_deref(),
+                    "request"
+                );
+                drop(guard);
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let connection = self.http.serve_connection(io, per_request);
+        tokio::pin!(connection);
+        // hyper's header timer starts only once the first bytes came (hyper-util reads them
+        // to tell HTTP/1 from HTTP/2), so the first request's deadline is kept here.
+        let mut first_request = in_flight.clone();
+        let first_deadline = tokio::time::sleep(self.limits.header_timeout);
+        tokio::pin!(first_deadline);
+        let mut requested = false;
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = connection.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%remote, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = first_request.changed(), if !requested => requested = true,
+                _ = &mut first_deadline, if !requested => {
+                    tracing::debug!(%remote, "no request before the header deadline");
+                    return;
+                }
+                _ = idle(&mut in_flight, self.limits.idle_timeout), if !closing => {
+                    tracing::debug!(%remote, "closing an idle connection");
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                _ = stopping.wait_for(|stop| *stop), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Completes once no request has been in flight for `limit`.
+async fn idle(in_flight: &mut watch::Receiver<usize>, limit: Duration) {
+    loop {
+        if in_flight.wait_for(|n| *n == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(limit) => return,
+            _ = in_flight.changed() => {}
+        }
+    }
+}
+
+/// Counts a request as in flight until its response is ready.
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    fn enter(busy: Arc<watch::Sender<usize>>) -> Self {
+        busy.send_modify(|n| *n += 1);
+        Self(busy)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
