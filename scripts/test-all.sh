@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 log() { printf '== %s\n' "$*" >&2; }
 
 # --- Debian packages the tests use -------------------------------------------------------
-# dpkg-dev, apt-utils: fake packages and flat repositories for apt sandboxes;
+# (apt sandboxes need only apt and dpkg: their repositories are written in Rust)
+# dpkg-dev: dpkg-shlibdeps for the Debian packages the roll-out checks build;
 # openssl, easy-rsa: certificate fixtures; chromium, chromium-driver: UI browser tests;
 # puppet, puppet-lint, ruby-rspec-puppet, ansible, ansible-lint: roll-out code checks.
-PACKAGES=(dpkg-dev apt-utils openssl easy-rsa chromium chromium-driver
+PACKAGES=(dpkg-dev openssl easy-rsa chromium chromium-driver
           puppet puppet-lint ruby-rspec-puppet ansible ansible-lint systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
