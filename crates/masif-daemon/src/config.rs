@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -146,6 +147,31 @@ pub fn parse<C: Validate>(path: &Path, text: &str) -> Result<C, ConfigError> {
             message: "invalid (no reason recorded)".into(),
         }])),
         _ => Err(error(problems.list)),
+    }
+}
+
+/// For a daemon's `main`: [`load`], or every problem printed on stderr (one `FILE: KEY:
+/// MESSAGE` line each) and the exit code to return.
+pub fn load_or_report<C: Validate>(path: &Path) -> Result<C, ExitCode> {
+    load(path).map_err(|e| {
+        for line in e.lines() {
+            eprintln!("{line}");
+        }
+        ExitCode::FAILURE
+    })
+}
+
+/// For `--check-config`: prints `problems` (found beyond the file itself, each starting with
+/// its key) as `FILE: PROBLEM` lines on stderr and fails, or prints `FILE: OK` and succeeds.
+pub fn report_check(path: &Path, problems: &[String]) -> ExitCode {
+    for problem in problems {
+        eprintln!("{}: {problem}", path.display());
+    }
+    if problems.is_empty() {
+        println!("{}: OK", path.display());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -1,6 +1,7 @@
 //! Logging set-up: one `tracing` subscriber per process, filtered by the configured level or `MASIF_LOG`.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use serde::Deserialize;
 
@@ -58,6 +59,19 @@ pub fn init(default: &str, output: Output) {
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .init(),
+    }
+}
+
+/// For a daemon's `main`: success, or the error logged and printed on stderr (`PROGRAM:
+/// ERROR: CAUSE…`, for when logging goes elsewhere) and a failure.
+pub fn exit_code(program: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{program}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
