@@ -284,7 +284,8 @@ mod tests {
     fn a_missing_file_is_named() {
         let e = load::<Config>(Path::new("/nonexistent/x.yml")).unwrap_err();
         assert!(
-            e.to_string().starts_with("/nonexistent/x.yml: cannot read: "),
+            e.to_string()
+                .starts_with("/nonexistent/x.yml: cannot read: "),
             "{e}"
         );
     }

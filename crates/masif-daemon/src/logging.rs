@@ -98,7 +98,9 @@ mod tests {
     #[test]
     fn other_levels_are_refused_naming_the_choices() {
         for bad in ["loud", "INFO", "\"\"", "trace", "3", "[info]"] {
-            let e = serde_yaml::from_str::<LogLevel>(bad).unwrap_err().to_string();
+            let e = serde_yaml::from_str::<LogLevel>(bad)
+                .unwrap_err()
+                .to_string();
             assert!(bad == "[info]" || e.contains("warning"), "{bad}: {e}");
         }
     }

@@ -238,7 +238,10 @@ log:
         ];
         for (text, key) in cases {
             let err = parse(&text).unwrap_err().to_string();
-            assert!(err.starts_with("master.yml: "), "{err:?} should name the file");
+            assert!(
+                err.starts_with("master.yml: "),
+                "{err:?} should name the file"
+            );
             assert!(err.contains(key), "{err:?} should name {key:?}");
             assert!(!err.contains("secret"), "{err:?} leaks the password");
         }

@@ -64,7 +64,9 @@ impl FromStr for DbUrl {
                 let (host, database) = after_user.split_once('/').unwrap_or((after_user, ""));
                 let database = database.split(['?', '#']).next().unwrap_or("");
                 if host.is_empty() {
-                    Err(bad("names no host (mysql://user:password@host:port/database)"))
+                    Err(bad(
+                        "names no host (mysql://user:password@host:port/database)",
+                    ))
                 } else if database.is_empty() {
                     Err(bad(
                         "names no database (mysql://user:password@host:port/database)",
@@ -238,6 +240,9 @@ mod tests {
         let err = DbUrl::deserialize(StrDeserializer::<Error>::new("mysql://u:pw@h"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("names no database") && !err.contains("pw"), "{err}");
+        assert!(
+            err.contains("names no database") && !err.contains("pw"),
+            "{err}"
+        );
     }
 }

@@ -71,7 +71,11 @@ fn render(command: clap::Command) -> std::io::Result<Vec<u8>> {
         man.render_synopsis_section(&mut section)?;
         man.render_options_section(&mut section)?;
         let section = String::from_utf8_lossy(&section)
-            .replacen(".SH SYNOPSIS", &format!(".SH \"COMMAND {}\"", full.to_uppercase()), 1)
+            .replacen(
+                ".SH SYNOPSIS",
+                &format!(".SH \"COMMAND {}\"", full.to_uppercase()),
+                1,
+            )
             .replacen(".SH OPTIONS", ".SS Options", 1);
         page.extend_from_slice(section.as_bytes());
     }

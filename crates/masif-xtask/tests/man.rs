@@ -12,14 +12,26 @@ fn man_pages_name_every_flag() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     for (name, flags) in [
-        ("masif-agent", &["--config", "--check-config", "--version"][..]),
+        (
+            "masif-agent",
+            &["--config", "--check-config", "--version"][..],
+        ),
         ("masif-master", &["--config", "--check-config", "--version"]),
         ("masif-ui", &["--config", "--check-config", "--version"]),
-        ("masif-pki", &["check", "--role", "--source", "--root", "--json", "--crl"]),
+        (
+            "masif-pki",
+            &["check", "--role", "--source", "--root", "--json", "--crl"],
+        ),
     ] {
         let page = std::fs::read_to_string(dir.path().join(format!("{name}.8"))).unwrap();
-        assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{name}: {page:.200}");
-        assert!(page.contains(&format!(".TH {name} 8")), "{name}: {page:.300}");
+        assert!(
+            page.starts_with(".ie") || page.starts_with(".TH"),
+            "{name}: {page:.200}"
+        );
+        assert!(
+            page.contains(&format!(".TH {name} 8")),
+            "{name}: {page:.300}"
+        );
         // roff escapes '-' as '\-'.
         let plain = page.replace("\\-", "-");
         for flag in flags {

@@ -35,7 +35,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    masif_daemon::logging::init("warn,masif::demo=info", masif_daemon::logging::Output::Stderr);
+    masif_daemon::logging::init(
+        "warn,masif::demo=info",
+        masif_daemon::logging::Output::Stderr,
+    );
     let result = match cli.command {
         Command::Demo { agents, port, keep } => {
             masif::demo::run_until_signal(masif::demo::DemoOptions {
