@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// The Masif Upgrader agent.
 #[derive(Debug, clap::Parser)]
-#[command(name = "masif-agent", version, about)]
+#[command(name = "masif-agent", version, about, after_long_help = masif_daemon::logging::ENV_HELP)]
 pub struct Args {
     /// The YAML configuration file.
     #[arg(

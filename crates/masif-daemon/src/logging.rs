@@ -9,6 +9,11 @@ use serde::Deserialize;
 /// (`MASIF_LOG=debug`, `MASIF_LOG=warn,masif_master=debug`).
 pub const ENV: &str = "MASIF_LOG";
 
+/// What every daemon's `--help` (and man page, as its ENVIRONMENT section) says about [`ENV`].
+pub const ENV_HELP: &str =
+    "MASIF_LOG: a tracing filter (e.g. debug, or warn,masif_master=debug) that \
+overrides log.level of the configuration file.";
+
 /// `log.level` of every daemon's configuration file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

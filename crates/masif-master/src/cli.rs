@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// The Masif Upgrader master: receives agents' reports over mutual TLS.
 #[derive(Debug, clap::Parser)]
-#[command(name = "masif-master", version)]
+#[command(name = "masif-master", version, after_long_help = masif_daemon::logging::ENV_HELP)]
 pub struct Args {
     /// YAML configuration file.
     #[arg(long, value_name = "FILE")]

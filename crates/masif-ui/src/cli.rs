@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// Masif Upgrader browser approval UI.
 #[derive(Debug, clap::Parser)]
-#[command(name = "masif-ui", version)]
+#[command(name = "masif-ui", version, after_long_help = masif_daemon::logging::ENV_HELP)]
 pub struct Args {
     /// YAML configuration file.
     #[arg(long, value_name = "FILE")]

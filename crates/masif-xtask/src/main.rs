@@ -55,7 +55,7 @@ fn man_pages(dir: &Path) -> anyhow::Result<()> {
 
 /// The page of `command`; a command with subcommands (`masif-pki`) gets one section per
 /// subcommand with its synopsis and options after the usual ones.
-fn render(command: clap::Command) -> std::io::Result<Vec<u8>> {
+fn render(command: clap::Command) -> std::io::Result<String> {
     let mut page = Vec::new();
     let name = command.get_name().to_owned();
     let subcommands: Vec<clap::Command> = command.get_subcommands().cloned().collect();
@@ -63,6 +63,8 @@ fn render(command: clap::Command) -> std::io::Result<Vec<u8>> {
         .section("8")
         .manual("Masif Upgrader")
         .render(&mut page)?;
+    // The daemons' `after_long_help` is what they read from the environment.
+    let mut page = String::from_utf8_lossy(&page).replacen(".SH EXTRA", ".SH ENVIRONMENT", 1);
     for sub in subcommands {
         let full = format!("{name} {}", sub.get_name());
         let sub = sub.bin_name(&full).display_name(&full);
@@ -77,7 +79,7 @@ fn render(command: clap::Command) -> std::io::Result<Vec<u8>> {
                 1,
             )
             .replacen(".SH OPTIONS", ".SS Options", 1);
-        page.extend_from_slice(section.as_bytes());
+        page.push_str(&section);
     }
     Ok(page)
 }

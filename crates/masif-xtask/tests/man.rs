@@ -37,6 +37,12 @@ fn man_pages_name_every_flag() {
         for flag in flags {
             assert!(plain.contains(flag), "{name}.8 lacks {flag}");
         }
+        if name != "masif-pki" {
+            assert!(
+                page.contains(".SH ENVIRONMENT") && page.contains("MASIF_LOG"),
+                "{name}.8 lacks MASIF_LOG"
+            );
+        }
     }
 }
 
