@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Builds the Debian packages masif-agent, masif-master, masif-ui and masif-pki with
 # dpkg-deb from already built release binaries (cargo build --release), the systemd units
-# in packaging/systemd/, the example configs in packaging/config/ and the schema files.
+# in packaging/systemd/, the example configs in packaging/config/, the schema files and the
+# section-8 man pages generated from the command lines (masif-xtask man).
 #
-#   packaging/build-debs.sh [--bin-dir DIR] [--out DIR] [--version VERSION]
+#   packaging/build-debs.sh [--bin-dir DIR] [--out DIR] [--version VERSION] [--man-dir DIR]
 #
 # --bin-dir  where masif-agent, masif-master, masif-ui, masif-pki are (default target/release)
 # --out      where the .deb files go (default target/debian); prints their paths
 # --version  package version (default: the workspace version in Cargo.toml)
+# --man-dir  where masif-agent.8 … masif-pki.8 are (default: generated now with
+#            cargo run --release -p masif-xtask -- man DIR)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=$repo/target/release
 out_dir=$repo/target/debian
 version=
+man_dir=
 
 die() { printf 'build-debs: %s\n' "$*" >&2; exit 1; }
 
@@ -22,6 +26,7 @@ while (($#)); do
     --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift 2 ;;
     --out) out_dir=${2:?--out needs a directory}; shift 2 ;;
     --version) version=${2:?--version needs a value}; shift 2 ;;
+    --man-dir) man_dir=${2:?--man-dir needs a directory}; shift 2 ;;
     *) die "unknown argument '$1' (see the comment at the top of $0)" ;;
   esac
 done
@@ -41,10 +46,19 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/masif-debs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out_dir"
 
+if [ -z "$man_dir" ]; then
+  man_dir=$work/man
+  cargo run --quiet --release --manifest-path "$repo/Cargo.toml" -p masif-xtask -- man "$man_dir" ||
+    die "generating the man pages failed"
+fi
+for b in masif-agent masif-master masif-ui masif-pki; do
+  [ -s "$man_dir/$b.8" ] || die "$man_dir/$b.8 is missing or empty"
+done
+
 # put SRC DEST MODE: copy one file into the package tree being built ($stage).
 put() { install -D -m "$3" "$1" "$stage$2"; }
 
-# Starts a package tree: binary, unit files, docs.
+# Starts a package tree: binary, man page, unit files, docs.
 begin() {
   pkg=$1
   stage=$work/$pkg
@@ -52,6 +66,8 @@ begin() {
   chmod 0755 "$stage" # dpkg applies the mode of the tree's root to the target's /
   put "$bin_dir/$pkg" "/usr/bin/$pkg" 0755
   strip --strip-unneeded "$stage/usr/bin/$pkg"
+  gzip -9n <"$man_dir/$pkg.8" >"$work/$pkg.8.gz"
+  put "$work/$pkg.8.gz" "/usr/share/man/man8/$pkg.8.gz" 0644
   put "$repo/packaging/debian/copyright" "/usr/share/doc/$pkg/copyright" 0644
   put "$repo/packaging/debian/$pkg.README.Debian" "/usr/share/doc/$pkg/README.Debian" 0644
 }

@@ -1,37 +1,23 @@
 //! The agent's YAML configuration (`/etc/masif-upgrader/agent.yml`): parsed strictly
-//! (unknown keys are errors), validated once, every error naming the file and the key.
+//! (unknown keys are errors), then validated, every problem naming the file and the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use masif_daemon::config::{Checked, Problems, Validate};
 use masif_pki::TlsSource;
 use serde::Deserialize;
 
 use crate::apt::AptSettings;
 
+pub use masif_daemon::config::ConfigError;
+pub use masif_daemon::logging::LogLevel;
+
 /// Where the monitoring socket goes unless configured.
 pub const DEFAULT_SOCKET: &str = "/run/masif-upgrader-agent/agent.sock";
 /// Longest interval accepted (a week), so sums of instants cannot overflow.
 const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
-
-/// A configuration problem: the file, the key and what is wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("{file}: {message}")]
-    Syntax { file: String, message: String },
-    #[error("{file}: {key}: {message}")]
-    Invalid {
-        file: String,
-        key: String,
-        message: String,
-    },
-}
 
 /// The check, report and retry intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,28 +28,6 @@ pub struct Intervals {
     pub report: Duration,
     /// Before retrying a failed operation; zero means "never retry: exit on the first error".
     pub retry: Duration,
-}
-
-/// Log verbosity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Error,
-    Warning,
-    Info,
-    Debug,
-}
-
-impl LogLevel {
-    /// The `tracing` filter directive.
-    pub fn directive(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warning => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-        }
-    }
 }
 
 /// The validated configuration.
@@ -80,9 +44,10 @@ pub struct AgentConfig {
     pub log_level: LogLevel,
 }
 
+/// The file as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub struct AgentFile {
     #[serde(default)]
     interval: RawIntervals,
     master: RawMaster,
@@ -142,125 +107,113 @@ struct RawApt {
     timeout: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
-    level: LogLevel,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        Self {
-            level: LogLevel::Info,
-        }
-    }
+    #[serde(default)]
+    level: Checked<LogLevel>,
 }
 
 impl AgentConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
-        Self::parse(&text, &file)
+        masif_daemon::config::load(path)
     }
 
     /// Parses and validates YAML `text`; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let raw: Raw = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            message: e.to_string(),
-        })?;
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        let interval = |key: &str, secs: u64, min: u64| {
-            if secs < min || secs > MAX_INTERVAL_SECS {
-                Err(invalid(
-                    key,
-                    format!("{secs} is out of range ({min} to {MAX_INTERVAL_SECS} seconds)"),
-                ))
-            } else {
-                Ok(Duration::from_secs(secs))
-            }
-        };
-        let intervals = Intervals {
-            check: interval("interval.check", raw.interval.check, 1)?,
-            report: interval("interval.report", raw.interval.report, 1)?,
-            retry: interval("interval.retry", raw.interval.retry, 0)?,
-        };
-        check_host(&raw.master.host).map_err(|m| invalid("master.host", m))?;
+        masif_daemon::config::parse(Path::new(file), text)
+    }
+}
+
+/// `secs` as a duration if it lies between `min` and a week.
+fn interval(secs: u64, min: u64) -> Result<Duration, String> {
+    if secs < min || secs > MAX_INTERVAL_SECS {
+        Err(format!(
+            "{secs} is out of range ({min} to {MAX_INTERVAL_SECS} seconds)"
+        ))
+    } else {
+        Ok(Duration::from_secs(secs))
+    }
+}
+
+impl Validate for AgentConfig {
+    type File = AgentFile;
+
+    fn validate(raw: AgentFile, problems: &mut Problems) -> Option<Self> {
+        let check = problems.check("interval.check", interval(raw.interval.check, 1));
+        let report = problems.check("interval.report", interval(raw.interval.report, 1));
+        let retry = problems.check("interval.retry", interval(raw.interval.retry, 0));
+        problems.check("master.host", check_host(&raw.master.host));
         if rustls::pki_types::ServerName::try_from(raw.master.cn.as_str()).is_err() {
-            return Err(invalid(
+            problems.add(
                 "master.cn",
                 format!("{:?} is not a valid certificate name", raw.master.cn),
-            ));
+            );
         }
-        let mut apt = AptSettings::default();
-        if let Some(path) = raw.apt.path {
-            if !path.is_absolute() {
-                return Err(invalid(
-                    "apt.path",
-                    format!("{} is not an absolute path", path.display()),
-                ));
-            }
-            apt.path = path;
-        }
-        for (i, option) in raw.apt.options.iter().enumerate() {
-            if option.is_empty() || option.contains('\0') {
-                return Err(invalid(
-                    &format!("apt.options[{i}]"),
-                    "empty or contains a NUL byte".into(),
-                ));
-            }
-        }
-        apt.options = raw.apt.options;
-        for (name, value) in &raw.apt.env {
-            let key = format!("apt.env.{name}");
-            let ok_name = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !ok_name {
-                return Err(invalid(
-                    &key,
-                    "not a valid environment variable name".into(),
-                ));
-            }
-            if name == "LC_ALL" {
-                return Err(invalid(
-                    &key,
-                    "LC_ALL is always C (apt's output is parsed)".into(),
-                ));
-            }
-            if value.contains('\0') {
-                return Err(invalid(&key, "contains a NUL byte".into()));
-            }
-        }
-        apt.env = raw.apt.env.into_iter().collect();
-        if let Some(secs) = raw.apt.timeout {
-            apt.run_timeout = interval("apt.timeout", secs, 10)?;
-        }
+        let apt = apt_settings(raw.apt, problems);
         let socket = raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
         if !socket.is_absolute() {
-            return Err(invalid(
+            problems.add(
                 "socket",
                 format!("{} is not an absolute path", socket.display()),
-            ));
+            );
         }
-        Ok(Self {
-            intervals,
+        let log_level = problems.take("log.level", raw.log.level);
+        Some(Self {
+            intervals: Intervals {
+                check: check?,
+                report: report?,
+                retry: retry?,
+            },
             master_host: raw.master.host,
             master_cn: raw.master.cn,
             tls: raw.tls,
             apt,
             socket,
-            log_level: raw.log.level,
+            log_level: log_level?,
         })
     }
+}
+
+/// `apt:`, its problems recorded.
+fn apt_settings(raw: RawApt, problems: &mut Problems) -> AptSettings {
+    let mut apt = AptSettings::default();
+    if let Some(path) = raw.path {
+        if !path.is_absolute() {
+            problems.add(
+                "apt.path",
+                format!("{} is not an absolute path", path.display()),
+            );
+        }
+        apt.path = path;
+    }
+    for (i, option) in raw.options.iter().enumerate() {
+        if option.is_empty() || option.contains('\0') {
+            problems.add(format!("apt.options[{i}]"), "empty or contains a NUL byte");
+        }
+    }
+    apt.options = raw.options;
+    for (name, value) in &raw.env {
+        let key = format!("apt.env.{name}");
+        let ok_name = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !ok_name {
+            problems.add(key, "not a valid environment variable name");
+        } else if name == "LC_ALL" {
+            problems.add(key, "LC_ALL is always C (apt's output is parsed)");
+        } else if value.contains('\0') {
+            problems.add(key, "contains a NUL byte");
+        }
+    }
+    apt.env = raw.env.into_iter().collect();
+    if let Some(secs) = raw.timeout {
+        if let Some(timeout) = problems.check("apt.timeout", interval(secs, 10)) {
+            apt.run_timeout = timeout;
+        }
+    }
+    apt
 }
 
 /// `name:port` or `[v6]:port`, with a port from 1 to 65535.
@@ -411,6 +364,36 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
             .to_string();
         assert!(msg.starts_with("agent.yml: "), "{msg}");
         assert!(msg.contains(key), "{msg:?} should name {key:?}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let yaml = "interval: { check: 0, retry: 99999999999 }\n\
+                    master: { host: m, cn: \"not a name\" }\ntls: { discover: puppet }\n\
+                    apt: { path: apt-get, options: [\"\"], env: { LC_ALL: C }, timeout: 1 }\n\
+                    socket: agent.sock\nlog: { level: verbose }\n";
+        let err = AgentConfig::parse(yaml, "agent.yml").unwrap_err();
+        let lines: Vec<String> = err.lines().collect();
+        for key in [
+            "interval.check",
+            "interval.retry",
+            "master.host",
+            "master.cn",
+            "apt.path",
+            "apt.options[0]",
+            "apt.env.LC_ALL",
+            "apt.timeout",
+            "socket",
+            "log.level",
+        ] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("agent.yml: {key}: "))),
+                "{key} in {lines:?}"
+            );
+        }
+        assert_eq!(lines.len(), 10, "{lines:?}");
     }
 
     #[test]

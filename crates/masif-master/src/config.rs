@@ -1,100 +1,92 @@
-//! The master's YAML configuration (`--config FILE`): parsing and validation.
+//! The master's YAML configuration (`--config FILE`): the file's form, and its validation
+//! into [`MasterConfig`] reporting every problem with the file and the key.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use masif_daemon::config::{Checked, Problems, Validate};
 use masif_pki::TlsSource;
+use masif_store::DbUrl;
 use serde::Deserialize;
 
-/// `/etc/masif-upgrader/master.yml`, as DESIGN.md fixes it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+pub use masif_daemon::config::ConfigError;
+pub use masif_daemon::logging::LogLevel;
+
+/// `/etc/masif-upgrader/master.yml`, as DESIGN.md fixes it, validated.
+#[derive(Debug)]
 pub struct MasterConfig {
     pub api: ApiConfig,
     pub tls: TlsSource,
     pub db: DbConfig,
-    #[serde(default)]
-    pub log: LogConfig,
+    pub log_level: LogLevel,
 }
 
 /// `api:` — where and how agents are served. Durations are seconds.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
     /// The name agents expect in this master's certificate (their `master.cn`); when given,
     /// start-up checks that the certificate carries it.
-    #[serde(default)]
     pub name: Option<String>,
     /// Longest TLS handshake before the connection is dropped.
-    #[serde(default = "defaults::handshake_timeout")]
     pub handshake_timeout: u64,
     /// An idle kept-alive agent connection is closed after this long.
-    #[serde(default = "defaults::idle_timeout")]
     pub idle_timeout: u64,
     /// Longest time a report may take (database retries included) before a 503.
-    #[serde(default = "defaults::report_timeout")]
     pub report_timeout: u64,
     /// How often certificate, key and CRL files are checked for changes.
-    #[serde(default = "defaults::reload_interval")]
     pub reload_interval: u64,
     /// Most agent connections served at once; further ones wait in the kernel's backlog.
-    #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
 }
 
-/// `db:` — the shared database.
+/// `db:` — the shared database. `Debug` shows the URL without its password.
+#[derive(Debug)]
+pub struct DbConfig {
+    pub url: DbUrl,
+}
+
+/// The file as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DbConfig {
-    pub url: String,
+pub struct MasterFile {
+    api: ApiFile,
+    tls: TlsSource,
+    db: DbFile,
+    #[serde(default)]
+    log: LogFile,
 }
 
-impl std::fmt::Debug for DbConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbConfig")
-            .field("url", &masif_store::redact_url(&self.url))
-            .finish()
-    }
-}
-
-/// `log:` — verbosity.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    #[serde(default = "defaults::log_level")]
-    pub level: LogLevel,
+struct ApiFile {
+    listen: Checked<SocketAddr>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default = "defaults::handshake_timeout")]
+    handshake_timeout: u64,
+    #[serde(default = "defaults::idle_timeout")]
+    idle_timeout: u64,
+    #[serde(default = "defaults::report_timeout")]
+    report_timeout: u64,
+    #[serde(default = "defaults::reload_interval")]
+    reload_interval: u64,
+    #[serde(default = "defaults::max_connections")]
+    max_connections: usize,
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: defaults::log_level(),
-        }
-    }
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DbFile {
+    url: Checked<DbUrl>,
 }
 
-/// `log.level`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Error,
-    Warning,
-    Info,
-    Debug,
-}
-
-impl LogLevel {
-    /// The matching `tracing` filter directive.
-    pub fn as_filter(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warning => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-        }
-    }
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogFile {
+    #[serde(default)]
+    level: Checked<LogLevel>,
 }
 
 mod defaults {
@@ -113,41 +105,14 @@ mod defaults {
     pub fn max_connections() -> usize {
         20_000
     }
-    pub fn log_level() -> super::LogLevel {
-        super::LogLevel::Info
-    }
 }
 
-/// A configuration file that could not be used; the message names the file and the key.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    pub path: PathBuf,
-    pub message: String,
-}
+impl Validate for MasterConfig {
+    type File = MasterFile;
 
-impl MasterConfig {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError {
-            path: path.to_owned(),
-            message,
-        })
-    }
-
-    /// Parses YAML text; the error names the offending key.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: MasterConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        let api = &self.api;
+    fn validate(file: MasterFile, problems: &mut Problems) -> Option<Self> {
+        let api = file.api;
+        let listen = problems.take("api.listen", api.listen);
         for (key, value) in [
             ("api.handshake_timeout", api.handshake_timeout),
             ("api.idle_timeout", api.idle_timeout),
@@ -155,23 +120,52 @@ impl MasterConfig {
             ("api.reload_interval", api.reload_interval),
         ] {
             if value == 0 {
-                return Err(format!("{key}: must be at least 1 second"));
+                problems.add(key, "must be at least 1 second");
             }
         }
         if api.max_connections == 0 {
-            return Err("api.max_connections: must be at least 1".into());
+            problems.add("api.max_connections", "must be at least 1");
         }
-        if !(self.db.url.starts_with("mysql://") || self.db.url.starts_with("sqlite://")) {
-            return Err(format!(
-                "db.url: expected mysql://… or sqlite:///path, got {}",
-                masif_store::redact_url(&self.db.url)
-            ));
-        }
-        Ok(())
+        let url = problems.take("db.url", file.db.url);
+        let log_level = problems.take("log.level", file.log.level);
+        Some(MasterConfig {
+            api: ApiConfig {
+                listen: listen?,
+                name: api.name,
+                handshake_timeout: api.handshake_timeout,
+                idle_timeout: api.idle_timeout,
+                report_timeout: api.report_timeout,
+                reload_interval: api.reload_interval,
+                max_connections: api.max_connections,
+            },
+            tls: file.tls,
+            db: DbConfig { url: url? },
+            log_level: log_level?,
+        })
+    }
+}
+
+impl MasterConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        masif_daemon::config::load(path)
     }
 
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.api.handshake_timeout)
+    }
+
+    /// What `--check-config` checks beyond the file: the TLS files resolve and make a server
+    /// configuration. Each problem names its key (`tls`).
+    pub fn check(&self) -> Vec<String> {
+        match self
+            .tls
+            .resolve(masif_pki::Role::Master)
+            .and_then(|f| masif_pki::server_config(&f).map(|_| ()))
+        {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![format!("tls: {e:#}")],
+        }
     }
 }
 
@@ -193,12 +187,16 @@ log:
   level: info
 "#;
 
+    fn parse(text: &str) -> Result<MasterConfig, ConfigError> {
+        masif_daemon::config::parse(Path::new("master.yml"), text)
+    }
+
     #[test]
     fn the_design_example_parses() {
-        let c = MasterConfig::parse(GOOD).unwrap();
+        let c = parse(GOOD).unwrap();
         assert_eq!(c.api.listen.port(), 8150);
         assert_eq!(c.api.idle_timeout, 90);
-        assert_eq!(c.log.level, LogLevel::Info);
+        assert_eq!(c.log_level, LogLevel::Info);
         assert!(
             !format!("{c:?}").contains("secret"),
             "password must not be printed"
@@ -211,13 +209,13 @@ log:
             "tls:\n  cert: /x/cert.pem\n  key: /x/key.pem\n  ca: /x/ca.pem\n  crl: /x/crl.pem",
             "tls: { discover: puppet }",
         );
-        MasterConfig::parse(&text).unwrap();
+        parse(&text).unwrap();
     }
 
     #[test]
     fn mistakes_name_the_key() {
         let cases = [
-            (GOOD.replace("level: info", "level: loud"), "loud"),
+            (GOOD.replace("level: info", "level: loud"), "log.level"),
             (GOOD.replace("listen:", "lisen:"), "lisen"),
             (
                 GOOD.replace(
@@ -226,8 +224,9 @@ log:
                 ),
                 "db",
             ),
-            (GOOD.replace("0.0.0.0:8150", "nowhere"), "listen"),
+            (GOOD.replace("0.0.0.0:8150", "nowhere"), "api.listen"),
             (GOOD.replace("mysql://", "postgres://"), "db.url"),
+            (GOOD.replace("/masif_upgrader", ""), "db.url"),
             (format!("{GOOD}extra: 1\n"), "extra"),
             (
                 GOOD.replace(
@@ -238,10 +237,48 @@ log:
             ),
         ];
         for (text, key) in cases {
-            let err = MasterConfig::parse(&text).unwrap_err();
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("master.yml: "),
+                "{err:?} should name the file"
+            );
             assert!(err.contains(key), "{err:?} should name {key:?}");
             assert!(!err.contains("secret"), "{err:?} leaks the password");
         }
+        let err = parse(&GOOD.replace("level: info", "level: loud"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loud"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let text = GOOD
+            .replace("0.0.0.0:8150", "nowhere")
+            .replace("mysql://", "postgres://")
+            .replace("level: info", "level: loud")
+            .replace(
+                "  listen: \"nowhere\"",
+                "  listen: \"nowhere\"\n  report_timeout: 0\n  max_connections: 0",
+            );
+        let err = parse(&text).unwrap_err();
+        let lines: Vec<String> = err.lines().collect();
+        for key in [
+            "api.listen",
+            "api.report_timeout",
+            "api.max_connections",
+            "db.url",
+            "log.level",
+        ] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("master.yml: {key}: "))),
+                "{key} in {lines:?}"
+            );
+        }
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 
     #[test]

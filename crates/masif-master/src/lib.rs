@@ -2,6 +2,7 @@
 //! certificates) in front of the shared database.
 
 mod api;
+pub mod cli;
 mod config;
 mod server;
 mod tls;
@@ -11,12 +12,20 @@ pub use config::{ConfigError, LogLevel, MasterConfig};
 pub use server::{serve_with_listener, ServeSettings};
 pub use tls::ReloadingTls;
 
+use std::future::Future;
 use std::time::Duration;
 
-/// Runs the master as configured until SIGTERM or SIGINT.
-pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
+use anyhow::Context;
+
+/// Runs the master as configured until `shutdown` completes.
+pub async fn run(
+    config: MasterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let files = check_tls(&config)?;
-    let store = masif_store::open(&config.db.url).await?;
+    let store = masif_store::open(&config.db.url)
+        .await
+        .with_context(|| format!("db.url {}", config.db.url))?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|e| anyhow::anyhow!("api.listen {}: {e}", config.api.listen))?;
@@ -28,7 +37,7 @@ pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
         max_connections: config.api.max_connections,
         ..ServeSettings::new(files)
     };
-    let served = serve_with_listener(settings, store.clone(), listener, shutdown_signal()).await;
+    let served = serve_with_listener(settings, store.clone(), listener, shutdown).await;
     store.finish().await;
     served
 }
@@ -44,15 +53,4 @@ pub fn check_tls(config: &MasterConfig) -> anyhow::Result<masif_pki::TlsFiles> {
     }
     masif_pki::server_config(&files)?;
     Ok(files)
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }

@@ -1,66 +1,35 @@
-//! `masif-master --config FILE [--check-config]`.
+//! `masif-master --config FILE [--check-config]`: flags, configuration, logging, then the
+//! library until SIGTERM or SIGINT.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
-use masif_master::MasterConfig;
+use masif_daemon::{config, logging, shutdown};
+use masif_master::{cli::Args, MasterConfig};
 
 /// glibc's malloc spends much of a busy master's time consolidating the small blocks every
 /// request frees (`malloc_consolidate` under `perf`); mimalloc's per-thread free lists do not.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The Masif Upgrader master: receives agents' reports over mutual TLS.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// YAML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-    /// Validate the configuration (and the TLS files it names), print problems, exit.
-    #[arg(long)]
-    check_config: bool,
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match MasterConfig::load(&args.config) {
+    let config: MasterConfig = match config::load_or_report(&args.config) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("masif-master: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MASIF_LOG")
-                .unwrap_or_else(|_| config.log.level.as_filter().into()),
-        )
-        .init();
     if args.check_config {
-        return match config
-            .tls
-            .resolve(masif_pki::Role::Master)
-            .and_then(|f| masif_pki::server_config(&f).map(|_| ()))
-        {
-            Ok(()) => {
-                println!("{}: OK", args.config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("masif-master: {}: tls: {e:#}", args.config.display());
-                ExitCode::FAILURE
-            }
-        };
+        return config::report_check(&args.config, &config.check());
     }
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(masif_master::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("masif-master: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    logging::init(config.log_level.directive(), logging::Output::Stdout);
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let shutdown = shutdown::signal_future().context("installing signal handlers")?;
+                masif_master::run(config, shutdown).await
+            })
+        });
+    logging::exit_code("masif-master", result)
 }

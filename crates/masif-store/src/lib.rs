@@ -10,8 +10,10 @@ pub mod mysql;
 mod pending;
 pub mod sqlite;
 mod stored;
+mod url;
 
 pub use model::*;
+pub use url::{DbUrl, DbUrlError};
 
 use std::sync::Arc;
 
@@ -97,39 +99,18 @@ pub trait Admin: Send + Sync {
 pub trait Store: Reports + Admin {}
 impl<T: Reports + Admin> Store for T {}
 
-/// Opens the database named by `url` (`mysql://…` or `sqlite:///path`) and brings its schema
-/// up to date.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("mysql") => Ok(Arc::new(mysql::MysqlStore::connect(url).await?)),
-        Some("sqlite") => Ok(Arc::new(sqlite::SqliteStore::open_url(url).await?)),
-        _ => Err(StoreError::Url(
-            redact_url(url),
-            "expected mysql://… or sqlite:///path".into(),
-        )),
-    }
+/// Opens the database `url` names and brings its schema up to date.
+pub async fn open(url: &DbUrl) -> Result<Arc<dyn Store>> {
+    Ok(match url {
+        DbUrl::Mysql(url) => Arc::new(mysql::MysqlStore::connect(url).await?),
+        DbUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+    })
 }
 
-/// The URL with any password replaced by `***`, for logs and error messages.
+/// A database URL string with any password replaced by `***`, for logs and error messages
+/// about a URL that is not (yet) a [`DbUrl`] (whose `Display` redacts by itself).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{path}")
-            } else {
-                url.to_owned()
-            }
-        }
-        None => url.to_owned(),
-    }
+    url::redact(url)
 }
 
 #[cfg(test)]

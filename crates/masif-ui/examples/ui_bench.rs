@@ -27,7 +27,9 @@ async fn main() {
         .map_or(20, |a| a.parse().expect("TASKS_PER_AGENT"));
 
     let db = TestDatabase::create("ui_bench").await;
-    let store = masif_store::open(&db.url()).await.expect("open store");
+    let store = masif_store::open(&db.url().parse().unwrap())
+        .await
+        .expect("open store");
     let started = Instant::now();
     seed(&store, agents, per_agent).await;
     println!(

@@ -1,217 +1,172 @@
-//! The UI's YAML configuration file: parsing (unknown keys rejected), validation that reports
-//! every problem with its key and file, and turning a valid file into [`UiSettings`].
+//! The UI's YAML configuration file: its form (unknown keys rejected), and its validation
+//! into [`Config`] reporting every problem with its key and file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use masif_daemon::config::{Checked, Problems, Validate};
+use masif_store::DbUrl;
 use serde::Deserialize;
 
 use crate::auth::htpasswd::Users;
 use crate::auth::TrustedHeader;
 use crate::{tls, UiSettings};
 
+pub use masif_daemon::config::ConfigError;
+pub use masif_daemon::logging::LogLevel;
+
 /// Default idle lifetime of a login session, seconds.
 pub const DEFAULT_SESSION_TTL: u64 = 12 * 3600;
 
 /// The file as written, before validation.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    pub listen: String,
-    pub db: DbSection,
-    pub auth: AuthSection,
+    listen: Checked<SocketAddr>,
+    db: DbSection,
+    auth: AuthSection,
     #[serde(default)]
-    pub tls: Option<TlsSection>,
+    tls: Option<TlsSection>,
     #[serde(default)]
-    pub log: LogSection,
+    log: LogSection,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DbSection {
-    pub url: String,
+struct DbSection {
+    url: Checked<DbUrl>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthSection {
+struct AuthSection {
     #[serde(default)]
-    pub htpasswd: Option<PathBuf>,
+    htpasswd: Option<PathBuf>,
     #[serde(default)]
-    pub trusted_header: Option<TrustedHeaderSection>,
+    trusted_header: Option<TrustedHeaderSection>,
     /// Idle lifetime of a login session, seconds.
     #[serde(default)]
-    pub session_ttl: Option<u64>,
+    session_ttl: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrustedHeaderSection {
-    pub name: String,
-    pub from: Vec<String>,
+struct TrustedHeaderSection {
+    name: String,
+    from: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsSection {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+struct TlsSection {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct LogSection {
-    #[serde(default = "default_level")]
-    pub level: String,
-}
-
-impl Default for LogSection {
-    fn default() -> Self {
-        Self {
-            level: default_level(),
-        }
-    }
-}
-
-fn default_level() -> String {
-    "info".into()
+struct LogSection {
+    #[serde(default)]
+    level: Checked<LogLevel>,
 }
 
 /// A configuration that passed validation.
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub db_url: String,
-    /// A `tracing` filter directive (`warning` is spelled `warn` there).
-    pub log_level: &'static str,
+    /// `Debug` and `Display` show it without the password.
+    pub db_url: DbUrl,
+    pub log_level: LogLevel,
     pub settings: UiSettings,
 }
 
-/// Reads and validates `path`. The error lists every problem, one per line, each naming the
-/// file and the key.
-pub fn load(path: &Path) -> Result<Config, Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-    parse(path, &text)
+/// Reads and validates `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    masif_daemon::config::load(path)
 }
 
 /// Parses and validates the text of the file named `path`.
-pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<String>> {
-    let file = path.display().to_string();
-    let raw: ConfigFile = serde_yaml::from_str(text).map_err(|e| vec![format!("{file}: {e}")])?;
-    let mut problems = Vec::new();
-    let mut problem = |key: &str, msg: String| problems.push(format!("{file}: {key}: {msg}"));
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    masif_daemon::config::parse(path, text)
+}
 
-    let listen = raw
-        .listen
-        .parse::<SocketAddr>()
-        .map_err(|_| problem("listen", format!("{:?} is not an address:port", raw.listen)))
-        .ok();
-    let db_url = raw.db.url.trim().to_owned();
-    if !(db_url.starts_with("mysql://") || db_url.starts_with("sqlite://")) {
-        problem(
-            "db.url",
-            format!(
-                "{:?} is not a mysql:// or sqlite:// url",
-                masif_store::redact_url(&db_url)
-            ),
-        );
-    }
-    let log_level = match raw.log.level.as_str() {
-        "error" => Some("error"),
-        "warning" | "warn" => Some("warn"),
-        "info" => Some("info"),
-        "debug" => Some("debug"),
-        other => {
-            problem(
-                "log.level",
-                format!("{other:?} is not one of error, warning, info, debug"),
-            );
-            None
+impl Validate for Config {
+    type File = ConfigFile;
+
+    fn validate(raw: ConfigFile, problems: &mut Problems) -> Option<Self> {
+        let listen = problems.take("listen", raw.listen);
+        let db_url = problems.take("db.url", raw.db.url);
+        let log_level = problems.take("log.level", raw.log.level);
+        let users = match &raw.auth.htpasswd {
+            Some(p) => problems.check("auth.htpasswd", Users::load(p)),
+            None => None,
+        };
+        let trusted = raw
+            .auth
+            .trusted_header
+            .as_ref()
+            .and_then(|t| trusted_header(t, problems));
+        if raw.auth.htpasswd.is_none() && raw.auth.trusted_header.is_none() {
+            problems.add("auth", "needs htpasswd or trusted_header (or both)");
         }
-    };
-    let users = match &raw.auth.htpasswd {
-        Some(p) => match Users::load(p) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                problem("auth.htpasswd", e.to_string());
-                None
-            }
-        },
-        None => None,
-    };
-    let trusted = raw.auth.trusted_header.as_ref().and_then(|t| {
-        let name = t.name.trim();
-        let mut ok = true;
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            problem(
-                "auth.trusted_header.name",
-                format!("{:?} is not a header name", t.name),
-            );
-            ok = false;
+        let session_ttl = raw.auth.session_ttl.unwrap_or(DEFAULT_SESSION_TTL);
+        if session_ttl == 0 {
+            problems.add("auth.session_ttl", "must be at least 1 second");
         }
-        if t.from.is_empty() {
-            problem(
-                "auth.trusted_header.from",
-                "lists no proxy address".to_owned(),
-            );
-            ok = false;
-        }
-        let mut from = Vec::new();
-        for (i, a) in t.from.iter().enumerate() {
-            match a.trim().parse::<IpAddr>() {
-                Ok(ip) => from.push(ip),
-                Err(_) => {
-                    problem(
-                        &format!("auth.trusted_header.from[{i}]"),
-                        format!("{a:?} is not an IP address"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        ok.then(|| TrustedHeader {
-            name: name.to_ascii_lowercase(),
-            from,
+        let tls = match &raw.tls {
+            Some(t) => Some(problems.check("tls", tls::server_config(&t.cert, &t.key))?),
+            None => None,
+        };
+        Some(Config {
+            listen: listen?,
+            db_url: db_url?,
+            log_level: log_level?,
+            settings: UiSettings {
+                users: users.unwrap_or_default(),
+                trusted_header: trusted,
+                tls: tls.map(Arc::new),
+                session_ttl,
+            },
         })
-    });
-    if raw.auth.htpasswd.is_none() && raw.auth.trusted_header.is_none() {
-        problem(
-            "auth",
-            "needs htpasswd or trusted_header (or both)".to_owned(),
-        );
     }
-    let session_ttl = raw.auth.session_ttl.unwrap_or(DEFAULT_SESSION_TTL);
-    if session_ttl == 0 {
-        problem("auth.session_ttl", "must be at least 1 second".to_owned());
-    }
-    let tls = raw.tls.as_ref().and_then(|t| {
-        tls::server_config(&t.cert, &t.key)
-            .map_err(|e| problem("tls", e.to_string()))
-            .ok()
-    });
+}
 
-    if !problems.is_empty() {
-        return Err(problems);
+/// `auth.trusted_header`, or `None` with its problems recorded.
+fn trusted_header(t: &TrustedHeaderSection, problems: &mut Problems) -> Option<TrustedHeader> {
+    let name = t.name.trim();
+    let mut ok = true;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        problems.add(
+            "auth.trusted_header.name",
+            format!("{:?} is not a header name", t.name),
+        );
+        ok = false;
     }
-    let (Some(listen), Some(log_level)) = (listen, log_level) else {
-        unreachable!("every missing value recorded a problem");
-    };
-    Ok(Config {
-        listen,
-        db_url,
-        log_level,
-        settings: UiSettings {
-            users: users.unwrap_or_default(),
-            trusted_header: trusted,
-            tls: tls.map(Arc::new),
-            session_ttl,
-        },
+    if t.from.is_empty() {
+        problems.add("auth.trusted_header.from", "lists no proxy address");
+        ok = false;
+    }
+    let mut from = Vec::new();
+    for (i, a) in t.from.iter().enumerate() {
+        match a.trim().parse::<IpAddr>() {
+            Ok(ip) => from.push(ip),
+            Err(_) => {
+                problems.add(
+                    format!("auth.trusted_header.from[{i}]"),
+                    format!("{a:?} is not an IP address"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| TrustedHeader {
+        name: name.to_ascii_lowercase(),
+        from,
     })
 }
 
@@ -228,7 +183,7 @@ mod tests {
     }
 
     fn parse_str(text: &str) -> Result<Config, Vec<String>> {
-        parse(Path::new("/etc/ui.yml"), text)
+        parse(Path::new("/etc/ui.yml"), text).map_err(|e| e.lines().collect())
     }
 
     #[test]
@@ -242,7 +197,9 @@ mod tests {
         );
         let c = parse_str(&text).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8151".parse().unwrap());
-        assert_eq!(c.log_level, "warn");
+        assert_eq!(c.log_level, LogLevel::Warning);
+        assert_eq!(c.log_level.directive(), "warn");
+        assert!(!format!("{c:?}").contains("secret"), "password printed");
         assert_eq!(c.settings.users.len(), 1);
         let t = c.settings.trusted_header.unwrap();
         assert_eq!(t.name, "x-remote-user");

@@ -3,6 +3,7 @@
 //! protection. `masif-ui` (the binary), tests and `masif demo` all run [`serve_with_listener`].
 
 mod auth;
+pub mod cli;
 pub mod config;
 mod form;
 mod pages;
@@ -13,6 +14,8 @@ mod tls;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use masif_store::Store;
 use tokio::net::TcpListener;
@@ -132,6 +135,18 @@ pub async fn serve_with_limits(
     };
     tracing::info!("UI listening on {scheme}://{addr}/");
     server::serve(listener, settings.tls.clone(), routes, limits, shutdown).await;
+    Ok(())
+}
+
+/// Runs the UI as configured (what `masif-ui --config FILE` does) until `shutdown` completes.
+pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let store = masif_store::open(&config.db_url)
+        .await
+        .with_context(|| format!("db.url {}", config.db_url))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen {}", config.listen))?;
+    serve_with_listener(config.settings, store, listener, shutdown).await?;
     Ok(())
 }
 

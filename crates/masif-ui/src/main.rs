@@ -1,73 +1,31 @@
-//! `masif-ui --config FILE [--check-config]`: the browser approval UI.
+//! `masif-ui --config FILE [--check-config]`: flags, configuration, logging, then the
+//! library until SIGTERM or SIGINT.
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use masif_daemon::{config, logging, shutdown};
+use masif_ui::{cli::Args, config::Config};
 
-#[derive(Parser)]
-#[command(
-    name = "masif-ui",
-    about = "Masif Upgrader browser approval UI",
-    version
-)]
-struct Cli {
-    /// YAML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-    /// Validate the configuration, print every problem and exit (non-zero on any).
-    #[arg(long)]
-    check_config: bool,
-}
-
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let config = match masif_ui::config::load(&cli.config) {
-        Ok(c) => c,
-        Err(problems) => {
-            for p in problems {
-                eprintln!("{p}");
-            }
-            return std::process::ExitCode::FAILURE;
-        }
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config: Config = match config::load_or_report(&args.config) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    if cli.check_config {
-        println!("{}: OK", cli.config.display());
-        return std::process::ExitCode::SUCCESS;
+    if args.check_config {
+        // Everything the UI needs (htpasswd, TLS files) was loaded with the file.
+        return config::report_check(&args.config, &[]);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MASIF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log_level)),
-        )
-        .init();
-    match run(config) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("masif-ui: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-#[tokio::main]
-async fn run(config: masif_ui::config::Config) -> anyhow::Result<()> {
-    let store = masif_store::open(&config.db_url)
-        .await
-        .with_context(|| format!("db.url {}", masif_store::redact_url(&config.db_url)))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listen {}", config.listen))?;
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-    };
-    masif_ui::serve_with_listener(config.settings, store, listener, shutdown).await?;
-    Ok(())
+    logging::init(config.log_level.directive(), logging::Output::Stdout);
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let shutdown = shutdown::signal_future().context("installing signal handlers")?;
+                masif_ui::run(config, shutdown).await
+            })
+        });
+    logging::exit_code("masif-ui", result)
 }

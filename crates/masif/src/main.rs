@@ -1,6 +1,5 @@
 //! `masif demo [--agents N] [--port P] [--keep DIR]`: the whole system on one machine.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,14 +35,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MASIF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,masif::demo=info")),
-        )
-        .init();
+    masif_daemon::logging::init(
+        "warn,masif::demo=info",
+        masif_daemon::logging::Output::Stderr,
+    );
     let result = match cli.command {
         Command::Demo { agents, port, keep } => {
             masif::demo::run_until_signal(masif::demo::DemoOptions {

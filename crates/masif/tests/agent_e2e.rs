@@ -53,7 +53,7 @@ impl World {
             .write_files(&dir.path().join("master"), &cert, None)
             .unwrap();
         let db = TestDatabase::create("agent_e2e").await;
-        let store = masif_store::open(&db.url()).await.unwrap();
+        let store = masif_store::open(&db.url().parse().unwrap()).await.unwrap();
         // A free port, released again: nobody answers there until `serve`.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = probe.local_addr().unwrap();

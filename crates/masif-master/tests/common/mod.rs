@@ -78,7 +78,7 @@ impl Master {
         db: TestDatabase,
         tune: impl FnOnce(&mut masif_master::ServeSettings),
     ) -> Self {
-        let store = masif_store::open(&db.url()).await.unwrap();
+        let store = masif_store::open(&db.url().parse().unwrap()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut settings = masif_master::ServeSettings::new(files.clone());

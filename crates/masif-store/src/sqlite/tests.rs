@@ -73,7 +73,7 @@ async fn open_creates_a_wal_database_at_the_latest_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("masif.db");
     let url = format!("sqlite://{}", path.display());
-    let store = crate::open(&url).await.unwrap();
+    let store = crate::open(&url.parse().unwrap()).await.unwrap();
     drop(store);
     let conn = raw(&path);
     let mode: String = conn

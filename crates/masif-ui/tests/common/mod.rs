@@ -30,7 +30,9 @@ pub struct Fixture {
 impl Fixture {
     pub async fn new(prefix: &str) -> Self {
         let db = TestDatabase::create(prefix).await;
-        let store = masif_store::open(&db.url()).await.expect("open test store");
+        let store = masif_store::open(&db.url().parse().unwrap())
+            .await
+            .expect("open test store");
         Self { db, store }
     }
 

@@ -134,7 +134,7 @@ async fn start(
     let dir = workdir.path();
     let pki = pki::DemoPki::create(&dir.join("pki"), options.agents)?;
     let db = dir.join("masif.db");
-    let store = masif_store::open(&format!("sqlite://{}", db.display()))
+    let store = masif_store::open(&masif_store::DbUrl::sqlite(&db))
         .await
         .with_context(|| format!("opening {}", db.display()))?;
 

@@ -1,0 +1,248 @@
+//! The database address (`db.url`): parsed once into [`DbUrl`], printed only with the password
+//! redacted.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+/// What a `db.url` must look like, for error messages.
+const EXPECTED: &str = "expected mysql://user:password@host:port/database or sqlite:///path";
+
+/// Most characters of a rejected URL quoted back in an error.
+const QUOTE_MAX: usize = 60;
+
+/// A database URL that names a back end and the database: `mysql://user:password@host:port/
+/// database[?param=value&…]` or `sqlite:///absolute/path`. `Display` and `Debug` show the
+/// password as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// The whole `mysql://…` connection string, password included, for the driver. Its
+    /// parameters are checked when the store connects.
+    Mysql(String),
+    /// The database file of a `sqlite:///…` URL.
+    Sqlite(PathBuf),
+}
+
+/// Why a string is not a [`DbUrl`]; quotes at most a few dozen characters of it, redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}, got {quoted}")]
+pub struct DbUrlError {
+    reason: &'static str,
+    quoted: String,
+}
+
+impl DbUrl {
+    /// A `sqlite://` URL for the database file at `path` (which should be absolute).
+    pub fn sqlite(path: impl AsRef<Path>) -> Self {
+        DbUrl::Sqlite(path.as_ref().to_owned())
+    }
+}
+
+impl FromStr for DbUrl {
+    type Err = DbUrlError;
+
+    /// Surrounding white space is ignored (as the UI always did).
+    fn from_str(url: &str) -> Result<Self, DbUrlError> {
+        let url = url.trim();
+        let bad = |reason| DbUrlError {
+            reason,
+            quoted: quote(url),
+        };
+        if url.chars().any(char::is_control) {
+            return Err(bad("contains a control character"));
+        }
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(bad(EXPECTED));
+        };
+        match scheme {
+            "mysql" => {
+                // The host ends the authority (the password may contain '/' or '@').
+                let after_user = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                let (host, database) = after_user.split_once('/').unwrap_or((after_user, ""));
+                let database = database.split(['?', '#']).next().unwrap_or("");
+                if host.is_empty() {
+                    Err(bad(
+                        "names no host (mysql://user:password@host:port/database)",
+                    ))
+                } else if database.is_empty() {
+                    Err(bad(
+                        "names no database (mysql://user:password@host:port/database)",
+                    ))
+                } else if url.contains(char::is_whitespace) {
+                    Err(bad("contains a space (percent-encode it as %20)"))
+                } else {
+                    Ok(DbUrl::Mysql(url.to_owned()))
+                }
+            }
+            "sqlite" => {
+                if !rest.starts_with('/') {
+                    Err(bad("expected sqlite:///absolute/path (three slashes)"))
+                } else if rest.ends_with('/') {
+                    Err(bad("names a directory, not a database file"))
+                } else if rest.contains(['?', '#']) {
+                    Err(bad("sqlite:// takes no parameters"))
+                } else {
+                    Ok(DbUrl::Sqlite(PathBuf::from(rest)))
+                }
+            }
+            _ => Err(bad(EXPECTED)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DbUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbUrl::Mysql(url) => f.write_str(&redact(url)),
+            DbUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbUrl({self})")
+    }
+}
+
+/// `url` with any password replaced by `***`. Whatever lies between the first `:` after the
+/// user name and the last `@` counts as password, so a password holding `/`, `?` or `@` is
+/// hidden too (at worst more than the password is).
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// `url` redacted and cut to [`QUOTE_MAX`] characters, quoted.
+fn quote(url: &str) -> String {
+    let redacted = redact(url);
+    let mut chars = redacted.chars();
+    let head: String = chars.by_ref().take(QUOTE_MAX).collect();
+    if chars.next().is_some() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_urls_parse() {
+        let url: DbUrl = "mysql://masif:secret@127.0.0.1:3306/masif_upgrader?pool_max=4"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url,
+            DbUrl::Mysql("mysql://masif:secret@127.0.0.1:3306/masif_upgrader?pool_max=4".into())
+        );
+        assert_eq!(
+            url.to_string(),
+            "mysql://masif:***@127.0.0.1:3306/masif_upgrader?pool_max=4"
+        );
+        assert!(!format!("{url:?}").contains("secret"));
+        let url: DbUrl = "mysql://root@localhost/db".parse().unwrap();
+        assert_eq!(url.to_string(), "mysql://root@localhost/db");
+        let url: DbUrl = "sqlite:///var/lib/masif-upgrader/masif.db".parse().unwrap();
+        assert_eq!(
+            url,
+            DbUrl::Sqlite(PathBuf::from("/var/lib/masif-upgrader/masif.db"))
+        );
+        assert_eq!(url.to_string(), "sqlite:///var/lib/masif-upgrader/masif.db");
+        assert_eq!(DbUrl::sqlite("/x/y.db").to_string(), "sqlite:///x/y.db");
+        let url: DbUrl = " mysql://h/db\n".parse().unwrap();
+        assert_eq!(url, DbUrl::Mysql("mysql://h/db".into()));
+        let url: DbUrl = "sqlite:///tmp/a b.db".parse().unwrap();
+        assert_eq!(url, DbUrl::sqlite("/tmp/a b.db"));
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_with_a_reason() {
+        for (url, reason) in [
+            ("postgres://u:pw@h/db", "expected mysql://"),
+            ("", "expected mysql://"),
+            ("mysql:/h/db", "expected mysql://"),
+            ("MYSQL://h/db", "expected mysql://"),
+            ("mysql://", "names no host"),
+            ("mysql://u:pw@/db", "names no host"),
+            ("mysql://u:pw@h", "names no database"),
+            ("mysql://u:pw@h/", "names no database"),
+            ("mysql://u:pw@h/?pool_max=1", "names no database"),
+            ("mysql://u:p w@h/db", "contains a space"),
+            ("mysql://h/d\nb", "control character"),
+            ("mysql://h/d\u{1b}[31mb", "control character"),
+            ("sqlite://relative.db", "three slashes"),
+            ("sqlite://", "three slashes"),
+            ("/var/lib/masif.db", "expected mysql://"),
+            ("sqlite:///var/lib/", "directory"),
+            ("sqlite:///x.db?mode=ro", "no parameters"),
+        ] {
+            let err = url.parse::<DbUrl>().unwrap_err().to_string();
+            assert!(err.contains(reason), "{url:?}: {err}");
+            assert!(!err.contains("pw@"), "{url:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn hostile_urls_never_show_the_password() {
+        for url in [
+            "mysql://u:Qz/ss@h/db",
+            "mysql://u:Qz@ss@h/db",
+            "mysql://u:Qz?ss@h/db",
+            "mysql://u:Qz#ss@h/db",
+            "mysql://u:Qz:ss@h/db",
+            "mysql://u:Qz%40zz@h/db?x=1",
+            "postgres://u:Qz/ss@h/db",
+            "mysql://u:Qz/ss@h",
+            "mysql://u:Qz ss@h/db",
+            "mysql://u:Qz\nss@h/db",
+        ] {
+            let shown = match url.parse::<DbUrl>() {
+                Ok(parsed) => format!("{parsed} {parsed:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(!shown.contains("Qz"), "{url:?}: {shown}");
+            assert!(!redact(url).contains("Qz"), "{url:?}");
+        }
+    }
+
+    #[test]
+    fn long_urls_are_quoted_short() {
+        let url = format!("postgres://{}", "x".repeat(10_000));
+        let err = url.parse::<DbUrl>().unwrap_err().to_string();
+        assert!(err.len() < 200, "{}", err.len());
+    }
+
+    #[test]
+    fn deserialize_uses_the_same_rules() {
+        use serde::de::value::{Error, StrDeserializer};
+        let url = DbUrl::deserialize(StrDeserializer::<Error>::new("sqlite:///x.db")).unwrap();
+        assert_eq!(url, DbUrl::sqlite("/x.db"));
+        let err = DbUrl::deserialize(StrDeserializer::<Error>::new("mysql://u:pw@h"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("names no database") && !err.contains("pw"),
+            "{err}"
+        );
+    }
+}
