@@ -29,7 +29,7 @@ pub async fn run(config: MasterConfig) -> anyhow::Result<()> {
         ..ServeSettings::new(files)
     };
     let served = serve_with_listener(settings, store.clone(), listener, shutdown_signal()).await;
-    store.finish().await;
+    store.flush().await;
     served
 }
 

@@ -419,13 +419,13 @@ async fn last_seen_is_recorded_and_throttled(db: TestStore) {
     db.exec(&format!("UPDATE agent_report SET last_seen = {}", t - 10))
         .await;
     db.store.report(&me, &tasks).await.unwrap();
-    db.settle().await;
+    db.store.flush().await;
     assert_eq!(db.int("SELECT last_seen FROM agent_report").await, t - 10);
     // Seen an hour ago: it does (MySQL: shortly after the report).
     db.exec(&format!("UPDATE agent_report SET last_seen = {}", t - 3600))
         .await;
     db.store.report(&me, &tasks).await.unwrap();
-    db.settle().await;
+    db.store.flush().await;
     assert!(db.int("SELECT last_seen FROM agent_report").await >= t);
 }
 contract_test!(last_seen_is_recorded_and_throttled);
