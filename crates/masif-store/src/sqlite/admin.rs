@@ -151,12 +151,8 @@ impl Admin for SqliteStore {
                 return Err(StoreError::Invalid("approval for no agents".into()));
             }
         }
-        let keys: Vec<TaskKey> = keys
-            .iter()
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        // Distinct and sorted, with the configure step of every install or update.
+        let keys = TaskKey::with_configure_steps(keys);
         if keys.is_empty() {
             return Ok(ApprovalOutcome {
                 approvals_written: 0,

@@ -214,11 +214,12 @@ async fn two_stores_on_one_file_work_concurrently() {
     for job in jobs {
         job.await.unwrap();
     }
-    // Every agent's last report: alpha approved (one approval row), pkg9 pending.
+    // Every agent's last report: alpha approved (one approval row, and one for its configure
+    // step), pkg9 pending.
     let conn = raw(&path);
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM task WHERE approved = 1"),
-        1
+        2
     );
     for n in 0..8 {
         let tasks: TaskSet = [update("alpha", "1.0", "2.0"), update("pkg9", "1", "2")].into();
@@ -382,9 +383,10 @@ async fn master_and_ui_as_two_processes() {
         count(&conn, "SELECT COUNT(*) FROM agent"),
         HELPER_AGENTS as i64
     );
+    // The update of alpha and its configure step.
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM task WHERE approved = 1"),
-        1
+        2
     );
     // Every agent's last report left exactly its last package pending (alpha is approved or,
     // if the last report came before the first approval, pending too).

@@ -300,23 +300,27 @@ async fn approving_for_every_agent_writes_one_wildcard_row(db: TestStore) {
     seed(&db).await;
     let before = now();
     let outcome = approve(&db, &[perl_52()], &ApprovalScope::AllAgents).await;
-    assert_eq!(outcome.approvals_written, 1);
+    // The update and its configure step.
+    assert_eq!(outcome.approvals_written, 2);
     assert_eq!(outcome.pending_rows_approved, 2);
     // Like the original: agent NULL, from_version NULL.
-    assert_eq!(
-        db.rows(
-            "SELECT t.agent, p.name, t.from_version, t.to_version, t.action FROM task t \
-             JOIN package p ON p.id = t.package WHERE t.approved = 1"
-        )
-        .await,
-        vec![vec![
+    let wildcard = |action: &str| {
+        vec![
             None,
             Some("perl".into()),
             None,
             Some("5.2".into()),
-            Some("update".into())
-        ]]
-    );
+            Some(action.to_owned()),
+        ]
+    };
+    let mut rows = db
+        .rows(
+            "SELECT t.agent, p.name, t.from_version, t.to_version, t.action FROM task t \
+             JOIN package p ON p.id = t.package WHERE t.approved = 1",
+        )
+        .await;
+    rows.sort();
+    assert_eq!(rows, vec![wildcard("configure"), wildcard("update")]);
     // The covered pending rows are gone; the others stay.
     assert!(!pending(&db, "a")
         .await
@@ -325,8 +329,12 @@ async fn approving_for_every_agent_writes_one_wildcard_row(db: TestStore) {
     assert_eq!(pending(&db, "b").await.len(), 2);
     // Who and when.
     let approvals = db.store.approvals(all()).await.unwrap();
-    assert_eq!(approvals.total, 1);
-    let a = &approvals.rows[0];
+    assert_eq!(approvals.total, 2);
+    let a = approvals
+        .rows
+        .iter()
+        .find(|a| a.action == Some(Action::Update))
+        .unwrap();
     assert_eq!(a.agent, None);
     assert_eq!(a.package.as_ref().map(|p| p.as_str()), Some("perl"));
     assert_eq!(a.action, Some(Action::Update));
@@ -377,7 +385,8 @@ async fn approving_for_chosen_agents_leaves_the_others_pending(db: TestStore) {
         )
         .await
         .unwrap();
-    assert_eq!(outcome.approvals_written, 2);
+    // Two updates and their configure steps.
+    assert_eq!(outcome.approvals_written, 4);
     assert_eq!(outcome.pending_rows_approved, 2);
     assert!(pending(&db, "a").await.is_empty());
     // c awaits perl 5.2 too, but was not chosen.
@@ -390,7 +399,7 @@ async fn approving_for_chosen_agents_leaves_the_others_pending(db: TestStore) {
             q("a")
         ))
         .await;
-    assert_eq!(rows, vec![vec![Some("2".into())]]);
+    assert_eq!(rows, vec![vec![Some("4".into())]]);
     let approvals = db.store.approvals(all()).await.unwrap();
     assert!(approvals
         .rows
@@ -425,15 +434,81 @@ async fn approving_twice_writes_no_duplicate(db: TestStore) {
         &agents(&["a", "a"]),
     )
     .await;
-    assert_eq!(twice.approvals_written, 1);
+    // The update and its configure step, once each.
+    assert_eq!(twice.approvals_written, 2);
     assert_eq!(
         db.int("SELECT COUNT(*) FROM task WHERE approved = 1").await,
-        2
+        4
     );
     // Nothing changed, nothing audited.
     assert_eq!(audit_actions(&db).await, ["approve", "approve"]);
 }
 contract_test!(approving_twice_writes_no_duplicate);
+
+/// APT plans an install or update as two steps (`Inst P … (V …)`, then `Conf P (V …)`) and the
+/// agent runs a package only when every step is approved: approving the install or update
+/// approves its configure step too. A configure on its own still needs its own approval.
+async fn approving_an_install_or_update_approves_its_configure_step(db: TestStore) {
+    let configure = |p: &str, to: &str| task(p, Action::Configure, None, Some(to));
+    let plan = set([
+        update("perl", "5.1", "5.2"),
+        configure("perl", "5.2"),
+        install("newpkg", "1.0"),
+        configure("newpkg", "1.0"),
+        configure("half", "3"),
+    ]);
+    db.store.report(&agent("a"), &plan).await.unwrap();
+    let outcome = approve(
+        &db,
+        &[perl_52(), key("newpkg", Action::Install, Some("1.0"))],
+        &ApprovalScope::AllAgents,
+    )
+    .await;
+    assert_eq!(outcome.pending_rows_approved, 4);
+    assert_eq!(outcome.approvals_written, 4);
+    let mut approved = db
+        .rows(
+            "SELECT p.name, t.action, t.to_version FROM task t \
+             JOIN package p ON p.id = t.package WHERE t.approved = 1",
+        )
+        .await;
+    approved.sort();
+    let row = |p: &str, a: &str, to: &str| vec![Some(p.into()), Some(a.into()), Some(to.into())];
+    assert_eq!(
+        approved,
+        [
+            row("newpkg", "configure", "1.0"),
+            row("newpkg", "install", "1.0"),
+            row("perl", "configure", "5.2"),
+            row("perl", "update", "5.2"),
+        ]
+    );
+    // The audit names the configure steps it approved.
+    let log = db.store.audit_log(all()).await.unwrap();
+    assert!(
+        log.rows[0].detail.contains("configure perl 5.2"),
+        "{}",
+        log.rows[0].detail
+    );
+    // The whole plan of perl and newpkg comes back approved; half still waits.
+    let answer = db.store.report(&agent("a"), &plan).await.unwrap();
+    let expected: Vec<_> = plan
+        .iter()
+        .filter(|t| t.package().as_str() != "half")
+        .cloned()
+        .collect();
+    assert_eq!(answer.into_iter().collect::<Vec<_>>(), expected);
+    assert_eq!(pending(&db, "a").await.len(), 1);
+    // A removal brings no configure step.
+    let removal = approve(
+        &db,
+        &[key("oldpkg", Action::Remove, None)],
+        &ApprovalScope::AllAgents,
+    )
+    .await;
+    assert_eq!(removal.approvals_written, 1);
+}
+contract_test!(approving_an_install_or_update_approves_its_configure_step);
 
 async fn removals_without_target_version_are_approved(db: TestStore) {
     seed(&db).await;
@@ -464,7 +539,8 @@ async fn approving_a_package_nobody_reported_yet(db: TestStore) {
         &ApprovalScope::AllAgents,
     )
     .await;
-    assert_eq!(outcome.approvals_written, 1);
+    // The install and its configure step.
+    assert_eq!(outcome.approvals_written, 2);
     assert_eq!(outcome.pending_rows_approved, 0);
     let tasks = set([install("future", "1.0")]);
     assert_eq!(db.store.report(&agent("a"), &tasks).await.unwrap(), tasks);
@@ -633,8 +709,9 @@ async fn approvals_are_listed_newest_first(db: TestStore) {
         )
         .await
         .unwrap();
+    // Each update brings its configure step: 1 + 2 + 2 × 2 rows.
     let listing = db.store.approvals(all()).await.unwrap();
-    assert_eq!(listing.total, 4);
+    assert_eq!(listing.total, 7);
     let shape: Vec<_> = listing
         .rows
         .iter()
@@ -646,28 +723,24 @@ async fn approvals_are_listed_newest_first(db: TestStore) {
             )
         })
         .collect();
-    assert_eq!(shape[2], ("perl".into(), None, Some("alice".into())));
-    assert_eq!(shape[3], ("vim".into(), None, None));
-    let mut libc: Vec<_> = shape[..2].to_vec();
+    assert_eq!(shape[4], ("perl".into(), None, Some("alice".into())));
+    assert_eq!(shape[5], ("perl".into(), None, Some("alice".into())));
+    assert_eq!(shape[6], ("vim".into(), None, None));
+    let mut libc: Vec<_> = shape[..4].to_vec();
     libc.sort();
-    assert_eq!(
-        libc,
-        [
-            ("libc6".into(), Some("a".into()), Some("bob".into())),
-            ("libc6".into(), Some("b".into()), Some("bob".into())),
-        ]
-    );
+    let by = |agent: &str| ("libc6".into(), Some(agent.into()), Some("bob".into()));
+    assert_eq!(libc, [by("a"), by("a"), by("b"), by("b")]);
     assert!(listing.rows.windows(2).all(|w| w[0].id > w[1].id));
-    assert_eq!(listing.rows[3].approved_at, None);
+    assert_eq!(listing.rows[6].approved_at, None);
     let page = db
         .store
         .approvals(Page {
-            offset: 3,
+            offset: 6,
             limit: 10,
         })
         .await
         .unwrap();
-    assert_eq!(page.total, 4);
+    assert_eq!(page.total, 7);
     assert_eq!(page.rows.len(), 1);
 }
 contract_test!(approvals_are_listed_newest_first);
@@ -675,7 +748,9 @@ contract_test!(approvals_are_listed_newest_first);
 async fn revoking_deletes_one_approval_and_audits_it(db: TestStore) {
     seed(&db).await;
     approve(&db, &[perl_52()], &ApprovalScope::AllAgents).await;
-    let id = db.store.approvals(all()).await.unwrap().rows[0].id;
+    let approvals = db.store.approvals(all()).await.unwrap().rows;
+    let is_update = |a: &&masif_store::Approval| a.action == Some(Action::Update);
+    let id = approvals.iter().find(is_update).unwrap().id;
     // A pending row's id is not an approval.
     let pending_id: u64 = db
         .int("SELECT MIN(id) FROM task WHERE approved = 0")
@@ -688,8 +763,11 @@ async fn revoking_deletes_one_approval_and_audits_it(db: TestStore) {
     assert_eq!(dump(&db).await, before);
 
     assert!(db.store.revoke(id, "bob").await.unwrap());
-    assert!(db.store.approvals(all()).await.unwrap().rows.is_empty());
-    assert_eq!(db.int("SELECT COUNT(*) FROM approval").await, 0);
+    // Only the update's approval is gone; its configure step's stays.
+    let left = db.store.approvals(all()).await.unwrap().rows;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].action, Some(Action::Configure));
+    assert_eq!(db.int("SELECT COUNT(*) FROM approval").await, 1);
     assert!(!db.store.revoke(id, "bob").await.unwrap());
     let log = db.store.audit_log(all()).await.unwrap();
     assert_eq!(log.rows[0].action, "revoke");
@@ -716,11 +794,11 @@ async fn reset_deletes_tasks_and_optionally_everything(db: TestStore) {
     seed(&db).await;
     approve(&db, &[perl_52()], &ApprovalScope::AllAgents).await;
     let counts = db.store.counts().await.unwrap();
-    // 7 reported, 2 approved away, 1 approval row.
+    // 7 reported, 2 approved away, 2 approval rows (the update and its configure step).
     assert_eq!(
         counts,
         TableCounts {
-            tasks: 6,
+            tasks: 7,
             packages: 4,
             agents: 3
         }
@@ -729,7 +807,7 @@ async fn reset_deletes_tasks_and_optionally_everything(db: TestStore) {
     assert_eq!(
         deleted,
         TableCounts {
-            tasks: 6,
+            tasks: 7,
             packages: 0,
             agents: 0
         }
@@ -832,9 +910,10 @@ async fn big_selections_are_described_briefly(db: TestStore) {
         )
         .await
         .unwrap();
-    assert_eq!(outcome.approvals_written, 1200);
+    // Per agent the update and its configure step.
+    assert_eq!(outcome.approvals_written, 2400);
     assert_eq!(outcome.pending_rows_approved, 1200);
-    assert_eq!(db.int("SELECT COUNT(*) FROM approval").await, 1200);
+    assert_eq!(db.int("SELECT COUNT(*) FROM approval").await, 2400);
     let log = db.store.audit_log(all()).await.unwrap();
     // The detail must fit the audit column (MySQL TEXT: 65,535 bytes) however many agents.
     assert!(log.rows[0].detail.len() <= 65_535);
