@@ -247,9 +247,9 @@ impl Admin for SqliteStore {
                 tx.execute("DELETE FROM agent", [])?;
                 before
             } else {
-                // The stored digests no longer describe stored rows: the next report of every
-                // agent must write its pending set again.
-                tx.execute("UPDATE agent_report SET pending_hash = zeroblob(32)", [])?;
+                // The agents' report state stays, as on MySQL: a report whose pending rows were
+                // deleted differs from the stored row count and writes them again, and one
+                // with nothing pending has nothing to write.
                 TableCounts {
                     tasks: before.tasks,
                     ..TableCounts::default()

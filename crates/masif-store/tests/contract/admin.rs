@@ -855,6 +855,31 @@ async fn reset_deletes_tasks_and_optionally_everything(db: TestStore) {
 }
 contract_test!(reset_deletes_tasks_and_optionally_everything);
 
+/// Both back ends treat the agents' report state alike across a reset of the tasks: it stays
+/// (last contact and digest), a report with nothing pending writes nothing, and a report whose
+/// pending rows the reset deleted writes them again.
+async fn a_reset_of_tasks_keeps_the_report_state(db: TestStore) {
+    let idle = agent("idle");
+    let busy = agent("busy");
+    let tasks = set([install("a", "1")]);
+    db.store.report(&idle, &set([])).await.unwrap();
+    db.store.report(&busy, &tasks).await.unwrap();
+    let state = "SELECT agent, pending_hash, last_seen FROM agent_report ORDER BY agent";
+    let before = db.rows(state).await;
+    db.store.reset(false, "carol").await.unwrap();
+    assert_eq!(
+        db.rows(state).await,
+        before,
+        "a reset changed the report state"
+    );
+    db.store.report(&idle, &set([])).await.unwrap();
+    db.store.flush().await;
+    assert_eq!(db.rows(state).await, before, "an unchanged report wrote");
+    db.store.report(&busy, &tasks).await.unwrap();
+    assert_eq!(pending(&db, "busy").await.len(), 1);
+}
+contract_test!(a_reset_of_tasks_keeps_the_report_state);
+
 async fn audit_log_pages_newest_first(db: TestStore) {
     seed(&db).await;
     for user in ["u1", "u2", "u3"] {

@@ -421,8 +421,20 @@ async fn last_seen_is_recorded_and_throttled(db: TestStore) {
     db.store.report(&me, &tasks).await.unwrap();
     db.store.flush().await;
     assert_eq!(db.int("SELECT last_seen FROM agent_report").await, t - 10);
-    // Seen an hour ago: it does (MySQL: shortly after the report).
+    // Seen an hour ago: it does (MySQL: behind the report, by the flush at the latest).
     db.exec(&format!("UPDATE agent_report SET last_seen = {}", t - 3600))
+        .await;
+    db.store.report(&me, &tasks).await.unwrap();
+    db.store.flush().await;
+    assert!(db.int("SELECT last_seen FROM agent_report").await >= t);
+    // Both back ends use one interval, 60 s: seen 55 s ago is fresh, 60 s ago is due.
+    let t = now();
+    db.exec(&format!("UPDATE agent_report SET last_seen = {}", t - 55))
+        .await;
+    db.store.report(&me, &tasks).await.unwrap();
+    db.store.flush().await;
+    assert_eq!(db.int("SELECT last_seen FROM agent_report").await, t - 55);
+    db.exec(&format!("UPDATE agent_report SET last_seen = {}", t - 60))
         .await;
     db.store.report(&me, &tasks).await.unwrap();
     db.store.flush().await;
