@@ -123,7 +123,7 @@ impl SqliteStore {
 
 /// The file of a `sqlite:///absolute/path` URL. Relative paths are refused: a daemon's working
 /// directory is no place to guess a database from.
-pub fn path_from_url(url: &str) -> Result<PathBuf> {
+pub(crate) fn path_from_url(url: &str) -> Result<PathBuf> {
     let bad = |why: &str| StoreError::Url(url.to_owned(), why.to_owned());
     let path = url
         .strip_prefix("sqlite://")

@@ -26,11 +26,14 @@
 //! * **SQLite**: each test opens a `SqliteStore` on `masif.db` in a fresh temporary directory,
 //!   removed when the test ends; `rows`/`exec` use a rusqlite connection on the same file.
 //!
-//! Test modules: `report` (the report transaction), `admin` (the UI's queries), `mysql_only`
+//! Test modules: `report` (the report transaction), `admin` (the UI's queries), `approve`
+//! (approving), `changes` (approvals listed, revoked, reset, audited), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
 //! servers from `server` for a statement-based binlog and a vanishing server).
 
 mod admin;
+mod approve;
+mod changes;
 mod mysql_only;
 mod report;
 mod server;
