@@ -35,6 +35,7 @@
 mod admin;
 mod approve;
 mod changes;
+mod fixtures;
 mod mysql_only;
 mod mysql_report;
 mod report;
