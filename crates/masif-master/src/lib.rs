@@ -38,7 +38,7 @@ pub async fn run(
         ..ServeSettings::new(files)
     };
     let served = serve_with_listener(settings, store.clone(), listener, shutdown).await;
-    store.finish().await;
+    store.flush().await;
     served
 }
 

@@ -494,7 +494,11 @@ mod original {
     impl Reports for Original {
         async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
             self.reports.fetch_add(1, Ordering::Relaxed);
-            let failed = |e: mysql_async::Error| StoreError::Database(e.to_string());
+            let failed = |e: mysql_async::Error| StoreError::Mysql {
+                doing: "the original's report".into(),
+                source: std::sync::Arc::new(e),
+            };
+            let mut last = None;
             for _ in 0..ATTEMPTS {
                 let mut opts = TxOpts::default();
                 opts.with_isolation_level(IsolationLevel::Serializable);
@@ -518,11 +522,15 @@ mod original {
                     }
                     Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
                         self.conflicts.fetch_add(1, Ordering::Relaxed);
+                        last = Some(failed(mysql_async::Error::Server(e)));
                     }
                     Err(e) => return Err(failed(e)),
                 }
             }
-            Err(StoreError::RetriesExhausted { attempts: ATTEMPTS })
+            Err(StoreError::RetriesExhausted {
+                attempts: ATTEMPTS,
+                last: Box::new(last.unwrap_or(StoreError::Closed)),
+            })
         }
     }
 }

@@ -3,7 +3,9 @@
 //! SQLite back end. SQL lives only in this crate.
 
 mod audit;
+mod backoff;
 mod clock;
+mod error;
 mod migrations;
 mod model;
 pub mod mysql;
@@ -12,6 +14,7 @@ pub mod sqlite;
 mod stored;
 mod url;
 
+pub use error::{Result, StoreError};
 pub use model::*;
 pub use url::{DbUrl, DbUrlError};
 
@@ -19,23 +22,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use masif_proto::{AgentName, TaskSet};
-
-/// Errors of the store. `Display` is safe to log; it never contains a password.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database url {0}: {1}")]
-    Url(String, String),
-    #[error("database: {0}")]
-    Database(String),
-    #[error("schema migration {version}: {message}")]
-    Migration { version: u32, message: String },
-    #[error("transaction still conflicting after {attempts} attempts")]
-    RetriesExhausted { attempts: u32 },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// What the master needs: the report transaction.
 #[async_trait]
@@ -56,9 +42,9 @@ pub trait Reports: Send + Sync {
     async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet>;
 
     /// Writes what the back end still holds behind answered reports (MySQL: the `last_seen`
-    /// of unchanged reports, otherwise written once a second). The master calls it once its
-    /// last request is done.
-    async fn finish(&self) {}
+    /// of unchanged reports, otherwise written once a second), and returns once it is written.
+    /// The master calls it once its last request is done; tests call it instead of waiting.
+    async fn flush(&self) {}
 }
 
 /// What the UI needs: overviews, approvals, revocation, reset, audit.

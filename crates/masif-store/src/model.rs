@@ -49,7 +49,7 @@ impl TaskKey {
     /// alone would never run. The configure step runs the maintainer scripts of the version the
     /// administrator approved: it is part of the same operation, not a separate decision.
     /// A configure on its own (a half-configured package) still needs its own approval.
-    pub fn with_configure_steps(keys: &[TaskKey]) -> Vec<TaskKey> {
+    pub(crate) fn with_configure_steps(keys: &[TaskKey]) -> Vec<TaskKey> {
         let steps = keys.iter().filter_map(|k| match (k.action, &k.to_version) {
             (Action::Install | Action::Update, Some(to)) => Some(TaskKey {
                 package: k.package.clone(),

@@ -208,7 +208,7 @@ async fn log_in_see_counts_approve_two_rows_and_hostile_data_is_text() {
         s.path().await
     );
     assert!(s.source().await.contains("Approved 5 pending task(s)"));
-    // Each update brings its configure step (TaskKey::with_configure_steps).
+    // Each update brings its configure step (`Admin::approve`).
     assert_eq!(s.fx.approval_rows().await, perl_and_libc_approvals());
     // libc6 is gone from the table; perl still has the 5.3 row.
     let source = s.source().await;

@@ -272,7 +272,7 @@ async fn approve_for_every_agent_and_csrf_is_enforced() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    // Each update brings its configure step (TaskKey::with_configure_steps).
+    // Each update brings its configure step (`Admin::approve`).
     assert_eq!(r.location(), "/?approved=4&written=4");
     assert_eq!(ui.fx.approval_rows().await, perl_and_libc_approvals());
     let page = ui.get("/?approved=4&written=4", &session).await;

@@ -11,18 +11,18 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// A request and where its answer goes.
 pub(crate) struct Waiting<Req, Resp> {
-    pub request: Req,
+    pub(crate) request: Req,
     reply: oneshot::Sender<Resp>,
 }
 
 impl<Req, Resp> Waiting<Req, Resp> {
     /// Whether the caller gave up waiting (its future was dropped).
-    pub fn abandoned(&self) -> bool {
+    pub(crate) fn abandoned(&self) -> bool {
         self.reply.is_closed()
     }
 
     /// Answers the caller (if it is still waiting).
-    pub fn answer(self, response: Resp) {
+    pub(crate) fn answer(self, response: Resp) {
         let _ = self.reply.send(response);
     }
 }
@@ -31,11 +31,11 @@ impl<Req, Resp> Waiting<Req, Resp> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     /// Most requests in one batch.
-    pub max_batch: usize,
+    pub(crate) max_batch: usize,
     /// Most total weight of one batch (a single heavier request still goes, alone).
-    pub max_weight: usize,
+    pub(crate) max_weight: usize,
     /// Most batches handled at once.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
 }
 
 /// The queue in front of a background task that hands batches of waiting requests to a
@@ -54,7 +54,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the background task (on the current tokio runtime): at most `in_flight` handler
     /// calls at a time, each with the requests (whose callers still wait) that fit `limits`,
     /// weighed by `weigh`.
-    pub fn start<H, Fut>(limits: Limits, weigh: fn(&Req) -> usize, handler: H) -> Self
+    pub(crate) fn start<H, Fut>(limits: Limits, weigh: fn(&Req) -> usize, handler: H) -> Self
     where
         H: Fn(Vec<Waiting<Req, Resp>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -65,7 +65,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 
     /// Queues `request` and waits for its answer; `None` if the background task is gone.
-    pub async fn call(&self, request: Req) -> Option<Resp> {
+    pub(crate) async fn call(&self, request: Req) -> Option<Resp> {
         let (reply, answer) = oneshot::channel();
         self.queue.send(Waiting { request, reply }).ok()?;
         answer.await.ok()

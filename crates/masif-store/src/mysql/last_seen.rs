@@ -11,7 +11,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use mysql_async::Pool;
 
-use super::report::Stats;
+use super::shared::Stats;
 use super::sql::tuple;
 use crate::clock::unix_now;
 

@@ -4,7 +4,7 @@
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
-use super::sql::db_error;
+use super::sql::{db_error, doing};
 use crate::migrations::{check_order, statements, Migration};
 use crate::{Result, StoreError};
 
@@ -38,7 +38,7 @@ const LOCK_NAME: &str = "CONCAT('masif-schema-', MD5(DATABASE()))";
 /// Applies the missing migrations. Run it on a connection of its own and close that after:
 /// closing releases the lock even when a migration fails.
 pub(super) async fn run(conn: &mut Conn) -> Result<()> {
-    check_order(MIGRATIONS).map_err(StoreError::Database)?;
+    check_order(MIGRATIONS).map_err(StoreError::Schema)?;
     apply(conn).await
 }
 
@@ -52,7 +52,7 @@ async fn apply(conn: &mut Conn) -> Result<()> {
     {
         Ok(Some(Some(1))) => {}
         Ok(_) => {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::Schema(format!(
                 "another master has been migrating the schema for over {LOCK_WAIT_SECS} s"
             )))
         }
@@ -66,15 +66,15 @@ async fn apply(conn: &mut Conn) -> Result<()> {
          ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     )
     .await
-    .map_err(db_error)?;
+    .map_err(doing("creating masif_schema_version"))?;
     let applied: Vec<u32> = conn
         .query("SELECT version FROM masif_schema_version")
         .await
-        .map_err(db_error)?;
+        .map_err(doing("reading masif_schema_version"))?;
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let failed = |e: mysql_async::Error| StoreError::Migration {
             version: m.version,
-            message: e.to_string(),
+            source: Box::new(db_error(format!("applying {}", m.name), e)),
         };
         for stmt in statements(m.sql) {
             conn.query_drop(stmt).await.map_err(failed)?;
@@ -105,5 +105,5 @@ async fn apply(conn: &mut Conn) -> Result<()> {
     }
     conn.query_drop(format!("DO RELEASE_LOCK({LOCK_NAME})"))
         .await
-        .map_err(db_error)
+        .map_err(doing("releasing the schema lock"))
 }

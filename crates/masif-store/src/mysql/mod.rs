@@ -3,15 +3,19 @@
 
 mod admin;
 mod batch;
+mod changes;
 mod last_seen;
 mod migrate;
+mod overview;
 mod report;
+mod rows;
+mod shared;
 mod snapshot;
 mod sql;
 mod url;
 mod write;
 
-pub use report::ReportStats;
+pub use shared::ReportStats;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,7 +24,8 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Pool, PoolOpts};
 
-use crate::{redact_url, Result, StoreError};
+use crate::backoff::Policy;
+use crate::{redact_url, Result};
 use url::parse_url;
 
 /// Tunables of the MySQL back end. `Default` is what `MysqlStore::connect` uses.
@@ -47,7 +52,7 @@ impl Default for MysqlOptions {
             pool_max: 32,
             max_attempts: 8,
             lock_wait_timeout: Some(5),
-            last_seen_interval: Duration::from_secs(60),
+            last_seen_interval: crate::clock::LAST_SEEN_INTERVAL,
             last_seen_flush: Duration::from_secs(1),
         }
     }
@@ -57,7 +62,7 @@ impl Default for MysqlOptions {
 pub struct MysqlStore {
     pub(crate) pool: Pool,
     pub(crate) options: MysqlOptions,
-    pub(crate) stats: Arc<report::Stats>,
+    pub(crate) stats: Arc<shared::Stats>,
     pub(crate) snapshots: snapshot::Snapshots,
     pub(crate) writes: write::Writes,
     pub(crate) last_seen: last_seen::LastSeen,
@@ -85,15 +90,9 @@ impl MysqlStore {
     /// [`MysqlStore::connect`] with explicit tunables.
     pub async fn connect_with(url: &str, options: MysqlOptions) -> Result<Self> {
         let (opts, options) = parse_url(url, options)?;
-        let in_url = |e: StoreError| match e {
-            StoreError::Database(msg) => {
-                StoreError::Database(format!("{}: {msg}", redact_url(url)))
-            }
-            other => other,
-        };
         let mut conn = Conn::new(opts.clone())
             .await
-            .map_err(|e| in_url(sql::db_error(e)))?;
+            .map_err(|e| sql::db_error(format!("connecting to {}", redact_url(url)), e))?;
         let prepared = async {
             migrate::run(&mut conn).await?;
             check_server(&mut conn).await
@@ -102,7 +101,7 @@ impl MysqlStore {
         if let Err(e) = conn.disconnect().await {
             tracing::debug!("closing the migration connection: {e}");
         }
-        let isolation = prepared.map_err(in_url)?;
+        let isolation = prepared?;
         let mut setup = session_setup(&options);
         setup.push(format!(
             "SET SESSION TRANSACTION ISOLATION LEVEL {isolation}"
@@ -113,7 +112,7 @@ impl MysqlStore {
     /// The store on `pool`, with the background tasks of the report path started (on the
     /// current tokio runtime).
     fn with_pool(pool: Pool, options: MysqlOptions, url: &str) -> Self {
-        let stats = Arc::new(report::Stats::default());
+        let stats = Arc::new(shared::Stats::default());
         Self {
             snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
             writes: write::Writes::start(pool.clone(), stats.clone()),
@@ -134,12 +133,25 @@ impl MysqlStore {
         self.stats.snapshot()
     }
 
-    /// Closes every pooled connection (waits for connections in use to come back).
+    /// Writes what is held behind (see [`crate::Reports::flush`]) and closes every pooled
+    /// connection (waits for connections in use to come back).
     pub async fn disconnect(self) -> Result<()> {
         // Write what is due, and end the background tasks, which hold handles on the pool.
         self.last_seen.flush().await;
         drop((self.snapshots, self.writes, self.last_seen));
-        self.pool.disconnect().await.map_err(sql::db_error)
+        self.pool
+            .disconnect()
+            .await
+            .map_err(sql::doing("closing the connection pool"))
+    }
+
+    /// How conflicting transactions (reports and the UI's writes) are retried: at most
+    /// `max_attempts` times, after pauses from 5 ms doubling up to 320 ms.
+    pub(crate) fn retry_policy(&self) -> Policy {
+        Policy {
+            max_attempts: self.options.max_attempts,
+            base: Duration::from_millis(5),
+        }
     }
 }
 
@@ -179,7 +191,7 @@ async fn check_server(conn: &mut Conn) -> Result<&'static str> {
     let (log_bin, format, packet): (i64, String, u64) = conn
         .query_first("SELECT @@log_bin, @@binlog_format, @@max_allowed_packet")
         .await
-        .map_err(sql::db_error)?
+        .map_err(sql::doing("reading the server's settings"))?
         .unwrap_or((0, String::new(), MIN_PACKET));
     if packet < MIN_PACKET {
         tracing::warn!(

@@ -1,8 +1,12 @@
 //! Small helpers of the MySQL back end: SQL literals for batched text queries and the mapping
-//! of driver errors to `StoreError`.
+//! of driver errors to `StoreError` and to a failed attempt of a transaction.
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use mysql_async::{Error, Value};
 
+use crate::backoff::Failure;
 use crate::StoreError;
 
 /// Deadlock: the whole transaction was rolled back (Galera reports a conflicting commit so).
@@ -47,15 +51,46 @@ pub(crate) fn is_conflict(err: &Error) -> bool {
     )
 }
 
-/// Maps a driver error: values the columns cannot hold are the caller's fault (`Invalid`,
-/// which the master answers with a 400), everything else is a database failure.
-pub(crate) fn db_error(err: impl std::borrow::Borrow<Error>) -> StoreError {
-    let err = err.borrow();
-    match err {
+/// The store's error for a driver error met while doing `doing`: values the columns cannot
+/// hold are the caller's fault (`Invalid`, which the master answers with a 400), everything
+/// else is a database failure.
+pub(crate) fn db_error(doing: impl Into<Cow<'static, str>>, err: Error) -> StoreError {
+    shared_error(doing, Arc::new(err))
+}
+
+/// [`db_error`] for an error one query's reports share.
+pub(crate) fn shared_error(doing: impl Into<Cow<'static, str>>, err: Arc<Error>) -> StoreError {
+    match &*err {
         Error::Server(e) if VALUE_ERRORS.contains(&e.code) => {
             StoreError::Invalid(format!("value not storable: {}", e.message))
         }
-        _ => StoreError::Database(err.to_string()),
+        _ => StoreError::Mysql {
+            doing: doing.into(),
+            source: err,
+        },
+    }
+}
+
+/// [`db_error`] as a closure, for `map_err`.
+pub(crate) fn doing(doing: &'static str) -> impl FnOnce(Error) -> StoreError {
+    move |e| db_error(doing, e)
+}
+
+/// A failed attempt of a transaction: a deadlock or lock wait timeout is worth another one.
+pub(crate) fn attempt_failed(err: StoreError) -> Failure {
+    let conflict = matches!(&err, StoreError::Mysql { source, .. } if is_conflict(source));
+    if conflict {
+        Failure::Conflict(err)
+    } else {
+        Failure::Fatal(err)
+    }
+}
+
+/// Driver errors met inside a transaction attempt; what was being done is said where the
+/// transaction ends (`Failure::while_doing`).
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        attempt_failed(db_error("", e))
     }
 }
 

@@ -24,7 +24,7 @@
 //! out, and a batch of only such reports is rolled back: a client that has gone writes
 //! nothing.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use masif_proto::{Task, TaskSet};
@@ -32,11 +32,13 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Pool, Row};
 
 use super::batch::{Batcher, Limits, Waiting};
-use super::report::{decode, DbResult, Stats};
-use super::snapshot::{pattern_branches, store_closed, Answers, Lists, SnapshotRow};
-use super::sql::{lit, tuple};
+use super::rows::{approval_branches, union_of, Answers, Fact, RowKey, AGENT_ID, PACKAGE, PENDING};
+use super::shared::{decode, DbResult, Lists, Stats};
+use super::sql::{attempt_failed, db_error, lit, tuple};
+use crate::backoff::Failure;
 use crate::clock::unix_now;
 use crate::pending::{diff, pending_digest, split};
+use crate::StoreError;
 
 /// How many changed reports one transaction carries (their rows add up to at most what one
 /// report body may carry), and how many transactions run at once.
@@ -56,15 +58,9 @@ pub(crate) struct Change {
     pub package_ids: Arc<HashMap<String, u64>>,
 }
 
-/// Why a change was not written.
-#[derive(Debug)]
-pub(crate) enum WriteError {
-    Database(mysql_async::Error),
-    /// Package rows the snapshot saw were deleted meanwhile (a reset): start over.
-    RowsVanished,
-}
-
-type Answer = Result<TaskSet, WriteError>;
+/// The tasks approved for the change's agent, or why the change was not written (package rows
+/// the snapshot saw deleted meanwhile by a reset are a conflict: the report starts over).
+type Answer = Result<TaskSet, Failure>;
 type Job = Waiting<Arc<Change>, Answer>;
 
 /// The queue of changed reports waiting to be written.
@@ -89,7 +85,7 @@ impl Writes {
         self.batcher
             .call(Arc::new(change))
             .await
-            .unwrap_or_else(|| Err(WriteError::Database(store_closed())))
+            .unwrap_or(Err(Failure::Fatal(StoreError::Closed)))
     }
 }
 
@@ -149,12 +145,14 @@ fn deliver(jobs: Vec<Job>, outcome: DbResult<Option<Vec<Option<TaskSet>>>>) {
         }
         Ok(None) => {
             for job in jobs {
-                job.answer(Err(WriteError::RowsVanished));
+                let vanished =
+                    StoreError::Vanished("package rows the report's snapshot saw".into());
+                job.answer(Err(Failure::Conflict(vanished)));
             }
         }
         Err(e) => {
             if let Some(job) = jobs.into_iter().next() {
-                job.answer(Err(WriteError::Database(e)));
+                job.answer(Err(attempt_failed(db_error("writing a report", e))));
             }
         }
     }
@@ -194,30 +192,10 @@ enum Outcome {
     RowsVanished,
 }
 
-/// A stored pending row: agent name, id, package id, action, from_version, to_version.
-type StoredRow = (
-    String,
-    u64,
-    Option<u64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-/// Content of a pending row: package id, action, from_version, to_version.
-type RowKey = (u64, String, Option<String>, Option<String>);
-
-/// What round trip 1 read.
-struct Read {
-    agent_ids: HashMap<String, u64>,
-    package_ids: HashMap<String, u64>,
-    stored: HashMap<String, Vec<(u64, RowKey)>>,
-    approvals: Answers,
-}
-
 /// One attempt of the transaction. Leaves a transaction open on error (the caller rolls back).
 async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> DbResult<Outcome> {
     let read = read_locked(conn, stats, jobs, now).await?;
+    let read = Answers::of(read);
 
     let mut answers = Vec::with_capacity(jobs.len());
     let (mut stale, mut inserts, mut touched, mut reports) =
@@ -233,7 +211,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
                 format!("agent {:?} has no row after its upsert", change.agent).into(),
             )
         })?;
-        let patterns = read.approvals.patterns_for(&change.agent);
+        let patterns = read.patterns_for(&change.agent);
         let (approved, pending) = split(&change.tasks, &patterns);
         let mut wanted = Vec::with_capacity(pending.len());
         for task in &pending {
@@ -242,7 +220,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
                 None => return Ok(Outcome::RowsVanished),
             }
         }
-        let stored = read.stored.get(&change.agent).cloned().unwrap_or_default();
+        let stored = read.pending.get(&change.agent).cloned().unwrap_or_default();
         let (gone, new) = diff(stored, wanted);
         if !gone.is_empty() || !new.is_empty() {
             touched.push(agent_id);
@@ -296,16 +274,16 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
 }
 
 /// Round trip 1: begin, create or lock the agents' rows, create unseen packages, and read
-/// ids, pending rows and approvals.
-async fn read_locked(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> DbResult<Read> {
+/// ids, pending rows and approvals (every row decoded by its kind, see `rows`).
+async fn read_locked(
+    conn: &mut Conn,
+    stats: &Stats,
+    jobs: &[Job],
+    now: i64,
+) -> DbResult<Vec<Fact>> {
     let mut agents: Vec<&str> = jobs.iter().map(|j| j.request.agent.as_str()).collect();
     agents.sort_unstable();
-    let mut packages = BTreeSet::new();
-    let mut versions = BTreeSet::new();
-    for job in jobs {
-        packages.extend(job.request.lists.names.iter().map(String::as_str));
-        versions.extend(job.request.lists.to_versions.iter().map(String::as_str));
-    }
+    let (packages, versions) = union_of(jobs.iter().map(|j| &*j.request.lists));
     let unseen: Vec<&str> = packages
         .iter()
         .copied()
@@ -341,57 +319,39 @@ async fn read_locked(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
         ));
     }
     sql.push(format!(
-        "SELECT id, name FROM agent WHERE name IN {agent_list}"
+        "SELECT '{AGENT_ID}', id, name FROM agent WHERE name IN {agent_list}"
     ));
-    sql.push(match &package_list {
-        Some(list) => {
-            format!("SELECT id, name FROM package WHERE name IN {list} LOCK IN SHARE MODE")
-        }
-        None => "SELECT id, name FROM package WHERE FALSE".to_owned(),
-    });
+    if let Some(list) = &package_list {
+        sql.push(format!(
+            "SELECT '{PACKAGE}', id, NULL, NULL, name FROM package WHERE name IN {list} \
+             LOCK IN SHARE MODE"
+        ));
+    }
     sql.push(format!(
-        "SELECT a.name, t.id, t.package, t.action, t.from_version, t.to_version \
+        "SELECT '{PENDING}', t.id, a.name, t.package, t.action, t.from_version, t.to_version \
          FROM agent a STRAIGHT_JOIN task t ON t.agent = a.id \
          WHERE a.name IN {agent_list} AND t.approved = 0"
     ));
-    sql.push(pattern_branches(&agent_list, package_list.as_deref(), versions).join(" UNION ALL "));
+    sql.push(approval_branches(&agent_list, package_list.as_deref(), versions).join(" UNION ALL "));
 
     stats.count_round_trip();
     let mut result = conn.query_iter(sql.join("; ")).await?;
-    let statements_before_reads = if unseen.is_empty() { 2 } else { 3 };
-    for _ in 0..statements_before_reads {
-        let _: Vec<Row> = result.collect().await?;
+    // Statements without rows (the transaction's start, the upserts) answer empty sets.
+    let mut facts = Vec::new();
+    while !result.is_empty() {
+        let rows: Vec<Row> = result.collect().await?;
+        facts.extend(decode::<Fact>(rows)?);
     }
-    let agent_ids: Vec<(u64, String)> = decode(result.collect().await?)?;
-    let package_ids: Vec<(u64, String)> = decode(result.collect().await?)?;
-    let stored: Vec<StoredRow> = decode(result.collect().await?)?;
-    let approvals: Vec<SnapshotRow> = decode(result.collect().await?)?;
-    result.drop_result().await?;
-
-    let mut by_agent: HashMap<String, Vec<(u64, RowKey)>> = HashMap::new();
-    for (agent, id, package, action, from, to) in stored {
-        // A row without package or action can never be wanted: key it so it never matches.
-        let key = (package.unwrap_or(0), action.unwrap_or_default(), from, to);
-        by_agent.entry(agent).or_default().push((id, key));
-    }
-    Ok(Read {
-        agent_ids: agent_ids.into_iter().map(|(id, name)| (name, id)).collect(),
-        package_ids: package_ids
-            .into_iter()
-            .map(|(id, name)| (name, id))
-            .collect(),
-        stored: by_agent,
-        approvals: Answers::of(approvals),
-    })
+    Ok(facts)
 }
 
 fn row_key(package_id: u64, task: &Task) -> RowKey {
-    (
-        package_id,
-        task.action().as_str().to_owned(),
-        task.from_version().map(|v| v.as_str().to_owned()),
-        task.to_version().map(|v| v.as_str().to_owned()),
-    )
+    RowKey {
+        package: package_id,
+        action: task.action().as_str().to_owned(),
+        from_version: task.from_version().map(|v| v.as_str().to_owned()),
+        to_version: task.to_version().map(|v| v.as_str().to_owned()),
+    }
 }
 
 fn insert_row(agent_id: u64, package_id: u64, task: &Task) -> String {

@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use masif_proto::{AgentName, Task};
 use rusqlite::{OptionalExtension, Row, Transaction};
 
-use super::conn::Failure;
 use super::rows::{self, to_i64, to_u64, RawTask};
 use super::SqliteStore;
 use crate::audit::{
     check_user, cut, describe_approval, describe_approve, describe_key, describe_list,
     MAX_DETAIL_CHARS,
 };
+use crate::backoff::Failure;
 use crate::clock::unix_now;
 use crate::{
     Admin, AgentDetail, AgentSummary, Approval, ApprovalOutcome, ApprovalScope, AuditEntry,
@@ -50,13 +50,15 @@ impl Admin for SqliteStore {
         page: Page,
     ) -> Result<PendingOverview> {
         let filter = filter.clone();
-        self.read(move |tx| pending_overview(tx, &filter, page))
-            .await
+        self.read("reading the pending overview", move |tx| {
+            pending_overview(tx, &filter, page)
+        })
+        .await
     }
 
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
         let keys = keys.to_vec();
-        self.read(move |tx| {
+        self.read("finding the agents awaiting a selection", move |tx| {
             let mut ids = BTreeSet::new();
             let mut stmt = tx.prepare_cached(
                 "SELECT DISTINCT t.agent FROM task t JOIN package p ON p.id = t.package
@@ -85,7 +87,7 @@ impl Admin for SqliteStore {
 
     async fn agents(&self, name_filter: Option<&str>, page: Page) -> Result<Listing<AgentSummary>> {
         let name_filter = name_filter.map(str::to_owned);
-        self.read(move |tx| {
+        self.read("listing agents", move |tx| {
             let filter = "(?1 IS NULL OR instr(lower(a.name), lower(?1)) > 0)";
             let total: i64 = tx.query_row(
                 &format!("SELECT COUNT(*) FROM agent a WHERE {filter}"),
@@ -112,7 +114,7 @@ impl Admin for SqliteStore {
 
     async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>> {
         let name = name.as_str().to_owned();
-        self.read(move |tx| {
+        self.read("reading an agent", move |tx| {
             let Some(agent_id) = rows::agent_id(tx, &name)? else {
                 return Ok(None);
             };
@@ -149,21 +151,22 @@ impl Admin for SqliteStore {
                 return Err(StoreError::Invalid("approval for no agents".into()));
             }
         }
+        // Distinct and sorted, with the configure step of every install or update.
+        let keys = TaskKey::with_configure_steps(keys);
         if keys.is_empty() {
             return Ok(ApprovalOutcome {
                 approvals_written: 0,
                 pending_rows_approved: 0,
             });
         }
-        let keys = keys.to_vec();
         let scope = scope.clone();
         let user = user.to_owned();
-        self.write(move |tx| approve(tx, &keys, &scope, &user))
+        self.write("approving", move |tx| approve(tx, &keys, &scope, &user))
             .await
     }
 
     async fn approvals(&self, page: Page) -> Result<Listing<Approval>> {
-        self.read(move |tx| {
+        self.read("listing approvals", move |tx| {
             let total: i64 =
                 tx.query_row("SELECT COUNT(*) FROM task WHERE approved = 1", [], |r| {
                     r.get(0)
@@ -197,7 +200,7 @@ impl Admin for SqliteStore {
         let Ok(id) = i64::try_from(approval_id) else {
             return Ok(false);
         };
-        self.write(move |tx| {
+        self.write("revoking an approval", move |tx| {
             let described = tx
                 .query_row(
                     "SELECT t.id, a.name, p.name, t.action, t.from_version, t.to_version,
@@ -228,13 +231,13 @@ impl Admin for SqliteStore {
     }
 
     async fn counts(&self) -> Result<TableCounts> {
-        self.read(|tx| Ok(table_counts(tx)?)).await
+        self.read("counting rows", |tx| Ok(table_counts(tx)?)).await
     }
 
     async fn reset(&self, packages_and_agents: bool, user: &str) -> Result<TableCounts> {
         check_user(user)?;
         let user = user.to_owned();
-        self.write(move |tx| {
+        self.write("resetting", move |tx| {
             let before = table_counts(tx)?;
             tx.execute("DELETE FROM task", [])?;
             tx.execute("DELETE FROM approval", [])?;
@@ -244,9 +247,9 @@ impl Admin for SqliteStore {
                 tx.execute("DELETE FROM agent", [])?;
                 before
             } else {
-                // The stored digests no longer describe stored rows: the next report of every
-                // agent must write its pending set again.
-                tx.execute("UPDATE agent_report SET pending_hash = zeroblob(32)", [])?;
+                // The agents' report state stays, as on MySQL: a report whose pending rows were
+                // deleted differs from the stored row count and writes them again, and one
+                // with nothing pending has nothing to write.
                 TableCounts {
                     tasks: before.tasks,
                     ..TableCounts::default()
@@ -267,7 +270,7 @@ impl Admin for SqliteStore {
     }
 
     async fn audit_log(&self, page: Page) -> Result<Listing<AuditEntry>> {
-        self.read(move |tx| {
+        self.read("reading the audit log", move |tx| {
             let total: i64 = tx.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
             let mut stmt = tx.prepare_cached(
                 "SELECT id, at, user, action, detail FROM audit
@@ -334,7 +337,7 @@ fn pending_overview(
             .get::<_, Option<String>>(3)?
             .map(masif_proto::Version::new)
             .transpose()
-            .map_err(|e| StoreError::Database(format!("stored version of {name}: {e}")))?;
+            .map_err(|e| StoreError::Unreadable(format!("version of package {name}: {e}")))?;
         let pending_row = PendingRow {
             action,
             to_version,
@@ -344,7 +347,7 @@ fn pending_overview(
             Some(group) if group.package.as_str() == name => group.rows.push(pending_row),
             _ => groups.push(PendingGroup {
                 package: masif_proto::PackageName::new(name.clone())
-                    .map_err(|e| StoreError::Database(format!("stored package {name:?}: {e}")))?,
+                    .map_err(|e| StoreError::Unreadable(format!("package {name:?}: {e}")))?,
                 agents: to_u64(row.get(1)?),
                 rows: vec![pending_row],
             }),
@@ -377,7 +380,7 @@ fn approve(
                 .iter()
                 .map(|name| match rows::agent_id(tx, name)? {
                     Some(id) => Ok(Some(id)),
-                    None => Err(Failure::Other(StoreError::Invalid(format!(
+                    None => Err(Failure::Fatal(StoreError::Invalid(format!(
                         "unknown agent {name}"
                     )))),
                 })
@@ -457,8 +460,8 @@ fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AgentSummary, Stor
     };
     match AgentName::new(name.clone()) {
         Ok(valid) => summary(valid).map(Ok),
-        Err(e) => Ok(Err(StoreError::Database(format!(
-            "stored agent name {name:?}: {e}"
+        Err(e) => Ok(Err(StoreError::Unreadable(format!(
+            "agent name {name:?}: {e}"
         )))),
     }
 }

@@ -2,35 +2,32 @@
 //! database (retry) from every other failure.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::backoff::{Backoff, Failure, Policy};
 use crate::StoreError;
 
 /// How long one statement waits for another process's lock before SQLite reports it busy.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Why a transaction failed: `Busy` is worth another attempt, `Other` is not.
-#[derive(Debug)]
-pub(super) enum Failure {
-    Busy(rusqlite::Error),
-    Other(StoreError),
-}
+/// How a transaction is retried while another process holds the lock (each attempt already
+/// waits up to [`BUSY_TIMEOUT`] for it): five attempts, pauses from 25 ms doubling.
+pub(super) const RETRY: Policy = Policy {
+    max_attempts: 5,
+    base: Duration::from_millis(25),
+};
 
+/// SQLite errors met inside a transaction attempt: a busy or locked database is worth another
+/// one. What was being done is said where the transaction ends (`Failure::while_doing`).
 impl From<rusqlite::Error> for Failure {
     fn from(e: rusqlite::Error) -> Self {
         if is_busy(&e) {
-            Failure::Busy(e)
+            Failure::Conflict(StoreError::sqlite("", e))
         } else {
-            Failure::Other(db_error(e))
+            Failure::Fatal(StoreError::sqlite("", e))
         }
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Other(e)
     }
 }
 
@@ -41,14 +38,9 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-pub(super) fn db_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(format!("sqlite: {e}"))
-}
-
 /// Opens one connection to `path` (creating the file) with the busy timeout set.
 pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let opening =
-        |e: rusqlite::Error| StoreError::Database(format!("sqlite {}: {e}", path.display()));
+    let opening = |e: rusqlite::Error| StoreError::sqlite(format!("opening {}", path.display()), e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -66,40 +58,27 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 pub(super) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     // The switch needs an exclusive lock, and SQLite answers "database is locked" at once
     // instead of waiting through the busy handler when several processes open a new file at
-    // the same moment: retry busy answers for up to `BUSY_TIMEOUT`.
-    let started = std::time::Instant::now();
-    let mut attempt = 0;
+    // the same moment: retry busy answers (pauses adding up to about `BUSY_TIMEOUT`).
+    let doing = || format!("switching {} to WAL mode", path.display());
+    let mut backoff = Backoff::new(Policy {
+        max_attempts: 8,
+        base: Duration::from_millis(25),
+    });
     let mode: String = loop {
         match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
             Ok(mode) => break mode,
-            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
-                attempt += 1;
-                std::thread::sleep(retry_pause(attempt));
-            }
             Err(e) => {
-                return Err(StoreError::Database(format!(
-                    "sqlite {}: {e}",
-                    path.display()
-                )))
+                let failure = Failure::from(e).while_doing(doing());
+                std::thread::sleep(backoff.after(failure, "switching to WAL mode")?);
             }
         }
     };
     if mode.eq_ignore_ascii_case("wal") {
         Ok(())
     } else {
-        Err(StoreError::Database(format!(
-            "sqlite {}: cannot switch to WAL mode (journal mode is {mode})",
+        Err(StoreError::Schema(format!(
+            "{}: cannot switch to WAL mode (journal mode is {mode})",
             path.display()
         )))
     }
-}
-
-/// Pause before attempt `attempt + 1`: short and growing, with jitter so two processes that
-/// collided do not collide again in step.
-pub(super) fn retry_pause(attempt: u32) -> Duration {
-    let jitter = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()) % 20)
-        .unwrap_or(0);
-    Duration::from_millis(25 * u64::from(attempt) + jitter)
 }

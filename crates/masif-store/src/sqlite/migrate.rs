@@ -40,7 +40,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let failed = |version: u32| {
         move |e: rusqlite::Error| StoreError::Migration {
             version,
-            message: format!("{}: {e}", path.display()),
+            source: Box::new(StoreError::sqlite(
+                format!("migrating {}", path.display()),
+                e,
+            )),
         }
     };
     conn.execute_batch(
@@ -50,10 +53,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
          )",
     )
     .map_err(failed(0))?;
-    check_order(MIGRATIONS).map_err(|message| StoreError::Migration {
-        version: 0,
-        message,
-    })?;
+    check_order(MIGRATIONS).map_err(StoreError::Schema)?;
     for migration in MIGRATIONS {
         let version = migration.version;
         // IMMEDIATE: the write lock is held from the version check to the commit, so a second
@@ -68,14 +68,12 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             .flatten();
         let current = current.unwrap_or(0);
         if current > latest_version() {
-            return Err(StoreError::Migration {
-                version: current,
-                message: format!(
-                    "{}: database schema is newer than this program (which knows up to {})",
-                    path.display(),
-                    latest_version()
-                ),
-            });
+            return Err(StoreError::Schema(format!(
+                "{}: database schema version {current} is newer than this program (which \
+                 knows up to {})",
+                path.display(),
+                latest_version()
+            )));
         }
         if current >= version {
             continue;

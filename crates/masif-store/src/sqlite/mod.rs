@@ -13,13 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::backoff::{Backoff, Failure};
 use crate::{Result, StoreError};
-
-use conn::Failure;
-
-/// How often a transaction is tried when the database stays locked by another process (each
-/// attempt already waits up to [`conn::BUSY_TIMEOUT`] for the lock).
-const MAX_ATTEMPTS: u32 = 5;
 
 /// Most idle reader connections kept open per process.
 const MAX_IDLE_READERS: usize = 4;
@@ -54,7 +49,10 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(path))
             .await
-            .map_err(|e| StoreError::Database(format!("sqlite open task failed: {e}")))?
+            .map_err(|source| StoreError::Task {
+                doing: "opening the sqlite database",
+                source,
+            })?
     }
 
     /// Opens the database of a `sqlite:///absolute/path` URL (see [`SqliteStore::open`]).
@@ -83,24 +81,23 @@ impl SqliteStore {
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`, so the write lock is taken up front
     /// and a busy database shows at the start, never halfway) on the blocking pool, retrying
     /// the whole transaction while another process holds the lock.
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    async fn write<T, F>(&self, doing: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&Transaction<'_>) -> Result<T, Failure> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Database("sqlite writer connection poisoned".into()))?;
-            with_retries(&mut conn, TransactionBehavior::Immediate, f)
+            // A panic in another writer cannot leave a transaction open: rusqlite's
+            // `Transaction` rolls back when dropped, also while unwinding.
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            with_retries(&mut conn, TransactionBehavior::Immediate, doing, f)
         })
         .await
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot) on a reader connection.
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    async fn read<T, F>(&self, doing: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&Transaction<'_>) -> Result<T, Failure> + Send + 'static,
@@ -112,7 +109,7 @@ impl SqliteStore {
                 Some(conn) => conn,
                 None => conn::open_connection(&inner.path)?,
             };
-            let result = with_retries(&mut conn, TransactionBehavior::Deferred, f);
+            let result = with_retries(&mut conn, TransactionBehavior::Deferred, doing, f);
             if let Ok(mut idle) = inner.readers.lock() {
                 if idle.len() < MAX_IDLE_READERS {
                     idle.push(conn);
@@ -126,7 +123,7 @@ impl SqliteStore {
 
 /// The file of a `sqlite:///absolute/path` URL. Relative paths are refused: a daemon's working
 /// directory is no place to guess a database from.
-pub fn path_from_url(url: &str) -> Result<PathBuf> {
+pub(crate) fn path_from_url(url: &str) -> Result<PathBuf> {
     let bad = |why: &str| StoreError::Url(url.to_owned(), why.to_owned());
     let path = url
         .strip_prefix("sqlite://")
@@ -150,16 +147,25 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Database(format!("sqlite task failed: {e}")))?
+        .map_err(|source| StoreError::Task {
+            doing: "running a sqlite transaction",
+            source,
+        })?
 }
 
-/// One transaction of `behavior` around `f`, tried up to [`MAX_ATTEMPTS`] times while SQLite
-/// reports the database busy or locked.
-fn with_retries<T, F>(conn: &mut Connection, behavior: TransactionBehavior, mut f: F) -> Result<T>
+/// One transaction of `behavior` around `f`, tried again (see [`conn::RETRY`]) while SQLite
+/// reports the database busy or locked. `doing` says what the transaction is for.
+fn with_retries<T, F>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    doing: &'static str,
+    mut f: F,
+) -> Result<T>
 where
     F: FnMut(&Transaction<'_>) -> Result<T, Failure>,
 {
-    for attempt in 1..=MAX_ATTEMPTS {
+    let mut backoff = Backoff::new(conn::RETRY);
+    loop {
         let outcome = conn
             .transaction_with_behavior(behavior)
             .map_err(Failure::from)
@@ -170,16 +176,9 @@ where
             });
         match outcome {
             Ok(value) => return Ok(value),
-            Err(Failure::Busy(e)) => {
-                tracing::debug!(attempt, error = %e, "sqlite database busy, retrying");
-                std::thread::sleep(conn::retry_pause(attempt));
-            }
-            Err(Failure::Other(e)) => return Err(e),
+            Err(failure) => std::thread::sleep(backoff.after(failure.while_doing(doing), doing)?),
         }
     }
-    Err(StoreError::RetriesExhausted {
-        attempts: MAX_ATTEMPTS,
-    })
 }
 
 #[cfg(test)]

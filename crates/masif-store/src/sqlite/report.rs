@@ -5,16 +5,12 @@ use async_trait::async_trait;
 use masif_proto::{AgentName, TaskSet};
 use rusqlite::{OptionalExtension, Transaction};
 
-use super::conn::Failure;
 use super::rows::{self, RawTask};
 use super::SqliteStore;
-use crate::clock::unix_now;
+use crate::backoff::Failure;
+use crate::clock::{last_seen_due, unix_now, LAST_SEEN_INTERVAL};
 use crate::pending::{diff, pending_digest, split};
-use crate::{Reports, Result};
-
-/// An unchanged report rewrites `agent_report.last_seen` only when the stored value is at least
-/// this old (seconds), so the steady state costs no write and `last_seen` stays this fresh.
-pub(super) const LAST_SEEN_REFRESH_SECS: i64 = 60;
+use crate::{Reports, Result, StoreError};
 
 #[async_trait]
 impl Reports for SqliteStore {
@@ -22,20 +18,23 @@ impl Reports for SqliteStore {
         let name = agent.as_str().to_owned();
         let reported = tasks.clone();
         let unchanged = self
-            .read(move |tx| unchanged_answer(tx, &name, &reported))
+            .read("reading the state of a report", move |tx| {
+                unchanged_answer(tx, &name, &reported)
+            })
             .await?;
         if let Some(approved) = unchanged {
             return Ok(approved);
         }
         let name = agent.as_str().to_owned();
         let reported = tasks.clone();
-        self.write(move |tx| record(tx, &name, &reported)).await
+        self.write("recording a report", move |tx| record(tx, &name, &reported))
+            .await
     }
 }
 
 /// The approved subset if this report would change nothing stored: the agent is known, its
-/// pending set has the stored digest and row count, and `last_seen` is fresh. `None` means
-/// "write".
+/// pending set has the stored digest and row count, and `last_seen` is not due (the rule both
+/// back ends share, `clock::last_seen_due`). `None` means "write".
 fn unchanged_answer(
     tx: &Transaction<'_>,
     agent: &str,
@@ -57,7 +56,7 @@ fn unchanged_answer(
     };
     let patterns = rows::approval_patterns(tx, agent_id, reported)?;
     let (approved, pending) = split(reported, &patterns);
-    let fresh = unix_now().saturating_sub(last_seen) < LAST_SEEN_REFRESH_SECS;
+    let fresh = !last_seen_due(Some(last_seen), unix_now(), LAST_SEEN_INTERVAL);
     let same = stored_hash == pending_digest(&pending)
         && usize::try_from(stored_rows).is_ok_and(|n| n == pending.len());
     Ok((fresh && same).then_some(approved))
@@ -71,8 +70,8 @@ fn record(tx: &Transaction<'_>, agent: &str, reported: &TaskSet) -> Result<TaskS
         "INSERT INTO agent (name, ctime, mtime) VALUES (?1, ?2, ?2) ON CONFLICT (name) DO NOTHING",
     )?
     .execute((agent, now))?;
-    let agent_id = rows::agent_id(tx, agent)?
-        .ok_or_else(|| crate::StoreError::Database(format!("agent {agent} vanished")))?;
+    let agent_id =
+        rows::agent_id(tx, agent)?.ok_or_else(|| StoreError::Vanished(format!("agent {agent}")))?;
     let patterns = rows::approval_patterns(tx, agent_id, reported)?;
     let (approved, pending) = split(reported, &patterns);
 

@@ -4,7 +4,7 @@
 use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
 use rusqlite::{OptionalExtension, Row, Transaction};
 
-use super::conn::Failure;
+use crate::backoff::Failure;
 use crate::pending::Pattern;
 use crate::stored::task_from_text;
 use crate::{Approval, StoreError};
@@ -46,7 +46,7 @@ impl RawTask {
             self.from_version.clone(),
             self.to_version.clone(),
         )
-        .map_err(|why| StoreError::Database(format!("stored task {self:?}: {why}")))
+        .map_err(|why| StoreError::Unreadable(format!("task {self:?}: {why}")))
     }
 }
 
@@ -114,8 +114,7 @@ pub(super) fn ensure_package(tx: &Transaction<'_>, name: &str) -> rusqlite::Resu
 pub(super) fn approval_from_row(row: &Row<'_>) -> Result<Approval, Failure> {
     let id: i64 = row.get(0)?;
     let text = |i: usize| row.get::<_, Option<String>>(i);
-    let invalid =
-        |e: masif_proto::TaskError| StoreError::Database(format!("stored approval {id}: {e}"));
+    let invalid = |e: masif_proto::TaskError| StoreError::Unreadable(format!("approval {id}: {e}"));
     let action = text(3)?;
     Ok(Approval {
         id: to_u64(id),

@@ -26,12 +26,18 @@
 //! * **SQLite**: each test opens a `SqliteStore` on `masif.db` in a fresh temporary directory,
 //!   removed when the test ends; `rows`/`exec` use a rusqlite connection on the same file.
 //!
-//! Test modules: `report` (the report transaction), `admin` (the UI's queries), `mysql_only`
+//! Test modules: `report` (the report transaction), `admin` (the UI's queries), `approve`
+//! (approving), `changes` (approvals listed, revoked, reset, audited), `mysql_report` (the
+//! MySQL report path: round trips, batching, retries), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
 //! servers from `server` for a statement-based binlog and a vanishing server).
 
 mod admin;
+mod approve;
+mod changes;
+mod fixtures;
 mod mysql_only;
+mod mysql_report;
 mod report;
 mod server;
 
@@ -110,14 +116,6 @@ impl TestStore {
             .unwrap_or_else(|| panic!("{sql} returned NULL"))
             .parse()
             .unwrap()
-    }
-
-    /// Waits until writes a back end does behind a report have landed (MySQL writes `last_seen`
-    /// of unchanged reports every `last_seen_flush`).
-    pub async fn settle(&self) {
-        if let Backend::Mysql = self.backend {
-            tokio::time::sleep(test_options().last_seen_flush * 4).await;
-        }
     }
 
     /// Runs one statement that returns no rows.
@@ -271,11 +269,13 @@ where
     .await;
 }
 
-/// Options for stores under test: the defaults, with a small pool.
+/// Options for stores under test: the defaults, with a small pool. What a back end holds
+/// behind reports is written when a test calls `Reports::flush` (the timer would take an hour),
+/// so tests wait for that call, never for time.
 pub fn test_options() -> MysqlOptions {
     MysqlOptions {
         pool_max: 8,
-        last_seen_flush: std::time::Duration::from_millis(50),
+        last_seen_flush: std::time::Duration::from_secs(3600),
         ..MysqlOptions::default()
     }
 }

@@ -186,8 +186,7 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
         }
         _ => return Err(BadRequest::reject("unknown form action")),
     };
-    // Approving an install or update also approves its configure step (see TaskKey).
-    let keys = TaskKey::with_configure_steps(&keys);
+    // Approving an install or update also approves its configure step (`Admin::approve`).
     let outcome = app
         .store
         .approve(&keys, &scope, &user.name)

@@ -130,7 +130,7 @@ pub fn approval_by_user(package: &str, action: &str, to: &str) -> Vec<Option<Str
 }
 
 /// What approving perl 5.2 and libc6 2.36-2 for every agent writes: each update with its
-/// configure step (`TaskKey::with_configure_steps`).
+/// configure step (`Admin::approve`).
 pub fn perl_and_libc_approvals() -> Vec<Vec<Option<String>>> {
     vec![
         approval_by_user("libc6", "update", "2.36-2"),
