@@ -15,7 +15,7 @@ pub use masif_daemon::config::ConfigError;
 pub use masif_daemon::logging::LogLevel;
 
 /// Where the monitoring socket goes unless configured.
-pub const DEFAULT_SOCKET: &str = "/run/masif-upgrader-agent/agent.sock";
+pub(crate) const DEFAULT_SOCKET: &str = "/run/masif-upgrader-agent/agent.sock";
 /// Longest interval accepted (a week), so sums of instants cannot overflow.
 const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
 

@@ -9,7 +9,7 @@ use masif_proto::{Action, PackageName, TaskSet};
 /// Packages worth a single-package plan: those with an approved update in the full plan, and
 /// those with nothing but an approved configure (left half-configured by a failed run).
 /// Installs and removals only ever happen as part of another package's plan.
-pub fn candidates(full: &TaskSet, approved: &TaskSet) -> BTreeSet<PackageName> {
+pub(crate) fn candidates(full: &TaskSet, approved: &TaskSet) -> BTreeSet<PackageName> {
     let changing: BTreeSet<&PackageName> = full
         .iter()
         .filter(|t| matches!(t.action(), Action::Install | Action::Update))
@@ -29,7 +29,7 @@ pub fn candidates(full: &TaskSet, approved: &TaskSet) -> BTreeSet<PackageName> {
 /// Of the single-package plans, the one to run now: only plans whose EVERY task is approved
 /// (a dependency may pull in an install or removal nobody approved), smallest first, then by
 /// name so the choice is stable. Empty plans are never chosen.
-pub fn pick<'a>(
+pub(crate) fn pick<'a>(
     plans: &'a BTreeMap<PackageName, TaskSet>,
     approved: &TaskSet,
 ) -> Option<(&'a PackageName, &'a TaskSet)> {
@@ -41,7 +41,7 @@ pub fn pick<'a>(
 
 /// The packages whose tasks of `executed` are still in the plan made afterwards: those did
 /// not get done, whatever apt's exit code said.
-pub fn unfinished(executed: &TaskSet, after: &TaskSet) -> BTreeSet<PackageName> {
+pub(crate) fn unfinished(executed: &TaskSet, after: &TaskSet) -> BTreeSet<PackageName> {
     executed
         .intersection(after)
         .map(|t| t.package().clone())
@@ -51,41 +51,37 @@ pub fn unfinished(executed: &TaskSet, after: &TaskSet) -> BTreeSet<PackageName> 
 /// Packages whose last run failed, and when, so they are retried only after the retry
 /// interval.
 #[derive(Debug, Clone, Default)]
-pub struct Failures {
+pub(crate) struct Failures {
     at: BTreeMap<PackageName, Instant>,
 }
 
 impl Failures {
-    pub fn record(&mut self, package: PackageName, now: Instant) {
+    pub(crate) fn record(&mut self, package: PackageName, now: Instant) {
         self.at.insert(package, now);
     }
 
-    pub fn clear(&mut self, package: &PackageName) {
+    pub(crate) fn clear(&mut self, package: &PackageName) {
         self.at.remove(package);
     }
 
-    pub fn clear_all(&mut self) {
+    pub(crate) fn clear_all(&mut self) {
         self.at.clear();
     }
 
     /// May `package` be tried at `now`?
-    pub fn allowed(&self, package: &PackageName, now: Instant, retry: Duration) -> bool {
+    pub(crate) fn allowed(&self, package: &PackageName, now: Instant, retry: Duration) -> bool {
         self.at
             .get(package)
             .is_none_or(|failed| now.saturating_duration_since(*failed) >= retry)
     }
 
     /// When the next failed package becomes eligible again, if any.
-    pub fn next_retry(&self, retry: Duration) -> Option<Instant> {
+    pub(crate) fn next_retry(&self, retry: Duration) -> Option<Instant> {
         self.at.values().map(|t| *t + retry).min()
     }
 
-    pub fn packages(&self) -> impl Iterator<Item = &PackageName> {
+    pub(crate) fn packages(&self) -> impl Iterator<Item = &PackageName> {
         self.at.keys()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.at.is_empty()
     }
 }
 
@@ -218,6 +214,7 @@ mod tests {
         assert!(f.allowed(&p("alpha"), now, retry));
         assert_eq!(f.next_retry(retry), Some(now + retry));
         f.clear(&p("zeta"));
-        assert!(f.is_empty());
+        assert_eq!(f.packages().count(), 0);
+        assert_eq!(f.next_retry(retry), None);
     }
 }

@@ -5,17 +5,19 @@
 //! Entry points: [`run`] (what `masif-agent --config FILE` does), [`Agent`] (the loop),
 //! [`MasterClient`] (the wire protocol), [`apt::Apt`] (the package manager).
 
-pub mod agent;
+#![warn(unreachable_pub)]
+
+mod agent;
 pub mod api;
 pub mod apt;
 pub mod cli;
-pub mod config;
-pub mod decide;
+mod config;
+mod decide;
 pub mod exec;
-pub mod load;
-pub mod master;
-pub mod pm;
-pub mod status;
+mod load;
+mod master;
+mod pm;
+mod status;
 
 use std::future::Future;
 use std::sync::Arc;

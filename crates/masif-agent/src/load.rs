@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use masif_proto::Action;
 
 /// The windows reported, in order.
-pub const WINDOWS: [Duration; 3] = [
+pub(crate) const WINDOWS: [Duration; 3] = [
     Duration::from_secs(60),
     Duration::from_secs(300),
     Duration::from_secs(900),
@@ -57,13 +57,13 @@ struct Op {
 
 /// The operations of the last 15 minutes.
 #[derive(Debug, Clone, Default)]
-pub struct Load {
+pub(crate) struct Load {
     ops: VecDeque<Op>,
 }
 
 impl Load {
     /// Records one operation that ran from `start` to `end` (equal for instant ones).
-    pub fn record(&mut self, kind: OpKind, start: Instant, end: Instant) {
+    pub(crate) fn record(&mut self, kind: OpKind, start: Instant, end: Instant) {
         let end = end.max(start);
         self.prune(end);
         if self.ops.len() >= MAX_OPS {
@@ -84,7 +84,7 @@ impl Load {
     }
 
     /// `{"query": [1m, 5m, 15m], "install": …, …, "error": …}` as of `now`.
-    pub fn snapshot(&self, now: Instant) -> BTreeMap<&'static str, [f64; 3]> {
+    pub(crate) fn snapshot(&self, now: Instant) -> BTreeMap<&'static str, [f64; 3]> {
         let mut out: BTreeMap<&'static str, [f64; 3]> =
             OpKind::all().iter().map(|k| (k.name(), [0.0; 3])).collect();
         for op in &self.ops {

@@ -76,7 +76,7 @@ impl Default for Monitor {
 }
 
 /// Now, in unix seconds.
-pub fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

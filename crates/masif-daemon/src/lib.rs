@@ -3,6 +3,8 @@
 //! that reports every problem (`config`), logging set-up (`logging`) and the
 //! shutdown signal (`shutdown`).
 
+#![warn(unreachable_pub)]
+
 pub mod config;
 pub mod logging;
 pub mod serve;

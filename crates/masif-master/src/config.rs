@@ -90,19 +90,19 @@ struct LogFile {
 }
 
 mod defaults {
-    pub fn handshake_timeout() -> u64 {
+    pub(super) fn handshake_timeout() -> u64 {
         10
     }
-    pub fn idle_timeout() -> u64 {
+    pub(super) fn idle_timeout() -> u64 {
         90
     }
-    pub fn report_timeout() -> u64 {
+    pub(super) fn report_timeout() -> u64 {
         30
     }
-    pub fn reload_interval() -> u64 {
+    pub(super) fn reload_interval() -> u64 {
         10
     }
-    pub fn max_connections() -> usize {
+    pub(super) fn max_connections() -> usize {
         20_000
     }
 }

@@ -1,6 +1,8 @@
 //! The master: the agent-facing HTTPS API (warp over tokio-rustls with mandatory client
 //! certificates) in front of the shared database.
 
+#![warn(unreachable_pub)]
+
 mod api;
 pub mod cli;
 mod config;

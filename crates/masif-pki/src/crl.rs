@@ -7,7 +7,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 /// What one CRL of a CRL file is, judged against the CA bundle it is used with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrlInfo {
+pub(crate) struct CrlInfo {
     /// 1-based position in the CRL file.
     pub index: usize,
     /// The issuer's distinguished name, as text.
@@ -26,7 +26,7 @@ pub struct CrlInfo {
 
 impl CrlInfo {
     /// The clear message for a CRL that rustls would reject or that would lock every peer out.
-    pub fn unusable_reason(&self, ca_file: &std::path::Path) -> Option<String> {
+    pub(crate) fn unusable_reason(&self, ca_file: &std::path::Path) -> Option<String> {
         if !self.v2 {
             return Some(format!(
                 "CRL {} (issuer {}) is a version 1 CRL; rustls needs v2 (with openssl, keep a crlnumber file)",
@@ -45,13 +45,13 @@ impl CrlInfo {
     }
 
     /// Whether the CRL's next update lies in the past at `now`.
-    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+    pub(crate) fn expired_at(&self, now: OffsetDateTime) -> bool {
         self.next_update.is_some_and(|t| t < now)
     }
 }
 
 /// Inspects every CRL against the CA bundle. CRLs that do not parse get an error string.
-pub fn inspect_crls(
+pub(crate) fn inspect_crls(
     crls: &[CertificateRevocationListDer<'_>],
     cas: &[CertificateDer<'_>],
 ) -> Result<Vec<CrlInfo>, String> {

@@ -4,6 +4,7 @@
 //! → [`server_config`] (master) / [`client_config`] (agent).
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod cli;
 mod crl;

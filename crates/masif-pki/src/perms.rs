@@ -88,7 +88,7 @@ impl Account {
 }
 
 /// What is wrong with a private key file's mode: (critical?, message).
-pub fn key_mode_problem(path: &Path) -> Option<(bool, String)> {
+pub(crate) fn key_mode_problem(path: &Path) -> Option<(bool, String)> {
     let mode = std::fs::metadata(path).ok()?.mode() & 0o7777;
     if mode & 0o004 != 0 {
         return Some((

@@ -186,7 +186,7 @@ impl TryFrom<RawTlsSource> for TlsSource {
 }
 
 /// A certificate name usable as a file name: host-name characters only, no path tricks.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && !name.starts_with('.')

@@ -118,7 +118,7 @@ pub fn startup_check(
 }
 
 /// A UTC date and time as `2026-11-25 16:53 UTC`.
-pub fn format_time(t: OffsetDateTime) -> String {
+pub(crate) fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02} UTC",

@@ -1,6 +1,8 @@
 //! The task model and the agent↔master JSON protocol (v1), with the validation rules of the
 //! original implementation. No I/O, no async, no HTTP: only types, parsing and constants.
 
+#![warn(unreachable_pub)]
+
 mod task;
 mod wire;
 

@@ -2,6 +2,8 @@
 //! approvals and the UI's queries, behind one interface with a MySQL/MariaDB and an embedded
 //! SQLite back end. SQL lives only in this crate.
 
+#![warn(unreachable_pub)]
+
 mod audit;
 mod backoff;
 mod clock;

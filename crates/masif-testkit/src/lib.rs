@@ -5,6 +5,8 @@
 //! Each module sits behind the cargo feature of the same name, so a user links only what it
 //! needs: `masif demo` takes `sandbox` and `pki`, never `db` or `fleet`.
 
+#![warn(unreachable_pub)]
+
 #[cfg(feature = "db")]
 pub mod db;
 #[cfg(feature = "fleet")]

@@ -8,28 +8,28 @@ use warp::{Filter, Rejection};
 use crate::pages::reject::BadRequest;
 
 /// Largest form body accepted (bytes): room for a few thousand ticked rows.
-pub const MAX_FORM_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FORM_BYTES: u64 = 1024 * 1024;
 
 /// Most values of one repeated field (ticked rows, ticked agents) in one form.
-pub const MAX_REPEATED: usize = 10_000;
+pub(crate) const MAX_REPEATED: usize = 10_000;
 
 /// A decoded form, in submission order.
-pub type Form = Vec<(String, String)>;
+pub(crate) type Form = Vec<(String, String)>;
 
 /// The form body of a POST, at most [`MAX_FORM_BYTES`].
-pub fn body() -> impl Filter<Extract = (Form,), Error = Rejection> + Clone {
+pub(crate) fn body() -> impl Filter<Extract = (Form,), Error = Rejection> + Clone {
     warp::body::content_length_limit(MAX_FORM_BYTES).and(warp::body::form::<Form>())
 }
 
 /// The first value of `name`.
-pub fn field<'a>(form: &'a Form, name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(form: &'a Form, name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
 
 /// Every value of `name`, refusing more than [`MAX_REPEATED`].
-pub fn fields<'a>(form: &'a Form, name: &str) -> Result<Vec<&'a str>, Rejection> {
+pub(crate) fn fields<'a>(form: &'a Form, name: &str) -> Result<Vec<&'a str>, Rejection> {
     let all: Vec<&str> = form
         .iter()
         .filter(|(k, _)| k == name)
@@ -45,7 +45,7 @@ pub fn fields<'a>(form: &'a Form, name: &str) -> Result<Vec<&'a str>, Rejection>
 
 /// The checkbox value of a (package, action, target version): a JSON array
 /// `[package, action, to_version or null]`.
-pub fn encode_key(key: &TaskKey) -> String {
+pub(crate) fn encode_key(key: &TaskKey) -> String {
     serde_json::to_string(&(
         key.package.as_str(),
         key.action.as_str(),
@@ -55,7 +55,7 @@ pub fn encode_key(key: &TaskKey) -> String {
 }
 
 /// Parses a checkbox value made by [`encode_key`], validating every part.
-pub fn decode_key(value: &str) -> Result<TaskKey, String> {
+pub(crate) fn decode_key(value: &str) -> Result<TaskKey, String> {
     let (package, action, to): (String, String, Option<String>) =
         serde_json::from_str(value).map_err(|_| "malformed task selection".to_owned())?;
     let package = PackageName::new(package).map_err(|e| format!("task selection: {e}"))?;
@@ -74,7 +74,7 @@ pub fn decode_key(value: &str) -> Result<TaskKey, String> {
 }
 
 /// Every `key` field of a form, decoded; an empty selection is an error.
-pub fn keys(form: &Form) -> Result<Vec<TaskKey>, Rejection> {
+pub(crate) fn keys(form: &Form) -> Result<Vec<TaskKey>, Rejection> {
     let keys = fields(form, "key")?
         .into_iter()
         .map(decode_key)

@@ -2,6 +2,8 @@
 //! audit pages over the shared database, with local or proxy authentication and CSRF
 //! protection. `masif-ui` (the binary), tests and `masif demo` all run [`serve_with_listener`].
 
+#![warn(unreachable_pub)]
+
 mod auth;
 pub mod cli;
 pub mod config;

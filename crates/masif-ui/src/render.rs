@@ -31,7 +31,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 /// Static files served under `/static/`: name, content type, body.
-pub const STATIC_FILES: &[(&str, &str, &str)] = &[
+pub(crate) const STATIC_FILES: &[(&str, &str, &str)] = &[
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -45,7 +45,7 @@ pub const STATIC_FILES: &[(&str, &str, &str)] = &[
 ];
 
 /// The compiled templates.
-pub struct Templates {
+pub(crate) struct Templates {
     hb: Handlebars<'static>,
 }
 
@@ -58,7 +58,7 @@ handlebars_helper!(opt_datetime: |t: Json| match t.as_i64() {
 
 impl Templates {
     /// Compiles every template; a syntax error names the template.
-    pub fn new() -> Result<Self, UiError> {
+    pub(crate) fn new() -> Result<Self, UiError> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.set_dev_mode(false);
@@ -75,7 +75,7 @@ impl Templates {
 
     /// Renders `name` as an HTML page. A failure is logged and answered with a bare 500: the
     /// error text never reaches the page.
-    pub fn render(&self, name: &str, data: &impl Serialize) -> Response {
+    pub(crate) fn render(&self, name: &str, data: &impl Serialize) -> Response {
         match self.hb.render(name, data) {
             Ok(html) => html_response(html, StatusCode::OK),
             Err(e) => {
@@ -102,7 +102,7 @@ fn html_response(html: String, status: StatusCode) -> Response {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (for query values).
-pub fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -115,7 +115,7 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// A query string from pairs, skipping empty values (`?a=1&b=x%20y`, or "" for none).
-pub fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+pub(crate) fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
         .filter_map(|(k, v)| {
@@ -131,7 +131,7 @@ pub fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
-pub fn format_time(t: i64) -> String {
+pub(crate) fn format_time(t: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(t) {
         Ok(d) => format!(
             "{:04}-{:02}-{:02} {:02}:{:02} UTC",

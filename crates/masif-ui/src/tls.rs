@@ -10,7 +10,7 @@ use crate::UiError;
 
 /// Builds the server configuration (TLS 1.2+, masif-pki's ECDHE+AEAD ring provider, ALPN h2
 /// and http/1.1). Certificate and key may be PEM or DER; the key must match the certificate.
-pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, UiError> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, UiError> {
     let chain = masif_pki::load_certs(cert)?;
     let private_key = masif_pki::load_key(key)?;
     let mut config = ServerConfig::builder_with_provider(masif_pki::provider())

@@ -104,3 +104,22 @@ fn every_crate_takes_the_workspace_lints() {
         "these crates lack `[lints] workspace = true`: {without:?}"
     );
 }
+
+#[test]
+fn every_library_keeps_its_internals_crate_private() {
+    let mut without = Vec::new();
+    for entry in std::fs::read_dir(crates_dir()).expect("crates/") {
+        let lib = entry.expect("directory entry").path().join("src/lib.rs");
+        let Ok(text) = std::fs::read_to_string(&lib) else {
+            continue;
+        };
+        if !text.contains("#![warn(unreachable_pub)]") {
+            without.push(relative(&lib));
+        }
+    }
+    assert!(
+        without.is_empty(),
+        "these libraries lack `#![warn(unreachable_pub)]` (internals are `pub(crate)`, `pub` is \
+         the API): {without:?}"
+    );
+}

@@ -11,7 +11,7 @@ use super::under;
 use crate::error::{PkiError, Result};
 
 /// The lowercase FQDN of the host (or of the tree mounted at `root`).
-pub fn fqdn(root: Option<&Path>) -> Result<String> {
+pub(crate) fn fqdn(root: Option<&Path>) -> Result<String> {
     let host = short_hostname(root)?;
     if host.contains('.') {
         return Ok(host);

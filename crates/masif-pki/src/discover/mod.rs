@@ -4,7 +4,7 @@
 //! (for tests, containers and checking another host's disk).
 
 mod easyrsa;
-pub mod hostname;
+pub(crate) mod hostname;
 mod icinga2;
 mod puppet;
 

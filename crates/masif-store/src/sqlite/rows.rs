@@ -19,7 +19,7 @@ pub(super) struct RawTask {
 }
 
 impl RawTask {
-    pub fn from_task(task: &Task) -> Self {
+    pub(super) fn from_task(task: &Task) -> Self {
         Self {
             package: Some(task.package().as_str().to_owned()),
             action: Some(task.action().as_str().to_owned()),
@@ -29,7 +29,7 @@ impl RawTask {
     }
 
     /// Reads package name, action, from_version, to_version from columns `first..first + 4`.
-    pub fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Self> {
+    pub(super) fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Self> {
         Ok(Self {
             package: row.get(first)?,
             action: row.get(first + 1)?,
@@ -39,7 +39,7 @@ impl RawTask {
     }
 
     /// The checked task, or an error naming what is wrong with the stored row.
-    pub fn to_task(&self) -> Result<Task, StoreError> {
+    pub(super) fn to_task(&self) -> Result<Task, StoreError> {
         task_from_text(
             self.package.clone(),
             self.action.as_deref(),

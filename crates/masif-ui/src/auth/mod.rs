@@ -1,8 +1,8 @@
 //! Who is asking: session cookies from the login form, or a user name set by a trusted
 //! reverse proxy; the login and logout routes; CSRF checks for every form.
 
-pub mod htpasswd;
-pub mod session;
+pub(crate) mod htpasswd;
+pub(crate) mod session;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::App;
 use htpasswd::Users;
 use session::Sessions;
 
-pub const SESSION_COOKIE: &str = "masif_session";
+pub(crate) const SESSION_COOKIE: &str = "masif_session";
 const LOGIN_COOKIE: &str = "masif_login";
 
 /// A user name taken from a request header, believed only from the listed proxy addresses.
@@ -33,7 +33,7 @@ pub struct TrustedHeader {
 }
 
 /// Authentication state of a running UI.
-pub struct Auth {
+pub(crate) struct Auth {
     pub users: Users,
     pub trusted: Option<TrustedHeader>,
     pub sessions: Sessions,
@@ -43,7 +43,7 @@ pub struct Auth {
 
 /// The person behind a request.
 #[derive(Debug, Clone)]
-pub struct User {
+pub(crate) struct User {
     pub name: String,
     /// The token every form of this user must carry.
     pub csrf: String,
@@ -52,7 +52,12 @@ pub struct User {
 }
 
 impl Auth {
-    pub fn new(users: Users, trusted: Option<TrustedHeader>, ttl: Duration, secure: bool) -> Self {
+    pub(crate) fn new(
+        users: Users,
+        trusted: Option<TrustedHeader>,
+        ttl: Duration,
+        secure: bool,
+    ) -> Self {
         Self {
             users,
             trusted,
@@ -97,7 +102,7 @@ impl Auth {
     }
 
     /// Refuses a form whose `csrf` field is missing or not this user's token.
-    pub fn check_csrf(&self, user: &User, form: &Form) -> Result<(), Rejection> {
+    pub(crate) fn check_csrf(&self, user: &User, form: &Form) -> Result<(), Rejection> {
         let given = field(form, "csrf").unwrap_or("");
         if self.sessions.csrf_ok(&user.csrf_scope, given) {
             Ok(())
@@ -121,7 +126,7 @@ impl Auth {
 
 /// Extracts the logged-in user, or rejects with [`Unauthenticated`] (a redirect to the login
 /// page).
-pub fn user(app: Arc<App>) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+pub(crate) fn user(app: Arc<App>) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
     warp::cookie::optional::<String>(SESSION_COOKIE)
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<ClientAddr>())
@@ -147,7 +152,9 @@ struct LoginPage<'a> {
 }
 
 /// `GET /login`, `POST /login`, `POST /logout`.
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(crate) fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let with_app = {
         let app = app.clone();
         warp::any().map(move || app.clone())
@@ -264,7 +271,7 @@ async fn login_submit(
 }
 
 /// A 303 "see other" to a local path.
-pub fn redirect(location: &str) -> Response {
+pub(crate) fn redirect(location: &str) -> Response {
     let mut r = Response::new(Default::default());
     *r.status_mut() = StatusCode::SEE_OTHER;
     r.headers_mut().insert(

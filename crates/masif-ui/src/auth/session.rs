@@ -16,14 +16,14 @@ struct Entry {
 }
 
 /// Sessions by id, plus the secret CSRF tokens are derived from.
-pub struct Sessions {
+pub(crate) struct Sessions {
     secret: [u8; 32],
     ttl: Duration,
     map: Mutex<HashMap<String, Entry>>,
 }
 
 impl Sessions {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             secret: rand::random(),
             ttl,
@@ -32,7 +32,7 @@ impl Sessions {
     }
 
     /// Starts a session for `user` and returns its id (256 random bits, hex).
-    pub fn create(&self, user: &str) -> String {
+    pub(crate) fn create(&self, user: &str) -> String {
         let id = random_token();
         let now = Instant::now();
         let mut map = self.map.lock().expect("session map poisoned");
@@ -57,7 +57,7 @@ impl Sessions {
     }
 
     /// The user of a live session, extending its lifetime; `None` if unknown or expired.
-    pub fn user(&self, id: &str) -> Option<String> {
+    pub(crate) fn user(&self, id: &str) -> Option<String> {
         let now = Instant::now();
         let mut map = self.map.lock().expect("session map poisoned");
         match map.get_mut(id) {
@@ -73,12 +73,12 @@ impl Sessions {
         }
     }
 
-    pub fn remove(&self, id: &str) {
+    pub(crate) fn remove(&self, id: &str) {
         self.map.lock().expect("session map poisoned").remove(id);
     }
 
     /// The CSRF token of a scope (`s:` + session id, `u:` + proxy user, `l:` + login nonce).
-    pub fn csrf_token(&self, scope: &str) -> String {
+    pub(crate) fn csrf_token(&self, scope: &str) -> String {
         let mut h = Sha256::new();
         h.update(self.secret);
         h.update(scope.as_bytes());
@@ -86,7 +86,7 @@ impl Sessions {
     }
 
     /// Whether `given` is the token of `scope`, compared in constant time.
-    pub fn csrf_ok(&self, scope: &str, given: &str) -> bool {
+    pub(crate) fn csrf_ok(&self, scope: &str, given: &str) -> bool {
         let want = self.csrf_token(scope);
         want.len() == given.len()
             && want
@@ -98,7 +98,7 @@ impl Sessions {
 }
 
 /// 256 random bits as hex.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
     hex(&bytes)
 }

@@ -16,7 +16,7 @@ use crate::auth::{user, User};
 use crate::App;
 
 /// Agents per page.
-pub const PAGE_SIZE: u64 = 100;
+pub(crate) const PAGE_SIZE: u64 = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +57,9 @@ struct AgentView<'a> {
     notice: Option<String>,
 }
 
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(crate) fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let list = warp::path!("agents")
         .and(warp::get())
         .and(user(app.clone()))

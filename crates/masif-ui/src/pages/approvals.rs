@@ -14,7 +14,7 @@ use crate::form::{self, field, Form};
 use crate::App;
 
 /// Rows per page of both listings.
-pub const PAGE_SIZE: u64 = 100;
+pub(crate) const PAGE_SIZE: u64 = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +47,9 @@ struct AuditView<'a> {
     pager: Pager,
 }
 
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(crate) fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let list = warp::path!("approvals")
         .and(warp::get())
         .and(user(app.clone()))

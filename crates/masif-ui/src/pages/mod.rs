@@ -1,11 +1,11 @@
 //! The pages of the UI and how they are put together: one module per area, each returning its
 //! routes; shared page chrome, filters and pagination.
 
-pub mod agents;
-pub mod approvals;
-pub mod pending;
-pub mod reject;
-pub mod reset;
+pub(crate) mod agents;
+pub(crate) mod approvals;
+pub(crate) mod pending;
+pub(crate) mod reject;
+pub(crate) mod reset;
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use reject::BadRequest;
 
 /// What every page's layout needs.
 #[derive(Serialize)]
-pub struct Chrome<'a> {
+pub(crate) struct Chrome<'a> {
     pub title: String,
     pub user: Option<&'a str>,
     pub csrf: &'a str,
@@ -29,7 +29,7 @@ pub struct Chrome<'a> {
 }
 
 impl<'a> Chrome<'a> {
-    pub fn new(user: &'a User, active: &'static str, title: impl Into<String>) -> Self {
+    pub(crate) fn new(user: &'a User, active: &'static str, title: impl Into<String>) -> Self {
         Self {
             title: title.into(),
             user: Some(&user.name),
@@ -40,7 +40,7 @@ impl<'a> Chrome<'a> {
 }
 
 /// The state every handler gets.
-pub fn with_app(
+pub(crate) fn with_app(
     app: Arc<App>,
 ) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || app.clone())
@@ -48,7 +48,7 @@ pub fn with_app(
 
 /// A substring filter from a query: trimmed, empty = none, refused when longer than a name
 /// can be or when it holds control characters.
-pub fn name_filter(value: Option<String>, what: &str) -> Result<Option<String>, Rejection> {
+pub(crate) fn name_filter(value: Option<String>, what: &str) -> Result<Option<String>, Rejection> {
     let Some(v) = value else { return Ok(None) };
     let v = v.trim();
     if v.is_empty() {
@@ -64,7 +64,7 @@ pub fn name_filter(value: Option<String>, what: &str) -> Result<Option<String>, 
 
 /// Links to the previous and next page of a listing.
 #[derive(Serialize)]
-pub struct Pager {
+pub(crate) struct Pager {
     /// 1-based number of this page.
     pub number: u64,
     pub pages: u64,
@@ -77,7 +77,7 @@ pub struct Pager {
 const MAX_PAGE: u64 = 1_000_000;
 
 /// The window of 1-based page `number` (default 1) with `size` rows.
-pub fn window(number: Option<u64>, size: u64) -> Result<(u64, Page), Rejection> {
+pub(crate) fn window(number: Option<u64>, size: u64) -> Result<(u64, Page), Rejection> {
     let n = number.unwrap_or(1);
     if n == 0 || n > MAX_PAGE {
         return Err(BadRequest::reject(format!("page must be 1 to {MAX_PAGE}")));
@@ -93,7 +93,7 @@ pub fn window(number: Option<u64>, size: u64) -> Result<(u64, Page), Rejection> 
 
 impl Pager {
     /// `base` is the page's path, `params` its other query parameters.
-    pub fn new(
+    pub(crate) fn new(
         base: &str,
         params: &[(&str, Option<&str>)],
         number: u64,
@@ -118,7 +118,7 @@ impl Pager {
 }
 
 /// Every page route, login included.
-pub fn routes(
+pub(crate) fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     crate::auth::routes(app.clone())

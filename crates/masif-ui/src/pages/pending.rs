@@ -17,7 +17,7 @@ use crate::render::query_string;
 use crate::App;
 
 /// Packages per page.
-pub const PAGE_SIZE: u64 = 50;
+pub(crate) const PAGE_SIZE: u64 = 50;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +31,7 @@ struct Query {
 
 /// One checkbox row.
 #[derive(Serialize)]
-pub struct RowView {
+pub(crate) struct RowView {
     pub id: String,
     pub key: String,
     pub package: String,
@@ -43,7 +43,7 @@ pub struct RowView {
 }
 
 impl RowView {
-    pub fn new(id: String, key: &TaskKey, agents: u64) -> Self {
+    pub(crate) fn new(id: String, key: &TaskKey, agents: u64) -> Self {
         Self {
             id,
             key: encode_key(key),
@@ -57,7 +57,7 @@ impl RowView {
 }
 
 /// How an action is flagged: installs and removals are what admins fear most.
-pub fn risk(action: masif_proto::Action) -> Option<&'static str> {
+pub(crate) fn risk(action: masif_proto::Action) -> Option<&'static str> {
     use masif_proto::Action::*;
     match action {
         Install => Some("install"),
@@ -92,7 +92,9 @@ struct SelectAgentsView<'a> {
     agents: &'a [AgentSummary],
 }
 
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(crate) fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let page = warp::path::end()
         .and(warp::get())
         .and(user(app.clone()))

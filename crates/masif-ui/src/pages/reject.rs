@@ -13,38 +13,38 @@ use crate::App;
 
 /// No session and no trusted proxy header: go to the login page.
 #[derive(Debug)]
-pub struct Unauthenticated;
+pub(crate) struct Unauthenticated;
 impl warp::reject::Reject for Unauthenticated {}
 
 /// A form without the right CSRF token.
 #[derive(Debug)]
-pub struct Forbidden;
+pub(crate) struct Forbidden;
 impl warp::reject::Reject for Forbidden {}
 
 /// Bad input, with a reason safe to show.
 #[derive(Debug)]
-pub struct BadRequest(pub String);
+pub(crate) struct BadRequest(pub String);
 impl warp::reject::Reject for BadRequest {}
 
 impl BadRequest {
-    pub fn reject(msg: impl Into<String>) -> Rejection {
+    pub(crate) fn reject(msg: impl Into<String>) -> Rejection {
         warp::reject::custom(BadRequest(msg.into()))
     }
 }
 
 /// A named thing that does not exist (an agent).
 #[derive(Debug)]
-pub struct NotFound(pub String);
+pub(crate) struct NotFound(pub String);
 impl warp::reject::Reject for NotFound {}
 
 /// The database failed; the details are logged, not shown.
 #[derive(Debug)]
-pub struct StoreFailed;
+pub(crate) struct StoreFailed;
 impl warp::reject::Reject for StoreFailed {}
 
 /// Turns a store error into a rejection: input the store refused is a 400 with its reason,
 /// anything else a logged 500.
-pub fn store_failed(e: masif_store::StoreError) -> Rejection {
+pub(crate) fn store_failed(e: masif_store::StoreError) -> Rejection {
     if let masif_store::StoreError::Invalid(msg) = e {
         return BadRequest::reject(msg);
     }
@@ -63,7 +63,7 @@ struct ErrorPage<'a> {
 }
 
 /// Maps every rejection to a response.
-pub async fn recover(app: Arc<App>, r: Rejection) -> Result<Response, Infallible> {
+pub(crate) async fn recover(app: Arc<App>, r: Rejection) -> Result<Response, Infallible> {
     if r.find::<Unauthenticated>().is_some() {
         return Ok(crate::auth::redirect("/login"));
     }

@@ -23,7 +23,9 @@ struct ResetView<'a> {
     deleted: Option<TableCounts>,
 }
 
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(crate) fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let show = warp::path!("reset")
         .and(warp::get())
         .and(user(app.clone()))

@@ -13,13 +13,13 @@ const BCRYPT_COST: u32 = 6;
 
 /// The login printed at start-up and the user list the UI checks it against.
 #[derive(Debug)]
-pub struct DemoLogin {
+pub(super) struct DemoLogin {
     pub password: String,
     pub users: Users,
 }
 
 impl DemoLogin {
-    pub fn generate() -> anyhow::Result<Self> {
+    pub(super) fn generate() -> anyhow::Result<Self> {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let hash = bcrypt::hash(&password, BCRYPT_COST).context("hashing the demo password")?;
         let users = Users::parse(&format!("{USER}:{hash}\n"))

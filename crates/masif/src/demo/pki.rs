@@ -12,7 +12,7 @@ pub const MASTER_CN: &str = "master.masif-demo.test";
 
 /// Certificate files of master and agents.
 #[derive(Debug, Clone)]
-pub struct DemoPki {
+pub(super) struct DemoPki {
     pub master: TlsFiles,
     /// `(agent name = certificate CN, files)`, in order.
     pub agents: Vec<(String, TlsFiles)>,
@@ -25,7 +25,7 @@ pub fn agent_name(n: usize) -> String {
 
 impl DemoPki {
     /// Makes a CA and `agents` + 1 certificates under `dir`.
-    pub fn create(dir: &Path, agents: usize) -> anyhow::Result<Self> {
+    pub(super) fn create(dir: &Path, agents: usize) -> anyhow::Result<Self> {
         let ca = EphemeralCa::new("Masif Upgrader demo CA").context("making the demo CA")?;
         let issue = |cn: &str, usage| {
             let issued = ca

@@ -9,11 +9,11 @@ use masif_testkit::sandbox::{Tool, TOOLS};
 
 /// Programs the demo runs, with the Debian package providing each: exactly those the sandbox
 /// runs to build, copy and publish, which are also all its agents run.
-pub const REQUIRED: &[Tool] = TOOLS;
+pub(super) const REQUIRED: &[Tool] = TOOLS;
 
 /// Succeeds if every required program is in `path` (a `PATH`-style list); otherwise the error
 /// names what is missing and the packages to install.
-pub fn check(path: Option<&OsStr>) -> anyhow::Result<()> {
+pub(super) fn check(path: Option<&OsStr>) -> anyhow::Result<()> {
     let dirs: Vec<PathBuf> = path
         .map(|p| std::env::split_paths(p).collect())
         .unwrap_or_default();
@@ -36,7 +36,7 @@ pub fn check(path: Option<&OsStr>) -> anyhow::Result<()> {
 }
 
 /// The first executable file called `program` in `dirs`.
-pub fn find(dirs: &[PathBuf], program: &str) -> Option<PathBuf> {
+pub(super) fn find(dirs: &[PathBuf], program: &str) -> Option<PathBuf> {
     dirs.iter()
         .map(|dir| dir.join(program))
         .find(|candidate| is_executable(candidate))

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 /// Where database, PKI and sandboxes live while the demo runs.
 #[derive(Debug)]
-pub struct Workdir {
+pub(super) struct Workdir {
     path: PathBuf,
     /// `Some` for a temporary directory: dropping it removes everything.
     temporary: Option<tempfile::TempDir>,
@@ -16,7 +16,7 @@ pub struct Workdir {
 impl Workdir {
     /// A temporary directory, or `keep` (created if missing; refused unless empty, so an old
     /// demo's state is never mixed into a new one).
-    pub fn create(keep: Option<&Path>) -> anyhow::Result<Self> {
+    pub(super) fn create(keep: Option<&Path>) -> anyhow::Result<Self> {
         match keep {
             None => {
                 let dir = tempfile::Builder::new()
@@ -49,17 +49,17 @@ impl Workdir {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Whether the directory stays after [`Workdir::finish`].
-    pub fn is_kept(&self) -> bool {
+    pub(super) fn is_kept(&self) -> bool {
         self.temporary.is_none()
     }
 
     /// Removes a temporary directory (reporting failure); a kept one stays.
-    pub fn finish(self) -> anyhow::Result<()> {
+    pub(super) fn finish(self) -> anyhow::Result<()> {
         match self.temporary {
             Some(dir) => dir
                 .close()
