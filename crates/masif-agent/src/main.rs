@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use masif_agent::{cli::Args, AgentConfig};
 use masif_daemon::{config, logging, shutdown};
@@ -19,15 +18,9 @@ fn main() -> ExitCode {
     }
     logging::init(config.log_level.directive(), logging::Output::Stdout);
     // One worker thread is plenty: the agent mostly waits for apt and the network.
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let shutdown = shutdown::signal_future().context("installing signal handlers")?;
-                Ok(masif_agent::run(config, shutdown).await?)
-            })
-        });
+    let result = shutdown::run_until_signal(
+        tokio::runtime::Builder::new_current_thread(),
+        |shutdown| async { Ok(masif_agent::run(config, shutdown).await?) },
+    );
     logging::exit_code("masif-agent", result)
 }

@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use masif_daemon::{config, logging, shutdown};
 use masif_master::{cli::Args, MasterConfig};
@@ -23,13 +22,9 @@ fn main() -> ExitCode {
         return config::report_check(&args.config, &config.check());
     }
     logging::init(config.log_level.directive(), logging::Output::Stdout);
-    let result = tokio::runtime::Runtime::new()
-        .context("starting the runtime")
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let shutdown = shutdown::signal_future().context("installing signal handlers")?;
-                masif_master::run(config, shutdown).await
-            })
+    let result =
+        shutdown::run_until_signal(tokio::runtime::Builder::new_multi_thread(), |shutdown| {
+            masif_master::run(config, shutdown)
         });
     logging::exit_code("masif-master", result)
 }
