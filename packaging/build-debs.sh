@@ -48,7 +48,7 @@ mkdir -p "$out_dir"
 
 if [ -z "$man_dir" ]; then
   man_dir=$work/man
-  cargo run --quiet --release --manifest-path "$repo/Cargo.toml" -p masif-xtask -- man "$man_dir" ||
+  cargo run --quiet --locked --release --manifest-path "$repo/Cargo.toml" -p masif-xtask -- man "$man_dir" ||
     die "generating the man pages failed"
 fi
 for b in masif-agent masif-master masif-ui masif-pki; do
