@@ -83,22 +83,27 @@ fn no_rust_file_is_longer_than_the_ceiling() {
     );
 }
 
-#[test]
-fn every_crate_takes_the_workspace_lints() {
-    let mut without = Vec::new();
+/// The crates whose `file` (relative to the crate) exists and fails `ok`.
+fn crates_where(file: &str, ok: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut failing = Vec::new();
     for entry in std::fs::read_dir(crates_dir()).expect("crates/") {
-        let manifest = entry.expect("directory entry").path().join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        let takes_lints = text
-            .split("[lints]")
-            .nth(1)
-            .is_some_and(|rest| rest.trim_start().starts_with("workspace = true"));
-        if !takes_lints {
-            without.push(relative(&manifest));
+        let path = entry.expect("directory entry").path().join(file);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if !ok(&text) {
+                failing.push(relative(&path));
+            }
         }
     }
+    failing
+}
+
+#[test]
+fn every_crate_takes_the_workspace_lints() {
+    let without = crates_where("Cargo.toml", |text| {
+        text.split("[lints]")
+            .nth(1)
+            .is_some_and(|rest| rest.trim_start().starts_with("workspace = true"))
+    });
     assert!(
         without.is_empty(),
         "these crates lack `[lints] workspace = true`: {without:?}"
@@ -107,16 +112,9 @@ fn every_crate_takes_the_workspace_lints() {
 
 #[test]
 fn every_library_keeps_its_internals_crate_private() {
-    let mut without = Vec::new();
-    for entry in std::fs::read_dir(crates_dir()).expect("crates/") {
-        let lib = entry.expect("directory entry").path().join("src/lib.rs");
-        let Ok(text) = std::fs::read_to_string(&lib) else {
-            continue;
-        };
-        if !text.contains("#![warn(unreachable_pub)]") {
-            without.push(relative(&lib));
-        }
-    }
+    let without = crates_where("src/lib.rs", |text| {
+        text.contains("#![warn(unreachable_pub)]")
+    });
     assert!(
         without.is_empty(),
         "these libraries lack `#![warn(unreachable_pub)]` (internals are `pub(crate)`, `pub` is \
