@@ -57,6 +57,8 @@ fn man_pages(dir: &Path) -> anyhow::Result<()> {
 /// subcommand with its synopsis and options after the usual ones.
 fn render(command: clap::Command) -> std::io::Result<String> {
     let mut page = Vec::new();
+    // Without clap's generated `help` subcommand: `--help` covers it.
+    let command = command.disable_help_subcommand(true);
     let name = command.get_name().to_owned();
     let subcommands: Vec<clap::Command> = command.get_subcommands().cloned().collect();
     clap_mangen::Man::new(command)
@@ -66,6 +68,13 @@ fn render(command: clap::Command) -> std::io::Result<String> {
     // The daemons' `after_long_help` is what they read from the environment.
     let mut page = String::from_utf8_lossy(&page).replacen(".SH EXTRA", ".SH ENVIRONMENT", 1);
     for sub in subcommands {
+        // clap_mangen lists subcommands as pages of their own (`masif-pki-check(8)`); they
+        // are sections of this page, so name them as typed.
+        let roff_name = |s: &str| s.replace('-', "\\-");
+        page = page.replace(
+            &format!("{}\\-{}(8)", roff_name(&name), roff_name(sub.get_name())),
+            &format!("{} {}", roff_name(&name), roff_name(sub.get_name())),
+        );
         let full = format!("{name} {}", sub.get_name());
         let sub = sub.bin_name(&full).display_name(&full);
         let man = clap_mangen::Man::new(sub);

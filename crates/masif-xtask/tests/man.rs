@@ -37,6 +37,11 @@ fn man_pages_name_every_flag() {
         for flag in flags {
             assert!(plain.contains(flag), "{name}.8 lacks {flag}");
         }
+        // Only these four pages ship: none refers to a page of a subcommand.
+        assert!(
+            !plain.contains("(8)"),
+            "{name}.8 refers to a page that is not shipped"
+        );
         if name != "masif-pki" {
             assert!(
                 page.contains(".SH ENVIRONMENT") && page.contains("MASIF_LOG"),
