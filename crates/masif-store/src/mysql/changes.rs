@@ -40,15 +40,26 @@ pub(super) async fn package_ids(
     keys: &[TaskKey],
     lock: bool,
 ) -> mysql_async::Result<HashMap<String, u64>> {
-    let lock = if lock { " LOCK IN SHARE MODE" } else { "" };
     let names: BTreeSet<&str> = keys.iter().map(|k| k.package.as_str()).collect();
     let names: Vec<&str> = names.into_iter().collect();
+    ids_by_name(conn, "package", &names, lock).await
+}
+
+/// Ids of the rows of `table` (`agent` or `package`) named in `names` that exist, in
+/// [`BATCH`]-sized queries; with `lock`, share-locked until the transaction ends.
+async fn ids_by_name(
+    conn: &mut Conn,
+    table: &'static str,
+    names: &[&str],
+    lock: bool,
+) -> mysql_async::Result<HashMap<String, u64>> {
+    let lock = if lock { " LOCK IN SHARE MODE" } else { "" };
     let mut ids = HashMap::new();
     for chunk in names.chunks(BATCH) {
         let rows: Vec<(u64, String)> = conn
             .exec(
                 format!(
-                    "SELECT id, name FROM package WHERE name IN {}{lock}",
+                    "SELECT id, name FROM {table} WHERE name IN {}{lock}",
                     placeholders(chunk.len())
                 ),
                 chunk.iter().map(|n| Value::from(*n)).collect::<Vec<_>>(),
@@ -140,19 +151,7 @@ async fn lock_targets(
     };
     let names: BTreeSet<&str> = names.iter().map(AgentName::as_str).collect();
     let list: Vec<&str> = names.iter().copied().collect();
-    let mut found: HashMap<String, u64> = HashMap::new();
-    for chunk in list.chunks(BATCH) {
-        let rows: Vec<(u64, String)> = conn
-            .exec(
-                format!(
-                    "SELECT id, name FROM agent WHERE name IN {} LOCK IN SHARE MODE",
-                    placeholders(chunk.len())
-                ),
-                chunk.iter().map(|n| Value::from(*n)).collect::<Vec<_>>(),
-            )
-            .await?;
-        found.extend(rows.into_iter().map(|(id, name)| (name, id)));
-    }
+    let found = ids_by_name(conn, "agent", &list, true).await?;
     if let Some(unknown) = list.iter().find(|n| !found.contains_key(**n)) {
         return Err(StoreError::Invalid(format!("unknown agent {unknown}")).into());
     }
