@@ -1,9 +1,11 @@
-//! The task model and the agent↔master JSON protocol (v1), with the validation rules of the
-//! original implementation. No I/O, no async, no HTTP: only types, parsing and constants.
+//! The task model and the agent↔master JSON protocol (v1 with the validation rules of the
+//! original implementation, and v2). No I/O, no async, no HTTP: only types, parsing and
+//! constants.
 
 #![warn(unreachable_pub)]
 
 mod task;
+pub mod v2;
 mod wire;
 
 pub use task::{

@@ -16,6 +16,10 @@ pub enum ProtocolError {
     Json(String),
     #[error("body is not a JSON array of tasks")]
     NotArray,
+    #[error("body is not a JSON object")]
+    NotObjectBody,
+    #[error("{field}: {reason}")]
+    Field { field: String, reason: String },
     #[error("task {index}: not a JSON object")]
     NotObject { index: usize },
     #[error("task {index}: {key:?} is missing")]
@@ -32,7 +36,12 @@ pub fn parse_task_list(body: &[u8]) -> Result<TaskSet, ProtocolError> {
         // serde_json's messages name a line and column, never the input itself.
         ProtocolError::Json(e.to_string())
     })?;
-    let Value::Array(items) = root else {
+    parse_tasks(&root)
+}
+
+/// Parses a JSON array of task objects (v1's body, and the task lists inside v2's bodies).
+pub(crate) fn parse_tasks(value: &Value) -> Result<TaskSet, ProtocolError> {
+    let Value::Array(items) = value else {
         return Err(ProtocolError::NotArray);
     };
     items
@@ -88,7 +97,7 @@ fn optional<'a>(
     }
 }
 
-fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     if value.chars().count() <= MAX_QUOTE_CHARS {
         value.to_owned()
     } else {
@@ -98,8 +107,9 @@ fn quote(value: &str) -> String {
     }
 }
 
+/// A task as it is written on the wire.
 #[derive(Serialize)]
-struct WireTask<'a> {
+pub(crate) struct WireTask<'a> {
     package: &'a str,
     action: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,7 +120,12 @@ struct WireTask<'a> {
 
 /// Renders tasks as the v1 JSON array (absent versions are omitted keys).
 pub fn render_task_list<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> String {
-    let wire: Vec<WireTask<'_>> = tasks
+    serde_json::to_string(&wire_tasks(tasks)).expect("serialising plain strings cannot fail")
+}
+
+/// Tasks in their wire shape, for serialising inside a larger body.
+pub(crate) fn wire_tasks<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> Vec<WireTask<'a>> {
+    tasks
         .into_iter()
         .map(|t| WireTask {
             package: t.package().as_str(),
@@ -118,8 +133,7 @@ pub fn render_task_list<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> String
             from_version: t.from_version().map(Version::as_str),
             to_version: t.to_version().map(Version::as_str),
         })
-        .collect();
-    serde_json::to_string(&wire).expect("serialising plain strings cannot fail")
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod url;
 
 pub use error::{Result, StoreError};
 pub use model::*;
+pub use pending::ApprovalPatterns;
 pub use url::{DbUrl, DbUrlError};
 
 use std::sync::Arc;
@@ -49,6 +50,35 @@ pub trait Reports: Send + Sync {
     async fn flush(&self) {}
 }
 
+/// What closing the loop needs on the master's side: noticing approval changes for
+/// long-polling agents, and storing the results of their package runs.
+#[async_trait]
+pub trait AgentLoop: Send + Sync {
+    /// A token that changes whenever the approvals in force change, for long-polling agents.
+    /// Approvals, revocations and resets made through this store bump a counter in the same
+    /// transaction (read alone when `deep` is false: one tiny query). With `deep`, the token
+    /// also carries the count and id sum of all approval rows, so approvals written straight
+    /// into the tables (the original UI) are noticed too.
+    async fn approval_token(&self, deep: bool) -> Result<ApprovalToken>;
+
+    /// Every approval in force, to match long-polling agents' reports against in memory.
+    async fn approval_patterns(&self) -> Result<ApprovalPatterns>;
+
+    /// Stores the agent's `runs` (a run whose id is already stored for the agent is skipped,
+    /// so a resent batch is stored once), keeps each package's latest outcome per agent, and
+    /// keeps only the agent's newest `retention.keep_per_agent` runs. Creates the agent row
+    /// if needed. Returns how many runs were new.
+    async fn record_runs(
+        &self,
+        agent: &AgentName,
+        runs: &[masif_proto::v2::Run],
+        retention: &Retention,
+    ) -> Result<u64>;
+
+    /// Deletes runs that started more than `retention.max_age_secs` ago. Returns how many.
+    async fn purge_runs(&self, retention: &Retention) -> Result<u64>;
+}
+
 /// What the UI needs: overviews, approvals, revocation, reset, audit.
 #[async_trait]
 pub trait Admin: Send + Sync {
@@ -58,8 +88,17 @@ pub trait Admin: Send + Sync {
         -> Result<PendingOverview>;
     /// Agents that await any of `keys` (for "select specific agents first").
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>>;
-    /// Every agent with last contact and pending counts, ordered by name.
-    async fn agents(&self, name_filter: Option<&str>, page: Page) -> Result<Listing<AgentSummary>>;
+    /// The agents `filter` selects, with last contact, pending counts and last run, ordered
+    /// by name.
+    async fn agents(&self, filter: &AgentFilter, page: Page) -> Result<Listing<AgentSummary>>;
+    /// How many agents there are, how many are offline (not seen since `offline_before`,
+    /// unix seconds) and how many have a failing package.
+    async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts>;
+    /// One agent's runs, newest first.
+    async fn agent_runs(&self, name: &AgentName, page: Page) -> Result<Listing<RunRecord>>;
+    /// Packages whose latest run failed on at least one agent, with how many agents, most
+    /// first. Shown on the pending page, so that an approved task that fails is never invisible.
+    async fn failing_packages(&self) -> Result<Vec<FailingPackage>>;
     /// One agent and its pending tasks; `None` if unknown.
     async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>>;
     /// Replaces the matching pending rows by approval rows (from_version NULL; agent NULL for
@@ -84,8 +123,8 @@ pub trait Admin: Send + Sync {
 }
 
 /// Both halves; master and UI hold an `Arc<dyn Store>`.
-pub trait Store: Reports + Admin {}
-impl<T: Reports + Admin> Store for T {}
+pub trait Store: Reports + AgentLoop + Admin {}
+impl<T: Reports + AgentLoop + Admin> Store for T {}
 
 /// Opens the database `url` names and brings its schema up to date.
 pub async fn open(url: &DbUrl) -> Result<Arc<dyn Store>> {

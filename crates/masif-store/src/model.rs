@@ -1,6 +1,7 @@
 //! Plain data exchanged with the store: filters, pages, overview rows, approvals, audit.
 
-use masif_proto::{Action, AgentName, PackageName, Task, Version};
+use masif_proto::v2::{Outcome, RunId, RunOutput};
+use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
 use serde::Serialize;
 
 /// A window into a long listing.
@@ -99,6 +100,81 @@ pub struct AgentSummary {
     pub last_seen: Option<i64>,
     pub pending_tasks: u64,
     pub pending_packages: u64,
+    /// The outcome and start (unix seconds) of the agent's newest run, if any is stored.
+    pub last_run: Option<(Outcome, i64)>,
+    /// Packages whose latest run on this agent failed.
+    pub failing_packages: u64,
+}
+
+/// Which agents the Agents page lists (every `None`/`false` filter selects all).
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    /// Case-insensitive substring of the name.
+    pub name: Option<String>,
+    /// Only agents not seen since this time (unix seconds): the offline ones.
+    pub not_seen_since: Option<i64>,
+    /// Only agents with a package whose latest run failed.
+    pub failing: bool,
+}
+
+/// The counts at the top of the Agents page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AgentCounts {
+    pub agents: u64,
+    pub offline: u64,
+    pub failing: u64,
+}
+
+/// How many runs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Newest runs kept per agent.
+    pub keep_per_agent: u32,
+    /// Runs that started longer ago than this (seconds) are deleted.
+    pub max_age_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep_per_agent: 50,
+            max_age_secs: 90 * 24 * 3600,
+        }
+    }
+}
+
+/// A stored run, as the agent page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub run_id: RunId,
+    pub package: PackageName,
+    pub started_at: i64,
+    pub duration_ms: u64,
+    pub exit_code: Option<i32>,
+    pub outcome: Outcome,
+    #[serde(skip)]
+    pub tasks: TaskSet,
+    /// The last lines of apt/dpkg's output: plain text, to be escaped wherever it is shown.
+    pub output: RunOutput,
+}
+
+/// A package whose latest run failed on some agents.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailingPackage {
+    pub package: PackageName,
+    pub agents: u64,
+    /// Start of the newest of those failed runs (unix seconds).
+    pub last_failed_at: i64,
+}
+
+/// A token that changes when the approvals in force change (see
+/// [`Reports::approval_token`](crate::Reports::approval_token)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApprovalToken {
+    /// The counter bumped by every approval, revocation and reset made through the store.
+    pub generation: u64,
+    /// With a deep read: the number of approval rows and the sum of their ids.
+    pub rows: Option<(u64, u64)>,
 }
 
 /// One agent with its pending tasks.

@@ -44,6 +44,59 @@ pub(crate) fn split<'a>(reported: &'a TaskSet, patterns: &[Pattern]) -> (TaskSet
     (approved, pending)
 }
 
+/// The approvals in force, indexed by agent and package, for matching many parked agents'
+/// reports in memory when approvals change (the same [`Pattern::matches`] as a report).
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalPatterns {
+    /// Patterns for every agent (agent NULL), by package; `None` = any package.
+    every_agent: HashMap<Option<String>, Vec<Pattern>>,
+    /// Patterns for one agent, by agent name.
+    per_agent: HashMap<String, Vec<Pattern>>,
+}
+
+impl ApprovalPatterns {
+    /// From (agent name or NULL, pattern) rows.
+    pub(crate) fn new(rows: impl IntoIterator<Item = (Option<String>, Pattern)>) -> Self {
+        let mut patterns = Self::default();
+        for (agent, pattern) in rows {
+            match agent {
+                None => patterns
+                    .every_agent
+                    .entry(pattern.package.clone())
+                    .or_default()
+                    .push(pattern),
+                Some(agent) => patterns.per_agent.entry(agent).or_default().push(pattern),
+            }
+        }
+        patterns
+    }
+
+    /// The subset of `tasks` approved for `agent`.
+    pub fn approved(&self, agent: &masif_proto::AgentName, tasks: &TaskSet) -> TaskSet {
+        let own = self
+            .per_agent
+            .get(agent.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let any_package = self.every_agent.get(&None).map(Vec::as_slice).unwrap_or_default();
+        tasks
+            .iter()
+            .filter(|task| {
+                let same_package = self
+                    .every_agent
+                    .get(&Some(task.package().as_str().to_owned()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                own.iter()
+                    .chain(any_package)
+                    .chain(same_package)
+                    .any(|p| p.matches(task))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 /// SHA-256 of pending tasks in set order (callers pass them sorted, as [`split`] yields them);
 /// separators are control characters, which names and versions cannot contain, and `\0` marks
 /// an absent version.

@@ -40,6 +40,22 @@ const SUMMARY: &str = "
 
 #[async_trait]
 impl Admin for MysqlStore {
+
+    async fn agent_counts(&self, _offline_before: i64) -> Result<crate::AgentCounts> {
+        todo!("store helper")
+    }
+
+    async fn agent_runs(
+        &self,
+        _name: &AgentName,
+        _page: Page,
+    ) -> Result<Listing<crate::RunRecord>> {
+        todo!("store helper")
+    }
+
+    async fn failing_packages(&self) -> Result<Vec<crate::FailingPackage>> {
+        todo!("store helper")
+    }
     async fn pending_overview(
         &self,
         filter: &PendingFilter,
@@ -102,9 +118,9 @@ impl Admin for MysqlStore {
         Ok(agents)
     }
 
-    async fn agents(&self, name_filter: Option<&str>, page: Page) -> Result<Listing<AgentSummary>> {
+    async fn agents(&self, filter: &crate::AgentFilter, page: Page) -> Result<Listing<AgentSummary>> {
         let mut conn = self.conn().await?;
-        let (cond, params): (&str, Vec<Value>) = match name_filter {
+        let (cond, params): (&str, Vec<Value>) = match filter.name.as_deref() {
             Some(f) => ("INSTR(LOWER(a.name), LOWER(?)) > 0", vec![f.into()]),
             None => ("TRUE", Vec::new()),
         };
@@ -337,6 +353,8 @@ fn summary_from_row(row: Row) -> Option<AgentSummary> {
         last_seen: row.get::<Option<i64>, _>(3).flatten(),
         pending_tasks: row.get(4).unwrap_or(0),
         pending_packages: row.get(5).unwrap_or(0),
+        last_run: None, // store helper
+        failing_packages: 0, // store helper
     })
 }
 

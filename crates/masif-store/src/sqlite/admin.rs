@@ -44,6 +44,22 @@ const SUMMARY_GROUP: &str = " GROUP BY a.id ORDER BY a.name";
 
 #[async_trait]
 impl Admin for SqliteStore {
+
+    async fn agent_counts(&self, _offline_before: i64) -> Result<crate::AgentCounts> {
+        todo!("store helper")
+    }
+
+    async fn agent_runs(
+        &self,
+        _name: &AgentName,
+        _page: Page,
+    ) -> Result<Listing<crate::RunRecord>> {
+        todo!("store helper")
+    }
+
+    async fn failing_packages(&self) -> Result<Vec<crate::FailingPackage>> {
+        todo!("store helper")
+    }
     async fn pending_overview(
         &self,
         filter: &PendingFilter,
@@ -85,8 +101,8 @@ impl Admin for SqliteStore {
         .await
     }
 
-    async fn agents(&self, name_filter: Option<&str>, page: Page) -> Result<Listing<AgentSummary>> {
-        let name_filter = name_filter.map(str::to_owned);
+    async fn agents(&self, filter: &crate::AgentFilter, page: Page) -> Result<Listing<AgentSummary>> {
+        let name_filter = filter.name.clone();
         self.read("listing agents", move |tx| {
             let filter = "(?1 IS NULL OR instr(lower(a.name), lower(?1)) > 0)";
             let total: i64 = tx.query_row(
@@ -456,6 +472,8 @@ fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AgentSummary, Stor
             last_seen: row.get(3)?,
             pending_tasks: to_u64(row.get(4)?),
             pending_packages: to_u64(row.get(5)?),
+            last_run: None, // store helper
+            failing_packages: 0, // store helper
         })
     };
     match AgentName::new(name.clone()) {

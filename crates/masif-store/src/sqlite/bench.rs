@@ -110,7 +110,10 @@ async fn report_throughput() {
         t.elapsed().as_secs_f64() * 1e3
     );
     let t = Instant::now();
-    let listing = store.agents(None, Page::default()).await.unwrap();
+    let listing = store
+        .agents(&crate::AgentFilter::default(), Page::default())
+        .await
+        .unwrap();
     println!(
         "agents page (100 of {}): {:.1} ms",
         listing.total,

@@ -80,7 +80,7 @@ async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response
     let (number, page) = window(q.page, PAGE_SIZE)?;
     let listing = app
         .store
-        .agents(name.as_deref(), page)
+        .agents(&masif_store::AgentFilter { name: name.clone(), ..Default::default() }, page)
         .await
         .map_err(store_failed)?;
     Ok(app.templates.render(
