@@ -19,7 +19,17 @@ pub struct MasterConfig {
     pub api: ApiConfig,
     pub tls: TlsSource,
     pub db: DbConfig,
+    pub runs: RunsConfig,
     pub log_level: LogLevel,
+}
+
+/// `runs:` — how many results of agents' package runs are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct RunsConfig {
+    /// Newest runs kept per agent.
+    pub keep: u32,
+    /// Runs older than this many days are deleted.
+    pub max_age_days: u32,
 }
 
 /// `api:` — where and how agents are served. Durations are seconds.
@@ -39,6 +49,10 @@ pub struct ApiConfig {
     pub reload_interval: u64,
     /// Most agent connections served at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Serve protocol v2 (long-poll for approvals, run results).
+    pub v2: bool,
+    /// Longest a v2 report is held waiting for approvals.
+    pub max_wait: u64,
 }
 
 /// `db:` — the shared database. `Debug` shows the URL without its password.
@@ -55,7 +69,27 @@ pub struct MasterFile {
     tls: TlsSource,
     db: DbFile,
     #[serde(default)]
+    runs: RunsFile,
+    #[serde(default)]
     log: LogFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsFile {
+    #[serde(default = "defaults::keep")]
+    keep: u32,
+    #[serde(default = "defaults::max_age_days")]
+    max_age_days: u32,
+}
+
+impl Default for RunsFile {
+    fn default() -> Self {
+        Self {
+            keep: defaults::keep(),
+            max_age_days: defaults::max_age_days(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -74,6 +108,10 @@ struct ApiFile {
     reload_interval: u64,
     #[serde(default = "defaults::max_connections")]
     max_connections: usize,
+    #[serde(default = "defaults::v2")]
+    v2: bool,
+    #[serde(default = "defaults::max_wait")]
+    max_wait: u64,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +143,18 @@ mod defaults {
     pub(super) fn max_connections() -> usize {
         20_000
     }
+    pub(super) fn v2() -> bool {
+        true
+    }
+    pub(super) fn max_wait() -> u64 {
+        900
+    }
+    pub(super) fn keep() -> u32 {
+        50
+    }
+    pub(super) fn max_age_days() -> u32 {
+        90
+    }
 }
 
 impl Validate for MasterConfig {
@@ -126,6 +176,18 @@ impl Validate for MasterConfig {
         if api.max_connections == 0 {
             problems.add("api.max_connections", "must be at least 1");
         }
+        if !(1..=masif_proto::v2::MAX_WAIT_SECS).contains(&api.max_wait) {
+            problems.add(
+                "api.max_wait",
+                format!("must be 1 to {} seconds", masif_proto::v2::MAX_WAIT_SECS),
+            );
+        }
+        if file.runs.keep == 0 {
+            problems.add("runs.keep", "must be at least 1");
+        }
+        if !(1..=36_500).contains(&file.runs.max_age_days) {
+            problems.add("runs.max_age_days", "must be 1 to 36500 days");
+        }
         let url = problems.take("db.url", file.db.url);
         let log_level = problems.take("log.level", file.log.level);
         Some(MasterConfig {
@@ -137,9 +199,15 @@ impl Validate for MasterConfig {
                 report_timeout: api.report_timeout,
                 reload_interval: api.reload_interval,
                 max_connections: api.max_connections,
+                v2: api.v2,
+                max_wait: api.max_wait,
             },
             tls: file.tls,
             db: DbConfig { url: url? },
+            runs: RunsConfig {
+                keep: file.runs.keep,
+                max_age_days: file.runs.max_age_days,
+            },
             log_level: log_level?,
         })
     }
@@ -153,6 +221,14 @@ impl MasterConfig {
 
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.api.handshake_timeout)
+    }
+
+    /// The run retention as the store takes it.
+    pub fn retention(&self) -> masif_store::Retention {
+        masif_store::Retention {
+            keep_per_agent: self.runs.keep,
+            max_age_secs: u64::from(self.runs.max_age_days) * 24 * 3600,
+        }
     }
 
     /// What `--check-config` checks beyond the file: the TLS files resolve and make a server
@@ -196,6 +272,9 @@ log:
         let c = parse(GOOD).unwrap();
         assert_eq!(c.api.listen.port(), 8150);
         assert_eq!(c.api.idle_timeout, 90);
+        assert!(c.api.v2, "v2 is on by default");
+        assert_eq!(c.api.max_wait, 900);
+        assert_eq!(c.retention(), masif_store::Retention::default());
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(
             !format!("{c:?}").contains("secret"),
@@ -228,6 +307,15 @@ log:
             (GOOD.replace("mysql://", "postgres://"), "db.url"),
             (GOOD.replace("/masif_upgrader", ""), "db.url"),
             (format!("{GOOD}extra: 1\n"), "extra"),
+            (format!("{GOOD}runs: {{ keep: 0 }}\n"), "runs.keep"),
+            (format!("{GOOD}runs: {{ max_age_days: 0 }}\n"), "runs.max_age_days"),
+            (
+                GOOD.replace(
+                    "  listen: \"0.0.0.0:8150\"",
+                    "  listen: \"0.0.0.0:8150\"\n  max_wait: 0",
+                ),
+                "api.max_wait",
+            ),
             (
                 GOOD.replace(
                     "  listen: \"0.0.0.0:8150\"",

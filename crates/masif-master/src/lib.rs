@@ -4,14 +4,15 @@
 #![warn(unreachable_pub)]
 
 mod api;
+mod approvals;
 pub mod cli;
 mod config;
 mod server;
 mod tls;
 
-pub use api::{routes, PeerIdentity};
+pub use api::PeerIdentity;
 pub use config::{ConfigError, LogLevel, MasterConfig};
-pub use server::{serve_with_listener, ServeSettings};
+pub use server::{serve_with_listener, ServeSettings, DEEP_POLL_EVERY};
 pub use tls::ReloadingTls;
 
 use std::future::Future;
@@ -37,11 +38,30 @@ pub async fn run(
         report_timeout: Duration::from_secs(config.api.report_timeout),
         reload_interval: Duration::from_secs(config.api.reload_interval),
         max_connections: config.api.max_connections,
+        v2: config.api.v2,
+        max_wait: Duration::from_secs(config.api.max_wait),
+        retention: config.retention(),
         ..ServeSettings::new(files)
     };
+    let purge = tokio::spawn(purge_runs(store.clone(), config.retention()));
     let served = serve_with_listener(settings, store.clone(), listener, shutdown).await;
+    purge.abort();
     store.flush().await;
     served
+}
+
+/// Deletes run results past their age, at start-up and then hourly (per-agent counts are
+/// trimmed as runs arrive). Several masters doing it is harmless.
+async fn purge_runs(store: std::sync::Arc<dyn masif_store::Store>, retention: masif_store::Retention) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match store.purge_runs(&retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "old run results deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting old run results failed"),
+        }
+    }
 }
 
 /// Resolves the TLS files and runs `masif-pki check`'s validation on them: warnings are logged,

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use masif_daemon::serve::{self, ClientCert, Limits, RemoteAddr, Transport};
 use masif_pki::TlsFiles;
-use masif_store::Store;
+use masif_store::{Retention, Store};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-use crate::api::{self, PeerIdentity};
+use crate::api::{self, Api, PeerIdentity, V2};
+use crate::approvals::ApprovalWatch;
 use crate::tls::ReloadingTls;
 
 /// Everything the server needs besides the store and the listener.
@@ -30,7 +31,21 @@ pub struct ServeSettings {
     pub max_connections: usize,
     /// How long open connections get to finish their requests at shutdown.
     pub shutdown_grace: Duration,
+    /// Serve protocol v2 (long-poll, run results); off, `/v2/` paths are 404 as on the
+    /// original master and agents fall back to v1.
+    pub v2: bool,
+    /// Longest a v2 report is held waiting for approvals.
+    pub max_wait: Duration,
+    /// How often held reports' approvals are checked for changes (a one-row read); every
+    /// [`DEEP_POLL_EVERY`]th check also counts the approval rows.
+    pub approval_poll: Duration,
+    /// How many run results are kept.
+    pub retention: Retention,
 }
+
+/// Every how many approval checks the approval rows are counted too (for approvals written
+/// straight into the tables): every 4 s with the default `approval_poll`.
+pub const DEEP_POLL_EVERY: u32 = 16;
 
 impl ServeSettings {
     /// Defaults as in the configuration file.
@@ -43,6 +58,10 @@ impl ServeSettings {
             reload_interval: Duration::from_secs(10),
             max_connections: 20_000,
             shutdown_grace: Duration::from_secs(10),
+            v2: true,
+            max_wait: Duration::from_secs(900),
+            approval_poll: Duration::from_millis(250),
+            retention: Retention::default(),
         }
     }
 
@@ -69,8 +88,25 @@ pub async fn serve_with_listener(
 ) -> anyhow::Result<()> {
     let tls = Arc::new(ReloadingTls::load(settings.tls.clone())?);
     let watcher = tokio::spawn(tls.clone().watch(settings.reload_interval));
-    let service = WithPeerIdentity(warp::service(api::routes(store, settings.report_timeout)));
-    tracing::info!(listen = %listener.local_addr()?, "master listening");
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let v2 = settings.v2.then(|| V2 {
+        approvals: ApprovalWatch::start(store.clone(), settings.approval_poll, DEEP_POLL_EVERY),
+        max_wait: settings.max_wait,
+        retention: settings.retention,
+        closing: closed,
+    });
+    let api = Arc::new(Api {
+        store,
+        report_timeout: settings.report_timeout,
+        v2,
+    });
+    let service = WithPeerIdentity(warp::service(api::routes(api)));
+    tracing::info!(listen = %listener.local_addr()?, v2 = settings.v2, "master listening");
+    let shutdown = async move {
+        shutdown.await;
+        // Held reports answer at once, so they do not hold up the graceful close.
+        let _ = closing.send(true);
+    };
     serve::serve(
         listener,
         Transport::Tls(tls),

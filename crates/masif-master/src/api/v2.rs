@@ -1,0 +1,153 @@
+//! The v2 routes: `POST /v2/report`, a report whose answer may be held (long-poll) until an
+//! approval or a revocation touches one of its tasks, and `POST /v2/runs`, the results of the
+//! agent's package runs. Both are 404 when v2 is turned off, as on the original master.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use http::{HeaderMap, Method, StatusCode};
+use masif_proto::v2::{parse_runs, Report, ReportAnswer};
+use masif_proto::{AgentName, TaskSet, MAX_BODY_BYTES};
+use warp::reply::Response;
+
+use super::reply::{json, post_from_agent, read_limited, stored, text};
+use super::{Api, PeerIdentity, V2};
+
+/// `POST /v2/report`.
+pub(super) async fn report<S, B>(
+    method: Method,
+    peer: Option<PeerIdentity>,
+    headers: HeaderMap,
+    body: S,
+    api: Arc<Api>,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let Some(v2) = &api.v2 else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
+    let (agent, body) = match request(&method, peer.as_ref(), &headers, body).await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let report = match Report::parse(&body) {
+        Ok(report) => report,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    drop(body);
+    // Subscribe before reading: a change committed after the read is then seen below.
+    let mut approvals = v2.approvals.subscribe();
+    approvals.borrow_and_update();
+    let read_at = Instant::now();
+    let approved = match store_report(&api, &agent, &report.tasks).await {
+        Ok(approved) => approved,
+        Err(response) => return response,
+    };
+    let wait = Duration::from_secs(report.wait_secs).min(v2.max_wait);
+    if approved != report.approved || wait.is_zero() {
+        return answer(approved);
+    }
+    hold(&agent, &report.tasks, approved, wait, read_at, approvals, v2).await
+}
+
+/// Holds the answer until the approvals of `tasks` differ from `approved`, `wait` passes, or
+/// the master shuts down; then answers with the approvals in force.
+async fn hold(
+    agent: &AgentName,
+    tasks: &TaskSet,
+    approved: TaskSet,
+    wait: Duration,
+    read_at: Instant,
+    mut approvals: tokio::sync::watch::Receiver<crate::approvals::Published>,
+    v2: &V2,
+) -> Response {
+    let mut closing = v2.closing.clone();
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return answer(approved),
+            _ = closing.wait_for(|closing| *closing) => return answer(approved),
+            changed = approvals.changed() => {
+                if changed.is_err() {
+                    // The watcher is gone (shutdown): answer what is known.
+                    return answer(approved);
+                }
+                let published = approvals.borrow_and_update().clone();
+                if published.read_at < read_at {
+                    continue;
+                }
+                let now = published.patterns.approved(agent, tasks);
+                if now != approved {
+                    tracing::debug!(%agent, "approvals changed while held");
+                    return answer(now);
+                }
+            }
+        }
+    }
+}
+
+/// `POST /v2/runs`.
+pub(super) async fn runs<S, B>(
+    method: Method,
+    peer: Option<PeerIdentity>,
+    headers: HeaderMap,
+    body: S,
+    api: Arc<Api>,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let Some(v2) = &api.v2 else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
+    let (agent, body) = match request(&method, peer.as_ref(), &headers, body).await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let runs = match parse_runs(&body) {
+        Ok(runs) => runs,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let outcome = tokio::time::timeout(
+        api.report_timeout,
+        api.store.record_runs(&agent, &runs, &v2.retention),
+    )
+    .await;
+    match stored(&agent, "runs", outcome) {
+        Ok(new) => {
+            tracing::info!(%agent, runs = runs.len(), new, "runs recorded");
+            json(format!("{{\"stored\":{new}}}"))
+        }
+        Err(response) => response,
+    }
+}
+
+/// The agent and the body of a POST, or the answer refusing it.
+async fn request<S, B>(
+    method: &Method,
+    peer: Option<&PeerIdentity>,
+    headers: &HeaderMap,
+    body: S,
+) -> Result<(AgentName, Vec<u8>), Response>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let agent = post_from_agent(method, peer)?;
+    let body = read_limited(headers, body, MAX_BODY_BYTES).await?;
+    Ok((agent, body))
+}
+
+async fn store_report(api: &Api, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet, Response> {
+    let outcome = tokio::time::timeout(api.report_timeout, api.store.report(agent, tasks)).await;
+    stored(agent, "report", outcome)
+}
+
+fn answer(approved: TaskSet) -> Response {
+    json(ReportAnswer { approved }.render())
+}
