@@ -47,7 +47,9 @@ pub(crate) struct V2 {
 }
 
 /// The whole API. Every request yields a response; nothing is left to warp's default rejections.
-pub(crate) fn routes(api: Arc<Api>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+pub(crate) fn routes(
+    api: Arc<Api>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_api = warp::any().map(move || api.clone());
     let request = warp::method()
         .and(warp::ext::optional::<PeerIdentity>())

@@ -140,7 +140,10 @@ mod tests {
         };
         assert!(seen.changed(&deep), "first row figures");
         seen.update(&deep);
-        assert!(!seen.changed(&shallow), "a shallow read keeps the row figures");
+        assert!(
+            !seen.changed(&shallow),
+            "a shallow read keeps the row figures"
+        );
         assert!(!seen.changed(&deep));
         assert!(seen.changed(&ApprovalToken {
             generation: 1,

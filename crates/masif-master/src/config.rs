@@ -308,7 +308,10 @@ log:
             (GOOD.replace("/masif_upgrader", ""), "db.url"),
             (format!("{GOOD}extra: 1\n"), "extra"),
             (format!("{GOOD}runs: {{ keep: 0 }}\n"), "runs.keep"),
-            (format!("{GOOD}runs: {{ max_age_days: 0 }}\n"), "runs.max_age_days"),
+            (
+                format!("{GOOD}runs: {{ max_age_days: 0 }}\n"),
+                "runs.max_age_days",
+            ),
             (
                 GOOD.replace(
                     "  listen: \"0.0.0.0:8150\"",

@@ -52,7 +52,10 @@ pub async fn run(
 
 /// Deletes run results past their age, at start-up and then hourly (per-agent counts are
 /// trimmed as runs arrive). Several masters doing it is harmless.
-async fn purge_runs(store: std::sync::Arc<dyn masif_store::Store>, retention: masif_store::Retention) {
+async fn purge_runs(
+    store: std::sync::Arc<dyn masif_store::Store>,
+    retention: masif_store::Retention,
+) {
     let mut hourly = tokio::time::interval(Duration::from_secs(3600));
     loop {
         hourly.tick().await;

@@ -48,15 +48,17 @@ impl Report {
         if let Some(stray) = approved.iter().find(|t| !tasks.contains(t)) {
             return Err(field(
                 "approved",
-                format!("lists {} which is not in tasks", quote(stray.package().as_str())),
+                format!(
+                    "lists {} which is not in tasks",
+                    quote(stray.package().as_str())
+                ),
             ));
         }
         let wait_secs = match fields.get("wait") {
             None => 0,
-            Some(v) => v
-                .as_u64()
-                .filter(|w| *w <= MAX_WAIT_SECS)
-                .ok_or_else(|| field("wait", format!("not an integer from 0 to {MAX_WAIT_SECS}")))?,
+            Some(v) => v.as_u64().filter(|w| *w <= MAX_WAIT_SECS).ok_or_else(|| {
+                field("wait", format!("not an integer from 0 to {MAX_WAIT_SECS}"))
+            })?,
         };
         Ok(Self {
             tasks,
@@ -221,7 +223,9 @@ pub struct Run {
     /// Unix seconds.
     pub started_at: i64,
     pub duration_ms: u64,
-    /// apt-get's exit code; `None` when it did not run or was killed by a signal.
+    /// apt-get's exit code; `None` (an omitted key) when it did not run or was killed by a
+    /// signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     pub outcome: Outcome,
     /// The tasks of the plan the run executed (or, for `plan-changed`, was to execute).
@@ -246,9 +250,13 @@ pub fn parse_runs(body: &[u8]) -> Result<Vec<Run>, ProtocolError> {
     let mut ids = BTreeSet::new();
     let mut runs = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let run = parse_run(item).map_err(|(name, reason)| field(&format!("runs[{index}].{name}"), reason))?;
+        let run = parse_run(item)
+            .map_err(|(name, reason)| field(&format!("runs[{index}].{name}"), reason))?;
         if !ids.insert(run.id.clone()) {
-            return Err(field(&format!("runs[{index}].id"), "repeats an earlier run's id".into()));
+            return Err(field(
+                &format!("runs[{index}].id"),
+                "repeats an earlier run's id".into(),
+            ));
         }
         runs.push(run);
     }
@@ -281,7 +289,10 @@ fn parse_run(item: &Value) -> Result<Run, FieldError> {
             .get(name)
             .and_then(Value::as_i64)
             .filter(|v| (0..=max).contains(v))
-            .ok_or((name, format!("is missing or not an integer from 0 to {max}")))
+            .ok_or((
+                name,
+                format!("is missing or not an integer from 0 to {max}"),
+            ))
     };
     let id = RunId::new(text("id")?).map_err(|e| ("id", e))?;
     let package = PackageName::new(text("package")?).map_err(|e| ("package", e.to_string()))?;
@@ -295,9 +306,12 @@ fn parse_run(item: &Value) -> Result<Run, FieldError> {
                 .ok_or(("exit_code", "not a 32-bit integer".to_string()))?,
         ),
     };
-    let outcome = text("outcome")?
-        .parse::<Outcome>()
-        .map_err(|()| ("outcome", "must be succeeded, failed or plan-changed".to_string()))?;
+    let outcome = text("outcome")?.parse::<Outcome>().map_err(|()| {
+        (
+            "outcome",
+            "must be succeeded, failed or plan-changed".to_string(),
+        )
+    })?;
     let tasks = fields
         .get("tasks")
         .ok_or(("tasks", "is missing".to_string()))
@@ -344,5 +358,129 @@ fn field(name: &str, reason: String) -> ProtocolError {
     ProtocolError::Field {
         field: name.trim_end_matches('.').to_owned(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_task_list;
+
+    const TASKS: &str = r#"[{"package":"alpha","action":"update","from_version":"1","to_version":"2"},{"package":"gamma","action":"install","to_version":"1"}]"#;
+
+    fn run() -> Run {
+        Run {
+            id: RunId::new("1764900000000-7").unwrap(),
+            package: PackageName::new("alpha").unwrap(),
+            started_at: 1_764_900_000,
+            duration_ms: 1500,
+            exit_code: Some(100),
+            outcome: Outcome::Failed,
+            tasks: parse_task_list(TASKS.as_bytes()).unwrap(),
+            output: RunOutput::tail_of("E: Sub-process /usr/bin/dpkg returned an error code (1)\n"),
+        }
+    }
+
+    #[test]
+    fn bodies_survive_a_round_trip() {
+        let tasks = parse_task_list(TASKS.as_bytes()).unwrap();
+        let report = Report {
+            approved: tasks.iter().take(1).cloned().collect(),
+            tasks: tasks.clone(),
+            wait_secs: 300,
+        };
+        assert_eq!(Report::parse(report.render().as_bytes()).unwrap(), report);
+        let answer = ReportAnswer { approved: tasks };
+        assert_eq!(
+            ReportAnswer::parse(answer.render().as_bytes()).unwrap(),
+            answer
+        );
+        let runs = vec![
+            run(),
+            Run {
+                id: RunId::new("2").unwrap(),
+                exit_code: None,
+                ..run()
+            },
+        ];
+        assert_eq!(parse_runs(render_runs(&runs).as_bytes()).unwrap(), runs);
+    }
+
+    #[test]
+    fn a_report_may_leave_out_everything_and_unknown_fields_are_ignored() {
+        let report = Report::parse(br#"{"future":{"x":1}}"#).unwrap();
+        assert_eq!(report, Report::default());
+    }
+
+    #[test]
+    fn malformed_reports_name_the_field() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"[]", "body is not a JSON object"),
+            (b"{", "not valid JSON"),
+            (br#"{"tasks":[{"package":""}]}"#, "tasks: task 0"),
+            (
+                br#"{"tasks":[],"approved":[{"package":"a","action":"install","to_version":"1"}]}"#,
+                "approved: lists a",
+            ),
+            (br#"{"wait":3601}"#, "wait: "),
+            (br#"{"wait":1.5}"#, "wait: "),
+            (br#"{"approved":{}}"#, "approved: "),
+        ];
+        for (body, reason) in cases {
+            let err = Report::parse(body).unwrap_err().to_string();
+            assert!(err.contains(reason), "{err:?} should contain {reason:?}");
+        }
+        assert!(ReportAnswer::parse(b"{}")
+            .unwrap_err()
+            .to_string()
+            .contains("approved"));
+    }
+
+    #[test]
+    fn malformed_runs_name_the_run_and_field() {
+        let good = render_runs(&[run()]);
+        let cases = [
+            (good.replace("1764900000000-7", "a/b"), "runs[0].id"),
+            (good.replace("\"failed\"", "\"boom\""), "runs[0].outcome"),
+            (
+                good.replace("\"exit_code\":100", "\"exit_code\":4294967296"),
+                "runs[0].exit_code",
+            ),
+            (
+                good.replace("\"duration_ms\":1500", "\"duration_ms\":-1"),
+                "runs[0].duration_ms",
+            ),
+            (
+                good.replace(
+                    "\"package\":\"alpha\",\"started_at\"",
+                    "\"package\":\"\",\"started_at\"",
+                ),
+                "runs[0].package",
+            ),
+            (good.replace("(1)\\n", "(1)\\u0000"), "runs[0].output"),
+            (good.replace("\"runs\"", "\"run\""), "runs: is missing"),
+        ];
+        for (body, field) in cases {
+            let err = parse_runs(body.as_bytes()).unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err:?} should name {field:?}");
+        }
+    }
+
+    #[test]
+    fn output_keeps_the_tail_on_a_character_boundary_and_replaces_controls() {
+        let long = format!("{}\u{1b}[31mé", "x".repeat(5000));
+        let tail = RunOutput::tail_of(&long);
+        assert!(tail.as_str().len() <= MAX_OUTPUT_BYTES);
+        assert!(
+            tail.as_str().ends_with("\u{fffd}[31mé"),
+            "{:?}",
+            &tail.as_str()[4000..]
+        );
+        assert!(RunOutput::new(tail.as_str()).is_ok());
+        let multibyte = "é".repeat(3000);
+        let tail = RunOutput::tail_of(&multibyte);
+        assert!(tail.as_str().chars().all(|c| c == 'é'));
+        assert!(RunOutput::new("line\n\ttab").is_ok());
+        assert!(RunOutput::new("\u{2067}x").is_err());
     }
 }

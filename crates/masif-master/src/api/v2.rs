@@ -50,7 +50,16 @@ where
     if approved != report.approved || wait.is_zero() {
         return answer(approved);
     }
-    hold(&agent, &report.tasks, approved, wait, read_at, approvals, v2).await
+    hold(
+        &agent,
+        &report.tasks,
+        approved,
+        wait,
+        read_at,
+        approvals,
+        v2,
+    )
+    .await
 }
 
 /// Holds the answer until the approvals of `tasks` differ from `approved`, `wait` passes, or

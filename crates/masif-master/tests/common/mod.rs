@@ -168,15 +168,25 @@ impl Client {
         path: &str,
         body: impl Into<Bytes>,
     ) -> anyhow::Result<Reply> {
+        self.request_within(method, path, body, Duration::from_secs(30))
+            .await
+    }
+
+    /// A request whose answer may take up to `within` (a held v2 report).
+    pub async fn request_within(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+        within: Duration,
+    ) -> anyhow::Result<Reply> {
         self.sender.ready().await?;
         let request = http::Request::builder()
             .method(method)
             .uri(path)
             .header("host", MASTER_CN)
             .body(Full::new(body.into()))?;
-        let response =
-            tokio::time::timeout(Duration::from_secs(30), self.sender.send_request(request))
-                .await??;
+        let response = tokio::time::timeout(within, self.sender.send_request(request)).await??;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Reply {
