@@ -2,8 +2,11 @@
 //! wait for conditions with a deadline, read a sandbox's dpkg database; a browser for its UI
 //! ([`browser`]) and /proc readers ([`procs`]).
 
+#![allow(dead_code)] // each test binary uses its own part
+
 pub mod browser;
 pub mod procs;
+pub mod world;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,432 @@
+//! The whole system in one test process: a CA and the master's certificate, a database
+//! (a fresh MariaDB database or an SQLite file), the real master over mutual TLS, the real UI
+//! on plain HTTP with one user, and real agents (`masif_agent::run`, configured from a YAML
+//! file) on sandbox apt roots with real apt-get and dpkg.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use masif_pki::TlsFiles;
+use masif_proto::{Action, AgentName, PackageName, Version};
+use masif_store::{ApprovalScope, Store, TaskKey};
+use masif_testkit::db::TestDatabase;
+use masif_testkit::pki::{EphemeralCa, Usage};
+use masif_testkit::sandbox::{standard_packages, Sandbox, Stage};
+use tokio::sync::oneshot;
+
+pub const MASTER_CN: &str = "master.e2e.test";
+
+/// The master side: a CA, the master's certificate, a fresh database, the master itself.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub ca: EphemeralCa,
+    master_files: TlsFiles,
+    _db: Option<TestDatabase>,
+    pub db_url: String,
+    pub store: Arc<dyn Store>,
+    pub addr: SocketAddr,
+    options: Options,
+    master: Option<(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+}
+
+/// Where the shared database lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Mysql,
+    Sqlite,
+}
+
+/// How the world is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub backend: Backend,
+    /// Whether the master serves protocol v2.
+    pub v2: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Mysql,
+            v2: true,
+        }
+    }
+}
+
+impl World {
+    /// Everything, with the master listening.
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Everything as `options` say, with the master listening.
+    pub async fn start_with(options: Options) -> Self {
+        let mut w = Self::without_master_with(options).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        w.addr = listener.local_addr().unwrap();
+        w.serve(listener);
+        w
+    }
+
+    /// Everything but the master: it is down, its address known.
+    pub async fn without_master() -> Self {
+        Self::without_master_with(Options::default()).await
+    }
+
+    async fn without_master_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = EphemeralCa::new("Masif E2E CA").unwrap();
+        let cert = ca.issue(MASTER_CN, Usage::Server).unwrap();
+        let master_files = ca
+            .write_files(&dir.path().join("master"), &cert, None)
+            .unwrap();
+        let (db, db_url) = match options.backend {
+            Backend::Mysql => {
+                let db = TestDatabase::create("agent_e2e").await;
+                let url = db.url();
+                (Some(db), url)
+            }
+            Backend::Sqlite => (
+                None,
+                format!("sqlite://{}", dir.path().join("masif.db").display()),
+            ),
+        };
+        let store = masif_store::open(&db_url.parse().unwrap()).await.unwrap();
+        // A free port, released again: nobody answers there until `serve`.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        Self {
+            dir,
+            ca,
+            master_files,
+            _db: db,
+            db_url,
+            store,
+            addr,
+            options,
+            master: None,
+        }
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let settings = masif_master::ServeSettings {
+            v2: self.options.v2,
+            ..masif_master::ServeSettings::new(self.master_files.clone())
+        };
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(masif_master::serve_with_listener(
+            settings,
+            self.store.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        self.master = Some((tx, task));
+    }
+
+    /// Brings the master up on the address agents were given.
+    pub async fn bring_master_up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some((tx, task)) = self.master.take() {
+            let _ = tx.send(());
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Approves (action, target version) pairs of `package`, as the UI's "approve selection".
+    pub async fn approve(&self, package: &str, rows: &[(Action, Option<&str>)], scope: ApprovalScope) {
+        let keys: Vec<TaskKey> = rows
+            .iter()
+            .map(|(action, to)| TaskKey {
+                package: PackageName::new(package).unwrap(),
+                action: *action,
+                to_version: to.map(|v| Version::new(v).unwrap()),
+            })
+            .collect();
+        self.store
+            .approve(&keys, &scope, "e2e-admin")
+            .await
+            .unwrap();
+    }
+
+    /// Approves the update of `package` to `version` (and its configure step) for everyone.
+    pub async fn approve_update(&self, package: &str, version: &str) {
+        self.approve(
+            package,
+            &[
+                (Action::Update, Some(version)),
+                (Action::Configure, Some(version)),
+            ],
+            ApprovalScope::AllAgents,
+        )
+        .await;
+    }
+
+    /// What the master holds as `agent`'s pending tasks, as "action package to_version".
+    pub async fn pending(&self, agent: &str) -> Vec<String> {
+        let name = AgentName::new(agent).unwrap();
+        let Some(detail) = self.store.agent_detail(&name).await.unwrap() else {
+            return Vec::new();
+        };
+        let mut rows: Vec<String> = detail
+            .pending
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {}",
+                    t.action(),
+                    t.package(),
+                    t.to_version().map(|v| v.as_str()).unwrap_or("-")
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// One agent: its certificate, sandbox, configuration file and monitoring socket.
+pub struct TestAgent {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub sandbox: Sandbox,
+    pub socket: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<masif_agent::Result<()>>>,
+}
+
+impl TestAgent {
+    pub async fn start(world: &World, name: &str) -> Self {
+        Self::start_expecting(world, name, MASTER_CN).await
+    }
+
+    pub async fn start_expecting(world: &World, name: &str, master_cn: &str) -> Self {
+        Self::start_configured(world, name, master_cn, "{ check: 1, report: 1, retry: 1 }").await
+    }
+
+    /// An agent with `intervals` (the YAML of `interval:`), expecting `master_cn`.
+    pub async fn start_configured(
+        world: &World,
+        name: &str,
+        master_cn: &str,
+        intervals: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = world.ca.issue(name, Usage::Client).unwrap();
+        let tls = world
+            .ca
+            .write_files(&world.dir.path().join(name), &issued, None)
+            .unwrap();
+        let sandbox = Sandbox::create(&dir.path().join("sandbox"), &standard_packages())
+            .await
+            .unwrap();
+        sandbox.publish(Stage::V2).await.unwrap();
+        let socket = dir.path().join("run/agent.sock");
+        let env: Vec<String> = sandbox
+            .apt_env()
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:?}"))
+            .collect();
+        let yaml = format!(
+            r#"# written by agent_e2e.rs
+interval: {intervals}
+master:
+  host: "{addr}"
+  cn: "{master_cn}"
+tls:
+  cert: {cert}
+  key: {key}
+  ca: {ca}
+apt:
+  path: /usr/bin/apt-get
+  options: []
+  env: {{ {env} }}
+socket: {socket}
+log: {{ level: debug }}
+"#,
+            addr = world.addr,
+            cert = tls.cert.display(),
+            key = tls.key.display(),
+            ca = tls.ca.display(),
+            env = env.join(", "),
+            socket = socket.display(),
+        );
+        let config_file = dir.path().join("agent.yml");
+        std::fs::write(&config_file, yaml).unwrap();
+        let config = masif_agent::AgentConfig::load(&config_file).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(masif_agent::run(config, async move {
+            let _ = rx.await;
+        }));
+        let agent = Self {
+            name: name.into(),
+            dir,
+            sandbox,
+            socket,
+            stop: Some(tx),
+            task: Some(task),
+        };
+        let socket = agent.socket.clone();
+        eventually("the monitoring socket", || {
+            let socket = socket.clone();
+            async move { masif_agent::api::query(&socket, "/v1/status").await.is_ok() }
+        })
+        .await;
+        agent
+    }
+
+    pub async fn status(&self) -> masif_agent::api::Json {
+        masif_agent::api::query(&self.socket, "/v1/status")
+            .await
+            .unwrap()
+    }
+
+    pub async fn version(&self, package: &str) -> Option<String> {
+        self.sandbox.installed_version(package).await.unwrap()
+    }
+
+    pub async fn reports(&self) -> u64 {
+        self.status().await["reports"].as_u64().unwrap()
+    }
+
+    /// Waits for `n` more successful reports (each one a full cycle of the loop).
+    pub async fn cycles(&self, n: u64) {
+        let start = self.reports().await;
+        eventually("more reports", || async {
+            self.reports().await >= start + n
+        })
+        .await;
+    }
+
+    pub async fn wait_version(&self, package: &str, version: &str) {
+        eventually(&format!("{} {package} {version}", self.name), || async {
+            self.version(package).await.as_deref() == Some(version)
+        })
+        .await;
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+        assert!(!self.socket.exists(), "socket removed");
+        drop(self.dir);
+    }
+}
+
+/// Polls `check` until it holds (a generous deadline against hangs under load, not a
+/// timing assertion).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..1800 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+
+/// The UI on plain HTTP with one user, serving the world's database.
+pub struct Ui {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The UI user's name and password.
+pub const UI_USER: &str = "e2e-admin";
+pub const UI_PASSWORD: &str = "e2e-password";
+
+impl World {
+    /// Starts the UI on the world's database; agents not seen for `offline_after` are offline.
+    pub async fn start_ui(&self, offline_after: Duration) -> Ui {
+        let hash = bcrypt::hash(UI_PASSWORD, 4).unwrap();
+        let users = masif_ui::Users::parse(&format!("{UI_USER}:{hash}\n")).unwrap();
+        let mut settings = masif_ui::UiSettings::with_users(users);
+        settings.offline_after = offline_after;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let store = masif_store::open(&self.db_url.parse().unwrap()).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            masif_ui::serve_with_listener(settings, store, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Ui {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+impl Ui {
+    /// Logs in, then runs `visit` with the browser (blocking HTTP, so on a blocking thread).
+    pub async fn visit<T: Send + 'static>(
+        &self,
+        visit: impl FnOnce(&mut super::browser::Browser) -> T + Send + 'static,
+    ) -> T {
+        let addr = self.addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut browser = super::browser::Browser::new(&addr);
+            browser.log_in(UI_USER, UI_PASSWORD);
+            visit(&mut browser)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// GETs `path` (logged in) and returns the page, which must be a 200.
+    pub async fn page(&self, path: &str) -> String {
+        let path = path.to_owned();
+        self.visit(move |browser| {
+            let page = browser.get(&path);
+            assert_eq!(page.status, 200, "{path}: {page:?}");
+            page.body
+        })
+        .await
+    }
+
+    /// Ticks the pending page's rows `keys` (as in its checkboxes, e.g.
+    /// `["alpha","update","2.0"]`) and presses "approve", as an administrator would.
+    pub async fn approve(&self, keys: &[&str]) {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        self.visit(move |browser| {
+            let page = browser.get("/");
+            let csrf = super::browser::hidden_field(&page.body, "csrf").expect("csrf");
+            let mut form: Vec<(&str, &str)> = keys.iter().map(|k| ("key", k.as_str())).collect();
+            form.push(("do", "approve"));
+            form.push(("csrf", &csrf));
+            let answer = browser.post("/approve", &form);
+            assert_eq!(answer.status, 303, "{answer:?}");
+        })
+        .await
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
