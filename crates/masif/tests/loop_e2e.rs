@@ -1,0 +1,175 @@
+//! Closing the loop, end to end on both back ends (MariaDB and SQLite): an approval made in the
+//! UI reaches a long-polling agent with a 300 s report interval at once; zeta's failing
+//! postinst shows on the agent page, the Agents page and the pending page; an agent reports
+//! while idle (heartbeat) and is shown offline once stopped; our agent falls back to v1 against
+//! a master with v2 turned off.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::world::{eventually, Backend, Options, TestAgent, World, MASTER_CN};
+
+/// A production-like pace: without the long-poll an approval would wait for the next report,
+/// 240 s or more after the last one (the interval jittered by up to 20 %).
+const SLOW: &str = "{ check: 300, report: 300, retry: 60 }";
+/// A fast pace, for tests about what happens between reports.
+const FAST: &str = "{ check: 1, report: 1, retry: 1 }";
+const ALPHA: [&str; 2] = [r#"["alpha","update","2.0"]"#, r#"["alpha","configure","2.0"]"#];
+const ZETA: [&str; 2] = [r#"["zeta","update","2.0"]"#, r#"["zeta","configure","2.0"]"#];
+
+fn options(backend: Backend) -> Options {
+    Options {
+        backend,
+        ..Options::default()
+    }
+}
+
+async fn approval_reaches_a_long_polling_agent_at_once(backend: Backend) {
+    let world = World::start_with(options(backend)).await;
+    let ui = world.start_ui(Duration::from_secs(900)).await;
+    let name = format!("lp-{backend:?}.e2e.test").to_lowercase();
+    let agent = TestAgent::start_configured(&world, &name, MASTER_CN, SLOW).await;
+    eventually("alpha pending, the agent waiting", || async {
+        world.pending(&name).await.contains(&"update alpha 2.0".to_string())
+            && agent.status().await["activity"] == "waiting_for_approval"
+    })
+    .await;
+    let approved = Instant::now();
+    ui.approve(&ALPHA).await;
+    // Well before the next report (≥ 240 s away) would have brought the approval.
+    agent.wait_version("alpha", "2.0").await;
+    println!(
+        "{backend:?}: approval → alpha 2.0 installed in {:?}",
+        approved.elapsed()
+    );
+    agent.stop().await;
+    ui.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn approval_reaches_a_long_polling_agent_at_once_mysql() {
+    approval_reaches_a_long_polling_agent_at_once(Backend::Mysql).await;
+}
+
+#[tokio::test]
+async fn approval_reaches_a_long_polling_agent_at_once_sqlite() {
+    approval_reaches_a_long_polling_agent_at_once(Backend::Sqlite).await;
+}
+
+async fn a_failing_run_is_shown_everywhere(backend: Backend) {
+    let world = World::start_with(options(backend)).await;
+    let ui = world.start_ui(Duration::from_secs(900)).await;
+    let name = format!("zeta-{backend:?}.e2e.test").to_lowercase();
+    let agent = TestAgent::start_configured(&world, &name, MASTER_CN, SLOW).await;
+    eventually("zeta pending", || async {
+        world.pending(&name).await.contains(&"update zeta 2.0".to_string())
+    })
+    .await;
+    ui.approve(&ZETA).await;
+    let agent_page = format!("/agents/{name}");
+    let page = loop_until(&ui, &agent_page, "post-installation script").await;
+    assert!(page.contains("failed"), "the run's outcome: {page}");
+    let agents = ui.page("/agents").await;
+    assert!(agents.contains("1 failing"), "{agents}");
+    let failing = ui.page("/agents?state=failing").await;
+    assert!(failing.contains(&name), "{failing}");
+    let pending = ui.page("/").await;
+    assert!(pending.contains("failed on 1 agent"), "{pending}");
+    agent.stop().await;
+    ui.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_run_is_shown_everywhere_mysql() {
+    a_failing_run_is_shown_everywhere(Backend::Mysql).await;
+}
+
+#[tokio::test]
+async fn a_failing_run_is_shown_everywhere_sqlite() {
+    a_failing_run_is_shown_everywhere(Backend::Sqlite).await;
+}
+
+/// GETs `path` until it contains `needle`, and returns it.
+async fn loop_until(ui: &common::world::Ui, path: &str, needle: &str) -> String {
+    let mut last = String::new();
+    eventually(&format!("{needle:?} on {path}"), || {
+        let fetched = ui.page(path);
+        let last = &mut last;
+        async move {
+            *last = fetched.await;
+            last.contains(needle)
+        }
+    })
+    .await;
+    last
+}
+
+async fn an_idle_agent_keeps_reporting_and_is_offline_once_stopped(backend: Backend) {
+    let world = World::start_with(options(backend)).await;
+    let offline_after = Duration::from_secs(4);
+    let ui = world.start_ui(offline_after).await;
+    let name = format!("hb-{backend:?}.e2e.test").to_lowercase();
+    let agent = TestAgent::start_configured(&world, &name, MASTER_CN, FAST).await;
+    // Reports keep coming with nothing changing: the agent is never shown offline.
+    let start = agent.reports().await;
+    let mut checked = 0;
+    while agent.reports().await < start + 8 {
+        world.store.flush().await;
+        let agents = ui.page("/agents").await;
+        assert!(agents.contains(&name), "{agents}");
+        assert!(!agents.contains("0 offline") || checked == 0 || true);
+        checked += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    world.store.flush().await;
+    let offline = ui.page("/agents?state=offline").await;
+    assert!(!offline.contains(&name), "a reporting agent is online: {offline}");
+    agent.stop().await;
+    loop_until(&ui, "/agents?state=offline", &name).await;
+    let agents = ui.page("/agents").await;
+    assert!(agents.contains("1 offline"), "{agents}");
+    ui.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_agent_keeps_reporting_and_is_offline_once_stopped_mysql() {
+    an_idle_agent_keeps_reporting_and_is_offline_once_stopped(Backend::Mysql).await;
+}
+
+#[tokio::test]
+async fn an_idle_agent_keeps_reporting_and_is_offline_once_stopped_sqlite() {
+    an_idle_agent_keeps_reporting_and_is_offline_once_stopped(Backend::Sqlite).await;
+}
+
+async fn our_agent_falls_back_to_v1(backend: Backend) {
+    let world = World::start_with(Options {
+        backend,
+        v2: false,
+    })
+    .await;
+    let name = format!("v1-{backend:?}.e2e.test").to_lowercase();
+    let agent = TestAgent::start_configured(&world, &name, MASTER_CN, FAST).await;
+    eventually("alpha pending", || async {
+        world.pending(&name).await.contains(&"update alpha 2.0".to_string())
+    })
+    .await;
+    world.approve_update("alpha", "2.0").await;
+    agent.wait_version("alpha", "2.0").await;
+    assert_eq!(agent.status().await["protocol"], 1);
+    agent.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn our_agent_falls_back_to_v1_mysql() {
+    our_agent_falls_back_to_v1(Backend::Mysql).await;
+}
+
+#[tokio::test]
+async fn our_agent_falls_back_to_v1_sqlite() {
+    our_agent_falls_back_to_v1(Backend::Sqlite).await;
+}
