@@ -12,6 +12,7 @@ mod migrations;
 mod model;
 pub mod mysql;
 mod pending;
+mod runs;
 pub mod sqlite;
 mod stored;
 mod url;
