@@ -80,9 +80,9 @@ pub(super) async fn record_once(
             ],
         )
         .await?;
-        let id = conn.last_insert_id().ok_or_else(|| {
-            Failure::Fatal(StoreError::Invalid("a run insert generated no id".into()))
-        })?;
+        let id = conn
+            .last_insert_id()
+            .ok_or_else(|| mysql_async::Error::Other("a run insert generated no id".into()))?;
         inserted.push((id, run));
     }
 

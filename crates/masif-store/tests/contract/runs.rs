@@ -112,6 +112,35 @@ async fn runs_are_stored_once_however_often_resent(db: TestStore) {
 }
 contract_test!(runs_are_stored_once_however_often_resent);
 
+/// The same batch sent by several requests at once (an agent retrying while its first request
+/// is still in flight) is stored once, and the agent row once.
+async fn concurrent_resends_store_each_run_once(db: TestStore) {
+    let t = now();
+    let batch: Vec<Run> = (0..5)
+        .map(|i| run(&format!("r{i}"), "perl", t + i, Outcome::Failed))
+        .collect();
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, batch) = (db.store.clone(), batch.clone());
+            tokio::spawn(async move {
+                store
+                    .record_runs(&agent("new"), &batch, &Retention::default())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for sender in senders {
+        new += sender.await.unwrap();
+    }
+    assert_eq!(new, 5);
+    assert_eq!(db.int("SELECT COUNT(*) FROM run").await, 5);
+    assert_eq!(db.int("SELECT COUNT(*) FROM agent").await, 1);
+    assert_eq!(failing(&db).await, [("perl".to_owned(), 1, t + 4)]);
+}
+contract_test!(concurrent_resends_store_each_run_once);
+
 async fn runs_are_listed_newest_first_in_pages(db: TestStore) {
     let t = now();
     // One batch is stored oldest start first.
