@@ -22,13 +22,9 @@ pub(crate) fn to_insert<'r>(runs: &'r [Run], stored: &HashSet<&str>) -> Vec<&'r 
     new
 }
 
-/// What a run's row stores besides its key: (outcome, task list as JSON, failed).
-pub(crate) fn columns(run: &Run) -> (&'static str, String, bool) {
-    (
-        run.outcome.as_str(),
-        render_task_list(&run.tasks),
-        run.outcome == Outcome::Failed,
-    )
+/// The text columns of a run's row: (outcome, the task list as v1 JSON).
+pub(crate) fn columns(run: &Run) -> (&'static str, String) {
+    (run.outcome.as_str(), render_task_list(&run.tasks))
 }
 
 /// The latest outcome of one package on one agent, for `run_latest`.

@@ -193,7 +193,8 @@ pub(crate) fn approval_branches<'v>(
 /// report joins them by name), so it is left out rather than read as a wildcard.
 pub(crate) fn all_approvals() -> String {
     format!(
-        "{} FROM task t LEFT JOIN agent a ON a.id = t.agent LEFT JOIN package p ON p.id = t.package \
+        "{} FROM task t LEFT JOIN agent a ON a.id = t.agent \
+         LEFT JOIN package p ON p.id = t.package \
          WHERE t.approved = 1 AND (t.agent IS NULL OR a.id IS NOT NULL) \
            AND (t.package IS NULL OR p.id IS NOT NULL)",
         columns("p.name", "a.name")

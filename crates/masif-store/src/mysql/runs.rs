@@ -61,7 +61,7 @@ pub(super) async fn record_once(
     // One INSERT per run: a batch holds few runs, and each may be large (its task list).
     let mut inserted = Vec::new();
     for run in to_insert(runs, &stored) {
-        let (outcome, tasks, _) = columns(run);
+        let (outcome, tasks) = columns(run);
         conn.exec_drop(
             "INSERT INTO run (agent, run_key, package, started_at, duration_ms, exit_code,
                               outcome, tasks, output, received_at)

@@ -69,15 +69,20 @@ impl AgentLoop for SqliteStore {
         let before = purge_before(retention, unix_now());
         let mut purged = 0;
         // Chunks commit one by one, so reports get the write lock in between.
-        loop {
-            let (runs, latest) = self
-                .write("purging runs", move |tx| purge_chunk(tx, before))
-                .await?;
-            purged += runs;
-            if runs < PURGE_CHUNK as u64 && latest < PURGE_CHUNK as u64 {
-                return Ok(purged);
+        for table in ["run", "run_latest"] {
+            loop {
+                let deleted = self
+                    .write("purging runs", move |tx| purge_chunk(tx, table, before))
+                    .await?;
+                if table == "run" {
+                    purged += deleted;
+                }
+                if deleted < PURGE_CHUNK as u64 {
+                    break;
+                }
             }
         }
+        Ok(purged)
     }
 }
 

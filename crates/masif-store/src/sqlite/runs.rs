@@ -39,7 +39,7 @@ pub(super) fn record(
     )?;
     let mut inserted = Vec::new();
     for run in to_insert(runs, &HashSet::new()) {
-        let (outcome, tasks, _) = columns(run);
+        let (outcome, tasks) = columns(run);
         let duration_ms = i64::try_from(run.duration_ms).map_err(|_| {
             StoreError::Invalid(format!("run {}: duration out of range", run.id.as_str()))
         })?;
@@ -81,23 +81,20 @@ pub(super) fn record(
     Ok(inserted.len() as u64)
 }
 
-/// Deletes at most [`PURGE_CHUNK`] runs, then as many latest outcomes, that started before
-/// `before`; returns how many of each.
-pub(super) fn purge_chunk(tx: &Transaction<'_>, before: i64) -> Result<(u64, u64), Failure> {
-    let chunk = PURGE_CHUNK as i64;
-    let runs = tx
-        .prepare_cached(
-            "DELETE FROM run WHERE id IN
-               (SELECT id FROM run WHERE started_at < ?1 LIMIT ?2)",
-        )?
-        .execute((before, chunk))?;
-    let latest = tx
-        .prepare_cached(
-            "DELETE FROM run_latest WHERE rowid IN
-               (SELECT rowid FROM run_latest WHERE started_at < ?1 LIMIT ?2)",
-        )?
-        .execute((before, chunk))?;
-    Ok((runs as u64, latest as u64))
+/// Deletes at most [`PURGE_CHUNK`] rows of `table` (`run` or `run_latest`) that started before
+/// `before`; returns how many.
+pub(super) fn purge_chunk(
+    tx: &Transaction<'_>,
+    table: &'static str,
+    before: i64,
+) -> Result<u64, Failure> {
+    let deleted = tx
+        .prepare_cached(&format!(
+            "DELETE FROM {table} WHERE rowid IN
+               (SELECT rowid FROM {table} WHERE started_at < ?1 LIMIT ?2)"
+        ))?
+        .execute((before, PURGE_CHUNK as i64))?;
+    Ok(deleted as u64)
 }
 
 /// One agent's runs, newest first; an unknown agent has none.
