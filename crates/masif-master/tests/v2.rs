@@ -112,8 +112,10 @@ async fn a_held_report_is_answered_when_its_approval_is_revoked() {
     // Knowing the approval, the agent waits; the revocation answers it.
     let held = hold(client, report_body(TWO_TASKS, ALPHA_UPDATE, HELD));
     stored(ui.as_ref(), "b.example.com", 1).await;
-    let approval = ui.approvals(Page::default()).await.unwrap().rows[0].id;
-    assert!(ui.revoke(approval, "admin").await.unwrap());
+    // The approval is two rows (the update and its configure step): revoke both.
+    for approval in ui.approvals(Page::default()).await.unwrap().rows {
+        assert!(ui.revoke(approval.id, "admin").await.unwrap());
+    }
     let reply = tokio::time::timeout(ANSWER_WITHIN, held)
         .await
         .unwrap()
