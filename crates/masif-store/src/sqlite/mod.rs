@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::backoff::{Backoff, Failure};
+use crate::clock::LAST_SEEN_INTERVAL;
 use crate::{Result, StoreError};
 
 /// Most idle reader connections kept open per process.
@@ -35,6 +36,8 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Idle read connections (WAL readers never block the writer, nor it them).
     readers: Mutex<Vec<Connection>>,
+    /// How old `last_seen` may get before an unchanged report writes it again.
+    last_seen_interval: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -72,8 +75,26 @@ impl SqliteStore {
                 path,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                last_seen_interval: LAST_SEEN_INTERVAL.as_secs().into(),
             }),
         })
+    }
+
+    /// Sets how old an agent's `last_seen` may get before an unchanged report writes it again
+    /// (default 60 s; the MySQL back end's `last_seen_interval` URL parameter). The UI's
+    /// offline mark is only as sharp as this.
+    pub fn set_last_seen_interval(&self, interval: std::time::Duration) {
+        self.inner
+            .last_seen_interval
+            .store(interval.as_secs(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn last_seen_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.inner
+                .last_seen_interval
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The database file.

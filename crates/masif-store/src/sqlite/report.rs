@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Transaction};
 use super::rows::{self, RawTask};
 use super::SqliteStore;
 use crate::backoff::Failure;
-use crate::clock::{last_seen_due, unix_now, LAST_SEEN_INTERVAL};
+use crate::clock::{last_seen_due, unix_now};
 use crate::pending::{diff, pending_digest, split};
 use crate::{Reports, Result, StoreError};
 
@@ -17,9 +17,10 @@ impl Reports for SqliteStore {
     async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
         let name = agent.as_str().to_owned();
         let reported = tasks.clone();
+        let interval = self.last_seen_interval();
         let unchanged = self
             .read("reading the state of a report", move |tx| {
-                unchanged_answer(tx, &name, &reported)
+                unchanged_answer(tx, &name, &reported, interval)
             })
             .await?;
         if let Some(approved) = unchanged {
@@ -39,6 +40,7 @@ fn unchanged_answer(
     tx: &Transaction<'_>,
     agent: &str,
     reported: &TaskSet,
+    last_seen_interval: std::time::Duration,
 ) -> Result<Option<TaskSet>, Failure> {
     let Some(agent_id) = rows::agent_id(tx, agent)? else {
         return Ok(None);
@@ -56,7 +58,7 @@ fn unchanged_answer(
     };
     let patterns = rows::approval_patterns(tx, agent_id, reported)?;
     let (approved, pending) = split(reported, &patterns);
-    let fresh = !last_seen_due(Some(last_seen), unix_now(), LAST_SEEN_INTERVAL);
+    let fresh = !last_seen_due(Some(last_seen), unix_now(), last_seen_interval);
     let same = stored_hash == pending_digest(&pending)
         && usize::try_from(stored_rows).is_ok_and(|n| n == pending.len());
     Ok((fresh && same).then_some(approved))

@@ -88,18 +88,22 @@ impl World {
         let master_files = ca
             .write_files(&dir.path().join("master"), &cert, None)
             .unwrap();
-        let (db, db_url) = match options.backend {
+        // Unchanged reports write `last_seen` when it is a second old (not 60 s), so that the
+        // UI's offline mark can be tested in seconds.
+        let (db, db_url, store): (_, _, Arc<dyn Store>) = match options.backend {
             Backend::Mysql => {
                 let db = TestDatabase::create("agent_e2e").await;
-                let url = db.url();
-                (Some(db), url)
+                let url = format!("{}?last_seen_interval=1", db.url());
+                let store = masif_store::open(&url.parse().unwrap()).await.unwrap();
+                (Some(db), url, store)
             }
-            Backend::Sqlite => (
-                None,
-                format!("sqlite://{}", dir.path().join("masif.db").display()),
-            ),
+            Backend::Sqlite => {
+                let path = dir.path().join("masif.db");
+                let store = masif_store::sqlite::SqliteStore::open(&path).await.unwrap();
+                store.set_last_seen_interval(Duration::from_secs(1));
+                (None, format!("sqlite://{}", path.display()), Arc::new(store))
+            }
         };
-        let store = masif_store::open(&db_url.parse().unwrap()).await.unwrap();
         // A free port, released again: nobody answers there until `serve`.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = probe.local_addr().unwrap();
