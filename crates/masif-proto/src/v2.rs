@@ -48,15 +48,17 @@ impl Report {
         if let Some(stray) = approved.iter().find(|t| !tasks.contains(t)) {
             return Err(field(
                 "approved",
-                format!("lists {} which is not in tasks", quote(stray.package().as_str())),
+                format!(
+                    "lists {} which is not in tasks",
+                    quote(stray.package().as_str())
+                ),
             ));
         }
         let wait_secs = match fields.get("wait") {
             None => 0,
-            Some(v) => v
-                .as_u64()
-                .filter(|w| *w <= MAX_WAIT_SECS)
-                .ok_or_else(|| field("wait", format!("not an integer from 0 to {MAX_WAIT_SECS}")))?,
+            Some(v) => v.as_u64().filter(|w| *w <= MAX_WAIT_SECS).ok_or_else(|| {
+                field("wait", format!("not an integer from 0 to {MAX_WAIT_SECS}"))
+            })?,
         };
         Ok(Self {
             tasks,
@@ -246,9 +248,13 @@ pub fn parse_runs(body: &[u8]) -> Result<Vec<Run>, ProtocolError> {
     let mut ids = BTreeSet::new();
     let mut runs = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let run = parse_run(item).map_err(|(name, reason)| field(&format!("runs[{index}].{name}"), reason))?;
+        let run = parse_run(item)
+            .map_err(|(name, reason)| field(&format!("runs[{index}].{name}"), reason))?;
         if !ids.insert(run.id.clone()) {
-            return Err(field(&format!("runs[{index}].id"), "repeats an earlier run's id".into()));
+            return Err(field(
+                &format!("runs[{index}].id"),
+                "repeats an earlier run's id".into(),
+            ));
         }
         runs.push(run);
     }
@@ -281,23 +287,30 @@ fn parse_run(item: &Value) -> Result<Run, FieldError> {
             .get(name)
             .and_then(Value::as_i64)
             .filter(|v| (0..=max).contains(v))
-            .ok_or((name, format!("is missing or not an integer from 0 to {max}")))
+            .ok_or((
+                name,
+                format!("is missing or not an integer from 0 to {max}"),
+            ))
     };
     let id = RunId::new(text("id")?).map_err(|e| ("id", e))?;
     let package = PackageName::new(text("package")?).map_err(|e| ("package", e.to_string()))?;
     let started_at = integer("started_at", MAX_STARTED_AT)?;
     let duration_ms = integer("duration_ms", MAX_DURATION_MS as i64)? as u64;
     let exit_code = match fields.get("exit_code") {
-        None => None,
+        // `Run` renders a missing exit code as null.
+        None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_i64()
                 .and_then(|c| i32::try_from(c).ok())
                 .ok_or(("exit_code", "not a 32-bit integer".to_string()))?,
         ),
     };
-    let outcome = text("outcome")?
-        .parse::<Outcome>()
-        .map_err(|()| ("outcome", "must be succeeded, failed or plan-changed".to_string()))?;
+    let outcome = text("outcome")?.parse::<Outcome>().map_err(|()| {
+        (
+            "outcome",
+            "must be succeeded, failed or plan-changed".to_string(),
+        )
+    })?;
     let tasks = fields
         .get("tasks")
         .ok_or(("tasks", "is missing".to_string()))
@@ -344,5 +357,129 @@ fn field(name: &str, reason: String) -> ProtocolError {
     ProtocolError::Field {
         field: name.trim_end_matches('.').to_owned(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Action, Task, Version};
+
+    fn update(package: &str) -> Task {
+        Task::new(
+            PackageName::new(package).unwrap(),
+            Action::Update,
+            Some(Version::new("1.0").unwrap()),
+            Some(Version::new("2.0").unwrap()),
+        )
+        .unwrap()
+    }
+
+    fn run(id: &str, exit_code: Option<i32>, outcome: Outcome) -> Run {
+        Run {
+            id: RunId::new(id).unwrap(),
+            package: PackageName::new("alpha").unwrap(),
+            started_at: 1_764_092_100,
+            duration_ms: 1234,
+            exit_code,
+            outcome,
+            tasks: [update("alpha")].into(),
+            output: RunOutput::tail_of("Setting up alpha (2.0) ...\n"),
+        }
+    }
+
+    #[test]
+    fn reports_and_answers_round_trip() {
+        let report = Report {
+            tasks: [update("alpha"), update("beta")].into(),
+            approved: [update("alpha")].into(),
+            wait_secs: 300,
+        };
+        assert_eq!(Report::parse(report.render().as_bytes()).unwrap(), report);
+        let answer = ReportAnswer {
+            approved: [update("beta")].into(),
+        };
+        assert_eq!(
+            ReportAnswer::parse(answer.render().as_bytes()).unwrap(),
+            answer
+        );
+        // Omitted lists are empty and an omitted wait is 0; an answer needs `approved`.
+        assert_eq!(Report::parse(b"{}").unwrap(), Report::default());
+        assert!(ReportAnswer::parse(b"{}").is_err());
+    }
+
+    #[test]
+    fn bad_reports_name_the_field() {
+        let cases: [(&[u8], &str); 4] = [
+            (br#"{"wait": 3601}"#, "wait"),
+            (br#"{"wait": -1}"#, "wait"),
+            (
+                br#"{"tasks": [], "approved": [{"package":"a","action":"install","to_version":"1"}]}"#,
+                "approved",
+            ),
+            (br#"[]"#, "not a JSON object"),
+        ];
+        for (body, needle) in cases {
+            let err = Report::parse(body).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn runs_round_trip_with_and_without_an_exit_code() {
+        let runs = vec![
+            run("1764092100000-1", Some(100), Outcome::Failed),
+            run("1764092100000-2", None, Outcome::PlanChanged),
+            run("1764092100000-3", Some(0), Outcome::Succeeded),
+        ];
+        assert_eq!(parse_runs(render_runs(&runs).as_bytes()).unwrap(), runs);
+    }
+
+    #[test]
+    fn bad_runs_are_refused_naming_the_run_and_field() {
+        let good = serde_json::to_value(run("r-1", Some(0), Outcome::Succeeded)).unwrap();
+        let with = |key: &str, value: Value| {
+            let mut r = good.clone();
+            r[key] = value;
+            serde_json::json!({ "runs": [good.clone(), r] }).to_string()
+        };
+        let cases = [
+            (with("id", "r-1".into()), "runs[1].id"),
+            (with("id", "a b".into()), "runs[1].id"),
+            (with("outcome", "maybe".into()), "runs[1].outcome"),
+            (with("exit_code", "0".into()), "runs[1].exit_code"),
+            (with("tasks", serde_json::json!([])), "runs[1].tasks"),
+            (with("output", "\u{1b}[31m".into()), "runs[1].output"),
+            (with("duration_ms", (-1).into()), "runs[1].duration_ms"),
+            (r#"{"runs": []}"#.to_owned(), "runs"),
+        ];
+        for (body, field) in cases {
+            let err = parse_runs(body.as_bytes()).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{field}: ")), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn run_ids_are_short_plain_words() {
+        assert!(RunId::new("1764092100123-7").is_ok());
+        assert!(RunId::new("a.b_c:d-E9").is_ok());
+        for bad in ["", "a/b", "é", &"x".repeat(MAX_RUN_ID_CHARS + 1)] {
+            assert!(RunId::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn output_keeps_the_last_bytes_and_no_control_characters() {
+        let long = format!("{}\nend\u{1b}[0m\u{202e}", "é".repeat(MAX_OUTPUT_BYTES));
+        let tail = RunOutput::tail_of(&long);
+        assert!(tail.as_str().len() <= MAX_OUTPUT_BYTES);
+        assert!(
+            tail.as_str().ends_with("\nend\u{fffd}[0m\u{fffd}"),
+            "{:?}",
+            &tail.as_str()[4000..]
+        );
+        assert!(RunOutput::new(tail.as_str()).is_ok());
+        assert!(RunOutput::new("x".repeat(MAX_OUTPUT_BYTES + 1)).is_err());
+        assert_eq!(RunOutput::tail_of("ok\n\tdone").as_str(), "ok\n\tdone");
     }
 }
