@@ -41,7 +41,7 @@ impl Agent {
     /// Plans the upgrade of each of `candidates` on its own. Tasks a package's plan needs
     /// that `full` lacks go to `st.extra` (they are reported too, or a package needing them
     /// could never be approved); a package whose planning fails is recorded as failed at
-    /// `now`.
+    /// `now`; a package given up after failed runs is left out unless its plan changed.
     pub(super) async fn plan_candidates(
         &self,
         st: &mut State,
@@ -69,13 +69,17 @@ impl Agent {
                         tracing::info!(%package, extra = extra.len(), "its plan needs tasks the full plan lacks; reporting them too");
                         st.extra.insert(package.clone(), extra);
                     }
+                    if st.failures.given_up(&package, &tasks) {
+                        tracing::debug!(%package, "given up after failed runs; not trying the same plan again");
+                        continue;
+                    }
                     planned.plans.insert(package, tasks);
                 }
                 Err(e) => {
                     let message = format!("planning the upgrade of {package}: {e}");
                     tracing::error!(error = %message);
                     self.monitor.error(message.clone());
-                    st.failures.record(package.clone(), now);
+                    st.failures.record_planning(package.clone(), now);
                     planned.failed.push((package, message));
                 }
             }
