@@ -19,6 +19,8 @@ pub(super) struct Planned {
     /// Packages whose planning failed, with the message (already shown and recorded as a
     /// failure).
     pub(super) failed: Vec<(PackageName, String)>,
+    /// Packages given up after failed runs, their plan unchanged.
+    pub(super) given_up: Vec<PackageName>,
 }
 
 impl Agent {
@@ -53,6 +55,7 @@ impl Agent {
         let mut planned = Planned {
             plans: BTreeMap::new(),
             failed: Vec::new(),
+            given_up: Vec::new(),
         };
         for package in candidates {
             match self.plan_package(&package).await {
@@ -71,6 +74,7 @@ impl Agent {
                     }
                     if st.failures.given_up(&package, &tasks) {
                         tracing::debug!(%package, "given up after failed runs; not trying the same plan again");
+                        planned.given_up.push(package);
                         continue;
                     }
                     planned.plans.insert(package, tasks);

@@ -56,7 +56,12 @@ impl Agent {
             if candidates.is_empty() {
                 break;
             }
-            let Planned { plans, failed } = self.plan_candidates(st, candidates, full, now).await;
+            let Planned {
+                plans,
+                failed,
+                given_up,
+            } = self.plan_candidates(st, candidates, full, now).await;
+            attempted.extend(given_up);
             for (package, message) in failed {
                 attempted.insert(package);
                 out.upgrade_failed = Some(message);

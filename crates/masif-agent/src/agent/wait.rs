@@ -92,7 +92,7 @@ impl Agent {
     ) -> Waited {
         let wait = self.jittered_below(self.approval_wait(st));
         let started = Instant::now();
-        if self.master.speaks_v2() && self.deliver_runs(&mut st.runs, stop).await {
+        if self.deliver_runs(&mut st.runs, stop).await {
             return Waited::Stopped;
         }
         if !self.master.speaks_v2() {
