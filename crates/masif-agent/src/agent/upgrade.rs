@@ -3,7 +3,7 @@
 //! changed meanwhile), finding out from a new full plan what each run did.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use masif_proto::v2::Outcome;
 use masif_proto::{PackageName, TaskSet};
@@ -107,14 +107,17 @@ impl Agent {
             package: package.clone(),
             plan: plan.clone(),
         };
-        let started = SystemTime::now();
+        let checked = (SystemTime::now(), Instant::now());
         if let Some(why) = self.plan_changed(&job).await {
             tracing::warn!(%package, %why, "not upgrading: apt would no longer do exactly what was approved; planning again");
-            self.queue_run(st, &job, started, None, Outcome::PlanChanged, why);
+            let took = (checked.0, checked.1.elapsed());
+            self.queue_run(st, &job, took, None, Outcome::PlanChanged, why);
             *full = self.plan_full().await?.tasks();
             return Ok(Upgrade::PlanChanged);
         }
+        let started = SystemTime::now();
         let (ran, start, end) = self.run_job(&job).await;
+        let took = (started, end - start);
         let (output, text) = match ran {
             Ok(RunOutcome::Busy(reason)) => {
                 tracing::info!(%package, %reason, "package manager busy; waiting");
@@ -138,7 +141,7 @@ impl Agent {
         let after = match self.plan_full().await {
             Ok(after) => after.tasks(),
             Err(e) => {
-                self.queue_run(st, &job, started, exit_code, Outcome::Failed, text);
+                self.queue_run(st, &job, took, exit_code, Outcome::Failed, text);
                 return Err(e);
             }
         };
@@ -149,7 +152,7 @@ impl Agent {
         } else {
             Outcome::Failed
         };
-        self.queue_run(st, &job, started, exit_code, outcome, text);
+        self.queue_run(st, &job, took, exit_code, outcome, text);
         if unfinished.is_empty() {
             self.monitor.upgrade_done();
             match &output {
@@ -175,7 +178,7 @@ impl Agent {
     async fn plan_changed(&self, job: &Job) -> Option<String> {
         let now = match self.simulate_job(job).await {
             Ok(plan) => plan.tasks(),
-            Err(e) => return Some(format!("apt refuses the approved plan now: {e}")),
+            Err(e) => return Some(format!("the approved plan cannot be run now: {e}")),
         };
         if now == job.plan {
             return None;
@@ -195,12 +198,13 @@ impl Agent {
         ))
     }
 
-    /// Queues the result of a run of `job` that started at `started`, and shows it.
+    /// Queues the result of a run of `job` that started and took as `took` says (apt's run,
+    /// or the check that refused it), and shows it.
     fn queue_run(
         &self,
         st: &mut State,
         job: &Job,
-        started: SystemTime,
+        (started, duration): (SystemTime, Duration),
         exit_code: Option<i32>,
         outcome: Outcome,
         output: String,
@@ -209,7 +213,7 @@ impl Agent {
             package: job.package.clone(),
             tasks: job.plan.clone(),
             started,
-            duration: started.elapsed().unwrap_or_default(),
+            duration,
             exit_code,
             outcome,
             output,
