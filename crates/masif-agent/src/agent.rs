@@ -1,19 +1,23 @@
-//! The agent loop: plan, report the plan and learn what is approved, upgrade only
-//! packages whose whole single-package plan is approved (smallest first, re-planning after
-//! every run), retry failures after the retry interval, wait out a busy lock, and stop
-//! promptly, except while apt/dpkg runs.
+//! The agent loop: plan, report the plan and learn what is approved, run exactly the
+//! approved single-package plans (smallest first, re-planning after every run), hand each
+//! run's result to the master, wait for approvals with a report the master may hold, retry
+//! failures after the retry interval (up to `max_failures` in a row), wait out a busy lock,
+//! and stop promptly, except while apt/dpkg runs.
 
 mod plan;
 mod report;
+mod runs;
 mod state;
 mod stop;
 mod upgrade;
+mod wait;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use masif_proto::v2::Run;
 use masif_proto::{PackageName, TaskSet};
 use rand::Rng;
 use tokio::sync::watch;
@@ -21,24 +25,55 @@ use tokio::sync::watch;
 use crate::config::Intervals;
 use crate::load::OpKind;
 use crate::master::{MasterClient, MasterError};
-use crate::pm::{PackageManager, Plan, RunOutcome};
-use crate::status::{unix_now, Activity, Monitor};
+use crate::pm::{Job, PackageManager, Plan, RunOutcome};
+use crate::status::{Activity, Monitor};
 use crate::{Error, Result};
 use report::Reported;
 use state::{Cycle, State};
 use stop::Stop;
+use wait::Waited;
 
-/// Who the pending tasks are reported to: the master, or a stand-in in tests.
+/// The default of `max_failures`: a package whose runs failed this often in a row is given up
+/// until it is approved again or its plan changes.
+pub const DEFAULT_MAX_FAILURES: u32 = 3;
+
+/// Who the pending tasks and run results go to: the master, or a stand-in in tests.
 #[async_trait]
 pub trait Reporter: Send + Sync {
-    /// Reports the planned `tasks` and returns the subset approved for this agent.
-    async fn report(&self, tasks: &TaskSet) -> std::result::Result<TaskSet, MasterError>;
+    /// Reports the planned `tasks`, with `known` the subset this agent holds as approved, and
+    /// returns the subset approved now. A master speaking v2 may hold the answer up to `wait`
+    /// while its approvals of `tasks` equal `known`; one speaking v1 answers at once.
+    async fn report(
+        &self,
+        tasks: &TaskSet,
+        known: &TaskSet,
+        wait: Duration,
+    ) -> std::result::Result<TaskSet, MasterError>;
+
+    /// Delivers run results (at most [`masif_proto::v2::MAX_RUNS`]).
+    async fn send_runs(&self, runs: &[Run]) -> std::result::Result<(), MasterError>;
+
+    /// Whether the master holds reports and stores run results (protocol v2).
+    fn speaks_v2(&self) -> bool;
 }
 
 #[async_trait]
 impl Reporter for MasterClient {
-    async fn report(&self, tasks: &TaskSet) -> std::result::Result<TaskSet, MasterError> {
-        MasterClient::report(self, tasks).await
+    async fn report(
+        &self,
+        tasks: &TaskSet,
+        known: &TaskSet,
+        wait: Duration,
+    ) -> std::result::Result<TaskSet, MasterError> {
+        MasterClient::report(self, tasks, known, wait).await
+    }
+
+    async fn send_runs(&self, runs: &[Run]) -> std::result::Result<(), MasterError> {
+        MasterClient::send_runs(self, runs).await
+    }
+
+    fn speaks_v2(&self) -> bool {
+        MasterClient::speaks_v2(self)
     }
 }
 
@@ -47,8 +82,9 @@ pub struct Agent {
     pm: Arc<dyn PackageManager>,
     master: Arc<dyn Reporter>,
     intervals: Intervals,
+    max_failures: u32,
     monitor: Monitor,
-    /// Spread sleeps by ±20 % and delay the first report randomly (off in some tests).
+    /// Spread sleeps and delay the first report randomly (off in some tests).
     jitter: bool,
 }
 
@@ -63,9 +99,16 @@ impl Agent {
             pm,
             master,
             intervals,
+            max_failures: DEFAULT_MAX_FAILURES,
             monitor,
             jitter: true,
         }
+    }
+
+    /// Gives a package up after `max` failed runs in a row (0: retry forever).
+    pub fn with_max_failures(mut self, max: u32) -> Self {
+        self.max_failures = max;
+        self
     }
 
     /// Turns jitter off (tests that count reports).
@@ -78,13 +121,6 @@ impl Agent {
         self.monitor.clone()
     }
 
-    fn jittered(&self, d: Duration) -> Duration {
-        if !self.jitter {
-            return d;
-        }
-        d.mul_f64(rand::rng().random_range(0.8..1.2))
-    }
-
     /// Runs until `shutdown` resolves. A running apt/dpkg call is never interrupted: the
     /// loop ends after it. With a retry interval of zero the first failure ends the loop
     /// with an error (the original's behaviour).
@@ -95,7 +131,7 @@ impl Agent {
             let _ = tx.send(true);
         });
         let mut stop = Stop(rx);
-        let mut state = State::default();
+        let mut state = State::new(self.max_failures);
         if self.jitter {
             // Ten thousand agents restarted together must not report in the same second.
             let spread = self.intervals.report.min(Duration::from_secs(60));
@@ -120,7 +156,10 @@ impl Agent {
                         self.stopping();
                         return Err(e);
                     }
-                    if self.sleep(&mut stop, self.intervals.retry).await {
+                    if self
+                        .sleep(&mut stop, self.jittered(self.intervals.retry))
+                        .await
+                    {
                         break;
                     }
                     continue;
@@ -129,11 +168,10 @@ impl Agent {
             if cycle.stopped {
                 break;
             }
-            if self.intervals.retry.is_zero() {
-                if let Some(m) = cycle.report_failed.clone().or(cycle.upgrade_failed.clone()) {
-                    self.stopping();
-                    return Err(Error::GaveUp(m));
-                }
+            let failed = cycle.report_failed.clone().or(cycle.upgrade_failed.clone());
+            if let Some(message) = failed.filter(|_| self.intervals.retry.is_zero()) {
+                self.stopping();
+                return Err(Error::GaveUp(message));
             }
             if let Some(package) = &cycle.busy {
                 // Another apt/dpkg holds the lock: look again soon (reporting at the usual
@@ -146,35 +184,34 @@ impl Agent {
                 }
                 continue;
             }
-            let wait = if cycle.report_failed.is_some() {
-                self.intervals.retry
+            let stopped = if cycle.report_failed.is_some() {
+                self.sleep(&mut stop, self.jittered(self.intervals.retry))
+                    .await
             } else if cycle.remaining {
-                let retry_due = state
-                    .failures
-                    .next_retry(self.intervals.retry)
-                    .map(|t| t.saturating_duration_since(Instant::now()));
-                self.intervals
-                    .report
-                    .min(retry_due.unwrap_or(Duration::MAX))
-                    .max(Duration::from_millis(200))
+                match self
+                    .await_approval(&mut state, &mut stop, &cycle.needed)
+                    .await
+                {
+                    Waited::Done => false,
+                    Waited::Stopped => true,
+                    Waited::Failed(message) if self.intervals.retry.is_zero() => {
+                        self.stopping();
+                        return Err(Error::GaveUp(message));
+                    }
+                    Waited::Failed(_) => {
+                        self.sleep(&mut stop, self.jittered(self.intervals.retry))
+                            .await
+                    }
+                }
             } else {
-                self.intervals.check
+                self.sleep(&mut stop, self.idle_wait(&state)).await
             };
-            if self.sleep(&mut stop, wait).await {
+            if stopped {
                 break;
             }
         }
         self.stopping();
         Ok(())
-    }
-
-    /// Sleeps about `wait` (jittered), showing it; `true` if shutdown came first.
-    async fn sleep(&self, stop: &mut Stop, wait: Duration) -> bool {
-        let wait = self.jittered(wait);
-        self.monitor.set_activity(Activity::Sleeping {
-            until: unix_now() + wait.as_secs() as i64,
-        });
-        stop.sleep(wait).await
     }
 
     /// How long to wait before trying again when the lock is held.
@@ -204,6 +241,7 @@ impl Agent {
             Reported::NotDue | Reported::Answered => {}
         }
         self.upgrade_approved(st, &mut full, stop, &mut out).await?;
+        out.needed = st.forget_unplanned(&full);
         Ok(out)
     }
 
@@ -211,11 +249,12 @@ impl Agent {
         self.monitor.set_counts(
             st.approved.len(),
             st.failures.packages().map(|p| p.to_string()),
+            st.failures.given_up_packages().map(|p| p.to_string()),
         );
     }
 
-    // The package manager's three calls, shown on the monitoring socket and timed for its
-    // load figures.
+    // The package manager's calls, shown on the monitoring socket and timed for its load
+    // figures.
 
     /// The full plan (`apt-get -s dist-upgrade`).
     async fn plan_full(&self) -> Result<Plan> {
@@ -234,127 +273,26 @@ impl Agent {
         plan
     }
 
-    /// Runs the upgrade of `package` (a plan of `tasks` tasks); returns its outcome and when
-    /// it started and ended. Its tasks count in the load figures only once a new plan shows
-    /// them done.
-    async fn run_upgrade(
-        &self,
-        package: &PackageName,
-        tasks: usize,
-    ) -> (Result<RunOutcome>, Instant, Instant) {
-        tracing::info!(%package, tasks, "upgrading");
+    /// What running `job` would do now.
+    async fn simulate_job(&self, job: &Job) -> Result<Plan> {
+        let start = Instant::now();
+        let plan = self.pm.simulate_job(job).await;
+        self.monitor.record(OpKind::Query, start, Instant::now());
+        plan
+    }
+
+    /// Runs `job`; returns its outcome and when it started and ended. Its tasks count in
+    /// the load figures only once a new plan shows them done.
+    async fn run_job(&self, job: &Job) -> (Result<RunOutcome>, Instant, Instant) {
+        tracing::info!(package = %job.package, tasks = job.plan.len(), "upgrading");
         self.monitor.set_activity(Activity::Executing {
-            package: package.to_string(),
+            package: job.package.to_string(),
         });
         let start = Instant::now();
-        let ran = self.pm.upgrade_package(package).await;
+        let ran = self.pm.run_job(job).await;
         (ran, start, Instant::now())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pm::PlannedTask;
-    use std::sync::Mutex;
-
-    fn t(line: &str) -> masif_proto::Task {
-        crate::apt::parse_line(1, line).unwrap().task
-    }
-
-    fn plan(tasks: &TaskSet) -> Plan {
-        Plan::new(
-            tasks
-                .iter()
-                .map(|task| PlannedTask {
-                    task: task.clone(),
-                    origin: None,
-                })
-                .collect(),
-        )
-    }
-
-    /// A package manager whose single-package plan for omega needs an install that the full
-    /// plan does not show (apt may resolve the two differently).
-    #[derive(Default)]
-    struct Scripted {
-        upgraded: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl PackageManager for Scripted {
-        async fn plan_full(&self) -> Result<Plan> {
-            if self.upgraded.lock().unwrap().is_empty() {
-                Ok(plan(&[t("Inst omega [1] (2 S)")].into()))
-            } else {
-                Ok(Plan::default())
-            }
-        }
-        async fn plan_package(&self, _: &PackageName) -> Result<Plan> {
-            Ok(plan(&[t("Inst omega [1] (2 S)"), t("Inst x (1 S)")].into()))
-        }
-        async fn upgrade_package(&self, package: &PackageName) -> Result<RunOutcome> {
-            self.upgraded.lock().unwrap().push(package.to_string());
-            Ok(RunOutcome::Ran(crate::exec::Output {
-                status: std::os::unix::process::ExitStatusExt::from_raw(0),
-                stdout: String::new(),
-                stderr: String::new(),
-                elapsed: Duration::ZERO,
-                truncated: false,
-            }))
-        }
-    }
-
-    /// Approves everything it is told about, and remembers each report.
-    #[derive(Default)]
-    struct ApproveAll {
-        reports: Mutex<Vec<TaskSet>>,
-    }
-
-    #[async_trait]
-    impl Reporter for ApproveAll {
-        async fn report(&self, pending: &TaskSet) -> std::result::Result<TaskSet, MasterError> {
-            self.reports.lock().unwrap().push(pending.clone());
-            Ok(pending.clone())
-        }
-    }
-
-    #[tokio::test]
-    async fn tasks_only_a_single_package_plan_shows_are_reported_before_it_runs() {
-        let pm = Arc::new(Scripted::default());
-        let master = Arc::new(ApproveAll::default());
-        let intervals = Intervals {
-            check: Duration::from_millis(50),
-            report: Duration::from_millis(50),
-            retry: Duration::from_millis(50),
-        };
-        let agent =
-            Agent::new(pm.clone(), master.clone(), intervals, Monitor::new()).without_jitter();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(agent.run(async {
-            let _ = rx.await;
-        }));
-        for _ in 0..200 {
-            let done = !pm.upgraded.lock().unwrap().is_empty();
-            if done && master.reports.lock().unwrap().last() == Some(&TaskSet::new()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = tx.send(());
-        run.await.unwrap().unwrap();
-        assert_eq!(*pm.upgraded.lock().unwrap(), ["omega"]);
-        let reports = master.reports.lock().unwrap().clone();
-        assert_eq!(reports[0], [t("Inst omega [1] (2 S)")].into());
-        // The install appeared in a report (and so got approved) before omega ran.
-        assert_eq!(
-            reports[1],
-            [t("Inst omega [1] (2 S)"), t("Inst x (1 S)")].into()
-        );
-        assert_eq!(
-            reports.last().unwrap(),
-            &TaskSet::new(),
-            "the empty set is reported once"
-        );
-    }
-}
+mod tests;

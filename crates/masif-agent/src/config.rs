@@ -18,6 +18,8 @@ pub use masif_daemon::logging::LogLevel;
 pub(crate) const DEFAULT_SOCKET: &str = "/run/masif-upgrader-agent/agent.sock";
 /// Longest interval accepted (a week), so sums of instants cannot overflow.
 const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+/// Largest `max_failures` accepted.
+const MAX_FAILURES_LIMIT: u64 = 1000;
 
 /// The check, report and retry intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub struct Intervals {
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub intervals: Intervals,
+    /// Failed runs in a row after which a package is given up until approved anew or its
+    /// plan changes; 0: retry forever.
+    pub max_failures: u32,
     /// `host:port` to dial.
     pub master_host: String,
     /// The name the master's certificate must be valid for.
@@ -50,6 +55,7 @@ pub struct AgentConfig {
 pub struct AgentFile {
     #[serde(default)]
     interval: RawIntervals,
+    max_failures: Option<u64>,
     master: RawMaster,
     tls: TlsSource,
     #[serde(default)]
@@ -144,6 +150,7 @@ impl Validate for AgentConfig {
         let check = problems.check("interval.check", interval(raw.interval.check, 1));
         let report = problems.check("interval.report", interval(raw.interval.report, 1));
         let retry = problems.check("interval.retry", interval(raw.interval.retry, 0));
+        let max_failures = problems.check("max_failures", max_failures(raw.max_failures));
         problems.check("master.host", check_host(&raw.master.host));
         if rustls::pki_types::ServerName::try_from(raw.master.cn.as_str()).is_err() {
             problems.add(
@@ -166,6 +173,7 @@ impl Validate for AgentConfig {
                 report: report?,
                 retry: retry?,
             },
+            max_failures: max_failures?,
             master_host: raw.master.host,
             master_cn: raw.master.cn,
             tls: raw.tls,
@@ -173,6 +181,17 @@ impl Validate for AgentConfig {
             socket,
             log_level: log_level?,
         })
+    }
+}
+
+/// `max_failures`, 3 unless given.
+fn max_failures(raw: Option<u64>) -> Result<u32, String> {
+    match raw {
+        None => Ok(crate::agent::DEFAULT_MAX_FAILURES),
+        Some(n) if n <= MAX_FAILURES_LIMIT => Ok(n as u32),
+        Some(n) => Err(format!(
+            "{n} is out of range (0 to {MAX_FAILURES_LIMIT}; 0: retry forever)"
+        )),
     }
 }
 
@@ -263,6 +282,7 @@ log: { level: info }
         let c = AgentConfig::parse(EXAMPLE, "agent.yml").unwrap();
         assert_eq!(c.intervals.check, Duration::from_secs(300));
         assert_eq!(c.intervals.retry, Duration::from_secs(60));
+        assert_eq!(c.max_failures, 3);
         assert_eq!(c.master_host, "master.example.com:8150");
         assert_eq!(c.master_cn, "master.example.com");
         assert_eq!(c.apt.path, PathBuf::from("/usr/bin/apt-get"));
@@ -280,6 +300,15 @@ log: { level: info }
         let text = text.replace("# timeout: 3600", "timeout: 3600");
         let c = AgentConfig::parse(&text, "agent.yml").unwrap();
         assert_eq!(c.apt.run_timeout, Duration::from_secs(3600));
+    }
+
+    #[rstest]
+    #[case::forever("max_failures: 0\n", 0)]
+    #[case::once("max_failures: 1\n", 1)]
+    #[case::limit("max_failures: 1000\n", 1000)]
+    fn max_failures_is_read(#[case] extra: &str, #[case] expected: u32) {
+        let c = AgentConfig::parse(&format!("{BASE}{extra}"), "a.yml").unwrap();
+        assert_eq!(c.max_failures, expected);
     }
 
     #[test]
@@ -319,6 +348,9 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
     #[case::env_lc_all("apt: { env: { LC_ALL: de_DE } }\n", "apt.env.LC_ALL")]
     #[case::relative_socket("socket: agent.sock\n", "socket")]
     #[case::short_timeout("apt: { timeout: 1 }\n", "apt.timeout")]
+    #[case::huge_max_failures("max_failures: 1001\n", "max_failures")]
+    #[case::negative_max_failures("max_failures: -1\n", "max_failures")]
+    #[case::text_max_failures("max_failures: often\n", "max_failures")]
     fn bad_values_name_the_file_and_key(#[case] extra: &str, #[case] key: &str) {
         let yaml = format!("{BASE}{extra}");
         match AgentConfig::parse(&yaml, "/etc/masif-upgrader/agent.yml") {
@@ -368,7 +400,7 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
 
     #[test]
     fn every_bad_value_is_reported_at_once() {
-        let yaml = "interval: { check: 0, retry: 99999999999 }\n\
+        let yaml = "interval: { check: 0, retry: 99999999999 }\nmax_failures: 5000\n\
                     master: { host: m, cn: \"not a name\" }\ntls: { discover: puppet }\n\
                     apt: { path: apt-get, options: [\"\"], env: { LC_ALL: C }, timeout: 1 }\n\
                     socket: agent.sock\nlog: { level: verbose }\n";
@@ -377,6 +409,7 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
         for key in [
             "interval.check",
             "interval.retry",
+            "max_failures",
             "master.host",
             "master.cn",
             "apt.path",
@@ -393,7 +426,7 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
                 "{key} in {lines:?}"
             );
         }
-        assert_eq!(lines.len(), 10, "{lines:?}");
+        assert_eq!(lines.len(), 11, "{lines:?}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use masif_proto::{Action, PackageName, TaskSet};
+use masif_proto::{Action, PackageName, TaskSet, Version};
 
 /// Packages worth a single-package plan: those with an approved update in the full plan, and
 /// those with nothing but an approved configure (left half-configured by a failed run).
@@ -48,16 +48,75 @@ pub(crate) fn unfinished(executed: &TaskSet, after: &TaskSet) -> BTreeSet<Packag
         .collect()
 }
 
+/// What a plan installs: each package with the version it ends at (`None`: removed). Two
+/// plans with the same targets are the same attempt, even if one of them is the retry of a
+/// configure that failed half-way.
+pub(crate) fn targets(plan: &TaskSet) -> BTreeSet<(&PackageName, Option<&Version>)> {
+    plan.iter()
+        .map(|t| match t.action() {
+            Action::Remove | Action::Purge => (t.package(), None),
+            Action::Install | Action::Update | Action::Configure => (t.package(), t.to_version()),
+        })
+        .collect()
+}
+
+/// One package's failed runs in a row.
+#[derive(Debug, Clone)]
+struct Failure {
+    /// When the last one failed.
+    at: Instant,
+    /// How many runs in a row failed with the same targets.
+    count: u32,
+    /// The plan of the last one.
+    plan: TaskSet,
+}
+
 /// Packages whose last run failed, and when, so they are retried only after the retry
-/// interval.
+/// interval; after `max` failures in a row of the same plan (0: no limit) a package is given
+/// up until its plan changes or its approval is withdrawn and given again.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Failures {
-    at: BTreeMap<PackageName, Instant>,
+    at: BTreeMap<PackageName, Failure>,
+    max: u32,
 }
 
 impl Failures {
-    pub(crate) fn record(&mut self, package: PackageName, now: Instant) {
-        self.at.insert(package, now);
+    pub(crate) fn new(max: u32) -> Self {
+        Self {
+            at: BTreeMap::new(),
+            max,
+        }
+    }
+
+    /// Records that a run of `plan` left `package` unfinished at `now`; `true` if that made
+    /// `max` failures in a row (the package is given up from now on).
+    pub(crate) fn record(&mut self, package: PackageName, plan: &TaskSet, now: Instant) -> bool {
+        let count = match self.at.get(&package) {
+            Some(f) if targets(&f.plan) == targets(plan) => f.count.saturating_add(1),
+            _ => 1,
+        };
+        self.at.insert(
+            package,
+            Failure {
+                at: now,
+                count,
+                plan: plan.clone(),
+            },
+        );
+        self.max > 0 && count == self.max
+    }
+
+    /// Records that planning the upgrade of `package` failed at `now`: it waits out the retry
+    /// interval, but this is no run and does not count towards `max`.
+    pub(crate) fn record_planning(&mut self, package: PackageName, now: Instant) {
+        self.at
+            .entry(package)
+            .and_modify(|f| f.at = now)
+            .or_insert_with(|| Failure {
+                at: now,
+                count: 0,
+                plan: TaskSet::new(),
+            });
     }
 
     pub(crate) fn clear(&mut self, package: &PackageName) {
@@ -68,27 +127,61 @@ impl Failures {
         self.at.clear();
     }
 
-    /// May `package` be tried at `now`?
+    /// May `package` be tried at `now` (its retry interval is over, or it never failed)?
     pub(crate) fn allowed(&self, package: &PackageName, now: Instant, retry: Duration) -> bool {
         self.at
             .get(package)
-            .is_none_or(|failed| now.saturating_duration_since(*failed) >= retry)
+            .is_none_or(|f| now.saturating_duration_since(f.at) >= retry)
     }
 
-    /// When the next failed package becomes eligible again, if any.
+    /// Has `package` failed `max` times in a row with a plan of the same targets as `plan`?
+    pub(crate) fn given_up(&self, package: &PackageName, plan: &TaskSet) -> bool {
+        self.at
+            .get(package)
+            .is_some_and(|f| self.is_given_up(f) && targets(&f.plan) == targets(plan))
+    }
+
+    fn is_given_up(&self, f: &Failure) -> bool {
+        self.max > 0 && f.count >= self.max
+    }
+
+    /// Forgets the failures of packages whose last plan has a task still `needed` that is
+    /// no longer `approved`: an approval withdrawn (and perhaps given again) starts afresh.
+    pub(crate) fn forget_unapproved(&mut self, needed: &TaskSet, approved: &TaskSet) {
+        self.at.retain(|_, f| {
+            f.plan
+                .iter()
+                .all(|t| !needed.contains(t) || approved.contains(t))
+        });
+    }
+
+    /// When the next failed package (not given up) becomes eligible again, if any.
     pub(crate) fn next_retry(&self, retry: Duration) -> Option<Instant> {
-        self.at.values().map(|t| *t + retry).min()
+        self.at
+            .values()
+            .filter(|f| !self.is_given_up(f))
+            .map(|f| f.at + retry)
+            .min()
     }
 
+    /// Packages whose last run failed, given up or not.
     pub(crate) fn packages(&self) -> impl Iterator<Item = &PackageName> {
         self.at.keys()
+    }
+
+    /// Packages given up after `max` failures in a row.
+    pub(crate) fn given_up_packages(&self) -> impl Iterator<Item = &PackageName> {
+        self.at
+            .iter()
+            .filter(|(_, f)| self.is_given_up(f))
+            .map(|(p, _)| p)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use masif_proto::{Task, Version};
+    use masif_proto::Task;
 
     fn t(line: &str) -> Task {
         crate::apt::parse_line(1, line).unwrap().task
@@ -204,11 +297,11 @@ mod tests {
 
     #[test]
     fn failed_packages_wait_for_the_retry_interval() {
-        let mut f = Failures::default();
+        let mut f = Failures::new(0);
         let now = Instant::now();
         let retry = Duration::from_secs(60);
         assert!(f.allowed(&p("zeta"), now, retry));
-        f.record(p("zeta"), now);
+        f.record(p("zeta"), &set(&ZETA), now);
         assert!(!f.allowed(&p("zeta"), now + Duration::from_secs(59), retry));
         assert!(f.allowed(&p("zeta"), now + retry, retry));
         assert!(f.allowed(&p("alpha"), now, retry));
@@ -216,5 +309,62 @@ mod tests {
         f.clear(&p("zeta"));
         assert_eq!(f.packages().count(), 0);
         assert_eq!(f.next_retry(retry), None);
+    }
+
+    const ZETA: [&str; 2] = ["Inst zeta [1.0] (2.0 S)", "Conf zeta (2.0 S)"];
+
+    #[test]
+    fn a_package_is_given_up_after_max_failures_of_the_same_plan() {
+        let mut f = Failures::new(3);
+        let now = Instant::now();
+        let retry = Duration::from_secs(60);
+        let first = set(&ZETA);
+        // After the failed postinst only the configure is left: the same attempt.
+        let again = set(&[ZETA[1]]);
+        assert!(!f.record(p("zeta"), &first, now));
+        assert!(!f.record(p("zeta"), &again, now));
+        assert!(!f.given_up(&p("zeta"), &again));
+        assert!(
+            f.record(p("zeta"), &again, now),
+            "the third failure gives up"
+        );
+        assert!(f.given_up(&p("zeta"), &again));
+        assert!(f.given_up(&p("zeta"), &first));
+        assert!(!f.record(p("zeta"), &again, now), "said once");
+        assert_eq!(f.given_up_packages().collect::<Vec<_>>(), [&p("zeta")]);
+        assert_eq!(
+            f.next_retry(retry),
+            None,
+            "no retry is due for a given-up package"
+        );
+        // A new version is a new plan: tried again, counting from one.
+        let newer = set(&["Inst zeta [1.0] (3.0 S)", "Conf zeta (3.0 S)"]);
+        assert!(!f.given_up(&p("zeta"), &newer));
+        assert!(!f.record(p("zeta"), &newer, now));
+        assert_eq!(f.next_retry(retry), Some(now + retry));
+    }
+
+    #[test]
+    fn a_withdrawn_approval_forgets_the_failures() {
+        let mut f = Failures::new(1);
+        let now = Instant::now();
+        let needed = set(&[ZETA[1], ALPHA[0], ALPHA[1]]);
+        f.record(p("zeta"), &set(&ZETA), now);
+        f.record(p("alpha"), &set(&ALPHA), now);
+        // Tasks no longer needed (zeta's update, done half-way) do not count.
+        f.forget_unapproved(&needed, &set(&[ZETA[1], ALPHA[0], ALPHA[1]]));
+        assert_eq!(f.packages().count(), 2);
+        f.forget_unapproved(&needed, &set(&[ALPHA[0], ALPHA[1]]));
+        assert_eq!(f.packages().collect::<Vec<_>>(), [&p("alpha")]);
+    }
+
+    #[test]
+    fn no_limit_with_max_zero() {
+        let mut f = Failures::new(0);
+        let now = Instant::now();
+        for _ in 0..100 {
+            assert!(!f.record(p("zeta"), &set(&ZETA), now));
+        }
+        assert!(!f.given_up(&p("zeta"), &set(&ZETA)));
     }
 }

@@ -22,11 +22,11 @@ mod status;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use agent::{Agent, Reporter};
+pub use agent::{Agent, Reporter, DEFAULT_MAX_FAILURES};
 pub use config::{AgentConfig, ConfigError, Intervals, LogLevel};
 pub use master::{MasterClient, MasterError};
-pub use pm::{PackageManager, Plan, PlannedTask, RunOutcome};
-pub use status::{Activity, Monitor, StatusReport};
+pub use pm::{Job, PackageManager, Plan, PlannedTask, RunOutcome};
+pub use status::{Activity, LastRun, Monitor, StatusReport};
 
 /// Errors of the agent library.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,10 @@ pub enum Error {
     },
     #[error("refusing to pass package name {0:?} to the package manager")]
     BadPackageName(String),
+    #[error("refusing to pass version {0:?} to the package manager")]
+    BadVersion(String),
+    #[error("cannot run the plan of {package}: {reason}")]
+    BadJob { package: String, reason: String },
     #[error(transparent)]
     Master(#[from] MasterError),
     #[error(transparent)]
@@ -98,7 +102,8 @@ pub async fn run(
         socket = %config.socket.display(),
         "agent starting"
     );
-    let agent = Agent::new(Arc::new(apt), Arc::new(master), config.intervals, monitor);
+    let agent = Agent::new(Arc::new(apt), Arc::new(master), config.intervals, monitor)
+        .with_max_failures(config.max_failures);
     let result = agent.run(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = api.await;

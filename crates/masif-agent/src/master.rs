@@ -1,28 +1,30 @@
-//! The agent's side of the wire protocol: `POST /v1/pending-tasks` over mutual TLS to the
-//! master. One kept-alive HTTP/1.1 connection (reopened when the master closed it), the
-//! master's certificate checked against `master.cn` (which may differ from the dialled host),
-//! and a clear error when it does not match.
+//! The agent's side of the wire protocol over mutual TLS (see `docs/protocol.md`): protocol v2
+//! (`POST /v2/report`, which the master may hold until an approval changes, and
+//! `POST /v2/runs`), and v1 (`POST /v1/pending-tasks`) for a master that answers 404 on v2.
+//! The master's certificate is checked against `master.cn`, which may differ from the
+//! dialled host.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+mod conn;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::StatusCode;
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use masif_pki::TlsFiles;
+use masif_proto::v2::{self, Report, ReportAnswer, Run};
 use masif_proto::{parse_task_list, render_task_list, ProtocolError, TaskSet, PENDING_TASKS_PATH};
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// Longest a TCP connect plus TLS handshake may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest a whole report (connect, request, answer) may take.
+/// Longest a report may take beyond the wait the master was allowed (connect, request,
+/// answer), and longest a delivery of runs may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
-/// Most bytes of an error answer quoted in a message.
-const MAX_QUOTED_BODY: usize = 300;
+/// How long a master that answered 404 on v2 is spoken to with v1 before v2 is tried again.
+const V1_RECHECK: Duration = Duration::from_secs(3600);
 
 /// Why a report did not get an answer.
 #[derive(Debug, thiserror::Error)]
@@ -56,19 +58,31 @@ pub enum MasterError {
     Answer { host: String, source: ProtocolError },
     #[error("the master at {host} did not answer within {} s", .timeout.as_secs())]
     Timeout { host: String, timeout: Duration },
+    #[error("the master at {host} speaks protocol v1 only and cannot store run results")]
+    V1Only { host: String },
 }
 
-/// A client of one master. Cheap to share (`Arc`); reports through it are serialised on its
+impl MasterError {
+    fn is_not_found(&self) -> bool {
+        matches!(self, MasterError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+/// A client of one master. Cheap to share (`Arc`); requests through it are serialised on its
 /// one connection.
 pub struct MasterClient {
     host: String,
     cn: String,
     server_name: ServerName<'static>,
-    connector: std::sync::Mutex<TlsConnector>,
+    connector: Mutex<TlsConnector>,
     /// The files the configuration came from and their newest modification time: a renewed
     /// certificate or new CRL is picked up by the next connection, without a restart.
-    files: Option<(TlsFiles, std::sync::Mutex<SystemTime>)>,
+    files: Option<(TlsFiles, Mutex<SystemTime>)>,
     sender: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// Until when the master is spoken to with v1 (it answered 404 on v2 before that).
+    v1_until: Mutex<Option<Instant>>,
+    /// The fall-back to v1 was logged at info (later ones go to debug).
+    fallback_logged: AtomicBool,
 }
 
 impl std::fmt::Debug for MasterClient {
@@ -76,6 +90,7 @@ impl std::fmt::Debug for MasterClient {
         f.debug_struct("MasterClient")
             .field("host", &self.host)
             .field("cn", &self.cn)
+            .field("v2", &self.speaks_v2())
             .finish_non_exhaustive()
     }
 }
@@ -87,7 +102,7 @@ impl MasterClient {
         let modified = tls.newest_modification()?;
         let config = masif_pki::client_config(tls)?;
         let mut client = Self::with_config(Arc::new(config), host, cn)?;
-        client.files = Some((tls.clone(), std::sync::Mutex::new(modified)));
+        client.files = Some((tls.clone(), Mutex::new(modified)));
         Ok(client)
     }
 
@@ -103,9 +118,11 @@ impl MasterClient {
             host: host.to_owned(),
             cn: cn.to_owned(),
             server_name,
-            connector: std::sync::Mutex::new(TlsConnector::from(config)),
+            connector: Mutex::new(TlsConnector::from(config)),
             files: None,
             sender: tokio::sync::Mutex::new(None),
+            v1_until: Mutex::new(None),
+            fallback_logged: AtomicBool::new(false),
         })
     }
 
@@ -114,183 +131,152 @@ impl MasterClient {
         &self.host
     }
 
+    /// Whether the next request uses protocol v2: always, unless the master answered 404 on
+    /// v2 within the last hour.
+    pub fn speaks_v2(&self) -> bool {
+        let until = self.v1_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_none_or(|t| Instant::now() >= t)
+    }
+
     /// Reports the pending `tasks` and returns those the master says are approved (only
-    /// tasks that were reported count).
-    pub async fn report(&self, tasks: &TaskSet) -> Result<TaskSet, MasterError> {
-        let body = render_task_list(tasks);
-        let approved = tokio::time::timeout(REPORT_TIMEOUT, self.exchange(body))
-            .await
-            .map_err(|_| MasterError::Timeout {
-                host: self.host.clone(),
-                timeout: REPORT_TIMEOUT,
-            })??;
-        Ok(approved.into_iter().filter(|t| tasks.contains(t)).collect())
-    }
-
-    async fn exchange(&self, body: String) -> Result<TaskSet, MasterError> {
-        let mut slot = self.sender.lock().await;
-        let reused = match slot.as_mut() {
-            Some(sender) => !sender.is_closed() && sender.ready().await.is_ok(),
-            None => false,
-        };
-        if !reused {
-            *slot = Some(self.connect().await?);
-        }
-        let sender = slot.as_mut().expect("just connected");
-        let response = match sender.send_request(self.request(&body)).await {
-            Ok(r) => r,
-            Err(e) if reused => {
-                // The master closed the kept-alive connection under us; a report is
-                // idempotent, so one fresh attempt is safe.
-                tracing::debug!(error = %e, "kept-alive connection failed; reconnecting");
-                *slot = Some(self.connect().await?);
-                let sender = slot.as_mut().expect("just connected");
-                sender
-                    .send_request(self.request(&body))
-                    .await
-                    .map_err(|e| self.http_error(e))?
-            }
-            Err(e) => {
-                *slot = None;
-                return Err(self.http_error(e));
-            }
-        };
-        let status = response.status();
-        let bytes = Limited::new(response.into_body(), masif_proto::MAX_BODY_BYTES as usize)
-            .collect()
-            .await
-            .map_err(|e| {
-                *slot = None;
-                MasterError::Http {
-                    host: self.host.clone(),
-                    detail: format!("reading the answer: {e}"),
+    /// tasks that were reported count). With v2 the master may hold the answer up to `wait`
+    /// while its approvals equal `known` (those of `known` not in `tasks` are left out); a
+    /// master that answers 404 gets the v1 report instead, at once.
+    pub async fn report(
+        &self,
+        tasks: &TaskSet,
+        known: &TaskSet,
+        wait: Duration,
+    ) -> Result<TaskSet, MasterError> {
+        if self.speaks_v2() {
+            match self.report_v2(tasks, known, wait).await {
+                Err(e) if e.is_not_found() => self.fall_back(v2::REPORT_PATH),
+                answer => {
+                    if answer.is_ok() {
+                        self.v2_answered();
+                    }
+                    return answer;
                 }
-            })?
-            .to_bytes();
-        if status != StatusCode::OK {
-            let text = String::from_utf8_lossy(&bytes);
-            let body: String = text.chars().take(MAX_QUOTED_BODY).collect();
-            return Err(MasterError::Status {
-                host: self.host.clone(),
-                status,
-                body,
-            });
-        }
-        parse_task_list(&bytes).map_err(|source| MasterError::Answer {
-            host: self.host.clone(),
-            source,
-        })
-    }
-
-    fn request(&self, body: &str) -> Request<Full<Bytes>> {
-        Request::post(PENDING_TASKS_PATH)
-            .header(http::header::HOST, &self.host)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                http::header::USER_AGENT,
-                concat!("masif-agent/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .expect("static request parts")
-    }
-
-    fn http_error(&self, e: hyper::Error) -> MasterError {
-        // A rejected client certificate shows up here, as a TLS alert after the handshake.
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
-        MasterError::Http {
-            host: self.host.clone(),
-            detail,
-        }
-    }
-
-    /// The connector for a new connection, rebuilt first if the TLS files changed (a
-    /// broken new set is logged and the old one kept).
-    fn connector(&self) -> TlsConnector {
-        if let Some((files, seen)) = &self.files {
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            match files.newest_modification() {
-                Ok(modified) if modified != *seen => match masif_pki::client_config(files) {
-                    Ok(config) => {
-                        tracing::info!(cert = %files.cert.display(), "TLS files changed; reloaded");
-                        *self.connector.lock().unwrap_or_else(|e| e.into_inner()) =
-                            TlsConnector::from(Arc::new(config));
-                        *seen = modified;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "TLS files changed but cannot be used; keeping the previous ones")
-                    }
-                },
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot check the TLS files"),
             }
         }
-        self.connector
+        self.report_v1(tasks).await
+    }
+
+    /// Delivers run results (at most [`v2::MAX_RUNS`]). A master speaking v1 only cannot
+    /// store them: [`MasterError::V1Only`].
+    pub async fn send_runs(&self, runs: &[Run]) -> Result<(), MasterError> {
+        if !self.speaks_v2() {
+            return Err(self.v1_only());
+        }
+        let body = v2::render_runs(runs);
+        match self.post(v2::RUNS_PATH, body, REPORT_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                self.fall_back(v2::RUNS_PATH);
+                Err(self.v1_only())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn report_v2(
+        &self,
+        tasks: &TaskSet,
+        known: &TaskSet,
+        wait: Duration,
+    ) -> Result<TaskSet, MasterError> {
+        let wait_secs = wait.as_secs().min(v2::MAX_WAIT_SECS);
+        let report = Report {
+            tasks: tasks.clone(),
+            approved: known.intersection(tasks).cloned().collect(),
+            wait_secs,
+        };
+        let timeout = Duration::from_secs(wait_secs) + REPORT_TIMEOUT;
+        let bytes = self.post(v2::REPORT_PATH, report.render(), timeout).await?;
+        let answer = ReportAnswer::parse(&bytes).map_err(|source| self.invalid(source))?;
+        Ok(only_reported(answer.approved, tasks))
+    }
+
+    async fn report_v1(&self, tasks: &TaskSet) -> Result<TaskSet, MasterError> {
+        let body = render_task_list(tasks);
+        let bytes = self.post(PENDING_TASKS_PATH, body, REPORT_TIMEOUT).await?;
+        let approved = parse_task_list(&bytes).map_err(|source| self.invalid(source))?;
+        Ok(only_reported(approved, tasks))
+    }
+
+    /// The master answered 404 on `path`: speak v1 for an hour, saying so once at info.
+    fn fall_back(&self, path: &str) {
+        *self.v1_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + V1_RECHECK);
+        if self.fallback_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(host = %self.host, path, "the master still speaks protocol v1 only");
+        } else {
+            tracing::info!(
+                host = %self.host,
+                path,
+                "the master answered 404: it speaks protocol v1 only; reporting to {PENDING_TASKS_PATH} \
+                 without waiting for approvals or sending run results, trying v2 again in an hour"
+            );
+        }
+    }
+
+    /// A v2 report was answered: if the master spoke v1 before, say that it speaks v2 now.
+    fn v2_answered(&self) {
+        let before = self
+            .v1_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, MasterError> {
-        let connector = self.connector();
-        let connect = async {
-            let tcp =
-                TcpStream::connect(&self.host)
-                    .await
-                    .map_err(|source| MasterError::Connect {
-                        host: self.host.clone(),
-                        source,
-                    })?;
-            let _ = tcp.set_nodelay(true);
-            connector
-                .connect(self.server_name.clone(), tcp)
-                .await
-                .map_err(|e| self.handshake_error(e))
-        };
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| MasterError::Timeout {
-                host: self.host.clone(),
-                timeout: CONNECT_TIMEOUT,
-            })??;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| self.http_error(e))?;
-        let host = self.host.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%host, error = %e, "connection to the master ended");
-            }
-        });
-        tracing::debug!(host = %self.host, cn = %self.cn, "connected to the master");
-        Ok(sender)
-    }
-
-    fn handshake_error(&self, e: std::io::Error) -> MasterError {
-        let rustls_error = e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-        if let Some(rustls::Error::InvalidCertificate(
-            cert @ (rustls::CertificateError::NotValidForName
-            | rustls::CertificateError::NotValidForNameContext { .. }),
-        )) = rustls_error
-        {
-            let err = MasterError::NameMismatch {
-                host: self.host.clone(),
-                cn: self.cn.clone(),
-                detail: format!("{cert:?}"),
-            };
-            tracing::error!("{err}; check master.cn or the master's certificate");
-            return err;
+            .take();
+        if before.is_some() {
+            tracing::info!(host = %self.host, "the master speaks protocol v2 now");
+            self.fallback_logged.store(false, Ordering::Relaxed);
         }
-        MasterError::Handshake {
+    }
+
+    fn v1_only(&self) -> MasterError {
+        MasterError::V1Only {
             host: self.host.clone(),
-            detail: e.to_string(),
         }
+    }
+
+    fn invalid(&self, source: ProtocolError) -> MasterError {
+        MasterError::Answer {
+            host: self.host.clone(),
+            source,
+        }
+    }
+}
+
+/// Approvals of tasks that were never reported do not count.
+fn only_reported(approved: TaskSet, tasks: &TaskSet) -> TaskSet {
+    approved.into_iter().filter(|t| tasks.contains(t)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> MasterClient {
+        let config = rustls::ClientConfig::builder_with_provider(masif_pki::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        MasterClient::with_config(Arc::new(config), "127.0.0.1:1", "master.invalid").unwrap()
+    }
+
+    #[test]
+    fn a_v1_master_is_asked_for_v2_again_after_an_hour() {
+        let c = client();
+        assert!(c.speaks_v2(), "v2 first");
+        c.fall_back(v2::REPORT_PATH);
+        assert!(!c.speaks_v2());
+        let until = c.v1_until.lock().unwrap().unwrap();
+        assert!(until > Instant::now() + V1_RECHECK - Duration::from_secs(60));
+        // An hour later:
+        *c.v1_until.lock().unwrap() = Some(Instant::now());
+        assert!(c.speaks_v2());
+        c.v2_answered();
+        assert!(c.v1_until.lock().unwrap().is_none());
     }
 }

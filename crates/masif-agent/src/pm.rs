@@ -1,5 +1,5 @@
 //! The package-manager interface the agent loop talks to (APT today, dnf later): plans,
-//! single-package upgrades and what came of them.
+//! runs of exactly an approved single-package plan, and what came of them.
 
 use std::collections::BTreeSet;
 
@@ -59,6 +59,14 @@ impl Plan {
     }
 }
 
+/// One run as it was approved: the single-package plan of `package`, to be carried out
+/// exactly (the same versions, nothing removed that the plan does not remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub package: PackageName,
+    pub plan: TaskSet,
+}
+
 /// How a real run of the package manager ended. The exit status alone does not say whether
 /// the package was upgraded: the caller plans again and looks.
 #[derive(Debug, Clone)]
@@ -76,7 +84,10 @@ pub trait PackageManager: Send + Sync {
     async fn plan_full(&self) -> Result<Plan>;
     /// What upgrading only `package` (and what it needs) would do.
     async fn plan_package(&self, package: &PackageName) -> Result<Plan>;
-    /// Upgrades `package` (and what it needs) for real, non-interactively, keeping existing
-    /// configuration files.
-    async fn upgrade_package(&self, package: &PackageName) -> Result<RunOutcome>;
+    /// What the command [`PackageManager::run_job`] would run for `job` does now: a
+    /// simulation of exactly that command. An error may mean that it can no longer be done
+    /// (a version gone, a removal needed).
+    async fn simulate_job(&self, job: &Job) -> Result<Plan>;
+    /// Runs `job` for real, non-interactively, keeping existing configuration files.
+    async fn run_job(&self, job: &Job) -> Result<RunOutcome>;
 }

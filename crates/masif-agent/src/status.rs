@@ -16,9 +16,19 @@ pub enum Activity {
     Starting,
     Planning,
     Reporting,
-    Executing { package: String },
-    WaitingForLock { package: String },
-    Sleeping { until: i64 },
+    Executing {
+        package: String,
+    },
+    WaitingForLock {
+        package: String,
+    },
+    /// A report the master holds until an approval changes, or `until`.
+    WaitingForApproval {
+        until: i64,
+    },
+    Sleeping {
+        until: i64,
+    },
     Stopping,
 }
 
@@ -27,6 +37,20 @@ pub enum Activity {
 pub struct LastError {
     pub time: i64,
     pub message: String,
+}
+
+/// The last run of an approved plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub id: String,
+    pub package: String,
+    /// `succeeded`, `failed` or `plan-changed`.
+    pub outcome: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub duration_ms: u64,
+    /// apt-get's exit code; `None` if it did not run or was killed by a signal.
+    pub exit_code: Option<i32>,
 }
 
 /// The body of `GET /v1/status`.
@@ -51,6 +75,10 @@ pub struct StatusReport {
     pub approved_tasks: usize,
     /// Packages whose last upgrade failed (retried after the retry interval).
     pub failed_packages: BTreeSet<String>,
+    /// Of those, the ones given up after `max_failures` failed runs in a row (tried again
+    /// once approved anew or when their plan changes).
+    pub given_up_packages: BTreeSet<String>,
+    pub last_run: Option<LastRun>,
     /// Upgrade runs that changed the system since start.
     pub upgrades_done: u64,
     /// Successful reports since start.
@@ -98,6 +126,8 @@ impl Monitor {
                     pending_tasks: 0,
                     approved_tasks: 0,
                     failed_packages: BTreeSet::new(),
+                    given_up_packages: BTreeSet::new(),
+                    last_run: None,
                     upgrades_done: 0,
                     reports: 0,
                 },
@@ -140,10 +170,29 @@ impl Monitor {
         });
     }
 
-    pub fn set_counts(&self, approved: usize, failed: impl IntoIterator<Item = String>) {
+    pub fn set_counts(
+        &self,
+        approved: usize,
+        failed: impl IntoIterator<Item = String>,
+        given_up: impl IntoIterator<Item = String>,
+    ) {
         self.with(|i| {
             i.report.approved_tasks = approved;
             i.report.failed_packages = failed.into_iter().collect();
+            i.report.given_up_packages = given_up.into_iter().collect();
+        });
+    }
+
+    pub(crate) fn last_run(&self, run: &masif_proto::v2::Run) {
+        self.with(|i| {
+            i.report.last_run = Some(LastRun {
+                id: run.id.as_str().to_owned(),
+                package: run.package.to_string(),
+                outcome: run.outcome.to_string(),
+                started_at: run.started_at,
+                duration_ms: run.duration_ms,
+                exit_code: run.exit_code,
+            })
         });
     }
 

@@ -2,138 +2,27 @@
 //! for the master's approval logic (the end-to-end tests in `crates/masif/tests` use the real
 //! master and database): the safety rule, failures, a busy lock, shutdown during a run.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
-use async_trait::async_trait;
-use common::eventually;
+use common::{eventually, start_loop, FakeMaster, LoopConfig, Running};
 use masif_agent::apt::Apt;
-use masif_agent::{Activity, Agent, Intervals, MasterError, Monitor, Reporter};
-use masif_proto::{Action, TaskSet};
-use masif_testkit::sandbox::{standard_packages, FakePackage, Sandbox, SandboxLock, Stage};
-
-/// Approves reported tasks matching (package, action) patterns, like approval rows with
-/// from_version and to_version NULL; can pretend to be down.
-#[derive(Default)]
-struct FakeMaster {
-    approvals: Mutex<Vec<(String, Action)>>,
-    reports: Mutex<Vec<TaskSet>>,
-    down: Mutex<bool>,
-}
-
-impl FakeMaster {
-    fn approve(&self, package: &str, actions: &[Action]) {
-        let mut a = self.approvals.lock().unwrap();
-        for action in actions {
-            a.push((package.into(), *action));
-        }
-    }
-
-    fn revoke(&self, package: &str) {
-        self.approvals.lock().unwrap().retain(|(p, _)| p != package);
-    }
-
-    fn last_report(&self) -> Option<TaskSet> {
-        self.reports.lock().unwrap().last().cloned()
-    }
-}
-
-#[async_trait]
-impl Reporter for FakeMaster {
-    async fn report(&self, pending: &TaskSet) -> Result<TaskSet, MasterError> {
-        if *self.down.lock().unwrap() {
-            return Err(MasterError::Http {
-                host: "fake".into(),
-                detail: "connection refused".into(),
-            });
-        }
-        self.reports.lock().unwrap().push(pending.clone());
-        let approvals = self.approvals.lock().unwrap();
-        Ok(pending
-            .iter()
-            .filter(|t| {
-                approvals
-                    .iter()
-                    .any(|(p, a)| t.package().as_str() == p && t.action() == *a)
-            })
-            .cloned()
-            .collect())
-    }
-}
+use masif_agent::{Activity, Agent, Monitor};
+use masif_proto::Action;
+use masif_testkit::sandbox::{standard_packages, FakePackage, SandboxLock};
 
 const UPDATE: &[Action] = &[Action::Update, Action::Configure];
 const INSTALL: &[Action] = &[Action::Install, Action::Configure];
 
-struct Running {
-    _dir: tempfile::TempDir,
-    sb: Sandbox,
-    master: Arc<FakeMaster>,
-    monitor: Monitor,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<masif_agent::Result<()>>,
-}
-
-fn intervals(retry: u64) -> Intervals {
-    Intervals {
-        check: Duration::from_secs(1),
-        report: Duration::from_millis(500),
-        retry: Duration::from_secs(retry),
-    }
-}
-
 async fn start(packages: &[FakePackage], retry: u64, prepare: impl FnOnce(&FakeMaster)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let sb = Sandbox::create(dir.path(), packages).await.unwrap();
-    sb.publish(Stage::V2).await.unwrap();
-    let master = Arc::new(FakeMaster::default());
-    prepare(&master);
-    let monitor = Monitor::new();
-    let agent = Agent::new(
-        Arc::new(Apt::new(sb.apt_settings())),
-        master.clone(),
-        intervals(retry),
-        monitor.clone(),
-    )
-    .without_jitter();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(agent.run(async {
-        let _ = rx.await;
-    }));
-    Running {
-        _dir: dir,
-        sb,
-        master,
-        monitor,
-        stop: Some(tx),
-        task,
-    }
-}
-
-impl Running {
-    async fn stop(self) -> masif_agent::Result<()> {
-        self.stop_keeping_sandbox().await.0
-    }
-
-    /// Stops the agent; the sandbox directory lives as long as the returned guard.
-    async fn stop_keeping_sandbox(mut self) -> (masif_agent::Result<()>, tempfile::TempDir) {
-        let _ = self.stop.take().unwrap().send(());
-        (self.task.await.unwrap(), self._dir)
-    }
-
-    async fn version(&self, package: &str) -> Option<String> {
-        self.sb.installed_version(package).await.unwrap()
-    }
+    start_loop(packages, LoopConfig::retry(retry), prepare).await
 }
 
 /// Lets the agent run a few more cycles.
 async fn cycles(r: &Running, n: usize) {
-    let start = r.master.reports.lock().unwrap().len();
-    eventually("more reports", || async {
-        r.master.reports.lock().unwrap().len() >= start + n
-    })
-    .await;
+    r.cycles(n).await
 }
 
 #[tokio::test]
@@ -379,8 +268,13 @@ async fn unreadable_apt_output_is_an_error_quoting_it_and_the_agent_keeps_going(
     });
     let master = Arc::new(FakeMaster::default());
     let monitor = Monitor::new();
-    let agent =
-        Agent::new(Arc::new(apt), master.clone(), intervals(1), monitor.clone()).without_jitter();
+    let agent = Agent::new(
+        Arc::new(apt),
+        master.clone(),
+        LoopConfig::retry(1).intervals,
+        monitor.clone(),
+    )
+    .without_jitter();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(async {
         let _ = rx.await;

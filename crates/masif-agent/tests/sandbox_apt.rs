@@ -1,16 +1,26 @@
 //! The APT back end against the real apt-get and dpkg in sandbox roots: plans of every kind,
-//! a real upgrade, a failing postinst and its aftermath, a held lock, snapshots, and the
-//! host's own dpkg database left alone.
+//! a real upgrade, runs of exactly the approved versions and nothing removed that was not
+//! approved, a failing postinst and its aftermath, a held lock, snapshots, and the host's
+//! own dpkg database left alone.
 
 use std::collections::BTreeSet;
 
 use masif_agent::apt::Apt;
-use masif_agent::{PackageManager, RunOutcome};
+use masif_agent::{Job, PackageManager, RunOutcome};
 use masif_proto::{Action, PackageName};
-use masif_testkit::sandbox::{standard_packages, Sandbox, SandboxLock, Stage};
+use masif_testkit::sandbox::{standard_packages, FakePackage, Sandbox, SandboxLock, Stage};
 
 fn p(name: &str) -> PackageName {
     PackageName::new(name).unwrap()
+}
+
+/// A job of `package`'s whole plan, as the agent runs it once every task is approved.
+async fn job(apt: &Apt, package: &str) -> Job {
+    let plan = apt.plan_package(&p(package)).await.unwrap().tasks();
+    Job {
+        package: p(package),
+        plan,
+    }
 }
 
 async fn sandbox_v2() -> (tempfile::TempDir, Sandbox, Apt) {
@@ -130,7 +140,7 @@ async fn plans_list_every_kind_with_exact_versions_and_origins() {
 async fn a_real_upgrade_changes_only_the_sandbox() {
     let (_dir, sb, apt) = sandbox_v2().await;
     let host_before = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
-    let outcome = apt.upgrade_package(&p("beta")).await.unwrap();
+    let outcome = apt.run_job(&job(&apt, "beta").await).await.unwrap();
     let RunOutcome::Ran(out) = outcome else {
         panic!("busy?")
     };
@@ -172,7 +182,7 @@ async fn a_real_upgrade_changes_only_the_sandbox() {
 #[tokio::test]
 async fn a_failing_postinst_leaves_a_configure_task_and_poisons_later_runs() {
     let (_dir, sb, apt) = sandbox_v2().await;
-    let RunOutcome::Ran(out) = apt.upgrade_package(&p("zeta")).await.unwrap() else {
+    let RunOutcome::Ran(out) = apt.run_job(&job(&apt, "zeta").await).await.unwrap() else {
         panic!("busy?")
     };
     assert_eq!(out.code(), Some(100));
@@ -193,7 +203,7 @@ async fn a_failing_postinst_leaves_a_configure_task_and_poisons_later_runs() {
     // alpha's plan now carries zeta's configure; its run upgrades alpha and still exits 100.
     let alpha = apt.plan_package(&p("alpha")).await.unwrap().tasks();
     assert!(summary(&alpha).contains(&"configure zeta 2.0".to_string()));
-    let RunOutcome::Ran(out) = apt.upgrade_package(&p("alpha")).await.unwrap() else {
+    let RunOutcome::Ran(out) = apt.run_job(&job(&apt, "alpha").await).await.unwrap() else {
         panic!("busy?")
     };
     assert_eq!(out.code(), Some(100));
@@ -210,7 +220,7 @@ async fn a_held_lock_is_busy_not_a_failure() {
         let holder = sb.hold_lock(lock).await.unwrap();
         // Simulations take no lock.
         assert!(!apt.plan_full().await.unwrap().is_empty());
-        match apt.upgrade_package(&p("alpha")).await.unwrap() {
+        match apt.run_job(&job(&apt, "alpha").await).await.unwrap() {
             RunOutcome::Busy(reason) => assert!(reason.contains("lock"), "{reason}"),
             RunOutcome::Ran(out) => panic!("ran despite {lock:?}: {out:?}"),
         }
@@ -220,7 +230,7 @@ async fn a_held_lock_is_busy_not_a_failure() {
         );
         holder.release().await;
     }
-    let RunOutcome::Ran(out) = apt.upgrade_package(&p("alpha")).await.unwrap() else {
+    let RunOutcome::Ran(out) = apt.run_job(&job(&apt, "alpha").await).await.unwrap() else {
         panic!("still busy after release")
     };
     assert!(out.success());
@@ -234,7 +244,7 @@ async fn a_held_lock_is_busy_not_a_failure() {
 async fn snapshots_restore_the_dpkg_database() {
     let (_dir, sb, apt) = sandbox_v2().await;
     sb.snapshot().unwrap();
-    apt.upgrade_package(&p("delta")).await.unwrap();
+    apt.run_job(&job(&apt, "delta").await).await.unwrap();
     assert_eq!(
         sb.installed_version("delta").await.unwrap().as_deref(),
         Some("2.0")
@@ -263,7 +273,11 @@ async fn a_clone_has_the_same_state_and_is_independent() {
         copy_apt.plan_full().await.unwrap().tasks(),
         apt.plan_full().await.unwrap().tasks()
     );
-    let RunOutcome::Ran(out) = copy_apt.upgrade_package(&p("alpha")).await.unwrap() else {
+    let RunOutcome::Ran(out) = copy_apt
+        .run_job(&job(&copy_apt, "alpha").await)
+        .await
+        .unwrap()
+    else {
         panic!("busy?")
     };
     assert!(out.success(), "{out:?}");
@@ -281,4 +295,59 @@ async fn a_clone_has_the_same_state_and_is_independent() {
     // The copy reads its own repository: the original's may go away.
     drop(_dir);
     assert_eq!(copy_apt.plan_full().await.unwrap().tasks().len(), 9);
+}
+
+#[tokio::test]
+async fn a_job_runs_the_approved_versions_even_after_newer_ones_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut packages = standard_packages();
+    packages.push(FakePackage::new("alpha", "3.0").native().v3());
+    let sb = Sandbox::create(dir.path(), &packages).await.unwrap();
+    sb.publish(Stage::V2).await.unwrap();
+    let apt = Apt::new(sb.apt_settings());
+    let alpha = job(&apt, "alpha").await;
+    assert_eq!(
+        summary(&alpha.plan),
+        ["update alpha 2.0", "configure alpha 2.0"]
+    );
+    sb.publish(Stage::V3).await.unwrap();
+    // Planned afresh, alpha would go to 3.0; the approved job still shows (and does) 2.0.
+    let now = apt.plan_package(&p("alpha")).await.unwrap().tasks();
+    assert_eq!(summary(&now), ["update alpha 3.0", "configure alpha 3.0"]);
+    assert_eq!(apt.simulate_job(&alpha).await.unwrap().tasks(), alpha.plan);
+    let RunOutcome::Ran(out) = apt.run_job(&alpha).await.unwrap() else {
+        panic!("busy?")
+    };
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        sb.installed_version("alpha").await.unwrap().as_deref(),
+        Some("2.0")
+    );
+}
+
+#[tokio::test]
+async fn without_an_approved_removal_apt_removes_nothing() {
+    let (_dir, sb, apt) = sandbox_v2().await;
+    let mut delta = job(&apt, "delta").await;
+    assert!(summary(&delta.plan).contains(&"remove epsilon -".to_string()));
+    // A plan that (wrongly) lacks the removal: the simulation refuses, and so does the run.
+    delta.plan.retain(|t| t.action() != Action::Remove);
+    let err = apt.simulate_job(&delta).await.unwrap_err().to_string();
+    assert!(err.contains("--no-remove delta=2.0"), "{err}");
+    assert!(
+        err.contains("Packages need to be removed but remove is disabled"),
+        "{err}"
+    );
+    let RunOutcome::Ran(out) = apt.run_job(&delta).await.unwrap() else {
+        panic!("busy?")
+    };
+    assert_eq!(out.code(), Some(100));
+    assert!(out.stderr.contains("remove is disabled"), "{}", out.stderr);
+    for (name, version) in [("delta", "1.0"), ("epsilon", "1.0")] {
+        assert_eq!(
+            sb.installed_version(name).await.unwrap().as_deref(),
+            Some(version),
+            "{name}"
+        );
+    }
 }

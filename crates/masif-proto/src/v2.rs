@@ -299,7 +299,8 @@ fn parse_run(item: &Value) -> Result<Run, FieldError> {
     let started_at = integer("started_at", MAX_STARTED_AT)?;
     let duration_ms = integer("duration_ms", MAX_DURATION_MS as i64)? as u64;
     let exit_code = match fields.get("exit_code") {
-        None => None,
+        // Absent; an older agent of ours rendered it as null.
+        None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_i64()
                 .and_then(|c| i32::try_from(c).ok())
@@ -364,123 +365,123 @@ fn field(name: &str, reason: String) -> ProtocolError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse_task_list;
+    use crate::{Action, Task, Version};
 
-    const TASKS: &str = r#"[{"package":"alpha","action":"update","from_version":"1","to_version":"2"},{"package":"gamma","action":"install","to_version":"1"}]"#;
+    fn update(package: &str) -> Task {
+        Task::new(
+            PackageName::new(package).unwrap(),
+            Action::Update,
+            Some(Version::new("1.0").unwrap()),
+            Some(Version::new("2.0").unwrap()),
+        )
+        .unwrap()
+    }
 
-    fn run() -> Run {
+    fn run(id: &str, exit_code: Option<i32>, outcome: Outcome) -> Run {
         Run {
-            id: RunId::new("1764900000000-7").unwrap(),
+            id: RunId::new(id).unwrap(),
             package: PackageName::new("alpha").unwrap(),
-            started_at: 1_764_900_000,
-            duration_ms: 1500,
-            exit_code: Some(100),
-            outcome: Outcome::Failed,
-            tasks: parse_task_list(TASKS.as_bytes()).unwrap(),
-            output: RunOutput::tail_of("E: Sub-process /usr/bin/dpkg returned an error code (1)\n"),
+            started_at: 1_764_092_100,
+            duration_ms: 1234,
+            exit_code,
+            outcome,
+            tasks: [update("alpha")].into(),
+            output: RunOutput::tail_of("Setting up alpha (2.0) ...\n"),
         }
     }
 
     #[test]
-    fn bodies_survive_a_round_trip() {
-        let tasks = parse_task_list(TASKS.as_bytes()).unwrap();
+    fn reports_and_answers_round_trip() {
         let report = Report {
-            approved: tasks.iter().take(1).cloned().collect(),
-            tasks: tasks.clone(),
+            tasks: [update("alpha"), update("beta")].into(),
+            approved: [update("alpha")].into(),
             wait_secs: 300,
         };
         assert_eq!(Report::parse(report.render().as_bytes()).unwrap(), report);
-        let answer = ReportAnswer { approved: tasks };
+        let answer = ReportAnswer {
+            approved: [update("beta")].into(),
+        };
         assert_eq!(
             ReportAnswer::parse(answer.render().as_bytes()).unwrap(),
             answer
         );
+        // Omitted lists are empty and an omitted wait is 0; an answer needs `approved`.
+        assert_eq!(Report::parse(b"{}").unwrap(), Report::default());
+        assert!(ReportAnswer::parse(b"{}").is_err());
+    }
+
+    #[test]
+    fn bad_reports_name_the_field() {
+        let cases: [(&[u8], &str); 4] = [
+            (br#"{"wait": 3601}"#, "wait"),
+            (br#"{"wait": -1}"#, "wait"),
+            (
+                br#"{"tasks": [], "approved": [{"package":"a","action":"install","to_version":"1"}]}"#,
+                "approved",
+            ),
+            (br#"[]"#, "not a JSON object"),
+        ];
+        for (body, needle) in cases {
+            let err = Report::parse(body).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn runs_round_trip_with_and_without_an_exit_code() {
         let runs = vec![
-            run(),
-            Run {
-                id: RunId::new("2").unwrap(),
-                exit_code: None,
-                ..run()
-            },
+            run("1764092100000-1", Some(100), Outcome::Failed),
+            run("1764092100000-2", None, Outcome::PlanChanged),
+            run("1764092100000-3", Some(0), Outcome::Succeeded),
         ];
         assert_eq!(parse_runs(render_runs(&runs).as_bytes()).unwrap(), runs);
     }
 
     #[test]
-    fn a_report_may_leave_out_everything_and_unknown_fields_are_ignored() {
-        let report = Report::parse(br#"{"future":{"x":1}}"#).unwrap();
-        assert_eq!(report, Report::default());
-    }
-
-    #[test]
-    fn malformed_reports_name_the_field() {
-        let cases: [(&[u8], &str); 7] = [
-            (b"[]", "body is not a JSON object"),
-            (b"{", "not valid JSON"),
-            (br#"{"tasks":[{"package":""}]}"#, "tasks: task 0"),
-            (
-                br#"{"tasks":[],"approved":[{"package":"a","action":"install","to_version":"1"}]}"#,
-                "approved: lists a",
-            ),
-            (br#"{"wait":3601}"#, "wait: "),
-            (br#"{"wait":1.5}"#, "wait: "),
-            (br#"{"approved":{}}"#, "approved: "),
-        ];
-        for (body, reason) in cases {
-            let err = Report::parse(body).unwrap_err().to_string();
-            assert!(err.contains(reason), "{err:?} should contain {reason:?}");
-        }
-        assert!(ReportAnswer::parse(b"{}")
-            .unwrap_err()
-            .to_string()
-            .contains("approved"));
-    }
-
-    #[test]
-    fn malformed_runs_name_the_run_and_field() {
-        let good = render_runs(&[run()]);
+    fn bad_runs_are_refused_naming_the_run_and_field() {
+        let good = serde_json::to_value(run("r-1", Some(0), Outcome::Succeeded)).unwrap();
+        let with = |key: &str, value: Value| {
+            let mut r = good.clone();
+            r[key] = value;
+            serde_json::json!({ "runs": [good.clone(), r] }).to_string()
+        };
         let cases = [
-            (good.replace("1764900000000-7", "a/b"), "runs[0].id"),
-            (good.replace("\"failed\"", "\"boom\""), "runs[0].outcome"),
-            (
-                good.replace("\"exit_code\":100", "\"exit_code\":4294967296"),
-                "runs[0].exit_code",
-            ),
-            (
-                good.replace("\"duration_ms\":1500", "\"duration_ms\":-1"),
-                "runs[0].duration_ms",
-            ),
-            (
-                good.replace(
-                    "\"package\":\"alpha\",\"started_at\"",
-                    "\"package\":\"\",\"started_at\"",
-                ),
-                "runs[0].package",
-            ),
-            (good.replace("(1)\\n", "(1)\\u0000"), "runs[0].output"),
-            (good.replace("\"runs\"", "\"run\""), "runs: is missing"),
+            (with("id", "r-1".into()), "runs[1].id"),
+            (with("id", "a b".into()), "runs[1].id"),
+            (with("outcome", "maybe".into()), "runs[1].outcome"),
+            (with("exit_code", "0".into()), "runs[1].exit_code"),
+            (with("tasks", serde_json::json!([])), "runs[1].tasks"),
+            (with("output", "\u{1b}[31m".into()), "runs[1].output"),
+            (with("duration_ms", (-1).into()), "runs[1].duration_ms"),
+            (r#"{"runs": []}"#.to_owned(), "runs"),
         ];
         for (body, field) in cases {
             let err = parse_runs(body.as_bytes()).unwrap_err().to_string();
-            assert!(err.starts_with(field), "{err:?} should name {field:?}");
+            assert!(err.starts_with(&format!("{field}: ")), "{field}: {err}");
         }
     }
 
     #[test]
-    fn output_keeps_the_tail_on_a_character_boundary_and_replaces_controls() {
-        let long = format!("{}\u{1b}[31mé", "x".repeat(5000));
+    fn run_ids_are_short_plain_words() {
+        assert!(RunId::new("1764092100123-7").is_ok());
+        assert!(RunId::new("a.b_c:d-E9").is_ok());
+        for bad in ["", "a/b", "é", &"x".repeat(MAX_RUN_ID_CHARS + 1)] {
+            assert!(RunId::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn output_keeps_the_last_bytes_and_no_control_characters() {
+        let long = format!("{}\nend\u{1b}[0m\u{202e}", "é".repeat(MAX_OUTPUT_BYTES));
         let tail = RunOutput::tail_of(&long);
         assert!(tail.as_str().len() <= MAX_OUTPUT_BYTES);
         assert!(
-            tail.as_str().ends_with("\u{fffd}[31mé"),
+            tail.as_str().ends_with("\nend\u{fffd}[0m\u{fffd}"),
             "{:?}",
             &tail.as_str()[4000..]
         );
         assert!(RunOutput::new(tail.as_str()).is_ok());
-        let multibyte = "é".repeat(3000);
-        let tail = RunOutput::tail_of(&multibyte);
-        assert!(tail.as_str().chars().all(|c| c == 'é'));
-        assert!(RunOutput::new("line\n\ttab").is_ok());
-        assert!(RunOutput::new("\u{2067}x").is_err());
+        assert!(RunOutput::new("x".repeat(MAX_OUTPUT_BYTES + 1)).is_err());
+        assert_eq!(RunOutput::tail_of("ok\n\tdone").as_str(), "ok\n\tdone");
     }
 }

@@ -19,6 +19,8 @@ pub(super) struct Planned {
     /// Packages whose planning failed, with the message (already shown and recorded as a
     /// failure).
     pub(super) failed: Vec<(PackageName, String)>,
+    /// Packages given up after failed runs, their plan unchanged.
+    pub(super) given_up: Vec<PackageName>,
 }
 
 impl Agent {
@@ -41,7 +43,7 @@ impl Agent {
     /// Plans the upgrade of each of `candidates` on its own. Tasks a package's plan needs
     /// that `full` lacks go to `st.extra` (they are reported too, or a package needing them
     /// could never be approved); a package whose planning fails is recorded as failed at
-    /// `now`.
+    /// `now`; a package given up after failed runs is left out unless its plan changed.
     pub(super) async fn plan_candidates(
         &self,
         st: &mut State,
@@ -53,6 +55,7 @@ impl Agent {
         let mut planned = Planned {
             plans: BTreeMap::new(),
             failed: Vec::new(),
+            given_up: Vec::new(),
         };
         for package in candidates {
             match self.plan_package(&package).await {
@@ -69,13 +72,18 @@ impl Agent {
                         tracing::info!(%package, extra = extra.len(), "its plan needs tasks the full plan lacks; reporting them too");
                         st.extra.insert(package.clone(), extra);
                     }
+                    if st.failures.given_up(&package, &tasks) {
+                        tracing::debug!(%package, "given up after failed runs; not trying the same plan again");
+                        planned.given_up.push(package);
+                        continue;
+                    }
                     planned.plans.insert(package, tasks);
                 }
                 Err(e) => {
                     let message = format!("planning the upgrade of {package}: {e}");
                     tracing::error!(error = %message);
                     self.monitor.error(message.clone());
-                    st.failures.record(package.clone(), now);
+                    st.failures.record_planning(package.clone(), now);
                     planned.failed.push((package, message));
                 }
             }

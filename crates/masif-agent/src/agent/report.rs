@@ -1,7 +1,7 @@
 //! The report step of a cycle: tell the master every task this host needs and learn from
-//! its answer which of them are approved.
+//! its answer which of them are approved. Queued run results go first.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use masif_proto::TaskSet;
 
@@ -40,8 +40,15 @@ impl Agent {
         if !self.report_due(st, needed) {
             return Reported::NotDue;
         }
+        if self.deliver_runs(&mut st.runs, stop).await {
+            return Reported::Stopped;
+        }
         self.monitor.set_activity(Activity::Reporting);
-        match stop.race(self.master.report(needed)).await {
+        let known = st.approved.clone();
+        match stop
+            .race(self.master.report(needed, &known, Duration::ZERO))
+            .await
+        {
             None => Reported::Stopped,
             Some(Ok(approved)) => {
                 self.learn_approvals(st, needed, approved);
@@ -51,34 +58,51 @@ impl Agent {
         }
     }
 
-    /// A report is due when the needed tasks changed since the last answered report, or
-    /// (with something needed) when that report is half a report interval old: cycles come
-    /// faster while a lock is waited out or a failed package is retried.
+    /// A report is due when the needed tasks changed since the last answered report; with
+    /// something needed, when that report is half a report interval old (cycles come faster
+    /// while a lock is waited out or a failed package is retried); with nothing needed, when
+    /// it is about a report interval old (a heartbeat: the master sees the agent alive).
     fn report_due(&self, st: &State, needed: &TaskSet) -> bool {
-        let half_interval_passed = st
-            .last_report_at
-            .is_none_or(|t| t.elapsed() >= self.intervals.report / 2);
-        st.last_reported.as_ref() != Some(needed) || (!needed.is_empty() && half_interval_passed)
+        if st.last_reported.as_ref() != Some(needed) {
+            return true;
+        }
+        let age = st.last_report_at.map(|t| t.elapsed());
+        let due_after = if needed.is_empty() {
+            self.intervals.report.mul_f64(super::wait::JITTER_LOW)
+        } else {
+            self.intervals.report / 2
+        };
+        age.is_none_or(|age| age >= due_after)
     }
 
-    /// Takes the master's answer as the approvals (only tasks that were reported count).
-    fn learn_approvals(&self, st: &mut State, needed: &TaskSet, answer: TaskSet) {
+    /// Takes the master's answer as the approvals (only tasks that were reported count) and
+    /// returns whether they differ from those known before. Failures of packages whose
+    /// approval was withdrawn are forgotten: approved again, they are tried afresh.
+    pub(super) fn learn_approvals(
+        &self,
+        st: &mut State,
+        needed: &TaskSet,
+        answer: TaskSet,
+    ) -> bool {
         let approved: TaskSet = answer.into_iter().filter(|t| needed.contains(t)).collect();
         let revoked = st.approved.difference(&approved).count();
         if revoked > 0 {
             tracing::warn!(revoked, "approvals withdrawn by the master");
         }
+        let changed = approved != st.approved;
         let pending = needed.len() - approved.len();
         tracing::info!(pending, approved = approved.len(), "reported to the master");
+        st.failures.forget_unapproved(needed, &approved);
         st.approved = approved;
         st.last_reported = Some(needed.clone());
         st.last_report_at = Some(Instant::now());
         self.monitor.report_attempted(true, pending);
+        changed
     }
 
     /// Shows a failed report and returns its message. Approvals known from the last answer
     /// stay valid until the next one.
-    fn report_failed(&self, e: MasterError) -> String {
+    pub(super) fn report_failed(&self, e: MasterError) -> String {
         let message = format!("report: {e}");
         tracing::warn!(error = %message, "report failed; retrying later");
         self.monitor.report_attempted(false, 0);

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use masif_proto::{PackageName, TaskSet};
 
+use super::runs::RunQueue;
 use crate::decide::{self, Failures};
 
 /// What the loop remembers between cycles.
-#[derive(Default)]
 pub(super) struct State {
     /// Tasks the master said are approved (pruned to what is still planned).
     pub(super) approved: TaskSet,
@@ -20,6 +20,11 @@ pub(super) struct State {
     pub(super) last_reported: Option<TaskSet>,
     pub(super) last_report_at: Option<Instant>,
     pub(super) failures: Failures,
+    /// Run results not yet delivered to the master.
+    pub(super) runs: RunQueue,
+    /// When the last cycle started early because a held report was answered with changed
+    /// approvals (at most one such cycle a second, whatever the master does).
+    pub(super) last_early_cycle: Option<Instant>,
 }
 
 /// How one cycle ended.
@@ -31,9 +36,25 @@ pub(super) struct Cycle {
     pub(super) busy: Option<PackageName>,
     pub(super) report_failed: Option<String>,
     pub(super) upgrade_failed: Option<String>,
+    /// What the host needs after the cycle's runs: the tasks to report next.
+    pub(super) needed: TaskSet,
 }
 
 impl State {
+    /// Nothing known yet; a package is given up after `max_failures` failed runs in a row
+    /// (0: never).
+    pub(super) fn new(max_failures: u32) -> Self {
+        Self {
+            approved: TaskSet::new(),
+            extra: BTreeMap::new(),
+            last_reported: None,
+            last_report_at: None,
+            failures: Failures::new(max_failures),
+            runs: RunQueue::default(),
+            last_early_cycle: None,
+        }
+    }
+
     /// Forgets what the new full plan `full` made stale and returns the tasks this host
     /// needs: the full plan and the extra tasks of single-package plans. An empty plan
     /// forgets every approval, extra task and failure; otherwise extra tasks are kept only

@@ -1,12 +1,15 @@
 //! The upgrade step of a cycle: upgrade approved packages one at a time (the one with the
-//! smallest fully approved plan first), finding out from a new full plan what each run did.
+//! smallest fully approved plan first), each exactly as approved (refused if apt's plan for it
+//! changed meanwhile), finding out from a new full plan what each run did.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
+use masif_proto::v2::Outcome;
 use masif_proto::{PackageName, TaskSet};
 
 use super::plan::Planned;
+use super::runs::Ended;
 use super::state::{Cycle, State};
 use super::stop::Stop;
 use super::Agent;
@@ -14,7 +17,7 @@ use crate::apt::last_lines;
 use crate::decide;
 use crate::exec::Output;
 use crate::load::OpKind;
-use crate::pm::RunOutcome;
+use crate::pm::{Job, RunOutcome};
 use crate::status::Activity;
 use crate::Result;
 
@@ -23,14 +26,17 @@ enum Upgrade {
     Done,
     Busy,
     Failed(String),
+    /// Not run: apt would no longer do exactly the approved plan.
+    PlanChanged,
 }
 
 impl Agent {
     /// Upgrades approved packages until none is left to try, planning each candidate on
     /// its own first; `full` ends as the last full plan. Each package is tried at most once
     /// per cycle (retried after the retry interval), so this ends even with a retry
-    /// interval of zero. Notes in `out` whether shutdown came, which package found the lock
-    /// held, the last failure, and whether anything remains to do.
+    /// interval of zero. Each run's result goes to the master right after it. Notes in `out`
+    /// whether shutdown came, which package found the lock held, the last failure, and
+    /// whether anything remains to do.
     pub(super) async fn upgrade_approved(
         &self,
         st: &mut State,
@@ -50,7 +56,12 @@ impl Agent {
             if candidates.is_empty() {
                 break;
             }
-            let Planned { plans, failed } = self.plan_candidates(st, candidates, full, now).await;
+            let Planned {
+                plans,
+                failed,
+                given_up,
+            } = self.plan_candidates(st, candidates, full, now).await;
+            attempted.extend(given_up);
             for (package, message) in failed {
                 attempted.insert(package);
                 out.upgrade_failed = Some(message);
@@ -58,12 +69,17 @@ impl Agent {
             let Some((package, plan)) = fully_approved(&plans, &st.approved) else {
                 break;
             };
-            match self.upgrade(st, &package, &plan, full).await? {
+            let upgrade = self.upgrade(st, &package, &plan, full).await;
+            if self.deliver_runs(&mut st.runs, stop).await {
+                out.stopped = true;
+                return upgrade.map(|_| ());
+            }
+            match upgrade? {
                 Upgrade::Busy => {
                     out.busy = Some(package);
                     break;
                 }
-                Upgrade::Done => {
+                Upgrade::Done | Upgrade::PlanChanged => {
                     attempted.insert(package);
                 }
                 Upgrade::Failed(message) => {
@@ -77,8 +93,9 @@ impl Agent {
         Ok(())
     }
 
-    /// Runs one upgrade (the critical section: never interrupted) and finds out from a new
-    /// plan what it did; `full` becomes that plan.
+    /// Checks that apt would do exactly the approved `plan`, runs it (the critical section:
+    /// never interrupted), finds out from a new plan what it did (`full` becomes that plan)
+    /// and queues the run's result.
     async fn upgrade(
         &self,
         st: &mut State,
@@ -86,8 +103,22 @@ impl Agent {
         plan: &TaskSet,
         full: &mut TaskSet,
     ) -> Result<Upgrade> {
-        let (ran, start, end) = self.run_upgrade(package, plan.len()).await;
-        let output = match ran {
+        let job = Job {
+            package: package.clone(),
+            plan: plan.clone(),
+        };
+        let checked = (SystemTime::now(), Instant::now());
+        if let Some(why) = self.plan_changed(&job).await {
+            tracing::warn!(%package, %why, "not upgrading: apt would no longer do exactly what was approved; planning again");
+            let took = (checked.0, checked.1.elapsed());
+            self.queue_run(st, &job, took, None, Outcome::PlanChanged, why);
+            *full = self.plan_full().await?.tasks();
+            return Ok(Upgrade::PlanChanged);
+        }
+        let started = SystemTime::now();
+        let (ran, start, end) = self.run_job(&job).await;
+        let took = (started, end - start);
+        let (output, text) = match ran {
             Ok(RunOutcome::Busy(reason)) => {
                 tracing::info!(%package, %reason, "package manager busy; waiting");
                 self.monitor.set_activity(Activity::WaitingForLock {
@@ -95,16 +126,33 @@ impl Agent {
                 });
                 return Ok(Upgrade::Busy);
             }
-            Ok(RunOutcome::Ran(output)) => Some(output),
+            Ok(RunOutcome::Ran(output)) => {
+                let text = format!("{}{}", output.stdout, output.stderr);
+                (Some(output), text)
+            }
             Err(e) => {
                 // Could not run or timed out: what happened is found out below.
                 tracing::error!(%package, error = %e, "running the upgrade failed");
                 self.monitor.error(format!("upgrading {package}: {e}"));
-                None
+                (None, e.to_string())
             }
         };
-        *full = self.plan_full().await?.tasks();
+        let exit_code = output.as_ref().and_then(Output::code);
+        let after = match self.plan_full().await {
+            Ok(after) => after.tasks(),
+            Err(e) => {
+                self.queue_run(st, &job, took, exit_code, Outcome::Failed, text);
+                return Err(e);
+            }
+        };
+        *full = after;
         let unfinished = self.record_outcome(st, plan, full, start, end);
+        let outcome = if unfinished.is_empty() {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        self.queue_run(st, &job, took, exit_code, outcome, text);
         if unfinished.is_empty() {
             self.monitor.upgrade_done();
             match &output {
@@ -112,7 +160,7 @@ impl Agent {
                     %package,
                     status = %o.describe_status(),
                     stderr = %last_lines(&o.stderr, 5),
-                    "upgraded, but apt reported an error (about another package?)"
+                    "upgraded, but apt reported an error"
                 ),
                 _ => tracing::info!(%package, "upgraded"),
             }
@@ -124,9 +172,59 @@ impl Agent {
         Ok(Upgrade::Failed(message))
     }
 
+    /// Why `job` may not run now, if it may not: a simulation of exactly its command shows
+    /// other tasks than the approved plan (the package lists changed since), or fails (a
+    /// version is gone, or a removal would be needed).
+    async fn plan_changed(&self, job: &Job) -> Option<String> {
+        let now = match self.simulate_job(job).await {
+            Ok(plan) => plan.tasks(),
+            Err(e) => return Some(format!("the approved plan cannot be run now: {e}")),
+        };
+        if now == job.plan {
+            return None;
+        }
+        let describe = |tasks: Vec<&masif_proto::Task>| -> String {
+            let shown: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
+            if shown.is_empty() {
+                "nothing".into()
+            } else {
+                shown.join(", ")
+            }
+        };
+        Some(format!(
+            "apt's plan changed since it was approved: now also {}; no longer {}",
+            describe(now.difference(&job.plan).collect()),
+            describe(job.plan.difference(&now).collect()),
+        ))
+    }
+
+    /// Queues the result of a run of `job` that started and took as `took` says (apt's run,
+    /// or the check that refused it), and shows it.
+    fn queue_run(
+        &self,
+        st: &mut State,
+        job: &Job,
+        (started, duration): (SystemTime, Duration),
+        exit_code: Option<i32>,
+        outcome: Outcome,
+        output: String,
+    ) {
+        let run = st.runs.push(Ended {
+            package: job.package.clone(),
+            tasks: job.plan.clone(),
+            started,
+            duration,
+            exit_code,
+            outcome,
+            output,
+        });
+        self.monitor.last_run(&run);
+    }
+
     /// Compares the run `plan` with the plan `after` it and returns the packages it left
     /// unfinished. The finished tasks count in the load figures (run from `start` to `end`);
-    /// unfinished packages are recorded as failed, the others' failures are cleared.
+    /// unfinished packages are recorded as failed (and given up after `max_failures` in a
+    /// row), the others' failures are cleared.
     fn record_outcome(
         &self,
         st: &mut State,
@@ -143,11 +241,17 @@ impl Agent {
             }
         }
         let now = Instant::now();
-        for p in plan.iter().map(|t| t.package()) {
-            if unfinished.contains(p) {
-                st.failures.record(p.clone(), now);
-            } else {
+        let packages: BTreeSet<&PackageName> = plan.iter().map(|t| t.package()).collect();
+        for p in packages {
+            if !unfinished.contains(p) {
                 st.failures.clear(p);
+            } else if st.failures.record(p.clone(), plan, now) {
+                tracing::warn!(
+                    package = %p,
+                    failures = self.max_failures,
+                    "giving up after this many failed runs in a row; it is tried again once \
+                     its approval is withdrawn and given again, or its plan changes"
+                );
             }
         }
         unfinished

@@ -1,19 +1,21 @@
-//! The APT back end: plans with `apt-get -s`, upgrades one package with
-//! `install --only-upgrade`, and tells a held dpkg lock ("busy") from a failure. Every call
-//! goes through [`crate::exec::Runner`].
+//! The APT back end: plans with `apt-get -s`, runs an approved single-package plan with
+//! `install --only-upgrade [--no-remove] PKG=VERSION…` (simulated first with the same
+//! arguments), and tells a held dpkg lock ("busy") from a failure. Every call goes through
+//! [`crate::exec::Runner`].
 
 mod parse;
 
 pub use parse::{parse_line, parse_simulation, ParseError, MAX_LINES, MAX_LINE_BYTES};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use masif_proto::PackageName;
+use masif_proto::{Action, PackageName, TaskSet, Version};
 
 use crate::exec::{Output, Runner};
-use crate::pm::{PackageManager, Plan, RunOutcome};
+use crate::pm::{Job, PackageManager, Plan, RunOutcome};
 use crate::{Error, Result};
 
 /// How to run apt-get: which binary, extra arguments and environment, time limits.
@@ -119,33 +121,115 @@ impl PackageManager for Apt {
             .await
     }
 
-    async fn upgrade_package(&self, package: &PackageName) -> Result<RunOutcome> {
-        let name = checked(package)?;
-        let args = [
-            "-yqq",
-            "-o",
-            "Dpkg::Options::=--force-confdef",
-            "-o",
-            "Dpkg::Options::=--force-confold",
-            "install",
-            "--only-upgrade",
-            name,
-        ];
+    async fn simulate_job(&self, job: &Job) -> Result<Plan> {
+        let args = job_args(job)?;
+        let args: Vec<&str> = std::iter::once("-sqq")
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        self.simulate(&args).await
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<RunOutcome> {
+        let args = job_args(job)?;
         let out = self
             .runner
             .command(&self.settings.path)
             .args(&self.settings.options)
-            .args(args)
+            .arg("-yqq")
+            .args(&args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .timeout(self.settings.run_timeout)
             .run()
             .await?;
         if let Some(reason) = busy_reason(&out) {
-            tracing::info!(package = name, %reason, "package manager busy");
+            tracing::info!(package = %job.package, %reason, "package manager busy");
             return Ok(RunOutcome::Busy(reason));
         }
         Ok(RunOutcome::Ran(out))
     }
+}
+
+/// The arguments (after `-sqq` or `-yqq`) that carry out exactly `job`'s plan: every package
+/// it updates, and every package it only configures, named with its target version
+/// (`PKG=VERSION`); packages it installs are not named (`--only-upgrade` would skip them):
+/// they come as dependencies, and the simulation shows which version apt picked. Without a
+/// removal in the plan, `--no-remove` makes apt refuse one instead of doing it.
+fn job_args(job: &Job) -> Result<Vec<String>> {
+    let names = exact_names(&job.plan).map_err(|reason| Error::BadJob {
+        package: job.package.to_string(),
+        reason,
+    })?;
+    if !names.contains_key(&job.package) {
+        return Err(Error::BadJob {
+            package: job.package.to_string(),
+            reason: "the plan neither updates nor configures it".into(),
+        });
+    }
+    let removes = job
+        .plan
+        .iter()
+        .any(|t| matches!(t.action(), Action::Remove | Action::Purge));
+    let mut args: Vec<String> = [
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "install",
+        "--only-upgrade",
+    ]
+    .map(String::from)
+    .into();
+    if !removes {
+        args.push("--no-remove".into());
+    }
+    for (package, version) in names {
+        args.push(format!(
+            "{}={}",
+            checked(package)?,
+            checked_version(version)?
+        ));
+    }
+    Ok(args)
+}
+
+/// Each updated or only-configured package of `plan` with its target version.
+fn exact_names(plan: &TaskSet) -> Result<BTreeMap<&PackageName, &Version>, String> {
+    let installed: Vec<&PackageName> = plan
+        .iter()
+        .filter(|t| t.action() == Action::Install)
+        .map(|t| t.package())
+        .collect();
+    let mut names: BTreeMap<&PackageName, &Version> = BTreeMap::new();
+    for task in plan {
+        let named = match task.action() {
+            Action::Update => true,
+            Action::Configure => !installed.contains(&task.package()),
+            Action::Install | Action::Remove | Action::Purge => false,
+        };
+        let Some(version) = task.to_version().filter(|_| named) else {
+            continue;
+        };
+        if let Some(other) = names.insert(task.package(), version) {
+            if other != version {
+                return Err(format!(
+                    "the plan names {} in versions {other} and {version}",
+                    task.package()
+                ));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Versions come from apt's own output; still, only what Debian allows goes on the command
+/// line.
+fn checked_version(version: &Version) -> Result<&str> {
+    let v = version.as_str();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".+~:-".contains(c);
+    if v.is_empty() || !v.chars().all(allowed) {
+        return Err(Error::BadVersion(v.to_owned()));
+    }
+    Ok(v)
 }
 
 /// `Some(apt's message)` if the run failed only because another process holds a lock
@@ -220,6 +304,74 @@ mod tests {
         let bad = PackageName::new("-oAPT::Get::Something=1").unwrap();
         assert!(matches!(checked(&bad), Err(Error::BadPackageName(_))));
         assert!(checked(&PackageName::new("libc6:i386").unwrap()).is_ok());
+    }
+
+    fn job(package: &str, lines: &[&str]) -> Job {
+        Job {
+            package: PackageName::new(package).unwrap(),
+            plan: lines
+                .iter()
+                .map(|l| parse_line(1, l).unwrap().task)
+                .collect(),
+        }
+    }
+
+    /// The arguments after the fixed `-o Dpkg::Options…`, `install --only-upgrade`.
+    fn tail(job: &Job) -> Vec<String> {
+        let args = job_args(job).unwrap();
+        assert_eq!(args[4..6], ["install", "--only-upgrade"]);
+        args[6..].to_vec()
+    }
+
+    #[test]
+    fn a_job_names_exact_versions_and_removes_only_what_was_approved() {
+        let alpha = job("alpha", &["Inst alpha [1.0] (2.0 S)", "Conf alpha (2.0 S)"]);
+        assert_eq!(tail(&alpha), ["--no-remove", "alpha=2.0"]);
+        // A new dependency is pulled in, not named (--only-upgrade would skip it).
+        let beta = job(
+            "beta",
+            &[
+                "Inst gamma (1.0 S)",
+                "Inst beta [1.0] (2.0 S)",
+                "Conf gamma (1.0 S)",
+                "Conf beta (2.0 S)",
+            ],
+        );
+        assert_eq!(tail(&beta), ["--no-remove", "beta=2.0"]);
+        let delta = job(
+            "delta",
+            &[
+                "Remv epsilon [1.0]",
+                "Inst delta [1.0] (2.0 S)",
+                "Conf delta (2.0 S)",
+            ],
+        );
+        assert_eq!(tail(&delta), ["delta=2.0"]);
+        // A half-configured package is configured at its version, also in another's run.
+        let poisoned = job(
+            "alpha",
+            &[
+                "Inst alpha [1.0] (2:2.0~rc1+b1 S)",
+                "Conf alpha (2:2.0~rc1+b1 S)",
+                "Conf zeta (2.0 S)",
+            ],
+        );
+        assert_eq!(
+            tail(&poisoned),
+            ["--no-remove", "alpha=2:2.0~rc1+b1", "zeta=2.0"]
+        );
+    }
+
+    #[test]
+    fn a_job_that_cannot_be_named_exactly_is_refused() {
+        let not_in_plan = job("alpha", &["Inst beta [1.0] (2.0 S)"]);
+        let err = job_args(&not_in_plan).unwrap_err().to_string();
+        assert!(err.contains("plan of alpha"), "{err}");
+        let two_versions = job("alpha", &["Inst alpha [1.0] (2.0 S)", "Conf alpha (3.0 S)"]);
+        let err = job_args(&two_versions).unwrap_err().to_string();
+        assert!(err.contains("versions 2.0 and 3.0"), "{err}");
+        let odd = job("alpha", &["Inst alpha [1.0] (2.0=evil S)"]);
+        assert!(matches!(job_args(&odd), Err(Error::BadVersion(_))));
     }
 
     #[tokio::test]

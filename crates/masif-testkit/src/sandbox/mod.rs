@@ -118,6 +118,7 @@ fn stage_dir(stage: Stage) -> &'static str {
     match stage {
         Stage::V1 => "v1",
         Stage::V2 => "v2",
+        Stage::V3 => "v3",
     }
 }
 
@@ -315,8 +316,8 @@ impl Sandbox {
         Ok(out.stdout)
     }
 
-    /// Publishes the packages of `stage` (V2 includes the V1 versions, as a real archive
-    /// keeps the installed ones) and runs `apt-get update`. The repository's `Packages` and
+    /// Publishes the packages of `stage` and the earlier stages (as a real archive keeps the
+    /// installed versions) and runs `apt-get update`. The repository's `Packages` and
     /// `Release` files are written here, so no apt-utils or dpkg-dev is needed.
     pub async fn publish(&self, stage: Stage) -> Result<()> {
         let new = self.dir.join("repo.new");

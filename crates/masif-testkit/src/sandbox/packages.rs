@@ -17,6 +17,9 @@ pub enum Stage {
     V1,
     /// Published by [`super::Sandbox::publish`]`(Stage::V2)`, next to the V1 versions.
     V2,
+    /// Published by [`super::Sandbox::publish`]`(Stage::V3)`, next to the V1 and V2 versions:
+    /// the package lists changing again, e.g. between an approval and the run.
+    V3,
 }
 
 /// A package's architecture.
@@ -61,6 +64,13 @@ impl FakePackage {
     /// Published only with [`Stage::V2`] (and so not installed at creation).
     pub fn v2(mut self) -> Self {
         self.stage = Stage::V2;
+        self.installed = false;
+        self
+    }
+
+    /// Published only with [`Stage::V3`] (and so not installed at creation).
+    pub fn v3(mut self) -> Self {
+        self.stage = Stage::V3;
         self.installed = false;
         self
     }

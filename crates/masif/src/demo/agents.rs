@@ -103,6 +103,7 @@ fn agent_config(
 ) -> AgentConfig {
     AgentConfig {
         intervals: INTERVALS,
+        max_failures: masif_agent::DEFAULT_MAX_FAILURES,
         master_host: master.to_string(),
         master_cn: MASTER_CN.to_owned(),
         tls: TlsSource::Files(files.clone()),

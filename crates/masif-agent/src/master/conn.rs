@@ -1,0 +1,214 @@
+//! The connection under [`MasterClient`]: one kept-alive HTTP/1.1 connection over mutual TLS,
+//! reopened when the master closed it, the TLS files reloaded when they changed, and errors
+//! that say whether the name, the handshake or the exchange failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::{MasterClient, MasterError};
+
+/// Longest a TCP connect plus TLS handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most bytes of an error answer quoted in a message.
+const MAX_QUOTED_BODY: usize = 300;
+
+impl MasterClient {
+    /// POSTs the JSON `body` to `path` and returns the body of a 200 answer; any other status
+    /// is [`MasterError::Status`]. The whole exchange, connecting included, may take `timeout`.
+    pub(super) async fn post(
+        &self,
+        path: &'static str,
+        body: String,
+        timeout: Duration,
+    ) -> Result<Bytes, MasterError> {
+        let mut slot = self.sender.lock().await;
+        let exchange = self.exchange(&mut slot, path, body);
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                // A request may be in flight on it: never reuse that connection.
+                *slot = None;
+                Err(MasterError::Timeout {
+                    host: self.host.clone(),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        slot: &mut Option<SendRequest<Full<Bytes>>>,
+        path: &'static str,
+        body: String,
+    ) -> Result<Bytes, MasterError> {
+        let reused = match slot.as_mut() {
+            Some(sender) => !sender.is_closed() && sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !reused {
+            *slot = Some(self.connect().await?);
+        }
+        let sender = slot.as_mut().expect("just connected");
+        let response = match sender.send_request(self.request(path, &body)).await {
+            Ok(r) => r,
+            Err(e) if reused => {
+                // The master closed the kept-alive connection under us; reports and runs are
+                // idempotent, so one fresh attempt is safe.
+                tracing::debug!(error = %e, "kept-alive connection failed; reconnecting");
+                *slot = Some(self.connect().await?);
+                let sender = slot.as_mut().expect("just connected");
+                sender
+                    .send_request(self.request(path, &body))
+                    .await
+                    .map_err(|e| self.http_error(e))?
+            }
+            Err(e) => {
+                *slot = None;
+                return Err(self.http_error(e));
+            }
+        };
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), masif_proto::MAX_BODY_BYTES as usize)
+            .collect()
+            .await
+            .map_err(|e| {
+                *slot = None;
+                MasterError::Http {
+                    host: self.host.clone(),
+                    detail: format!("reading the answer: {e}"),
+                }
+            })?
+            .to_bytes();
+        if status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&bytes);
+            let body: String = text.chars().take(MAX_QUOTED_BODY).collect();
+            return Err(MasterError::Status {
+                host: self.host.clone(),
+                status,
+                body,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn request(&self, path: &'static str, body: &str) -> Request<Full<Bytes>> {
+        Request::post(path)
+            .header(http::header::HOST, &self.host)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("masif-agent/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("static request parts")
+    }
+
+    fn http_error(&self, e: hyper::Error) -> MasterError {
+        // A rejected client certificate shows up here, as a TLS alert after the handshake.
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        MasterError::Http {
+            host: self.host.clone(),
+            detail,
+        }
+    }
+
+    /// The connector for a new connection, rebuilt first if the TLS files changed (a
+    /// broken new set is logged and the old one kept).
+    fn connector(&self) -> TlsConnector {
+        if let Some((files, seen)) = &self.files {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            match files.newest_modification() {
+                Ok(modified) if modified != *seen => match masif_pki::client_config(files) {
+                    Ok(config) => {
+                        tracing::info!(cert = %files.cert.display(), "TLS files changed; reloaded");
+                        *self.connector.lock().unwrap_or_else(|e| e.into_inner()) =
+                            TlsConnector::from(Arc::new(config));
+                        *seen = modified;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS files changed but cannot be used; keeping the previous ones")
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot check the TLS files"),
+            }
+        }
+        self.connector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, MasterError> {
+        let connector = self.connector();
+        let connect = async {
+            let tcp =
+                TcpStream::connect(&self.host)
+                    .await
+                    .map_err(|source| MasterError::Connect {
+                        host: self.host.clone(),
+                        source,
+                    })?;
+            let _ = tcp.set_nodelay(true);
+            connector
+                .connect(self.server_name.clone(), tcp)
+                .await
+                .map_err(|e| self.handshake_error(e))
+        };
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| MasterError::Timeout {
+                host: self.host.clone(),
+                timeout: CONNECT_TIMEOUT,
+            })??;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.http_error(e))?;
+        let host = self.host.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%host, error = %e, "connection to the master ended");
+            }
+        });
+        tracing::debug!(host = %self.host, cn = %self.cn, "connected to the master");
+        Ok(sender)
+    }
+
+    fn handshake_error(&self, e: std::io::Error) -> MasterError {
+        let rustls_error = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::InvalidCertificate(
+            cert @ (rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. }),
+        )) = rustls_error
+        {
+            let err = MasterError::NameMismatch {
+                host: self.host.clone(),
+                cn: self.cn.clone(),
+                detail: format!("{cert:?}"),
+            };
+            tracing::error!("{err}; check master.cn or the master's certificate");
+            return err;
+        }
+        MasterError::Handshake {
+            host: self.host.clone(),
+            detail: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The agent loop against the real apt-get/dpkg in a sandbox root, with an in-process stand-in
+//! for the master's approval logic ([`FakeMaster`]: approval patterns, held reports, stored
+//! runs, v1 mode, downtime) and a package manager that can change the package lists right
+//! before a run (between approval and execution).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use masif_agent::apt::Apt;
+use masif_agent::{
+    Agent, Intervals, Job, MasterError, Monitor, PackageManager, Plan, Reporter, RunOutcome,
+};
+use masif_proto::v2::Run;
+use masif_proto::{Action, PackageName, TaskSet};
+use masif_testkit::sandbox::{FakePackage, Sandbox, Stage};
+use tokio::sync::Notify;
+
+/// Approves reported tasks matching (package, action) patterns, like approval rows with
+/// from_version and to_version NULL; speaking v2 (unless told otherwise) it holds reports
+/// until an approval changes and stores runs; it can pretend to be down.
+#[derive(Default)]
+pub struct FakeMaster {
+    approvals: Mutex<Vec<(String, Action)>>,
+    changed: Notify,
+    pub reports: Mutex<Vec<TaskSet>>,
+    /// The wait each report asked for.
+    pub waits: Mutex<Vec<Duration>>,
+    pub runs: Mutex<Vec<Run>>,
+    pub down: Mutex<bool>,
+    pub v1: AtomicBool,
+}
+
+impl FakeMaster {
+    pub fn approve(&self, package: &str, actions: &[Action]) {
+        let mut a = self.approvals.lock().unwrap();
+        for action in actions {
+            a.push((package.into(), *action));
+        }
+        drop(a);
+        self.changed.notify_waiters();
+    }
+
+    pub fn revoke(&self, package: &str) {
+        self.approvals.lock().unwrap().retain(|(p, _)| p != package);
+        self.changed.notify_waiters();
+    }
+
+    pub fn last_report(&self) -> Option<TaskSet> {
+        self.reports.lock().unwrap().last().cloned()
+    }
+
+    pub fn runs(&self) -> Vec<Run> {
+        self.runs.lock().unwrap().clone()
+    }
+
+    fn answer(&self, tasks: &TaskSet) -> TaskSet {
+        let approvals = self.approvals.lock().unwrap();
+        tasks
+            .iter()
+            .filter(|t| {
+                approvals
+                    .iter()
+                    .any(|(p, a)| t.package().as_str() == p && t.action() == *a)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn check_up(&self) -> Result<(), MasterError> {
+        if *self.down.lock().unwrap() {
+            return Err(MasterError::Http {
+                host: "fake".into(),
+                detail: "connection refused".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Reporter for FakeMaster {
+    async fn report(
+        &self,
+        tasks: &TaskSet,
+        known: &TaskSet,
+        wait: Duration,
+    ) -> Result<TaskSet, MasterError> {
+        self.check_up()?;
+        self.reports.lock().unwrap().push(tasks.clone());
+        self.waits.lock().unwrap().push(wait);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let answer = self.answer(tasks);
+            if !self.speaks_v2() || wait.is_zero() || answer != *known {
+                return Ok(answer);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(self.answer(tasks));
+            }
+        }
+    }
+
+    async fn send_runs(&self, runs: &[Run]) -> Result<(), MasterError> {
+        self.check_up()?;
+        let mut stored = self.runs.lock().unwrap();
+        for run in runs {
+            if !stored.iter().any(|r| r.id == run.id) {
+                stored.push(run.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn speaks_v2(&self) -> bool {
+        !self.v1.load(Ordering::SeqCst)
+    }
+}
+
+/// APT in the sandbox; publishes a stage of the repository right before the first run is
+/// simulated (the package lists change between approval and execution).
+struct Apt2 {
+    apt: Apt,
+    sb: Sandbox,
+    publish_before_run: Mutex<Option<Stage>>,
+}
+
+#[async_trait]
+impl PackageManager for Apt2 {
+    async fn plan_full(&self) -> masif_agent::Result<Plan> {
+        self.apt.plan_full().await
+    }
+    async fn plan_package(&self, package: &PackageName) -> masif_agent::Result<Plan> {
+        self.apt.plan_package(package).await
+    }
+    async fn simulate_job(&self, job: &Job) -> masif_agent::Result<Plan> {
+        let stage = self.publish_before_run.lock().unwrap().take();
+        if let Some(stage) = stage {
+            self.sb.publish(stage).await.unwrap();
+        }
+        self.apt.simulate_job(job).await
+    }
+    async fn run_job(&self, job: &Job) -> masif_agent::Result<RunOutcome> {
+        self.apt.run_job(job).await
+    }
+}
+
+/// How to run the loop.
+pub struct LoopConfig {
+    pub intervals: Intervals,
+    pub max_failures: u32,
+    /// Publish this stage right before the first run's simulation.
+    pub publish_before_run: Option<Stage>,
+}
+
+impl LoopConfig {
+    /// Checks every second, reports every 500 ms, retries after `retry` seconds.
+    pub fn retry(retry: u64) -> Self {
+        Self {
+            intervals: Intervals {
+                check: Duration::from_secs(1),
+                report: Duration::from_millis(500),
+                retry: Duration::from_secs(retry),
+            },
+            max_failures: 3,
+            publish_before_run: None,
+        }
+    }
+}
+
+/// The loop running against a sandbox with the V2 stage published.
+pub struct Running {
+    _dir: tempfile::TempDir,
+    pub sb: Sandbox,
+    pub master: Arc<FakeMaster>,
+    pub monitor: Monitor,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<masif_agent::Result<()>>,
+}
+
+pub async fn start_loop(
+    packages: &[FakePackage],
+    config: LoopConfig,
+    prepare: impl FnOnce(&FakeMaster),
+) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::create(dir.path(), packages).await.unwrap();
+    sb.publish(Stage::V2).await.unwrap();
+    let master = Arc::new(FakeMaster::default());
+    prepare(&master);
+    let monitor = Monitor::new();
+    let pm = Apt2 {
+        apt: Apt::new(sb.apt_settings()),
+        sb: sb.clone(),
+        publish_before_run: Mutex::new(config.publish_before_run),
+    };
+    let agent = Agent::new(
+        Arc::new(pm),
+        master.clone(),
+        config.intervals,
+        monitor.clone(),
+    )
+    .with_max_failures(config.max_failures)
+    .without_jitter();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async {
+        let _ = rx.await;
+    }));
+    Running {
+        _dir: dir,
+        sb,
+        master,
+        monitor,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Running {
+    pub async fn stop(self) -> masif_agent::Result<()> {
+        self.stop_keeping_sandbox().await.0
+    }
+
+    /// Stops the agent; the sandbox directory lives as long as the returned guard.
+    pub async fn stop_keeping_sandbox(mut self) -> (masif_agent::Result<()>, tempfile::TempDir) {
+        let _ = self.stop.take().unwrap().send(());
+        (self.task.await.unwrap(), self._dir)
+    }
+
+    pub async fn version(&self, package: &str) -> Option<String> {
+        self.sb.installed_version(package).await.unwrap()
+    }
+
+    /// Lets the agent run `n` more reports.
+    pub async fn cycles(&self, n: usize) {
+        let start = self.master.reports.lock().unwrap().len();
+        super::eventually("more reports", || async {
+            self.master.reports.lock().unwrap().len() >= start + n
+        })
+        .await;
+    }
+}

@@ -1,0 +1,214 @@
+//! A stand-in master over real mutual TLS with a throwaway PKI: `POST /v1/pending-tasks`
+//! always, `POST /v2/report` (held until an approval changes) and `POST /v2/runs` once v2 is
+//! switched on (before that they answer 404, as the original master does). It approves by
+//! (package, action) patterns.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use masif_pki::TlsFiles;
+use masif_proto::v2::{self, Report, ReportAnswer, Run};
+use masif_proto::{parse_task_list, render_task_list, Action, TaskSet, PENDING_TASKS_PATH};
+use masif_testkit::pki::{EphemeralCa, Usage};
+use tokio::sync::{oneshot, Notify};
+
+pub const MASTER_CN: &str = "master.agent-tests.invalid";
+
+/// What the stand-in holds and counts; its fields are read through [`StandInMaster`].
+#[derive(Default)]
+pub struct Shared {
+    approvals: Mutex<Vec<(String, Action)>>,
+    changed: Notify,
+    pub connections: AtomicUsize,
+    pub requests: AtomicUsize,
+    /// Requests on `/v2/…` paths answered as v2 (not 404).
+    pub v2_requests: AtomicUsize,
+    /// Reports being held right now.
+    pub held: AtomicUsize,
+    pub last_report: Mutex<Option<TaskSet>>,
+    pub last_v2_report: Mutex<Option<Report>>,
+    pub runs: Mutex<Vec<Run>>,
+    /// Answer with `Connection: close`, so every report needs a new connection.
+    pub close_connections: AtomicBool,
+    /// Serve `/v2/…` (else 404 there).
+    pub v2: AtomicBool,
+    /// A fixed answer (status, body) on `/v1/pending-tasks` instead of the approvals: a
+    /// misbehaving master.
+    pub canned: Mutex<Option<(u16, Vec<u8>)>>,
+}
+
+impl Shared {
+    fn answer(&self, tasks: &TaskSet) -> TaskSet {
+        let approvals = self.approvals.lock().unwrap();
+        tasks
+            .iter()
+            .filter(|t| {
+                approvals
+                    .iter()
+                    .any(|(p, a)| t.package().as_str() == p && t.action() == *a)
+            })
+            .cloned()
+            .collect()
+    }
+
+    async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let path = req.uri().path().to_owned();
+        let body = Limited::new(req.into_body(), 1 << 20)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let v2 = self.v2.load(Ordering::SeqCst);
+        let (status, body) = match path.as_str() {
+            PENDING_TASKS_PATH => {
+                let tasks = parse_task_list(&body).unwrap();
+                *self.last_report.lock().unwrap() = Some(tasks.clone());
+                match self.canned.lock().unwrap().clone() {
+                    Some(canned) => canned,
+                    None => (200, render_task_list(&self.answer(&tasks)).into_bytes()),
+                }
+            }
+            v2::REPORT_PATH if v2 => {
+                self.v2_requests.fetch_add(1, Ordering::SeqCst);
+                let report = Report::parse(&body).unwrap();
+                *self.last_report.lock().unwrap() = Some(report.tasks.clone());
+                *self.last_v2_report.lock().unwrap() = Some(report.clone());
+                let approved = self.held_answer(&report).await;
+                (200, ReportAnswer { approved }.render().into_bytes())
+            }
+            v2::RUNS_PATH if v2 => {
+                self.v2_requests.fetch_add(1, Ordering::SeqCst);
+                let runs = v2::parse_runs(&body).unwrap();
+                self.runs.lock().unwrap().extend(runs);
+                (200, b"{}".to_vec())
+            }
+            _ => (404, b"not found".to_vec()),
+        };
+        let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+        if self.close_connections.load(Ordering::SeqCst) {
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    }
+
+    /// The approvals of `report`'s tasks, once they differ from what the agent knows or its
+    /// wait is over.
+    async fn held_answer(&self, report: &Report) -> TaskSet {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(report.wait_secs);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let answer = self.answer(&report.tasks);
+            if report.wait_secs == 0 || answer != report.approved {
+                return answer;
+            }
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
+            self.held.fetch_sub(1, Ordering::SeqCst);
+            if !woken {
+                return self.answer(&report.tasks);
+            }
+        }
+    }
+}
+
+/// The stand-in, serving until dropped.
+pub struct StandInMaster {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub ca: EphemeralCa,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl std::ops::Deref for StandInMaster {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl StandInMaster {
+    /// A master speaking v1 only, as the original does.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = EphemeralCa::new("Agent Tests CA").unwrap();
+        let cert = ca.issue(MASTER_CN, Usage::Server).unwrap();
+        let files = ca
+            .write_files(&dir.path().join("master"), &cert, None)
+            .unwrap();
+        let config = Arc::new(masif_pki::server_config(&files).unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let state = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => accepted.unwrap(),
+                };
+                state.connections.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, state) = (acceptor.clone(), state.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            dir,
+            ca,
+            shared,
+            stop: Some(stop),
+        }
+    }
+
+    /// Client certificate files for an agent named `cn`.
+    pub fn agent_files(&self, cn: &str) -> TlsFiles {
+        let issued = self.ca.issue(cn, Usage::Client).unwrap();
+        self.ca
+            .write_files(&self.dir.path().join(cn), &issued, None)
+            .unwrap()
+    }
+
+    pub fn approve(&self, package: &str, actions: &[Action]) {
+        let mut a = self.shared.approvals.lock().unwrap();
+        for action in actions {
+            a.push((package.into(), *action));
+        }
+        drop(a);
+        self.shared.changed.notify_waiters();
+    }
+}
+
+impl Drop for StandInMaster {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
