@@ -16,10 +16,12 @@ use tokio::task::JoinSet;
 use super::pki::{DemoPki, MASTER_CN};
 use super::{stopped, Components};
 
-/// Short intervals, so agents show up within seconds and approvals are carried out quickly.
+/// Agents show up within seconds and re-plan every few seconds; an approval reaches them at
+/// once through the held report (protocol v2), so the report interval can be a minute, and a
+/// failed run is retried after 5 s (given up after `max_failures` in a row).
 const INTERVALS: Intervals = Intervals {
     check: Duration::from_secs(5),
-    report: Duration::from_secs(2),
+    report: Duration::from_secs(60),
     retry: Duration::from_secs(5),
 };
 
