@@ -42,11 +42,13 @@ pub(crate) struct When {
     pub at: String,
 }
 
-/// An agent's last contact with this master.
+/// An agent's last contact: its last report to this master or, for an agent only the original
+/// master has seen, the last change of its pending set (the store's rule too).
 #[derive(Debug, Serialize)]
 pub(crate) struct Seen {
-    /// `None`: the agent never reported to this master (only the original master saw it).
-    pub when: Option<When>,
+    pub when: When,
+    /// Whether `when` is a report to this master.
+    pub reported: bool,
     pub offline: bool,
 }
 
@@ -103,8 +105,9 @@ impl AgentStatus {
             ctime: a.ctime,
             mtime: a.mtime,
             seen: Seen {
-                when: a.last_seen.map(|t| now.when(t)),
-                offline: is_offline(a.last_seen, now.offline_before),
+                when: now.when(last_contact(&a)),
+                reported: a.last_seen.is_some(),
+                offline: last_contact(&a) < now.offline_before,
             },
             pending_tasks: a.pending_tasks,
             pending_packages: a.pending_packages,
@@ -117,22 +120,44 @@ impl AgentStatus {
     }
 }
 
-/// Whether an agent last seen at `last_seen` is offline: not seen since `offline_before`, or
-/// never seen by this master (the rule of the store's `not_seen_since` filter and counts).
-fn is_offline(last_seen: Option<i64>, offline_before: i64) -> bool {
-    last_seen.is_none_or(|t| t < offline_before)
+/// An agent's last contact, as the store's `not_seen_since` filter and offline count take it:
+/// its last report or, if it never reported to this master, the last change of its pending set.
+/// It is offline when that is before `offline_before`.
+fn last_contact(a: &AgentSummary) -> i64 {
+    a.last_seen.unwrap_or(a.mtime)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn summary(last_seen: Option<i64>, mtime: i64) -> AgentSummary {
+        AgentSummary {
+            name: masif_proto::AgentName::new("a").unwrap(),
+            ctime: 0,
+            mtime,
+            last_seen,
+            pending_tasks: 0,
+            pending_packages: 0,
+            last_run: None,
+            failing_packages: 0,
+        }
+    }
+
     #[test]
-    fn offline_means_not_seen_since_or_never() {
-        assert!(is_offline(None, 100));
-        assert!(is_offline(Some(99), 100));
-        assert!(!is_offline(Some(100), 100));
-        assert!(!is_offline(Some(500), 100), "ahead of this clock");
+    fn offline_means_no_contact_since() {
+        let now = Now {
+            now: 1000,
+            offline_before: 100,
+        };
+        let offline = |last_seen, mtime| AgentStatus::new(summary(last_seen, mtime), now).seen;
+        assert!(offline(Some(99), 500).offline);
+        assert!(!offline(Some(100), 0).offline);
+        assert!(!offline(Some(5000), 0).offline, "ahead of this clock");
+        // Never reported here: the pending set's last change counts.
+        let s = offline(None, 99);
+        assert!(s.offline && !s.reported);
+        assert!(!offline(None, 100).offline);
     }
 
     #[test]
