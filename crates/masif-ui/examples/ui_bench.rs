@@ -69,6 +69,8 @@ async fn main() {
         "/agents",
         "/agents?page=50",
         "/agents?name=host-09",
+        "/agents?state=offline",
+        "/agents?state=failing",
         &one_agent,
         "/approvals",
         "/audit",

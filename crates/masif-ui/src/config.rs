@@ -19,6 +19,13 @@ pub use masif_daemon::logging::LogLevel;
 /// Default idle lifetime of a login session, seconds.
 pub const DEFAULT_SESSION_TTL: u64 = 12 * 3600;
 
+/// Default time without a report after which an agent is shown offline, seconds.
+pub const DEFAULT_OFFLINE_AFTER: u64 = 900;
+
+/// Accepted range of `offline_after`, seconds: a minute (agents report at least every report
+/// interval, not continuously) to a year.
+const OFFLINE_AFTER_RANGE: std::ops::RangeInclusive<u64> = 60..=365 * 24 * 3600;
+
 /// The file as written, before validation.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +35,9 @@ pub struct ConfigFile {
     auth: AuthSection,
     #[serde(default)]
     tls: Option<TlsSection>,
+    /// Seconds without a report after which an agent is shown offline.
+    #[serde(default)]
+    offline_after: Option<u64>,
     #[serde(default)]
     log: LogSection,
 }
@@ -114,6 +124,17 @@ impl Validate for Config {
         if session_ttl == 0 {
             problems.add("auth.session_ttl", "must be at least 1 second");
         }
+        let offline_after = raw.offline_after.unwrap_or(DEFAULT_OFFLINE_AFTER);
+        if !OFFLINE_AFTER_RANGE.contains(&offline_after) {
+            problems.add(
+                "offline_after",
+                format!(
+                    "{offline_after} is out of range ({} to {} seconds)",
+                    OFFLINE_AFTER_RANGE.start(),
+                    OFFLINE_AFTER_RANGE.end()
+                ),
+            );
+        }
         let tls = match &raw.tls {
             Some(t) => Some(problems.check("tls", tls::server_config(&t.cert, &t.key))?),
             None => None,
@@ -127,6 +148,7 @@ impl Validate for Config {
                 trusted_header: trusted,
                 tls: tls.map(Arc::new),
                 session_ttl,
+                offline_after,
             },
         })
     }
@@ -204,6 +226,33 @@ mod tests {
         let t = c.settings.trusted_header.unwrap();
         assert_eq!(t.name, "x-remote-user");
         assert!(c.settings.tls.is_none());
+        assert_eq!(c.settings.offline_after, DEFAULT_OFFLINE_AFTER);
+    }
+
+    #[test]
+    fn offline_after_is_checked() {
+        let h = htpasswd();
+        let with = |value: &str| {
+            parse_str(&format!(
+                "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nauth: {{ htpasswd: {} }}\noffline_after: {value}\n",
+                h.path().display()
+            ))
+        };
+        assert_eq!(with("60").unwrap().settings.offline_after, 60);
+        assert_eq!(with("3600").unwrap().settings.offline_after, 3600);
+        for bad in ["59", "0", "31536001"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(
+                e,
+                vec![format!(
+                    "/etc/ui.yml: offline_after: {bad} is out of range (60 to 31536000 seconds)"
+                )]
+            );
+        }
+        for bad in ["-5", "soon", "[1]"] {
+            let e = with(bad).unwrap_err().join("\n");
+            assert!(e.starts_with("/etc/ui.yml: offline_after"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -227,7 +276,7 @@ mod tests {
         let e = parse_str(
             "listen: nowhere\ndb: { url: \"postgres://u:pw@h/db\" }\n\
              auth: { htpasswd: /nonexistent/htpasswd, trusted_header: { name: \"X Bad\", from: [\"10.0.0.300\"] }, session_ttl: 0 }\n\
-             tls: { cert: /nonexistent/c.pem, key: /nonexistent/k.pem }\nlog: { level: loud }\n",
+             tls: { cert: /nonexistent/c.pem, key: /nonexistent/k.pem }\nlog: { level: loud }\noffline_after: 30\n",
         )
         .unwrap_err();
         let all = e.join("\n");
@@ -238,6 +287,7 @@ mod tests {
             "auth.trusted_header.name:",
             "auth.trusted_header.from[0]:",
             "auth.session_ttl:",
+            "offline_after:",
             "tls:",
             "log.level:",
         ] {

@@ -1,5 +1,5 @@
-//! The browser approval UI: pending updates grouped by package, agents, approvals, reset and
-//! audit pages over the shared database, with local or proxy authentication and CSRF
+//! The browser approval UI: pending updates grouped by package (with the approved ones that
+//! failed), agents (last contact, offline, run history), approvals, reset and audit pages over the shared database, with local or proxy authentication and CSRF
 //! protection. `masif-ui` (the binary), tests and `masif demo` all run [`serve_with_listener`].
 
 #![warn(unreachable_pub)]
@@ -61,6 +61,8 @@ pub struct UiSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Idle lifetime of a login session, seconds.
     pub session_ttl: u64,
+    /// Seconds without a report after which an agent is shown offline.
+    pub offline_after: u64,
 }
 
 impl UiSettings {
@@ -71,6 +73,7 @@ impl UiSettings {
             trusted_header: None,
             tls: None,
             session_ttl: config::DEFAULT_SESSION_TTL,
+            offline_after: config::DEFAULT_OFFLINE_AFTER,
         }
     }
 }
@@ -80,6 +83,8 @@ pub(crate) struct App {
     pub store: Arc<dyn Store>,
     pub templates: render::Templates,
     pub auth: auth::Auth,
+    /// Seconds without a report after which an agent is shown offline.
+    pub offline_after: i64,
 }
 
 /// Every route of the UI, with error pages and security headers: what the server runs, and
@@ -97,6 +102,7 @@ pub fn routes(
             Duration::from_secs(settings.session_ttl),
             settings.tls.is_some(),
         ),
+        offline_after: i64::try_from(settings.offline_after).unwrap_or(i64::MAX),
     });
     let recover_app = app.clone();
     let routes = static_files()

@@ -28,6 +28,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit", include_str!("../../../templates/ui/audit.hbs")),
     ("error", include_str!("../../../templates/ui/error.hbs")),
     ("pager", include_str!("../../../templates/ui/pager.hbs")),
+    ("seen", include_str!("../../../templates/ui/seen.hbs")),
+    (
+        "last_run",
+        include_str!("../../../templates/ui/last_run.hbs"),
+    ),
 ];
 
 /// Static files served under `/static/`: name, content type, body.
@@ -145,6 +150,41 @@ pub(crate) fn format_time(t: i64) -> String {
     }
 }
 
+/// Now in unix seconds, the unit of the store's times.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// How long ago `t` was at `now`, coarsely: `42 s ago`, `5 min ago`, `3 h 20 min ago`,
+/// `4 days ago`. A time ahead of `now` (another host's clock) is `just now`.
+pub(crate) fn format_age(now: i64, t: i64) -> String {
+    let secs = now.saturating_sub(t);
+    match secs {
+        ..=0 => "just now".to_owned(),
+        1..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => match (secs % 3600) / 60 {
+            0 => format!("{} h ago", secs / 3600),
+            m => format!("{} h {m} min ago", secs / 3600),
+        },
+        86_400..=172_799 => "1 day ago".to_owned(),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// A run's duration: `850 ms`, `12.4 s`, `3 min 5 s`, `1 h 2 min`.
+pub(crate) fn format_duration_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{}.{} s", secs, (ms % 1000) / 100),
+        60_000..=3_599_999 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +240,34 @@ mod tests {
         assert_eq!(query_string(&[]), "");
         assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
         assert!(format_time(i64::MAX).contains("invalid"));
+    }
+
+    #[test]
+    fn ages_and_durations_are_coarse() {
+        let now = 1_000_000;
+        for (ago, text) in [
+            (-30, "just now"),
+            (0, "just now"),
+            (42, "42 s ago"),
+            (60, "1 min ago"),
+            (3599, "59 min ago"),
+            (3600, "1 h ago"),
+            (3600 + 20 * 60 + 5, "1 h 20 min ago"),
+            (86_400, "1 day ago"),
+            (4 * 86_400 + 7, "4 days ago"),
+        ] {
+            assert_eq!(format_age(now, now - ago), text, "{ago}");
+        }
+        assert_eq!(format_age(i64::MAX, i64::MIN), "106751991167300 days ago");
+        for (ms, text) in [
+            (0, "0 ms"),
+            (850, "850 ms"),
+            (12_480, "12.4 s"),
+            (185_000, "3 min 5 s"),
+            (3_720_000, "1 h 2 min"),
+        ] {
+            assert_eq!(format_duration_ms(ms), text, "{ms}");
+        }
     }
 
     fn futures_body(r: Response) -> Vec<u8> {

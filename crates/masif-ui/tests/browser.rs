@@ -1,8 +1,8 @@
 //! End-to-end tests in a real headless Chromium (Debian's `chromium` + `chromium-driver`,
 //! driven by fantoccini) against a real `masif-ui` server and MariaDB seeded through the real
 //! store: login, the grouped table, approving, selecting agents first, the per-agent page,
-//! revoking, resetting, a failed login, a refused form without CSRF token, hostile data.
-//! Screenshots of the pending page land in `target/ui-screenshots/`.
+//! revoking, resetting, a failed login, a refused form without CSRF token, hostile data, runs
+//! and failures. Screenshots of the pages land in `target/ui-screenshots/`.
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use common::browser::{self, Driver};
 use common::*;
 use fantoccini::{Client, Locator};
+use masif_proto::v2::Outcome;
 
 /// A real server on a free port over a seeded database, with a browser session.
 struct Scene {
@@ -379,5 +380,86 @@ async fn revoke_reset_and_a_form_without_csrf_token_is_refused() {
     assert_eq!(s.path().await, "/login");
     s.goto("/").await;
     assert_eq!(s.path().await, "/login");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_counts_and_run_output_in_a_browser() {
+    let s = Scene::new("ui_browser_runs").await;
+    let now = unix_now();
+    let output =
+        "Setting up perl (5.2) ...\n<script>alert(1)</script><img src=x onerror=alert(2)>\n\
+                  dpkg: error processing package perl (--configure): \"exit status 1\" & more";
+    let perl = || update("perl", "5.1", "5.2");
+    s.fx.record_runs(
+        "web-1",
+        &[
+            run(
+                "w1-1",
+                update("libc6", "2.36-1", "2.36-2"),
+                Outcome::Succeeded,
+                now - 3000,
+            ),
+            with_output(run("w1-2", perl(), Outcome::Failed, now - 200), output),
+        ],
+    )
+    .await;
+    s.fx.record_runs("web-2", &[run("w2-1", perl(), Outcome::Failed, now - 250)])
+        .await;
+    s.fx.set_last_seen("db-1", now - 3600).await;
+    s.login_as(USER, PASSWORD).await;
+
+    // The pending page names the approved package that failed, above the table.
+    let item = s.browser.find(Locator::Css(".failures li")).await.unwrap();
+    let text = item.text().await.unwrap();
+    assert!(
+        text.starts_with("perl — approved, failed on 2 agent(s) (last at "),
+        "{text}"
+    );
+    std::fs::write(
+        screenshot_dir().join("pending-failures.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // The counts link to the failing agents.
+    s.goto("/agents").await;
+    let counts = s.browser.find(Locator::Css("p.counts")).await.unwrap();
+    assert_eq!(
+        counts.text().await.unwrap(),
+        "4 agent(s), 1 offline, 2 failing"
+    );
+    std::fs::write(
+        screenshot_dir().join("agents.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    s.navigate("p.counts a[href='/agents?state=failing']").await;
+    let rows = s
+        .browser
+        .find_all(Locator::Css("table.agents tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+
+    // The failed run's output is open, and it is text: no script ran, no image was made.
+    s.navigate("a[href='/agent?name=web-1']").await;
+    let pre = s.browser.find(Locator::Css("pre.output")).await.unwrap();
+    assert_eq!(pre.text().await.unwrap(), output);
+    assert!(
+        s.browser.get_alert_text().await.is_err(),
+        "no alert may open"
+    );
+    assert!(s
+        .browser
+        .find_all(Locator::Css("main img, main script"))
+        .await
+        .unwrap()
+        .is_empty());
+    std::fs::write(
+        screenshot_dir().join("agent-runs.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
     s.finish().await;
 }

@@ -40,14 +40,14 @@ fn check_config_names_every_problem() {
     std::fs::write(
         &path,
         "listen: \"nowhere\"\ndb: { url: \"mysql://u:hunter2@h/db\" }\n\
-         auth: { htpasswd: /nonexistent/ui.htpasswd }\nlog: { level: chatty }\n",
+         auth: { htpasswd: /nonexistent/ui.htpasswd }\nlog: { level: chatty }\noffline_after: 10\n",
     )
     .unwrap();
     let out = masif_ui(&["--config", path.to_str().unwrap(), "--check-config"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
-    for key in ["listen", "auth.htpasswd", "log.level"] {
+    for key in ["listen", "auth.htpasswd", "log.level", "offline_after"] {
         assert!(err.contains(&format!("{file}: {key}: ")), "{key} in {err}");
     }
     assert!(!err.contains("hunter2"), "{err}");

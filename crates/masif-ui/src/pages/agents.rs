@@ -1,17 +1,17 @@
-//! The agents list (last contact, pending counts) and the per-agent page with its pending tasks
-//! and approve-for-this-agent.
+//! The agents list: counts of agents, offline ones and failing ones at the top; per agent its
+//! last contact (marked offline after `offline_after`), newest run, failing packages and pending
+//! counts; filters by name and by state (offline, failing).
 
 use std::sync::Arc;
 
-use masif_proto::AgentName;
-use masif_store::{AgentSummary, TaskKey};
+use masif_store::{AgentCounts, AgentFilter};
 use serde::{Deserialize, Serialize};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::pending::RowView;
-use super::reject::{store_failed, BadRequest, NotFound};
-use super::{name_filter, window, with_app, Chrome, Pager};
+use super::reject::{store_failed, BadRequest};
+use super::status::{AgentStatus, Now};
+use super::{agent, name_filter, window, with_app, Chrome, Pager};
 use crate::auth::{user, User};
 use crate::App;
 
@@ -22,15 +22,38 @@ pub(crate) const PAGE_SIZE: u64 = 100;
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     name: Option<String>,
+    state: Option<String>,
     page: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentQuery {
-    name: String,
-    approved: Option<u64>,
-    written: Option<u64>,
+/// Which agents the `state` filter keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Not seen for `offline_after` seconds.
+    Offline,
+    /// With a package whose latest run failed.
+    Failing,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Offline => "offline",
+            State::Failing => "failing",
+        }
+    }
+
+    /// The `state` query parameter: empty or `all` is no filter.
+    fn parse(value: Option<&str>) -> Result<Option<Self>, Rejection> {
+        match value.map(str::trim) {
+            None | Some("" | "all") => Ok(None),
+            Some("offline") => Ok(Some(State::Offline)),
+            Some("failing") => Ok(Some(State::Failing)),
+            Some(_) => Err(BadRequest::reject(
+                "the state filter must be offline or failing",
+            )),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -38,23 +61,13 @@ struct AgentsView<'a> {
     #[serde(flatten)]
     chrome: Chrome<'a>,
     name: String,
-    agents: Vec<AgentSummary>,
+    /// `""`, `offline` or `failing`.
+    state: &'static str,
+    counts: AgentCounts,
+    /// `offline_after` as a phrase: `15 min`.
+    offline_after: String,
+    agents: Vec<AgentStatus>,
     pager: Pager,
-}
-
-#[derive(Serialize)]
-struct TaskView {
-    row: RowView,
-    from_version: Option<String>,
-}
-
-#[derive(Serialize)]
-struct AgentView<'a> {
-    #[serde(flatten)]
-    chrome: Chrome<'a>,
-    agent: AgentSummary,
-    tasks: Vec<TaskView>,
-    notice: Option<String>,
 }
 
 pub(crate) fn routes(
@@ -66,32 +79,41 @@ pub(crate) fn routes(
         .and(warp::query::<ListQuery>())
         .and(with_app(app.clone()))
         .and_then(agents_page);
-    let one = warp::path!("agent")
-        .and(warp::get())
-        .and(user(app.clone()))
-        .and(warp::query::<AgentQuery>())
-        .and(with_app(app))
-        .and_then(agent_page);
-    list.or(one).unify()
+    list.or(agent::routes(app)).unify()
 }
 
 async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response, Rejection> {
     let name = name_filter(q.name, "agent")?;
+    let state = State::parse(q.state.as_deref())?;
     let (number, page) = window(q.page, PAGE_SIZE)?;
-    let listing = app
-        .store
-        .agents(&masif_store::AgentFilter { name: name.clone(), ..Default::default() }, page)
-        .await
-        .map_err(store_failed)?;
+    let now = Now::with_offline_after(app.offline_after);
+    let filter = AgentFilter {
+        name: name.clone(),
+        not_seen_since: (state == Some(State::Offline)).then_some(now.offline_before),
+        failing: state == Some(State::Failing),
+    };
+    let (listing, counts) = tokio::try_join!(
+        app.store.agents(&filter, page),
+        app.store.agent_counts(now.offline_before),
+    )
+    .map_err(store_failed)?;
+    let state = state.map_or("", State::as_str);
     Ok(app.templates.render(
         "agents",
         &AgentsView {
             chrome: Chrome::new(&user, "agents", "Agents"),
             name: name.clone().unwrap_or_default(),
-            agents: listing.rows,
+            state,
+            counts,
+            offline_after: offline_after_phrase(app.offline_after),
+            agents: listing
+                .rows
+                .into_iter()
+                .map(|a| AgentStatus::new(a, now))
+                .collect(),
             pager: Pager::new(
                 "/agents",
-                &[("name", name.as_deref())],
+                &[("name", name.as_deref()), ("state", Some(state))],
                 number,
                 PAGE_SIZE,
                 listing.total,
@@ -100,42 +122,35 @@ async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response
     ))
 }
 
-async fn agent_page(user: User, q: AgentQuery, app: Arc<App>) -> Result<Response, Rejection> {
-    let name = AgentName::new(q.name).map_err(|e| BadRequest::reject(e.to_string()))?;
-    let Some(detail) = app.store.agent_detail(&name).await.map_err(store_failed)? else {
-        return Err(warp::reject::custom(NotFound(format!(
-            "There is no agent named {name}."
-        ))));
-    };
-    let tasks = detail
-        .pending
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let key = TaskKey {
-                package: t.package().clone(),
-                action: t.action(),
-                to_version: t.to_version().cloned(),
-            };
-            TaskView {
-                row: RowView::new(format!("t{i}"), &key, 1),
-                from_version: t.from_version().map(|v| v.to_string()),
-            }
-        })
-        .collect();
-    let notice = q.approved.map(|n| {
-        format!(
-            "Approved {n} pending task(s) for this agent; {} approval row(s) written.",
-            q.written.unwrap_or(0)
-        )
-    });
-    Ok(app.templates.render(
-        "agent",
-        &AgentView {
-            chrome: Chrome::new(&user, "agents", format!("Agent {name}")),
-            agent: detail.agent,
-            tasks,
-            notice,
-        },
-    ))
+/// `offline_after` seconds as the help text says it, exactly: `15 min`, `1 h`, `90 s`.
+pub(crate) fn offline_after_phrase(secs: i64) -> String {
+    match secs {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_filter_is_offline_failing_or_nothing() {
+        assert_eq!(State::parse(None).unwrap(), None);
+        assert_eq!(State::parse(Some(" ")).unwrap(), None);
+        assert_eq!(State::parse(Some("all")).unwrap(), None);
+        assert_eq!(State::parse(Some("offline")).unwrap(), Some(State::Offline));
+        assert_eq!(State::parse(Some("failing")).unwrap(), Some(State::Failing));
+        assert!(State::parse(Some("Offline")).is_err());
+        assert!(State::parse(Some("offline,failing")).is_err());
+    }
+
+    #[test]
+    fn offline_after_reads_as_a_duration() {
+        assert_eq!(offline_after_phrase(900), "15 min");
+        assert_eq!(offline_after_phrase(3600), "1 h");
+        assert_eq!(offline_after_phrase(90), "90 s");
+        assert_eq!(offline_after_phrase(5400), "90 min");
+    }
 }

@@ -1,11 +1,13 @@
 //! The pages of the UI and how they are put together: one module per area, each returning its
 //! routes; shared page chrome, filters and pagination.
 
+pub(crate) mod agent;
 pub(crate) mod agents;
 pub(crate) mod approvals;
 pub(crate) mod pending;
 pub(crate) mod reject;
 pub(crate) mod reset;
+pub(crate) mod status;
 
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
-//! The front page (pending updates grouped by package → action → target version, filtered and
-//! paginated) and approving a selection: for every agent, or for agents picked first.
+//! The front page (the approved packages whose latest run failed somewhere, then pending updates
+//! grouped by package → action → target version, filtered and paginated) and approving a
+//! selection: for every agent, or for agents picked first.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use masif_proto::AgentName;
@@ -10,6 +12,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::reject::{store_failed, BadRequest};
+use super::status::{Now, When};
 use super::{name_filter, window, with_app, Chrome, Pager};
 use crate::auth::{redirect, user, User};
 use crate::form::{self, encode_key, field, fields, Form};
@@ -70,7 +73,17 @@ pub(crate) fn risk(action: masif_proto::Action) -> Option<&'static str> {
 struct GroupView {
     package: String,
     agents: u64,
+    /// Agents on which the package's latest run failed, if any.
+    failed_on: Option<u64>,
     rows: Vec<RowView>,
+}
+
+/// A package whose latest run failed on some agents.
+#[derive(Serialize)]
+struct FailingView {
+    package: String,
+    agents: u64,
+    last: When,
 }
 
 #[derive(Serialize)]
@@ -79,6 +92,7 @@ struct PendingView<'a> {
     chrome: Chrome<'a>,
     package: String,
     agent: String,
+    failing: Vec<FailingView>,
     groups: Vec<GroupView>,
     pager: Pager,
     notice: Option<String>,
@@ -116,11 +130,15 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
         agent: name_filter(q.agent, "agent")?,
     };
     let (number, page) = window(q.page, PAGE_SIZE)?;
-    let overview: PendingOverview = app
-        .store
-        .pending_overview(&filter, page)
-        .await
-        .map_err(store_failed)?;
+    let (overview, failing): (PendingOverview, _) = tokio::try_join!(
+        app.store.pending_overview(&filter, page),
+        app.store.failing_packages(),
+    )
+    .map_err(store_failed)?;
+    let failed_on: HashMap<&str, u64> = failing
+        .iter()
+        .map(|f| (f.package.as_str(), f.agents))
+        .collect();
     let groups = overview
         .groups
         .into_iter()
@@ -139,8 +157,18 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
                     RowView::new(format!("k{g}-{r}"), &key, row.agents)
                 })
                 .collect(),
+            failed_on: failed_on.get(group.package.as_str()).copied(),
             package: group.package.to_string(),
             agents: group.agents,
+        })
+        .collect();
+    let now = Now::with_offline_after(app.offline_after);
+    let failing = failing
+        .iter()
+        .map(|f| FailingView {
+            package: f.package.to_string(),
+            agents: f.agents,
+            last: now.when(f.last_failed_at),
         })
         .collect();
     let params = [
@@ -159,6 +187,7 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
             chrome: Chrome::new(&user, "pending", "Pending updates"),
             package: filter.package.clone().unwrap_or_default(),
             agent: filter.agent.clone().unwrap_or_default(),
+            failing,
             groups,
             pager: Pager::new("/", &params, number, PAGE_SIZE, overview.total_packages),
             notice,

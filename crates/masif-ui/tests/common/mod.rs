@@ -9,8 +9,9 @@ pub mod in_process;
 use std::io::Write;
 use std::sync::Arc;
 
+use masif_proto::v2::{Outcome, Run, RunId, RunOutput};
 use masif_proto::{Action, AgentName, Task, TaskSet};
-use masif_store::Store;
+use masif_store::{Retention, Store};
 use masif_testkit::db::TestDatabase;
 pub use masif_testkit::tasks::{install, task, update};
 use masif_ui::{UiSettings, Users};
@@ -44,6 +45,26 @@ impl Fixture {
             .report(&AgentName::new(name).unwrap(), &set)
             .await
             .expect("report");
+    }
+
+    /// Stores `runs` as agent `name`'s through the store, as the master does.
+    pub async fn record_runs(&self, name: &str, runs: &[Run]) {
+        self.store
+            .record_runs(&AgentName::new(name).unwrap(), runs, &Retention::default())
+            .await
+            .expect("record runs");
+    }
+
+    /// Sets when agent `name` (with a plain name) last reported: what the store holds back is
+    /// written first (`flush`), so it cannot overwrite this.
+    pub async fn set_last_seen(&self, name: &str, at: i64) {
+        self.store.flush().await;
+        self.db
+            .execute(&format!(
+                "UPDATE agent_report r JOIN agent a ON a.id = r.agent \
+                 SET r.last_seen = {at} WHERE a.name = '{name}'"
+            ))
+            .await;
     }
 
     /// The approval rows written, as `[agent, package, action, from, to, approved_by]`, by
@@ -116,6 +137,39 @@ impl Fixture {
         self.report(HOSTILE_AGENT, vec![update(HOSTILE_PACKAGE, "1", "2")])
             .await;
     }
+}
+
+/// Now in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A run of `task` with id `id` that started at `started_at` and took 65 s: exit code 0 if it
+/// succeeded, 100 if it failed, none if the plan changed; no output.
+pub fn run(id: &str, task: Task, outcome: Outcome, started_at: i64) -> Run {
+    Run {
+        id: RunId::new(id).unwrap(),
+        package: task.package().clone(),
+        started_at,
+        duration_ms: 65_000,
+        exit_code: match outcome {
+            Outcome::Succeeded => Some(0),
+            Outcome::Failed => Some(100),
+            Outcome::PlanChanged => None,
+        },
+        outcome,
+        tasks: [task].into_iter().collect(),
+        output: RunOutput::default(),
+    }
+}
+
+/// `run` with `output`.
+pub fn with_output(mut run: Run, output: &str) -> Run {
+    run.output = RunOutput::new(output).unwrap();
+    run
 }
 
 /// An approval row of [`Fixture::approval_rows`]: for every agent, from any version, by [`USER`].
