@@ -83,6 +83,9 @@ pub struct StatusReport {
     pub upgrades_done: u64,
     /// Successful reports since start.
     pub reports: u64,
+    /// The protocol version the last successful report used: 2, or 1 against a master that
+    /// speaks v1 only (the original, or ours with `api.v2: false`).
+    pub protocol: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -130,6 +133,7 @@ impl Monitor {
                     last_run: None,
                     upgrades_done: 0,
                     reports: 0,
+                    protocol: None,
                 },
                 load: Load::default(),
             })),
@@ -158,14 +162,16 @@ impl Monitor {
         });
     }
 
-    pub fn report_attempted(&self, ok: bool, pending: usize) {
+    /// A report ended: `protocol` is the version a successful one used, `None` for a failure.
+    pub fn report_attempted(&self, protocol: Option<u8>, pending: usize) {
         self.with(|i| {
             let now = unix_now();
             i.report.last_report_attempt = Some(now);
-            if ok {
+            if protocol.is_some() {
                 i.report.last_report = Some(now);
                 i.report.pending_tasks = pending;
                 i.report.reports += 1;
+                i.report.protocol = protocol;
             }
         });
     }

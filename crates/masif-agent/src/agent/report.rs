@@ -96,7 +96,8 @@ impl Agent {
         st.approved = approved;
         st.last_reported = Some(needed.clone());
         st.last_report_at = Some(Instant::now());
-        self.monitor.report_attempted(true, pending);
+        let protocol = if self.master.speaks_v2() { 2 } else { 1 };
+        self.monitor.report_attempted(Some(protocol), pending);
         changed
     }
 
@@ -105,7 +106,7 @@ impl Agent {
     pub(super) fn report_failed(&self, e: MasterError) -> String {
         let message = format!("report: {e}");
         tracing::warn!(error = %message, "report failed; retrying later");
-        self.monitor.report_attempted(false, 0);
+        self.monitor.report_attempted(None, 0);
         self.monitor.error(message.clone());
         message
     }

@@ -101,7 +101,11 @@ impl World {
                 let path = dir.path().join("masif.db");
                 let store = masif_store::sqlite::SqliteStore::open(&path).await.unwrap();
                 store.set_last_seen_interval(Duration::from_secs(1));
-                (None, format!("sqlite://{}", path.display()), Arc::new(store))
+                (
+                    None,
+                    format!("sqlite://{}", path.display()),
+                    Arc::new(store),
+                )
             }
         };
         // A free port, released again: nobody answers there until `serve`.
@@ -152,7 +156,12 @@ impl World {
     }
 
     /// Approves (action, target version) pairs of `package`, as the UI's "approve selection".
-    pub async fn approve(&self, package: &str, rows: &[(Action, Option<&str>)], scope: ApprovalScope) {
+    pub async fn approve(
+        &self,
+        package: &str,
+        rows: &[(Action, Option<&str>)],
+        scope: ApprovalScope,
+    ) {
         let keys: Vec<TaskKey> = rows
             .iter()
             .map(|(action, to)| TaskKey {
@@ -347,7 +356,6 @@ where
     panic!("never happened: {what}");
 }
 
-
 /// The UI on plain HTTP with one user, serving the world's database.
 pub struct Ui {
     /// `127.0.0.1:PORT`.
@@ -366,10 +374,12 @@ impl World {
         let hash = bcrypt::hash(UI_PASSWORD, 4).unwrap();
         let users = masif_ui::Users::parse(&format!("{UI_USER}:{hash}\n")).unwrap();
         let mut settings = masif_ui::UiSettings::with_users(users);
-        settings.offline_after = offline_after;
+        settings.offline_after = offline_after.as_secs();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let store = masif_store::open(&self.db_url.parse().unwrap()).await.unwrap();
+        let store = masif_store::open(&self.db_url.parse().unwrap())
+            .await
+            .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             masif_ui::serve_with_listener(settings, store, listener, async move {
