@@ -1,6 +1,9 @@
 //! Pieces every agent route shares: who the agent is, reading a bounded body, and the short
 //! plain-text and JSON answers.
 
+// The `Err` of these results is the HTTP answer itself, sent as soon as it is returned.
+#![allow(clippy::result_large_err)]
+
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode};
