@@ -99,6 +99,27 @@ fn approving_in_the_ui_upgrades_the_sandboxes() {
         assert_eq!(installed_version(&status, "gamma"), None);
     }
 
+    // zeta's upgrade fails on purpose (its postinst): once approved, the failure shows on the
+    // pending page, the Agents page and each agent's page.
+    let zeta = [
+        r#"["zeta","update","2.0"]"#,
+        r#"["zeta","configure","2.0"]"#,
+    ];
+    let csrf = hidden_field(&browser.get("/").body, "csrf").expect("csrf");
+    let approved = browser.post("/approve", &form(&zeta, Some(&csrf)));
+    assert_eq!(approved.status, 303, "{approved:?}");
+    eventually("zeta failed on both agents", || {
+        let page = browser.get("/");
+        page.body.contains("failed on 2 agent(s)").then_some(())
+    });
+    let agents_page = browser.get("/agents?state=failing");
+    assert!(agents_page.body.contains("2 failing"), "{agents_page:?}");
+    let agent_page = browser.get(&format!("/agent?name={}", agents[0]));
+    assert!(
+        agent_page.body.contains("post-installation script"),
+        "{agent_page:?}"
+    );
+
     let workdir = demo.workdir.clone();
     let (status, _) = demo.interrupt();
     assert!(status.success(), "{status:?}");
