@@ -6,6 +6,7 @@ mod admin;
 mod agent_loop;
 mod agents;
 mod conn;
+mod last_seen;
 mod migrate;
 mod report;
 mod rows;
@@ -36,8 +37,10 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Idle read connections (WAL readers never block the writer, nor it them).
     readers: Mutex<Vec<Connection>>,
-    /// How old `last_seen` may get before an unchanged report writes it again.
+    /// How old `last_seen` may get before an unchanged report marks it due again.
     last_seen_interval: std::sync::atomic::AtomicU64,
+    /// Agents whose `last_seen` is due, written behind the reports.
+    last_seen_due: last_seen::Due,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -53,12 +56,14 @@ impl SqliteStore {
     /// applies the pending migrations of `schema/sqlite/`.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+        let store = tokio::task::spawn_blocking(move || Self::open_blocking(path))
             .await
             .map_err(|source| StoreError::Task {
                 doing: "opening the sqlite database",
                 source,
-            })?
+            })??;
+        tokio::spawn(last_seen::flush_every(Arc::downgrade(&store.inner)));
+        Ok(store)
     }
 
     /// Opens the database of a `sqlite:///absolute/path` URL (see [`SqliteStore::open`]).
@@ -76,6 +81,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 last_seen_interval: LAST_SEEN_INTERVAL.as_secs().into(),
+                last_seen_due: last_seen::Due::default(),
             }),
         })
     }

@@ -23,7 +23,10 @@ impl Reports for SqliteStore {
                 unchanged_answer(tx, &name, &reported, interval)
             })
             .await?;
-        if let Some(approved) = unchanged {
+        if let Some((approved, seen)) = unchanged {
+            if let Some(agent_id) = seen {
+                self.inner.last_seen_due.mark(agent_id);
+            }
             return Ok(approved);
         }
         let name = agent.as_str().to_owned();
@@ -31,17 +34,22 @@ impl Reports for SqliteStore {
         self.write("recording a report", move |tx| record(tx, &name, &reported))
             .await
     }
+
+    async fn flush(&self) {
+        self.write_last_seen().await;
+    }
 }
 
-/// The approved subset if this report would change nothing stored: the agent is known, its
-/// pending set has the stored digest and row count, and `last_seen` is not due (the rule both
-/// back ends share, `clock::last_seen_due`). `None` means "write".
+/// The approved subset if this report would change no pending row: the agent is known and its
+/// pending set has the stored digest and row count; with the agent's id when its `last_seen` is
+/// due (the rule both back ends share, `clock::last_seen_due`), to be written behind. `None`
+/// means "write the report".
 fn unchanged_answer(
     tx: &Transaction<'_>,
     agent: &str,
     reported: &TaskSet,
     last_seen_interval: std::time::Duration,
-) -> Result<Option<TaskSet>, Failure> {
+) -> Result<Option<(TaskSet, Option<i64>)>, Failure> {
     let Some(agent_id) = rows::agent_id(tx, agent)? else {
         return Ok(None);
     };
@@ -61,7 +69,7 @@ fn unchanged_answer(
     let fresh = !last_seen_due(Some(last_seen), unix_now(), last_seen_interval);
     let same = stored_hash == pending_digest(&pending)
         && usize::try_from(stored_rows).is_ok_and(|n| n == pending.len());
-    Ok((fresh && same).then_some(approved))
+    Ok(same.then_some((approved, (!fresh).then_some(agent_id))))
 }
 
 /// The write path: creates the agent if needed, replaces its pending rows by the not-approved
