@@ -135,6 +135,7 @@ class { 'masif_upgrader::agent':
   check_interval  => 600,
   report_interval => 60,
   retry_interval  => 0,
+  max_failures    => 5,
   apt_options     => ['$apt_opt1', '$apt_opt2'],
   apt_env         => { 'APT_CONFIG' => '$apt_config' },
   apt_timeout     => 1800,
@@ -200,6 +201,7 @@ common = {
     "masif_upgrader_agent_check_interval": 600,
     "masif_upgrader_agent_report_interval": 60,
     "masif_upgrader_agent_retry_interval": 0,
+    "masif_upgrader_agent_max_failures": 5,
     "masif_upgrader_agent_apt_options": [opt1, opt2],
     "masif_upgrader_agent_apt_env": {"APT_CONFIG": apt_config},
     "masif_upgrader_agent_apt_timeout": 1800,
@@ -266,6 +268,8 @@ done <<'CASES'
 {"masif_upgrader_agent_master_host": "masif.example.com"}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_master_host": "a.example.com:8150\nlog: {level: debug}"}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_check_interval": 0}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_max_failures": 1001}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_max_failures": -1}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_apt_path": "apt-get"}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_apt_env": {"A B": "x"}}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_log_level": "verbose"}|masif_upgrader_agent: bad settings
@@ -342,8 +346,12 @@ if unshare -m --propagation private true 2>/dev/null; then
 class { 'masif_upgrader': root => '$sroot' }
 class { 'masif_upgrader::master':
   listen         => '127.0.0.1:8150',
+  api_v2         => false,
+  api_max_wait   => 120,
   tls            => { 'cert' => '$pki/master.crt', 'key' => '$pki/master.key', 'ca' => '$pki/ca.crt' },
   db_url         => Sensitive('sqlite://$T/masif.db'),
+  runs_keep      => 10,
+  runs_max_age_days => 30,
   log_level      => 'debug',
   install        => 'binary',
   binary_source  => '$bin_dir/masif-master',
@@ -355,6 +363,7 @@ class { 'masif_upgrader::ui':
   db_url         => 'sqlite://$T/masif.db',
   users          => { 'admin' => Sensitive('$ui_hash') },
   trusted_header => { 'name' => 'X-Remote-User', 'from' => ['127.0.0.1', '::1'] },
+  offline_after  => 3600,
   install        => 'binary',
   binary_source  => '$bin_dir/masif-ui',
   manage_service => false,
@@ -377,8 +386,12 @@ host = {
     "ansible_python_interpreter": "/usr/bin/python3",  # Debian's, the one Ansible runs on
     "masif_upgrader_root": t + "/ansible-root/server",
     "masif_upgrader_master_listen": "127.0.0.1:8150",
+    "masif_upgrader_master_api_v2": False,
+    "masif_upgrader_master_api_max_wait": 120,
     "masif_upgrader_master_tls": {"cert": pki + "/master.crt", "key": pki + "/master.key", "ca": pki + "/ca.crt"},
     "masif_upgrader_master_db_url": "sqlite://" + t + "/masif.db",
+    "masif_upgrader_master_runs_keep": 10,
+    "masif_upgrader_master_runs_max_age_days": 30,
     "masif_upgrader_master_log_level": "debug",
     "masif_upgrader_master_install": "binary",
     "masif_upgrader_master_binary_src": bin_dir + "/masif-master",
@@ -387,6 +400,7 @@ host = {
     "masif_upgrader_ui_listen": "[::1]:8151",
     "masif_upgrader_ui_users": {"admin": ui_hash},
     "masif_upgrader_ui_trusted_header": {"name": "X-Remote-User", "from": ["127.0.0.1", "::1"]},
+    "masif_upgrader_ui_offline_after": 3600,
     "masif_upgrader_ui_install": "binary",
     "masif_upgrader_ui_binary_src": bin_dir + "/masif-ui",
     "masif_upgrader_ui_manage_service": False,
@@ -417,6 +431,11 @@ PY
 {"masif_upgrader_ui_users": {"admin": "plain-text password"}}|masif_upgrader_ui: bad settings
 {"masif_upgrader_ui_users": {"ad:min": "$2y$05$abcdefghijklmnopqrstuu"}}|masif_upgrader_ui: bad settings
 {"masif_upgrader_ui_trusted_header": {"name": "X User", "from": ["127.0.0.1"]}}|masif_upgrader_ui: bad settings
+{"masif_upgrader_ui_offline_after": 59}|masif_upgrader_ui: bad settings
+{"masif_upgrader_master_api_v2": "yes"}|masif_upgrader_master: bad settings
+{"masif_upgrader_master_api_max_wait": 3601}|masif_upgrader_master: bad settings
+{"masif_upgrader_master_runs_keep": 0}|masif_upgrader_master: bad settings
+{"masif_upgrader_master_runs_max_age_days": 36501}|masif_upgrader_master: bad settings
 {"masif_upgrader_master_db_url": "postgres://db/masif"}|masif_upgrader_master: bad settings
 {"masif_upgrader_master_listen": "localhost:8150"}|masif_upgrader_master: bad settings
 {"masif_upgrader_master_tls": {"discover": "puppet", "crl": "/x"}}|masif_upgrader_master_tls must be

@@ -23,6 +23,9 @@
 #   Seconds between reports while tasks are pending.
 # @param retry_interval
 #   Seconds to wait after a failure; 0 makes the agent exit on the first error.
+# @param max_failures
+#   After this many failed runs in a row of the same plan a package is not retried until
+#   it is approved again or its plan changes (0 to 1000); 0: retry forever.
 # @param apt_path
 #   The apt-get to run.
 # @param apt_options
@@ -60,6 +63,7 @@ class masif_upgrader::agent (
   Integer[1] $check_interval = 300,
   Integer[1] $report_interval = 300,
   Integer[0] $retry_interval = 60,
+  Integer[0, 1000] $max_failures = 3,
   Masif_upgrader::Path $apt_path = '/usr/bin/apt-get',
   Array[String[1]] $apt_options = [],
   Hash[Pattern[/\A[A-Za-z_][A-Za-z0-9_]*\z/], String] $apt_env = {},
@@ -85,6 +89,7 @@ class masif_upgrader::agent (
         'check_interval'  => $check_interval,
         'report_interval' => $report_interval,
         'retry_interval'  => $retry_interval,
+        'max_failures'    => $max_failures,
         'master_host'     => $master_host,
         'master_cn'       => $cn,
         'tls'             => $tls,

@@ -12,11 +12,20 @@
 #
 # @param listen
 #   Address agents connect to.
+# @param api_v2
+#   Serve protocol v2 (approvals reach waiting agents at once, run results are stored);
+#   false: only v1, agents fall back to it.
+# @param api_max_wait
+#   Longest a v2 report is held waiting for an approval, in seconds (1 to 3600).
 # @param tls
 #   The master's certificate: `{ discover => ... }` or `{ cert, key, ca, crl }` files.
 # @param db_url
 #   `sqlite:///var/lib/masif-upgrader/masif.db` or `mysql://user:password@host:port/db`;
 #   pass it as Sensitive when it holds a password.
+# @param runs_keep
+#   Newest results of package runs kept per agent (at least 1).
+# @param runs_max_age_days
+#   Results of runs that started longer ago than this many days are deleted (1 to 36500).
 # @param log_level
 #   `error`, `warning`, `info` or `debug`.
 # @param install
@@ -39,8 +48,12 @@
 #   Whether the master starts at boot.
 class masif_upgrader::master (
   Masif_upgrader::Listen $listen = '0.0.0.0:8150',
+  Boolean $api_v2 = true,
+  Integer[1, 3600] $api_max_wait = 900,
   Masif_upgrader::Tls $tls = { 'discover' => 'puppet' },
   Masif_upgrader::Db_url $db_url = 'sqlite:///var/lib/masif-upgrader/masif.db',
+  Integer[1] $runs_keep = 50,
+  Integer[1, 36500] $runs_max_age_days = 90,
   Masif_upgrader::Log_level $log_level = 'info',
   Masif_upgrader::Install $install = 'package',
   String[1] $package_ensure = 'installed',
@@ -53,10 +66,14 @@ class masif_upgrader::master (
 ) {
   masif_upgrader::component { 'master':
     config               => Sensitive(epp('masif_upgrader/master.yml.epp', {
-          'listen'    => $listen,
-          'tls'       => $tls,
-          'db_url'    => $db_url.unwrap,
-          'log_level' => $log_level,
+          'listen'            => $listen,
+          'api_v2'            => $api_v2,
+          'api_max_wait'      => $api_max_wait,
+          'tls'               => $tls,
+          'db_url'            => $db_url.unwrap,
+          'runs_keep'         => $runs_keep,
+          'runs_max_age_days' => $runs_max_age_days,
+          'log_level'         => $log_level,
     })),
     config_group         => 'masif-master',
     install              => $install,

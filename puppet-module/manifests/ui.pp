@@ -22,6 +22,9 @@
 #   `{ name => 'X-Remote-User', from => ['127.0.0.1'] }`.
 # @param tls
 #   Serve HTTPS with `{ cert, key }` files.
+# @param offline_after
+#   Seconds without a report after which an agent is shown offline (60 to 31536000); keep
+#   it above the agents' report_interval plus a minute.
 # @param log_level
 #   `error`, `warning`, `info` or `debug`.
 # @param install
@@ -46,6 +49,7 @@ class masif_upgrader::ui (
   ]] $users = {},
   Optional[Struct[{ name => Pattern[/\A[A-Za-z0-9-]+\z/], from => Array[String[1], 1] }]] $trusted_header = undef,
   Optional[Struct[{ cert => Masif_upgrader::Path, key => Masif_upgrader::Path }]] $tls = undef,
+  Integer[60, 31536000] $offline_after = 900,
   Masif_upgrader::Log_level $log_level = 'info',
   Masif_upgrader::Install $install = 'package',
   String[1] $package_ensure = 'installed',
@@ -69,6 +73,7 @@ class masif_upgrader::ui (
           'htpasswd'       => $password_file,
           'trusted_header' => $trusted_header,
           'tls'            => $tls,
+          'offline_after'  => $offline_after,
           'log_level'      => $log_level,
     })),
     config_group         => 'masif-ui',

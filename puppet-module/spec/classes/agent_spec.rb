@@ -17,6 +17,7 @@ describe 'masif_upgrader::agent' do
     it 'writes the documented defaults, with Puppet certificates' do
       expect(written).to eq(
         'interval' => { 'check' => 300, 'report' => 300, 'retry' => 60 },
+        'max_failures' => 3,
         'master' => { 'host' => 'masif.example.com:8150', 'cn' => 'masif.example.com' },
         'tls' => { 'discover' => 'puppet' },
         'apt' => { 'path' => '/usr/bin/apt-get', 'options' => [], 'env' => {} },
@@ -53,6 +54,7 @@ describe 'masif_upgrader::agent' do
         'check_interval' => 600,
         'report_interval' => 60,
         'retry_interval' => 0,
+        'max_failures' => 0,
         'apt_options' => ['-o', 'DPkg::Lock::Timeout=60'],
         'apt_env' => { 'APT_CONFIG' => '/srv/sandbox/apt.conf' },
         'apt_timeout' => 3600,
@@ -63,6 +65,7 @@ describe 'masif_upgrader::agent' do
     it 'writes every value' do
       expect(written).to include(
         'interval' => { 'check' => 600, 'report' => 60, 'retry' => 0 },
+        'max_failures' => 0,
         'master' => { 'host' => '192.0.2.10:8150', 'cn' => 'masif.example.com' },
         'tls' => { 'discover' => 'icinga2', 'name' => 'agent01.example.com' },
         'apt' => { 'path' => '/usr/bin/apt-get', 'options' => ['-o', 'DPkg::Lock::Timeout=60'],
@@ -158,6 +161,9 @@ describe 'masif_upgrader::agent' do
     ['a relative apt path', { 'apt_path' => 'apt-get' }, %r{apt_path}],
     ['a negative interval', { 'check_interval' => -1 }, %r{check_interval}],
     ['a zero report interval', { 'report_interval' => 0 }, %r{report_interval}],
+    ['too many failures allowed', { 'max_failures' => 1001 }, %r{max_failures}],
+    ['a negative failure limit', { 'max_failures' => -1 }, %r{max_failures}],
+    ['a failure limit as text', { 'max_failures' => '3' }, %r{max_failures}],
     ['an unknown PKI', { 'tls' => { 'discover' => 'vault' } }, %r{tls}],
     ['an easy-rsa PKI without a directory', { 'tls' => { 'discover' => 'easyrsa:' } }, %r{tls}],
     ['both discovery and files', { 'tls' => { 'discover' => 'puppet', 'cert' => '/a' } }, %r{tls}],

@@ -15,9 +15,10 @@ describe 'masif_upgrader::master' do
 
     it 'serves Puppet certificates and keeps the database in SQLite' do
       expect(written).to eq(
-        'api' => { 'listen' => '0.0.0.0:8150' },
+        'api' => { 'listen' => '0.0.0.0:8150', 'v2' => true, 'max_wait' => 900 },
         'tls' => { 'discover' => 'puppet' },
         'db' => { 'url' => 'sqlite:///var/lib/masif-upgrader/masif.db' },
+        'runs' => { 'keep' => 50, 'max_age_days' => 90 },
         'log' => { 'level' => 'info' },
       )
     end
@@ -39,6 +40,17 @@ describe 'masif_upgrader::master' do
     end
 
     it { is_expected.to contain_file(dropin).with_ensure('absent') }
+  end
+
+  context 'with protocol v1 only and tuned run results' do
+    let(:params) { { 'listen' => '[::]:8150', 'api_v2' => false, 'api_max_wait' => 60, 'runs_keep' => 10, 'runs_max_age_days' => 30 } }
+
+    it 'writes every value' do
+      expect(written).to include(
+        'api' => { 'listen' => '[::]:8150', 'v2' => false, 'max_wait' => 60 },
+        'runs' => { 'keep' => 10, 'max_age_days' => 30 },
+      )
+    end
   end
 
   context 'with the daily certificate check, next to an agent that has one too' do
@@ -74,6 +86,12 @@ describe 'masif_upgrader::master' do
     ['a host name to listen on', { 'listen' => 'localhost:8150' }, %r{listen}],
     ['an unknown database', { 'db_url' => 'postgres://x@y/z' }, %r{db_url}],
     ['a relative SQLite path', { 'db_url' => 'sqlite://masif.db' }, %r{db_url}],
+    ['protocol v2 as text', { 'api_v2' => 'yes' }, %r{api_v2}],
+    ['no wait', { 'api_max_wait' => 0 }, %r{api_max_wait}],
+    ['a wait over an hour', { 'api_max_wait' => 3601 }, %r{api_max_wait}],
+    ['no runs kept', { 'runs_keep' => 0 }, %r{runs_keep}],
+    ['runs kept for no day', { 'runs_max_age_days' => 0 }, %r{runs_max_age_days}],
+    ['runs kept over a century', { 'runs_max_age_days' => 36_501 }, %r{runs_max_age_days}],
     ['a CRL with discovery', { 'tls' => { 'discover' => 'puppet', 'crl' => '/x' } }, %r{tls}],
   ].each do |what, bad, message|
     context "with #{what}" do

@@ -19,6 +19,7 @@ describe 'masif_upgrader::ui' do
         'listen' => '127.0.0.1:8151',
         'db' => { 'url' => 'sqlite:///var/lib/masif-upgrader/masif.db' },
         'auth' => { 'htpasswd' => '/etc/masif-upgrader/ui.htpasswd' },
+        'offline_after' => 900,
         'log' => { 'level' => 'info' },
       )
     end
@@ -36,7 +37,8 @@ describe 'masif_upgrader::ui' do
       { 'users' => { 'admin' => sensitive(hash), 'ops' => hash },
         'trusted_header' => { 'name' => 'X-Remote-User', 'from' => ['127.0.0.1', '::1'] },
         'tls' => { 'cert' => '/etc/ssl/ui.pem', 'key' => '/etc/ssl/ui.key' },
-        'listen' => '[::]:8443' }
+        'listen' => '[::]:8443',
+        'offline_after' => 3600 }
     end
 
     it 'writes the password file for the service only, and restarts on changes' do
@@ -51,6 +53,7 @@ describe 'masif_upgrader::ui' do
         'auth' => { 'htpasswd' => '/etc/masif-upgrader/ui.htpasswd',
                     'trusted_header' => { 'name' => 'X-Remote-User', 'from' => ['127.0.0.1', '::1'] } },
         'tls' => { 'cert' => '/etc/ssl/ui.pem', 'key' => '/etc/ssl/ui.key' },
+        'offline_after' => 3600,
       )
     end
   end
@@ -66,6 +69,9 @@ describe 'masif_upgrader::ui' do
     ['a plain-text password', { 'users' => { 'admin' => 'secret' } }, %r{users}],
     ['a user name with a colon', { 'users' => { 'a:b' => '$2y$05$x' } }, %r{users}],
     ['a header with a space', { 'trusted_header' => { 'name' => 'X User', 'from' => ['127.0.0.1'] } }, %r{trusted_header}],
+    ['offline after less than a minute', { 'offline_after' => 59 }, %r{offline_after}],
+    ['offline after more than a year', { 'offline_after' => 31_536_001 }, %r{offline_after}],
+    ['offline_after as text', { 'offline_after' => '900' }, %r{offline_after}],
     ['a proxy with no address', { 'trusted_header' => { 'name' => 'X-User', 'from' => [] } }, %r{trusted_header}],
   ].each do |what, bad, message|
     context "with #{what}" do
