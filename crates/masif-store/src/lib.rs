@@ -12,6 +12,7 @@ mod migrations;
 mod model;
 pub mod mysql;
 mod pending;
+mod runs;
 pub mod sqlite;
 mod stored;
 mod url;
@@ -56,18 +57,24 @@ pub trait Reports: Send + Sync {
 pub trait AgentLoop: Send + Sync {
     /// A token that changes whenever the approvals in force change, for long-polling agents.
     /// Approvals, revocations and resets made through this store bump a counter in the same
-    /// transaction (read alone when `deep` is false: one tiny query). With `deep`, the token
-    /// also carries the count and id sum of all approval rows, so approvals written straight
-    /// into the tables (the original UI) are noticed too.
+    /// transaction (read alone when `deep` is false: one tiny query): every approval and
+    /// reset, even one that changed nothing, and every revocation that deleted a row. With
+    /// `deep`, the token also carries the count and id sum of all approval rows, so approvals
+    /// written straight into the tables (the original UI) are noticed too.
     async fn approval_token(&self, deep: bool) -> Result<ApprovalToken>;
 
-    /// Every approval in force, to match long-polling agents' reports against in memory.
+    /// Every approval in force, to match long-polling agents' reports against in memory, with
+    /// the report's semantics (rows naming an agent or package that no longer exists match
+    /// nothing).
     async fn approval_patterns(&self) -> Result<ApprovalPatterns>;
 
     /// Stores the agent's `runs` (a run whose id is already stored for the agent is skipped,
-    /// so a resent batch is stored once), keeps each package's latest outcome per agent, and
-    /// keeps only the agent's newest `retention.keep_per_agent` runs. Creates the agent row
-    /// if needed. Returns how many runs were new.
+    /// so a resent batch is stored once; new ones are stored oldest start first), keeps each
+    /// package's latest outcome per agent (by start: an older run resent late does not replace
+    /// a newer outcome; only `failed` counts as failing), and keeps only the agent's newest
+    /// `retention.keep_per_agent` runs (by id: by arrival). Creates the agent row if needed,
+    /// in one transaction with the rest. Returns how many runs were new (also those the
+    /// retention deleted at once).
     async fn record_runs(
         &self,
         agent: &AgentName,
@@ -75,7 +82,8 @@ pub trait AgentLoop: Send + Sync {
         retention: &Retention,
     ) -> Result<u64>;
 
-    /// Deletes runs that started more than `retention.max_age_secs` ago. Returns how many.
+    /// Deletes runs, and latest outcomes, that started more than `retention.max_age_secs`
+    /// ago, in transactions of at most 10,000 rows. Returns how many runs.
     async fn purge_runs(&self, retention: &Retention) -> Result<u64>;
 }
 
@@ -91,10 +99,12 @@ pub trait Admin: Send + Sync {
     /// The agents `filter` selects, with last contact, pending counts and last run, ordered
     /// by name.
     async fn agents(&self, filter: &AgentFilter, page: Page) -> Result<Listing<AgentSummary>>;
-    /// How many agents there are, how many are offline (not seen since `offline_before`,
-    /// unix seconds) and how many have a failing package.
+    /// How many agents there are, how many are offline (last contact before `offline_before`,
+    /// unix seconds: the last report, or for agents only the original master has seen the
+    /// last change of their pending set) and how many have a failing package.
     async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts>;
-    /// One agent's runs, newest first.
+    /// One agent's runs, newest (last stored) first; none for an unknown agent. A stored run
+    /// that does not read back is [`StoreError::Unreadable`].
     async fn agent_runs(&self, name: &AgentName, page: Page) -> Result<Listing<RunRecord>>;
     /// Packages whose latest run failed on at least one agent, with how many agents, most
     /// first. Shown on the pending page, so that an approved task that fails is never invisible.
@@ -115,8 +125,8 @@ pub trait Admin: Send + Sync {
     async fn revoke(&self, approval_id: u64, user: &str) -> Result<bool>;
     /// Row counts shown before a reset.
     async fn counts(&self) -> Result<TableCounts>;
-    /// Deletes all tasks, and with `packages_and_agents` also packages and agents. Audited.
-    /// Returns what was deleted.
+    /// Deletes all tasks, and with `packages_and_agents` also packages and agents (and all
+    /// runs). Audited. Returns what was deleted.
     async fn reset(&self, packages_and_agents: bool, user: &str) -> Result<TableCounts>;
     /// The audit log, newest first.
     async fn audit_log(&self, page: Page) -> Result<Listing<AuditEntry>>;

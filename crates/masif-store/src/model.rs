@@ -168,7 +168,7 @@ pub struct FailingPackage {
 }
 
 /// A token that changes when the approvals in force change (see
-/// [`Reports::approval_token`](crate::Reports::approval_token)).
+/// [`AgentLoop::approval_token`](crate::AgentLoop::approval_token)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ApprovalToken {
     /// The counter bumped by every approval, revocation and reset made through the store.

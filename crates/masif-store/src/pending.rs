@@ -78,7 +78,11 @@ impl ApprovalPatterns {
             .get(agent.as_str())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let any_package = self.every_agent.get(&None).map(Vec::as_slice).unwrap_or_default();
+        let any_package = self
+            .every_agent
+            .get(&None)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         tasks
             .iter()
             .filter(|task| {

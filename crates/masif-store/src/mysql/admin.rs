@@ -1,11 +1,14 @@
 //! The `Admin` half of the MySQL back end: the UI's overviews (pending updates grouped by
-//! package, agents, approvals, audit log) and its audited writes (approve, revoke, reset).
+//! package, agents, runs, failing packages, approvals, audit log) and its audited writes
+//! (approve, revoke, reset).
 //!
 //! Reads are single statements outside explicit transactions; names, filters and keys are
 //! bound as `?` parameters (ids read from the database go into `IN` lists as numbers). The
-//! pending page is in `overview`. Writes (in `changes`) run in one transaction each, on a
-//! connection marked for reset (a dropped future is rolled back by the pool), and are retried
-//! from the start on a deadlock or lock wait timeout (1213/1205), like reports.
+//! pending page is in `overview`, agent listings in `agents`, runs in `runs`. Writes (in
+//! `changes`) run in one transaction each, on a connection marked for reset (a dropped future
+//! is rolled back by the pool), and are retried from the start on a deadlock or lock wait
+//! timeout (1213/1205), like reports. Approvals, revocations and resets bump the approval
+//! generation in their transaction (see `AgentLoop::approval_token`).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -16,46 +19,24 @@ use masif_proto::{AgentName, Task, Version};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
+use super::agents::{self, summary_from_row, SUMMARY};
 use super::changes::{
     approval_from_row, approve_once, package_ids, reset_once, revoke_once, table_counts, APPROVAL,
     BATCH,
 };
 use super::sql::{doing, tuple};
-use super::{overview, MysqlStore};
+use super::{overview, runs, MysqlStore};
 use crate::audit::check_user;
 use crate::backoff::{Backoff, Failure};
 use crate::stored::task_from_text;
 use crate::{
-    Admin, AgentDetail, AgentSummary, Approval, ApprovalOutcome, ApprovalScope, AuditEntry,
-    Listing, Page, PendingFilter, PendingOverview, Result, StoreError, TableCounts, TaskKey,
+    Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
+    ApprovalScope, AuditEntry, FailingPackage, Listing, Page, PendingFilter, PendingOverview,
+    Result, RunRecord, StoreError, TableCounts, TaskKey,
 };
-
-/// Agent summary columns (name, times, pending counts); append `WHERE …`.
-const SUMMARY: &str = "
-    SELECT a.name, a.ctime, a.mtime, r.last_seen,
-           (SELECT COUNT(*) FROM task t WHERE t.agent = a.id AND t.approved = 0),
-           (SELECT COUNT(DISTINCT t.package) FROM task t WHERE t.agent = a.id AND t.approved = 0)
-      FROM agent a
-      LEFT JOIN agent_report r ON r.agent = a.id";
 
 #[async_trait]
 impl Admin for MysqlStore {
-
-    async fn agent_counts(&self, _offline_before: i64) -> Result<crate::AgentCounts> {
-        todo!("store helper")
-    }
-
-    async fn agent_runs(
-        &self,
-        _name: &AgentName,
-        _page: Page,
-    ) -> Result<Listing<crate::RunRecord>> {
-        todo!("store helper")
-    }
-
-    async fn failing_packages(&self) -> Result<Vec<crate::FailingPackage>> {
-        todo!("store helper")
-    }
     async fn pending_overview(
         &self,
         filter: &PendingFilter,
@@ -118,34 +99,24 @@ impl Admin for MysqlStore {
         Ok(agents)
     }
 
-    async fn agents(&self, filter: &crate::AgentFilter, page: Page) -> Result<Listing<AgentSummary>> {
+    async fn agents(&self, filter: &AgentFilter, page: Page) -> Result<Listing<AgentSummary>> {
         let mut conn = self.conn().await?;
-        let (cond, params): (&str, Vec<Value>) = match filter.name.as_deref() {
-            Some(f) => ("INSTR(LOWER(a.name), LOWER(?)) > 0", vec![f.into()]),
-            None => ("TRUE", Vec::new()),
-        };
-        let total = conn
-            .exec_first::<u64, _, _>(
-                format!("SELECT COUNT(*) FROM agent a WHERE {cond}"),
-                params.clone(),
-            )
-            .await
-            .map_err(doing("counting agents"))?
-            .unwrap_or(0);
-        let rows: Vec<Row> = conn
-            .exec(
-                format!(
-                    "{SUMMARY} WHERE {cond} ORDER BY a.name LIMIT {} OFFSET {}",
-                    page.limit, page.offset
-                ),
-                params,
-            )
-            .await
-            .map_err(doing("listing agents"))?;
-        Ok(Listing {
-            rows: rows.into_iter().filter_map(summary_from_row).collect(),
-            total,
-        })
+        agents::agents(&mut conn, filter, page).await
+    }
+
+    async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts> {
+        let mut conn = self.conn().await?;
+        agents::agent_counts(&mut conn, offline_before).await
+    }
+
+    async fn agent_runs(&self, name: &AgentName, page: Page) -> Result<Listing<RunRecord>> {
+        let mut conn = self.conn().await?;
+        runs::agent_runs(&mut conn, name, page).await
+    }
+
+    async fn failing_packages(&self) -> Result<Vec<FailingPackage>> {
+        let mut conn = self.conn().await?;
+        runs::failing_packages(&mut conn).await
     }
 
     async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>> {
@@ -300,7 +271,7 @@ impl Admin for MysqlStore {
 type Attempt<T> = Pin<Box<dyn Future<Output = (Conn, Result<T, Failure>)> + Send>>;
 
 impl MysqlStore {
-    async fn conn(&self) -> Result<Conn> {
+    pub(super) async fn conn(&self) -> Result<Conn> {
         self.pool
             .get_conn()
             .await
@@ -310,7 +281,7 @@ impl MysqlStore {
     /// Runs `attempt` (which opens and commits its own transaction) until it succeeds, fails
     /// for a reason other than a conflict, or has conflicted `max_attempts` times (see
     /// [`MysqlStore::retry_policy`]). `doing` says what the transaction is for.
-    async fn write<T, F>(&self, doing: &'static str, mut attempt: F) -> Result<T>
+    pub(super) async fn write<T, F>(&self, doing: &'static str, mut attempt: F) -> Result<T>
     where
         F: FnMut(Conn) -> Attempt<T>,
     {
@@ -335,27 +306,6 @@ impl MysqlStore {
             tokio::time::sleep(backoff.after(failure, doing)?).await;
         }
     }
-}
-
-fn summary_from_row(row: Row) -> Option<AgentSummary> {
-    let name: Option<String> = row.get(0);
-    let name = match name.map(AgentName::new) {
-        Some(Ok(n)) => n,
-        other => {
-            tracing::warn!(?other, "skipping agent with an unusable name");
-            return None;
-        }
-    };
-    Some(AgentSummary {
-        name,
-        ctime: row.get(1).unwrap_or(0),
-        mtime: row.get(2).unwrap_or(0),
-        last_seen: row.get::<Option<i64>, _>(3).flatten(),
-        pending_tasks: row.get(4).unwrap_or(0),
-        pending_packages: row.get(5).unwrap_or(0),
-        last_run: None, // store helper
-        failing_packages: 0, // store helper
-    })
 }
 
 fn task_from_row(row: &Row) -> Result<Task, String> {

@@ -108,6 +108,7 @@ pub(super) async fn approve_once(
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(conn, user, "approve", &detail, now).await?;
     }
+    bump_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(outcome)
 }
@@ -294,12 +295,13 @@ pub(super) async fn revoke_once(conn: &mut Conn, id: u64, user: &str) -> Result<
         unix_now(),
     )
     .await?;
+    bump_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(true)
 }
 
 /// One attempt of a reset: every task and approval deleted, with `everything` also agents and
-/// packages (and the agents' report state).
+/// packages (and the agents' report state and runs).
 pub(super) async fn reset_once(
     conn: &mut Conn,
     everything: bool,
@@ -311,6 +313,8 @@ pub(super) async fn reset_once(
     conn.query_drop("DELETE FROM approval").await?;
     let deleted = if everything {
         conn.query_drop("DELETE FROM agent_report").await?;
+        conn.query_drop("DELETE FROM run_latest").await?;
+        conn.query_drop("DELETE FROM run").await?;
         conn.query_drop("DELETE FROM package").await?;
         conn.query_drop("DELETE FROM agent").await?;
         before
@@ -325,8 +329,20 @@ pub(super) async fn reset_once(
         deleted.tasks, deleted.packages, deleted.agents
     );
     audit(conn, user, "reset", &detail, unix_now()).await?;
+    bump_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(deleted)
+}
+
+/// Bumps the approval generation (see `AgentLoop::approval_token`), recreating its row if it
+/// is gone. Run last in the transaction: the row is then locked only until the commit, and
+/// after every other lock, so approvals never wait for each other in a cycle.
+async fn bump_generation(conn: &mut Conn) -> mysql_async::Result<()> {
+    conn.query_drop(
+        "INSERT INTO approval_generation (id, generation) VALUES (1, 1) \
+         ON DUPLICATE KEY UPDATE generation = generation + 1",
+    )
+    .await
 }
 
 pub(super) async fn table_counts(conn: &mut Conn) -> mysql_async::Result<TableCounts> {

@@ -28,6 +28,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_report_indexes"),
     migration!(7, "0007_ui_overview_index"),
     migration!(8, "0008_drop_redundant_task_keys"),
+    migration!(9, "0009_agent_loop"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.

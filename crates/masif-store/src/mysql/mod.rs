@@ -1,7 +1,10 @@
 //! The MySQL/MariaDB back end: connection pool, session setup, migrations at connect; the
-//! report transaction lives in `report`, the UI's queries in `admin`.
+//! report transaction lives in `report`, the UI's queries in `admin`, the long-poll token and
+//! run results in `agent_loop`.
 
 mod admin;
+mod agent_loop;
+mod agents;
 mod batch;
 mod changes;
 mod last_seen;
@@ -9,6 +12,7 @@ mod migrate;
 mod overview;
 mod report;
 mod rows;
+mod runs;
 mod shared;
 mod snapshot;
 mod sql;

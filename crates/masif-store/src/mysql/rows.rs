@@ -158,12 +158,6 @@ pub(crate) fn approval_branches<'v>(
             tuple(versions)
         )
     };
-    let columns = |package: &str, owner: &str| {
-        format!(
-            "SELECT '{APPROVAL}', t.id, NULL, NULL, {package}, t.action, t.from_version, \
-             t.to_version, {owner}, NULL"
-        )
-    };
     // STRAIGHT_JOIN pins the join order the indexes are for: from the named packages into
     // `task_approval (package, approved, agent, to_version)`, or from the named agents into
     // `task_agent_approved (agent, approved)`. Left to itself, the optimizer has been seen to
@@ -192,6 +186,27 @@ pub(crate) fn approval_branches<'v>(
         columns("NULL", "a.name")
     ));
     branches
+}
+
+/// Every approval row in force (kind [`APPROVAL`]), for matching long-polling agents in
+/// memory. A row naming an agent or package that no longer exists matches no report (the
+/// report joins them by name), so it is left out rather than read as a wildcard.
+pub(crate) fn all_approvals() -> String {
+    format!(
+        "{} FROM task t LEFT JOIN agent a ON a.id = t.agent \
+         LEFT JOIN package p ON p.id = t.package \
+         WHERE t.approved = 1 AND (t.agent IS NULL OR a.id IS NOT NULL) \
+           AND (t.package IS NULL OR p.id IS NOT NULL)",
+        columns("p.name", "a.name")
+    )
+}
+
+/// The columns of an approval row (kind [`APPROVAL`]) with the given package and owner.
+fn columns(package: &str, owner: &str) -> String {
+    format!(
+        "SELECT '{APPROVAL}', t.id, NULL, NULL, {package}, t.action, t.from_version, \
+         t.to_version, {owner}, NULL"
+    )
 }
 
 /// The names and target versions of several reports' lists, distinct and sorted.

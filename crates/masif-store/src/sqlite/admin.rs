@@ -1,14 +1,17 @@
-//! The UI's side of the SQLite back end: the pending overview, agent listings, approvals,
-//! revocation, reset and the audit log.
+//! The UI's side of the SQLite back end: the pending overview, agent listings (see `agents`),
+//! runs and failing packages (see `runs`), approvals, revocation, reset and the audit log.
+//! Approvals, revocations and resets bump the approval generation in their transaction (see
+//! `AgentLoop::approval_token`).
 
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use masif_proto::{AgentName, Task};
-use rusqlite::{OptionalExtension, Row, Transaction};
+use rusqlite::{OptionalExtension, Transaction};
 
+use super::agents::{self, summary_from_row, SUMMARY_GROUP, SUMMARY_SELECT};
 use super::rows::{self, to_i64, to_u64, RawTask};
-use super::SqliteStore;
+use super::{runs, SqliteStore};
 use crate::audit::{
     check_user, cut, describe_approval, describe_approve, describe_key, describe_list,
     MAX_DETAIL_CHARS,
@@ -16,9 +19,9 @@ use crate::audit::{
 use crate::backoff::Failure;
 use crate::clock::unix_now;
 use crate::{
-    Admin, AgentDetail, AgentSummary, Approval, ApprovalOutcome, ApprovalScope, AuditEntry,
-    Listing, Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, StoreError,
-    TableCounts, TaskKey,
+    Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
+    ApprovalScope, AuditEntry, FailingPackage, Listing, Page, PendingFilter, PendingGroup,
+    PendingOverview, PendingRow, Result, RunRecord, StoreError, TableCounts, TaskKey,
 };
 
 /// Pending rows of known agents and packages that pass the substring filters `?1` (package)
@@ -34,32 +37,8 @@ const FILTERED_PENDING: &str = "
        AND (?2 IS NULL OR t.agent IN (SELECT id FROM agent
                                        WHERE instr(lower(name), lower(?2)) > 0))";
 
-/// Agent summary columns; append `WHERE …` before [`SUMMARY_GROUP`].
-const SUMMARY_SELECT: &str = "
-    SELECT a.name, a.ctime, a.mtime, r.last_seen, COUNT(t.id), COUNT(DISTINCT t.package)
-      FROM agent a
-      LEFT JOIN agent_report r ON r.agent = a.id
-      LEFT JOIN task t ON t.agent = a.id AND t.approved = 0";
-const SUMMARY_GROUP: &str = " GROUP BY a.id ORDER BY a.name";
-
 #[async_trait]
 impl Admin for SqliteStore {
-
-    async fn agent_counts(&self, _offline_before: i64) -> Result<crate::AgentCounts> {
-        todo!("store helper")
-    }
-
-    async fn agent_runs(
-        &self,
-        _name: &AgentName,
-        _page: Page,
-    ) -> Result<Listing<crate::RunRecord>> {
-        todo!("store helper")
-    }
-
-    async fn failing_packages(&self) -> Result<Vec<crate::FailingPackage>> {
-        todo!("store helper")
-    }
     async fn pending_overview(
         &self,
         filter: &PendingFilter,
@@ -101,31 +80,32 @@ impl Admin for SqliteStore {
         .await
     }
 
-    async fn agents(&self, filter: &crate::AgentFilter, page: Page) -> Result<Listing<AgentSummary>> {
-        let name_filter = filter.name.clone();
+    async fn agents(&self, filter: &AgentFilter, page: Page) -> Result<Listing<AgentSummary>> {
+        let filter = filter.clone();
         self.read("listing agents", move |tx| {
-            let filter = "(?1 IS NULL OR instr(lower(a.name), lower(?1)) > 0)";
-            let total: i64 = tx.query_row(
-                &format!("SELECT COUNT(*) FROM agent a WHERE {filter}"),
-                [&name_filter],
-                |r| r.get(0),
-            )?;
-            let mut stmt = tx.prepare_cached(&format!(
-                "{SUMMARY_SELECT} WHERE {filter} {SUMMARY_GROUP} LIMIT ?2 OFFSET ?3"
-            ))?;
-            let rows = stmt
-                .query_map(
-                    (&name_filter, to_i64(page.limit), to_i64(page.offset)),
-                    summary_from_row,
-                )?
-                .map(|r| r?.map_err(Failure::from))
-                .collect::<Result<Vec<_>, Failure>>()?;
-            Ok(Listing {
-                rows,
-                total: to_u64(total),
-            })
+            agents::agents(tx, &filter, page)
         })
         .await
+    }
+
+    async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts> {
+        self.read("counting agents", move |tx| {
+            Ok(agents::agent_counts(tx, offline_before)?)
+        })
+        .await
+    }
+
+    async fn agent_runs(&self, name: &AgentName, page: Page) -> Result<Listing<RunRecord>> {
+        let name = name.as_str().to_owned();
+        self.read("reading an agent's runs", move |tx| {
+            runs::agent_runs(tx, &name, page)
+        })
+        .await
+    }
+
+    async fn failing_packages(&self) -> Result<Vec<FailingPackage>> {
+        self.read("reading the failing packages", runs::failing_packages)
+            .await
     }
 
     async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>> {
@@ -241,6 +221,7 @@ impl Admin for SqliteStore {
                 "revoke",
                 &format!("revoked approval {id}: {}", describe_approval(&approval)),
             )?;
+            bump_generation(tx)?;
             Ok(true)
         })
         .await
@@ -259,6 +240,8 @@ impl Admin for SqliteStore {
             tx.execute("DELETE FROM approval", [])?;
             let deleted = if packages_and_agents {
                 tx.execute("DELETE FROM agent_report", [])?;
+                tx.execute("DELETE FROM run_latest", [])?;
+                tx.execute("DELETE FROM run", [])?;
                 tx.execute("DELETE FROM package", [])?;
                 tx.execute("DELETE FROM agent", [])?;
                 before
@@ -280,6 +263,7 @@ impl Admin for SqliteStore {
                     deleted.tasks, deleted.packages, deleted.agents
                 ),
             )?;
+            bump_generation(tx)?;
             Ok(deleted)
         })
         .await
@@ -451,6 +435,7 @@ fn approve(
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(tx, user, "approve", &detail)?;
     }
+    bump_generation(tx)?;
     Ok(outcome)
 }
 
@@ -460,28 +445,6 @@ fn key_params(key: &TaskKey) -> (&str, &str, Option<&str>) {
         key.action.as_str(),
         key.to_version.as_ref().map(|v| v.as_str()),
     )
-}
-
-fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AgentSummary, StoreError>> {
-    let name: String = row.get(0)?;
-    let summary = |name: AgentName| -> rusqlite::Result<AgentSummary> {
-        Ok(AgentSummary {
-            name,
-            ctime: row.get(1)?,
-            mtime: row.get(2)?,
-            last_seen: row.get(3)?,
-            pending_tasks: to_u64(row.get(4)?),
-            pending_packages: to_u64(row.get(5)?),
-            last_run: None, // store helper
-            failing_packages: 0, // store helper
-        })
-    };
-    match AgentName::new(name.clone()) {
-        Ok(valid) => summary(valid).map(Ok),
-        Err(e) => Ok(Err(StoreError::Unreadable(format!(
-            "agent name {name:?}: {e}"
-        )))),
-    }
 }
 
 fn table_counts(tx: &Transaction<'_>) -> rusqlite::Result<TableCounts> {
@@ -497,6 +460,17 @@ fn table_counts(tx: &Transaction<'_>) -> rusqlite::Result<TableCounts> {
             })
         },
     )
+}
+
+/// Bumps the approval generation (see `AgentLoop::approval_token`), recreating its row if it
+/// is gone.
+fn bump_generation(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO approval_generation (id, generation) VALUES (1, 1)
+         ON CONFLICT (id) DO UPDATE SET generation = generation + 1",
+    )?
+    .execute([])?;
+    Ok(())
 }
 
 fn audit(tx: &Transaction<'_>, user: &str, action: &str, detail: &str) -> rusqlite::Result<()> {

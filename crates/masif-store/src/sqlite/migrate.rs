@@ -27,6 +27,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_approval_audit",
         sql: include_str!("../../../../schema/sqlite/0003_approval_audit.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_agent_loop",
+        sql: include_str!("../../../../schema/sqlite/0004_agent_loop.sql"),
+    },
 ];
 
 /// The schema version this program writes.

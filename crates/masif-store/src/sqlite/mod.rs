@@ -3,10 +3,13 @@
 //! blocking pool, and bounded retries when another process holds the write lock.
 
 mod admin;
+mod agent_loop;
+mod agents;
 mod conn;
 mod migrate;
 mod report;
 mod rows;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

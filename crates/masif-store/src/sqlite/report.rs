@@ -116,27 +116,3 @@ fn record(tx: &Transaction<'_>, agent: &str, reported: &TaskSet) -> Result<TaskS
     .execute((agent_id, pending_digest(&pending).as_slice(), now))?;
     Ok(approved)
 }
-
-#[async_trait]
-impl crate::AgentLoop for SqliteStore {
-    async fn approval_token(&self, _deep: bool) -> Result<crate::ApprovalToken> {
-        todo!("store helper")
-    }
-
-    async fn approval_patterns(&self) -> Result<crate::ApprovalPatterns> {
-        todo!("store helper")
-    }
-
-    async fn record_runs(
-        &self,
-        _agent: &AgentName,
-        _runs: &[masif_proto::v2::Run],
-        _retention: &crate::Retention,
-    ) -> Result<u64> {
-        todo!("store helper")
-    }
-
-    async fn purge_runs(&self, _retention: &crate::Retention) -> Result<u64> {
-        todo!("store helper")
-    }
-}

@@ -64,14 +64,7 @@ pub(super) fn approval_patterns(
 ) -> rusqlite::Result<Vec<Pattern>> {
     let row_to_pattern = |package: Option<&str>| {
         let package = package.map(str::to_owned);
-        move |r: &Row<'_>| {
-            Ok(Pattern {
-                package: package.clone(),
-                action: r.get(0)?,
-                from_version: r.get(1)?,
-                to_version: r.get(2)?,
-            })
-        }
+        move |r: &Row<'_>| pattern_from_row(r, package.clone())
     };
     let mut patterns: Vec<Pattern> = tx
         .prepare_cached(
@@ -93,6 +86,20 @@ pub(super) fn approval_patterns(
         }
     }
     Ok(patterns)
+}
+
+/// An approval row's action, from_version and to_version (columns 0 to 2) as a pattern for
+/// `package` (`None`: any package).
+pub(super) fn pattern_from_row(
+    row: &Row<'_>,
+    package: Option<String>,
+) -> rusqlite::Result<Pattern> {
+    Ok(Pattern {
+        package,
+        action: row.get(0)?,
+        from_version: row.get(1)?,
+        to_version: row.get(2)?,
+    })
 }
 
 pub(super) fn agent_id(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<Option<i64>> {

@@ -5,7 +5,9 @@
 //! reset and the audit log). Pending rows are seeded through the real report transaction.
 
 use masif_proto::{Action, PackageName, Task, Version};
-use masif_store::{ApprovalOutcome, ApprovalScope, Page, PendingFilter, TableCounts, TaskKey};
+use masif_store::{
+    AgentFilter, ApprovalOutcome, ApprovalScope, Page, PendingFilter, TableCounts, TaskKey,
+};
 
 use crate::contract_test;
 use crate::report::{agent, dump, install, now, set, task, update};
@@ -32,6 +34,14 @@ pub(crate) fn all() -> Page {
     Page {
         offset: 0,
         limit: 1000,
+    }
+}
+
+/// Agents whose name contains `name` (case-insensitive).
+pub(crate) fn by_name(name: &str) -> AgentFilter {
+    AgentFilter {
+        name: Some(name.to_owned()),
+        ..AgentFilter::default()
     }
 }
 
@@ -134,7 +144,11 @@ async fn empty_database_has_empty_overviews(db: TestStore) {
     let (shape, total) = overview(&db, &no_filter(), all()).await;
     assert!(shape.is_empty());
     assert_eq!(total, 0);
-    let agents = db.store.agents(None, all()).await.unwrap();
+    let agents = db
+        .store
+        .agents(&AgentFilter::default(), all())
+        .await
+        .unwrap();
     assert!(agents.rows.is_empty());
     assert_eq!(agents.total, 0);
     assert!(db.store.approvals(all()).await.unwrap().rows.is_empty());
@@ -291,7 +305,7 @@ async fn filters_are_plain_text_not_patterns(db: TestStore) {
         .await;
         let names: Vec<_> = shape.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(names, expect, "filter {filter:?}");
-        let listing = db.store.agents(Some(filter), all()).await.unwrap();
+        let listing = db.store.agents(&by_name(filter), all()).await.unwrap();
         assert!(listing.rows.is_empty(), "agent filter {filter:?}");
     }
     assert_eq!(dump(&db).await, before);
@@ -339,7 +353,11 @@ async fn agents_are_listed_by_name_with_counts(db: TestStore) {
     // An agent only the original master knew: no report record, no pending rows.
     db.exec("INSERT INTO agent (name, ctime, mtime) VALUES ('0-legacy', 5, 6)")
         .await;
-    let listing = db.store.agents(None, all()).await.unwrap();
+    let listing = db
+        .store
+        .agents(&AgentFilter::default(), all())
+        .await
+        .unwrap();
     assert_eq!(listing.total, 4);
     let names: Vec<_> = listing.rows.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["0-legacy", "a", "b", "c"]);
@@ -351,13 +369,13 @@ async fn agents_are_listed_by_name_with_counts(db: TestStore) {
     assert!(c.last_seen.unwrap() >= t0 - 1);
     assert!(c.ctime >= t0 - 1);
     // Filter (case-insensitive substring) and pages.
-    let f = db.store.agents(Some("LEG"), all()).await.unwrap();
+    let f = db.store.agents(&by_name("LEG"), all()).await.unwrap();
     assert_eq!(f.total, 1);
     assert_eq!(f.rows[0].name.as_str(), "0-legacy");
     let p = db
         .store
         .agents(
-            None,
+            &AgentFilter::default(),
             Page {
                 offset: 1,
                 limit: 2,
@@ -412,7 +430,11 @@ async fn hostile_names_come_back_exactly(db: TestStore) {
         shape,
         vec![(pkg.into(), 1, vec![row("update", Some("2\""), 1)])]
     );
-    let listing = db.store.agents(Some("'BRIEN \"q"), all()).await.unwrap();
+    let listing = db
+        .store
+        .agents(&by_name("'BRIEN \"q"), all())
+        .await
+        .unwrap();
     assert_eq!(listing.rows[0].name.as_str(), host);
     let awaiting = db
         .store

@@ -154,7 +154,13 @@ async fn reset_deletes_tasks_and_optionally_everything(db: TestStore) {
         }
     );
     assert_eq!(db.store.counts().await.unwrap(), TableCounts::default());
-    assert!(db.store.agents(None, all()).await.unwrap().rows.is_empty());
+    assert!(db
+        .store
+        .agents(&Default::default(), all())
+        .await
+        .unwrap()
+        .rows
+        .is_empty());
     let log = db.store.audit_log(all()).await.unwrap();
     assert_eq!(audit_actions(&db).await, ["reset", "reset", "approve"]);
     assert!(

@@ -27,8 +27,9 @@
 //!   removed when the test ends; `rows`/`exec` use a rusqlite connection on the same file.
 //!
 //! Test modules: `report` (the report transaction), `admin` (the UI's queries), `approve`
-//! (approving), `changes` (approvals listed, revoked, reset, audited), `mysql_report` (the
-//! MySQL report path: round trips, batching, retries), `mysql_only`
+//! (approving), `changes` (approvals listed, revoked, reset, audited), `runs` (run results,
+//! agents filtered by them), `long_poll` (approval tokens, approvals matched in memory),
+//! `mysql_report` (the MySQL report path: round trips, batching, retries), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
 //! servers from `server` for a statement-based binlog and a vanishing server).
 
@@ -36,9 +37,11 @@ mod admin;
 mod approve;
 mod changes;
 mod fixtures;
+mod long_poll;
 mod mysql_only;
 mod mysql_report;
 mod report;
+mod runs;
 mod server;
 
 use std::future::Future;

@@ -10,7 +10,14 @@ use crate::{contract_test, TestStore};
 pub use crate::fixtures::*;
 
 async fn migrated_database_is_empty(db: TestStore) {
-    for table in ["agent", "package", "task", "agent_report"] {
+    for table in [
+        "agent",
+        "package",
+        "task",
+        "agent_report",
+        "run",
+        "run_latest",
+    ] {
         assert_eq!(
             db.int(&format!("SELECT COUNT(*) FROM {table}")).await,
             0,

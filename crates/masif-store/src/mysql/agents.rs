@@ -1,0 +1,121 @@
+//! Agents as the UI lists them on MySQL: the summary columns (last contact, pending counts,
+//! last run, failing packages), the filtered listing and the counts at the top of the page.
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row, Value};
+
+use super::sql::doing;
+use crate::runs::last_run;
+use crate::{AgentCounts, AgentFilter, AgentSummary, Listing, Page, Result};
+
+/// Agent summary columns (name, times, pending counts, last run, failing packages) of `agent a`
+/// and `agent_report r`; append `WHERE …`. The last run is one probe of `run (agent, id)`.
+pub(super) const SUMMARY: &str = "
+    SELECT a.name, a.ctime, a.mtime, r.last_seen,
+           (SELECT COUNT(*) FROM task t WHERE t.agent = a.id AND t.approved = 0),
+           (SELECT COUNT(DISTINCT t.package) FROM task t WHERE t.agent = a.id AND t.approved = 0),
+           (SELECT ru.outcome FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
+           (SELECT ru.started_at FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
+           (SELECT COUNT(*) FROM run_latest l WHERE l.agent = a.id AND l.failed = 1)
+      FROM agent a
+      LEFT JOIN agent_report r ON r.agent = a.id";
+
+/// An agent's last contact: its last report, or for agents only the original master has seen
+/// (no `agent_report` row) the last change of its pending set.
+const LAST_CONTACT: &str = "COALESCE(r.last_seen, a.mtime)";
+
+/// Whether an agent has a package whose latest run failed.
+const FAILING: &str = "EXISTS (SELECT 1 FROM run_latest l WHERE l.agent = a.id AND l.failed = 1)";
+
+/// The agents `filter` selects, by name.
+pub(super) async fn agents(
+    conn: &mut Conn,
+    filter: &AgentFilter,
+    page: Page,
+) -> Result<Listing<AgentSummary>> {
+    let mut conds = vec!["TRUE".to_owned()];
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(name) = &filter.name {
+        conds.push("INSTR(LOWER(a.name), LOWER(?)) > 0".to_owned());
+        params.push(name.as_str().into());
+    }
+    if let Some(before) = filter.not_seen_since {
+        conds.push(format!("{LAST_CONTACT} < ?"));
+        params.push(before.into());
+    }
+    if filter.failing {
+        conds.push(FAILING.to_owned());
+    }
+    let cond = conds.join(" AND ");
+    let total = conn
+        .exec_first::<u64, _, _>(
+            format!(
+                "SELECT COUNT(*) FROM agent a LEFT JOIN agent_report r ON r.agent = a.id \
+                 WHERE {cond}"
+            ),
+            params.clone(),
+        )
+        .await
+        .map_err(doing("counting agents"))?
+        .unwrap_or(0);
+    let rows: Vec<Row> = conn
+        .exec(
+            format!(
+                "{SUMMARY} WHERE {cond} ORDER BY a.name LIMIT {} OFFSET {}",
+                page.limit, page.offset
+            ),
+            params,
+        )
+        .await
+        .map_err(doing("listing agents"))?;
+    Ok(Listing {
+        rows: rows.into_iter().filter_map(summary_from_row).collect(),
+        total,
+    })
+}
+
+/// All agents, the offline ones (last contact before `offline_before`) and the failing ones,
+/// in one pass over `agent`.
+pub(super) async fn agent_counts(conn: &mut Conn, offline_before: i64) -> Result<AgentCounts> {
+    let counts: Option<(u64, u64, u64)> = conn
+        .exec_first(
+            format!(
+                "SELECT COUNT(*), CAST(COALESCE(SUM({LAST_CONTACT} < ?), 0) AS UNSIGNED),
+                        CAST(COALESCE(SUM({FAILING}), 0) AS UNSIGNED)
+                   FROM agent a LEFT JOIN agent_report r ON r.agent = a.id"
+            ),
+            (offline_before,),
+        )
+        .await
+        .map_err(doing("counting agents"))?;
+    let (agents, offline, failing) = counts.unwrap_or_default();
+    Ok(AgentCounts {
+        agents,
+        offline,
+        failing,
+    })
+}
+
+/// An agent of [`SUMMARY`]'s columns; an unusable name is skipped with a warning.
+pub(super) fn summary_from_row(mut row: Row) -> Option<AgentSummary> {
+    let name: Option<String> = row.get(0);
+    let name = match name.map(masif_proto::AgentName::new) {
+        Some(Ok(n)) => n,
+        other => {
+            tracing::warn!(?other, "skipping agent with an unusable name");
+            return None;
+        }
+    };
+    let outcome = row.take::<Option<String>, _>(6).flatten();
+    let started_at = row.take::<Option<i64>, _>(7).flatten();
+    Some(AgentSummary {
+        name,
+        ctime: row.get(1).unwrap_or(0),
+        mtime: row.get(2).unwrap_or(0),
+        last_seen: row.get::<Option<i64>, _>(3).flatten(),
+        pending_tasks: row.get(4).unwrap_or(0),
+        pending_packages: row.get(5).unwrap_or(0),
+        last_run: last_run(outcome, started_at),
+        failing_packages: row.get(8).unwrap_or(0),
+    })
+}
