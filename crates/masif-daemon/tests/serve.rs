@@ -198,6 +198,7 @@ fn limits() -> Limits {
         idle_timeout: Duration::from_secs(60),
         body_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(60),
+        ..Limits::default()
     }
 }
 
