@@ -352,7 +352,7 @@ async fn approve_singles(
     let mut errors = 0;
     let before = cpu();
     let started = Instant::now();
-    for &agent in &chosen {
+    for (k, &agent) in chosen.iter().enumerate() {
         let name = AgentName::new(agent_name(agent)).unwrap();
         let called = Instant::now();
         ui.approve(
@@ -372,8 +372,10 @@ async fn approve_singles(
             }
             None => errors += 1,
         }
-        // Let the re-parked report reach the master before the next approval.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Let the re-parked report reach the master before the next approval; the pause varies
+        // so that approvals do not fall in step with the master's approval poll.
+        let jitter = (k as u64 * 618) % 1000;
+        tokio::time::sleep(Duration::from_millis(300 + jitter)).await;
     }
     let used = cpu().since(before);
     // Every other agent must still be waiting.
