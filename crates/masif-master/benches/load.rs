@@ -12,6 +12,10 @@
 //! Each `--variant` runs its own master binary (`built`: the one cargo built) with those
 //! environment variables, one after the other against the same agents, so that two builds or
 //! settings compare side by side in one run.
+//!
+//! Every agent's connection is a file descriptor in the generator and in the master: both raise
+//! their soft `RLIMIT_NOFILE` to the hard limit. 10,000 connections from one loopback address
+//! to one port fit Linux's default ephemeral port range (32768–60999).
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -33,14 +33,18 @@ struct Row<'a> {
 impl Row<'_> {
     fn print(&self, step: &str, count: usize, errors: usize, r: &mut PhaseResult, cpu: Cpu) {
         r.latencies.sort();
-        let max = r.latencies.last().map(|d| d.as_secs_f64() * 1000.0);
+        // Steps that time nothing leave the latency columns empty.
+        let ms = |p: f64| match r.latencies.is_empty() {
+            true => String::new(),
+            false => format!("{:.1}", percentile(&r.latencies, p)),
+        };
         println!(
-            "| {:>6} | {} | {step} | {count} | {errors} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {:>6} | {} | {step} | {count} | {errors} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} |",
             self.size,
             self.label,
-            percentile(&r.latencies, 0.50),
-            percentile(&r.latencies, 0.99),
-            max.unwrap_or(f64::NAN),
+            ms(0.50),
+            ms(0.99),
+            ms(1.0),
             r.elapsed.as_secs_f64(),
             cpu.master,
             cpu.db,
