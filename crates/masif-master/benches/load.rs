@@ -111,7 +111,7 @@ fn print_row(fleet: usize, phase: &str, mut r: PhaseResult, master: u32, cpu: Cp
 
 /// Registration, steady state, the first reports after an approval, churn.
 async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
-    let master = Master::start(&agents.pki, variant, "").await;
+    let master = Master::start(&agents.pki, variant).await;
     let fleet = Fleet::new(agents, master.addr);
     let (pid, db_pid) = (master.pid, master.db_pid);
     let tasks = o.tasks;

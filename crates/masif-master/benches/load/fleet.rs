@@ -90,8 +90,8 @@ pub struct Master {
 }
 
 impl Master {
-    /// Starts `variant` with `api_extra` added to the `api` section, and waits until it listens.
-    pub async fn start(pki: &Pki, variant: &Variant, api_extra: &str) -> Self {
+    /// Starts `variant` and waits until it listens.
+    pub async fn start(pki: &Pki, variant: &Variant) -> Self {
         let db = TestDatabase::create("bench").await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -103,7 +103,7 @@ impl Master {
         std::fs::write(
             &config,
             format!(
-                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600{api_extra} }}\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
+                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600 }}\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
                 m.cert,
                 m.key,
                 m.ca,
