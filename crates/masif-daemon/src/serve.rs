@@ -48,7 +48,19 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// How long open connections get to finish their requests at shutdown.
     pub shutdown_grace: Duration,
+    /// Largest HTTP/1 request head (request line and headers) in bytes, and the largest
+    /// buffer a connection reads into ([`MIN_HEAD_BYTES`] at least; a larger head is refused
+    /// with 431). At [`MIN_HEAD_BYTES`] every connection keeps one 8 KiB read buffer; with
+    /// more room hyper doubles it to 16 KiB on most connections (it reserves 8 KiB for the
+    /// next read while the last request's bytes are still in the buffer), and keeps it.
+    pub max_head_bytes: usize,
 }
+
+/// The smallest [`Limits::max_head_bytes`], hyper's initial read buffer size.
+pub const MIN_HEAD_BYTES: usize = 8192;
+
+/// hyper's default for [`Limits::max_head_bytes`] (about 408 KiB).
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -59,6 +71,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             body_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
         }
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use masif_daemon::serve::{self, Acceptors, ClientCert, Limits, RemoteAddr, Transport};
+use masif_daemon::serve::{
+    self, Acceptors, ClientCert, Limits, RemoteAddr, Transport, MIN_HEAD_BYTES,
+};
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -198,6 +200,7 @@ fn limits() -> Limits {
         idle_timeout: Duration::from_secs(60),
         body_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(60),
+        ..Limits::default()
     }
 }
 
@@ -313,6 +316,33 @@ async fn the_connection_cap_holds_until_a_connection_closes() {
         .await
         .expect("the queued connection was not served after one closed");
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_request_head_over_max_head_bytes_is_refused() {
+    let server = Server::plain(Limits {
+        max_head_bytes: MIN_HEAD_BYTES,
+        ..limits()
+    })
+    .await;
+    let head = |filler: usize| {
+        format!(
+            "GET /who HTTP/1.1\r\nHost: t\r\nX-Filler: {}\r\n\r\n",
+            "x".repeat(filler)
+        )
+    };
+    let mut fits = server.connect().await;
+    assert_eq!(
+        exchange(&mut fits, &head(MIN_HEAD_BYTES - 100)).await.0,
+        200
+    );
+    let mut too_large = server.connect().await;
+    too_large
+        .write_all(head(MIN_HEAD_BYTES).as_bytes())
+        .await
+        .unwrap();
+    let seen = String::from_utf8_lossy(&until_closed(&mut too_large).await).into_owned();
+    assert!(seen.starts_with("HTTP/1.1 431"), "{seen:?}");
 }
 
 #[tokio::test]

@@ -68,6 +68,19 @@ impl TestDatabase {
         conn.disconnect().await.ok();
     }
 
+    /// The first column of the first row of `sql` as a number (a `COUNT(*)`), 0 for no row.
+    pub async fn query_u64(&self, sql: &str) -> u64 {
+        let mut conn = mysql_async::Conn::from_url(self.url())
+            .await
+            .expect("connect");
+        let value: Option<u64> = conn
+            .query_first(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.disconnect().await.ok();
+        value.unwrap_or(0)
+    }
+
     /// Every row of every table, sorted, one line per row: equal snapshots mean equal contents.
     pub async fn snapshot(&self) -> String {
         let mut conn = mysql_async::Conn::from_url(self.url())

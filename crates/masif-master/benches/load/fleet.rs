@@ -1,0 +1,292 @@
+//! The load generator's fleet: a real `masif-master` process on a fresh database, one client
+//! certificate and one kept-alive connection per agent, and a phase that sends one request
+//! per agent, so many at a time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use masif_testkit::db::TestDatabase;
+use tokio::sync::Mutex;
+
+use crate::common::{client_config, Client, Pki};
+use crate::measure::find_process;
+
+/// Which master to run: a binary (by default the one cargo built) and its environment.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub label: String,
+    pub binary: std::path::PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Variant {
+    pub fn built() -> Self {
+        Self {
+            label: "this build".into(),
+            binary: env!("CARGO_BIN_EXE_masif-master").into(),
+            env: Vec::new(),
+        }
+    }
+
+    /// `LABEL=PATH [KEY=VALUE …]`; PATH `built` is the binary cargo built.
+    pub fn parse(spec: &str) -> Self {
+        let mut words = spec.split_whitespace();
+        let (label, path) = words
+            .next()
+            .and_then(|w| w.split_once('='))
+            .expect("--variant 'LABEL=PATH [KEY=VALUE …]'");
+        let binary = match path {
+            "built" => Variant::built().binary,
+            path => path.into(),
+        };
+        let env = words
+            .map(|w| {
+                let (k, v) = w.split_once('=').expect("--variant: KEY=VALUE");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        Self {
+            label: label.into(),
+            binary,
+            env,
+        }
+    }
+}
+
+/// Agents' certificates, made once and used against every master the run starts.
+pub struct Agents {
+    pub pki: Pki,
+    pub configs: Vec<Arc<rustls::ClientConfig>>,
+}
+
+impl Agents {
+    pub fn new(size: usize) -> Self {
+        let t = Instant::now();
+        let pki = Pki::new();
+        let configs = (0..size)
+            .map(|i| client_config(&pki.agent(&agent_name(i)).1))
+            .collect();
+        eprintln!(
+            "{size} agent certificates in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        Self { pki, configs }
+    }
+}
+
+pub fn agent_name(i: usize) -> String {
+    format!("agent{i:05}.bench.test")
+}
+
+/// A master process with its own database.
+pub struct Master {
+    pub db: TestDatabase,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub db_pid: Option<u32>,
+    child: std::process::Child,
+}
+
+impl Master {
+    /// Starts `variant` and waits until it listens.
+    pub async fn start(pki: &Pki, variant: &Variant) -> Self {
+        let db = TestDatabase::create("bench").await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = pki.dir.path().join(format!("master-{port}.yml"));
+        let m = &pki.master;
+        std::fs::write(
+            &config,
+            format!(
+                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600 }}\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
+                m.cert,
+                m.key,
+                m.ca,
+                // Agents report every few minutes, longer than `last_seen_interval`, so in
+                // production every unchanged report records its contact: so here (each round
+                // takes longer than the 1 s interval).
+                format!("{}?last_seen_interval=1", db.url())
+            ),
+        )
+        .unwrap();
+        let child = spawn(variant, &config);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            db,
+            addr,
+            pid: child.id(),
+            db_pid: find_process("mariadbd"),
+            child,
+        }
+    }
+
+    /// Stops the master (before its database is dropped).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the benchmark runs the real master binary
+fn spawn(variant: &Variant, config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(&variant.binary)
+        .arg("--config")
+        .arg(config)
+        .env("MASIF_LOG", "warn")
+        .envs(variant.env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", variant.binary.display()))
+}
+
+/// The agents' connections to one master.
+pub struct Fleet {
+    pub clients: Vec<Mutex<Option<Client>>>,
+    pub configs: Vec<Arc<rustls::ClientConfig>>,
+    pub addr: SocketAddr,
+}
+
+impl Fleet {
+    pub fn new(agents: &Agents, addr: SocketAddr) -> Arc<Self> {
+        Arc::new(Self {
+            clients: agents.configs.iter().map(|_| Mutex::new(None)).collect(),
+            configs: agents.configs.clone(),
+            addr,
+        })
+    }
+}
+
+/// The tasks of agent `agent` in report `generation` (churn bumps one task per generation),
+/// as a JSON array.
+pub fn report_body(agent: usize, tasks: usize, generation: usize) -> String {
+    let items: Vec<String> = (0..tasks)
+        .map(|t| {
+            let to = if t == agent % tasks { 2 + generation } else { 2 };
+            match t % 4 {
+                3 => format!(r#"{{"package":"newpkg{t}","action":"install","to_version":"1.{to}"}}"#),
+                _ => format!(r#"{{"package":"pkg{t}","action":"update","from_version":"1.0","to_version":"{to}.0"}}"#),
+            }
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+#[derive(Default)]
+pub struct PhaseResult {
+    pub latencies: Vec<Duration>,
+    pub errors: usize,
+    pub elapsed: Duration,
+    /// Each agent's reply body (empty after an error), when kept.
+    pub replies: Vec<(usize, String)>,
+}
+
+/// Sends one POST to `path` per agent in `agents`, `concurrency` at a time, each on the
+/// agent's kept-alive connection (opened first if need be); a reply other than 200 is an error.
+pub async fn run_phase(
+    fleet: &Arc<Fleet>,
+    agents: std::ops::Range<usize>,
+    concurrency: usize,
+    path: &'static str,
+    keep_replies: bool,
+    body: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> PhaseResult {
+    let body = Arc::new(body);
+    let next = Arc::new(AtomicUsize::new(agents.start));
+    let end = agents.end;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (fleet, next, body) = (fleet.clone(), next.clone(), body.clone());
+        workers.push(tokio::spawn(async move {
+            let mut result = PhaseResult::default();
+            loop {
+                let agent = next.fetch_add(1, Ordering::Relaxed);
+                if agent >= end {
+                    break;
+                }
+                let payload = body(agent);
+                let t0 = Instant::now();
+                let mut slot = fleet.clients[agent].lock().await;
+                if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                    *slot = Client::connect(fleet.addr, fleet.configs[agent].clone())
+                        .await
+                        .ok();
+                }
+                let reply = match slot.as_mut() {
+                    Some(client) => client.request("POST", path, payload).await.ok(),
+                    None => None,
+                };
+                match reply {
+                    Some(r) if r.status == 200 => {
+                        result.latencies.push(t0.elapsed());
+                        if keep_replies {
+                            result.replies.push((agent, r.body));
+                        }
+                    }
+                    _ => {
+                        result.errors += 1;
+                        *slot = None;
+                    }
+                }
+            }
+            result
+        }));
+    }
+    let mut total = PhaseResult::default();
+    for w in workers {
+        let r = w.await.unwrap();
+        total.latencies.extend(r.latencies);
+        total.errors += r.errors;
+        total.replies.extend(r.replies);
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// Opens every agent's connection (TCP and the TLS handshake, no request), `concurrency` at
+/// a time; returns the connect times and the failures.
+pub async fn connect_all(fleet: &Arc<Fleet>, concurrency: usize) -> PhaseResult {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (fleet, next) = (fleet.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut result = PhaseResult::default();
+            loop {
+                let agent = next.fetch_add(1, Ordering::Relaxed);
+                if agent >= fleet.clients.len() {
+                    break;
+                }
+                let t0 = Instant::now();
+                match Client::connect(fleet.addr, fleet.configs[agent].clone()).await {
+                    Ok(client) => {
+                        result.latencies.push(t0.elapsed());
+                        *fleet.clients[agent].lock().await = Some(client);
+                    }
+                    Err(_) => result.errors += 1,
+                }
+            }
+            result
+        }));
+    }
+    let mut total = PhaseResult::default();
+    for w in workers {
+        let r = w.await.unwrap();
+        total.latencies.extend(r.latencies);
+        total.errors += r.errors;
+    }
+    total.elapsed = started.elapsed();
+    total
+}

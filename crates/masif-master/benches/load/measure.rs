@@ -1,0 +1,82 @@
+//! What the load generator reads from `/proc` (CPU time and memory of the master, MariaDB and
+//! itself) and how it summarises latencies.
+
+use std::time::Duration;
+
+/// CPU seconds (user + system) of a process.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS:`, `VmHWM:`, `RssAnon:`).
+pub fn memory_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
+pub fn mib(pid: u32, key: &str) -> f64 {
+    memory_kib(pid, key) as f64 / 1024.0
+}
+
+pub fn find_process(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+}
+
+/// CPU seconds of the master, MariaDB and the load generator at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu {
+    pub master: f64,
+    pub db: f64,
+    pub generator: f64,
+}
+
+impl Cpu {
+    pub fn now(master: u32, db: Option<u32>) -> Self {
+        Self {
+            master: cpu_seconds(master),
+            db: db.map(cpu_seconds).unwrap_or(f64::NAN),
+            generator: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// CPU used since `earlier`.
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            master: self.master - earlier.master,
+            db: self.db - earlier.db,
+            generator: self.generator - earlier.generator,
+        }
+    }
+}
+
+/// The `p` quantile (0 to 1) of sorted latencies, in milliseconds.
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
