@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode};
-use masif_proto::{parse_task_list, render_task_list, MAX_BODY_BYTES};
+use masif_proto::{parse_task_list, render_task_list};
 use masif_store::{Retention, Store};
 use warp::reply::Response;
 use warp::Filter;
 
 use crate::approvals::ApprovalWatch;
-use reply::{json, post_from_agent, read_limited, stored, text};
+use reply::{agent_post, json, stored, text};
 
 /// Who is on the other end of a connection, put into every request's extensions by the accept
 /// loop after the TLS handshake verified the client certificate.
@@ -84,12 +84,8 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let agent = match post_from_agent(&method, peer.as_ref()) {
-        Ok(agent) => agent,
-        Err(response) => return response,
-    };
-    let body = match read_limited(&headers, body, MAX_BODY_BYTES).await {
-        Ok(body) => body,
+    let (agent, body) = match agent_post(&method, peer.as_ref(), &headers, body).await {
+        Ok(request) => request,
         Err(response) => return response,
     };
     let tasks = match parse_task_list(&body) {

@@ -14,10 +14,7 @@ use super::PeerIdentity;
 
 /// The agent a request comes from (the verified client certificate's CN), a 405 for any
 /// method but POST, or a 400 for a certificate without a usable CN.
-pub(crate) fn post_from_agent(
-    method: &Method,
-    peer: Option<&PeerIdentity>,
-) -> Result<AgentName, Response> {
+fn post_from_agent(method: &Method, peer: Option<&PeerIdentity>) -> Result<AgentName, Response> {
     if method != Method::POST {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed here");
         response
@@ -39,6 +36,22 @@ pub(crate) fn post_from_agent(
     }
 }
 
+/// The agent and the body of a POST, or the answer refusing it.
+pub(crate) async fn agent_post<S, B>(
+    method: &Method,
+    peer: Option<&PeerIdentity>,
+    headers: &HeaderMap,
+    body: S,
+) -> Result<(AgentName, Vec<u8>), Response>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let agent = post_from_agent(method, peer)?;
+    let body = read_limited(headers, body, masif_proto::MAX_BODY_BYTES).await?;
+    Ok((agent, body))
+}
+
 /// A 503 asking the agent to come back in 5 s.
 pub(crate) fn busy() -> Response {
     let mut response = text(
@@ -54,7 +67,7 @@ pub(crate) fn busy() -> Response {
 
 /// Reads the body, refusing (413) anything over `limit` bytes: at once when Content-Length says
 /// so, otherwise as soon as the stream exceeds it.
-pub(crate) async fn read_limited<S, B>(
+async fn read_limited<S, B>(
     headers: &HeaderMap,
     mut body: S,
     limit: u64,

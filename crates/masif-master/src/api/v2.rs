@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode};
 use masif_proto::v2::{parse_runs, Report, ReportAnswer};
-use masif_proto::{AgentName, TaskSet, MAX_BODY_BYTES};
+use masif_proto::{AgentName, TaskSet};
 use warp::reply::Response;
 
-use super::reply::{json, post_from_agent, read_limited, stored, text};
+use super::reply::{agent_post, json, stored, text};
 use super::{Api, PeerIdentity, V2};
 
 /// `POST /v2/report`.
@@ -29,7 +29,7 @@ where
     let Some(v2) = &api.v2 else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
-    let (agent, body) = match request(&method, peer.as_ref(), &headers, body).await {
+    let (agent, body) = match agent_post(&method, peer.as_ref(), &headers, body).await {
         Ok(request) => request,
         Err(response) => return response,
     };
@@ -114,7 +114,7 @@ where
     let Some(v2) = &api.v2 else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
-    let (agent, body) = match request(&method, peer.as_ref(), &headers, body).await {
+    let (agent, body) = match agent_post(&method, peer.as_ref(), &headers, body).await {
         Ok(request) => request,
         Err(response) => return response,
     };
@@ -134,22 +134,6 @@ where
         }
         Err(response) => response,
     }
-}
-
-/// The agent and the body of a POST, or the answer refusing it.
-async fn request<S, B>(
-    method: &Method,
-    peer: Option<&PeerIdentity>,
-    headers: &HeaderMap,
-    body: S,
-) -> Result<(AgentName, Vec<u8>), Response>
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: Buf,
-{
-    let agent = post_from_agent(method, peer)?;
-    let body = read_limited(headers, body, MAX_BODY_BYTES).await?;
-    Ok((agent, body))
 }
 
 async fn store_report(api: &Api, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet, Response> {
