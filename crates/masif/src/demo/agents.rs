@@ -41,7 +41,10 @@ pub(super) async fn start(
         agents = pki.agents.len(),
         "building apt sandboxes with fake packages"
     );
-    let sandboxes = build_sandboxes(dir, pki).await?;
+    let sandboxes = build_sandboxes(dir, pki, stop).await?;
+    if *stop.borrow() {
+        anyhow::bail!("stopped while the sandboxes were built");
+    }
     for ((name, files), sandbox) in pki.agents.iter().zip(sandboxes) {
         let config = agent_config(files, &sandbox, master, dir.join("agents").join(name));
         let name = name.clone();
@@ -58,8 +61,12 @@ pub(super) async fn start(
 
 /// `<dir>/agents/<agent name>/sandbox/` for every agent, in agent order: the first one built
 /// (fake packages, repository, 1.0 installed, 2.0 published), the others copied from it a few
-/// at a time.
-async fn build_sandboxes(dir: &Path, pki: &DemoPki) -> anyhow::Result<Vec<Sandbox>> {
+/// at a time. Once `stop` turns true no further copy starts; those in flight end first.
+async fn build_sandboxes(
+    dir: &Path,
+    pki: &DemoPki,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Sandbox>> {
     let place = |name: &str| dir.join("agents").join(name).join("sandbox");
     let Some(((first_name, _), others)) = pki.agents.split_first() else {
         return Ok(Vec::new());
@@ -72,8 +79,12 @@ async fn build_sandboxes(dir: &Path, pki: &DemoPki) -> anyhow::Result<Vec<Sandbo
     let mut copies = JoinSet::new();
     for (i, (name, _)) in others.iter().enumerate() {
         let (original, place, slots) = (first.clone(), place(name), slots.clone());
+        let stop = stop.clone();
         copies.spawn(async move {
             let _slot = slots.acquire_owned().await;
+            if *stop.borrow() {
+                return (i, Err(anyhow::anyhow!("stopped before copying")));
+            }
             let copied = original
                 .clone_to(&place)
                 .await
@@ -81,10 +92,23 @@ async fn build_sandboxes(dir: &Path, pki: &DemoPki) -> anyhow::Result<Vec<Sandbo
             (i, copied)
         });
     }
+    // Every copy is awaited, even after a failure: none may still write when the caller
+    // removes the directory.
     let mut copied: Vec<Option<Sandbox>> = vec![None; others.len()];
+    let mut first_error = None;
     while let Some(joined) = copies.join_next().await {
-        let (i, sandbox) = joined.context("a sandbox copy panicked")?;
-        copied[i] = Some(sandbox?);
+        match joined {
+            Ok((i, Ok(sandbox))) => copied[i] = Some(sandbox),
+            Ok((_, Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(anyhow::anyhow!("a sandbox copy panicked: {e}"));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     Ok(std::iter::once(first)
         .chain(copied.into_iter().flatten())

@@ -84,10 +84,24 @@ pub async fn run(options: DemoOptions, stop: impl Future<Output = ()>) -> anyhow
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut components = JoinSet::new();
     tokio::pin!(stop);
-    // Ctrl-C while sandboxes are still being built stops right there.
-    let started = tokio::select! {
-        started = start(&options, &workdir, &stop_rx, &mut components) => Some(started),
-        () = &mut stop => None,
+    // Ctrl-C while sandboxes are still being built stops there: the steps in flight (apt-get,
+    // dpkg-deb, which run in process groups of their own) end before the directory goes.
+    let started = {
+        let starting = start(&options, &workdir, &stop_rx, &mut components);
+        tokio::pin!(starting);
+        tokio::select! {
+            started = &mut starting => Some(started),
+            () = &mut stop => {
+                let _ = stop_tx.send(true);
+                if tokio::time::timeout(STOP_GRACE, &mut starting).await.is_err() {
+                    tracing::error!(
+                        "sandbox builds still running {}s after Ctrl-C",
+                        STOP_GRACE.as_secs()
+                    );
+                }
+                None
+            }
+        }
     };
     let result = match started {
         Some(Ok(banner)) => {
