@@ -190,6 +190,7 @@ impl MasterClient {
             tasks: tasks.clone(),
             approved: known.intersection(tasks).cloned().collect(),
             wait_secs,
+            facts: None, // STUB(facts)
         };
         let timeout = Duration::from_secs(wait_secs) + REPORT_TIMEOUT;
         let bytes = self.post(v2::REPORT_PATH, report.render(), timeout).await?;

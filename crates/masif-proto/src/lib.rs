@@ -4,6 +4,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod facts;
 mod task;
 pub mod v2;
 mod wire;

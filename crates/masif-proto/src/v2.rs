@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::facts::Facts;
 use crate::task::{PackageName, TaskSet};
 use crate::wire::{parse_tasks, quote, wire_tasks, ProtocolError, WireTask};
 
@@ -38,6 +39,8 @@ pub struct Report {
     /// Seconds the master may hold the answer while the approvals equal `approved`
     /// (0: answer at once). At most [`MAX_WAIT_SECS`].
     pub wait_secs: u64,
+    /// The host's facts (an agent of issue 12's version sends none).
+    pub facts: Option<Facts>,
 }
 
 impl Report {
@@ -60,10 +63,21 @@ impl Report {
                 field("wait", format!("not an integer from 0 to {MAX_WAIT_SECS}"))
             })?,
         };
+        let facts =
+            match fields.get("facts") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(Facts::parse(v, &tasks).map_err(|(name, reason)| {
+                    ProtocolError::Field {
+                        field: name,
+                        reason,
+                    }
+                })?),
+            };
         Ok(Self {
             tasks,
             approved,
             wait_secs,
+            facts,
         })
     }
 
@@ -73,11 +87,14 @@ impl Report {
             tasks: Vec<WireTask<'a>>,
             approved: Vec<WireTask<'a>>,
             wait: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            facts: Option<Value>,
         }
         serde_json::to_string(&Wire {
             tasks: wire_tasks(&self.tasks),
             approved: wire_tasks(&self.approved),
             wait: self.wait_secs,
+            facts: self.facts.as_ref().map(Facts::to_wire),
         })
         .expect("serialising plain values cannot fail")
     }
@@ -396,6 +413,10 @@ mod tests {
             tasks: [update("alpha"), update("beta")].into(),
             approved: [update("alpha")].into(),
             wait_secs: 300,
+            facts: Some(crate::facts::Facts {
+                reboot_required: true,
+                ..Default::default()
+            }),
         };
         assert_eq!(Report::parse(report.render().as_bytes()).unwrap(), report);
         let answer = ReportAnswer {
@@ -412,7 +433,7 @@ mod tests {
 
     #[test]
     fn bad_reports_name_the_field() {
-        let cases: [(&[u8], &str); 4] = [
+        let cases: [(&[u8], &str); 5] = [
             (br#"{"wait": 3601}"#, "wait"),
             (br#"{"wait": -1}"#, "wait"),
             (
@@ -420,6 +441,7 @@ mod tests {
                 "approved",
             ),
             (br#"[]"#, "not a JSON object"),
+            (br#"{"facts": {"os": 7}}"#, "facts.os: not a string"),
         ];
         for (body, needle) in cases {
             let err = Report::parse(body).unwrap_err().to_string();

@@ -492,7 +492,13 @@ mod original {
 
     #[async_trait]
     impl Reports for Original {
-        async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
+        /// The original knows no facts.
+        async fn report_with_facts(
+            &self,
+            agent: &AgentName,
+            tasks: &TaskSet,
+            _facts: Option<&masif_proto::facts::Facts>,
+        ) -> Result<TaskSet> {
             self.reports.fetch_add(1, Ordering::Relaxed);
             let failed = |e: mysql_async::Error| StoreError::Mysql {
                 doing: "the original's report".into(),

@@ -25,6 +25,7 @@ pub use url::{DbUrl, DbUrlError};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use masif_proto::facts::Facts;
 use masif_proto::{AgentName, TaskSet};
 
 /// What the master needs: the report transaction.
@@ -43,7 +44,21 @@ pub trait Reports: Send + Sync {
     /// Dropping the future stops the work, retries included, and what was not committed yet
     /// is rolled back: callers bound each report with a deadline (`tokio::time::timeout`) so a
     /// report whose client has gone does not keep retrying.
-    async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet>;
+    async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
+        self.report_with_facts(agent, tasks, None).await
+    }
+
+    /// [`Reports::report`] with the host's facts (a v2 report). The facts are part of what
+    /// "unchanged" means: they are written (host facts, held packages, the facts of the
+    /// pending tasks) in the report's transaction when they or the pending set changed, and
+    /// an unchanged report with unchanged facts still costs one read-only round trip.
+    /// `None` (a v1 report) leaves stored facts as they are.
+    async fn report_with_facts(
+        &self,
+        agent: &AgentName,
+        tasks: &TaskSet,
+        facts: Option<&Facts>,
+    ) -> Result<TaskSet>;
 
     /// Writes what the back end still holds behind answered reports (MySQL: the `last_seen`
     /// of unchanged reports, otherwise written once a second), and returns once it is written.

@@ -1,5 +1,8 @@
 //! Plain data exchanged with the store: filters, pages, overview rows, approvals, audit.
 
+use std::collections::BTreeMap;
+
+use masif_proto::facts::TaskFacts;
 use masif_proto::v2::{Outcome, RunId, RunOutput};
 use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
 use serde::Serialize;
@@ -32,6 +35,8 @@ pub struct Listing<T> {
 pub struct PendingFilter {
     pub package: Option<String>,
     pub agent: Option<String>,
+    /// Only security updates (rows some agent reported with a security origin).
+    pub security_only: bool,
 }
 
 /// What a checkbox of the pending page stands for: (package, action, target version).
@@ -71,6 +76,11 @@ pub struct PendingRow {
     pub to_version: Option<Version>,
     /// Agents awaiting approval of exactly this row.
     pub agents: u64,
+    /// Some agent reported the target version from a security archive.
+    pub security: bool,
+    /// What the row's own plan pulls in on the agents awaiting it (the union over them): the
+    /// tasks of other packages that must be approved too before it runs.
+    pub needs: Vec<TaskKey>,
 }
 
 /// One package on the pending page.
@@ -79,7 +89,10 @@ pub struct PendingGroup {
     pub package: PackageName,
     /// Agents awaiting approval of any row of this package.
     pub agents: u64,
+    /// Rows in order: security updates first, then by action and version.
     pub rows: Vec<PendingRow>,
+    /// Agents holding this package (dpkg `hold`): it never runs there.
+    pub held_on: u64,
 }
 
 /// The pending page: one page of package groups, and how many packages match in all.
@@ -87,6 +100,17 @@ pub struct PendingGroup {
 pub struct PendingOverview {
     pub groups: Vec<PendingGroup>,
     pub total_packages: u64,
+    /// Security updates awaiting approval, whatever the filter.
+    pub security: SecuritySummary,
+}
+
+/// "12 security updates awaiting approval on 340 agents".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SecuritySummary {
+    /// Distinct pending (package, action, target version) rows with a security origin.
+    pub updates: u64,
+    /// Agents awaiting at least one of them.
+    pub agents: u64,
 }
 
 /// An agent as listed by the UI. Times are unix seconds.
@@ -104,6 +128,8 @@ pub struct AgentSummary {
     pub last_run: Option<(Outcome, i64)>,
     /// Packages whose latest run on this agent failed.
     pub failing_packages: u64,
+    /// The agent's latest facts say the host needs a reboot.
+    pub reboot_required: bool,
 }
 
 /// Which agents the Agents page lists (every `None`/`false` filter selects all).
@@ -115,6 +141,8 @@ pub struct AgentFilter {
     pub not_seen_since: Option<i64>,
     /// Only agents with a package whose latest run failed.
     pub failing: bool,
+    /// Only agents whose host needs a reboot.
+    pub reboot_required: bool,
 }
 
 /// The counts at the top of the Agents page.
@@ -123,6 +151,7 @@ pub struct AgentCounts {
     pub agents: u64,
     pub offline: u64,
     pub failing: u64,
+    pub reboot_required: u64,
 }
 
 /// How many runs are kept.
@@ -182,6 +211,25 @@ pub struct ApprovalToken {
 pub struct AgentDetail {
     pub agent: AgentSummary,
     pub pending: Vec<Task>,
+    /// The host facts of its latest v2 report, if any.
+    pub facts: Option<HostFacts>,
+    /// Facts of pending tasks (origin, what each pulls in), where the agent sent them.
+    pub task_facts: BTreeMap<Task, TaskFacts>,
+}
+
+/// An agent's latest host facts as stored (texts as the agent sent them: escape when shown).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostFacts {
+    pub os: Option<String>,
+    pub kernel: Option<String>,
+    pub agent_version: Option<String>,
+    pub reboot_required: bool,
+    /// Packages that asked for the reboot.
+    pub reboot_packages: Vec<PackageName>,
+    /// Packages held by dpkg.
+    pub held: Vec<PackageName>,
+    /// When these facts were stored (unix seconds).
+    pub reported_at: i64,
 }
 
 /// For whom an approval is made.

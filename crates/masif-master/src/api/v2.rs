@@ -42,7 +42,7 @@ where
     let mut approvals = v2.approvals.subscribe();
     approvals.borrow_and_update();
     let read_at = Instant::now();
-    let approved = match store_report(&api, &agent, &report.tasks).await {
+    let approved = match store_report(&api, &agent, &report).await {
         Ok(approved) => approved,
         Err(response) => return response,
     };
@@ -136,8 +136,11 @@ where
     }
 }
 
-async fn store_report(api: &Api, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet, Response> {
-    let outcome = tokio::time::timeout(api.report_timeout, api.store.report(agent, tasks)).await;
+async fn store_report(api: &Api, agent: &AgentName, report: &Report) -> Result<TaskSet, Response> {
+    let stored = api
+        .store
+        .report_with_facts(agent, &report.tasks, report.facts.as_ref());
+    let outcome = tokio::time::timeout(api.report_timeout, stored).await;
     stored(agent, "report", outcome)
 }
 

@@ -151,7 +151,12 @@ impl Admin for MysqlStore {
             .collect();
         pending.sort();
         pending.dedup();
-        Ok(Some(AgentDetail { agent, pending }))
+        Ok(Some(AgentDetail {
+            agent,
+            pending,
+            facts: None,                    // STUB(facts)
+            task_facts: Default::default(), // STUB(facts)
+        }))
     }
 
     async fn approve(

@@ -90,6 +90,7 @@ pub(super) async fn agent_counts(conn: &mut Conn, offline_before: i64) -> Result
         .map_err(doing("counting agents"))?;
     let (agents, offline, failing) = counts.unwrap_or_default();
     Ok(AgentCounts {
+        reboot_required: 0, // STUB(facts)
         agents,
         offline,
         failing,
@@ -109,6 +110,7 @@ pub(super) fn summary_from_row(mut row: Row) -> Option<AgentSummary> {
     let outcome = row.take::<Option<String>, _>(6).flatten();
     let started_at = row.take::<Option<i64>, _>(7).flatten();
     Some(AgentSummary {
+        reboot_required: false, // STUB(facts)
         name,
         ctime: row.get(1).unwrap_or(0),
         mtime: row.get(2).unwrap_or(0),

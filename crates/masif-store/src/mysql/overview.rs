@@ -77,6 +77,7 @@ pub(super) async fn pending_overview(
             Ok(package) => groups.push((
                 id,
                 PendingGroup {
+                    held_on: 0, // STUB(facts)
                     package,
                     agents,
                     rows: Vec::new(),
@@ -97,6 +98,7 @@ pub(super) async fn pending_overview(
         })
         .collect();
     Ok(PendingOverview {
+        security: Default::default(), // STUB(facts)
         groups,
         total_packages,
     })
@@ -178,6 +180,8 @@ async fn add_rows(
             continue;
         };
         groups[i].1.rows.push(PendingRow {
+            security: false,   // STUB(facts)
+            needs: Vec::new(), // STUB(facts)
             action,
             to_version,
             agents: row.get(3).unwrap_or(0),

@@ -33,6 +33,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use masif_proto::facts::Facts;
 use masif_proto::{AgentName, TaskSet};
 
 use super::shared::Lists;
@@ -46,7 +47,12 @@ use crate::{Reports, Result};
 
 #[async_trait]
 impl Reports for MysqlStore {
-    async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
+    async fn report_with_facts(
+        &self,
+        agent: &AgentName,
+        tasks: &TaskSet,
+        _facts: Option<&Facts>,
+    ) -> Result<TaskSet> {
         self.stats.count_report();
         let lists = Arc::new(Lists::of(tasks));
         let mut backoff = Backoff::new(self.retry_policy());

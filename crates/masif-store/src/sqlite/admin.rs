@@ -130,7 +130,12 @@ impl Admin for SqliteStore {
                 }
             }
             pending.sort();
-            Ok(Some(AgentDetail { agent, pending }))
+            Ok(Some(AgentDetail {
+                agent,
+                pending,
+                facts: None,                    // STUB(facts)
+                task_facts: Default::default(), // STUB(facts)
+            }))
         })
         .await
     }
@@ -339,6 +344,8 @@ fn pending_overview(
             .transpose()
             .map_err(|e| StoreError::Unreadable(format!("version of package {name}: {e}")))?;
         let pending_row = PendingRow {
+            security: false,   // STUB(facts)
+            needs: Vec::new(), // STUB(facts)
             action,
             to_version,
             agents: to_u64(row.get(4)?),
@@ -346,6 +353,7 @@ fn pending_overview(
         match groups.last_mut() {
             Some(group) if group.package.as_str() == name => group.rows.push(pending_row),
             _ => groups.push(PendingGroup {
+                held_on: 0, // STUB(facts)
                 package: masif_proto::PackageName::new(name.clone())
                     .map_err(|e| StoreError::Unreadable(format!("package {name:?}: {e}")))?,
                 agents: to_u64(row.get(1)?),
@@ -359,6 +367,7 @@ fn pending_overview(
             .sort_by(|a, b| (a.action, &a.to_version).cmp(&(b.action, &b.to_version)));
     }
     Ok(PendingOverview {
+        security: Default::default(), // STUB(facts)
         groups,
         total_packages: to_u64(total),
     })

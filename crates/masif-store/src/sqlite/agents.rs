@@ -84,6 +84,7 @@ pub(super) fn agent_counts(
         [offline_before],
         |r| {
             Ok(AgentCounts {
+                reboot_required: 0, // STUB(facts)
                 agents: to_u64(r.get(0)?),
                 offline: to_u64(r.get(1)?),
                 failing: to_u64(r.get(2)?),
@@ -99,6 +100,7 @@ pub(super) fn summary_from_row(
     let name: String = row.get(0)?;
     let summary = |name: AgentName| -> rusqlite::Result<AgentSummary> {
         Ok(AgentSummary {
+            reboot_required: false, // STUB(facts)
             name,
             ctime: row.get(1)?,
             mtime: row.get(2)?,

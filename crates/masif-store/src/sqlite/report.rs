@@ -2,6 +2,7 @@
 //! replaced by the not-approved rest, and a read-only fast path when nothing changed.
 
 use async_trait::async_trait;
+use masif_proto::facts::Facts;
 use masif_proto::{AgentName, TaskSet};
 use rusqlite::{OptionalExtension, Transaction};
 
@@ -14,7 +15,12 @@ use crate::{Reports, Result, StoreError};
 
 #[async_trait]
 impl Reports for SqliteStore {
-    async fn report(&self, agent: &AgentName, tasks: &TaskSet) -> Result<TaskSet> {
+    async fn report_with_facts(
+        &self,
+        agent: &AgentName,
+        tasks: &TaskSet,
+        _facts: Option<&Facts>,
+    ) -> Result<TaskSet> {
         let name = agent.as_str().to_owned();
         let reported = tasks.clone();
         let interval = self.last_seen_interval();

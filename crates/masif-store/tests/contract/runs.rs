@@ -385,6 +385,7 @@ async fn agents_are_filtered_by_last_contact_and_failing_runs(db: TestStore) {
         name: name.map(str::to_owned),
         not_seen_since,
         failing,
+        reboot_required: false,
     };
     assert_eq!(
         names(filter(None, offline, false)).await,
@@ -402,7 +403,8 @@ async fn agents_are_filtered_by_last_contact_and_failing_runs(db: TestStore) {
         AgentCounts {
             agents: 4,
             offline: 2,
-            failing: 2
+            failing: 2,
+            reboot_required: 0,
         }
     );
 

@@ -200,6 +200,7 @@ mod tests {
             output: RunOutput::new("<script>alert(1)</script> & \"q\" 'a'").unwrap(),
         };
         let agent = AgentSummary {
+            reboot_required: false,
             name: AgentName::new("web-1").unwrap(),
             ctime: 0,
             mtime: 0,

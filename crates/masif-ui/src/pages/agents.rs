@@ -91,6 +91,7 @@ async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response
         name: name.clone(),
         not_seen_since: (state == Some(State::Offline)).then_some(now.offline_before),
         failing: state == Some(State::Failing),
+        reboot_required: false, // STUB(facts)
     };
     let (listing, counts) = tokio::try_join!(
         app.store.agents(&filter, page),

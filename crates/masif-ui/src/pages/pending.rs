@@ -128,6 +128,7 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
     let filter = PendingFilter {
         package: name_filter(q.package, "package")?,
         agent: name_filter(q.agent, "agent")?,
+        security_only: false, // STUB(facts)
     };
     let (number, page) = window(q.page, PAGE_SIZE)?;
     let (overview, failing): (PendingOverview, _) = tokio::try_join!(

@@ -133,6 +133,7 @@ mod tests {
 
     fn summary(last_seen: Option<i64>, mtime: i64) -> AgentSummary {
         AgentSummary {
+            reboot_required: false,
             name: masif_proto::AgentName::new("a").unwrap(),
             ctime: 0,
             mtime,
