@@ -137,10 +137,10 @@ where
 }
 
 async fn store_report(api: &Api, agent: &AgentName, report: &Report) -> Result<TaskSet, Response> {
-    let stored = api
+    let report_future = api
         .store
         .report_with_facts(agent, &report.tasks, report.facts.as_ref());
-    let outcome = tokio::time::timeout(api.report_timeout, stored).await;
+    let outcome = tokio::time::timeout(api.report_timeout, report_future).await;
     stored(agent, "report", outcome)
 }
 
