@@ -111,6 +111,10 @@ pub trait Admin: Send + Sync {
         -> Result<PendingOverview>;
     /// Agents that await any of `keys` (for "select specific agents first").
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>>;
+    /// What approving `keys` for `scope` pulls in: the union of the `needs` the agents in
+    /// scope reported for their pending rows matching `keys` (the closure the approve form
+    /// offers), without `keys` themselves.
+    async fn needs_of(&self, keys: &[TaskKey], scope: &ApprovalScope) -> Result<Vec<TaskKey>>;
     /// The agents `filter` selects, with last contact, pending counts and last run, ordered
     /// by name.
     async fn agents(&self, filter: &AgentFilter, page: Page) -> Result<Listing<AgentSummary>>;

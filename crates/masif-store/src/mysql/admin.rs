@@ -46,6 +46,10 @@ impl Admin for MysqlStore {
         overview::pending_overview(&mut conn, filter, page).await
     }
 
+    async fn needs_of(&self, _keys: &[TaskKey], _scope: &ApprovalScope) -> Result<Vec<TaskKey>> {
+        Ok(Vec::new()) // STUB(facts)
+    }
+
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
         let mut conn = self.conn().await?;
         let packages = package_ids(&mut conn, keys, false)

@@ -51,6 +51,10 @@ impl Admin for SqliteStore {
         .await
     }
 
+    async fn needs_of(&self, _keys: &[TaskKey], _scope: &ApprovalScope) -> Result<Vec<TaskKey>> {
+        Ok(Vec::new()) // STUB(facts)
+    }
+
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
         let keys = keys.to_vec();
         self.read("finding the agents awaiting a selection", move |tx| {
