@@ -6,6 +6,7 @@ mod admin;
 mod agent_loop;
 mod agents;
 mod batch;
+mod fact_rows;
 mod changes;
 mod last_seen;
 mod migrate;
