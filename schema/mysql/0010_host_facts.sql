@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS agent_held (
 -- and versions as in task): the origin of the target version, whether that is a security
 -- archive, and needs, the other tasks of the package's own plan as a v1 JSON task list (NULL:
 -- none). Replaced with the agent's pending set; readers join it to pending task rows, so a row
--- whose task was approved meanwhile counts for nothing. The pending page looks rows up by
--- (package, security).
+-- whose task was approved meanwhile counts for nothing. The pending page finds the security
+-- rows by (security, package).
 CREATE TABLE IF NOT EXISTS task_fact (
   id           BIGINT unsigned PRIMARY KEY AUTO_INCREMENT,
   agent        BIGINT unsigned NOT NULL,
@@ -42,5 +42,5 @@ CREATE TABLE IF NOT EXISTS task_fact (
   security     TINYINT(1) unsigned NOT NULL,
   needs        MEDIUMTEXT   CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,
   KEY task_fact_agent (agent),
-  KEY task_fact_package (package, security)
+  KEY task_fact_security (security, package)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -37,4 +37,4 @@ CREATE TABLE IF NOT EXISTS task_fact (
 );
 
 CREATE INDEX IF NOT EXISTS task_fact_agent ON task_fact (agent);
-CREATE INDEX IF NOT EXISTS task_fact_package ON task_fact (package, security);
+CREATE INDEX IF NOT EXISTS task_fact_security ON task_fact (security, package);

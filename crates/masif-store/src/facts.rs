@@ -169,7 +169,9 @@ pub(crate) fn task_facts(origin: Option<String>, needs: Option<&str>) -> TaskFac
 }
 
 /// The union of stored `needs` texts as task keys (package, action, target version).
-pub(crate) fn needs_keys<'t>(needs: impl IntoIterator<Item = Option<&'t str>>) -> BTreeSet<TaskKey> {
+pub(crate) fn needs_keys<'t>(
+    needs: impl IntoIterator<Item = Option<&'t str>>,
+) -> BTreeSet<TaskKey> {
     needs
         .into_iter()
         .flat_map(needs_from_text)

@@ -60,8 +60,10 @@ impl Reports for MysqlStore {
         let facts = facts.map(|f| (f, facts_digest(f)));
         let mut backoff = Backoff::new(self.retry_policy());
         loop {
-            let failure = match self.attempt(agent, tasks, &lists, facts.as_ref().map(|(f, d)| (*f, d)))
-                .await {
+            let failure = match self
+                .attempt(agent, tasks, &lists, facts.as_ref().map(|(f, d)| (*f, d)))
+                .await
+            {
                 Ok(approved) => return Ok(approved),
                 Err(failure) => failure,
             };
