@@ -8,7 +8,7 @@ use masif_proto::{parse_task_list, render_task_list, PackageName, Task, TaskSet}
 use sha2::{Digest, Sha256};
 
 use crate::pending::pending_digest;
-use crate::{HostFacts, TaskKey};
+use crate::{HostFacts, PendingRow, TaskKey};
 
 /// SHA-256 of a report's facts (their canonical rendering), computed once per report.
 pub(crate) fn facts_digest(facts: &Facts) -> [u8; 32] {
@@ -98,8 +98,8 @@ pub(crate) fn weight(facts: &Facts) -> usize {
         .sum::<usize>();
     let tasks = facts
         .tasks
-        .iter()
-        .map(|(_, f)| 120 + f.origin.as_ref().map_or(0, |o| o.as_str().len()) + 80 * f.needs.len())
+        .values()
+        .map(|f| 120 + f.origin.as_ref().map_or(0, |o| o.as_str().len()) + 80 * f.needs.len())
         .sum::<usize>();
     100 + texts + names + tasks
 }
@@ -177,6 +177,38 @@ pub(crate) fn needs_keys<'t>(
         .flat_map(needs_from_text)
         .map(|t| key_of(&t))
         .collect()
+}
+
+/// A pending page row's identity within its package: action and target version as stored.
+pub(crate) type RowId = (String, Option<String>);
+
+/// The [`RowId`] of `row`.
+pub(crate) fn row_id(row: &PendingRow) -> RowId {
+    (
+        row.action.as_str().to_owned(),
+        row.to_version.as_ref().map(|v| v.as_str().to_owned()),
+    )
+}
+
+/// What the task facts of the agents awaiting one pending page row say of it, united.
+#[derive(Debug, Default)]
+pub(crate) struct RowFacts {
+    security: bool,
+    needs: BTreeSet<TaskKey>,
+}
+
+impl RowFacts {
+    /// Adds one agent's fact of the row.
+    pub(crate) fn add(&mut self, security: bool, needs: Option<&str>) {
+        self.security |= security;
+        self.needs.extend(needs_keys([needs]));
+    }
+
+    /// Sets the row's security flag and needs (sorted).
+    pub(crate) fn apply(&self, row: &mut PendingRow) {
+        row.security = self.security;
+        row.needs = self.needs.iter().cloned().collect();
+    }
 }
 
 /// The checkbox a task belongs to.

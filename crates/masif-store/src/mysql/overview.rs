@@ -10,7 +10,7 @@ use mysql_async::{Conn, Row, Value};
 
 use super::changes::{placeholders, BATCH};
 use super::sql::{doing, tuple};
-use crate::facts::needs_keys;
+use crate::facts::{row_id, RowFacts, RowId};
 use crate::{
     Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, SecuritySummary,
 };
@@ -41,8 +41,8 @@ struct Source {
     params: Vec<Value>,
 }
 
-/// What the awaiting agents' task facts say of one row: security, and the needs texts.
-type RowFacts = HashMap<(u64, String, Option<String>), (bool, Vec<Option<String>>)>;
+/// A task fact of a pending row: package id, action, target version, security, needs.
+type FactRow = (u64, String, Option<String>, u8, Option<String>);
 
 impl Source {
     /// The pending rows that pass `filter` (case-insensitive substrings). The plan is fixed
@@ -229,7 +229,7 @@ async fn add_facts(
     groups: &mut [(u64, PendingGroup)],
 ) -> Result<()> {
     let ids = tuple(groups.iter().map(|(id, _)| *id));
-    let rows: Vec<(u64, String, Option<String>, u8, Option<String>)> = conn
+    let rows: Vec<FactRow> = conn
         .exec(
             format!(
                 "SELECT t.package, CAST(t.action AS CHAR), t.to_version, f.security, f.needs
@@ -243,24 +243,17 @@ async fn add_facts(
         )
         .await
         .map_err(doing("reading the task facts of pending packages"))?;
-    let mut facts = RowFacts::new();
+    let mut facts: HashMap<(u64, RowId), RowFacts> = HashMap::new();
     for (package, action, to, security, needs) in rows {
-        let entry = facts.entry((package, action, to)).or_default();
-        entry.0 |= security != 0;
-        entry.1.push(needs);
+        facts
+            .entry((package, (action, to)))
+            .or_default()
+            .add(security != 0, needs.as_deref());
     }
     for (id, group) in groups.iter_mut() {
         for row in &mut group.rows {
-            let key = (
-                *id,
-                row.action.as_str().to_owned(),
-                row.to_version.as_ref().map(|v| v.as_str().to_owned()),
-            );
-            if let Some((security, needs)) = facts.get(&key) {
-                row.security = *security;
-                row.needs = needs_keys(needs.iter().map(Option::as_deref))
-                    .into_iter()
-                    .collect();
+            if let Some(facts) = facts.get(&(*id, row_id(row))) {
+                facts.apply(row);
             }
         }
     }

@@ -8,7 +8,7 @@ use rusqlite::Transaction;
 
 use super::rows::{self, to_i64, to_u64};
 use crate::backoff::Failure;
-use crate::facts::needs_keys;
+use crate::facts::{row_id, RowFacts, RowId};
 use crate::{
     Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, SecuritySummary, StoreError,
 };
@@ -145,8 +145,7 @@ fn add_facts(
     ))?;
     let mut holders = tx.prepare_cached("SELECT COUNT(*) FROM agent_held WHERE package = ?1")?;
     for (id, group) in groups {
-        let mut by_row: HashMap<(String, Option<String>), (bool, Vec<Option<String>>)> =
-            HashMap::new();
+        let mut by_row: HashMap<RowId, RowFacts> = HashMap::new();
         let rows = facts.query_map((filters.0, filters.1, filters.2, *id), |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -157,20 +156,14 @@ fn add_facts(
         })?;
         for row in rows {
             let (action, to, security, needs) = row?;
-            let entry = by_row.entry((action, to)).or_default();
-            entry.0 |= security;
-            entry.1.push(needs);
+            by_row
+                .entry((action, to))
+                .or_default()
+                .add(security, needs.as_deref());
         }
         for row in &mut group.rows {
-            let key = (
-                row.action.as_str().to_owned(),
-                row.to_version.as_ref().map(|v| v.as_str().to_owned()),
-            );
-            if let Some((security, needs)) = by_row.get(&key) {
-                row.security = *security;
-                row.needs = needs_keys(needs.iter().map(Option::as_deref))
-                    .into_iter()
-                    .collect();
+            if let Some(facts) = by_row.get(&row_id(row)) {
+                facts.apply(row);
             }
         }
         let held: i64 = holders.query_row([group.package.as_str()], |r| r.get(0))?;

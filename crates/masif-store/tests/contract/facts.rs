@@ -25,10 +25,10 @@ fn names(list: &[&str]) -> std::collections::BTreeSet<PackageName> {
     list.iter().map(|n| PackageName::new(*n).unwrap()).collect()
 }
 
-fn task_facts(origin: Option<&str>, needs: &[Task]) -> TaskFacts {
+fn task_facts(origin: Option<&str>, needs: &[&Task]) -> TaskFacts {
     TaskFacts {
         origin: origin.map(|o| Origin::new(o).unwrap()),
-        needs: needs.iter().cloned().collect(),
+        needs: needs.iter().map(|t| (*t).clone()).collect(),
     }
 }
 
@@ -98,7 +98,7 @@ async fn facts_round_trip(db: TestStore) {
     let (a, b, c) = (update("a", "1", "2"), install("b", "1"), install("c", "1"));
     approve_raw(&db, None, Some("c"), None, None, None).await;
     let mut sent = facts(&[
-        (&a, task_facts(Some(SECURITY), &[b.clone(), c.clone()])),
+        (&a, task_facts(Some(SECURITY), &[&b, &c])),
         (&b, task_facts(Some(PLAIN), &[])),
         (&c, task_facts(Some(PLAIN), &[])),
     ]);
@@ -137,10 +137,7 @@ async fn facts_round_trip(db: TestStore) {
     assert!(detail.agent.reboot_required);
     // Only the pending tasks' facts: c is approved.
     let expected: BTreeMap<Task, TaskFacts> = [
-        (
-            a.clone(),
-            task_facts(Some(SECURITY), &[b.clone(), c.clone()]),
-        ),
+        (a.clone(), task_facts(Some(SECURITY), &[&b, &c])),
         (b.clone(), task_facts(Some(PLAIN), &[])),
     ]
     .into();
@@ -187,7 +184,7 @@ contract_test!(unchanged_facts_write_nothing_and_changed_facts_keep_mtime);
 
 async fn v1_reports_keep_stored_facts(db: TestStore) {
     let (a, b) = (update("a", "1", "2"), install("b", "1"));
-    let mut sent = facts(&[(&a, task_facts(Some(SECURITY), &[b.clone()]))]);
+    let mut sent = facts(&[(&a, task_facts(Some(SECURITY), &[&b]))]);
     sent.held = names(&["a"]);
     report(&db, "host", &set([a.clone(), b.clone()]), Some(&sent)).await;
     let stored = host_facts(&db, "host").await;
@@ -204,7 +201,7 @@ async fn v1_reports_keep_stored_facts(db: TestStore) {
     assert_eq!(detail.pending, vec![a.clone()]);
     assert_eq!(
         detail.task_facts.get(&a),
-        Some(&task_facts(Some(SECURITY), &[b.clone()]))
+        Some(&task_facts(Some(SECURITY), &[&b]))
     );
     // The same facts again after v1 reports are written again (the digest differs).
     db.exec("UPDATE agent_facts SET reported_at = 7").await;
@@ -361,9 +358,9 @@ contract_test!(holders_and_reboots_are_counted);
 async fn needs_are_united_over_agents_and_scopes(db: TestStore) {
     let a = update("a", "1", "2");
     let (x, y, z) = (install("x", "1"), install("y", "1"), update("z", "1", "2"));
-    let one = facts(&[(&a, task_facts(Some(PLAIN), &[y.clone(), x.clone()]))]);
+    let one = facts(&[(&a, task_facts(Some(PLAIN), &[&y, &x]))]);
     report(&db, "one", &set([a.clone(), z.clone()]), Some(&one)).await;
-    let two = facts(&[(&a, task_facts(Some(PLAIN), &[y.clone(), z.clone()]))]);
+    let two = facts(&[(&a, task_facts(Some(PLAIN), &[&y, &z]))]);
     report(&db, "two", &set([a.clone(), z.clone()]), Some(&two)).await;
 
     let o = overview(&db, &PendingFilter::default()).await;
