@@ -190,7 +190,10 @@ pub(crate) fn row_id(row: &PendingRow) -> RowId {
     )
 }
 
-/// What the task facts of the agents awaiting one pending page row say of it, united.
+/// What the task facts say of one pending page row: whether it is a security update (some
+/// agent awaiting it reported a security origin, whatever the page's filter, as the
+/// `security_only` filter and the summary count it) and the union of the needs the agents
+/// the filter selects reported for it.
 #[derive(Debug, Default)]
 pub(crate) struct RowFacts {
     security: bool,
@@ -198,10 +201,14 @@ pub(crate) struct RowFacts {
 }
 
 impl RowFacts {
-    /// Adds one agent's fact of the row.
-    pub(crate) fn add(&mut self, security: bool, needs: Option<&str>) {
-        self.security |= security;
+    /// Adds the needs one awaiting agent reported for the row.
+    pub(crate) fn add_needs(&mut self, needs: Option<&str>) {
         self.needs.extend(needs_keys([needs]));
+    }
+
+    /// Marks the row a security update.
+    pub(crate) fn mark_security(&mut self) {
+        self.security = true;
     }
 
     /// Sets the row's security flag and needs (sorted).

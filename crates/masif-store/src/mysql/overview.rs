@@ -41,9 +41,6 @@ struct Source {
     params: Vec<Value>,
 }
 
-/// A task fact of a pending row: package id, action, target version, security, needs.
-type FactRow = (u64, String, Option<String>, u8, Option<String>);
-
 impl Source {
     /// The pending rows that pass `filter` (case-insensitive substrings). The plan is fixed
     /// rather than left to the optimizer, which prefers the low-selectivity `approved` index and
@@ -221,34 +218,46 @@ async fn add_rows(
     Ok(())
 }
 
-/// Security flag and needs of the page's rows, from the task facts of the agents awaiting them
-/// (those the filter selects).
+/// Security flag and needs of the page's rows (see `RowFacts`).
 async fn add_facts(
     conn: &mut Conn,
     source: &Source,
     groups: &mut [(u64, PendingGroup)],
 ) -> Result<()> {
     let ids = tuple(groups.iter().map(|(id, _)| *id));
-    let rows: Vec<FactRow> = conn
+    let needs: Vec<(u64, String, Option<String>, Option<String>)> = conn
         .exec(
             format!(
-                "SELECT t.package, CAST(t.action AS CHAR), t.to_version, f.security, f.needs
+                "SELECT t.package, CAST(t.action AS CHAR), t.to_version, f.needs
                    FROM {} JOIN task_fact f
                      ON f.agent = t.agent AND f.package = t.package AND f.action = t.action
                     AND f.from_version <=> t.from_version AND f.to_version <=> t.to_version
-                  WHERE {} AND t.package IN {ids}",
+                  WHERE {} AND t.package IN {ids} AND f.needs IS NOT NULL",
                 source.from, source.conds
             ),
             source.params.clone(),
         )
         .await
-        .map_err(doing("reading the task facts of pending packages"))?;
+        .map_err(doing("reading the needs of pending packages"))?;
+    let security: Vec<(u64, String, Option<String>)> = conn
+        .query(format!(
+            "SELECT DISTINCT f.package, f.action, f.to_version FROM {FACT_OF_PENDING}
+              WHERE f.security = 1 AND f.package IN {ids}"
+        ))
+        .await
+        .map_err(doing("reading the security rows of pending packages"))?;
     let mut facts: HashMap<(u64, RowId), RowFacts> = HashMap::new();
-    for (package, action, to, security, needs) in rows {
+    for (package, action, to, needs) in needs {
         facts
             .entry((package, (action, to)))
             .or_default()
-            .add(security != 0, needs.as_deref());
+            .add_needs(needs.as_deref());
+    }
+    for (package, action, to) in security {
+        facts
+            .entry((package, (action, to)))
+            .or_default()
+            .mark_security();
     }
     for (id, group) in groups.iter_mut() {
         for row in &mut group.rows {

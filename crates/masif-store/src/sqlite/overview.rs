@@ -128,38 +128,44 @@ pub(super) fn pending_overview(
     })
 }
 
-/// Security flag, needs and holders of the page's rows, from the facts of the agents awaiting
-/// them (those the filter selects).
+/// Security flag, needs and holders of the page's rows (see `RowFacts`).
 fn add_facts(
     tx: &Transaction<'_>,
     pending: &str,
     filters: (Option<&str>, Option<&str>, bool),
     groups: &mut [(i64, PendingGroup)],
 ) -> Result<(), Failure> {
-    let mut facts = tx.prepare_cached(&format!(
-        "SELECT pe.action, pe.to_version, f.security, f.needs
+    let mut needs = tx.prepare_cached(&format!(
+        "SELECT pe.action, pe.to_version, f.needs
            FROM ({pending}) pe JOIN task_fact f
              ON f.agent = pe.agent AND f.package = pe.package AND f.action = pe.action
             AND f.from_version IS pe.from_version AND f.to_version IS pe.to_version
-          WHERE pe.package = ?4"
+          WHERE pe.package = ?4 AND f.needs IS NOT NULL"
+    ))?;
+    let mut security = tx.prepare_cached(&format!(
+        "SELECT DISTINCT f.action, f.to_version FROM {FACT_OF_PENDING}
+          WHERE f.security = 1 AND f.package = ?1"
     ))?;
     let mut holders = tx.prepare_cached("SELECT COUNT(*) FROM agent_held WHERE package = ?1")?;
     for (id, group) in groups {
         let mut by_row: HashMap<RowId, RowFacts> = HashMap::new();
-        let rows = facts.query_map((filters.0, filters.1, filters.2, *id), |r| {
+        let rows = needs.query_map((filters.0, filters.1, filters.2, *id), |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(2)?,
             ))
         })?;
         for row in rows {
-            let (action, to, security, needs) = row?;
+            let (action, to, needs) = row?;
             by_row
                 .entry((action, to))
                 .or_default()
-                .add(security, needs.as_deref());
+                .add_needs(needs.as_deref());
+        }
+        let rows = security.query_map([*id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        for row in rows {
+            by_row.entry(row?).or_default().mark_security();
         }
         for row in &mut group.rows {
             if let Some(facts) = by_row.get(&row_id(row)) {

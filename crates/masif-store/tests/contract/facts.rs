@@ -304,6 +304,19 @@ async fn security_rows_come_first_filter_and_summary(db: TestStore) {
     .await;
     assert_eq!(filtered.total_packages, 1);
     assert_eq!(filtered.groups[0].package.as_str(), "c");
+    // The flag follows every agent's facts, as the filter does: "two" sent none, yet the row
+    // it awaits is a security update.
+    let two = overview(
+        &db,
+        &PendingFilter {
+            agent: Some("two".into()),
+            security_only: true,
+            ..PendingFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(two.total_packages, 1);
+    assert!(two.groups[0].rows[0].security);
 
     // Approving the security row for everyone leaves no security update pending.
     db.store
