@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{eventually, StandInMaster, MASTER_CN};
 use masif_agent::{MasterClient, MasterError};
+use masif_proto::facts::{FactText, Facts, Origin, TaskFacts};
 use masif_proto::v2::{Outcome, Run, RunId, RunOutput};
 use masif_proto::{Action, PackageName, Task, TaskSet, Version};
 use masif_testkit::pki::{EphemeralCa, Usage};
@@ -312,8 +313,22 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
     let files = master.agent_files("agent.agent-tests.invalid");
     let client = Arc::new(MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap());
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
+    let facts = Facts {
+        kernel: Some(FactText::new("6.1.0-28-amd64").unwrap()),
+        reboot_required: true,
+        held: [PackageName::new("delta").unwrap()].into(),
+        tasks: [(
+            update("alpha"),
+            TaskFacts {
+                origin: Some(Origin::new("Debian-Security:12/stable-security").unwrap()),
+                needs: [update("beta")].into(),
+            },
+        )]
+        .into(),
+        ..Facts::default()
+    };
     let known = client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, Some(&facts))
         .await
         .unwrap();
     assert_eq!(known, [update("alpha")].into());
@@ -321,6 +336,11 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
     assert_eq!(
         (sent.tasks.clone(), sent.approved.len(), sent.wait_secs),
         (tasks.clone(), 0, 0)
+    );
+    assert_eq!(
+        sent.facts,
+        Some(facts),
+        "the facts as the master parsed them"
     );
     // Held while nothing changes; answered as soon as beta is approved.
     let held = {

@@ -168,6 +168,8 @@ pub struct LoopConfig {
     pub max_failures: u32,
     /// Publish this stage right before the first run's simulation.
     pub publish_before_run: Option<Stage>,
+    /// Packages held (`apt-mark hold`) before the loop starts.
+    pub held: Vec<&'static str>,
 }
 
 impl LoopConfig {
@@ -181,6 +183,7 @@ impl LoopConfig {
             },
             max_failures: 3,
             publish_before_run: None,
+            held: Vec::new(),
         }
     }
 }
@@ -203,6 +206,9 @@ pub async fn start_loop(
     let dir = tempfile::tempdir().unwrap();
     let sb = Sandbox::create(dir.path(), packages).await.unwrap();
     sb.publish(Stage::V2).await.unwrap();
+    for package in &config.held {
+        sb.hold(package).await.unwrap();
+    }
     let master = Arc::new(FakeMaster::default());
     prepare(&master);
     let monitor = Monitor::new();
