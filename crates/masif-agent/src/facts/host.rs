@@ -116,7 +116,7 @@ pub(crate) fn pretty_name(text: &str) -> Option<String> {
     text.lines()
         .filter_map(|line| line.trim().strip_prefix("PRETTY_NAME="))
         .filter_map(unquote)
-        .last()
+        .next_back()
 }
 
 fn unquote(value: &str) -> Option<String> {
