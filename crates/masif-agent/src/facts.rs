@@ -24,8 +24,10 @@ const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) struct Known {
     host: HostFacts,
     held: BTreeSet<PackageName>,
-    /// The origin of each planned task's target version (from the latest plans).
+    /// The origin of each task's target version in the latest full plan, and in the
+    /// single-package plans (for tasks the full plan lacks).
     origins: BTreeMap<Task, Origin>,
+    plan_origins: BTreeMap<Task, Origin>,
     /// The full plan the single-package plans below were made for, and those plans' tasks:
     /// planned again only when the full plan changes.
     plans_for: Option<TaskSet>,
@@ -64,11 +66,7 @@ impl Known {
 
     /// Takes the single-package plans made for the full plan `full`.
     pub(crate) fn set_plans(&mut self, full: TaskSet, plans: BTreeMap<PackageName, Plan>) {
-        for plan in plans.values() {
-            for (task, origin) in origins(plan) {
-                self.origins.entry(task).or_insert(origin);
-            }
-        }
+        self.plan_origins = plans.values().flat_map(origins).collect();
         self.plans = plans
             .into_iter()
             .map(|(p, plan)| (p, plan.tasks()))
@@ -88,7 +86,11 @@ impl Known {
             tasks: BTreeMap::new(),
         };
         for task in tasks {
-            let origin = self.origins.get(task).cloned();
+            let origin = self
+                .origins
+                .get(task)
+                .or_else(|| self.plan_origins.get(task))
+                .cloned();
             let needs = match task.action() {
                 Action::Update | Action::Install => self
                     .plans
@@ -265,5 +267,13 @@ mod tests {
         );
         assert!(!known.plans_stale(&full.tasks()));
         assert!(known.plans_stale(&reported));
+        // A task only a single-package plan shows keeps that plan's origin.
+        known.set_full_plan(&Plan::new(full.steps()[2..].to_vec()));
+        let gamma = full.steps()[0].task.clone();
+        let facts = known.facts_for(&[gamma.clone()].into());
+        assert_eq!(
+            facts.tasks[&gamma].origin.as_ref().map(Origin::as_str),
+            Some("S:12/stable")
+        );
     }
 }
