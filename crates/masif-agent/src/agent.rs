@@ -4,6 +4,7 @@
 //! failures after the retry interval (up to `max_failures` in a row), wait out a busy lock,
 //! and stop promptly, except while apt/dpkg runs.
 
+mod facts;
 mod plan;
 mod report;
 mod runs;
@@ -17,12 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use masif_proto::facts::Facts;
 use masif_proto::v2::Run;
 use masif_proto::{PackageName, TaskSet};
 use rand::Rng;
 use tokio::sync::watch;
 
 use crate::config::Intervals;
+use crate::facts::FactFiles;
 use crate::load::OpKind;
 use crate::master::{MasterClient, MasterError};
 use crate::pm::{Job, PackageManager, Plan, RunOutcome};
@@ -40,14 +43,16 @@ pub const DEFAULT_MAX_FAILURES: u32 = 3;
 /// Who the pending tasks and run results go to: the master, or a stand-in in tests.
 #[async_trait]
 pub trait Reporter: Send + Sync {
-    /// Reports the planned `tasks`, with `known` the subset this agent holds as approved, and
-    /// returns the subset approved now. A master speaking v2 may hold the answer up to `wait`
-    /// while its approvals of `tasks` equal `known`; one speaking v1 answers at once.
+    /// Reports the planned `tasks` with the host's `facts`, with `known` the subset this
+    /// agent holds as approved, and returns the subset approved now. A master speaking v2 may
+    /// hold the answer up to `wait` while its approvals of `tasks` equal `known`; one speaking
+    /// v1 answers at once (and gets no facts).
     async fn report(
         &self,
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
+        facts: &Facts,
     ) -> std::result::Result<TaskSet, MasterError>;
 
     /// Delivers run results (at most [`masif_proto::v2::MAX_RUNS`]).
@@ -64,8 +69,9 @@ impl Reporter for MasterClient {
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
+        facts: &Facts,
     ) -> std::result::Result<TaskSet, MasterError> {
-        MasterClient::report(self, tasks, known, wait).await
+        MasterClient::report(self, tasks, known, wait, Some(facts)).await
     }
 
     async fn send_runs(&self, runs: &[Run]) -> std::result::Result<(), MasterError> {
@@ -86,6 +92,8 @@ pub struct Agent {
     monitor: Monitor,
     /// Spread sleeps and delay the first report randomly (off in some tests).
     jitter: bool,
+    /// Where the host's facts are read from.
+    fact_files: FactFiles,
 }
 
 impl Agent {
@@ -102,7 +110,15 @@ impl Agent {
             max_failures: DEFAULT_MAX_FAILURES,
             monitor,
             jitter: true,
+            fact_files: FactFiles::default(),
         }
+    }
+
+    /// Reads the host's facts (os-release, kernel release, reboot-required file) from
+    /// `files` instead of the host's own files.
+    pub fn with_fact_files(mut self, files: FactFiles) -> Self {
+        self.fact_files = files;
+        self
     }
 
     /// Gives a package up after `max` failed runs in a row (0: retry forever).
@@ -229,7 +245,9 @@ impl Agent {
     /// One pass of the loop: plan, report what the plan needs (learning what is approved),
     /// then upgrade what is approved. An error means a full plan could not be made.
     async fn cycle(&self, st: &mut State, stop: &mut Stop) -> Result<Cycle> {
-        let mut full = self.plan_full().await?.tasks();
+        let plan = self.plan_full().await?;
+        let mut full = plan.tasks();
+        self.refresh_facts(st, &plan, stop).await;
         let needed = st.forget_unplanned(&full);
         let mut out = Cycle::default();
         match self.report_if_due(st, &needed, stop).await {

@@ -10,6 +10,7 @@ use masif_pki::TlsSource;
 use serde::Deserialize;
 
 use crate::apt::AptSettings;
+use crate::facts::DEFAULT_REBOOT_REQUIRED_FILE;
 
 pub use masif_daemon::config::ConfigError;
 pub use masif_daemon::logging::LogLevel;
@@ -46,6 +47,9 @@ pub struct AgentConfig {
     pub tls: TlsSource,
     pub apt: AptSettings,
     pub socket: PathBuf,
+    /// The file whose existence means "reboot required" (its packages in the same path plus
+    /// `.pkgs`), reported as a fact; the agent never reboots.
+    pub reboot_required_file: PathBuf,
     pub log_level: LogLevel,
 }
 
@@ -61,6 +65,7 @@ pub struct AgentFile {
     #[serde(default)]
     apt: RawApt,
     socket: Option<PathBuf>,
+    reboot_required_file: Option<PathBuf>,
     #[serde(default)]
     log: RawLog,
 }
@@ -166,6 +171,13 @@ impl Validate for AgentConfig {
                 format!("{} is not an absolute path", socket.display()),
             );
         }
+        let reboot_required_file = raw
+            .reboot_required_file
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_REBOOT_REQUIRED_FILE));
+        problems.check(
+            "reboot_required_file",
+            check_reboot_file(&reboot_required_file),
+        );
         let log_level = problems.take("log.level", raw.log.level);
         Some(Self {
             intervals: Intervals {
@@ -179,6 +191,7 @@ impl Validate for AgentConfig {
             tls: raw.tls,
             apt,
             socket,
+            reboot_required_file,
             log_level: log_level?,
         })
     }
@@ -235,6 +248,18 @@ fn apt_settings(raw: RawApt, problems: &mut Problems) -> AptSettings {
     apt
 }
 
+/// An absolute path naming a file (not a directory, not ending in `/`).
+fn check_reboot_file(path: &Path) -> Result<(), String> {
+    let text = path.as_os_str().to_string_lossy();
+    if !path.is_absolute() {
+        Err(format!("{} is not an absolute path", path.display()))
+    } else if text.ends_with('/') || path.file_name().is_none() {
+        Err(format!("{} names a directory, not a file", path.display()))
+    } else {
+        Ok(())
+    }
+}
+
 /// `name:port` or `[v6]:port`, with a port from 1 to 65535.
 fn check_host(host: &str) -> Result<(), String> {
     let (name, port) = host
@@ -287,6 +312,10 @@ log: { level: info }
         assert_eq!(c.master_cn, "master.example.com");
         assert_eq!(c.apt.path, PathBuf::from("/usr/bin/apt-get"));
         assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(
+            c.reboot_required_file,
+            PathBuf::from("/var/run/reboot-required")
+        );
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(matches!(c.tls, TlsSource::Discover(_)));
     }
@@ -309,6 +338,16 @@ log: { level: info }
     fn max_failures_is_read(#[case] extra: &str, #[case] expected: u32) {
         let c = AgentConfig::parse(&format!("{BASE}{extra}"), "a.yml").unwrap();
         assert_eq!(c.max_failures, expected);
+    }
+
+    #[test]
+    fn the_reboot_required_file_is_configurable() {
+        let yaml = format!("{BASE}reboot_required_file: /srv/sb/root/run/reboot-required\n");
+        let c = AgentConfig::parse(&yaml, "a.yml").unwrap();
+        assert_eq!(
+            c.reboot_required_file,
+            PathBuf::from("/srv/sb/root/run/reboot-required")
+        );
     }
 
     #[test]
@@ -347,6 +386,10 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
     #[case::env_name("apt: { env: { \"A=B\": x } }\n", "apt.env.A=B")]
     #[case::env_lc_all("apt: { env: { LC_ALL: de_DE } }\n", "apt.env.LC_ALL")]
     #[case::relative_socket("socket: agent.sock\n", "socket")]
+    #[case::relative_reboot_file("reboot_required_file: reboot-required\n", "reboot_required_file")]
+    #[case::reboot_file_dir("reboot_required_file: /var/run/\n", "reboot_required_file")]
+    #[case::reboot_file_root("reboot_required_file: /\n", "reboot_required_file")]
+    #[case::reboot_file_list("reboot_required_file: [a]\n", "reboot_required_file")]
     #[case::short_timeout("apt: { timeout: 1 }\n", "apt.timeout")]
     #[case::huge_max_failures("max_failures: 1001\n", "max_failures")]
     #[case::negative_max_failures("max_failures: -1\n", "max_failures")]
@@ -403,7 +446,7 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
         let yaml = "interval: { check: 0, retry: 99999999999 }\nmax_failures: 5000\n\
                     master: { host: m, cn: \"not a name\" }\ntls: { discover: puppet }\n\
                     apt: { path: apt-get, options: [\"\"], env: { LC_ALL: C }, timeout: 1 }\n\
-                    socket: agent.sock\nlog: { level: verbose }\n";
+                    socket: agent.sock\nreboot_required_file: rr\nlog: { level: verbose }\n";
         let err = AgentConfig::parse(yaml, "agent.yml").unwrap_err();
         let lines: Vec<String> = err.lines().collect();
         for key in [
@@ -417,6 +460,7 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
             "apt.env.LC_ALL",
             "apt.timeout",
             "socket",
+            "reboot_required_file",
             "log.level",
         ] {
             assert!(
@@ -426,7 +470,7 @@ apt: { env: { APT_CONFIG: /srv/sb/apt.conf, TMPDIR: /srv/sb/tmp }, options: ["-o
                 "{key} in {lines:?}"
             );
         }
-        assert_eq!(lines.len(), 11, "{lines:?}");
+        assert_eq!(lines.len(), 12, "{lines:?}");
     }
 
     #[test]

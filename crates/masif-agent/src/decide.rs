@@ -26,6 +26,15 @@ pub(crate) fn candidates(full: &TaskSet, approved: &TaskSet) -> BTreeSet<Package
         .collect()
 }
 
+/// The first package of `plan` that dpkg holds: a plan changing one never runs, whatever is
+/// approved (apt would refuse it; the agent does not even try).
+pub(crate) fn held_in<'a>(
+    plan: &'a TaskSet,
+    held: &BTreeSet<PackageName>,
+) -> Option<&'a PackageName> {
+    plan.iter().map(|t| t.package()).find(|p| held.contains(*p))
+}
+
 /// Of the single-package plans, the one to run now: only plans whose EVERY task is approved
 /// (a dependency may pull in an install or removal nobody approved), smallest first, then by
 /// name so the choice is stable. Empty plans are never chosen.

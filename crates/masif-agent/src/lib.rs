@@ -14,6 +14,7 @@ pub mod cli;
 mod config;
 mod decide;
 pub mod exec;
+mod facts;
 mod load;
 mod master;
 mod pm;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use agent::{Agent, Reporter, DEFAULT_MAX_FAILURES};
 pub use config::{AgentConfig, ConfigError, Intervals, LogLevel};
+pub use facts::{FactFiles, DEFAULT_REBOOT_REQUIRED_FILE};
 pub use master::{MasterClient, MasterError};
 pub use pm::{Job, PackageManager, Plan, PlannedTask, RunOutcome};
 pub use status::{Activity, LastRun, Monitor, StatusReport};
@@ -103,7 +105,11 @@ pub async fn run(
         "agent starting"
     );
     let agent = Agent::new(Arc::new(apt), Arc::new(master), config.intervals, monitor)
-        .with_max_failures(config.max_failures);
+        .with_max_failures(config.max_failures)
+        .with_fact_files(FactFiles {
+            reboot_required: config.reboot_required_file.clone(),
+            ..FactFiles::default()
+        });
     let result = agent.run(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = api.await;

@@ -15,6 +15,7 @@ use http::StatusCode;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use masif_pki::TlsFiles;
+use masif_proto::facts::Facts;
 use masif_proto::v2::{self, Report, ReportAnswer, Run};
 use masif_proto::{parse_task_list, render_task_list, ProtocolError, TaskSet, PENDING_TASKS_PATH};
 use rustls::pki_types::ServerName;
@@ -140,16 +141,18 @@ impl MasterClient {
 
     /// Reports the pending `tasks` and returns those the master says are approved (only
     /// tasks that were reported count). With v2 the master may hold the answer up to `wait`
-    /// while its approvals equal `known` (those of `known` not in `tasks` are left out); a
-    /// master that answers 404 gets the v1 report instead, at once.
+    /// while its approvals equal `known` (those of `known` not in `tasks` are left out), and
+    /// `facts` go with the report; a master that answers 404 gets the v1 report instead (no
+    /// facts), at once.
     pub async fn report(
         &self,
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
+        facts: Option<&Facts>,
     ) -> Result<TaskSet, MasterError> {
         if self.speaks_v2() {
-            match self.report_v2(tasks, known, wait).await {
+            match self.report_v2(tasks, known, wait, facts).await {
                 Err(e) if e.is_not_found() => self.fall_back(v2::REPORT_PATH),
                 answer => {
                     if answer.is_ok() {
@@ -184,13 +187,14 @@ impl MasterClient {
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
+        facts: Option<&Facts>,
     ) -> Result<TaskSet, MasterError> {
         let wait_secs = wait.as_secs().min(v2::MAX_WAIT_SECS);
         let report = Report {
             tasks: tasks.clone(),
             approved: known.intersection(tasks).cloned().collect(),
             wait_secs,
-            facts: None, // STUB(facts)
+            facts: facts.cloned(),
         };
         let timeout = Duration::from_secs(wait_secs) + REPORT_TIMEOUT;
         let bytes = self.post(v2::REPORT_PATH, report.render(), timeout).await?;

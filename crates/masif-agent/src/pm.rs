@@ -90,4 +90,9 @@ pub trait PackageManager: Send + Sync {
     async fn simulate_job(&self, job: &Job) -> Result<Plan>;
     /// Runs `job` for real, non-interactively, keeping existing configuration files.
     async fn run_job(&self, job: &Job) -> Result<RunOutcome>;
+    /// The packages held back from any change (dpkg's `hold` selections): never candidates
+    /// for a run, whatever is approved. None unless the package manager knows holds.
+    async fn held(&self) -> Result<BTreeSet<PackageName>> {
+        Ok(BTreeSet::new())
+    }
 }

@@ -86,6 +86,10 @@ pub struct StatusReport {
     /// The protocol version the last successful report used: 2, or 1 against a master that
     /// speaks v1 only (the original, or ours with `api.v2: false`).
     pub protocol: Option<u8>,
+    /// Whether the reboot-required file exists (the agent never reboots).
+    pub reboot_required: bool,
+    /// Packages dpkg holds: never upgraded, even if approved.
+    pub held: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -134,6 +138,8 @@ impl Monitor {
                     upgrades_done: 0,
                     reports: 0,
                     protocol: None,
+                    reboot_required: false,
+                    held: BTreeSet::new(),
                 },
                 load: Load::default(),
             })),
@@ -186,6 +192,14 @@ impl Monitor {
             i.report.approved_tasks = approved;
             i.report.failed_packages = failed.into_iter().collect();
             i.report.given_up_packages = given_up.into_iter().collect();
+        });
+    }
+
+    /// The host's facts shown on `/v1/status`.
+    pub(crate) fn set_facts(&self, reboot_required: bool, held: impl IntoIterator<Item = String>) {
+        self.with(|i| {
+            i.report.reboot_required = reboot_required;
+            i.report.held = held.into_iter().collect();
         });
     }
 

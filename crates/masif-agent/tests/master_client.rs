@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{eventually, StandInMaster, MASTER_CN};
 use masif_agent::{MasterClient, MasterError};
+use masif_proto::facts::{FactText, Facts, Origin, TaskFacts};
 use masif_proto::v2::{Outcome, Run, RunId, RunOutput};
 use masif_proto::{Action, PackageName, Task, TaskSet, Version};
 use masif_testkit::pki::{EphemeralCa, Usage};
@@ -34,7 +35,7 @@ async fn reports_get_the_approved_subset_over_one_kept_alive_connection() {
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
     for _ in 0..3 {
         let approved = client
-            .report(&tasks, &TaskSet::new(), Duration::ZERO)
+            .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
             .await
             .unwrap();
         assert_eq!(approved, [update("alpha")].into());
@@ -45,7 +46,7 @@ async fn reports_get_the_approved_subset_over_one_kept_alive_connection() {
     assert!(!client.speaks_v2());
     assert_eq!(master.connections.load(Ordering::SeqCst), 1, "kept alive");
     assert!(client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap()
         .is_empty());
@@ -57,7 +58,7 @@ async fn a_certificate_for_another_name_is_a_clear_error() {
     let files = master.agent_files("agent.agent-tests.invalid");
     let client = MasterClient::new(&files, &master.addr.to_string(), "elsewhere.invalid").unwrap();
     let err = client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err();
     assert!(matches!(err, MasterError::NameMismatch { .. }), "{err:?}");
@@ -78,7 +79,7 @@ async fn a_master_from_another_ca_is_refused() {
     let files = other.write_files(dir.path(), &issued, None).unwrap();
     let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
     let err = client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err();
     assert!(matches!(err, MasterError::Handshake { .. }), "{err:?}");
@@ -94,7 +95,7 @@ async fn a_master_that_is_down_is_a_connect_error_and_later_works() {
     drop(probe);
     let client = Arc::new(MasterClient::new(&files, &addr.to_string(), MASTER_CN).unwrap());
     let err = client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err();
     assert!(matches!(err, MasterError::Connect { .. }), "{err:?}");
@@ -148,30 +149,30 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
     install(&foreign);
     let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
     assert!(client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .is_err());
     // "Renewal": new files appear; the next connection uses them.
     std::thread::sleep(std::time::Duration::from_millis(20));
     install(&good);
     client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap();
     // A broken renewal keeps the working configuration, also on new connections.
     master.close_connections.store(true, Ordering::SeqCst);
     client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap();
     std::fs::write(&files.key, "not a key").unwrap();
     let before = master.connections.load(Ordering::SeqCst);
     client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap();
     client
-        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO)
+        .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap();
     assert_eq!(master.connections.load(Ordering::SeqCst), before + 2);
@@ -189,7 +190,7 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
 
     answer(500, b"database down");
     let err = client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err();
     assert!(matches!(err, MasterError::Status { .. }), "{err:?}");
@@ -200,7 +201,7 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
 
     answer(400, "x".repeat(100_000).as_bytes());
     let err = client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err()
         .to_string();
@@ -212,14 +213,14 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
 
     answer(200, b"{not json");
     let err = client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err();
     assert!(matches!(err, MasterError::Answer { .. }), "{err:?}");
 
     answer(200, br#"[{"package":"alpha","action":"update"}]"#);
     let err = client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err()
         .to_string();
@@ -234,7 +235,7 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
     );
     answer(200, huge.as_bytes());
     let err = client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap_err()
         .to_string();
@@ -247,7 +248,7 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
     );
     assert_eq!(
         client
-            .report(&tasks, &TaskSet::new(), Duration::ZERO)
+            .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
             .await
             .unwrap(),
         tasks
@@ -256,7 +257,7 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
     // And it recovers once the master behaves.
     *master.canned.lock().unwrap() = None;
     assert!(client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap()
         .is_empty());
@@ -284,7 +285,7 @@ async fn a_v1_master_is_spoken_to_with_v1_after_one_404() {
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
     assert!(client.speaks_v2(), "v2 is tried first");
     let approved = client
-        .report(&tasks, &TaskSet::new(), Duration::from_secs(300))
+        .report(&tasks, &TaskSet::new(), Duration::from_secs(300), None)
         .await
         .unwrap();
     assert_eq!(approved, [update("alpha")].into());
@@ -292,7 +293,7 @@ async fn a_v1_master_is_spoken_to_with_v1_after_one_404() {
     assert_eq!(master.requests.load(Ordering::SeqCst), 2, "404, then v1");
     // Held reports are not asked of a v1 master: it answers at once.
     let approved = client
-        .report(&tasks, &approved, Duration::from_secs(300))
+        .report(&tasks, &approved, Duration::from_secs(300), None)
         .await
         .unwrap();
     assert_eq!(approved, [update("alpha")].into());
@@ -312,8 +313,22 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
     let files = master.agent_files("agent.agent-tests.invalid");
     let client = Arc::new(MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap());
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
+    let facts = Facts {
+        kernel: Some(FactText::new("6.1.0-28-amd64").unwrap()),
+        reboot_required: true,
+        held: [PackageName::new("delta").unwrap()].into(),
+        tasks: [(
+            update("alpha"),
+            TaskFacts {
+                origin: Some(Origin::new("Debian-Security:12/stable-security").unwrap()),
+                needs: [update("beta")].into(),
+            },
+        )]
+        .into(),
+        ..Facts::default()
+    };
     let known = client
-        .report(&tasks, &TaskSet::new(), Duration::ZERO)
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, Some(&facts))
         .await
         .unwrap();
     assert_eq!(known, [update("alpha")].into());
@@ -322,12 +337,17 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
         (sent.tasks.clone(), sent.approved.len(), sent.wait_secs),
         (tasks.clone(), 0, 0)
     );
+    assert_eq!(
+        sent.facts,
+        Some(facts),
+        "the facts as the master parsed them"
+    );
     // Held while nothing changes; answered as soon as beta is approved.
     let held = {
         let (client, tasks, known) = (client.clone(), tasks.clone(), known.clone());
         tokio::spawn(async move {
             client
-                .report(&tasks, &known, Duration::from_secs(3000))
+                .report(&tasks, &known, Duration::from_secs(3000), None)
                 .await
         })
     };

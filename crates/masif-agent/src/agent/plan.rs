@@ -19,13 +19,14 @@ pub(super) struct Planned {
     /// Packages whose planning failed, with the message (already shown and recorded as a
     /// failure).
     pub(super) failed: Vec<(PackageName, String)>,
-    /// Packages given up after failed runs, their plan unchanged.
+    /// Packages given up after failed runs, their plan unchanged, and packages whose plan
+    /// changes a held package.
     pub(super) given_up: Vec<PackageName>,
 }
 
 impl Agent {
-    /// The packages with an approved task in `full` that were not attempted in this cycle
-    /// and are not waiting out their retry interval.
+    /// The packages with an approved task in `full` that were not attempted in this cycle,
+    /// are not waiting out their retry interval and are not held.
     pub(super) fn candidates_now(
         &self,
         st: &State,
@@ -36,6 +37,7 @@ impl Agent {
         decide::candidates(full, &st.approved)
             .into_iter()
             .filter(|p| !attempted.contains(p))
+            .filter(|p| !st.known.held().contains(p))
             .filter(|p| st.failures.allowed(p, now, self.intervals.retry))
             .collect()
     }
@@ -71,6 +73,11 @@ impl Agent {
                     } else {
                         tracing::info!(%package, extra = extra.len(), "its plan needs tasks the full plan lacks; reporting them too");
                         st.extra.insert(package.clone(), extra);
+                    }
+                    if let Some(held) = decide::held_in(&tasks, st.known.held()) {
+                        tracing::info!(%package, %held, "not upgrading: its plan changes a held package");
+                        planned.given_up.push(package);
+                        continue;
                     }
                     if st.failures.given_up(&package, &tasks) {
                         tracing::debug!(%package, "given up after failed runs; not trying the same plan again");

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use masif_proto::facts::Facts;
 use masif_proto::TaskSet;
 
 use super::state::State;
@@ -37,7 +38,8 @@ impl Agent {
         needed: &TaskSet,
         stop: &mut Stop,
     ) -> Reported {
-        if !self.report_due(st, needed) {
+        let facts = st.known.facts_for(needed);
+        if !self.report_due(st, needed, &facts) {
             return Reported::NotDue;
         }
         if self.deliver_runs(&mut st.runs, stop).await {
@@ -46,24 +48,29 @@ impl Agent {
         self.monitor.set_activity(Activity::Reporting);
         let known = st.approved.clone();
         match stop
-            .race(self.master.report(needed, &known, Duration::ZERO))
+            .race(self.master.report(needed, &known, Duration::ZERO, &facts))
             .await
         {
             None => Reported::Stopped,
             Some(Ok(approved)) => {
-                self.learn_approvals(st, needed, approved);
+                self.learn_approvals(st, needed, facts, approved);
                 Reported::Answered
             }
             Some(Err(e)) => Reported::Failed(self.report_failed(e)),
         }
     }
 
-    /// A report is due when the needed tasks changed since the last answered report; with
-    /// something needed, when that report is half a report interval old (cycles come faster
-    /// while a lock is waited out or a failed package is retried); with nothing needed, when
-    /// it is about a report interval old (a heartbeat: the master sees the agent alive).
-    fn report_due(&self, st: &State, needed: &TaskSet) -> bool {
+    /// A report is due when the needed tasks or the host's facts (a reboot now required, a
+    /// package held) changed since the last answered report; with something needed, when
+    /// that report is half a report interval old (cycles come faster while a lock is waited
+    /// out or a failed package is retried); with nothing needed, when it is about a report
+    /// interval old (a heartbeat: the master sees the agent alive).
+    fn report_due(&self, st: &State, needed: &TaskSet, facts: &Facts) -> bool {
         if st.last_reported.as_ref() != Some(needed) {
+            return true;
+        }
+        if st.last_facts.as_ref() != Some(facts) {
+            tracing::debug!("the host's facts changed; reporting");
             return true;
         }
         let age = st.last_report_at.map(|t| t.elapsed());
@@ -75,13 +82,15 @@ impl Agent {
         age.is_none_or(|age| age >= due_after)
     }
 
-    /// Takes the master's answer as the approvals (only tasks that were reported count) and
-    /// returns whether they differ from those known before. Failures of packages whose
-    /// approval was withdrawn are forgotten: approved again, they are tried afresh.
+    /// Takes the master's answer to a report of `needed` with `facts` as the approvals (only
+    /// tasks that were reported count) and returns whether they differ from those known
+    /// before. Failures of packages whose approval was withdrawn are forgotten: approved
+    /// again, they are tried afresh.
     pub(super) fn learn_approvals(
         &self,
         st: &mut State,
         needed: &TaskSet,
+        facts: Facts,
         answer: TaskSet,
     ) -> bool {
         let approved: TaskSet = answer.into_iter().filter(|t| needed.contains(t)).collect();
@@ -95,6 +104,7 @@ impl Agent {
         st.failures.forget_unapproved(needed, &approved);
         st.approved = approved;
         st.last_reported = Some(needed.clone());
+        st.last_facts = Some(facts);
         st.last_report_at = Some(Instant::now());
         let protocol = if self.master.speaks_v2() { 2 } else { 1 };
         self.monitor.report_attempted(Some(protocol), pending);

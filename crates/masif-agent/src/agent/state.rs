@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use masif_proto::facts::Facts;
 use masif_proto::{PackageName, TaskSet};
 
 use super::runs::RunQueue;
 use crate::decide::{self, Failures};
+use crate::facts::Known;
 
 /// What the loop remembers between cycles.
 pub(super) struct State {
@@ -25,6 +27,10 @@ pub(super) struct State {
     /// When the last cycle started early because a held report was answered with changed
     /// approvals (at most one such cycle a second, whatever the master does).
     pub(super) last_early_cycle: Option<Instant>,
+    /// What the host's facts are built from (held packages among them).
+    pub(super) known: Known,
+    /// The facts of the last successful report.
+    pub(super) last_facts: Option<Facts>,
 }
 
 /// How one cycle ended.
@@ -52,6 +58,8 @@ impl State {
             failures: Failures::new(max_failures),
             runs: RunQueue::default(),
             last_early_cycle: None,
+            known: Known::default(),
+            last_facts: None,
         }
     }
 

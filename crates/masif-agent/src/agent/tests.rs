@@ -47,6 +47,9 @@ struct Pm {
     /// What the next simulation of a job shows instead of the job's plan.
     next_simulation: Mutex<Option<TaskSet>>,
     jobs: Mutex<Vec<Job>>,
+    held: Mutex<BTreeSet<PackageName>>,
+    /// Full plans made (one a cycle).
+    full_plans: AtomicUsize,
 }
 
 impl Pm {
@@ -64,6 +67,7 @@ impl Pm {
 #[async_trait]
 impl PackageManager for Pm {
     async fn plan_full(&self) -> Result<Plan> {
+        self.full_plans.fetch_add(1, Ordering::SeqCst);
         Ok(plan(&self.full.lock().unwrap()))
     }
     async fn plan_package(&self, package: &PackageName) -> Result<Plan> {
@@ -83,6 +87,9 @@ impl PackageManager for Pm {
     async fn simulate_job(&self, job: &Job) -> Result<Plan> {
         let shown = self.next_simulation.lock().unwrap().take();
         Ok(plan(&shown.unwrap_or_else(|| job.plan.clone())))
+    }
+    async fn held(&self) -> Result<BTreeSet<PackageName>> {
+        Ok(self.held.lock().unwrap().clone())
     }
     async fn run_job(&self, job: &Job) -> Result<RunOutcome> {
         self.jobs.lock().unwrap().push(job.clone());
@@ -116,6 +123,8 @@ struct Master {
     packages: Mutex<BTreeSet<String>>,
     changed: Notify,
     reports: Mutex<Vec<(TaskSet, TaskSet, Duration)>>,
+    /// The facts of each report.
+    facts: Mutex<Vec<Facts>>,
     runs: Mutex<Vec<Run>>,
     refuse_runs: AtomicBool,
     deliveries: AtomicUsize,
@@ -129,6 +138,7 @@ impl Master {
             packages: Mutex::default(),
             changed: Notify::new(),
             reports: Mutex::default(),
+            facts: Mutex::default(),
             runs: Mutex::default(),
             refuse_runs: AtomicBool::new(false),
             deliveries: AtomicUsize::new(0),
@@ -171,7 +181,9 @@ impl Reporter for Master {
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
+        facts: &Facts,
     ) -> std::result::Result<TaskSet, MasterError> {
+        self.facts.lock().unwrap().push(facts.clone());
         self.reports
             .lock()
             .unwrap()
@@ -460,4 +472,68 @@ async fn a_package_is_given_up_after_max_failures_until_approved_again() {
         outcomes.iter().all(|o| *o == Outcome::Failed),
         "{outcomes:?}"
     );
+}
+
+#[tokio::test]
+async fn a_held_package_is_never_run_even_when_approved() {
+    let pm = Pm::with(&[ALPHA[0], ALPHA[1], ZETA[0], ZETA[1], "Inst omega [1] (2 S)"]);
+    // omega's own plan upgrades alpha too: it changes a held package.
+    pm.extra.lock().unwrap().insert("omega".into(), set(&ALPHA));
+    pm.held
+        .lock()
+        .unwrap()
+        .insert(PackageName::new("alpha").unwrap());
+    let master = Master::new(true);
+    master.approve_all.store(true, Ordering::SeqCst);
+    let r = start(&pm, &master, intervals(50, 50, 50), 3);
+    until("zeta upgraded and two more reports", || {
+        pm.jobs() == 1 && master.reports().len() >= 4
+    })
+    .await;
+    r.stop().await;
+    let jobs = pm.jobs.lock().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].package.as_str(), "zeta");
+    let facts = master.facts.lock().unwrap();
+    assert!(facts.iter().all(|f| f.held.len() == 1), "{facts:?}");
+}
+
+#[tokio::test]
+async fn facts_carry_needs_and_their_change_makes_a_report_due() {
+    let pm = Pm::with(&["Inst beta [1] (2 S)", "Conf beta (2 S)"]);
+    pm.extra.lock().unwrap().insert(
+        "beta".into(),
+        set(&["Inst gamma (1 S)", "Conf gamma (1 S)"]),
+    );
+    // A v1 master holds no report: every report after the first is one the loop found due.
+    let master = Master::new(false);
+    let r = start(&pm, &master, intervals(20, HOUR, HOUR), 3);
+    until("the first report", || !master.reports().is_empty()).await;
+    let first = master.facts.lock().unwrap()[0].clone();
+    let beta = t("Inst beta [1] (2 S)");
+    assert_eq!(
+        first.tasks[&beta].needs,
+        set(&["Inst gamma (1 S)", "Conf gamma (1 S)"])
+    );
+    assert!(first.held.is_empty() && !first.reboot_required);
+    // Let the loop cycle a while (the check interval is 20 ms): nothing is due.
+    until("more cycles", || pm.full_plans.load(Ordering::SeqCst) >= 10).await;
+    assert_eq!(master.reports().len(), 1, "no report due before a change");
+    pm.held
+        .lock()
+        .unwrap()
+        .insert(PackageName::new("delta").unwrap());
+    until("a report with the hold", || {
+        master
+            .facts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|f| !f.held.is_empty())
+    })
+    .await;
+    r.stop().await;
+    assert_eq!(master.reports().len(), 2);
+    let last = master.facts.lock().unwrap().last().unwrap().clone();
+    assert_eq!(last.held, [PackageName::new("delta").unwrap()].into());
 }

@@ -56,7 +56,8 @@ impl Agent {
         stop.sleep(wait).await
     }
 
-    /// While tasks remain: how long until the next report or the next retry of a failed
+    /// While tasks remain: how long until the next report, the next check (new facts, such
+    /// as a reboot now required, reach the master then) or the next retry of a failed
     /// package is due.
     fn approval_wait(&self, st: &State) -> Duration {
         let retry_due = st
@@ -65,6 +66,7 @@ impl Agent {
             .map(|t| t.saturating_duration_since(Instant::now()));
         self.intervals
             .report
+            .min(self.intervals.check)
             .min(retry_due.unwrap_or(Duration::MAX))
             .max(MIN_WAIT)
     }
@@ -102,12 +104,14 @@ impl Agent {
             until: unix_now() + wait.as_secs() as i64,
         });
         let known = st.approved.clone();
-        let answer = match stop.race(self.master.report(needed, &known, wait)).await {
+        let facts = st.known.facts_for(needed);
+        let held_report = self.master.report(needed, &known, wait, &facts);
+        let answer = match stop.race(held_report).await {
             None => return Waited::Stopped,
             Some(Err(e)) => return Waited::Failed(self.report_failed(e)),
             Some(Ok(answer)) => answer,
         };
-        if !self.learn_approvals(st, needed, answer) {
+        if !self.learn_approvals(st, needed, facts, answer) {
             // The wait is over, or the master answered early (a v1 master, or one that held
             // the report for less): wait out the rest.
             return self.sleep_rest(stop, wait, started).await;

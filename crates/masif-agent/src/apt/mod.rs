@@ -7,7 +7,7 @@ mod parse;
 
 pub use parse::{parse_line, parse_simulation, ParseError, MAX_LINES, MAX_LINE_BYTES};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +30,13 @@ pub struct AptSettings {
     pub plan_timeout: Duration,
     /// Longest a real upgrade may take before its process group is killed.
     pub run_timeout: Duration,
+}
+
+impl AptSettings {
+    /// The `apt-mark` beside [`AptSettings::path`] (a wrapper directory needs both).
+    pub fn apt_mark(&self) -> PathBuf {
+        self.path.with_file_name("apt-mark")
+    }
 }
 
 impl Default for AptSettings {
@@ -146,6 +153,29 @@ impl PackageManager for Apt {
             return Ok(RunOutcome::Busy(reason));
         }
         Ok(RunOutcome::Ran(out))
+    }
+
+    /// `apt-mark showhold`, run like apt-get (same environment, so `APT_CONFIG` of a sandbox
+    /// root applies: apt-mark reads dpkg's status file through APT's `Dir::State::status`,
+    /// where `dpkg-query` would need the admin directory spelled out). The apt-mark next to
+    /// the configured apt-get is used.
+    async fn held(&self) -> Result<BTreeSet<PackageName>> {
+        let path = self.settings.apt_mark();
+        let out = self
+            .runner
+            .command(&path)
+            .arg("showhold")
+            .timeout(self.settings.plan_timeout)
+            .run()
+            .await?;
+        if !out.success() || out.truncated {
+            return Err(Error::AptFailed {
+                command: format!("{} showhold", path.display()),
+                status: out.describe_status(),
+                stderr: last_lines(&out.stderr, 5),
+            });
+        }
+        Ok(crate::facts::package_lines(&out.stdout, "held"))
     }
 }
 

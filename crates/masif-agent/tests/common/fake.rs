@@ -3,6 +3,7 @@
 //! runs, v1 mode, downtime) and a package manager that can change the package lists right
 //! before a run (between approval and execution).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use masif_agent::apt::Apt;
 use masif_agent::{
     Agent, Intervals, Job, MasterError, Monitor, PackageManager, Plan, Reporter, RunOutcome,
 };
+use masif_proto::facts::Facts;
 use masif_proto::v2::Run;
 use masif_proto::{Action, PackageName, TaskSet};
 use masif_testkit::sandbox::{FakePackage, Sandbox, Stage};
@@ -25,6 +27,8 @@ pub struct FakeMaster {
     approvals: Mutex<Vec<(String, Action)>>,
     changed: Notify,
     pub reports: Mutex<Vec<TaskSet>>,
+    /// The facts of each report.
+    pub facts: Mutex<Vec<Facts>>,
     /// The wait each report asked for.
     pub waits: Mutex<Vec<Duration>>,
     pub runs: Mutex<Vec<Run>>,
@@ -49,6 +53,10 @@ impl FakeMaster {
 
     pub fn last_report(&self) -> Option<TaskSet> {
         self.reports.lock().unwrap().last().cloned()
+    }
+
+    pub fn last_facts(&self) -> Option<Facts> {
+        self.facts.lock().unwrap().last().cloned()
     }
 
     pub fn runs(&self) -> Vec<Run> {
@@ -86,9 +94,11 @@ impl Reporter for FakeMaster {
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
+        facts: &Facts,
     ) -> Result<TaskSet, MasterError> {
         self.check_up()?;
         self.reports.lock().unwrap().push(tasks.clone());
+        self.facts.lock().unwrap().push(facts.clone());
         self.waits.lock().unwrap().push(wait);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -147,6 +157,9 @@ impl PackageManager for Apt2 {
     async fn run_job(&self, job: &Job) -> masif_agent::Result<RunOutcome> {
         self.apt.run_job(job).await
     }
+    async fn held(&self) -> masif_agent::Result<BTreeSet<PackageName>> {
+        self.apt.held().await
+    }
 }
 
 /// How to run the loop.
@@ -155,6 +168,8 @@ pub struct LoopConfig {
     pub max_failures: u32,
     /// Publish this stage right before the first run's simulation.
     pub publish_before_run: Option<Stage>,
+    /// Packages held (`apt-mark hold`) before the loop starts.
+    pub held: Vec<&'static str>,
 }
 
 impl LoopConfig {
@@ -168,6 +183,7 @@ impl LoopConfig {
             },
             max_failures: 3,
             publish_before_run: None,
+            held: Vec::new(),
         }
     }
 }
@@ -190,6 +206,9 @@ pub async fn start_loop(
     let dir = tempfile::tempdir().unwrap();
     let sb = Sandbox::create(dir.path(), packages).await.unwrap();
     sb.publish(Stage::V2).await.unwrap();
+    for package in &config.held {
+        sb.hold(package).await.unwrap();
+    }
     let master = Arc::new(FakeMaster::default());
     prepare(&master);
     let monitor = Monitor::new();
@@ -205,6 +224,7 @@ pub async fn start_loop(
         monitor.clone(),
     )
     .with_max_failures(config.max_failures)
+    .with_fact_files(sb.fact_files())
     .without_jitter();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(async {

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod facts;
 mod lock;
 mod packages;
 mod repo;
@@ -32,6 +33,7 @@ use masif_agent::apt::AptSettings;
 use masif_agent::exec::{Invocation, Runner};
 
 use crate::{Error, Result};
+use repo::Archive;
 
 /// Marks a directory as a sandbox (so it may be rebuilt).
 const MARKER: &str = ".masif-apt-sandbox";
@@ -69,16 +71,21 @@ const DPKG_QUERY: Tool = Tool {
     program: "dpkg-query",
     package: "dpkg",
 };
+const APT_MARK: Tool = Tool {
+    program: "apt-mark",
+    package: "apt",
+};
 const PERL: Tool = Tool {
     program: "perl",
     package: "perl-base",
 };
 
 /// Every program that creating, copying and publishing a sandbox runs, which is also all an
-/// agent planning and upgrading in it runs (apt-get, which calls dpkg and dpkg-deb): what
-/// `masif demo` needs. Only the test helpers [`Sandbox::packages`] (and the lookups built on
-/// it: dpkg-query) and [`Sandbox::hold_lock`] (perl) run more.
-pub const TOOLS: &[Tool] = &[APT_GET, DPKG, DPKG_DEB];
+/// agent planning and upgrading in it runs (apt-get, which calls dpkg and dpkg-deb; apt-mark,
+/// which lists held packages): what `masif demo` needs. Only the test helpers
+/// [`Sandbox::packages`] (and the lookups built on it: dpkg-query) and [`Sandbox::hold_lock`]
+/// (perl) run more.
+pub const TOOLS: &[Tool] = &[APT_GET, APT_MARK, DPKG, DPKG_DEB];
 
 /// A package as the sandbox's dpkg database records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +117,14 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io {
         context: what.to_string(),
         source,
+    }
+}
+
+/// The directory of an archive's repository.
+fn repo_dir(archive: Archive) -> &'static str {
+    match archive {
+        Archive::Main => "repo",
+        Archive::Security => "security",
     }
 }
 
@@ -181,6 +196,10 @@ impl Sandbox {
         };
         for sub in ["pool", "repo", "root"] {
             copy_tree(&self.dir.join(sub), &copy.dir.join(sub))?;
+        }
+        let security = self.dir.join(repo_dir(Archive::Security));
+        if security.is_dir() {
+            copy_tree(&security, &copy.dir.join(repo_dir(Archive::Security)))?;
         }
         // The lists are named after the repository's path: the copy's differ.
         let lists = copy.root().join("var/lib/apt/lists");
@@ -269,6 +288,7 @@ impl Sandbox {
             "var/lib/dpkg/updates",
             "var/lib/dpkg/triggers",
             "var/lib/dpkg/alternatives",
+            "var/run",
         ] {
             std::fs::create_dir_all(r.join(d)).map_err(io(d))?;
         }
@@ -290,15 +310,18 @@ impl Sandbox {
         self.write_apt_config()
     }
 
-    /// `sources.list` (the flat repository) and the `APT_CONFIG` file, for this directory.
+    /// `sources.list` (the flat repository, and the security repository once published) and
+    /// the `APT_CONFIG` file, for this directory.
     fn write_apt_config(&self) -> Result<()> {
         let r = self.root();
-        let repo = self.dir.join("repo");
-        std::fs::write(
-            r.join("etc/apt/sources.list"),
-            format!("deb [trusted=yes] file:{} ./\n", repo.display()),
-        )
-        .map_err(io("sources.list"))?;
+        let mut sources = String::new();
+        for archive in [Archive::Main, Archive::Security] {
+            let repo = self.dir.join(repo_dir(archive));
+            if archive == Archive::Main || repo.is_dir() {
+                sources.push_str(&format!("deb [trusted=yes] file:{} ./\n", repo.display()));
+            }
+        }
+        std::fs::write(r.join("etc/apt/sources.list"), sources).map_err(io("sources.list"))?;
         std::fs::write(self.apt_config(), apt_conf(&r)).map_err(io("apt.conf"))?;
         Ok(())
     }
@@ -320,11 +343,29 @@ impl Sandbox {
     /// installed versions) and runs `apt-get update`. The repository's `Packages` and
     /// `Release` files are written here, so no apt-utils or dpkg-dev is needed.
     pub async fn publish(&self, stage: Stage) -> Result<()> {
+        self.write_repo(Archive::Main, |deb| deb.stage <= stage)?;
+        self.apt_get_update().await
+    }
+
+    /// Publishes the packages of exactly `stage` (not the earlier stages) in a second
+    /// repository, `security/`, whose `Release` file has `Label: Debian-Security` and `Suite:
+    /// stable-security`, and runs `apt-get update`. A version only there is printed by apt as
+    /// `(2.0 Debian-Security:12/stable-security [amd64])`; one published in both repositories
+    /// as `(2.0 Sandbox:12/stable, Debian-Security:12/stable-security [amd64])`.
+    pub async fn publish_security(&self, stage: Stage) -> Result<()> {
+        self.write_repo(Archive::Security, |deb| deb.stage == stage)?;
+        self.write_apt_config()?;
+        self.apt_get_update().await
+    }
+
+    /// Writes the repository of `archive` with the `.deb`s `include` picks, replacing it
+    /// whole.
+    fn write_repo(&self, archive: Archive, include: impl Fn(&BuiltDeb) -> bool) -> Result<()> {
         let new = self.dir.join("repo.new");
         let _ = std::fs::remove_dir_all(&new);
         std::fs::create_dir_all(&new).map_err(io("repo.new"))?;
         let mut published = Vec::new();
-        for deb in self.debs.iter().filter(|d| d.stage <= stage) {
+        for deb in self.debs.iter().filter(|d| include(d)) {
             let from = self
                 .dir
                 .join("pool")
@@ -336,11 +377,19 @@ impl Sandbox {
         }
         let packages = repo::packages_file(&published)?;
         std::fs::write(new.join("Packages"), &packages).map_err(io("Packages"))?;
-        let release = repo::release_file(packages.as_bytes(), time::OffsetDateTime::now_utc());
+        let release = repo::release_file(
+            archive,
+            packages.as_bytes(),
+            time::OffsetDateTime::now_utc(),
+        );
         std::fs::write(new.join("Release"), release).map_err(io("Release"))?;
-        let repo = self.dir.join("repo");
+        let repo = self.dir.join(repo_dir(archive));
         let _ = std::fs::remove_dir_all(&repo);
-        std::fs::rename(&new, &repo).map_err(io("repo"))?;
+        std::fs::rename(&new, &repo).map_err(io(repo.display()))?;
+        Ok(())
+    }
+
+    async fn apt_get_update(&self) -> Result<()> {
         self.step(
             "apt-get update",
             self.runner.command(APT_GET.path()).args(["update", "-qq"]),
@@ -444,6 +493,7 @@ fn prepare(dir: &Path) -> Result<(PathBuf, Runner)> {
             "pool",
             "repo",
             "repo.new",
+            "security",
             "root",
             "root.snap",
             "tmp",

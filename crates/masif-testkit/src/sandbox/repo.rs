@@ -8,15 +8,32 @@ use time::OffsetDateTime;
 
 use crate::{Error, Result};
 
-/// The fields of `Release` before its date. apt refuses a repository whose Origin, Label or
-/// Codename change between two updates, so they are fixed. They make the `Sandbox:12/stable`
-/// part of apt's simulation lines.
-const RELEASE_HEAD: &str = "Origin: Sandbox
-Label: Sandbox
-Suite: stable
-Version: 12
-Codename: sandbox
-";
+/// One of the sandbox's repositories, told apart by their `Release` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Archive {
+    /// The main repository, `repo/`: apt prints its versions' origin as `Sandbox:12/stable`.
+    Main,
+    /// The security repository, `security/`: `Debian-Security:12/stable-security`, as
+    /// Debian's security archive.
+    Security,
+}
+
+impl Archive {
+    /// The fields of `Release` before its date. apt refuses a repository whose Origin, Label
+    /// or Codename change between two updates, so they are fixed per archive. Label, Version
+    /// and Suite make the `LABEL:VERSION/SUITE` part of apt's simulation lines.
+    fn release_head(self) -> &'static str {
+        match self {
+            Archive::Main => {
+                "Origin: Sandbox\nLabel: Sandbox\nSuite: stable\nVersion: 12\nCodename: sandbox\n"
+            }
+            Archive::Security => {
+                "Origin: Debian\nLabel: Debian-Security\nSuite: stable-security\nVersion: 12\n\
+                 Codename: bookworm-security\n"
+            }
+        }
+    }
+}
 
 /// A `.deb` as the repository lists it.
 #[derive(Debug)]
@@ -98,11 +115,12 @@ pub(crate) fn packages_file(debs: &[RepoDeb<'_>]) -> Result<String> {
     Ok(stanzas.join("\n"))
 }
 
-/// The `Release` file of a repository whose `Packages` file is `packages`, dated `date`.
+/// The `Release` file of `archive` whose `Packages` file is `packages`, dated `date`.
 /// It is not signed: the sandbox's sources.list marks the repository `[trusted=yes]`.
-pub(crate) fn release_file(packages: &[u8], date: OffsetDateTime) -> String {
+pub(crate) fn release_file(archive: Archive, packages: &[u8], date: OffsetDateTime) -> String {
     format!(
-        "{RELEASE_HEAD}Date: {}\nSHA256:\n {} {} Packages\n",
+        "{}Date: {}\nSHA256:\n {} {} Packages\n",
+        archive.release_head(),
         rfc1123(date),
         hex_sha256(packages),
         packages.len()
@@ -215,12 +233,20 @@ mod tests {
         let date = OffsetDateTime::from_unix_timestamp(1_796_430_000)
             .unwrap()
             .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
-        let text = release_file(b"abc", date);
+        let text = release_file(Archive::Main, b"abc", date);
         assert_eq!(
             text,
             "Origin: Sandbox\nLabel: Sandbox\nSuite: stable\nVersion: 12\nCodename: sandbox\n\
              Date: Sat, 05 Dec 2026 00:20:00 UTC\nSHA256:\n \
              ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad 3 Packages\n"
+        );
+        let security = release_file(Archive::Security, b"abc", date);
+        assert!(
+            security.starts_with(
+                "Origin: Debian\nLabel: Debian-Security\nSuite: stable-security\nVersion: 12\n\
+                 Codename: bookworm-security\nDate: "
+            ),
+            "{security}"
         );
     }
 }

@@ -135,6 +135,7 @@ fn agent_config(
         tls: TlsSource::Files(files.clone()),
         apt: sandbox.apt_settings(),
         socket: home.join("agent.sock"),
+        reboot_required_file: sandbox.reboot_required_file(),
         log_level: LogLevel::Info,
     }
 }
