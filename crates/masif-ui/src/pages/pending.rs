@@ -273,7 +273,12 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
             .await
             .map_err(store_failed)?;
         let before = keys.len();
-        keys = keys.into_iter().chain(needs).collect::<BTreeSet<_>>().into_iter().collect();
+        keys = keys
+            .into_iter()
+            .chain(needs)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         keys.len() - before
     } else {
         0
