@@ -501,7 +501,7 @@ async fn failures_counts_and_run_output_in_a_browser() {
     assert!(
         s.source()
             .await
-            .contains("(with 2 task(s) the selected rows need)"),
+            .contains("(with 1 task(s) the selected rows need)"),
         "{}",
         s.path().await
     );

@@ -266,20 +266,20 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
         }
         _ => return Err(BadRequest::reject("unknown form action")),
     };
+    // The closure: what the ticked rows need on the agents in scope. The notice counts them
+    // as the rows list them (without the configure steps approval adds anyway).
     let needed = if closure {
-        let needs = app
+        let ticked: BTreeSet<TaskKey> = keys.iter().cloned().collect();
+        let added: Vec<TaskKey> = app
             .store
             .needs_of(&keys, &scope)
             .await
-            .map_err(store_failed)?;
-        let before = keys.len();
-        keys = keys
+            .map_err(store_failed)?
             .into_iter()
-            .chain(needs)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
+            .filter(|k| !ticked.contains(k))
             .collect();
-        keys.len() - before
+        keys.extend(added.iter().cloned());
+        needs_text(&added).len()
     } else {
         0
     };
