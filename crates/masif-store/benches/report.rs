@@ -2,7 +2,9 @@
 //! MariaDB, printing reports/s, latency percentiles, round trips per report and server-side
 //! statement counts per phase (first reports, steady state, changed reports, after a fleet-wide
 //! approval, a few agents hammered concurrently), then the same phases for a model of the
-//! original master's report (`original` below) on a smaller fleet, for comparison.
+//! original master's report (`original` below) on a smaller fleet, for comparison. Phases
+//! named "with facts" send v2 reports with host facts (see `facts_of`), so the unchanged
+//! report's cost with and without facts shows side by side.
 //!
 //! `cargo bench -p masif-store --bench report` (server from `MASIF_TEST_MYSQL_URL`, default
 //! `mysql://root@127.0.0.1:3306`; sizes from `MASIF_BENCH_AGENTS` (10000), `MASIF_BENCH_TASKS`
@@ -14,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use masif_proto::{AgentName, TaskSet};
+use masif_proto::facts::{FactText, Facts, Origin, TaskFacts};
+use masif_proto::{AgentName, PackageName, TaskSet};
 use masif_store::mysql::{MysqlOptions, MysqlStore, ReportStats};
 use masif_store::Reports;
 use masif_testkit::db::mysql_server_url;
@@ -119,14 +122,51 @@ impl Subject {
     }
 }
 
-/// Runs `jobs` reports with `concurrency` workers; job `j` is agent and report `job(j)`.
+/// One report of a phase: agent, tasks and (a v2 report) host facts.
+type Job = (AgentName, TaskSet, Option<Facts>);
+
+/// A v1 report, without facts.
+fn v1(agent: AgentName, tasks: TaskSet) -> Job {
+    (agent, tasks, None)
+}
+
+/// A v2 report of `tasks` with host facts of a typical size: OS, kernel, version, a few held
+/// packages, and an origin and one needed task for every task.
+fn with_facts(agent: AgentName, tasks: TaskSet) -> Job {
+    let text = |s: &str| Some(FactText::new(s).unwrap());
+    let needs: TaskSet = tasks.iter().take(1).cloned().collect();
+    let facts = Facts {
+        os: text("Debian GNU/Linux 12 (bookworm)"),
+        kernel: text("6.1.0-28-amd64"),
+        agent_version: text("0.4.0"),
+        reboot_required: false,
+        reboot_packages: Default::default(),
+        held: ["openssh-server", "postgresql-15", "linux-image-amd64"]
+            .into_iter()
+            .map(|n| PackageName::new(n).unwrap())
+            .collect(),
+        tasks: tasks
+            .iter()
+            .map(|t| {
+                let f = TaskFacts {
+                    origin: Some(Origin::new("Debian-Security:12/stable-security").unwrap()),
+                    needs: needs.iter().filter(|n| *n != t).cloned().collect(),
+                };
+                (t.clone(), f)
+            })
+            .collect(),
+    };
+    (agent, tasks, Some(facts))
+}
+
+/// Runs `jobs` reports with `concurrency` workers; job `j` is agent, report and facts `job(j)`.
 async fn phase(
     name: &'static str,
     subject: &Subject,
     server: &Pool,
     jobs: usize,
     concurrency: usize,
-    job: impl Fn(usize) -> (AgentName, TaskSet) + Send + Sync + 'static,
+    job: impl Fn(usize) -> Job + Send + Sync + 'static,
 ) -> Phase {
     let job = Arc::new(job);
     let next = Arc::new(AtomicUsize::new(0));
@@ -144,9 +184,10 @@ async fn phase(
                     if j >= jobs {
                         break (latencies, failed);
                     }
-                    let (agent, tasks) = job(j);
+                    let (agent, tasks, facts) = job(j);
                     let t = Instant::now();
-                    if let Err(e) = store.report(&agent, &tasks).await {
+                    let report = store.report_with_facts(&agent, &tasks, facts.as_ref());
+                    if let Err(e) = report.await {
                         eprintln!("{name}: report of {agent}: {e}");
                         failed += 1;
                     }
@@ -189,10 +230,17 @@ async fn suite(
     tasks: usize,
     concurrency: usize,
 ) {
-    let same = |round| move |j| (agent_name(j), report_of(j, tasks, round));
+    let same = |round| move |j| v1(agent_name(j), report_of(j, tasks, round));
     // Without contention first, on agents of their own: the cost of one report.
-    let alone = move |j: usize| (agent_name(900_000 + j), report_of(j, tasks, 0));
+    let alone = move |j: usize| v1(agent_name(900_000 + j), report_of(j, tasks, 0));
     for name in ["first reports, one at a time", "unchanged, one at a time"] {
+        phase(name, subject, server, 100, 1, alone).await.print();
+    }
+    let alone = move |j: usize| with_facts(agent_name(950_000 + j), report_of(j, tasks, 0));
+    for name in [
+        "first, with facts, 1 at a time",
+        "unchanged, with facts, 1 at a time",
+    ] {
         phase(name, subject, server, 100, 1, alone).await.print();
     }
     let phases = [
@@ -220,6 +268,14 @@ async fn suite(
             .await
             .print();
     }
+    // A fleet of the same size sending facts (agents of their own, so the v1 phases' agents
+    // keep their digests): written once, then unchanged, for the steady state side by side.
+    let facts = move |j| with_facts(agent_name(500_000 + j), report_of(j, tasks, 1));
+    for name in ["first reports, with facts", "unchanged, with facts"] {
+        phase(name, subject, server, agents, concurrency, facts)
+            .await
+            .print();
+    }
     // Eight agents, each with reports of alternating content in flight.
     let hammer = (agents / 8).max(64);
     phase(
@@ -228,7 +284,7 @@ async fn suite(
         server,
         hammer,
         concurrency,
-        move |j| (agent_name(j % 8), report_of(j % 8, tasks, 10 + (j / 8) % 2)),
+        move |j| v1(agent_name(j % 8), report_of(j % 8, tasks, 10 + (j / 8) % 2)),
     )
     .await
     .print();
@@ -293,7 +349,7 @@ async fn main() {
         &server,
         agents,
         concurrency,
-        move |j| (agent_name(j), report_of(j, tasks, 1)),
+        move |j| v1(agent_name(j), report_of(j, tasks, 1)),
     )
     .await
     .print();

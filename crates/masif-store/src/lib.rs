@@ -8,6 +8,7 @@ mod audit;
 mod backoff;
 mod clock;
 mod error;
+mod facts;
 mod migrations;
 mod model;
 pub mod mysql;

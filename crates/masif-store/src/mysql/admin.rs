@@ -25,7 +25,7 @@ use super::changes::{
     BATCH,
 };
 use super::sql::{doing, tuple};
-use super::{overview, runs, MysqlStore};
+use super::{host_facts, overview, runs, MysqlStore};
 use crate::audit::check_user;
 use crate::backoff::{Backoff, Failure};
 use crate::stored::task_from_text;
@@ -46,8 +46,9 @@ impl Admin for MysqlStore {
         overview::pending_overview(&mut conn, filter, page).await
     }
 
-    async fn needs_of(&self, _keys: &[TaskKey], _scope: &ApprovalScope) -> Result<Vec<TaskKey>> {
-        Ok(Vec::new()) // STUB(facts)
+    async fn needs_of(&self, keys: &[TaskKey], scope: &ApprovalScope) -> Result<Vec<TaskKey>> {
+        let mut conn = self.conn().await?;
+        host_facts::needs_of(&mut conn, keys, scope).await
     }
 
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
@@ -155,11 +156,12 @@ impl Admin for MysqlStore {
             .collect();
         pending.sort();
         pending.dedup();
+        let (facts, task_facts) = host_facts::of_agent(&mut conn, name).await?;
         Ok(Some(AgentDetail {
             agent,
             pending,
-            facts: None,                    // STUB(facts)
-            task_facts: Default::default(), // STUB(facts)
+            facts,
+            task_facts,
         }))
     }
 

@@ -8,7 +8,8 @@ use super::sql::doing;
 use crate::runs::last_run;
 use crate::{AgentCounts, AgentFilter, AgentSummary, Listing, Page, Result};
 
-/// Agent summary columns (name, times, pending counts, last run, failing packages) of `agent a`
+/// Agent summary columns (name, times, pending counts, last run, failing packages, reboot
+/// required) of `agent a`
 /// and `agent_report r`; append `WHERE …`. The last run is one probe of `run (agent, id)`.
 pub(super) const SUMMARY: &str = "
     SELECT a.name, a.ctime, a.mtime, r.last_seen,
@@ -16,7 +17,8 @@ pub(super) const SUMMARY: &str = "
            (SELECT COUNT(DISTINCT t.package) FROM task t WHERE t.agent = a.id AND t.approved = 0),
            (SELECT ru.outcome FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
            (SELECT ru.started_at FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
-           (SELECT COUNT(*) FROM run_latest l WHERE l.agent = a.id AND l.failed = 1)
+           (SELECT COUNT(*) FROM run_latest l WHERE l.agent = a.id AND l.failed = 1),
+           COALESCE((SELECT f.reboot_required FROM agent_facts f WHERE f.agent = a.id), 0)
       FROM agent a
       LEFT JOIN agent_report r ON r.agent = a.id";
 
@@ -26,6 +28,10 @@ const LAST_CONTACT: &str = "COALESCE(r.last_seen, a.mtime)";
 
 /// Whether an agent has a package whose latest run failed.
 const FAILING: &str = "EXISTS (SELECT 1 FROM run_latest l WHERE l.agent = a.id AND l.failed = 1)";
+
+/// Whether an agent's latest facts say its host needs a reboot.
+const REBOOT: &str =
+    "EXISTS (SELECT 1 FROM agent_facts f WHERE f.agent = a.id AND f.reboot_required = 1)";
 
 /// The agents `filter` selects, by name.
 pub(super) async fn agents(
@@ -45,6 +51,9 @@ pub(super) async fn agents(
     }
     if filter.failing {
         conds.push(FAILING.to_owned());
+    }
+    if filter.reboot_required {
+        conds.push(REBOOT.to_owned());
     }
     let cond = conds.join(" AND ");
     let total = conn
@@ -74,23 +83,24 @@ pub(super) async fn agents(
     })
 }
 
-/// All agents, the offline ones (last contact before `offline_before`) and the failing ones,
-/// in one pass over `agent`.
+/// All agents, the offline ones (last contact before `offline_before`), the failing ones and
+/// those needing a reboot, in one pass over `agent`.
 pub(super) async fn agent_counts(conn: &mut Conn, offline_before: i64) -> Result<AgentCounts> {
-    let counts: Option<(u64, u64, u64)> = conn
+    let counts: Option<(u64, u64, u64, u64)> = conn
         .exec_first(
             format!(
                 "SELECT COUNT(*), CAST(COALESCE(SUM({LAST_CONTACT} < ?), 0) AS UNSIGNED),
-                        CAST(COALESCE(SUM({FAILING}), 0) AS UNSIGNED)
+                        CAST(COALESCE(SUM({FAILING}), 0) AS UNSIGNED),
+                        CAST(COALESCE(SUM({REBOOT}), 0) AS UNSIGNED)
                    FROM agent a LEFT JOIN agent_report r ON r.agent = a.id"
             ),
             (offline_before,),
         )
         .await
         .map_err(doing("counting agents"))?;
-    let (agents, offline, failing) = counts.unwrap_or_default();
+    let (agents, offline, failing, reboot_required) = counts.unwrap_or_default();
     Ok(AgentCounts {
-        reboot_required: 0, // STUB(facts)
+        reboot_required,
         agents,
         offline,
         failing,
@@ -110,7 +120,7 @@ pub(super) fn summary_from_row(mut row: Row) -> Option<AgentSummary> {
     let outcome = row.take::<Option<String>, _>(6).flatten();
     let started_at = row.take::<Option<i64>, _>(7).flatten();
     Some(AgentSummary {
-        reboot_required: false, // STUB(facts)
+        reboot_required: row.get::<Option<u8>, _>(9).flatten().unwrap_or(0) != 0,
         name,
         ctime: row.get(1).unwrap_or(0),
         mtime: row.get(2).unwrap_or(0),

@@ -300,8 +300,8 @@ pub(super) async fn revoke_once(conn: &mut Conn, id: u64, user: &str) -> Result<
     Ok(true)
 }
 
-/// One attempt of a reset: every task and approval deleted, with `everything` also agents and
-/// packages (and the agents' report state and runs).
+/// One attempt of a reset: every task, approval and task fact deleted, with `everything` also
+/// agents and packages (and the agents' report state, host facts, held packages and runs).
 pub(super) async fn reset_once(
     conn: &mut Conn,
     everything: bool,
@@ -311,8 +311,11 @@ pub(super) async fn reset_once(
     let before = table_counts(conn).await?;
     conn.query_drop("DELETE FROM task").await?;
     conn.query_drop("DELETE FROM approval").await?;
+    conn.query_drop("DELETE FROM task_fact").await?;
     let deleted = if everything {
         conn.query_drop("DELETE FROM agent_report").await?;
+        conn.query_drop("DELETE FROM agent_facts").await?;
+        conn.query_drop("DELETE FROM agent_held").await?;
         conn.query_drop("DELETE FROM run_latest").await?;
         conn.query_drop("DELETE FROM run").await?;
         conn.query_drop("DELETE FROM package").await?;

@@ -29,6 +29,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_ui_overview_index"),
     migration!(8, "0008_drop_redundant_task_keys"),
     migration!(9, "0009_agent_loop"),
+    migration!(10, "0010_host_facts"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.

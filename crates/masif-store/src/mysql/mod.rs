@@ -7,6 +7,8 @@ mod agent_loop;
 mod agents;
 mod batch;
 mod changes;
+mod fact_rows;
+mod host_facts;
 mod last_seen;
 mod migrate;
 mod overview;

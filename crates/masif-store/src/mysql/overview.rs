@@ -1,14 +1,35 @@
 //! The pending page on MySQL: packages ranked by the number of agents awaiting them, one page
-//! of them with their (action, target version) rows. Filters are bound as parameters.
+//! of them with their (action, target version) rows, what the agents' facts say of them
+//! (security, needs, holders) and the security summary. Filters are bound as parameters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use masif_proto::{Action, PackageName, Version};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
+use super::changes::{placeholders, BATCH};
 use super::sql::{doing, tuple};
-use crate::{Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result};
+use crate::facts::{row_id, RowFacts, RowId};
+use crate::{
+    Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, SecuritySummary,
+};
+
+/// A task fact (`f`) joined to the pending row (`s`) it describes: facts of rows approved
+/// since are not read.
+const FACT_OF_PENDING: &str = "task_fact f STRAIGHT_JOIN task s
+    ON s.agent = f.agent AND s.package = f.package AND s.approved = 0 AND s.action = f.action
+   AND s.from_version <=> f.from_version AND s.to_version <=> f.to_version";
+
+/// Whether pending row `t`'s (package, action, target version) is a security update: some
+/// agent awaiting it reported a security origin.
+fn security_row() -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM {FACT_OF_PENDING}
+                  WHERE f.security = 1 AND f.package = t.package AND f.action = t.action
+                    AND f.to_version <=> t.to_version)"
+    )
+}
 
 /// Most package ids put into one `IN (…)` list.
 const IDS_PER_QUERY: usize = 10_000;
@@ -20,6 +41,9 @@ struct Source {
     params: Vec<Value>,
 }
 
+/// A task fact of a pending row: package id, action, target version, security, needs.
+type FactRow = (u64, String, Option<String>, u8, Option<String>);
+
 impl Source {
     /// The pending rows that pass `filter` (case-insensitive substrings). The plan is fixed
     /// rather than left to the optimizer, which prefers the low-selectivity `approved` index and
@@ -27,7 +51,11 @@ impl Source {
     /// alone from `agent` (by `task (agent, approved)`), no filter reads `task_overview`
     /// (migration 0007) in package order without touching a row.
     fn of(filter: &PendingFilter) -> Self {
+        let security = security_row();
         let mut conds = vec!["t.approved = 0", "t.agent IS NOT NULL"];
+        if filter.security_only {
+            conds.push(&security);
+        }
         let mut params = Vec::new();
         let from = match (&filter.package, &filter.agent) {
             (Some(package), agent) => {
@@ -77,7 +105,7 @@ pub(super) async fn pending_overview(
             Ok(package) => groups.push((
                 id,
                 PendingGroup {
-                    held_on: 0, // STUB(facts)
+                    held_on: 0,
                     package,
                     agents,
                     rows: Vec::new(),
@@ -88,17 +116,20 @@ pub(super) async fn pending_overview(
     }
     if !groups.is_empty() {
         add_rows(conn, &source, &mut groups).await?;
+        add_facts(conn, &source, &mut groups).await?;
+        add_holders(conn, &mut groups).await?;
     }
     let groups = groups
         .into_iter()
         .map(|(_, mut g)| {
-            g.rows
-                .sort_by(|a, b| (a.action, &a.to_version).cmp(&(b.action, &b.to_version)));
+            g.rows.sort_by(|a, b| {
+                (!a.security, a.action, &a.to_version).cmp(&(!b.security, b.action, &b.to_version))
+            });
             g
         })
         .collect();
     Ok(PendingOverview {
-        security: Default::default(), // STUB(facts)
+        security: security_summary(conn).await?,
         groups,
         total_packages,
     })
@@ -180,12 +211,119 @@ async fn add_rows(
             continue;
         };
         groups[i].1.rows.push(PendingRow {
-            security: false,   // STUB(facts)
-            needs: Vec::new(), // STUB(facts)
+            security: false,
+            needs: Vec::new(),
             action,
             to_version,
             agents: row.get(3).unwrap_or(0),
         });
     }
     Ok(())
+}
+
+/// Security flag and needs of the page's rows, from the task facts of the agents awaiting them
+/// (those the filter selects).
+async fn add_facts(
+    conn: &mut Conn,
+    source: &Source,
+    groups: &mut [(u64, PendingGroup)],
+) -> Result<()> {
+    let ids = tuple(groups.iter().map(|(id, _)| *id));
+    let rows: Vec<FactRow> = conn
+        .exec(
+            format!(
+                "SELECT t.package, CAST(t.action AS CHAR), t.to_version, f.security, f.needs
+                   FROM {} JOIN task_fact f
+                     ON f.agent = t.agent AND f.package = t.package AND f.action = t.action
+                    AND f.from_version <=> t.from_version AND f.to_version <=> t.to_version
+                  WHERE {} AND t.package IN {ids}",
+                source.from, source.conds
+            ),
+            source.params.clone(),
+        )
+        .await
+        .map_err(doing("reading the task facts of pending packages"))?;
+    let mut facts: HashMap<(u64, RowId), RowFacts> = HashMap::new();
+    for (package, action, to, security, needs) in rows {
+        facts
+            .entry((package, (action, to)))
+            .or_default()
+            .add(security != 0, needs.as_deref());
+    }
+    for (id, group) in groups.iter_mut() {
+        for row in &mut group.rows {
+            if let Some(facts) = facts.get(&(*id, row_id(row))) {
+                facts.apply(row);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many agents hold each of the page's packages.
+async fn add_holders(conn: &mut Conn, groups: &mut [(u64, PendingGroup)]) -> Result<()> {
+    let names: Vec<Value> = groups
+        .iter()
+        .map(|(_, g)| g.package.as_str().into())
+        .collect();
+    let counts: Vec<(String, u64)> = conn
+        .exec(
+            format!(
+                "SELECT package, COUNT(*) FROM agent_held WHERE package IN {} GROUP BY package",
+                placeholders(names.len())
+            ),
+            names,
+        )
+        .await
+        .map_err(doing("counting the holders of pending packages"))?;
+    let counts: HashMap<String, u64> = counts.into_iter().collect();
+    for (_, group) in groups {
+        group.held_on = counts.get(group.package.as_str()).copied().unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// Distinct pending security rows (package id, action, target version) and the distinct agents
+/// awaiting them, whatever the page's filter.
+async fn security_summary(conn: &mut Conn) -> Result<SecuritySummary> {
+    let keys: Vec<(u64, String, Option<String>)> = conn
+        .query(format!(
+            "SELECT DISTINCT f.package, f.action, f.to_version FROM {FACT_OF_PENDING}
+              WHERE f.security = 1"
+        ))
+        .await
+        .map_err(doing("reading the pending security updates"))?;
+    let keys: BTreeSet<(u64, String, Option<String>)> = keys.into_iter().collect();
+    let keys: Vec<_> = keys.into_iter().collect();
+    let mut agents = HashSet::new();
+    for chunk in keys.chunks(BATCH) {
+        let conditions =
+            vec!["(t.package = ? AND t.action = ? AND t.to_version <=> ?)"; chunk.len()];
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|(package, action, to)| {
+                [
+                    Value::from(*package),
+                    Value::from(action.as_str()),
+                    Value::from(to.as_deref()),
+                ]
+            })
+            .collect();
+        let found: Vec<u64> = conn
+            .exec(
+                format!(
+                    "SELECT DISTINCT t.agent FROM task t
+                      WHERE t.approved = 0 AND t.agent IS NOT NULL AND ({})",
+                    conditions.join(" OR ")
+                ),
+                params,
+            )
+            .await
+            .map_err(doing("finding the agents awaiting security updates"))?;
+        agents.extend(found);
+    }
+    Ok(SecuritySummary {
+        updates: keys.len() as u64,
+        agents: agents.len() as u64,
+    })
 }

@@ -5,7 +5,8 @@
 //! * **unchanged report** (the steady state): the snapshot query. If the digest of the
 //!   not-approved tasks equals the stored one and the pending row count agrees, nothing is
 //!   written but `last_seen`, at most once per `last_seen_interval`, behind the report (see
-//!   `last_seen`).
+//!   `last_seen`). With host facts (a v2 report) the digest covers them too (see
+//!   `crate::facts::report_digest`), so changed facts take the write path.
 //! * **changed report**: the snapshot query and the two round trips of a write transaction,
 //!   which also creates new agent and package rows. Every written report writes its agent's
 //!   `agent_report` row, so on Galera two masters writing one agent conflict at commit (1213)
@@ -42,7 +43,8 @@ use super::write::Change;
 use super::MysqlStore;
 use crate::backoff::{Backoff, Failure};
 use crate::clock::{last_seen_due, unix_now};
-use crate::pending::{pending_digest, split};
+use crate::facts::{facts_digest, report_digest};
+use crate::pending::split;
 use crate::{Reports, Result};
 
 #[async_trait]
@@ -51,13 +53,17 @@ impl Reports for MysqlStore {
         &self,
         agent: &AgentName,
         tasks: &TaskSet,
-        _facts: Option<&Facts>,
+        facts: Option<&Facts>,
     ) -> Result<TaskSet> {
         self.stats.count_report();
         let lists = Arc::new(Lists::of(tasks));
+        let facts = facts.map(|f| (f, facts_digest(f)));
         let mut backoff = Backoff::new(self.retry_policy());
         loop {
-            let failure = match self.attempt(agent, tasks, &lists).await {
+            let failure = match self
+                .attempt(agent, tasks, &lists, facts.as_ref().map(|(f, d)| (*f, d)))
+                .await
+            {
                 Ok(approved) => return Ok(approved),
                 Err(failure) => failure,
             };
@@ -80,6 +86,7 @@ impl MysqlStore {
         agent: &AgentName,
         tasks: &TaskSet,
         lists: &Arc<Lists>,
+        facts: Option<(&Facts, &[u8; 32])>,
     ) -> Result<TaskSet, Failure> {
         let snapshot = self
             .snapshots
@@ -87,7 +94,7 @@ impl MysqlStore {
             .await
             .map_err(attempt_failed)?;
         let (approved, pending) = split(tasks, &snapshot.patterns);
-        let digest = pending_digest(&pending);
+        let digest = report_digest(&pending, facts.map(|(_, digest)| digest));
         if let Some(known) = &snapshot.agent {
             if known.digest.as_deref() == Some(&digest[..])
                 && known.pending_rows == pending.len() as u64
@@ -103,6 +110,7 @@ impl MysqlStore {
             tasks: tasks.clone(),
             lists: lists.clone(),
             package_ids: snapshot.package_ids,
+            facts: facts.map(|(f, d)| (Arc::new(f.clone()), *d)),
         };
         self.writes.write(change).await
     }

@@ -9,7 +9,8 @@
 //!   the milliseconds until the commit, and applies at the next report).
 //! * Round trip 2: one multi-row DELETE of stale pending rows, one multi-row INSERT of new
 //!   ones, `agent.mtime` of the agents whose rows changed, every agent's `agent_report` row
-//!   (pending-set digest and `last_seen`), `COMMIT`.
+//!   (pending-set digest and `last_seen`), the host facts of the reports that carry them (see
+//!   `fact_rows`), `COMMIT`.
 //!
 //! Locks: agent rows are locked in name order (the upsert's rows are sorted like the unique
 //! index), so two batches naming one agent wait for each other instead of deadlocking, and a
@@ -27,17 +28,20 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use masif_proto::facts::Facts;
 use masif_proto::{Task, TaskSet};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Pool, Row};
 
 use super::batch::{Batcher, Limits, Waiting};
+use super::fact_rows::FactStatements;
 use super::rows::{approval_branches, union_of, Answers, Fact, RowKey, AGENT_ID, PACKAGE, PENDING};
 use super::shared::{decode, DbResult, Lists, Stats};
 use super::sql::{attempt_failed, db_error, lit, tuple};
 use crate::backoff::Failure;
 use crate::clock::unix_now;
-use crate::pending::{diff, pending_digest, split};
+use crate::facts::{self, report_digest, FactRows};
+use crate::pending::{diff, split};
 use crate::StoreError;
 
 /// How many changed reports one transaction carries (their rows add up to at most what one
@@ -56,6 +60,8 @@ pub(crate) struct Change {
     pub lists: Arc<Lists>,
     /// Ids of packages the report's snapshot saw.
     pub package_ids: Arc<HashMap<String, u64>>,
+    /// The report's host facts and their digest (`None`: a v1 report, stored facts stay).
+    pub facts: Option<(Arc<Facts>, [u8; 32])>,
 }
 
 /// The tasks approved for the change's agent, or why the change was not written (package rows
@@ -100,7 +106,8 @@ fn weigh(change: &Arc<Change>) -> usize {
             40 + versions
         })
         .sum();
-    change.agent.len() + change.lists.weight() + rows
+    let facts = change.facts.as_ref().map_or(0, |(f, _)| facts::weight(f));
+    change.agent.len() + change.lists.weight() + rows + facts
 }
 
 /// Writes a batch; a second report of an agent goes into a batch after the first one's.
@@ -200,6 +207,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
     let mut answers = Vec::with_capacity(jobs.len());
     let (mut stale, mut inserts, mut touched, mut reports) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut fact_rows = FactStatements::default();
     for job in jobs {
         let change = &*job.request;
         if job.abandoned() {
@@ -230,7 +238,12 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
             new.into_iter()
                 .map(|task| insert_row(agent_id, read.package_ids[task.package().as_str()], task)),
         );
-        let digest: String = pending_digest(&pending)
+        let facts = change.facts.as_ref();
+        if let Some((facts, _)) = facts {
+            let rows = FactRows::of(facts, &pending);
+            fact_rows.add(agent_id, &rows, &read.package_ids, now);
+        }
+        let digest: String = report_digest(&pending, facts.map(|(_, digest)| digest))
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
@@ -242,7 +255,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
     }
 
     // Round trip 2: every write and the commit in one batch.
-    let mut batch = Vec::with_capacity(5);
+    let mut batch = Vec::with_capacity(10);
     if !stale.is_empty() {
         batch.push(format!(
             "DELETE FROM task WHERE id IN {} AND approved = 0",
@@ -267,6 +280,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
          ON DUPLICATE KEY UPDATE pending_hash = VALUES(pending_hash), last_seen = VALUES(last_seen)",
         reports.join(", ")
     ));
+    batch.extend(fact_rows.statements());
     batch.push("COMMIT".to_owned());
     stats.count_round_trip();
     conn.query_drop(batch.join("; ")).await?;

@@ -1,5 +1,6 @@
-//! The UI's side of the SQLite back end: the pending overview, agent listings (see `agents`),
-//! runs and failing packages (see `runs`), approvals, revocation, reset and the audit log.
+//! The UI's side of the SQLite back end: the pending overview (see `overview`), agent listings
+//! (see `agents`), runs and failing packages (see `runs`), host facts (see `host_facts`),
+//! approvals, revocation, reset and the audit log.
 //! Approvals, revocations and resets bump the approval generation in their transaction (see
 //! `AgentLoop::approval_token`).
 
@@ -11,7 +12,7 @@ use rusqlite::{OptionalExtension, Transaction};
 
 use super::agents::{self, summary_from_row, SUMMARY_GROUP, SUMMARY_SELECT};
 use super::rows::{self, to_i64, to_u64, RawTask};
-use super::{runs, SqliteStore};
+use super::{host_facts, overview, runs, SqliteStore};
 use crate::audit::{
     check_user, cut, describe_approval, describe_approve, describe_key, describe_list,
     MAX_DETAIL_CHARS,
@@ -20,22 +21,9 @@ use crate::backoff::Failure;
 use crate::clock::unix_now;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
-    ApprovalScope, AuditEntry, FailingPackage, Listing, Page, PendingFilter, PendingGroup,
-    PendingOverview, PendingRow, Result, RunRecord, StoreError, TableCounts, TaskKey,
+    ApprovalScope, AuditEntry, FailingPackage, Listing, Page, PendingFilter, PendingOverview,
+    Result, RunRecord, StoreError, TableCounts, TaskKey,
 };
-
-/// Pending rows of known agents and packages that pass the substring filters `?1` (package)
-/// and `?2` (agent); NULL means no filter. SQLite's `lower()` folds ASCII only. Read in
-/// `(package, approved, agent)` order from that index, which covers the per-package agent
-/// counts (the planner would otherwise pick the `approved` index and sort ~4 times slower).
-const FILTERED_PENDING: &str = "
-    SELECT t.agent, t.package, t.action, t.to_version
-      FROM task t INDEXED BY task_approval
-     WHERE t.approved = 0 AND t.agent IS NOT NULL
-       AND (?1 IS NULL OR t.package IN (SELECT id FROM package
-                                         WHERE instr(lower(name), lower(?1)) > 0))
-       AND (?2 IS NULL OR t.agent IN (SELECT id FROM agent
-                                       WHERE instr(lower(name), lower(?2)) > 0))";
 
 #[async_trait]
 impl Admin for SqliteStore {
@@ -46,13 +34,17 @@ impl Admin for SqliteStore {
     ) -> Result<PendingOverview> {
         let filter = filter.clone();
         self.read("reading the pending overview", move |tx| {
-            pending_overview(tx, &filter, page)
+            overview::pending_overview(tx, &filter, page)
         })
         .await
     }
 
-    async fn needs_of(&self, _keys: &[TaskKey], _scope: &ApprovalScope) -> Result<Vec<TaskKey>> {
-        Ok(Vec::new()) // STUB(facts)
+    async fn needs_of(&self, keys: &[TaskKey], scope: &ApprovalScope) -> Result<Vec<TaskKey>> {
+        let (keys, scope) = (keys.to_vec(), scope.clone());
+        self.read("reading what a selection needs", move |tx| {
+            host_facts::needs_of(tx, &keys, &scope)
+        })
+        .await
     }
 
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
@@ -134,11 +126,12 @@ impl Admin for SqliteStore {
                 }
             }
             pending.sort();
+            let (facts, task_facts) = host_facts::of_agent(tx, agent_id)?;
             Ok(Some(AgentDetail {
                 agent,
                 pending,
-                facts: None,                    // STUB(facts)
-                task_facts: Default::default(), // STUB(facts)
+                facts,
+                task_facts,
             }))
         })
         .await
@@ -247,8 +240,11 @@ impl Admin for SqliteStore {
             let before = table_counts(tx)?;
             tx.execute("DELETE FROM task", [])?;
             tx.execute("DELETE FROM approval", [])?;
+            tx.execute("DELETE FROM task_fact", [])?;
             let deleted = if packages_and_agents {
                 tx.execute("DELETE FROM agent_report", [])?;
+                tx.execute("DELETE FROM agent_facts", [])?;
+                tx.execute("DELETE FROM agent_held", [])?;
                 tx.execute("DELETE FROM run_latest", [])?;
                 tx.execute("DELETE FROM run", [])?;
                 tx.execute("DELETE FROM package", [])?;
@@ -303,78 +299,6 @@ impl Admin for SqliteStore {
         })
         .await
     }
-}
-
-fn pending_overview(
-    tx: &Transaction<'_>,
-    filter: &PendingFilter,
-    page: Page,
-) -> Result<PendingOverview, Failure> {
-    let filters = (filter.package.as_deref(), filter.agent.as_deref());
-    let total: i64 = tx.query_row(
-        &format!("SELECT COUNT(DISTINCT package) FROM ({FILTERED_PENDING})"),
-        filters,
-        |r| r.get(0),
-    )?;
-    let mut stmt = tx.prepare_cached(&format!(
-        "WITH groups AS (
-             SELECT counted.package, p.name AS package_name, counted.agents
-               FROM (SELECT package, COUNT(DISTINCT agent) AS agents
-                       FROM ({FILTERED_PENDING}) GROUP BY package) counted
-               JOIN package p ON p.id = counted.package
-              ORDER BY counted.agents DESC, p.name LIMIT ?3 OFFSET ?4)
-         SELECT g.package_name, g.agents, pe.action, pe.to_version, COUNT(DISTINCT pe.agent)
-           FROM groups g CROSS JOIN ({FILTERED_PENDING}) pe ON pe.package = g.package
-          GROUP BY g.package, pe.action, pe.to_version
-          ORDER BY g.agents DESC, g.package_name"
-    ))?;
-    let mut query = stmt.query((
-        filters.0,
-        filters.1,
-        to_i64(page.limit),
-        to_i64(page.offset),
-    ))?;
-    let mut groups: Vec<PendingGroup> = Vec::new();
-    while let Some(row) = query.next()? {
-        let name: String = row.get(0)?;
-        let action: Option<String> = row.get(2)?;
-        let Some(action) = rows::parse_action(action.as_deref()) else {
-            tracing::warn!(package = %name, "skipping pending rows without a valid action");
-            continue;
-        };
-        let to_version = row
-            .get::<_, Option<String>>(3)?
-            .map(masif_proto::Version::new)
-            .transpose()
-            .map_err(|e| StoreError::Unreadable(format!("version of package {name}: {e}")))?;
-        let pending_row = PendingRow {
-            security: false,   // STUB(facts)
-            needs: Vec::new(), // STUB(facts)
-            action,
-            to_version,
-            agents: to_u64(row.get(4)?),
-        };
-        match groups.last_mut() {
-            Some(group) if group.package.as_str() == name => group.rows.push(pending_row),
-            _ => groups.push(PendingGroup {
-                held_on: 0, // STUB(facts)
-                package: masif_proto::PackageName::new(name.clone())
-                    .map_err(|e| StoreError::Unreadable(format!("package {name:?}: {e}")))?,
-                agents: to_u64(row.get(1)?),
-                rows: vec![pending_row],
-            }),
-        }
-    }
-    for group in &mut groups {
-        group
-            .rows
-            .sort_by(|a, b| (a.action, &a.to_version).cmp(&(b.action, &b.to_version)));
-    }
-    Ok(PendingOverview {
-        security: Default::default(), // STUB(facts)
-        groups,
-        total_packages: to_u64(total),
-    })
 }
 
 fn approve(

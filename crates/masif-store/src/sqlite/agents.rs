@@ -15,7 +15,8 @@ pub(super) const SUMMARY_SELECT: &str = "
     SELECT a.name, a.ctime, a.mtime, r.last_seen, COUNT(t.id), COUNT(DISTINCT t.package),
            (SELECT ru.outcome FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
            (SELECT ru.started_at FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
-           (SELECT COUNT(*) FROM run_latest l WHERE l.agent = a.id AND l.failed = 1)
+           (SELECT COUNT(*) FROM run_latest l WHERE l.agent = a.id AND l.failed = 1),
+           COALESCE((SELECT f.reboot_required FROM agent_facts f WHERE f.agent = a.id), 0)
       FROM agent a
       LEFT JOIN agent_report r ON r.agent = a.id
       LEFT JOIN task t ON t.agent = a.id AND t.approved = 0";
@@ -28,8 +29,12 @@ const LAST_CONTACT: &str = "COALESCE(r.last_seen, a.mtime)";
 /// Whether an agent has a package whose latest run failed.
 const FAILING: &str = "EXISTS (SELECT 1 FROM run_latest l WHERE l.agent = a.id AND l.failed = 1)";
 
-/// The agents `filter` selects (`?1` name substring, `?2` last contact before, `?3` failing;
-/// NULL or 0 = no filter), by name. SQLite's `lower()` folds ASCII only.
+/// Whether an agent's latest facts say its host needs a reboot.
+const REBOOT: &str =
+    "EXISTS (SELECT 1 FROM agent_facts f WHERE f.agent = a.id AND f.reboot_required = 1)";
+
+/// The agents `filter` selects (`?1` name substring, `?2` last contact before, `?3` failing,
+/// `?4` reboot required; NULL or 0 = no filter), by name. SQLite's `lower()` folds ASCII only.
 pub(super) fn agents(
     tx: &Transaction<'_>,
     filter: &AgentFilter,
@@ -37,9 +42,15 @@ pub(super) fn agents(
 ) -> Result<Listing<AgentSummary>, Failure> {
     let cond = format!(
         "(?1 IS NULL OR instr(lower(a.name), lower(?1)) > 0)
-         AND (?2 IS NULL OR {LAST_CONTACT} < ?2) AND (?3 = 0 OR {FAILING})"
+         AND (?2 IS NULL OR {LAST_CONTACT} < ?2) AND (?3 = 0 OR {FAILING})
+         AND (?4 = 0 OR {REBOOT})"
     );
-    let params = (&filter.name, filter.not_seen_since, filter.failing);
+    let params = (
+        &filter.name,
+        filter.not_seen_since,
+        filter.failing,
+        filter.reboot_required,
+    );
     let total: i64 = tx.query_row(
         &format!(
             "SELECT COUNT(*) FROM agent a LEFT JOIN agent_report r ON r.agent = a.id \
@@ -49,7 +60,7 @@ pub(super) fn agents(
         |r| r.get(0),
     )?;
     let mut stmt = tx.prepare_cached(&format!(
-        "{SUMMARY_SELECT} WHERE {cond} {SUMMARY_GROUP} LIMIT ?4 OFFSET ?5"
+        "{SUMMARY_SELECT} WHERE {cond} {SUMMARY_GROUP} LIMIT ?5 OFFSET ?6"
     ))?;
     let rows = stmt
         .query_map(
@@ -57,6 +68,7 @@ pub(super) fn agents(
                 params.0,
                 params.1,
                 params.2,
+                params.3,
                 to_i64(page.limit),
                 to_i64(page.offset),
             ),
@@ -70,21 +82,22 @@ pub(super) fn agents(
     })
 }
 
-/// All agents, the offline ones (last contact before `offline_before`) and the failing ones,
-/// in one pass over `agent`.
+/// All agents, the offline ones (last contact before `offline_before`), the failing ones and
+/// those needing a reboot, in one pass over `agent`.
 pub(super) fn agent_counts(
     tx: &Transaction<'_>,
     offline_before: i64,
 ) -> rusqlite::Result<AgentCounts> {
     tx.query_row(
         &format!(
-            "SELECT COUNT(*), COALESCE(SUM({LAST_CONTACT} < ?1), 0), COALESCE(SUM({FAILING}), 0)
+            "SELECT COUNT(*), COALESCE(SUM({LAST_CONTACT} < ?1), 0), COALESCE(SUM({FAILING}), 0),
+                    COALESCE(SUM({REBOOT}), 0)
                FROM agent a LEFT JOIN agent_report r ON r.agent = a.id"
         ),
         [offline_before],
         |r| {
             Ok(AgentCounts {
-                reboot_required: 0, // STUB(facts)
+                reboot_required: to_u64(r.get(3)?),
                 agents: to_u64(r.get(0)?),
                 offline: to_u64(r.get(1)?),
                 failing: to_u64(r.get(2)?),
@@ -100,7 +113,7 @@ pub(super) fn summary_from_row(
     let name: String = row.get(0)?;
     let summary = |name: AgentName| -> rusqlite::Result<AgentSummary> {
         Ok(AgentSummary {
-            reboot_required: false, // STUB(facts)
+            reboot_required: row.get::<_, i64>(9)? != 0,
             name,
             ctime: row.get(1)?,
             mtime: row.get(2)?,

@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_agent_loop",
         sql: include_str!("../../../../schema/sqlite/0004_agent_loop.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_host_facts",
+        sql: include_str!("../../../../schema/sqlite/0005_host_facts.sql"),
+    },
 ];
 
 /// The schema version this program writes.

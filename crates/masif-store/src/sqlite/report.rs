@@ -10,7 +10,8 @@ use super::rows::{self, RawTask};
 use super::SqliteStore;
 use crate::backoff::Failure;
 use crate::clock::{last_seen_due, unix_now};
-use crate::pending::{diff, pending_digest, split};
+use crate::facts::{facts_digest, report_digest, FactRows};
+use crate::pending::{diff, split};
 use crate::{Reports, Result, StoreError};
 
 #[async_trait]
@@ -19,14 +20,15 @@ impl Reports for SqliteStore {
         &self,
         agent: &AgentName,
         tasks: &TaskSet,
-        _facts: Option<&Facts>,
+        facts: Option<&Facts>,
     ) -> Result<TaskSet> {
         let name = agent.as_str().to_owned();
         let reported = tasks.clone();
         let interval = self.last_seen_interval();
+        let digest = facts.map(facts_digest);
         let unchanged = self
             .read("reading the state of a report", move |tx| {
-                unchanged_answer(tx, &name, &reported, interval)
+                unchanged_answer(tx, &name, &reported, digest.as_ref(), interval)
             })
             .await?;
         if let Some((approved, seen)) = unchanged {
@@ -37,8 +39,11 @@ impl Reports for SqliteStore {
         }
         let name = agent.as_str().to_owned();
         let reported = tasks.clone();
-        self.write("recording a report", move |tx| record(tx, &name, &reported))
-            .await
+        let facts = facts.map(|f| (f.clone(), facts_digest(f)));
+        self.write("recording a report", move |tx| {
+            record(tx, &name, &reported, facts.as_ref())
+        })
+        .await
     }
 
     async fn flush(&self) {
@@ -54,6 +59,7 @@ fn unchanged_answer(
     tx: &Transaction<'_>,
     agent: &str,
     reported: &TaskSet,
+    facts_digest: Option<&[u8; 32]>,
     last_seen_interval: std::time::Duration,
 ) -> Result<Option<(TaskSet, Option<i64>)>, Failure> {
     let Some(agent_id) = rows::agent_id(tx, agent)? else {
@@ -73,14 +79,20 @@ fn unchanged_answer(
     let patterns = rows::approval_patterns(tx, agent_id, reported)?;
     let (approved, pending) = split(reported, &patterns);
     let fresh = !last_seen_due(Some(last_seen), unix_now(), last_seen_interval);
-    let same = stored_hash == pending_digest(&pending)
+    let same = stored_hash == report_digest(&pending, facts_digest)
         && usize::try_from(stored_rows).is_ok_and(|n| n == pending.len());
     Ok(same.then_some((approved, (!fresh).then_some(agent_id))))
 }
 
 /// The write path: creates the agent if needed, replaces its pending rows by the not-approved
-/// reported tasks (touching only the rows that differ), records digest and `last_seen`.
-fn record(tx: &Transaction<'_>, agent: &str, reported: &TaskSet) -> Result<TaskSet, Failure> {
+/// reported tasks (touching only the rows that differ), records digest and `last_seen`, and
+/// with facts replaces the agent's stored facts (a facts-only change leaves `mtime` alone).
+fn record(
+    tx: &Transaction<'_>,
+    agent: &str,
+    reported: &TaskSet,
+    facts: Option<&(Facts, [u8; 32])>,
+) -> Result<TaskSet, Failure> {
     let now = unix_now();
     tx.prepare_cached(
         "INSERT INTO agent (name, ctime, mtime) VALUES (?1, ?2, ?2) ON CONFLICT (name) DO NOTHING",
@@ -129,6 +141,66 @@ fn record(tx: &Transaction<'_>, agent: &str, reported: &TaskSet) -> Result<TaskS
          ON CONFLICT (agent) DO UPDATE SET pending_hash = excluded.pending_hash,
                                            last_seen = excluded.last_seen",
     )?
-    .execute((agent_id, pending_digest(&pending).as_slice(), now))?;
+    .execute((
+        agent_id,
+        report_digest(&pending, facts.map(|(_, digest)| digest)).as_slice(),
+        now,
+    ))?;
+    if let Some((facts, _)) = facts {
+        write_facts(tx, agent_id, &FactRows::of(facts, &pending), now)?;
+    }
     Ok(approved)
+}
+
+/// Replaces the host facts, held packages and pending tasks' facts of agent `agent_id`.
+fn write_facts(
+    tx: &Transaction<'_>,
+    agent_id: i64,
+    rows: &FactRows<'_>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO agent_facts
+           (agent, os, kernel, agent_version, reboot_required, reboot_packages, reported_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (agent) DO UPDATE SET os = excluded.os, kernel = excluded.kernel,
+           agent_version = excluded.agent_version, reboot_required = excluded.reboot_required,
+           reboot_packages = excluded.reboot_packages, reported_at = excluded.reported_at",
+    )?
+    .execute((
+        agent_id,
+        rows.os,
+        rows.kernel,
+        rows.agent_version,
+        rows.reboot_required,
+        &rows.reboot_packages,
+        now,
+    ))?;
+    tx.prepare_cached("DELETE FROM agent_held WHERE agent = ?1")?
+        .execute([agent_id])?;
+    for name in &rows.held {
+        tx.prepare_cached("INSERT INTO agent_held (agent, package) VALUES (?1, ?2)")?
+            .execute((agent_id, name))?;
+    }
+    tx.prepare_cached("DELETE FROM task_fact WHERE agent = ?1")?
+        .execute([agent_id])?;
+    for row in &rows.tasks {
+        let package_id = rows::ensure_package(tx, row.task.package().as_str())?;
+        tx.prepare_cached(
+            "INSERT INTO task_fact
+               (agent, package, action, from_version, to_version, origin, security, needs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute((
+            agent_id,
+            package_id,
+            row.task.action().as_str(),
+            row.task.from_version().map(|v| v.as_str()),
+            row.task.to_version().map(|v| v.as_str()),
+            row.origin,
+            row.security,
+            row.needs.as_deref(),
+        ))?;
+    }
+    Ok(())
 }

@@ -27,7 +27,8 @@
 //!   removed when the test ends; `rows`/`exec` use a rusqlite connection on the same file.
 //!
 //! Test modules: `report` (the report transaction), `admin` (the UI's queries), `approve`
-//! (approving), `changes` (approvals listed, revoked, reset, audited), `runs` (run results,
+//! (approving), `changes` (approvals listed, revoked, reset, audited), `facts` (host facts of
+//! v2 reports and what the UI reads of them), `runs` (run results,
 //! agents filtered by them), `long_poll` (approval tokens, approvals matched in memory),
 //! `mysql_report` (the MySQL report path: round trips, batching, retries), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
@@ -36,6 +37,7 @@
 mod admin;
 mod approve;
 mod changes;
+mod facts;
 mod fixtures;
 mod long_poll;
 mod mysql_only;
