@@ -33,6 +33,12 @@ const TEMPLATES: &[(&str, &str)] = &[
         "last_run",
         include_str!("../../../templates/ui/last_run.hbs"),
     ),
+    ("closure", include_str!("../../../templates/ui/closure.hbs")),
+    (
+        "row_badges",
+        include_str!("../../../templates/ui/row_badges.hbs"),
+    ),
+    ("needs", include_str!("../../../templates/ui/needs.hbs")),
 ];
 
 /// Static files served under `/static/`: name, content type, body.

@@ -164,7 +164,7 @@ async fn agents_page_counts_marks_offline_and_filters_by_state() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(
             r.body
-                .contains("the state filter must be offline or failing")
+                .contains("the state filter must be offline, failing or reboot")
                 || r.body.contains("Invalid query parameters"),
             "{path}: {}",
             r.body

@@ -2,7 +2,8 @@
 //! driven by fantoccini) against a real `masif-ui` server and MariaDB seeded through the real
 //! store: login, the grouped table, approving, selecting agents first, the per-agent page,
 //! revoking, resetting, a failed login, a refused form without CSRF token, hostile data, runs
-//! and failures. Screenshots of the pages land in `target/ui-screenshots/`.
+//! and failures, the security-only filter and approving with the closure. Screenshots of the
+//! pages land in `target/ui-screenshots/`.
 
 mod common;
 
@@ -427,7 +428,7 @@ async fn failures_counts_and_run_output_in_a_browser() {
     let counts = s.browser.find(Locator::Css("p.counts")).await.unwrap();
     assert_eq!(
         counts.text().await.unwrap(),
-        "4 agent(s), 1 offline, 2 failing"
+        "4 agent(s), 1 offline, 2 failing, 0 reboot required"
     );
     std::fs::write(
         screenshot_dir().join("agents.png"),
@@ -461,5 +462,54 @@ async fn failures_counts_and_run_output_in_a_browser() {
         s.browser.screenshot().await.unwrap(),
     )
     .unwrap();
+
+    // Host facts: tick "security updates only", approve openssl's row with its closure.
+    s.fx.seed_facts().await;
+    s.goto("/").await;
+    let summary = s
+        .browser
+        .find(Locator::Css("p.security-summary"))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.text().await.unwrap(),
+        "SECURITY 1 security update awaiting approval on 2 agents"
+    );
+    s.click("#f-security").await;
+    s.navigate("form.filters button[type=submit]").await;
+    assert!(s.path().await.contains("security=1"), "{}", s.path().await);
+    let rows = s
+        .browser
+        .find_all(Locator::Css("table.pending tr.task"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only the security row");
+    let row = rows[0].text().await.unwrap();
+    assert!(
+        row.contains("SECURITY") && row.contains("needs: install libssl4 1.0"),
+        "{row}"
+    );
+    let closure = s.browser.find(Locator::Css("#closure")).await.unwrap();
+    assert!(closure.is_selected().await.unwrap(), "ticked by default");
+    std::fs::write(
+        screenshot_dir().join("pending-security.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    s.tick(&key_value("openssl", "update", Some("3.0.2"))).await;
+    s.navigate("button[value=approve]").await;
+    assert!(
+        s.source()
+            .await
+            .contains("(with 1 task(s) the selected rows need)"),
+        "{}",
+        s.path().await
+    );
+    let approved = s.fx.approved().await;
+    assert!(
+        approved.contains(&"* install libssl4 1.0".to_owned())
+            && approved.contains(&"* update openssl 3.0.2".to_owned()),
+        "{approved:?}"
+    );
     s.finish().await;
 }

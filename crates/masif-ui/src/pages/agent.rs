@@ -1,9 +1,11 @@
 //! The per-agent page: last contact (offline or not), newest run and failing packages, the
-//! pending tasks with approve-for-this-agent, and the run history, newest first, with each
-//! run's output as escaped text.
+//! host facts (OS, kernel, agent version, reboot, held packages), the pending tasks with their
+//! origin, security badge and needs and approve-for-this-agent, and the run history, newest
+//! first, with each run's output as escaped text.
 
 use std::sync::Arc;
 
+use masif_proto::facts::TaskFacts;
 use masif_proto::AgentName;
 use masif_store::{RunRecord, TaskKey};
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::agents::offline_after_phrase;
-use super::pending::RowView;
+use super::facts::{key_of, HostFactsView};
+use super::pending::{needed_phrase, RowView};
 use super::reject::{store_failed, BadRequest, NotFound};
 use super::status::{AgentStatus, Now, OutcomeView, When};
 use super::{window, with_app, Chrome, Pager};
@@ -28,6 +31,8 @@ struct AgentQuery {
     name: String,
     approved: Option<u64>,
     written: Option<u64>,
+    /// How many tasks the approval added because the selected rows need them.
+    needed: Option<u64>,
     /// Page of the run history.
     page: Option<u64>,
 }
@@ -36,6 +41,7 @@ struct AgentQuery {
 struct TaskView {
     row: RowView,
     from_version: Option<String>,
+    origin: Option<String>,
 }
 
 /// One run of the history.
@@ -74,6 +80,8 @@ struct AgentView<'a> {
     chrome: Chrome<'a>,
     agent: AgentStatus,
     offline_after: String,
+    /// `None`: the agent sent no facts (it speaks protocol v1).
+    facts: Option<HostFactsView>,
     tasks: Vec<TaskView>,
     notice: Option<String>,
     runs: Vec<RunView>,
@@ -110,20 +118,24 @@ async fn agent_page(user: User, q: AgentQuery, app: Arc<App>) -> Result<Response
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let key = TaskKey {
-                package: t.package().clone(),
-                action: t.action(),
-                to_version: t.to_version().cloned(),
-            };
+            let facts = detail.task_facts.get(t);
+            let needs: Vec<TaskKey> = facts
+                .map(|f| f.needs.iter().map(key_of).collect())
+                .unwrap_or_default();
             TaskView {
-                row: RowView::new(format!("t{i}"), &key, 1),
+                row: RowView::new(format!("t{i}"), &key_of(t), 1)
+                    .with_facts(facts.is_some_and(TaskFacts::is_security), &needs),
                 from_version: t.from_version().map(|v| v.to_string()),
+                origin: facts
+                    .and_then(|f| f.origin.as_ref())
+                    .map(|o| o.as_str().to_owned()),
             }
         })
         .collect();
     let notice = q.approved.map(|n| {
         format!(
-            "Approved {n} pending task(s) for this agent; {} approval row(s) written.",
+            "Approved {n} pending task(s) for this agent{}; {} approval row(s) written.",
+            needed_phrase(q.needed),
             q.written.unwrap_or(0)
         )
     });
@@ -144,6 +156,7 @@ async fn agent_page(user: User, q: AgentQuery, app: Arc<App>) -> Result<Response
             chrome: Chrome::new(&user, "agents", format!("Agent {name}")),
             agent: AgentStatus::new(detail.agent, now),
             offline_after: offline_after_phrase(app.offline_after),
+            facts: detail.facts.map(|f| HostFactsView::new(f, now)),
             tasks,
             notice,
             pager,
@@ -219,6 +232,7 @@ mod tests {
             },
             agent: AgentStatus::new(agent, now),
             offline_after: "15 min".into(),
+            facts: None,
             tasks: vec![],
             notice: None,
             runs: vec![RunView::new(run, now)],

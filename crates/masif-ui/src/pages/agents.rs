@@ -1,6 +1,7 @@
-//! The agents list: counts of agents, offline ones and failing ones at the top; per agent its
-//! last contact (marked offline after `offline_after`), newest run, failing packages and pending
-//! counts; filters by name and by state (offline, failing).
+//! The agents list: counts of agents, offline ones, failing ones and those needing a reboot at
+//! the top; per agent its last contact (marked offline after `offline_after`), reboot mark,
+//! newest run, failing packages and pending counts; filters by name and by state (offline,
+//! failing, reboot).
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub(crate) enum State {
     Offline,
     /// With a package whose latest run failed.
     Failing,
+    /// Whose host needs a reboot (its latest facts say so).
+    Reboot,
 }
 
 impl State {
@@ -40,6 +43,7 @@ impl State {
         match self {
             State::Offline => "offline",
             State::Failing => "failing",
+            State::Reboot => "reboot",
         }
     }
 
@@ -49,8 +53,9 @@ impl State {
             None | Some("" | "all") => Ok(None),
             Some("offline") => Ok(Some(State::Offline)),
             Some("failing") => Ok(Some(State::Failing)),
+            Some("reboot") => Ok(Some(State::Reboot)),
             Some(_) => Err(BadRequest::reject(
-                "the state filter must be offline or failing",
+                "the state filter must be offline, failing or reboot",
             )),
         }
     }
@@ -61,7 +66,7 @@ struct AgentsView<'a> {
     #[serde(flatten)]
     chrome: Chrome<'a>,
     name: String,
-    /// `""`, `offline` or `failing`.
+    /// `""`, `offline`, `failing` or `reboot`.
     state: &'static str,
     counts: AgentCounts,
     /// `offline_after` as a phrase: `15 min`.
@@ -91,7 +96,7 @@ async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response
         name: name.clone(),
         not_seen_since: (state == Some(State::Offline)).then_some(now.offline_before),
         failing: state == Some(State::Failing),
-        reboot_required: false, // STUB(facts)
+        reboot_required: state == Some(State::Reboot),
     };
     let (listing, counts) = tokio::try_join!(
         app.store.agents(&filter, page),
@@ -137,12 +142,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_state_filter_is_offline_failing_or_nothing() {
+    fn the_state_filter_is_offline_failing_reboot_or_nothing() {
         assert_eq!(State::parse(None).unwrap(), None);
         assert_eq!(State::parse(Some(" ")).unwrap(), None);
         assert_eq!(State::parse(Some("all")).unwrap(), None);
         assert_eq!(State::parse(Some("offline")).unwrap(), Some(State::Offline));
         assert_eq!(State::parse(Some("failing")).unwrap(), Some(State::Failing));
+        assert_eq!(State::parse(Some("reboot")).unwrap(), Some(State::Reboot));
         assert!(State::parse(Some("Offline")).is_err());
         assert!(State::parse(Some("offline,failing")).is_err());
     }

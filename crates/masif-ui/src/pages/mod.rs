@@ -4,6 +4,7 @@
 pub(crate) mod agent;
 pub(crate) mod agents;
 pub(crate) mod approvals;
+pub(crate) mod facts;
 pub(crate) mod pending;
 pub(crate) mod reject;
 pub(crate) mod reset;

@@ -1,8 +1,9 @@
-//! The front page (the approved packages whose latest run failed somewhere, then pending updates
-//! grouped by package → action → target version, filtered and paginated) and approving a
-//! selection: for every agent, or for agents picked first.
+//! The front page (the approved packages whose latest run failed somewhere, the security count,
+//! then pending updates grouped by package → action → target version with their security badge,
+//! held note and needs, filtered and paginated) and approving a selection, with what it needs
+//! when the closure box is ticked: for every agent, or for agents picked first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use masif_proto::AgentName;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use super::facts::{held_note, needs_text, security_line};
 use super::reject::{store_failed, BadRequest};
 use super::status::{Now, When};
 use super::{name_filter, window, with_app, Chrome, Pager};
@@ -27,9 +29,13 @@ pub(crate) const PAGE_SIZE: u64 = 50;
 struct Query {
     package: Option<String>,
     agent: Option<String>,
+    /// `1`: security updates only.
+    security: Option<u8>,
     page: Option<u64>,
     approved: Option<u64>,
     written: Option<u64>,
+    /// How many tasks the approval added because the selected rows need them.
+    needed: Option<u64>,
 }
 
 /// One checkbox row.
@@ -43,6 +49,10 @@ pub(crate) struct RowView {
     pub agents: u64,
     /// `install` or `removal` for actions that add or take away packages.
     pub risk: Option<&'static str>,
+    /// Some agent reported the target version from a security archive.
+    pub security: bool,
+    /// What the row's plan pulls in, as `install gamma 1.0`.
+    pub needs: Vec<String>,
 }
 
 impl RowView {
@@ -55,6 +65,17 @@ impl RowView {
             to_version: key.to_version.as_ref().map(|v| v.to_string()),
             agents,
             risk: risk(key.action),
+            security: false,
+            needs: Vec::new(),
+        }
+    }
+
+    /// The row with its facts: the security badge and what it needs (see [`needs_text`]).
+    pub(crate) fn with_facts(self, security: bool, needs: &[TaskKey]) -> Self {
+        Self {
+            security,
+            needs: needs_text(needs),
+            ..self
         }
     }
 }
@@ -75,6 +96,8 @@ struct GroupView {
     agents: u64,
     /// Agents on which the package's latest run failed, if any.
     failed_on: Option<u64>,
+    /// "held on N agents — never runs there", if some agent holds the package.
+    held: Option<String>,
     rows: Vec<RowView>,
 }
 
@@ -92,6 +115,9 @@ struct PendingView<'a> {
     chrome: Chrome<'a>,
     package: String,
     agent: String,
+    security_only: bool,
+    /// "12 security updates awaiting approval on 340 agents"; `None` when there is none.
+    security_line: Option<String>,
     failing: Vec<FailingView>,
     groups: Vec<GroupView>,
     pager: Pager,
@@ -104,6 +130,8 @@ struct SelectAgentsView<'a> {
     chrome: Chrome<'a>,
     keys: Vec<RowView>,
     agents: &'a [AgentSummary],
+    /// Whether the closure box is ticked (as it was on the page the rows were ticked on).
+    closure: bool,
 }
 
 pub(crate) fn routes(
@@ -128,7 +156,11 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
     let filter = PendingFilter {
         package: name_filter(q.package, "package")?,
         agent: name_filter(q.agent, "agent")?,
-        security_only: false, // STUB(facts)
+        security_only: match q.security {
+            None | Some(0) => false,
+            Some(1) => true,
+            Some(_) => return Err(BadRequest::reject("the security filter must be 0 or 1")),
+        },
     };
     let (number, page) = window(q.page, PAGE_SIZE)?;
     let (overview, failing): (PendingOverview, _) = tokio::try_join!(
@@ -156,9 +188,11 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
                         to_version: row.to_version.clone(),
                     };
                     RowView::new(format!("k{g}-{r}"), &key, row.agents)
+                        .with_facts(row.security, &row.needs)
                 })
                 .collect(),
             failed_on: failed_on.get(group.package.as_str()).copied(),
+            held: held_note(group.held_on),
             package: group.package.to_string(),
             agents: group.agents,
         })
@@ -175,10 +209,12 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
     let params = [
         ("package", filter.package.as_deref()),
         ("agent", filter.agent.as_deref()),
+        ("security", filter.security_only.then_some("1")),
     ];
     let notice = q.approved.map(|n| {
         format!(
-            "Approved {n} pending task(s); {} approval row(s) written.",
+            "Approved {n} pending task(s){}; {} approval row(s) written.",
+            needed_phrase(q.needed),
             q.written.unwrap_or(0)
         )
     });
@@ -188,6 +224,8 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
             chrome: Chrome::new(&user, "pending", "Pending updates"),
             package: filter.package.clone().unwrap_or_default(),
             agent: filter.agent.clone().unwrap_or_default(),
+            security_only: filter.security_only,
+            security_line: security_line(overview.security),
             failing,
             groups,
             pager: Pager::new("/", &params, number, PAGE_SIZE, overview.total_packages),
@@ -196,14 +234,24 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
     ))
 }
 
+/// ` (with 2 task(s) the selected rows need)` when the closure added tasks, else nothing.
+pub(crate) fn needed_phrase(needed: Option<u64>) -> String {
+    match needed {
+        Some(n) if n > 0 => format!(" (with {n} task(s) the selected rows need)"),
+        _ => String::new(),
+    }
+}
+
 /// `POST /approve`: `do=approve` (every agent), `do=select` (show the agents awaiting the
-/// ticked rows) or `do=approve-agents` (the ticked `agent`s only).
+/// ticked rows) or `do=approve-agents` (the ticked `agent`s only). With a `closure` field (the
+/// box, ticked by default), what the ticked rows need on the agents in scope is approved too.
 async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Rejection> {
     app.auth.check_csrf(&user, &form)?;
-    let keys = form::keys(&form)?;
+    let mut keys = form::keys(&form)?;
+    let closure = field(&form, "closure").is_some();
     let scope = match field(&form, "do") {
         Some("approve") => ApprovalScope::AllAgents,
-        Some("select") => return select_agents(&user, &keys, &app).await,
+        Some("select") => return select_agents(&user, &keys, closure, &app).await,
         Some("approve-agents") => {
             let agents = fields(&form, "agent")?
                 .into_iter()
@@ -218,6 +266,23 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
         }
         _ => return Err(BadRequest::reject("unknown form action")),
     };
+    // The closure: what the ticked rows need on the agents in scope. The notice counts them
+    // as the rows list them (without the configure steps approval adds anyway).
+    let needed = if closure {
+        let ticked: BTreeSet<TaskKey> = keys.iter().cloned().collect();
+        let added: Vec<TaskKey> = app
+            .store
+            .needs_of(&keys, &scope)
+            .await
+            .map_err(store_failed)?
+            .into_iter()
+            .filter(|k| !ticked.contains(k))
+            .collect();
+        keys.extend(added.iter().cloned());
+        needs_text(&added).len()
+    } else {
+        0
+    };
     // Approving an install or update also approves its configure step (`Admin::approve`).
     let outcome = app
         .store
@@ -227,6 +292,7 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
     tracing::info!(
         user = %user.name,
         keys = keys.len(),
+        needed,
         scope = ?scope,
         approved = outcome.pending_rows_approved,
         written = outcome.approvals_written,
@@ -234,9 +300,11 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
     );
     let approved = outcome.pending_rows_approved.to_string();
     let written = outcome.approvals_written.to_string();
+    let needed = needed.to_string();
     let counts = [
         ("approved", Some(approved.as_str())),
         ("written", Some(written.as_str())),
+        ("needed", (needed != "0").then_some(needed.as_str())),
     ];
     Ok(match (&scope, field(&form, "return")) {
         (ApprovalScope::Agents(a), Some("agent")) if a.len() == 1 => {
@@ -248,7 +316,12 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
     })
 }
 
-async fn select_agents(user: &User, keys: &[TaskKey], app: &App) -> Result<Response, Rejection> {
+async fn select_agents(
+    user: &User,
+    keys: &[TaskKey],
+    closure: bool,
+    app: &App,
+) -> Result<Response, Rejection> {
     let agents = app
         .store
         .agents_awaiting(keys)
@@ -265,6 +338,7 @@ async fn select_agents(user: &User, keys: &[TaskKey], app: &App) -> Result<Respo
             chrome: Chrome::new(user, "pending", "Select agents"),
             keys,
             agents: &agents,
+            closure,
         },
     ))
 }

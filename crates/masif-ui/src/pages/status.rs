@@ -96,6 +96,8 @@ pub(crate) struct AgentStatus {
     pub pending_packages: u64,
     pub last_run: Option<LastRun>,
     pub failing_packages: u64,
+    /// The agent's latest facts say its host needs a reboot.
+    pub reboot_required: bool,
 }
 
 impl AgentStatus {
@@ -116,6 +118,7 @@ impl AgentStatus {
                 started: now.when(started),
             }),
             failing_packages: a.failing_packages,
+            reboot_required: a.reboot_required,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod browser;
+pub mod facts;
 pub mod in_process;
 
 use std::io::Write;
