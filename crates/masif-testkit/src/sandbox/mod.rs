@@ -446,12 +446,13 @@ impl Sandbox {
         Ok(self.packages().await?.remove(package))
     }
 
-    /// The version of `package` if it is fully installed (`ii`).
+    /// The version of `package` if it is fully installed (`ii`, or `hi` when held).
     pub async fn installed_version(&self, package: &str) -> Result<Option<String>> {
         Ok(self
             .package_state(package)
             .await?
-            .filter(|s| s.status == "ii")
+            // Installed and fully configured: wanted `install` (ii) or `hold` (hi).
+            .filter(|s| matches!(s.status.as_str(), "ii" | "hi"))
             .map(|s| s.version))
     }
 

@@ -239,15 +239,28 @@ impl TestAgent {
         intervals: &str,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::create(&dir.path().join("sandbox"), &standard_packages())
+            .await
+            .unwrap();
+        sandbox.publish(Stage::V2).await.unwrap();
+        Self::start_on(world, name, master_cn, intervals, dir, sandbox).await
+    }
+
+    /// An agent on `sandbox` (prepared by the caller, inside `dir`), reading the sandbox's
+    /// reboot-required file.
+    pub async fn start_on(
+        world: &World,
+        name: &str,
+        master_cn: &str,
+        intervals: &str,
+        dir: tempfile::TempDir,
+        sandbox: Sandbox,
+    ) -> Self {
         let issued = world.ca.issue(name, Usage::Client).unwrap();
         let tls = world
             .ca
             .write_files(&world.dir.path().join(name), &issued, None)
             .unwrap();
-        let sandbox = Sandbox::create(&dir.path().join("sandbox"), &standard_packages())
-            .await
-            .unwrap();
-        sandbox.publish(Stage::V2).await.unwrap();
         let socket = dir.path().join("run/agent.sock");
         let env: Vec<String> = sandbox
             .apt_env()
@@ -269,6 +282,7 @@ apt:
   options: []
   env: {{ {env} }}
 socket: {socket}
+reboot_required_file: {reboot}
 log: {{ level: debug }}
 "#,
             addr = world.addr,
@@ -277,6 +291,7 @@ log: {{ level: debug }}
             ca = tls.ca.display(),
             env = env.join(", "),
             socket = socket.display(),
+            reboot = sandbox.reboot_required_file().display(),
         );
         let config_file = dir.path().join("agent.yml");
         std::fs::write(&config_file, yaml).unwrap();
@@ -426,11 +441,24 @@ impl Ui {
     /// Ticks the pending page's rows `keys` (as in its checkboxes, e.g.
     /// `["alpha","update","2.0"]`) and presses "approve", as an administrator would.
     pub async fn approve(&self, keys: &[&str]) {
+        self.approve_rows(keys, false).await;
+    }
+
+    /// [`Ui::approve`] with the form's "also approve what they need" box ticked, as the page
+    /// renders it.
+    pub async fn approve_with_needs(&self, keys: &[&str]) {
+        self.approve_rows(keys, true).await;
+    }
+
+    async fn approve_rows(&self, keys: &[&str], with_needs: bool) {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         self.visit(move |browser| {
             let page = browser.get("/");
             let csrf = super::browser::hidden_field(&page.body, "csrf").expect("csrf");
             let mut form: Vec<(&str, &str)> = keys.iter().map(|k| ("key", k.as_str())).collect();
+            if with_needs {
+                form.push(("closure", "1"));
+            }
             form.push(("do", "approve"));
             form.push(("csrf", &csrf));
             let answer = browser.post("/approve", &form);
