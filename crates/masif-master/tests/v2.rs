@@ -2,7 +2,7 @@
 //! as an approval or a revocation touches it, whether written through another store (as the UI
 //! or another master would) or straight into the tables (as the original UI does); at the end of
 //! its wait and at shutdown; run results are stored once; malformed bodies are refused and
-//! change nothing; with v2 turned off both paths are 404 and v1 still works.
+//! change nothing, hostile host facts too (400 naming the field); with v2 turned off both paths are 404 and v1 still works.
 
 mod common;
 
@@ -306,6 +306,67 @@ async fn malformed_v2_bodies_are_refused_and_change_nothing() {
     assert_eq!((counts.agents, counts.tasks, counts.packages), (0, 0, 0));
     let wrong_method = client.request("GET", REPORT_PATH, "").await.unwrap();
     assert_eq!(wrong_method.status, 405);
+    master.stop().await.unwrap();
+}
+
+/// A report of `TWO_TASKS` with `facts` (a JSON object).
+fn report_with_facts(facts: &str) -> String {
+    format!(r#"{{"tasks":{TWO_TASKS},"approved":[],"wait":0,"facts":{facts}}}"#)
+}
+
+#[tokio::test]
+async fn hostile_facts_are_refused_naming_the_field_and_change_nothing() {
+    let pki = Pki::new();
+    let master = Master::start(&pki, |_| {}).await;
+    let mut client = master.agent_client(&pki, "f.example.com").await;
+    let good = r#"{"os":"Debian GNU/Linux 12 (bookworm)","kernel":"6.1.0-28-amd64","reboot_required":true,"reboot_packages":["linux-image-6.1.0-28-amd64"],"held":["delta"],"tasks":[{"package":"alpha","action":"update","from_version":"1.0","to_version":"2.0","origin":"Debian-Security:12/stable-security","needs":[{"package":"gamma","action":"install","to_version":"1.0"}]}]}"#;
+    let reply = client
+        .request("POST", REPORT_PATH, report_with_facts(good))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let name = AgentName::new("f.example.com").unwrap();
+    let before = master.store.agent_detail(&name).await.unwrap().unwrap();
+    let facts = before.facts.clone().expect("facts stored");
+    assert!(facts.reboot_required);
+    assert_eq!(facts.held[0].as_str(), "delta");
+
+    let long = "x".repeat(192);
+    let many: Vec<String> = (0..2001).map(|i| format!(r#""p{i}""#)).collect();
+    let hostile = [
+        (format!(r#"{{"os":"{long}"}}"#), "facts.os"),
+        (r#"{"os":"Debian\u200b 12"}"#.to_owned(), "facts.os"),
+        (r#"{"kernel":"6.1\u001b[31m"}"#.to_owned(), "facts.kernel"),
+        (r#"{"agent_version":"1\u202e0"}"#.to_owned(), "facts.agent_version"),
+        (r#"{"reboot_required":"yes"}"#.to_owned(), "facts.reboot_required"),
+        (format!(r#"{{"held":[{}]}}"#, many.join(",")), "facts.held"),
+        (r#"{"reboot_packages":["ok","de\u00adlta"]}"#.to_owned(), "facts.reboot_packages[1]"),
+        (
+            r#"{"tasks":[{"package":"omega","action":"remove"}]}"#.to_owned(),
+            "facts.tasks[0]",
+        ),
+        (
+            r#"{"tasks":[{"package":"alpha","action":"update","from_version":"1.0","to_version":"2.0","origin":"\ufeffDebian-Security"}]}"#.to_owned(),
+            "facts.tasks[0].origin",
+        ),
+        (r#"["os"]"#.to_owned(), "facts"),
+    ];
+    for (facts, field) in hostile {
+        let reply = client
+            .request("POST", REPORT_PATH, report_with_facts(&facts))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 400, "{facts:.200}: {}", reply.body);
+        assert!(
+            reply.body.starts_with(&format!("{field}: ")) && reply.body.len() < 200,
+            "{field}: {}",
+            reply.body
+        );
+    }
+    let after = master.store.agent_detail(&name).await.unwrap().unwrap();
+    assert_eq!(after.facts, before.facts, "refused facts change nothing");
+    assert_eq!(after.pending, before.pending);
+    assert_eq!(after.task_facts, before.task_facts);
     master.stop().await.unwrap();
 }
 
