@@ -107,7 +107,8 @@ pub struct PendingOverview {
 /// "12 security updates awaiting approval on 340 agents".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SecuritySummary {
-    /// Distinct pending (package, action, target version) rows with a security origin.
+    /// Distinct pending (package, action, target version) rows with a security origin, but
+    /// configure steps: those come with their install or update, which is counted.
     pub updates: u64,
     /// Agents awaiting at least one of them.
     pub agents: u64,

@@ -298,7 +298,7 @@ async fn security_summary(conn: &mut Conn) -> Result<SecuritySummary> {
     let keys: Vec<(u64, String, Option<String>)> = conn
         .query(format!(
             "SELECT DISTINCT f.package, f.action, f.to_version FROM {FACT_OF_PENDING}
-              WHERE f.security = 1"
+              WHERE f.security = 1 AND f.action <> 'configure'"
         ))
         .await
         .map_err(doing("reading the pending security updates"))?;

@@ -183,7 +183,7 @@ fn add_facts(
 fn security_summary(tx: &Transaction<'_>) -> Result<SecuritySummary, Failure> {
     let mut keys = tx.prepare_cached(&format!(
         "SELECT DISTINCT f.package, f.action, f.to_version FROM {FACT_OF_PENDING}
-          WHERE f.security = 1"
+          WHERE f.security = 1 AND f.action <> 'configure'"
     ))?;
     let keys = keys
         .query_map([], |r| {
