@@ -51,6 +51,11 @@ pub struct AgentConfig {
     /// `.pkgs`), reported as a fact; the agent never reboots.
     pub reboot_required_file: PathBuf,
     pub log_level: LogLevel,
+    /// Spread the first check (a random part of the report interval, at most a minute) and
+    /// the intervals randomly, so a fleet restarted together does not report in the same
+    /// second. Always on from a configuration file; `masif demo` turns it off so that its
+    /// agents report at once.
+    pub jitter: bool,
 }
 
 /// The file as written.
@@ -193,6 +198,7 @@ impl Validate for AgentConfig {
             socket,
             reboot_required_file,
             log_level: log_level?,
+            jitter: true,
         })
     }
 }

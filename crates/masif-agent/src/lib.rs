@@ -104,12 +104,15 @@ pub async fn run(
         socket = %config.socket.display(),
         "agent starting"
     );
-    let agent = Agent::new(Arc::new(apt), Arc::new(master), config.intervals, monitor)
+    let mut agent = Agent::new(Arc::new(apt), Arc::new(master), config.intervals, monitor)
         .with_max_failures(config.max_failures)
         .with_fact_files(FactFiles {
             reboot_required: config.reboot_required_file.clone(),
             ..FactFiles::default()
         });
+    if !config.jitter {
+        agent = agent.without_jitter();
+    }
     let result = agent.run(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = api.await;

@@ -68,6 +68,18 @@ fn approving_in_the_ui_upgrades_the_sandboxes() {
         }
         hidden_field(&page.body, "csrf")
     });
+    // theta 2.0 comes from the security archive; the first host needs a reboot.
+    eventually("theta marked as a security update on both agents", || {
+        let page = browser.get("/");
+        page.body
+            .contains("1 security update awaiting approval on 2 agents")
+            .then_some(())
+    });
+    let agents_page = browser.get("/agents");
+    assert!(
+        agents_page.body.contains("1 reboot required"),
+        "{agents_page:?}"
+    );
     fn form<'a>(keys: &[&'a str], csrf: Option<&'a str>) -> Vec<(&'static str, &'a str)> {
         let mut form: Vec<(&str, &str)> = keys.iter().map(|k| ("key", *k)).collect();
         form.push(("do", "approve"));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use masif_agent::{AgentConfig, Intervals, LogLevel};
 use masif_pki::{TlsFiles, TlsSource};
-use masif_testkit::sandbox::{standard_packages, Sandbox, Stage};
+use masif_testkit::sandbox::{standard_packages, FakePackage, Sandbox, Stage};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -110,15 +110,32 @@ async fn build_sandboxes(
     if let Some(e) = first_error {
         return Err(e);
     }
+    // The first host needs a reboot, as after a kernel update (copies were made before).
+    first
+        .require_reboot(&[DEMO_REBOOT_PACKAGE])
+        .context("writing the first sandbox's reboot-required file")?;
     Ok(std::iter::once(first)
         .chain(copied.into_iter().flatten())
         .collect())
 }
 
+/// The package the first demo host names in its reboot-required file.
+const DEMO_REBOOT_PACKAGE: &str = "linux-image-6.1.0-99-amd64";
+
 async fn build_one(place: &Path) -> anyhow::Result<Sandbox> {
-    let sandbox = Sandbox::create(place, &standard_packages()).await?;
+    let sandbox = Sandbox::create(place, &demo_packages()).await?;
     sandbox.publish(Stage::V2).await?;
+    sandbox.publish_security(Stage::V3).await?;
     Ok(sandbox)
+}
+
+/// The test suite's standard packages, and theta, whose 2.0 only the sandbox's security
+/// archive publishes: the pending page marks its update as a security update.
+fn demo_packages() -> Vec<FakePackage> {
+    let mut packages = standard_packages();
+    packages.push(FakePackage::new("theta", "1.0"));
+    packages.push(FakePackage::new("theta", "2.0").v3());
+    packages
 }
 
 fn agent_config(
@@ -136,6 +153,8 @@ fn agent_config(
         apt: sandbox.apt_settings(),
         socket: home.join("agent.sock"),
         reboot_required_file: sandbox.reboot_required_file(),
+        // A few agents on one machine: report at once instead of within the first minute.
+        jitter: false,
         log_level: LogLevel::Info,
     }
 }
