@@ -565,6 +565,12 @@ if [ -s "$T/verify.out" ]; then
   fail "systemd-analyze verify complained about the units"
 fi
 
+log "master and UI units raise the descriptor limit"
+for u in masif-upgrader-master.service masif-upgrader-ui.service; do
+  grep -qx 'LimitNOFILE=65536' "$units/$u" ||
+    fail "$u: no LimitNOFILE=65536 (with 1,024 descriptors idle connections lock agents out)"
+done
+
 log "systemd-analyze security --offline: master, UI and the pki check stay hardened"
 cp "$units/masif-pki-check@.service" "$units/masif-pki-check@agent.service"
 for u in masif-upgrader-master.service masif-upgrader-ui.service masif-pki-check@agent.service; do
