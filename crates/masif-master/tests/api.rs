@@ -199,6 +199,37 @@ async fn a_client_certificate_without_cn_gets_400() {
 }
 
 #[tokio::test]
+async fn a_client_certificate_whose_cn_holds_a_format_character_gets_400() {
+    let pki = Pki::new();
+    let master = Master::start(&pki, |_| {}).await;
+    // Looks like "web01.example.com" followed by a reversed tail in the UI.
+    // Issued without a SAN (a DNS name cannot hold it), the CN set alone.
+    let issued = pki
+        .ca
+        .issue_with("", Usage::Client, |params| {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "web01\u{202e}moc.elpmaxe");
+        })
+        .unwrap();
+    let files = pki
+        .ca
+        .write_files(&pki.dir.path().join("bidi"), &issued, None)
+        .unwrap();
+    let reply = post_once(master.addr, client_config(&files), "[]")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body.contains("common name") && reply.body.contains("format character"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(master.store.counts().await.unwrap().agents, 0);
+    master.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn malformed_bodies_get_400_and_change_nothing() {
     let pki = Pki::new();
     let master = Master::start(&pki, |_| {}).await;
@@ -253,6 +284,14 @@ async fn malformed_bodies_get_400_and_change_nothing() {
                 r#"[{{"package":"ok","action":"install","to_version":"1"}},{{"package":"{long}","action":"install","to_version":"1"}}]"#
             ),
             "task 1",
+        ),
+        (
+            r#"[{"package":"open\u202essl","action":"install","to_version":"1"}]"#.into(),
+            "invisible format character",
+        ),
+        (
+            r#"[{"package":"a","action":"install","to_version":"1.0\u200b"}]"#.into(),
+            "invisible format character",
         ),
     ];
     for (body, reason) in cases {

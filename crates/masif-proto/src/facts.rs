@@ -9,9 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::task::{PackageName, Task, TaskSet};
+use crate::task::{is_format, PackageName, Task, TaskSet};
 use crate::wire::{parse_tasks, quote, wire_tasks, WireTask};
 
 /// Most characters of a text fact (OS name, kernel release, agent version, origin): what the
@@ -54,7 +53,7 @@ impl std::fmt::Display for FactText {
 /// Control characters, and Unicode's format characters (Cf: zero-width joiners, bidirectional
 /// overrides, the byte-order mark, …).
 fn is_refused_char(c: char) -> bool {
-    c.is_control() || c.general_category() == GeneralCategory::Format
+    c.is_control() || is_format(c)
 }
 
 /// Where a task's target version comes from, as apt prints it between the version and the

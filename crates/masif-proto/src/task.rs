@@ -18,6 +18,8 @@ pub enum TaskError {
     TooLong { field: &'static str, chars: usize },
     #[error("{field} contains a control character")]
     ControlCharacter { field: &'static str },
+    #[error("{field} contains an invisible format character (Unicode Cf: a bidirectional override, a zero-width space, …)")]
+    FormatCharacter { field: &'static str },
     #[error("unknown action {0:?} (expected install, update, configure, remove or purge)")]
     UnknownAction(String),
     #[error("action {action} {rule}")]
@@ -35,7 +37,18 @@ fn check_field(field: &'static str, value: &str) -> Result<(), TaskError> {
     if value.chars().any(char::is_control) {
         return Err(TaskError::ControlCharacter { field });
     }
+    if value.chars().any(is_format) {
+        return Err(TaskError::FormatCharacter { field });
+    }
     Ok(())
+}
+
+/// Unicode's format characters (category Cf): bidirectional overrides and isolates,
+/// zero-width spaces and joiners, the byte-order mark… Invisible, they make one name look like
+/// another, or reorder what the UI shows.
+pub(crate) fn is_format(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.general_category() == GeneralCategory::Format
 }
 
 macro_rules! name_type {
@@ -288,6 +301,19 @@ mod tests {
             Version::new("1\n2"),
             Err(TaskError::ControlCharacter { .. })
         ));
+        for invisible in ["\u{202e}", "\u{200b}", "\u{2066}", "\u{feff}", "\u{ad}"] {
+            let name = format!("open{invisible}ssl");
+            assert!(
+                matches!(
+                    PackageName::new(name.as_str()),
+                    Err(TaskError::FormatCharacter { field: "package" })
+                ),
+                "{name:?}"
+            );
+            assert!(Version::new(format!("1.0{invisible}")).is_err());
+            assert!(AgentName::new(format!("web{invisible}01.example.com")).is_err());
+        }
+        assert!(PackageName::new("libc6-dev:amd64").is_ok());
     }
 
     #[test]
