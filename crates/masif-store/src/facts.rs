@@ -175,7 +175,7 @@ pub(crate) fn needs_keys<'t>(
     needs
         .into_iter()
         .flat_map(needs_from_text)
-        .map(|t| key_of(&t))
+        .map(|t| TaskKey::from(&t))
         .collect()
 }
 
@@ -215,15 +215,6 @@ impl RowFacts {
     pub(crate) fn apply(&self, row: &mut PendingRow) {
         row.security = self.security;
         row.needs = self.needs.iter().cloned().collect();
-    }
-}
-
-/// The checkbox a task belongs to.
-pub(crate) fn key_of(task: &Task) -> TaskKey {
-    TaskKey {
-        package: task.package().clone(),
-        action: task.action(),
-        to_version: task.to_version().cloned(),
     }
 }
 
@@ -286,7 +277,10 @@ mod tests {
         assert_eq!(rows.tasks.len(), 1);
         assert!(rows.tasks[0].security);
         let needs = needs_keys([rows.tasks[0].needs.as_deref()]);
-        assert_eq!(needs.into_iter().collect::<Vec<_>>(), vec![key_of(&b)]);
+        assert_eq!(
+            needs.into_iter().collect::<Vec<_>>(),
+            vec![TaskKey::from(&b)]
+        );
         let host = host_facts(
             (None, None, None, true, rows.reboot_packages.clone(), 5),
             vec!["z".into(), "a".into()],

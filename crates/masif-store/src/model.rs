@@ -47,6 +47,18 @@ pub struct TaskKey {
     pub to_version: Option<Version>,
 }
 
+/// The checkbox a task belongs to: what approving it matches (its from-version plays no
+/// part).
+impl From<&Task> for TaskKey {
+    fn from(task: &Task) -> Self {
+        TaskKey {
+            package: task.package().clone(),
+            action: task.action(),
+            to_version: task.to_version().cloned(),
+        }
+    }
+}
+
 impl TaskKey {
     /// `keys` plus, for every install or update to version V, configuring the package at V.
     ///

@@ -10,14 +10,13 @@
 //! timeout (1213/1205), like reports. Approvals, revocations and resets bump the approval
 //! generation in their transaction (see `AgentLoop::approval_token`).
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
 use async_trait::async_trait;
 use masif_proto::{AgentName, Task, Version};
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Row, Value};
+use mysql_async::{Conn, Row};
 
 use super::agents::{self, summary_from_row, SUMMARY};
 use super::changes::{
@@ -61,33 +60,22 @@ impl Admin for MysqlStore {
             .iter()
             .filter_map(|k| packages.get(k.package.as_str()).map(|id| (*id, k)))
             .collect();
-        let mut ids = BTreeSet::new();
-        for chunk in known.chunks(BATCH) {
-            let conditions =
-                vec!["(t.package = ? AND t.action = ? AND t.to_version <=> ?)"; chunk.len()];
-            let params: Vec<Value> = chunk
-                .iter()
-                .flat_map(|(id, k)| {
-                    [
-                        Value::from(*id),
-                        Value::from(k.action.as_str()),
-                        Value::from(k.to_version.as_ref().map(Version::as_str)),
-                    ]
-                })
-                .collect();
-            let found: Vec<u64> = conn
-                .exec(
-                    format!(
-                        "SELECT DISTINCT t.agent FROM task t
-                          WHERE t.approved = 0 AND t.agent IS NOT NULL AND ({})",
-                        conditions.join(" OR ")
-                    ),
-                    params,
+        let rows: Vec<(u64, &str, Option<&str>)> = known
+            .iter()
+            .map(|(id, k)| {
+                (
+                    *id,
+                    k.action.as_str(),
+                    k.to_version.as_ref().map(Version::as_str),
                 )
-                .await
-                .map_err(doing("finding the agents awaiting a selection"))?;
-            ids.extend(found);
-        }
+            })
+            .collect();
+        let ids = overview::agents_awaiting_rows(
+            &mut conn,
+            &rows,
+            "finding the agents awaiting a selection",
+        )
+        .await?;
         let ids: Vec<u64> = ids.into_iter().collect();
         let mut agents = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH) {

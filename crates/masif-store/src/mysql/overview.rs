@@ -2,7 +2,7 @@
 //! of them with their (action, target version) rows, what the agents' facts say of them
 //! (security, needs, holders) and the security summary. Filters are bound as parameters.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use masif_proto::{Action, PackageName, Version};
 use mysql_async::prelude::*;
@@ -303,9 +303,27 @@ async fn security_summary(conn: &mut Conn) -> Result<SecuritySummary> {
         .await
         .map_err(doing("reading the pending security updates"))?;
     let keys: BTreeSet<(u64, String, Option<String>)> = keys.into_iter().collect();
-    let keys: Vec<_> = keys.into_iter().collect();
-    let mut agents = HashSet::new();
-    for chunk in keys.chunks(BATCH) {
+    let rows: Vec<(u64, &str, Option<&str>)> = keys
+        .iter()
+        .map(|(package, action, to)| (*package, action.as_str(), to.as_deref()))
+        .collect();
+    let agents =
+        agents_awaiting_rows(conn, &rows, "finding the agents awaiting security updates").await?;
+    Ok(SecuritySummary {
+        updates: keys.len() as u64,
+        agents: agents.len() as u64,
+    })
+}
+
+/// The agents with a pending task on any of `rows` (package id, action, target version; the
+/// version compared NULL-safe), a few hundred rows a query.
+pub(super) async fn agents_awaiting_rows(
+    conn: &mut Conn,
+    rows: &[(u64, &str, Option<&str>)],
+    what: &'static str,
+) -> Result<BTreeSet<u64>> {
+    let mut agents = BTreeSet::new();
+    for chunk in rows.chunks(BATCH) {
         let conditions =
             vec!["(t.package = ? AND t.action = ? AND t.to_version <=> ?)"; chunk.len()];
         let params: Vec<Value> = chunk
@@ -313,8 +331,8 @@ async fn security_summary(conn: &mut Conn) -> Result<SecuritySummary> {
             .flat_map(|(package, action, to)| {
                 [
                     Value::from(*package),
-                    Value::from(action.as_str()),
-                    Value::from(to.as_deref()),
+                    Value::from(*action),
+                    Value::from(*to),
                 ]
             })
             .collect();
@@ -328,11 +346,8 @@ async fn security_summary(conn: &mut Conn) -> Result<SecuritySummary> {
                 params,
             )
             .await
-            .map_err(doing("finding the agents awaiting security updates"))?;
+            .map_err(doing(what))?;
         agents.extend(found);
     }
-    Ok(SecuritySummary {
-        updates: keys.len() as u64,
-        agents: agents.len() as u64,
-    })
+    Ok(agents)
 }

@@ -13,7 +13,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::agents::offline_after_phrase;
-use super::facts::{key_of, HostFactsView};
+use super::facts::HostFactsView;
 use super::pending::{needed_phrase, RowView};
 use super::reject::{store_failed, BadRequest, NotFound};
 use super::status::{AgentStatus, Now, OutcomeView, When};
@@ -120,10 +120,10 @@ async fn agent_page(user: User, q: AgentQuery, app: Arc<App>) -> Result<Response
         .map(|(i, t)| {
             let facts = detail.task_facts.get(t);
             let needs: Vec<TaskKey> = facts
-                .map(|f| f.needs.iter().map(key_of).collect())
+                .map(|f| f.needs.iter().map(TaskKey::from).collect())
                 .unwrap_or_default();
             TaskView {
-                row: RowView::new(format!("t{i}"), &key_of(t), 1)
+                row: RowView::new(format!("t{i}"), &TaskKey::from(t), 1)
                     .with_facts(facts.is_some_and(TaskFacts::is_security), &needs),
                 from_version: t.from_version().map(|v| v.to_string()),
                 origin: facts

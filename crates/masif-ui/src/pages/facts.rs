@@ -2,7 +2,7 @@
 //! steps approval adds by itself), the security count line, the held note, and one agent's
 //! host facts. Every text here comes from agents and is escaped by the templates.
 
-use masif_proto::{Action, Task};
+use masif_proto::Action;
 use masif_store::{HostFacts, SecuritySummary, TaskKey};
 use serde::Serialize;
 
@@ -37,15 +37,6 @@ pub(crate) fn needs_text(needs: &[TaskKey]) -> Vec<String> {
             None => format!("{} {}", k.action.as_str(), k.package),
         })
         .collect()
-}
-
-/// The key of a task: what approving it matches (its from-version plays no part).
-pub(crate) fn key_of(task: &Task) -> TaskKey {
-    TaskKey {
-        package: task.package().clone(),
-        action: task.action(),
-        to_version: task.to_version().cloned(),
-    }
 }
 
 /// "12 security updates awaiting approval on 340 agents", or `None` when there is none.
