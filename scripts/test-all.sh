@@ -11,9 +11,9 @@ log() { printf '== %s\n' "$*" >&2; }
 # --- Debian packages the tests use -------------------------------------------------------
 # (apt sandboxes need only apt and dpkg: their repositories are written in Rust)
 # dpkg-dev: dpkg-shlibdeps for the Debian packages the roll-out checks build;
-# openssl, easy-rsa: certificate fixtures; chromium, chromium-driver: UI browser tests;
+# openssl, easy-rsa: certificate fixtures; curl: a client with its default protocol choice; chromium, chromium-driver: UI browser tests;
 # puppet, puppet-lint, ruby-rspec-puppet, ansible, ansible-lint: roll-out code checks.
-PACKAGES=(dpkg-dev openssl easy-rsa chromium chromium-driver
+PACKAGES=(dpkg-dev openssl easy-rsa curl chromium chromium-driver
           puppet puppet-lint ruby-rspec-puppet ansible ansible-lint systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -2,7 +2,10 @@
 //!
 //! [`serve`] accepts TCP connections (at most [`Limits::max_connections`] at once; further
 //! ones wait in the kernel's backlog), optionally terminates TLS with the acceptor in force
-//! when the connection arrives, and serves HTTP/1.1 and HTTP/2 through hyper-util. Every
+//! when the connection arrives, and serves HTTP/1.1 through hyper (no HTTP/2: see
+//! `connection`). TLS handshakes in progress are capped per source address
+//! ([`Limits::max_handshakes_per_source`]), so one host cannot hold every connection slot
+//! with handshakes it never finishes. Every
 //! request carries the connection's facts in its extensions ([`RemoteAddr`], and under mutual
 //! TLS [`ClientCert`]) for warp filters to read, and produces one log line.
 //!
@@ -12,13 +15,14 @@
 //!   for a request (opened, or its previous response sent); HTTP/1 only (hyper's timer), so it
 //!   also closes HTTP/1 connections that sit idle;
 //! * `idle_timeout`: a connection with no request in flight for this long is shut down
-//!   gracefully (covers HTTP/2, where clients keep a silent connection alive with pings);
+//!   gracefully;
 //! * `body_timeout`: a request body must be complete this long after its head arrived; a
 //!   body that trickles in slower fails with an error for the handler, and the connection is
 //!   closed after the response.
 
 mod body;
 mod connection;
+mod sources;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,6 +52,9 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// How long open connections get to finish their requests at shutdown.
     pub shutdown_grace: Duration,
+    /// TLS handshakes in progress from one source address (IPv6: one /64); a connection
+    /// beyond them is closed at once.
+    pub max_handshakes_per_source: usize,
     /// Largest HTTP/1 request head (request line and headers) in bytes, and the largest
     /// buffer a connection reads into ([`MIN_HEAD_BYTES`] at least; a larger head is refused
     /// with 431). At [`MIN_HEAD_BYTES`] every connection keeps one 8 KiB read buffer; with
@@ -55,6 +62,10 @@ pub struct Limits {
     /// next read while the last request's bytes are still in the buffer), and keeps it.
     pub max_head_bytes: usize,
 }
+
+/// Default of [`Limits::max_handshakes_per_source`]: far above what the agents behind one
+/// NAT address start at once (a handshake takes milliseconds), far below a connection cap.
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 64;
 
 /// The smallest [`Limits::max_head_bytes`], hyper's initial read buffer size.
 pub const MIN_HEAD_BYTES: usize = 8192;
@@ -71,6 +82,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             body_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
         }
     }

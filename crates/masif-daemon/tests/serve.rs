@@ -246,7 +246,24 @@ impl Pki {
     }
 
     async fn connect(&self, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(addr).await.unwrap();
+        self.handshake(TcpStream::connect(addr).await.unwrap())
+            .await
+    }
+
+    /// A connection from the loopback address `source` (e.g. 127.0.0.2).
+    async fn connect_from(
+        &self,
+        source: &str,
+        addr: SocketAddr,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        self.handshake(socket.connect(addr).await.unwrap()).await
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStream> {
         let name = rustls::pki_types::ServerName::try_from("serve.test").unwrap();
         tokio_rustls::TlsConnector::from(self.client.clone())
             .connect(name, tcp)
@@ -494,13 +511,9 @@ fn rustix_hard_limit() -> Option<u64> {
 }
 
 #[tokio::test]
-async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
+async fn http2_is_not_spoken() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let server = Server::plain(Limits {
-        idle_timeout: Duration::from_millis(300),
-        ..limits()
-    })
-    .await;
+    let server = Server::plain(limits()).await;
     let tcp = server.connect().await;
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
@@ -510,14 +523,39 @@ async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
     let request = http::Request::get("http://t/who")
         .body(http_body_util::Empty::<Bytes>::new())
         .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.version(), http::Version::HTTP_2);
-    // The server sends GOAWAY once idle and the client's connection ends.
-    tokio::time::timeout(PATIENCE, connection)
+    let answer = tokio::time::timeout(PATIENCE, sender.send_request(request))
         .await
-        .expect("the idle HTTP/2 connection stayed open")
-        .unwrap()
-        .ok();
-    assert!(sender.is_closed());
+        .expect("the server neither answered nor closed");
+    assert!(answer.is_err(), "HTTP/2 was answered: {answer:?}");
+    let _ = connection.await;
+    // Over TLS, ALPN offers HTTP/1.1 only.
+    let pki = Pki::new();
+    assert_eq!(pki.server.alpn_protocols, vec![b"http/1.1".to_vec()]);
+}
+
+#[tokio::test]
+async fn tls_handshakes_in_progress_are_capped_per_source_address() {
+    let pki = Pki::new();
+    let server = Server::start(
+        pki.transport(),
+        Limits {
+            max_handshakes_per_source: 2,
+            ..limits()
+        },
+    )
+    .await;
+    // Two connections from 127.0.0.1 that start no handshake hold that address's slots (a
+    // current-thread runtime takes connections in the order they came).
+    let first = server.connect().await;
+    let _second = server.connect().await;
+    let mut third = server.connect().await;
+    assert!(until_closed(&mut third).await.is_empty());
+    // Another address is served meanwhile.
+    let mut other = pki.connect_from("127.0.0.2", server.addr).await;
+    assert_eq!(exchange(&mut other, GET_WHO).await.0, 200);
+    // A handshake that completes gives its slot back.
+    let mut finished = pki.handshake(first).await;
+    assert_eq!(exchange(&mut finished, GET_WHO).await.0, 200);
+    let mut again = pki.connect(server.addr).await;
+    assert_eq!(exchange(&mut again, GET_WHO).await.0, 200);
 }

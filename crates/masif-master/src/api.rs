@@ -1,6 +1,7 @@
 //! The agent-facing routes: `POST /v1/pending-tasks` exactly as the original, the v2 routes
 //! (`POST /v2/report` with long-poll, `POST /v2/runs`) unless turned off, 404 elsewhere.
 
+mod admission;
 mod reply;
 mod v2;
 
@@ -16,7 +17,8 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::approvals::ApprovalWatch;
-use reply::{agent_post, json, stored, text};
+pub(crate) use admission::Admission;
+use reply::{agent_post, json, stored, text, Route};
 
 /// Who is on the other end of a connection, put into every request's extensions by the accept
 /// loop after the TLS handshake verified the client certificate.
@@ -30,8 +32,11 @@ pub struct PeerIdentity {
 /// What the routes work with.
 pub(crate) struct Api {
     pub(crate) store: Arc<dyn Store>,
-    /// Longest time one report may take, database retries included.
+    /// Longest time one request may take to arrive and be stored, database retries
+    /// included (not counting the time a v2 report is held).
     pub(crate) report_timeout: Duration,
+    /// What agents may send and when.
+    pub(crate) admission: Admission,
     /// The v2 routes' parts; `None` serves v1 only (v2 paths are 404, as on the original).
     pub(crate) v2: Option<V2>,
 }
@@ -84,16 +89,22 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let (agent, body) = match agent_post(&method, peer.as_ref(), &headers, body).await {
-        Ok(request) => request,
+    let deadline = tokio::time::Instant::now() + api.report_timeout;
+    let request = (&method, peer.as_ref(), &headers);
+    let post = match agent_post(&api, Route::Report, request, body, deadline).await {
+        Ok(post) => post,
         Err(response) => return response,
     };
-    let tasks = match parse_task_list(&body) {
+    let tasks = match parse_task_list(&post.body) {
         Ok(tasks) => tasks,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let outcome = tokio::time::timeout(api.report_timeout, api.store.report(&agent, &tasks)).await;
-    match stored(&agent, "report", outcome) {
+    if let Err(response) = api.admission.check_tasks(tasks.len()) {
+        return response;
+    }
+    let agent = &post.agent;
+    let outcome = tokio::time::timeout_at(deadline, api.store.report(agent, &tasks)).await;
+    match stored(agent, "report", outcome) {
         Ok(approved) => json(render_task_list(&approved)),
         Err(response) => response,
     }

@@ -53,6 +53,15 @@ pub struct ApiConfig {
     pub v2: bool,
     /// Longest a v2 report is held waiting for approvals.
     pub max_wait: u64,
+    /// Most tasks one report may hold; a larger one gets a 413.
+    pub max_tasks: usize,
+    /// Reports one agent may send per minute (with a burst of as many); more get a 429.
+    pub max_reports_per_minute: u32,
+    /// Request body bytes held in memory at once across all connections; a request that
+    /// would go over waits for room until its deadline, then gets a 503.
+    pub max_body_bytes_in_flight: usize,
+    /// TLS handshakes in progress from one source address (IPv6: one /64).
+    pub max_handshakes_per_source: usize,
 }
 
 /// `db:` — the shared database. `Debug` shows the URL without its password.
@@ -112,6 +121,14 @@ struct ApiFile {
     v2: bool,
     #[serde(default = "defaults::max_wait")]
     max_wait: u64,
+    #[serde(default = "defaults::max_tasks")]
+    max_tasks: usize,
+    #[serde(default = "defaults::max_reports_per_minute")]
+    max_reports_per_minute: u32,
+    #[serde(default = "defaults::max_body_bytes_in_flight")]
+    max_body_bytes_in_flight: usize,
+    #[serde(default = "defaults::max_handshakes_per_source")]
+    max_handshakes_per_source: usize,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +166,18 @@ mod defaults {
     pub(super) fn max_wait() -> u64 {
         900
     }
+    pub(super) fn max_tasks() -> usize {
+        crate::server::DEFAULT_MAX_TASKS
+    }
+    pub(super) fn max_reports_per_minute() -> u32 {
+        crate::server::DEFAULT_MAX_REPORTS_PER_MINUTE
+    }
+    pub(super) fn max_body_bytes_in_flight() -> usize {
+        crate::server::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
+    }
+    pub(super) fn max_handshakes_per_source() -> usize {
+        masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE
+    }
     pub(super) fn keep() -> u32 {
         50
     }
@@ -173,8 +202,30 @@ impl Validate for MasterConfig {
                 problems.add(key, "must be at least 1 second");
             }
         }
-        if api.max_connections == 0 {
-            problems.add("api.max_connections", "must be at least 1");
+        for (key, value) in [
+            ("api.max_connections", api.max_connections),
+            ("api.max_tasks", api.max_tasks),
+            (
+                "api.max_reports_per_minute",
+                api.max_reports_per_minute as usize,
+            ),
+            (
+                "api.max_handshakes_per_source",
+                api.max_handshakes_per_source,
+            ),
+        ] {
+            if value == 0 {
+                problems.add(key, "must be at least 1");
+            }
+        }
+        if api.max_body_bytes_in_flight < masif_proto::MAX_BODY_BYTES as usize {
+            problems.add(
+                "api.max_body_bytes_in_flight",
+                format!(
+                    "must be at least {} (one largest body)",
+                    masif_proto::MAX_BODY_BYTES
+                ),
+            );
         }
         if !(1..=masif_proto::v2::MAX_WAIT_SECS).contains(&api.max_wait) {
             problems.add(
@@ -201,6 +252,10 @@ impl Validate for MasterConfig {
                 max_connections: api.max_connections,
                 v2: api.v2,
                 max_wait: api.max_wait,
+                max_tasks: api.max_tasks,
+                max_reports_per_minute: api.max_reports_per_minute,
+                max_body_bytes_in_flight: api.max_body_bytes_in_flight,
+                max_handshakes_per_source: api.max_handshakes_per_source,
             },
             tls: file.tls,
             db: DbConfig { url: url? },
@@ -274,6 +329,10 @@ log:
         assert_eq!(c.api.idle_timeout, 90);
         assert!(c.api.v2, "v2 is on by default");
         assert_eq!(c.api.max_wait, 900);
+        assert_eq!(c.api.max_tasks, 5000);
+        assert_eq!(c.api.max_reports_per_minute, 60);
+        assert_eq!(c.api.max_body_bytes_in_flight, 64 << 20);
+        assert_eq!(c.api.max_handshakes_per_source, 64);
         assert_eq!(c.retention(), masif_store::Retention::default());
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(
@@ -325,6 +384,27 @@ log:
                     "  listen: \"0.0.0.0:8150\"\n  idle_timeout: 0",
                 ),
                 "api.idle_timeout",
+            ),
+            (
+                GOOD.replace(
+                    "  listen: \"0.0.0.0:8150\"",
+                    "  listen: \"0.0.0.0:8150\"\n  max_tasks: 0",
+                ),
+                "api.max_tasks",
+            ),
+            (
+                GOOD.replace(
+                    "  listen: \"0.0.0.0:8150\"",
+                    "  listen: \"0.0.0.0:8150\"\n  max_reports_per_minute: 0",
+                ),
+                "api.max_reports_per_minute",
+            ),
+            (
+                GOOD.replace(
+                    "  listen: \"0.0.0.0:8150\"",
+                    "  listen: \"0.0.0.0:8150\"\n  max_body_bytes_in_flight: 1000",
+                ),
+                "api.max_body_bytes_in_flight",
             ),
         ];
         for (text, key) in cases {

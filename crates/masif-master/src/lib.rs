@@ -12,7 +12,10 @@ mod tls;
 
 pub use api::PeerIdentity;
 pub use config::{ConfigError, LogLevel, MasterConfig};
-pub use server::{serve_with_listener, ServeSettings, DEEP_POLL_EVERY};
+pub use server::{
+    serve_with_listener, ServeSettings, DEEP_POLL_EVERY, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_REPORTS_PER_MINUTE, DEFAULT_MAX_TASKS,
+};
 pub use tls::ReloadingTls;
 
 use std::future::Future;
@@ -41,6 +44,10 @@ pub async fn run(
         v2: config.api.v2,
         max_wait: Duration::from_secs(config.api.max_wait),
         retention: config.retention(),
+        max_tasks: config.api.max_tasks,
+        max_reports_per_minute: config.api.max_reports_per_minute,
+        max_body_bytes_in_flight: config.api.max_body_bytes_in_flight,
+        max_handshakes_per_source: config.api.max_handshakes_per_source,
         ..ServeSettings::new(files)
     };
     let purge = tokio::spawn(purge_runs(store.clone(), config.retention()));

@@ -12,7 +12,7 @@ use masif_store::{Retention, Store};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-use crate::api::{self, Api, PeerIdentity, V2};
+use crate::api::{self, Admission, Api, PeerIdentity, V2};
 use crate::approvals::ApprovalWatch;
 use crate::tls::ReloadingTls;
 
@@ -41,7 +41,26 @@ pub struct ServeSettings {
     pub approval_poll: Duration,
     /// How many run results are kept.
     pub retention: Retention,
+    /// Most tasks one report may hold (413 beyond).
+    pub max_tasks: usize,
+    /// Reports one agent may send per minute, in a burst or spread out (429 beyond).
+    pub max_reports_per_minute: u32,
+    /// Request body bytes held at once across all connections.
+    pub max_body_bytes_in_flight: usize,
+    /// TLS handshakes in progress from one source address.
+    pub max_handshakes_per_source: usize,
 }
+
+/// Default of [`ServeSettings::max_tasks`]: a host rarely has a thousand upgrades; a stolen
+/// certificate could otherwise insert some 20,000 package names with each report.
+pub const DEFAULT_MAX_TASKS: usize = 5000;
+
+/// Default of [`ServeSettings::max_reports_per_minute`]: an agent reports once per report
+/// interval, and again after each approval or run.
+pub const DEFAULT_MAX_REPORTS_PER_MINUTE: u32 = 60;
+
+/// Default of [`ServeSettings::max_body_bytes_in_flight`]: 64 bodies of the largest size.
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 64 << 20;
 
 /// Largest request head an agent may send: agents send a few short headers, and at this
 /// size each kept-alive connection holds an 8 KiB read buffer instead of 16 KiB (about
@@ -67,6 +86,10 @@ impl ServeSettings {
             max_wait: Duration::from_secs(900),
             approval_poll: Duration::from_millis(250),
             retention: Retention::default(),
+            max_tasks: DEFAULT_MAX_TASKS,
+            max_reports_per_minute: DEFAULT_MAX_REPORTS_PER_MINUTE,
+            max_body_bytes_in_flight: DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+            max_handshakes_per_source: masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
         }
     }
 
@@ -77,9 +100,12 @@ impl ServeSettings {
             handshake_timeout: self.handshake_timeout,
             header_timeout: self.idle_timeout,
             idle_timeout: self.idle_timeout,
+            // The routes bound body and report together by `report_timeout` and answer 408
+            // or 503; the core's own bound on the body is a backstop behind it.
+            body_timeout: self.report_timeout + Duration::from_secs(5),
             shutdown_grace: self.shutdown_grace,
+            max_handshakes_per_source: self.max_handshakes_per_source,
             max_head_bytes: MAX_HEAD_BYTES,
-            ..Limits::default()
         }
     }
 }
@@ -104,6 +130,11 @@ pub async fn serve_with_listener(
     let api = Arc::new(Api {
         store,
         report_timeout: settings.report_timeout,
+        admission: Admission::new(
+            settings.max_tasks,
+            settings.max_reports_per_minute,
+            settings.max_body_bytes_in_flight,
+        ),
         v2,
     });
     let service = WithPeerIdentity(warp::service(api::routes(api)));

@@ -194,7 +194,8 @@ fn verifier_error(files: &TlsFiles, e: rustls::server::VerifierBuilderError) -> 
 
 /// The master's TLS configuration: TLS 1.2+, ECDHE+AEAD only, a client certificate chaining
 /// to the CA file is REQUIRED, CRLs apply (also once expired — `masif-pki check` warns about
-/// that instead of locking the fleet out), ALPN `h2` and `http/1.1`.
+/// that instead of locking the fleet out), ALPN `http/1.1` only (the serving core speaks no
+/// HTTP/2).
 ///
 /// No session resumption: a resumed session skips the client certificate check, so a
 /// certificate revoked meanwhile would still get in, and a fleet of thousands of agents that
@@ -213,7 +214,7 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(loaded.chain, loaded.key)
         .map_err(|e| PkiError::Tls(format!("{}: {e}", files.cert.display())))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(config)

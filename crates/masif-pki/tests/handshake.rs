@@ -173,13 +173,10 @@ async fn client_refuses_server_from_foreign_ca() {
 }
 
 #[test]
-fn server_config_offers_h2_and_http11_and_only_tls12_plus_aead() {
+fn server_config_offers_only_http11_and_only_tls12_plus_aead() {
     let pki = Pki::new();
     let config = server_config(&pki.master_files(None)).unwrap();
-    assert_eq!(
-        config.alpn_protocols,
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    );
+    assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     for suite in &config.crypto_provider().cipher_suites {
         let name = format!("{:?}", suite.suite());
         assert!(

@@ -8,8 +8,8 @@ use rustls::ServerConfig;
 
 use crate::UiError;
 
-/// Builds the server configuration (TLS 1.2+, masif-pki's ECDHE+AEAD ring provider, ALPN h2
-/// and http/1.1). Certificate and key may be PEM or DER; the key must match the certificate.
+/// Builds the server configuration (TLS 1.2+, masif-pki's ECDHE+AEAD ring provider, ALPN
+/// http/1.1 only, as the serving core speaks no HTTP/2). Certificate and key may be PEM or DER; the key must match the certificate.
 pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, UiError> {
     let chain = masif_pki::load_certs(cert)?;
     let private_key = masif_pki::load_key(key)?;
@@ -25,6 +25,6 @@ pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, UiE
             path: key.to_owned(),
             source,
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

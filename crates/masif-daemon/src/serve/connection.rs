@@ -1,18 +1,20 @@
-//! One connection: the TLS handshake under its timeout, then HTTP/1.1 or HTTP/2 with the
-//! connection's facts put into each request, the in-flight count that drives the idle
-//! deadline, one log line per request, and a graceful close at idle or shutdown.
+//! One connection: the TLS handshake under its timeout (and under the per-source cap), then
+//! HTTP/1.1 with the connection's facts put into each request, the in-flight count that
+//! drives the idle deadline, one log line per request, and a graceful close at idle or
+//! shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower_service::Service;
 
+use super::sources::Sources;
 use super::{Body, ClientCert, Limits, RemoteAddr, Transport};
 
 /// What every connection of one server shares.
@@ -20,7 +22,9 @@ pub(crate) struct Shared<S> {
     pub(crate) limits: Limits,
     transport: Transport,
     service: S,
-    http: auto::Builder<TokioExecutor>,
+    http: http1::Builder,
+    /// Handshakes in progress per source address.
+    handshaking: Sources,
 }
 
 impl<S, B> Shared<S>
@@ -36,19 +40,16 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub(crate) fn new(transport: Transport, limits: Limits, service: S) -> Self {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
+        // HTTP/1.1 only: agents and browsers speak it, and over HTTP/2 an answer sent before
+        // the request body was read (a 413, a 404) races the stream reset that follows it,
+        // which clients such as curl report as a framing error instead of the answer.
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(limits.max_head_bytes.max(super::MIN_HEAD_BYTES));
-        // Pings find dead peers; an answered ping does not count as activity for the idle
-        // deadline, which looks at requests only.
-        http.http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(limits.idle_timeout)
-            .keep_alive_timeout(limits.handshake_timeout);
         Self {
+            handshaking: Sources::new(limits.max_handshakes_per_source),
             limits,
             transport,
             service,
@@ -71,6 +72,10 @@ where
         // The TLS stream goes to the heap, and its local ends with this block: a connection's
         // future then holds neither it nor the handshake while serving (see `http`).
         let (io, client) = {
+            let Some(_handshaking) = self.handshaking.enter(remote.ip()) else {
+                tracing::info!(%remote, "too many TLS handshakes from this address; connection dropped");
+                return;
+            };
             let handshake = source.current().accept(tcp);
             let stream = match tokio::time::timeout(self.limits.handshake_timeout, handshake).await
             {
@@ -144,8 +149,8 @@ where
         // so inline they were held twice. Each connection's task was 10.3 KiB with them inline,
         // and is 1.6 KiB beside the two boxes (about 3 KiB together) now.
         let mut connection = Box::pin(self.http.serve_connection(io, per_request));
-        // hyper's header timer starts only once the first bytes came (hyper-util reads them
-        // to tell HTTP/1 from HTTP/2), so the first request's deadline is kept here.
+        // The first request's deadline is kept here too, whenever hyper starts its header
+        // timer: a connection that never sends a byte is closed on time.
         let mut first_request = in_flight.clone();
         let mut first_deadline = std::pin::pin!(tokio::time::sleep(self.limits.header_timeout));
         let mut requested = false;

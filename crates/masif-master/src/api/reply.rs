@@ -1,16 +1,20 @@
-//! Pieces every agent route shares: who the agent is, reading a bounded body, and the short
-//! plain-text and JSON answers.
+//! Pieces every agent route shares: who the agent is, admitting and reading a bounded body
+//! by a deadline, and the short plain-text and JSON answers.
 
 // The `Err` of these results is the HTTP answer itself, sent as soon as it is returned.
 #![allow(clippy::result_large_err)]
+
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode};
 use masif_proto::AgentName;
+use tokio::time::Instant;
 use warp::reply::{Reply, Response};
 
-use super::PeerIdentity;
+use super::admission::{Admission, Admitted, BodyRoom};
+use super::{Api, PeerIdentity};
 
 /// The agent a request comes from (the verified client certificate's CN), a 405 for any
 /// method but POST, or a 400 for a certificate without a usable CN.
@@ -36,65 +40,145 @@ fn post_from_agent(method: &Method, peer: Option<&PeerIdentity>) -> Result<Agent
     }
 }
 
-/// The agent and the body of a POST, or the answer refusing it.
-pub(crate) async fn agent_post<S, B>(
-    method: &Method,
-    peer: Option<&PeerIdentity>,
-    headers: &HeaderMap,
+/// A POST an agent may send: who sent it, its body, and its place among the agent's
+/// requests in flight (held while the request is served).
+pub(crate) struct AgentPost<'a> {
+    pub(crate) agent: AgentName,
+    pub(crate) body: Body,
+    pub(crate) admitted: Admitted<'a>,
+}
+
+/// A request body read into memory, holding its room in the shared body budget.
+pub(crate) struct Body {
+    bytes: Vec<u8>,
+    _room: BodyRoom,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Which agent route a POST is for: reports count against the agent's report rate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    Report,
+    Runs,
+}
+
+/// The agent and the body of a POST, or the answer refusing it: 405 for another method, 400
+/// for a certificate without a usable CN, 429 over the agent's requests at once or report
+/// rate, 413 for a body over the limit, 503 when the shared body budget has no room for it
+/// by `deadline`, 408 for a body not complete by then.
+pub(crate) async fn agent_post<'a, S, B>(
+    api: &'a Api,
+    route: Route,
+    request: (&Method, Option<&PeerIdentity>, &HeaderMap),
     body: S,
-) -> Result<(AgentName, Vec<u8>), Response>
+    deadline: Instant,
+) -> Result<AgentPost<'a>, Response>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
+    let (method, peer, headers) = request;
     let agent = post_from_agent(method, peer)?;
-    let body = read_limited(headers, body, masif_proto::MAX_BODY_BYTES).await?;
-    Ok((agent, body))
+    let admitted = api.admission.enter(&agent)?;
+    if route == Route::Report {
+        api.admission.report(&agent)?;
+    }
+    let limit = masif_proto::MAX_BODY_BYTES;
+    let declared = declared_length(headers, limit)?;
+    let room = api.admission.body_room(declared.unwrap_or(0));
+    let Ok(room) = tokio::time::timeout_at(deadline, room).await else {
+        tracing::warn!(%agent, "no room for the request body in time");
+        return Err(busy());
+    };
+    let read = read_limited(&api.admission, room, declared, body, limit);
+    let body = match tokio::time::timeout_at(deadline, read).await {
+        Ok(body) => body?,
+        Err(_) => return Err(too_slow()),
+    };
+    Ok(AgentPost {
+        agent,
+        body,
+        admitted,
+    })
+}
+
+/// Sets `Retry-After` to `wait` in whole seconds, at least 1.
+pub(crate) fn retry_after(mut response: Response, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, secs.max(1).into());
+    response
 }
 
 /// A 503 asking the agent to come back in 5 s.
 pub(crate) fn busy() -> Response {
-    let mut response = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "database busy, try again later",
-    );
-    response.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("5"),
-    );
-    response
+    retry_after(
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database busy, try again later",
+        ),
+        Duration::from_secs(5),
+    )
 }
 
-/// Reads the body, refusing (413) anything over `limit` bytes: at once when Content-Length says
-/// so, otherwise as soon as the stream exceeds it.
-async fn read_limited<S, B>(
-    headers: &HeaderMap,
-    mut body: S,
-    limit: u64,
-) -> Result<Vec<u8>, Response>
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: Buf,
-{
-    let too_large = || {
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body larger than {limit} bytes"),
-        )
-    };
+/// A 408 for a body that did not arrive in time.
+fn too_slow() -> Response {
+    text(
+        StatusCode::REQUEST_TIMEOUT,
+        "request body not complete in time",
+    )
+}
+
+/// The Content-Length, or a 413 when it is over `limit`.
+fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<usize>, Response> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+    match declared {
+        Some(n) if n > limit => Err(too_large(limit)),
+        declared => Ok(declared.map(|n| n as usize)),
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit) as usize);
+}
+
+fn too_large(limit: u64) -> Response {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request body larger than {limit} bytes"),
+    )
+}
+
+/// Reads the body into `room` (taken for the `declared` length), refusing (413) a stream
+/// that exceeds `limit` bytes. Without a declared length, room is taken chunk by chunk
+/// before each is buffered.
+async fn read_limited<S, B>(
+    admission: &Admission,
+    mut room: BodyRoom,
+    declared: Option<usize>,
+    mut body: S,
+    limit: u64,
+) -> Result<Body, Response>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = body.next().await {
         let mut chunk =
             chunk.map_err(|_| text(StatusCode::BAD_REQUEST, "could not read the request body"))?;
         if buf.len() as u64 + chunk.remaining() as u64 > limit {
-            return Err(too_large());
+            return Err(too_large(limit));
+        }
+        if declared.is_none() {
+            room.merge(admission.body_room(chunk.remaining()).await);
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -103,7 +187,10 @@ where
             chunk.advance(n);
         }
     }
-    Ok(buf.to_vec())
+    Ok(Body {
+        bytes: buf.to_vec(),
+        _room: room,
+    })
 }
 
 /// A 200 with a JSON body.

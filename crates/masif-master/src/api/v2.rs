@@ -11,7 +11,7 @@ use masif_proto::v2::{parse_runs, Report, ReportAnswer};
 use masif_proto::{AgentName, TaskSet};
 use warp::reply::Response;
 
-use super::reply::{agent_post, json, stored, text};
+use super::reply::{agent_post, json, stored, text, AgentPost, Route};
 use super::{Api, PeerIdentity, V2};
 
 /// `POST /v2/report`.
@@ -29,20 +29,32 @@ where
     let Some(v2) = &api.v2 else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
-    let (agent, body) = match agent_post(&method, peer.as_ref(), &headers, body).await {
-        Ok(request) => request,
+    let deadline = tokio::time::Instant::now() + api.report_timeout;
+    let request = (&method, peer.as_ref(), &headers);
+    let post = match agent_post(&api, Route::Report, request, body, deadline).await {
+        Ok(post) => post,
         Err(response) => return response,
     };
-    let report = match Report::parse(&body) {
+    let report = match Report::parse(&post.body) {
         Ok(report) => report,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    if let Err(response) = api.admission.check_tasks(report.tasks.len()) {
+        return response;
+    }
+    // The body's memory goes back to the budget; the agent's place in flight stays taken
+    // while the answer is held.
+    let AgentPost {
+        agent,
+        body,
+        admitted: _admitted,
+    } = post;
     drop(body);
     // Subscribe before reading: a change committed after the read is then seen below.
     let mut approvals = v2.approvals.subscribe();
     approvals.borrow_and_update();
     let read_at = Instant::now();
-    let approved = match store_report(&api, &agent, &report).await {
+    let approved = match store_report(&api, &agent, &report, deadline).await {
         Ok(approved) => approved,
         Err(response) => return response,
     };
@@ -114,20 +126,20 @@ where
     let Some(v2) = &api.v2 else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
-    let (agent, body) = match agent_post(&method, peer.as_ref(), &headers, body).await {
-        Ok(request) => request,
+    let deadline = tokio::time::Instant::now() + api.report_timeout;
+    let request = (&method, peer.as_ref(), &headers);
+    let post = match agent_post(&api, Route::Runs, request, body, deadline).await {
+        Ok(post) => post,
         Err(response) => return response,
     };
-    let runs = match parse_runs(&body) {
+    let runs = match parse_runs(&post.body) {
         Ok(runs) => runs,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let outcome = tokio::time::timeout(
-        api.report_timeout,
-        api.store.record_runs(&agent, &runs, &v2.retention),
-    )
-    .await;
-    match stored(&agent, "runs", outcome) {
+    let agent = &post.agent;
+    let outcome =
+        tokio::time::timeout_at(deadline, api.store.record_runs(agent, &runs, &v2.retention)).await;
+    match stored(agent, "runs", outcome) {
         Ok(new) => {
             tracing::info!(%agent, runs = runs.len(), new, "runs recorded");
             json(format!("{{\"stored\":{new}}}"))
@@ -136,11 +148,16 @@ where
     }
 }
 
-async fn store_report(api: &Api, agent: &AgentName, report: &Report) -> Result<TaskSet, Response> {
+async fn store_report(
+    api: &Api,
+    agent: &AgentName,
+    report: &Report,
+    deadline: tokio::time::Instant,
+) -> Result<TaskSet, Response> {
     let report_future = api
         .store
         .report_with_facts(agent, &report.tasks, report.facts.as_ref());
-    let outcome = tokio::time::timeout(api.report_timeout, report_future).await;
+    let outcome = tokio::time::timeout_at(deadline, report_future).await;
     stored(agent, "report", outcome)
 }
 

@@ -145,6 +145,8 @@ pub struct Client {
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Client {
@@ -188,10 +190,15 @@ impl Client {
             .body(Full::new(body.into()))?;
         let response = tokio::time::timeout(within, self.sender.send_request(request)).await??;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Reply {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
+            retry_after,
         })
     }
 
@@ -204,6 +211,38 @@ impl Client {
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
     }
+}
+
+/// A TLS connection presenting `files`' certificate, for writing raw HTTP/1.1 by hand.
+pub async fn raw_connection(
+    addr: SocketAddr,
+    files: &TlsFiles,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(client_config(files))
+        .connect(ServerName::try_from(MASTER_CN).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads from a raw connection until `marker` has arrived (or the connection ends) and
+/// returns all that came.
+pub async fn read_until<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, marker: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        while !String::from_utf8_lossy(&seen).contains(marker) {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("nothing arrived");
+    String::from_utf8_lossy(&seen).into_owned()
 }
 
 /// One request on a fresh connection (the handshake error, if any, surfaces here).
