@@ -41,6 +41,7 @@ fn curl(
     body: &std::path::Path,
 ) -> (String, String) {
     let url = format!("https://{MASTER_CN}:{}{path}", master.addr.port());
+    #[allow(clippy::disallowed_methods)] // curl is the client under test here
     let output = std::process::Command::new("curl")
         .args(["--silent", "--show-error", "--output", "/dev/null"])
         .args(["--write-out", "%{http_code} %{http_version}"])
