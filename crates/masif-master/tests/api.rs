@@ -230,6 +230,49 @@ async fn a_client_certificate_whose_cn_holds_a_format_character_gets_400() {
 }
 
 #[tokio::test]
+async fn a_client_certificate_with_two_common_names_is_refused() {
+    let pki = Pki::new();
+    let master = Master::start(&pki, |_| {}).await;
+    // A second attribute with the CN's object identifier (2.5.4.3) beside the first.
+    let issued = pki
+        .ca
+        .issue_with("web01.example.com", Usage::Client, |params| {
+            params.distinguished_name.push(
+                rcgen::DnType::CustomDnType(vec![2, 5, 4, 3]),
+                "db01.example.com",
+            );
+        })
+        .unwrap();
+    let files = pki
+        .ca
+        .write_files(&pki.dir.path().join("two-cns"), &issued, None)
+        .unwrap();
+    let report = masif_pki::check(
+        &files,
+        &masif_pki::CheckOptions::new(masif_pki::Role::Agent),
+    );
+    assert_eq!(report.status(), masif_pki::Severity::Critical);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.message.contains("2 common names")),
+        "{:?}",
+        report.findings
+    );
+    let refused = post_once(master.addr, client_config(&files), ALPHA_UPDATE).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(master.store.counts().await.unwrap().agents, 0);
+    // The same CA's single-CN certificates still get in.
+    let (_, good) = pki.agent("web02.example.com");
+    let reply = post_once(master.addr, client_config(&good), ALPHA_UPDATE)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    master.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn malformed_bodies_get_400_and_change_nothing() {
     let pki = Pki::new();
     let master = Master::start(&pki, |_| {}).await;

@@ -10,6 +10,9 @@ use crate::source::valid_name;
 /// Debian's easy-rsa script (package `easy-rsa`; not on PATH).
 pub const DEFAULT_SCRIPT: &str = "/usr/share/easy-rsa/easyrsa";
 
+/// The one PATH easy-rsa runs with (it needs openssl and the usual shell tools).
+const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The easy-rsa settings written into every new PKI as `vars`.
 pub const VARS: &str = include_str!("../../../pki/vars");
 
@@ -149,13 +152,16 @@ impl EasyRsa {
         // The one process masif-pki starts: easy-rsa, in batch mode, stdin closed.
         #[allow(clippy::disallowed_methods)]
         let mut command = std::process::Command::new(&self.script);
+        // A cleared environment: nothing of the caller's (EASYRSA_* settings, OPENSSL_CONF,
+        // a PATH leading to another openssl) changes what is issued.
         command
             .args(args)
             .current_dir(cwd)
+            .env_clear()
+            .env("PATH", SAFE_PATH)
+            .env("LC_ALL", "C")
             .env("EASYRSA_BATCH", "1")
             .env("EASYRSA_PKI", &self.pki)
-            .env_remove("EASYRSA_REQ_CN")
-            .env_remove("EASYRSA_VARS_FILE")
             .stdin(Stdio::null());
         if vars.is_file() {
             command.env("EASYRSA_VARS_FILE", &vars);

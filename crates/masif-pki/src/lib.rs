@@ -7,6 +7,7 @@
 #![warn(unreachable_pub)]
 
 pub mod cli;
+mod client_verifier;
 mod crl;
 mod discover;
 pub mod easyrsa;

@@ -11,6 +11,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::client_verifier::SingleCommonName;
 use crate::crl::inspect_crls;
 use crate::error::{PkiError, Result};
 use crate::load::{load_certs, load_crls, load_key};
@@ -194,7 +195,8 @@ fn verifier_error(files: &TlsFiles, e: rustls::server::VerifierBuilderError) -> 
 
 /// The master's TLS configuration: TLS 1.2+, ECDHE+AEAD only, a client certificate chaining
 /// to the CA file is REQUIRED, CRLs apply (also once expired — `masif-pki check` warns about
-/// that instead of locking the fleet out), ALPN `http/1.1` only (the serving core speaks no
+/// that instead of locking the fleet out), a client certificate with more than one CN is
+/// refused (the CN names the agent, and two would leave the choice to a parser), ALPN `http/1.1` only (the serving core speaks no
 /// HTTP/2).
 ///
 /// No session resumption: a resumed session skips the client certificate check, so a
@@ -208,6 +210,7 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig> {
         .with_crls(loaded.crls)
         .build()
         .map_err(|e| verifier_error(files, e))?;
+    let verifier = Arc::new(SingleCommonName::new(verifier));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)
         .map_err(|e| PkiError::Tls(e.to_string()))?

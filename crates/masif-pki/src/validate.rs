@@ -264,6 +264,16 @@ fn check_usage(leaf: &CertFacts, role: Role, out: &mut Findings) {
 }
 
 fn check_names(leaf: &CertFacts, options: &CheckOptions, out: &mut Findings) {
+    if options.role == Role::Agent && leaf.common_names > 1 {
+        out.crit(
+            Aspect::Name,
+            format!(
+                "certificate has {} common names: the master refuses it (one CN names the agent)",
+                leaf.common_names
+            ),
+        );
+        return;
+    }
     match (&leaf.common_name, options.role) {
         (None, Role::Agent) => out.crit(
             Aspect::Name,

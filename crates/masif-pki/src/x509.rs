@@ -29,7 +29,10 @@ pub enum Eku {
 pub struct CertFacts {
     pub subject: String,
     pub issuer: String,
+    /// The first common name of the subject.
     pub common_name: Option<String>,
+    /// How many common names the subject has (the master refuses more than one).
+    pub common_names: usize,
     pub dns_names: Vec<String>,
     pub eku: Eku,
     pub not_before: OffsetDateTime,
@@ -54,6 +57,7 @@ impl CertFacts {
                     .to_owned(),
             ),
         };
+        let common_names = cert.subject().iter_common_name().count();
         let dns_names = match cert.subject_alternative_name().map_err(bad)? {
             None => Vec::new(),
             Some(san) => san
@@ -77,6 +81,7 @@ impl CertFacts {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
             common_name,
+            common_names,
             dns_names,
             eku,
             not_before: cert.validity().not_before.to_datetime(),

@@ -203,3 +203,56 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn easyrsa_runs_with_a_cleared_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let seen = work.path().join("env.txt");
+    let script = work.path().join("easyrsa");
+    // Stands in for easy-rsa: records the environment it was given, then fails.
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nenv > '{}'\nexit 1\n", seen.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pki = work.path().join("pki");
+    // Test helper: the binary under test, run with settings that would change what easy-rsa
+    // issues.
+    #[allow(clippy::disallowed_methods)]
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_masif-pki"))
+        .args(["init", pki.to_str().unwrap(), "--easyrsa"])
+        .arg(&script)
+        .env("EASYRSA_DIGEST", "md5")
+        .env("EASYRSA_KEY_SIZE", "512")
+        .env("OPENSSL_CONF", "/tmp/hostile.cnf")
+        .env(
+            "PATH",
+            format!("/tmp/hostile-bin:{}", std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let env = std::fs::read_to_string(&seen).unwrap();
+    let names: std::collections::BTreeSet<&str> = env
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .collect();
+    let allowed = [
+        "PATH",
+        "LC_ALL",
+        "EASYRSA_BATCH",
+        "EASYRSA_PKI",
+        "EASYRSA_VARS_FILE",
+        "EASYRSA_REQ_CN",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+    ];
+    for name in &names {
+        assert!(allowed.contains(name), "{name} reached easy-rsa: {env}");
+    }
+    assert!(!env.contains("hostile"), "{env}");
+}
