@@ -16,7 +16,7 @@ pub use server::{
     serve_with_listener, ServeSettings, DEEP_POLL_EVERY, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
     DEFAULT_MAX_REPORTS_PER_MINUTE, DEFAULT_MAX_TASKS,
 };
-pub use tls::ReloadingTls;
+pub use tls::{Reload, ReloadingTls};
 
 use std::future::Future;
 use std::time::Duration;

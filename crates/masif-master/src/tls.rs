@@ -19,6 +19,20 @@ pub struct ReloadingTls {
 struct Loaded {
     config: Arc<ServerConfig>,
     stamp: Option<FilesStamp>,
+    /// Why the files on disk are not the configuration in force, while that lasts.
+    broken: Option<String>,
+}
+
+/// What a check of the TLS files found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The files are the ones in force.
+    Unchanged,
+    /// Changed files were read and are in force now.
+    Reloaded,
+    /// The files on disk cannot be used (this reason); the previous configuration stays in
+    /// force. Returned, and logged as an error, at every check until the files are fixed.
+    Broken(String),
 }
 
 impl ReloadingTls {
@@ -28,7 +42,11 @@ impl ReloadingTls {
         let config = Arc::new(masif_pki::server_config(&files)?);
         Ok(Self {
             files,
-            current: RwLock::new(Loaded { config, stamp }),
+            current: RwLock::new(Loaded {
+                config,
+                stamp,
+                broken: None,
+            }),
         })
     }
 
@@ -43,31 +61,58 @@ impl ReloadingTls {
         )
     }
 
-    /// Rebuilds the configuration if any file changed since the last load. A broken new file
-    /// keeps the previous configuration in force (and is retried when it changes again).
-    /// Returns whether a new configuration took effect.
-    pub fn reload_if_changed(&self) -> bool {
+    /// Rebuilds the configuration if any file changed since the last load. Files that cannot
+    /// be used keep the previous configuration in force; that is logged as an error at every
+    /// call (every reload interval) until the files are fixed, so a broken new CRL, which
+    /// leaves revoked certificates getting in, is not a single line that scrolls away.
+    pub fn reload_if_changed(&self) -> Reload {
+        let outcome = self.reload();
+        if let Reload::Broken(reason) = &outcome {
+            tracing::error!(error = %reason, "TLS files on disk cannot be used; the previous certificate, key and CRL stay in force");
+        }
+        outcome
+    }
+
+    /// Why the TLS files on disk are not in force, if they are not.
+    pub fn problem(&self) -> Option<String> {
+        self.current
+            .read()
+            .expect("tls lock poisoned")
+            .broken
+            .clone()
+    }
+
+    fn reload(&self) -> Reload {
         let stamp = match self.files.stamp() {
             Ok(stamp) => Some(stamp),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot check TLS files for changes");
-                return false;
+                let reason = format!("cannot check the TLS files for changes: {e}");
+                let mut current = self.current.write().expect("tls lock poisoned");
+                // Read the files again once they can be checked, whatever their stamp.
+                current.stamp = None;
+                current.broken = Some(reason.clone());
+                return Reload::Broken(reason);
             }
         };
-        if stamp == self.current.read().expect("tls lock poisoned").stamp {
-            return false;
-        }
         let mut current = self.current.write().expect("tls lock poisoned");
+        if stamp == current.stamp {
+            return match &current.broken {
+                Some(reason) => Reload::Broken(reason.clone()),
+                None => Reload::Unchanged,
+            };
+        }
         current.stamp = stamp;
         match masif_pki::server_config(&self.files) {
             Ok(config) => {
                 current.config = Arc::new(config);
+                current.broken = None;
                 tracing::info!("TLS certificate, key and CRL re-read");
-                true
+                Reload::Reloaded
             }
             Err(e) => {
-                tracing::error!(error = %e, "TLS files changed but cannot be used; keeping the previous configuration");
-                false
+                let reason = e.to_string();
+                current.broken = Some(reason.clone());
+                Reload::Broken(reason)
             }
         }
     }
