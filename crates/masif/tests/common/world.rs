@@ -128,6 +128,8 @@ impl World {
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let settings = masif_master::ServeSettings {
             v2: self.options.v2,
+            // Test agents report every second, sixty times as often as real ones.
+            max_reports_per_minute: 600,
             ..masif_master::ServeSettings::new(self.master_files.clone())
         };
         let (tx, rx) = oneshot::channel();
