@@ -27,6 +27,9 @@ pub struct PeerIdentity {
     /// CN of the verified client certificate (`None` if the certificate has none).
     pub common_name: Option<String>,
     pub remote: std::net::SocketAddr,
+    /// The certificate was revoked by a CRL that took effect after the connection's
+    /// handshake.
+    pub revoked: bool,
 }
 
 /// What the routes work with.

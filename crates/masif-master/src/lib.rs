@@ -7,6 +7,7 @@ mod api;
 mod approvals;
 pub mod cli;
 mod config;
+mod revoked;
 mod server;
 mod tls;
 

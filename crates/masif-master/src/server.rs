@@ -137,7 +137,10 @@ pub async fn serve_with_listener(
         ),
         v2,
     });
-    let service = WithPeerIdentity(warp::service(api::routes(api)));
+    let service = WithPeerIdentity {
+        service: warp::service(api::routes(api)),
+        tls: tls.clone(),
+    };
     tracing::info!(listen = %listener.local_addr()?, v2 = settings.v2, "master listening");
     let shutdown = async move {
         shutdown.await;
@@ -157,8 +160,12 @@ pub async fn serve_with_listener(
 }
 
 /// Puts a [`PeerIdentity`] made of the core's connection facts into each request.
+/// Also marks a certificate the CRL in force revokes (see [`ReloadingTls::is_revoked`]).
 #[derive(Clone)]
-struct WithPeerIdentity<S>(S);
+struct WithPeerIdentity<S> {
+    service: S,
+    tls: Arc<ReloadingTls>,
+}
 
 impl<S> Service<http::Request<serve::Body>> for WithPeerIdentity<S>
 where
@@ -169,20 +176,21 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
+        self.service.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<serve::Body>) -> S::Future {
         let extensions = request.extensions();
-        let common_name = extensions
-            .get::<ClientCert>()
-            .and_then(|client| client.name.as_deref().map(str::to_owned));
+        let client = extensions.get::<ClientCert>();
+        let common_name = client.and_then(|client| client.name.as_deref().map(str::to_owned));
+        let revoked = client.is_some_and(|client| self.tls.is_revoked(&client.leaf));
         if let Some(&RemoteAddr(remote)) = extensions.get::<RemoteAddr>() {
             request.extensions_mut().insert(PeerIdentity {
                 common_name,
                 remote,
+                revoked,
             });
         }
-        self.0.call(request)
+        self.service.call(request)
     }
 }

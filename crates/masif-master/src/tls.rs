@@ -10,6 +10,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
+use crate::revoked::Revoked;
+
 /// The current server configuration and the file state it was built from.
 pub struct ReloadingTls {
     files: TlsFiles,
@@ -18,6 +20,8 @@ pub struct ReloadingTls {
 
 struct Loaded {
     config: Arc<ServerConfig>,
+    /// What the configuration's CRL revokes.
+    revoked: Arc<Revoked>,
     stamp: Option<FilesStamp>,
     /// Why the files on disk are not the configuration in force, while that lasts.
     broken: Option<String>,
@@ -40,10 +44,12 @@ impl ReloadingTls {
     pub fn load(files: TlsFiles) -> Result<Self, masif_pki::PkiError> {
         let stamp = files.stamp().ok();
         let config = Arc::new(masif_pki::server_config(&files)?);
+        let revoked = Arc::new(Revoked::load(&files));
         Ok(Self {
             files,
             current: RwLock::new(Loaded {
                 config,
+                revoked,
                 stamp,
                 broken: None,
             }),
@@ -71,6 +77,18 @@ impl ReloadingTls {
             tracing::error!(error = %reason, "TLS files on disk cannot be used; the previous certificate, key and CRL stay in force");
         }
         outcome
+    }
+
+    /// Whether the CRL in force revokes `leaf` (a client certificate that passed an earlier
+    /// handshake).
+    pub fn is_revoked(&self, leaf: &CertificateDer<'_>) -> bool {
+        let revoked = self
+            .current
+            .read()
+            .expect("tls lock poisoned")
+            .revoked
+            .clone();
+        revoked.contains(leaf)
     }
 
     /// Why the TLS files on disk are not in force, if they are not.
@@ -105,6 +123,7 @@ impl ReloadingTls {
         match masif_pki::server_config(&self.files) {
             Ok(config) => {
                 current.config = Arc::new(config);
+                current.revoked = Arc::new(Revoked::load(&self.files));
                 current.broken = None;
                 tracing::info!("TLS certificate, key and CRL re-read");
                 Reload::Reloaded

@@ -182,6 +182,35 @@ async fn foreign_revoked_and_anonymous_clients_are_refused() {
 }
 
 #[tokio::test]
+async fn a_certificate_revoked_meanwhile_is_refused_on_its_kept_alive_connection() {
+    let pki = Pki::new();
+    let master = Master::start(&pki, |s| s.reload_interval = Duration::from_millis(200)).await;
+    let (issued, files) = pki.agent("long-poller.example.com");
+    let mut revoked = Client::connect(master.addr, client_config(&files))
+        .await
+        .unwrap();
+    let mut other = master.agent_client(&pki, "other.example.com").await;
+    assert_eq!(revoked.report(ALPHA_UPDATE).await.unwrap().status, 200);
+    pki.revoke(&[&issued]);
+    // The same connection, never idle long enough to be closed, once the CRL is re-read.
+    let mut status = 200;
+    for _ in 0..50 {
+        status = revoked.report(ALPHA_UPDATE).await.unwrap().status;
+        if status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 403, "the new CRL never reached the open connection");
+    assert!(
+        revoked.report(ALPHA_UPDATE).await.is_err(),
+        "the master keeps the connection of a revoked certificate open"
+    );
+    assert_eq!(other.report(ALPHA_UPDATE).await.unwrap().status, 200);
+    master.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_client_certificate_without_cn_gets_400() {
     let pki = Pki::new();
     let master = Master::start(&pki, |_| {}).await;

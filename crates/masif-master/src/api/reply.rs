@@ -17,13 +17,22 @@ use super::admission::{Admission, Admitted, BodyRoom};
 use super::{Api, PeerIdentity};
 
 /// The agent a request comes from (the verified client certificate's CN), a 405 for any
-/// method but POST, or a 400 for a certificate without a usable CN.
+/// method but POST, a 403 (closing the connection) for a certificate revoked since the
+/// handshake, or a 400 for a certificate without a usable CN.
 fn post_from_agent(method: &Method, peer: Option<&PeerIdentity>) -> Result<AgentName, Response> {
     if method != Method::POST {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed here");
         response
             .headers_mut()
             .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return Err(response);
+    }
+    if peer.is_some_and(|p| p.revoked) {
+        let mut response = text(StatusCode::FORBIDDEN, "client certificate revoked");
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
         return Err(response);
     }
     match peer.and_then(|p| p.common_name.as_deref()) {
