@@ -97,7 +97,8 @@ mod tests {
     use super::*;
 
     /// As dpkg 1.21 prints it after being killed in sloth's postinst.
-    const HALF_CONFIGURED: &str = "\nThe following packages are only half configured, probably due to problems\n\
+    const HALF_CONFIGURED: &str =
+        "\nThe following packages are only half configured, probably due to problems\n\
         configuring them the first time.  The configuration should be retried using\n\
         dpkg --configure <package> or the configure menu option in dselect:\n \
         sloth                fake package sloth 2.0 for apt sandboxes\n\n";

@@ -84,7 +84,8 @@ struct Failure {
 /// every run uses, or apt's own free-space check): not the package's fault, so such a failure
 /// is retried after the retry interval without counting towards giving the package up.
 pub(crate) fn out_of_space(output: &str) -> bool {
-    output.contains("No space left on device") || output.contains("You don't have enough free space")
+    output.contains("No space left on device")
+        || output.contains("You don't have enough free space")
 }
 
 /// Packages whose last run failed, and when, so they are retried only after the retry

@@ -41,7 +41,13 @@ impl Apt {
             .runner
             .command(&path)
             .args(&self.settings.options)
-            .args(["dump", "--format", DUMP_FORMAT, "Dir::Bin::dpkg", "DPkg::Options"])
+            .args([
+                "dump",
+                "--format",
+                DUMP_FORMAT,
+                "Dir::Bin::dpkg",
+                "DPkg::Options",
+            ])
             .timeout(self.settings.plan_timeout)
             .run()
             .await?;
@@ -77,7 +83,10 @@ fn dpkg_invocation(dump: &str) -> Result<(PathBuf, Vec<String>), String> {
     }
     match program {
         Some(p) if p.is_absolute() => Ok((p, options)),
-        Some(p) => Err(format!("Dir::Bin::dpkg {} is not an absolute path", p.display())),
+        Some(p) => Err(format!(
+            "Dir::Bin::dpkg {} is not an absolute path",
+            p.display()
+        )),
         None => Err("no Dir::Bin::dpkg".into()),
     }
 }

@@ -220,7 +220,11 @@ impl MasterClient {
 /// A `Retry-After` header in delay-seconds (the HTTP-date form is ignored: the retry interval
 /// applies then), at most [`MAX_RETRY_AFTER`].
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

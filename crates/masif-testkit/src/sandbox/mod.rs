@@ -17,10 +17,12 @@
 //! ```
 
 mod facts;
+mod interrupt;
 mod lock;
 mod packages;
 mod repo;
 
+pub use interrupt::{kill_tree, BLOCKING_POSTINST};
 pub use lock::{LockHolder, SandboxLock};
 pub use packages::{standard_packages, Arch, FakePackage, Stage};
 
