@@ -4,6 +4,7 @@
 //! failures after the retry interval (up to `max_failures` in a row), wait out a busy lock,
 //! and stop promptly, except while apt/dpkg runs.
 
+mod audit;
 mod facts;
 mod plan;
 mod report;
@@ -201,8 +202,7 @@ impl Agent {
                 continue;
             }
             let stopped = if cycle.report_failed.is_some() {
-                self.sleep(&mut stop, self.jittered(self.intervals.retry))
-                    .await
+                self.sleep(&mut stop, self.failure_wait(&state)).await
             } else if cycle.remaining {
                 match self
                     .await_approval(&mut state, &mut stop, &cycle.needed)
@@ -214,10 +214,7 @@ impl Agent {
                         self.stopping();
                         return Err(Error::GaveUp(message));
                     }
-                    Waited::Failed(_) => {
-                        self.sleep(&mut stop, self.jittered(self.intervals.retry))
-                            .await
-                    }
+                    Waited::Failed(_) => self.sleep(&mut stop, self.failure_wait(&state)).await,
                 }
             } else {
                 self.sleep(&mut stop, self.idle_wait(&state)).await
@@ -249,6 +246,7 @@ impl Agent {
         let mut full = plan.tasks();
         self.refresh_facts(st, &plan, stop).await;
         let needed = st.forget_unplanned(&full);
+        self.check_dpkg(st, &full).await;
         let mut out = Cycle::default();
         match self.report_if_due(st, &needed, stop).await {
             Reported::Stopped => {

@@ -80,6 +80,14 @@ struct Failure {
     plan: TaskSet,
 }
 
+/// Whether a run's output shows that a disk was full (ENOSPC as printed in the C locale
+/// every run uses, or apt's own free-space check): not the package's fault, so such a failure
+/// is retried after the retry interval without counting towards giving the package up.
+pub(crate) fn out_of_space(output: &str) -> bool {
+    output.contains("No space left on device")
+        || output.contains("You don't have enough free space")
+}
+
 /// Packages whose last run failed, and when, so they are retried only after the retry
 /// interval; after `max` failures in a row of the same plan (0: no limit) a package is given
 /// up until its plan changes or its approval is withdrawn and given again.
@@ -302,6 +310,21 @@ mod tests {
         let after = set(&["Conf zeta (2.0 S)", BETA[1]]);
         assert_eq!(unfinished(&executed, &after), [p("zeta")].into());
         assert!(unfinished(&executed, &TaskSet::new()).is_empty());
+    }
+
+    #[test]
+    fn a_full_disk_is_told_from_other_failures() {
+        // As dpkg 1.21 and apt 2.6 print them.
+        assert!(out_of_space(
+            "dpkg: unrecoverable fatal error, aborting:\n unable to fill \
+             /var/lib/dpkg/updates/tmp.i with padding: No space left on device\n"
+        ));
+        assert!(out_of_space(
+            "E: You don't have enough free space in /var/cache/apt/archives/.\n"
+        ));
+        assert!(!out_of_space(
+            "E: Sub-process /usr/bin/dpkg returned an error code (1)\n"
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod agent;
 pub mod api;
 pub mod apt;
+mod audit;
 pub mod cli;
 mod config;
 mod decide;
@@ -24,6 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use agent::{Agent, Reporter, DEFAULT_MAX_FAILURES};
+pub use audit::{Audit, Findings};
 pub use config::{AgentConfig, ConfigError, Intervals, LogLevel};
 pub use facts::{FactFiles, DEFAULT_REBOOT_REQUIRED_FILE};
 pub use master::{MasterClient, MasterError};

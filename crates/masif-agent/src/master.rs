@@ -54,6 +54,8 @@ pub enum MasterError {
         host: String,
         status: StatusCode,
         body: String,
+        /// Its `Retry-After` header in seconds, if it sent one.
+        retry_after: Option<Duration>,
     },
     #[error("the master at {host} sent an invalid answer: {source}")]
     Answer { host: String, source: ProtocolError },
@@ -66,6 +68,23 @@ pub enum MasterError {
 impl MasterError {
     fn is_not_found(&self) -> bool {
         matches!(self, MasterError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+
+    /// How long the master asked to be left alone: the `Retry-After` of a 429 (too many
+    /// requests) or 503 (overloaded) answer.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            MasterError::Status {
+                status,
+                retry_after,
+                ..
+            } if *status == StatusCode::TOO_MANY_REQUESTS
+                || *status == StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                *retry_after
+            }
+            _ => None,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use masif_proto::{PackageName, Task, TaskSet};
 
+use crate::audit::Audit;
 use crate::exec::Output;
 use crate::Result;
 
@@ -94,5 +95,11 @@ pub trait PackageManager: Send + Sync {
     /// for a run, whatever is approved. None unless the package manager knows holds.
     async fn held(&self) -> Result<BTreeSet<PackageName>> {
         Ok(BTreeSet::new())
+    }
+    /// What the package manager's own consistency check says (`dpkg --audit`): packages
+    /// left unfinished, e.g. by an interrupted run. Clean unless the package manager has
+    /// such a check.
+    async fn audit(&self) -> Result<Audit> {
+        Ok(Audit::Clean)
     }
 }

@@ -90,6 +90,9 @@ pub struct StatusReport {
     pub reboot_required: bool,
     /// Packages dpkg holds: never upgraded, even if approved.
     pub held: BTreeSet<String>,
+    /// What `dpkg --audit` last reported (packages left unfinished, e.g. by an interrupted
+    /// dpkg); `None` when it found nothing.
+    pub dpkg_audit: Option<String>,
 }
 
 #[derive(Debug)]
@@ -140,6 +143,7 @@ impl Monitor {
                     protocol: None,
                     reboot_required: false,
                     held: BTreeSet::new(),
+                    dpkg_audit: None,
                 },
                 load: Load::default(),
             })),
@@ -201,6 +205,11 @@ impl Monitor {
             i.report.reboot_required = reboot_required;
             i.report.held = held.into_iter().collect();
         });
+    }
+
+    /// What `dpkg --audit` reports now (`None`: nothing).
+    pub(crate) fn set_dpkg_audit(&self, findings: Option<String>) {
+        self.with(|i| i.report.dpkg_audit = findings);
     }
 
     pub(crate) fn last_run(&self, run: &masif_proto::v2::Run) {

@@ -39,10 +39,10 @@ impl Agent {
         stop: &mut Stop,
     ) -> Reported {
         let facts = st.known.facts_for(needed);
-        if !self.report_due(st, needed, &facts) {
+        if st.quiet_rest().is_some() || !self.report_due(st, needed, &facts) {
             return Reported::NotDue;
         }
-        if self.deliver_runs(&mut st.runs, stop).await {
+        if self.deliver_runs(st, stop).await {
             return Reported::Stopped;
         }
         self.monitor.set_activity(Activity::Reporting);
@@ -56,7 +56,7 @@ impl Agent {
                 self.learn_approvals(st, needed, facts, approved);
                 Reported::Answered
             }
-            Some(Err(e)) => Reported::Failed(self.report_failed(e)),
+            Some(Err(e)) => Reported::Failed(self.report_failed(st, e)),
         }
     }
 
@@ -106,14 +106,16 @@ impl Agent {
         st.last_reported = Some(needed.clone());
         st.last_facts = Some(facts);
         st.last_report_at = Some(Instant::now());
+        st.quiet_until = None;
         let protocol = if self.master.speaks_v2() { 2 } else { 1 };
         self.monitor.report_attempted(Some(protocol), pending);
         changed
     }
 
     /// Shows a failed report and returns its message. Approvals known from the last answer
-    /// stay valid until the next one.
-    pub(super) fn report_failed(&self, e: MasterError) -> String {
+    /// stay valid until the next one. A master that asked to be left alone is.
+    pub(super) fn report_failed(&self, st: &mut State, e: MasterError) -> String {
+        self.back_off(st, &e);
         let message = format!("report: {e}");
         tracing::warn!(error = %message, "report failed; retrying later");
         self.monitor.report_attempted(None, 0);
@@ -121,3 +123,31 @@ impl Agent {
         message
     }
 }
+
+impl Agent {
+    /// If `e` is a 429 or 503 answer with `Retry-After`: no report or run delivery goes to
+    /// the master before that many seconds have passed (at least one second, at most a
+    /// report interval, so a master asking for hours cannot silence the agent longer). Logged
+    /// at warning once per episode (until the next answered report).
+    pub(super) fn back_off(&self, st: &mut State, e: &MasterError) {
+        let Some(asked) = e.retry_after() else {
+            return;
+        };
+        let wait = asked.clamp(MIN_BACKOFF, self.intervals.report.max(MIN_BACKOFF));
+        let first = st.quiet_until.is_none();
+        st.quiet_until = Some(Instant::now() + wait);
+        if first {
+            tracing::warn!(
+                error = %e,
+                asked_secs = asked.as_secs(),
+                wait_secs = wait.as_secs(),
+                "the master asked the agent to come back later; pausing reports"
+            );
+        } else {
+            tracing::debug!(wait_secs = wait.as_secs(), "the master still asks to wait");
+        }
+    }
+}
+
+/// Shortest pause a `Retry-After` makes (`0` would mean a busy loop).
+const MIN_BACKOFF: Duration = Duration::from_secs(1);

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use masif_proto::v2::{Outcome, Run, RunId, RunOutput, MAX_RUNS};
 use masif_proto::{PackageName, TaskSet};
 
+use super::state::State;
 use super::stop::Stop;
 use super::Agent;
 use crate::master::MasterError;
@@ -87,10 +88,11 @@ impl Agent {
     /// Delivers the queued runs, if any: they leave the queue once the master has them, or
     /// at once if it speaks v1 only (it cannot store them). A failed delivery keeps them for
     /// the next attempt. `true` if shutdown came first.
-    pub(super) async fn deliver_runs(&self, runs: &mut RunQueue, stop: &mut Stop) -> bool {
-        if runs.queue.is_empty() {
+    pub(super) async fn deliver_runs(&self, st: &mut State, stop: &mut Stop) -> bool {
+        if st.runs.queue.is_empty() || st.quiet_rest().is_some() {
             return false;
         }
+        let runs = &mut st.runs;
         if !self.master.speaks_v2() {
             tracing::debug!(
                 runs = runs.len(),
@@ -115,6 +117,7 @@ impl Agent {
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, runs = batch.len(), "delivering run results failed; retrying with the next report");
+                self.back_off(st, &e);
             }
         }
         false

@@ -31,6 +31,12 @@ pub(super) struct State {
     pub(super) known: Known,
     /// The facts of the last successful report.
     pub(super) last_facts: Option<Facts>,
+    /// The text of the last `dpkg --audit` finding reported or caused by a run of ours.
+    pub(super) known_audit: Option<String>,
+    /// The audit failed last time (logged once).
+    pub(super) audit_failing: bool,
+    /// The master asked (429 or 503 with `Retry-After`) not to be contacted before then.
+    pub(super) quiet_until: Option<Instant>,
 }
 
 /// How one cycle ended.
@@ -60,6 +66,9 @@ impl State {
             last_early_cycle: None,
             known: Known::default(),
             last_facts: None,
+            known_audit: None,
+            audit_failing: false,
+            quiet_until: None,
         }
     }
 
@@ -86,5 +95,14 @@ impl State {
             .collect();
         self.approved.retain(|t| needed.contains(t));
         needed
+    }
+}
+
+impl State {
+    /// How long the master still asked to be left alone, if it did.
+    pub(super) fn quiet_rest(&self) -> Option<std::time::Duration> {
+        self.quiet_until
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .filter(|rest| !rest.is_zero())
     }
 }

@@ -70,7 +70,7 @@ impl Agent {
                 break;
             };
             let upgrade = self.upgrade(st, &package, &plan, full).await;
-            if self.deliver_runs(&mut st.runs, stop).await {
+            if self.deliver_runs(st, stop).await {
                 out.stopped = true;
                 return upgrade.map(|_| ());
             }
@@ -146,7 +146,9 @@ impl Agent {
             }
         };
         *full = after;
-        let unfinished = self.record_outcome(st, plan, full, start, end);
+        self.note_dpkg(st).await;
+        let disk_full = decide::out_of_space(&text);
+        let unfinished = self.record_outcome(st, plan, full, (start, end), disk_full);
         let outcome = if unfinished.is_empty() {
             Outcome::Succeeded
         } else {
@@ -166,7 +168,13 @@ impl Agent {
             }
             return Ok(Upgrade::Done);
         }
-        let message = unfinished_message(package, &unfinished, output.as_ref());
+        let mut message = unfinished_message(package, &unfinished, output.as_ref());
+        if disk_full {
+            message = format!(
+                "disk full: {message} (retried after the retry interval until there is space, \
+                 without counting towards max_failures)"
+            );
+        }
         tracing::error!(%package, error = %message, "upgrade failed; retrying after the retry interval");
         self.monitor.error(message.clone());
         Ok(Upgrade::Failed(message))
@@ -224,14 +232,14 @@ impl Agent {
     /// Compares the run `plan` with the plan `after` it and returns the packages it left
     /// unfinished. The finished tasks count in the load figures (run from `start` to `end`);
     /// unfinished packages are recorded as failed (and given up after `max_failures` in a
-    /// row), the others' failures are cleared.
+    /// row, unless the run failed on a full disk), the others' failures are cleared.
     fn record_outcome(
         &self,
         st: &mut State,
         plan: &TaskSet,
         after: &TaskSet,
-        start: Instant,
-        end: Instant,
+        (start, end): (Instant, Instant),
+        disk_full: bool,
     ) -> BTreeSet<PackageName> {
         let unfinished = decide::unfinished(plan, after);
         for task in plan {
@@ -245,6 +253,8 @@ impl Agent {
         for p in packages {
             if !unfinished.contains(p) {
                 st.failures.clear(p);
+            } else if disk_full {
+                st.failures.record_planning(p.clone(), now);
             } else if st.failures.record(p.clone(), plan, now) {
                 tracing::warn!(
                     package = %p,

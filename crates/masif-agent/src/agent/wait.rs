@@ -77,8 +77,16 @@ impl Agent {
         let check = self.jittered(self.intervals.check);
         let heartbeat = st
             .last_report_at
-            .map(|t| self.jittered_below(self.intervals.report.saturating_sub(t.elapsed())));
+            .map(|t| self.jittered_below(self.intervals.report.saturating_sub(t.elapsed())))
+            .map(|due| due.max(st.quiet_rest().unwrap_or_default()));
         check.min(heartbeat.unwrap_or(Duration::MAX))
+    }
+
+    /// After a failed report: what the master asked for (`Retry-After`), or else the retry
+    /// interval.
+    pub(super) fn failure_wait(&self, st: &State) -> Duration {
+        st.quiet_rest()
+            .unwrap_or_else(|| self.jittered(self.intervals.retry))
     }
 
     /// Waits for the next report or retry with `needed` reported and the known approvals:
@@ -92,9 +100,13 @@ impl Agent {
         stop: &mut Stop,
         needed: &TaskSet,
     ) -> Waited {
+        if let Some(rest) = st.quiet_rest() {
+            // The master asked to be left alone: no held report until then.
+            return self.sleep_rest(stop, rest, Instant::now()).await;
+        }
         let wait = self.jittered_below(self.approval_wait(st));
         let started = Instant::now();
-        if self.deliver_runs(&mut st.runs, stop).await {
+        if self.deliver_runs(st, stop).await {
             return Waited::Stopped;
         }
         if !self.master.speaks_v2() {
@@ -108,7 +120,7 @@ impl Agent {
         let held_report = self.master.report(needed, &known, wait, &facts);
         let answer = match stop.race(held_report).await {
             None => return Waited::Stopped,
-            Some(Err(e)) => return Waited::Failed(self.report_failed(e)),
+            Some(Err(e)) => return Waited::Failed(self.report_failed(st, e)),
             Some(Ok(answer)) => answer,
         };
         if !self.learn_approvals(st, needed, facts, answer) {

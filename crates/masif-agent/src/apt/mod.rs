@@ -3,6 +3,7 @@
 //! arguments), and tells a held dpkg lock ("busy") from a failure. Every call goes through
 //! [`crate::exec::Runner`].
 
+mod dpkg;
 mod parse;
 
 pub use parse::{parse_line, parse_simulation, ParseError, MAX_LINES, MAX_LINE_BYTES};
@@ -14,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use masif_proto::{Action, PackageName, TaskSet, Version};
 
+use crate::audit::Audit;
 use crate::exec::{Output, Runner};
 use crate::pm::{Job, PackageManager, Plan, RunOutcome};
 use crate::{Error, Result};
@@ -176,6 +178,12 @@ impl PackageManager for Apt {
             });
         }
         Ok(crate::facts::package_lines(&out.stdout, "held"))
+    }
+
+    /// `dpkg --audit`, with the dpkg program and options apt-get would use (`apt-config`
+    /// beside the configured apt-get, same environment).
+    async fn audit(&self) -> Result<Audit> {
+        self.dpkg_audit().await
     }
 }
 

@@ -19,6 +19,8 @@ use super::{MasterClient, MasterError};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most bytes of an error answer quoted in a message.
 const MAX_QUOTED_BODY: usize = 300;
+/// Longest `Retry-After` taken as it is (the loop caps it further).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 impl MasterClient {
     /// POSTs the JSON `body` to `path` and returns the body of a 200 answer; any other status
@@ -77,6 +79,7 @@ impl MasterClient {
             }
         };
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let bytes = Limited::new(response.into_body(), masif_proto::MAX_BODY_BYTES as usize)
             .collect()
             .await
@@ -95,6 +98,7 @@ impl MasterClient {
                 host: self.host.clone(),
                 status,
                 body,
+                retry_after,
             });
         }
         Ok(bytes)
@@ -210,5 +214,40 @@ impl MasterClient {
             host: self.host.clone(),
             detail: e.to_string(),
         }
+    }
+}
+
+/// A `Retry-After` header in delay-seconds (the HTTP-date form is ignored: the retry interval
+/// applies then), at most [`MAX_RETRY_AFTER`].
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let with = |value: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("7"), Some(Duration::from_secs(7)));
+        assert_eq!(with(" 0 "), Some(Duration::ZERO));
+        assert_eq!(with("99999999999999999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(with("-3"), None);
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
     }
 }

@@ -160,6 +160,9 @@ impl PackageManager for Apt2 {
     async fn held(&self) -> masif_agent::Result<BTreeSet<PackageName>> {
         self.apt.held().await
     }
+    async fn audit(&self) -> masif_agent::Result<masif_agent::Audit> {
+        self.apt.audit().await
+    }
 }
 
 /// How to run the loop.

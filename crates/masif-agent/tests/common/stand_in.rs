@@ -41,6 +41,11 @@ pub struct Shared {
     /// A fixed answer (status, body) on `/v1/pending-tasks` instead of the approvals: a
     /// misbehaving master.
     pub canned: Mutex<Option<(u16, Vec<u8>)>>,
+    /// Every request answered with this status and `Retry-After: SECONDS`: an overloaded
+    /// master (ours answers 429 to too many reports from one agent, 503 when its queue is full).
+    pub overloaded: Mutex<Option<(u16, u64)>>,
+    /// When each request arrived, and whether it was answered as overloaded.
+    pub arrivals: Mutex<Vec<(std::time::Instant, bool)>>,
 }
 
 impl Shared {
@@ -66,6 +71,20 @@ impl Shared {
             .unwrap()
             .to_bytes();
         let v2 = self.v2.load(Ordering::SeqCst);
+        let overloaded = *self.overloaded.lock().unwrap();
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), overloaded.is_some()));
+        if let Some((status, secs)) = overloaded {
+            let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"busy")));
+            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(secs),
+            );
+            return response;
+        }
         let (status, body) = match path.as_str() {
             PENDING_TASKS_PATH => {
                 let tasks = parse_task_list(&body).unwrap();

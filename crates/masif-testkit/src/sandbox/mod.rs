@@ -17,10 +17,12 @@
 //! ```
 
 mod facts;
+mod interrupt;
 mod lock;
 mod packages;
 mod repo;
 
+pub use interrupt::{kill_tree, BLOCKING_POSTINST};
 pub use lock::{LockHolder, SandboxLock};
 pub use packages::{standard_packages, Arch, FakePackage, Stage};
 
@@ -75,6 +77,10 @@ const APT_MARK: Tool = Tool {
     program: "apt-mark",
     package: "apt",
 };
+const APT_CONFIG: Tool = Tool {
+    program: "apt-config",
+    package: "apt",
+};
 const PERL: Tool = Tool {
     program: "perl",
     package: "perl-base",
@@ -82,10 +88,11 @@ const PERL: Tool = Tool {
 
 /// Every program that creating, copying and publishing a sandbox runs, which is also all an
 /// agent planning and upgrading in it runs (apt-get, which calls dpkg and dpkg-deb; apt-mark,
-/// which lists held packages): what `masif demo` needs. Only the test helpers
+/// which lists held packages; apt-config, which tells how apt runs dpkg, for `dpkg --audit`):
+/// what `masif demo` needs. Only the test helpers
 /// [`Sandbox::packages`] (and the lookups built on it: dpkg-query) and [`Sandbox::hold_lock`]
 /// (perl) run more.
-pub const TOOLS: &[Tool] = &[APT_GET, APT_MARK, DPKG, DPKG_DEB];
+pub const TOOLS: &[Tool] = &[APT_GET, APT_CONFIG, APT_MARK, DPKG, DPKG_DEB];
 
 /// A package as the sandbox's dpkg database records it.
 #[derive(Debug, Clone, PartialEq, Eq)]

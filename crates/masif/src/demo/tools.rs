@@ -57,7 +57,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("but apt-get, apt-mark, dpkg, dpkg-deb not found in PATH"),
+            err.contains("but apt-get, apt-config, apt-mark, dpkg, dpkg-deb not found in PATH"),
             "{err}"
         );
         assert!(err.contains("apt-get install apt dpkg)"), "{err}");
