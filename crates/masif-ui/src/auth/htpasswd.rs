@@ -334,4 +334,57 @@ mod tests {
         let strong = Users::parse(&format!("alice:{b12}\n")).unwrap();
         assert!(strong.weak_bcrypt().is_empty());
     }
+
+    /// A cheap bcrypt and argon2 hash of "pw", made once.
+    fn cheap_hashes() -> &'static [String; 2] {
+        static HASHES: OnceLock<[String; 2]> = OnceLock::new();
+        HASHES.get_or_init(|| {
+            let params = argon2::Params::new(8, 1, 1, None).unwrap();
+            let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+            let argon =
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                    .hash_password(b"pw", &salt)
+                    .unwrap()
+                    .to_string();
+            [bcrypt::hash("pw", 4).unwrap(), argon]
+        })
+    }
+
+    // Bounded for CI (256 cases; `PROPTEST_CASES=100000` for a longer run by hand).
+    proptest::proptest! {
+        #[test]
+        fn raw_bytes_parse_or_name_the_line(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(e) = Users::parse(&text) {
+                proptest::prop_assert!(e.starts_with("line "), "{}", e);
+            }
+        }
+
+        #[test]
+        fn line_shaped_noise_parses_or_names_the_line(
+            lines in proptest::collection::vec("[#a-z: ]{0,4}(\\$(2[aby]|argon2(id?|d))\\$)?[ -~]{0,40}", 0..6),
+        ) {
+            if let Err(e) = Users::parse(&lines.join("\n")) {
+                proptest::prop_assert!(e.starts_with("line "), "{}", e);
+            }
+        }
+
+        #[test]
+        fn valid_files_round_trip(
+            users in proptest::collection::btree_map("[A-Za-z0-9._@-]{1,20}", proptest::bool::ANY, 1..6),
+            comments in proptest::collection::vec("(#[ -~]{0,20})?", 0..4),
+        ) {
+            let mut lines: Vec<String> = comments;
+            for (name, argon) in &users {
+                lines.push(format!("  {name}:{}  ", cheap_hashes()[usize::from(*argon)]));
+            }
+            let parsed = Users::parse(&lines.join("\n")).unwrap();
+            proptest::prop_assert_eq!(parsed.len(), users.len());
+            let (first, _) = users.iter().next().unwrap();
+            proptest::prop_assert!(parsed.verify(first, "pw"));
+            proptest::prop_assert!(!parsed.verify(first, "wrong"));
+        }
+    }
 }
