@@ -17,7 +17,10 @@ pub use masif_daemon::config::ConfigError;
 pub use masif_daemon::logging::LogLevel;
 
 /// Default idle lifetime of a login session, seconds.
-pub const DEFAULT_SESSION_TTL: u64 = 12 * 3600;
+pub const DEFAULT_SESSION_TTL: u64 = 3600;
+
+/// Default absolute lifetime of a login session, seconds.
+pub const DEFAULT_SESSION_LIFETIME: u64 = 12 * 3600;
 
 /// Default time without a report after which an agent is shown offline, seconds.
 pub const DEFAULT_OFFLINE_AFTER: u64 = 900;
@@ -35,6 +38,9 @@ pub struct ConfigFile {
     auth: AuthSection,
     #[serde(default)]
     tls: Option<TlsSection>,
+    /// Mark cookies `Secure` without `tls` (behind an HTTPS proxy).
+    #[serde(default)]
+    secure_cookies: bool,
     /// Seconds without a report after which an agent is shown offline.
     #[serde(default)]
     offline_after: Option<u64>,
@@ -58,6 +64,9 @@ struct AuthSection {
     /// Idle lifetime of a login session, seconds.
     #[serde(default)]
     session_ttl: Option<u64>,
+    /// Absolute lifetime of a login session, seconds.
+    #[serde(default)]
+    session_lifetime: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +133,13 @@ impl Validate for Config {
         if session_ttl == 0 {
             problems.add("auth.session_ttl", "must be at least 1 second");
         }
+        let session_lifetime = raw
+            .auth
+            .session_lifetime
+            .unwrap_or(DEFAULT_SESSION_LIFETIME);
+        if session_lifetime == 0 {
+            problems.add("auth.session_lifetime", "must be at least 1 second");
+        }
         let offline_after = raw.offline_after.unwrap_or(DEFAULT_OFFLINE_AFTER);
         if !OFFLINE_AFTER_RANGE.contains(&offline_after) {
             problems.add(
@@ -148,7 +164,10 @@ impl Validate for Config {
                 trusted_header: trusted,
                 tls: tls.map(Arc::new),
                 session_ttl,
+                session_lifetime,
+                secure_cookies: raw.secure_cookies,
                 offline_after,
+                ..UiSettings::with_users(Users::default())
             },
         })
     }
@@ -227,6 +246,29 @@ mod tests {
         assert_eq!(t.name, "x-remote-user");
         assert!(c.settings.tls.is_none());
         assert_eq!(c.settings.offline_after, DEFAULT_OFFLINE_AFTER);
+        assert_eq!(c.settings.session_ttl, 3600);
+        assert_eq!(c.settings.session_lifetime, 43200);
+        assert!(!c.settings.secure_cookies);
+    }
+
+    #[test]
+    fn session_lifetimes_and_secure_cookies_are_read() {
+        let h = htpasswd();
+        let c = parse_str(&format!(
+            "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nsecure_cookies: true\n\
+             auth: {{ htpasswd: {}, session_ttl: 600, session_lifetime: 7200 }}\n",
+            h.path().display()
+        ))
+        .unwrap();
+        assert_eq!(c.settings.session_ttl, 600);
+        assert_eq!(c.settings.session_lifetime, 7200);
+        assert!(c.settings.secure_cookies);
+        let e = parse_str(&format!(
+            "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nsecure_cookies: maybe\nauth: {{ htpasswd: {} }}\n",
+            h.path().display()
+        ))
+        .unwrap_err();
+        assert!(e.join("\n").contains("secure_cookies"), "{e:?}");
     }
 
     #[test]
@@ -275,7 +317,7 @@ mod tests {
     fn every_bad_value_is_reported() {
         let e = parse_str(
             "listen: nowhere\ndb: { url: \"postgres://u:pw@h/db\" }\n\
-             auth: { htpasswd: /nonexistent/htpasswd, trusted_header: { name: \"X Bad\", from: [\"10.0.0.300\"] }, session_ttl: 0 }\n\
+             auth: { htpasswd: /nonexistent/htpasswd, trusted_header: { name: \"X Bad\", from: [\"10.0.0.300\"] }, session_ttl: 0, session_lifetime: 0 }\n\
              tls: { cert: /nonexistent/c.pem, key: /nonexistent/k.pem }\nlog: { level: loud }\noffline_after: 30\n",
         )
         .unwrap_err();
@@ -287,6 +329,7 @@ mod tests {
             "auth.trusted_header.name:",
             "auth.trusted_header.from[0]:",
             "auth.session_ttl:",
+            "auth.session_lifetime:",
             "offline_after:",
             "tls:",
             "log.level:",

@@ -130,4 +130,84 @@ mod tests {
             assert!(decode_key(bad).is_err(), "{bad:?}");
         }
     }
+
+    /// Percent-encodes every byte but the unreserved ones, as a browser's form would.
+    fn percent(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn decode(body: Vec<u8>) -> Result<Form, Rejection> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(
+            warp::test::request()
+                .method("POST")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .filter(&super::body()),
+        )
+    }
+
+    // Bounded for CI (256 cases; `PROPTEST_CASES=100000` for a longer run by hand).
+    proptest::proptest! {
+        #[test]
+        fn raw_bytes_decode_or_are_refused_without_a_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            if let Ok(form) = decode(body) {
+                let _ = keys(&form);
+                let _ = field(&form, "csrf");
+            }
+        }
+
+        #[test]
+        fn forms_round_trip(
+            pairs in proptest::collection::vec((".{0,20}", ".{0,40}"), 0..8),
+        ) {
+            let body = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", percent(k), percent(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let form = decode(body.into_bytes()).expect("a well-formed form decodes");
+            // A bare `=` is the pair ("", ""), so even empty names and values survive.
+            proptest::prop_assert_eq!(form, pairs);
+        }
+
+        #[test]
+        fn checkbox_values_decode_or_are_refused_clearly(value in ".{0,300}") {
+            match decode_key(&value) {
+                Ok(key) => proptest::prop_assert_eq!(decode_key(&encode_key(&key)).unwrap(), key),
+                Err(e) => proptest::prop_assert!(
+                    e == "malformed task selection" || e.starts_with("task selection: "),
+                    "{}", e
+                ),
+            }
+        }
+
+        #[test]
+        fn valid_keys_round_trip(
+            package in "[^\\x00-\\x1f]{1,60}",
+            version in proptest::option::of("[^\\x00-\\x1f]{1,60}"),
+            remove in proptest::bool::ANY,
+        ) {
+            let Ok(package) = PackageName::new(package) else { return Ok(()) };
+            let Ok(to_version) = version.map(Version::new).transpose() else { return Ok(()) };
+            let key = TaskKey {
+                package,
+                action: if remove { Action::Remove } else { Action::Install },
+                to_version,
+            };
+            proptest::prop_assert_eq!(decode_key(&encode_key(&key)).unwrap(), key);
+        }
+    }
 }

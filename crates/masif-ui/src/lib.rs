@@ -26,7 +26,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 pub use auth::htpasswd::Users;
-pub use auth::TrustedHeader;
+pub use auth::{LoginBackoff, TrustedHeader};
 pub use masif_daemon::serve::Limits;
 pub use server::ClientAddr;
 
@@ -61,6 +61,16 @@ pub struct UiSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Idle lifetime of a login session, seconds.
     pub session_ttl: u64,
+    /// Absolute lifetime of a login session, seconds.
+    pub session_lifetime: u64,
+    /// Mark cookies `Secure` even without `tls` (a UI behind an HTTPS proxy).
+    pub secure_cookies: bool,
+    /// When failed logins lock a source or a user name.
+    pub login_backoff: LoginBackoff,
+    /// Password checks at once (default: one per CPU).
+    pub password_checks: usize,
+    /// How long a login waits for a free password check before a 503.
+    pub password_check_wait: Duration,
     /// Seconds without a report after which an agent is shown offline.
     pub offline_after: u64,
 }
@@ -73,9 +83,22 @@ impl UiSettings {
             trusted_header: None,
             tls: None,
             session_ttl: config::DEFAULT_SESSION_TTL,
+            session_lifetime: config::DEFAULT_SESSION_LIFETIME,
+            secure_cookies: false,
+            login_backoff: LoginBackoff::default(),
+            password_checks: default_password_checks(),
+            password_check_wait: DEFAULT_PASSWORD_CHECK_WAIT,
             offline_after: config::DEFAULT_OFFLINE_AFTER,
         }
     }
+}
+
+/// How long a login waits for a free password check by default.
+pub const DEFAULT_PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(10);
+
+/// One password check at a time per CPU.
+pub fn default_password_checks() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// State shared by every handler.
@@ -96,12 +119,7 @@ pub fn routes(
     let app = Arc::new(App {
         store,
         templates: render::Templates::new()?,
-        auth: auth::Auth::new(
-            settings.users.clone(),
-            settings.trusted_header.clone(),
-            Duration::from_secs(settings.session_ttl),
-            settings.tls.is_some(),
-        ),
+        auth: auth::Auth::new(settings),
         offline_after: i64::try_from(settings.offline_after).unwrap_or(i64::MAX),
     });
     let recover_app = app.clone();
@@ -110,7 +128,9 @@ pub fn routes(
         .unify()
         .recover(move |r| pages::reject::recover(recover_app.clone(), r))
         .unify()
-        .with(warp::reply::with::headers(security_headers()))
+        .with(warp::reply::with::headers(security_headers(
+            settings.tls.is_some(),
+        )))
         .map(warp::Reply::into_response);
     Ok(routes)
 }
@@ -134,6 +154,7 @@ pub async fn serve_with_limits(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), UiError> {
+    warn_about_users(&settings.users);
     let routes = routes(&settings, store)?;
     let addr = listener.local_addr()?;
     let scheme = if settings.tls.is_some() {
@@ -158,6 +179,24 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> 
     Ok(())
 }
 
+/// Start-up warnings about the password file: weak bcrypt costs, and users whose hash costs
+/// differ from the first one (the dummy checked for unknown names is made like the first).
+fn warn_about_users(users: &Users) {
+    for (user, cost) in users.weak_bcrypt() {
+        tracing::warn!(
+            "htpasswd: user {user:?} has bcrypt cost {cost}, below {}: set a new password with `htpasswd -B -C 12`",
+            auth::htpasswd::MIN_BCRYPT_COST
+        );
+    }
+    let other = users.other_costs();
+    if !other.is_empty() {
+        tracing::warn!(
+            "htpasswd: users {other:?} have another hash algorithm or cost than the first user; \
+             login timing may tell them apart from unknown names"
+        );
+    }
+}
+
 fn static_files() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("static" / String)
         .and(warp::get())
@@ -175,9 +214,16 @@ fn static_files() -> impl Filter<Extract = (Response,), Error = warp::Rejection>
         })
 }
 
-/// Headers on every response: no inline script or style, no framing, no sniffing, no referrer.
-fn security_headers() -> HeaderMap {
+/// Headers on every response: no inline script or style, no framing, no sniffing, no referrer;
+/// and when the UI serves HTTPS itself, HTTPS only for a year (HSTS).
+fn security_headers(tls: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
+    if tls {
+        h.insert(
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(

@@ -62,3 +62,52 @@ fn check_config_names_every_problem() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ui.yml: cannot read"));
 }
+
+/// Start-up warns once per user whose bcrypt cost is below 10, naming the fix.
+#[tokio::test]
+async fn start_up_warns_about_weak_bcrypt_costs() {
+    use std::io::{BufRead, BufReader, Write};
+    let fx = common::Fixture::new("ui_weak_bcrypt").await;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("ui.htpasswd");
+    let mut f = std::fs::File::create(&htpasswd).unwrap();
+    writeln!(f, "weak:{}", bcrypt::hash("pw", 4).unwrap()).unwrap();
+    writeln!(f, "strong:{}", bcrypt::hash("pw", 10).unwrap()).unwrap();
+    let path = dir.path().join("ui.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:0\"\ndb: {{ url: \"{}\" }}\nauth: {{ htpasswd: {} }}\n",
+            fx.db.url(),
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    // Test fixture: runs the binary under test until it listens.
+    #[allow(clippy::disallowed_methods)]
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masif-ui"))
+        .args(["--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut log = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let listening = line.contains("UI listening on");
+        log.push(line);
+        if listening {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let warnings: Vec<_> = log.iter().filter(|l| l.contains("bcrypt cost")).collect();
+    assert_eq!(warnings.len(), 1, "{log:#?}");
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains("\"weak\" has bcrypt cost 4")
+            && warnings[0].contains("htpasswd -B -C 12"),
+        "{log:#?}"
+    );
+}

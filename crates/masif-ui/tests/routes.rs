@@ -93,9 +93,10 @@ async fn login_is_required_and_cookies_are_strict() {
     let (session, csrf) = ui.login().await;
     let r = ui.get("/", &session).await;
     assert!(r.body.contains(USER));
-    // Plain HTTP: no Secure flag (checked under TLS below).
+    // Plain HTTP: no Secure flag and no HSTS (checked under TLS below).
     let page = ui.get("/login", "").await;
     assert!(!page.set_cookies()[0].contains("Secure"));
+    assert!(!page.headers.contains_key("strict-transport-security"));
 
     // Logout needs the token, then ends the session.
     let r = ui.post("/logout", &session, "").await;
@@ -390,7 +391,7 @@ async fn approvals_can_be_revoked_and_reset_needs_confirmation() {
 }
 
 #[tokio::test]
-async fn https_serves_pages_with_secure_cookies() {
+async fn https_serves_pages_with_secure_cookies_and_hsts() {
     let fx = Fixture::new("ui_tls").await;
     let dir = tempfile::tempdir().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -445,6 +446,12 @@ async fn https_serves_pages_with_secure_cookies() {
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("\r\nstrict-transport-security: max-age=31536000\r\n"),
+        "{response}"
+    );
 
     // A plain-HTTP client gets no page.
     let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();

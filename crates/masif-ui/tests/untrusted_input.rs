@@ -147,3 +147,31 @@ async fn trusted_proxy_header_only_from_configured_addresses() {
         vec![vec![Some("proxied-alice".into())]]
     );
 }
+
+#[tokio::test]
+async fn a_repeated_trusted_header_is_refused_never_picked_from() {
+    let fx = Fixture::new("ui_proxy_twice").await;
+    fx.seed().await;
+    let mut s = settings();
+    s.trusted_header = Some(TrustedHeader {
+        name: "x-remote-user".into(),
+        from: vec!["127.0.0.1".parse().unwrap()],
+    });
+    let ui = served::Served::start(s, fx.store.clone()).await;
+    let once = ui
+        .raw("GET / HTTP/1.1\r\nHost: t\r\nX-Remote-User: alice")
+        .await;
+    assert!(once.starts_with("HTTP/1.1 200"), "{once}");
+    for head in [
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Remote-User: alice\r\nX-Remote-User: admin",
+        "GET / HTTP/1.1\r\nHost: t\r\nx-remote-user: alice\r\nX-REMOTE-USER: alice",
+    ] {
+        let twice = ui.raw(head).await;
+        assert!(twice.starts_with("HTTP/1.1 400"), "{twice}");
+        assert!(
+            twice.contains("x-remote-user appears more than once"),
+            "{twice}"
+        );
+    }
+    ui.stop().await;
+}

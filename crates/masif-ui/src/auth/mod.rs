@@ -1,25 +1,30 @@
 //! Who is asking: session cookies from the login form, or a user name set by a trusted
-//! reverse proxy; the login and logout routes; CSRF checks for every form.
+//! reverse proxy; the login and logout routes (throttled, with a bounded number of password
+//! checks at a time); CSRF checks for every form.
 
 pub(crate) mod htpasswd;
+mod login;
 pub(crate) mod session;
+mod throttle;
+
+pub use throttle::LoginBackoff;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use warp::http::header::{HeaderMap, LOCATION, SET_COOKIE};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::form::{field, Form};
-use crate::pages::reject::{Forbidden, Unauthenticated};
+use crate::pages::reject::{BadRequest, Forbidden, Unauthenticated};
 use crate::server::ClientAddr;
-use crate::App;
+use crate::{App, UiSettings};
 use htpasswd::Users;
 use session::Sessions;
+use throttle::Throttle;
 
 pub(crate) const SESSION_COOKIE: &str = "masif_session";
 const LOGIN_COOKIE: &str = "masif_login";
@@ -37,8 +42,14 @@ pub(crate) struct Auth {
     pub users: Users,
     pub trusted: Option<TrustedHeader>,
     pub sessions: Sessions,
-    /// Mark cookies `Secure` (the UI serves HTTPS).
+    /// Mark cookies `Secure` (the UI serves HTTPS, or sits behind an HTTPS proxy).
     pub secure: bool,
+    /// Failed logins by source and user name.
+    throttle: Throttle,
+    /// Password checks allowed at once (each can take a core, or 19 MiB with argon2).
+    password_checks: Arc<tokio::sync::Semaphore>,
+    /// How long a login waits for a password check before it is answered 503.
+    password_check_wait: Duration,
 }
 
 /// The person behind a request.
@@ -52,53 +63,69 @@ pub(crate) struct User {
 }
 
 impl Auth {
-    pub(crate) fn new(
-        users: Users,
-        trusted: Option<TrustedHeader>,
-        ttl: Duration,
-        secure: bool,
-    ) -> Self {
+    pub(crate) fn new(settings: &UiSettings) -> Self {
         Self {
-            users,
-            trusted,
-            sessions: Sessions::new(ttl),
-            secure,
+            users: settings.users.clone(),
+            trusted: settings.trusted_header.clone(),
+            sessions: Sessions::new(
+                Duration::from_secs(settings.session_ttl),
+                Duration::from_secs(settings.session_lifetime),
+            ),
+            secure: settings.tls.is_some() || settings.secure_cookies,
+            throttle: Throttle::new(settings.login_backoff),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(settings.password_checks)),
+            password_check_wait: settings.password_check_wait,
         }
     }
 
+    /// The user of a request: the trusted proxy's header from a trusted address, else the
+    /// session cookie's. A trusted header given more than once is refused (400), never
+    /// picked from.
     fn identify(
         &self,
         cookie: Option<&str>,
         headers: &HeaderMap,
         addr: Option<ClientAddr>,
-    ) -> Option<User> {
+    ) -> Result<Option<User>, Rejection> {
         if let (Some(t), Some(ClientAddr(addr))) = (&self.trusted, addr) {
             if t.from.contains(&addr.ip()) {
-                let name = headers
-                    .get(t.name.as_str())
+                let mut values = headers.get_all(t.name.as_str()).iter();
+                let first = values.next();
+                if values.next().is_some() {
+                    tracing::warn!(header = %t.name, "request refused: trusted header given more than once");
+                    return Err(BadRequest::reject(format!(
+                        "The header {} appears more than once in the request; the proxy must send it exactly once.",
+                        t.name
+                    )));
+                }
+                let name = first
                     .and_then(|v| v.to_str().ok())
                     .map(str::trim)
                     .filter(|n| !n.is_empty() && n.len() <= 191);
                 if let Some(name) = name {
                     let scope = format!("u:{name}");
-                    return Some(User {
+                    return Ok(Some(User {
                         name: name.to_owned(),
                         csrf: self.sessions.csrf_token(&scope),
                         csrf_scope: scope,
                         session: None,
-                    });
+                    }));
                 }
             }
         }
-        let id = cookie?;
-        let name = self.sessions.user(id)?;
+        let Some(id) = cookie else {
+            return Ok(None);
+        };
+        let Some(name) = self.sessions.user(id) else {
+            return Ok(None);
+        };
         let scope = format!("s:{id}");
-        Some(User {
+        Ok(Some(User {
             name,
             csrf: self.sessions.csrf_token(&scope),
             csrf_scope: scope,
             session: Some(id.to_owned()),
-        })
+        }))
     }
 
     /// Refuses a form whose `csrf` field is missing or not this user's token.
@@ -134,21 +161,10 @@ pub(crate) fn user(app: Arc<App>) -> impl Filter<Extract = (User,), Error = Reje
             let app = app.clone();
             async move {
                 app.auth
-                    .identify(cookie.as_deref(), &headers, addr)
+                    .identify(cookie.as_deref(), &headers, addr)?
                     .ok_or_else(|| warp::reject::custom(Unauthenticated))
             }
         })
-}
-
-#[derive(Serialize)]
-struct LoginPage<'a> {
-    title: &'a str,
-    user: Option<&'a str>,
-    csrf: &'a str,
-    active: &'a str,
-    error: Option<&'a str>,
-    username: &'a str,
-    password_login: bool,
 }
 
 /// `GET /login`, `POST /login`, `POST /logout`.
@@ -164,14 +180,16 @@ pub(crate) fn routes(
         .and(warp::cookie::optional::<String>(LOGIN_COOKIE))
         .and(with_app.clone())
         .map(|nonce: Option<String>, app: Arc<App>| {
-            login_response(&app, nonce, None, "", StatusCode::OK)
+            login::page(&app, nonce, None, "", StatusCode::OK)
         });
     let login = warp::path!("login")
         .and(warp::post())
         .and(warp::cookie::optional::<String>(LOGIN_COOKIE))
+        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
+        .and(warp::ext::optional::<ClientAddr>())
         .and(crate::form::body())
         .and(with_app.clone())
-        .and_then(login_submit);
+        .and_then(login::submit);
     let logout = warp::path!("logout")
         .and(warp::post())
         .and(user(app.clone()))
@@ -191,83 +209,6 @@ pub(crate) fn routes(
             Ok::<_, Rejection>(r)
         });
     login_page.or(login).unify().or(logout).unify()
-}
-
-fn login_response(
-    app: &App,
-    nonce: Option<String>,
-    error: Option<&str>,
-    username: &str,
-    status: StatusCode,
-) -> Response {
-    let nonce = nonce
-        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-        .unwrap_or_else(session::random_token);
-    let csrf = app.auth.sessions.csrf_token(&format!("l:{nonce}"));
-    let mut r = app.templates.render(
-        "login",
-        &LoginPage {
-            title: "Log in",
-            user: None,
-            csrf: &csrf,
-            active: "login",
-            error,
-            username,
-            password_login: !app.auth.users.is_empty(),
-        },
-    );
-    *r.status_mut() = status;
-    r.headers_mut().append(
-        SET_COOKIE,
-        app.auth.cookie(LOGIN_COOKIE, &nonce, "/", Some(3600)),
-    );
-    r
-}
-
-async fn login_submit(
-    nonce: Option<String>,
-    form: Form,
-    app: Arc<App>,
-) -> Result<Response, Rejection> {
-    let given = field(&form, "csrf").unwrap_or("");
-    let Some(nonce) = nonce.filter(|n| app.auth.sessions.csrf_ok(&format!("l:{n}"), given)) else {
-        tracing::warn!("login refused: missing or wrong CSRF token");
-        return Err(warp::reject::custom(Forbidden));
-    };
-    let username = field(&form, "username").unwrap_or("").trim().to_owned();
-    let password = field(&form, "password").unwrap_or("").to_owned();
-    if username.is_empty() || username.len() > 191 || password.len() > 1024 {
-        return Ok(login_response(
-            &app,
-            Some(nonce),
-            Some("Enter a user name and a password."),
-            "",
-            StatusCode::BAD_REQUEST,
-        ));
-    }
-    let ok = {
-        let app = app.clone();
-        let username = username.clone();
-        tokio::task::spawn_blocking(move || app.auth.users.verify(&username, &password))
-            .await
-            .unwrap_or(false)
-    };
-    if !ok {
-        tracing::warn!(user = ?username, "failed login");
-        return Ok(login_response(
-            &app,
-            Some(nonce),
-            Some("Wrong user name or password."),
-            &username,
-            StatusCode::UNAUTHORIZED,
-        ));
-    }
-    let id = app.auth.sessions.create(&username);
-    tracing::info!(user = %username, "logged in");
-    let mut r = redirect("/");
-    r.headers_mut()
-        .append(SET_COOKIE, app.auth.cookie(SESSION_COOKIE, &id, "/", None));
-    Ok(r)
 }
 
 /// A 303 "see other" to a local path.

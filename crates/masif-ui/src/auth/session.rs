@@ -1,4 +1,4 @@
-//! Login sessions kept in memory (random ids, idle expiry) and CSRF tokens derived from a
+//! Login sessions kept in memory (random ids, idle and absolute expiry) and CSRF tokens derived from a
 //! per-process secret, so a token is bound to one session, one proxy user or one login form.
 
 use std::collections::HashMap;
@@ -12,26 +12,34 @@ const MAX_SESSIONS: usize = 10_000;
 
 struct Entry {
     user: String,
+    /// Idle expiry, pushed back by every request, never past `ends`.
     expires: Instant,
+    /// Absolute expiry.
+    ends: Instant,
 }
 
 /// Sessions by id, plus the secret CSRF tokens are derived from.
 pub(crate) struct Sessions {
     secret: [u8; 32],
+    /// Idle lifetime.
     ttl: Duration,
+    /// Absolute lifetime, from the login.
+    lifetime: Duration,
     map: Mutex<HashMap<String, Entry>>,
 }
 
 impl Sessions {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, lifetime: Duration) -> Self {
         Self {
             secret: rand::random(),
             ttl,
+            lifetime,
             map: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Starts a session for `user` and returns its id (256 random bits, hex).
+    /// Starts a session for `user` and returns its id (256 random bits, hex: never one in use
+    /// or presented before, so a planted id cannot become a session).
     pub(crate) fn create(&self, user: &str) -> String {
         let id = random_token();
         let now = Instant::now();
@@ -50,19 +58,21 @@ impl Sessions {
             id.clone(),
             Entry {
                 user: user.to_owned(),
-                expires: now + self.ttl,
+                expires: now + self.ttl.min(self.lifetime),
+                ends: now + self.lifetime,
             },
         );
         id
     }
 
-    /// The user of a live session, extending its lifetime; `None` if unknown or expired.
+    /// The user of a live session, extending its idle lifetime (never past its absolute one);
+    /// `None` if unknown or expired.
     pub(crate) fn user(&self, id: &str) -> Option<String> {
         let now = Instant::now();
         let mut map = self.map.lock().expect("session map poisoned");
         match map.get_mut(id) {
             Some(e) if e.expires > now => {
-                e.expires = now + self.ttl;
+                e.expires = (now + self.ttl).min(e.ends);
                 Some(e.user.clone())
             }
             Some(_) => {
@@ -113,7 +123,7 @@ mod tests {
 
     #[test]
     fn sessions_live_until_removed_or_expired() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(600));
         let id = s.create("alice");
         assert_eq!(id.len(), 64);
         assert_eq!(s.user(&id).as_deref(), Some("alice"));
@@ -121,26 +131,30 @@ mod tests {
         s.remove(&id);
         assert_eq!(s.user(&id), None);
 
-        let expired = Sessions::new(Duration::ZERO);
+        let expired = Sessions::new(Duration::ZERO, Duration::from_secs(600));
         let id = expired.create("bob");
         assert_eq!(expired.user(&id), None);
+
+        let ended = Sessions::new(Duration::from_secs(60), Duration::ZERO);
+        let id = ended.create("carol");
+        assert_eq!(ended.user(&id), None);
     }
 
     #[test]
     fn csrf_tokens_are_bound_to_scope_and_process() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(600));
         let t = s.csrf_token("s:abc");
         assert!(s.csrf_ok("s:abc", &t));
         assert!(!s.csrf_ok("s:abd", &t));
         assert!(!s.csrf_ok("s:abc", ""));
         assert!(!s.csrf_ok("s:abc", &t[..10]));
-        let other = Sessions::new(Duration::from_secs(60));
+        let other = Sessions::new(Duration::from_secs(60), Duration::from_secs(600));
         assert!(!other.csrf_ok("s:abc", &t));
     }
 
     #[test]
     fn the_session_table_is_bounded() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(600));
         for _ in 0..MAX_SESSIONS + 5 {
             s.create("mallory");
         }

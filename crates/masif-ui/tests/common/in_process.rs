@@ -58,8 +58,13 @@ where
         + 'static,
 {
     pub async fn send(&self, req: warp::test::RequestBuilder) -> Reply {
+        self.send_from(LOCAL, req).await
+    }
+
+    /// Sends `req` as if from TCP peer `addr` (`IP:port`).
+    pub async fn send_from(&self, addr: &str, req: warp::test::RequestBuilder) -> Reply {
         let r = req
-            .extension(ClientAddr(LOCAL.parse().unwrap()))
+            .extension(ClientAddr(addr.parse().unwrap()))
             .reply(&self.routes)
             .await;
         Reply {
@@ -87,6 +92,38 @@ where
                 .header("cookie", cookie)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(body),
+        )
+        .await
+    }
+
+    /// A login form: its nonce cookie (`name=value`) and CSRF token.
+    pub async fn login_form(&self) -> (String, String) {
+        let page = self.get("/login", "").await;
+        assert_eq!(page.status, StatusCode::OK);
+        (cookie_pair(&page.set_cookies()[0]), csrf_of(&page.body))
+    }
+
+    /// Submits the login form from `addr` with `cookie` (the form's nonce, maybe a session).
+    pub async fn try_login(
+        &self,
+        addr: &str,
+        cookie: &str,
+        csrf: &str,
+        user: &str,
+        password: &str,
+    ) -> Reply {
+        self.send_from(
+            addr,
+            warp::test::request()
+                .method("POST")
+                .path("/login")
+                .header("cookie", cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "csrf={csrf}&username={}&password={}",
+                    enc(user),
+                    enc(password)
+                )),
         )
         .await
     }

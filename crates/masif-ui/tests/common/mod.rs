@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod facts;
 pub mod in_process;
+pub mod served;
 
 use std::io::Write;
 use std::sync::Arc;
