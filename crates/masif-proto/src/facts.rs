@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::task::quote;
 use crate::task::{is_format, PackageName, Task, TaskSet};
-use crate::wire::{parse_tasks, quote, wire_tasks, WireTask};
+use crate::wire::{parse_tasks, wire_tasks, WireTask};
 
 /// Most characters of a text fact (OS name, kernel release, agent version, origin): what the
 /// database's `VARCHAR(191)` holds.

@@ -20,10 +20,33 @@ pub enum TaskError {
     ControlCharacter { field: &'static str },
     #[error("{field} contains an invisible format character (Unicode Cf: a bidirectional override, a zero-width space, …)")]
     FormatCharacter { field: &'static str },
-    #[error("unknown action {0:?} (expected install, update, configure, remove or purge)")]
+    /// The action as [`quote`]d: short, in quotes, escaped.
+    #[error("unknown action {0} (expected install, update, configure, remove or purge)")]
     UnknownAction(String),
     #[error("action {action} {rule}")]
     WrongVersions { action: Action, rule: &'static str },
+}
+
+/// Most characters of client input quoted back in an error message, counted after escaping.
+const MAX_QUOTE_CHARS: usize = 40;
+
+/// `value` for an error message: in double quotes, escaped as Rust's `Debug` escapes
+/// characters, cut to [`MAX_QUOTE_CHARS`] characters of escaped text (then `…`). The cut
+/// comes after escaping, since one character can escape to ten (`\u{10ffff}`).
+pub(crate) fn quote(value: &str) -> String {
+    let mut quoted = String::from('"');
+    let mut used = 0;
+    for c in value.chars() {
+        let escaped = c.escape_debug();
+        used += escaped.len();
+        if used > MAX_QUOTE_CHARS {
+            quoted.push('…');
+            break;
+        }
+        quoted.extend(escaped);
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn check_field(field: &'static str, value: &str) -> Result<(), TaskError> {
@@ -177,7 +200,7 @@ impl std::str::FromStr for Action {
         Action::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| TaskError::UnknownAction(s.to_owned()))
+            .ok_or_else(|| TaskError::UnknownAction(quote(s)))
     }
 }
 

@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::facts::Facts;
+use crate::task::quote;
 use crate::task::{PackageName, TaskSet};
-use crate::wire::{parse_tasks, quote, wire_tasks, ProtocolError, WireTask};
+use crate::wire::{parse_tasks, wire_tasks, ProtocolError, WireTask};
 
 /// Agents POST a [`Report`] here and get a [`ReportAnswer`]; a 404 means the master speaks v1 only.
 pub const REPORT_PATH: &str = "/v2/report";
