@@ -28,18 +28,18 @@ pub enum TaskError {
 }
 
 /// Most characters of client input quoted back in an error message, counted after escaping.
-const MAX_QUOTE_CHARS: usize = 40;
+pub(crate) const MAX_QUOTE_CHARS: usize = 40;
 
 /// `value` for an error message: in double quotes, escaped as Rust's `Debug` escapes
-/// characters, cut to [`MAX_QUOTE_CHARS`] characters of escaped text (then `…`). The cut
-/// comes after escaping, since one character can escape to ten (`\u{10ffff}`).
-pub(crate) fn quote(value: &str) -> String {
+/// characters, cut to `max_chars` characters of escaped text (then `…`). The cut comes after
+/// escaping, since one character can escape to ten (`\u{10ffff}`).
+pub fn quote(value: &str, max_chars: usize) -> String {
     let mut quoted = String::from('"');
     let mut used = 0;
     for c in value.chars() {
         let escaped = c.escape_debug();
         used += escaped.len();
-        if used > MAX_QUOTE_CHARS {
+        if used > max_chars {
             quoted.push('…');
             break;
         }
@@ -200,7 +200,7 @@ impl std::str::FromStr for Action {
         Action::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| TaskError::UnknownAction(quote(s)))
+            .ok_or_else(|| TaskError::UnknownAction(quote(s, MAX_QUOTE_CHARS)))
     }
 }
 

@@ -9,8 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::facts::Facts;
-use crate::task::quote;
-use crate::task::{PackageName, TaskSet};
+use crate::task::{quote, PackageName, TaskSet, MAX_QUOTE_CHARS};
 use crate::wire::{parse_tasks, wire_tasks, ProtocolError, WireTask};
 
 /// Agents POST a [`Report`] here and get a [`ReportAnswer`]; a 404 means the master speaks v1 only.
@@ -54,7 +53,7 @@ impl Report {
                 "approved",
                 format!(
                     "lists {} which is not in tasks",
-                    quote(stray.package().as_str())
+                    quote(stray.package().as_str(), MAX_QUOTE_CHARS)
                 ),
             ));
         }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::task::{quote, Action, PackageName, Task, TaskError, TaskSet, Version};
+use crate::task::{quote, Action, PackageName, Task, TaskError, TaskSet, Version, MAX_QUOTE_CHARS};
 
 /// Why a request body is not a valid task list. `Display` is the reason sent with a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +60,7 @@ fn parse_task(index: usize, item: &Value) -> Result<Task, ProtocolError> {
     } else {
         action
             .parse()
-            .map_err(|_| invalid(TaskError::UnknownAction(quote(action))))?
+            .map_err(|_| invalid(TaskError::UnknownAction(quote(action, MAX_QUOTE_CHARS))))?
     };
     let package = PackageName::new(package).map_err(invalid)?;
     let from_version = optional(index, fields, "from_version")?

@@ -7,6 +7,10 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
+mod yaml;
+
+pub use yaml::{hostile_yaml_leaves, YAML_TOKENS};
+
 /// Longest error message (in characters) a parser may give for hostile input: enough to name
 /// the field and quote a little, never the input itself.
 pub const MAX_MESSAGE_CHARS: usize = 300;
@@ -48,9 +52,13 @@ pub const HOSTILE_TOKENS: &[&[u8]] = &[
 ];
 
 /// The case count for a fuzz test: `default` (small, for CI) unless `PROPTEST_CASES` is set,
-/// in which case that many (`PROPTEST_CASES=100000` for a long run by hand).
+/// in which case that many (`PROPTEST_CASES=100000` for a long run by hand). Failures are not
+/// written to `proptest-regressions` files: each one found becomes a named test instead.
 pub fn config(default: u32) -> Config {
-    let mut config = Config::default();
+    let mut config = Config {
+        failure_persistence: None,
+        ..Config::default()
+    };
     if std::env::var_os("PROPTEST_CASES").is_none() {
         config.cases = default;
     }
@@ -160,6 +168,41 @@ pub fn mutated(
         }
         doc
     })
+}
+
+/// Text made of one odd piece repeated (none, a few, or far too many times): control and
+/// format characters, combining marks, astral characters, quotes, escapes and line breaks.
+pub fn hostile_text() -> impl Strategy<Value = String> {
+    let piece = proptest::sample::select(vec![
+        "x",
+        "é",
+        "\0",
+        "\u{1b}[31m",
+        "\u{202e}",
+        "\u{200b}",
+        "\u{feff}",
+        "\u{301}",
+        "\u{10ffff}",
+        "\u{1f600}",
+        "\"",
+        "'",
+        "\\",
+        "\n",
+        "\r",
+        "\t",
+        "\u{7f}",
+        "\u{85}",
+        "\u{2028}",
+        "\u{fffd}",
+        "…",
+        "%s",
+        "{}",
+        "/",
+        ":",
+        "#",
+    ]);
+    let count = prop_oneof![4 => 0..250usize, 1 => Just(4097), 1 => Just(70_000)];
+    (piece, count).prop_map(|(piece, count)| piece.repeat(count))
 }
 
 /// Arbitrary bytes, up to `max` of them, biased towards `extra`'s syntax so that some of them

@@ -2,35 +2,9 @@
 //! hostile one (overlong text of odd characters, extreme numbers, deep nesting, a value of the
 //! wrong kind), so that the body still parses as JSON and reaches the protocol's own checks.
 
+use masif_testkit::fuzz::hostile_text;
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
-
-/// Text made of one odd piece repeated: control and format characters, combining marks,
-/// astral characters, quotes and escapes.
-fn hostile_text() -> impl Strategy<Value = String> {
-    let piece = proptest::sample::select(vec![
-        "x",
-        "é",
-        "\0",
-        "\u{1b}[31m",
-        "\u{202e}",
-        "\u{200b}",
-        "\u{feff}",
-        "\u{301}",
-        "\u{10ffff}",
-        "\u{1f600}",
-        "\"",
-        "\\",
-        "\n",
-        "\u{7f}",
-        "\u{85}",
-        "\u{2028}",
-        "\u{fffd}",
-        "…",
-    ]);
-    let count = prop_oneof![4 => 0..250usize, 1 => Just(4097), 1 => Just(70_000)];
-    (piece, count).prop_map(|(piece, count)| piece.repeat(count))
-}
 
 fn hostile_value() -> impl Strategy<Value = Value> {
     prop_oneof![
