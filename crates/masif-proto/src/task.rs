@@ -37,13 +37,17 @@ pub fn quote(value: &str, max_chars: usize) -> String {
     let mut quoted = String::from('"');
     let mut used = 0;
     for c in value.chars() {
-        let escaped = c.escape_debug();
-        used += escaped.len();
+        // As `str`'s `Debug` does: a single quote stays as it is.
+        let escaped: String = match c {
+            '\'' => c.into(),
+            _ => c.escape_debug().collect(),
+        };
+        used += escaped.chars().count();
         if used > max_chars {
             quoted.push('…');
             break;
         }
-        quoted.extend(escaped);
+        quoted.push_str(&escaped);
     }
     quoted.push('"');
     quoted

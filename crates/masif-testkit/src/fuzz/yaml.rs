@@ -111,7 +111,7 @@ fn replace(value: &mut Value, target: &mut usize, new: &Value) -> bool {
 }
 
 /// `valid` (a YAML document) with one to three values or keys replaced by hostile ones.
-pub fn hostile_yaml_leaves(valid: &'static str) -> impl Strategy<Value = String> {
+pub fn hostile_yaml_leaves(valid: &str) -> impl Strategy<Value = String> {
     let doc: Value = serde_yaml::from_str(valid).expect("a valid YAML document");
     proptest::collection::vec((any::<u32>(), hostile_value()), 1..4).prop_map(move |changes| {
         let mut doc = doc.clone();
