@@ -152,3 +152,29 @@ fn an_unknown_line_of_escaped_characters_is_quoted_briefly() {
         "{err}"
     );
 }
+
+/// Limits the mutations probe, kept as plain tests: deep nesting and an alias bomb ("billion
+/// laughs") are refused by the YAML parser, briefly. The parser's time grows with the square
+/// of the flow nesting depth (about a second at 4,000 levels of `{a: ` in a debug build, so
+/// minutes at 100,000): see docs/security/fuzzing.md.
+#[test]
+fn deep_nesting_and_alias_bombs_in_the_configuration_are_refused_briefly() {
+    let bomb = (1..10).fold(
+        "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n".to_owned(),
+        |doc, i| {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            format!("{doc}a{i}: &a{i} [{refs}]\n")
+        },
+    );
+    for text in [
+        "[".repeat(2_000),
+        format!("master: {}", "{a: ".repeat(2_000)),
+        "- ".repeat(50_000),
+        bomb,
+    ] {
+        let err = AgentConfig::parse(&text, "agent.yml").unwrap_err();
+        for problem in err.problems() {
+            assert_short_message(&problem.to_string());
+        }
+    }
+}

@@ -151,7 +151,7 @@ pub fn mutation(extra: &'static [&'static [u8]]) -> impl Strategy<Value = Mutati
         2 => (index(), 1..64usize).prop_map(|(i, n)| Mutation::Delete(i, n)),
         2 => (index(), 1..256usize, index()).prop_map(|(f, n, t)| Mutation::Duplicate(f, n, t)),
         4 => (index(), token(extra)).prop_map(|(i, t)| Mutation::Insert(i, t)),
-        1 => (index(), token(extra), prop_oneof![1..300usize, Just(5_000), Just(70_000)])
+        1 => (index(), token(extra), prop_oneof![1..300usize, Just(4_097)])
             .prop_map(|(i, t, n)| Mutation::Repeat(i, t, n)),
     ]
 }
