@@ -32,6 +32,41 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Most characters of one problem as displayed (`KEY: MESSAGE`): a value quoted by the YAML
+/// parser or a check (an unknown key, a wrong value) is cut in the middle to fit.
+pub const MAX_PROBLEM_CHARS: usize = 300;
+/// Most characters of a problem's key (a map key written by the user, as `apt.env.NAME`).
+const MAX_KEY_CHARS: usize = 80;
+/// Characters kept from the end of a cut message: where the YAML parser names the line and
+/// column.
+const KEPT_TAIL_CHARS: usize = 60;
+
+impl Problem {
+    /// A problem whose key and message are cut to fit [`MAX_PROBLEM_CHARS`].
+    fn new(key: Option<String>, message: String) -> Self {
+        let key = key.map(|k| elide(k, MAX_KEY_CHARS, 0));
+        let room = MAX_PROBLEM_CHARS - key.as_ref().map_or(0, |k| k.chars().count() + 2);
+        Self {
+            key,
+            message: elide(message, room, KEPT_TAIL_CHARS),
+        }
+    }
+}
+
+/// `text` if it has at most `max` characters; otherwise its start, `…` and its last `tail`
+/// characters, `max` characters in all.
+fn elide(text: String, max: usize, tail: usize) -> String {
+    let chars = text.chars().count();
+    if chars <= max {
+        return text;
+    }
+    let head = max - tail - 1;
+    let mut short: String = text.chars().take(head).collect();
+    short.push('…');
+    short.extend(text.chars().skip(chars - tail));
+    short
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.key {
@@ -83,10 +118,8 @@ pub struct Problems {
 impl Problems {
     /// Records that `key` is wrong.
     pub fn add(&mut self, key: impl Into<String>, message: impl fmt::Display) {
-        self.list.push(Problem {
-            key: Some(key.into()),
-            message: message.to_string(),
-        });
+        self.list
+            .push(Problem::new(Some(key.into()), message.to_string()));
     }
 
     /// The value of `result`, or `None` with its error recorded against `key`.
@@ -119,10 +152,7 @@ pub trait Validate: Sized {
 pub fn load<C: Validate>(path: &Path) -> Result<C, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_owned(),
-        problems: vec![Problem {
-            key: None,
-            message: format!("cannot read: {e}"),
-        }],
+        problems: vec![Problem::new(None, format!("cannot read: {e}"))],
     })?;
     parse(path, &text)
 }
@@ -133,19 +163,15 @@ pub fn parse<C: Validate>(path: &Path, text: &str) -> Result<C, ConfigError> {
         file: path.to_owned(),
         problems,
     };
-    let file: C::File = serde_yaml::from_str(text).map_err(|e| {
-        error(vec![Problem {
-            key: None,
-            message: e.to_string(),
-        }])
-    })?;
+    let file: C::File =
+        serde_yaml::from_str(text).map_err(|e| error(vec![Problem::new(None, e.to_string())]))?;
     let mut problems = Problems::default();
     match C::validate(file, &mut problems) {
         Some(config) if problems.is_empty() => Ok(config),
-        _ if problems.is_empty() => Err(error(vec![Problem {
-            key: None,
-            message: "invalid (no reason recorded)".into(),
-        }])),
+        _ if problems.is_empty() => Err(error(vec![Problem::new(
+            None,
+            "invalid (no reason recorded)".into(),
+        )])),
         _ => Err(error(problems.list)),
     }
 }
@@ -278,6 +304,38 @@ mod tests {
         }
         let e = parse_str("listen: \"127.0.0.1:1\"\nname: n\nlisen: 1\n").unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    /// Found by the agent's `example_configurations_with_hostile_values` fuzz test: the YAML
+    /// parser and the checks quote values and keys whole, so a 4,000-character value made a
+    /// 4,000-character problem.
+    #[test]
+    fn problems_quoting_huge_values_are_cut_keeping_where() {
+        let huge = ":".repeat(4000);
+        for text in [
+            format!("listen: \"127.0.0.1:1\"\nlevel: \"{huge}\"\nname: n\n"),
+            format!("listen: \"127.0.0.1:1\"\nname: n\n? \"{huge}\"\n: 1\n"),
+        ] {
+            let e = parse_str(&text).unwrap_err();
+            for problem in e.problems() {
+                let shown = problem.to_string();
+                assert!(shown.chars().count() <= MAX_PROBLEM_CHARS, "{shown}");
+                assert!(shown.contains('…'), "{shown}");
+            }
+        }
+        let e = parse_str(&format!(
+            "listen: \"127.0.0.1:1\"\nname: n\n\"{huge}\": 1\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().ends_with("line 3 column 1"), "{e}");
+        let mut problems = Problems::default();
+        problems.add("x".repeat(500), "y".repeat(500));
+        let shown = problems.list[0].to_string();
+        assert_eq!(shown.chars().count(), MAX_PROBLEM_CHARS, "{shown}");
+        assert!(
+            shown.starts_with(&format!("{}…: yyy", "x".repeat(79))),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::pem::{self, PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::error::{PkiError, Result};
@@ -39,7 +39,45 @@ fn is_pem(bytes: &[u8]) -> bool {
 fn pem_sections(path: &Path, bytes: &[u8]) -> Result<Vec<(SectionKind, Vec<u8>)>> {
     <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::invalid(path, format!("malformed PEM: {e}")))
+        .map_err(|e| PkiError::invalid(path, format!("malformed PEM: {}", pem_error(&e))))
+}
+
+/// Most characters of a file's line quoted in a message (after escaping).
+const MAX_QUOTE_CHARS: usize = 60;
+
+/// What is wrong with a PEM file, quoting at most [`MAX_QUOTE_CHARS`] of it (the PEM parser's
+/// own message lists every byte of the offending line as a number).
+fn pem_error(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => {
+            format!("section {} has no END line", quote(end_marker))
+        }
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed BEGIN line {}", quote(line))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `bytes` as text in quotes, escaped, cut to [`MAX_QUOTE_CHARS`] characters (then `…`).
+fn quote(bytes: &[u8]) -> String {
+    let mut quoted = String::from('"');
+    let mut used = 0;
+    for c in String::from_utf8_lossy(bytes).chars() {
+        // As `str`'s `Debug` does: a single quote stays as it is.
+        let escaped: String = match c {
+            '\'' => c.into(),
+            _ => c.escape_debug().collect(),
+        };
+        used += escaped.chars().count();
+        if used > MAX_QUOTE_CHARS {
+            quoted.push('…');
+            break;
+        }
+        quoted.push_str(&escaped);
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// Human names of the PEM sections found, for "found … instead" messages.

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::task::{is_format, PackageName, Task, TaskSet};
-use crate::wire::{parse_tasks, quote, wire_tasks, WireTask};
+use crate::task::{is_format, quote, PackageName, Task, TaskSet, MAX_QUOTE_CHARS};
+use crate::wire::{parse_tasks, wire_tasks, WireTask};
 
 /// Most characters of a text fact (OS name, kernel release, agent version, origin): what the
 /// database's `VARCHAR(191)` holds.
@@ -263,7 +263,7 @@ fn parse_task_facts(item: &Value, tasks: &TaskSet) -> Result<(Task, TaskFacts), 
             String::new(),
             format!(
                 "names {} which is not in tasks",
-                quote(task.package().as_str())
+                quote(task.package().as_str(), MAX_QUOTE_CHARS)
             ),
         ));
     }

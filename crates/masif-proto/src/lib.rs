@@ -10,7 +10,7 @@ pub mod v2;
 mod wire;
 
 pub use task::{
-    Action, AgentName, PackageName, Task, TaskError, TaskSet, Version, MAX_FIELD_CHARS,
+    quote, Action, AgentName, PackageName, Task, TaskError, TaskSet, Version, MAX_FIELD_CHARS,
 };
 pub use wire::{parse_task_list, render_task_list, ProtocolError};
 

@@ -20,10 +20,37 @@ pub enum TaskError {
     ControlCharacter { field: &'static str },
     #[error("{field} contains an invisible format character (Unicode Cf: a bidirectional override, a zero-width space, …)")]
     FormatCharacter { field: &'static str },
-    #[error("unknown action {0:?} (expected install, update, configure, remove or purge)")]
+    /// The action as [`quote`]d: short, in quotes, escaped.
+    #[error("unknown action {0} (expected install, update, configure, remove or purge)")]
     UnknownAction(String),
     #[error("action {action} {rule}")]
     WrongVersions { action: Action, rule: &'static str },
+}
+
+/// Most characters of client input quoted back in an error message, counted after escaping.
+pub(crate) const MAX_QUOTE_CHARS: usize = 40;
+
+/// `value` for an error message: in double quotes, escaped as Rust's `Debug` escapes
+/// characters, cut to `max_chars` characters of escaped text (then `…`). The cut comes after
+/// escaping, since one character can escape to ten (`\u{10ffff}`).
+pub fn quote(value: &str, max_chars: usize) -> String {
+    let mut quoted = String::from('"');
+    let mut used = 0;
+    for c in value.chars() {
+        // As `str`'s `Debug` does: a single quote stays as it is.
+        let escaped: String = match c {
+            '\'' => c.into(),
+            _ => c.escape_debug().collect(),
+        };
+        used += escaped.chars().count();
+        if used > max_chars {
+            quoted.push('…');
+            break;
+        }
+        quoted.push_str(&escaped);
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn check_field(field: &'static str, value: &str) -> Result<(), TaskError> {
@@ -177,7 +204,7 @@ impl std::str::FromStr for Action {
         Action::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| TaskError::UnknownAction(s.to_owned()))
+            .ok_or_else(|| TaskError::UnknownAction(quote(s, MAX_QUOTE_CHARS)))
     }
 }
 

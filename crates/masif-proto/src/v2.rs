@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::facts::Facts;
-use crate::task::{PackageName, TaskSet};
-use crate::wire::{parse_tasks, quote, wire_tasks, ProtocolError, WireTask};
+use crate::task::{quote, PackageName, TaskSet, MAX_QUOTE_CHARS};
+use crate::wire::{parse_tasks, wire_tasks, ProtocolError, WireTask};
 
 /// Agents POST a [`Report`] here and get a [`ReportAnswer`]; a 404 means the master speaks v1 only.
 pub const REPORT_PATH: &str = "/v2/report";
@@ -53,7 +53,7 @@ impl Report {
                 "approved",
                 format!(
                     "lists {} which is not in tasks",
-                    quote(stray.package().as_str())
+                    quote(stray.package().as_str(), MAX_QUOTE_CHARS)
                 ),
             ));
         }

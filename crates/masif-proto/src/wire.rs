@@ -4,10 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::task::{Action, PackageName, Task, TaskError, TaskSet, Version};
-
-/// Longest piece of client input quoted back in an error message.
-const MAX_QUOTE_CHARS: usize = 40;
+use crate::task::{quote, Action, PackageName, Task, TaskError, TaskSet, Version, MAX_QUOTE_CHARS};
 
 /// Why a request body is not a valid task list. `Display` is the reason sent with a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,7 +60,7 @@ fn parse_task(index: usize, item: &Value) -> Result<Task, ProtocolError> {
     } else {
         action
             .parse()
-            .map_err(|_| invalid(TaskError::UnknownAction(quote(action))))?
+            .map_err(|_| invalid(TaskError::UnknownAction(quote(action, MAX_QUOTE_CHARS))))?
     };
     let package = PackageName::new(package).map_err(invalid)?;
     let from_version = optional(index, fields, "from_version")?
@@ -94,16 +91,6 @@ fn optional<'a>(
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ProtocolError::NotString { index, key }),
-    }
-}
-
-pub(crate) fn quote(value: &str) -> String {
-    if value.chars().count() <= MAX_QUOTE_CHARS {
-        value.to_owned()
-    } else {
-        let mut short: String = value.chars().take(MAX_QUOTE_CHARS).collect();
-        short.push('…');
-        short
     }
 }
 
@@ -139,7 +126,6 @@ pub(crate) fn wire_tasks<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> Vec<W
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use rstest::rstest;
 
     #[test]
@@ -290,38 +276,5 @@ mod tests {
             parse_task_list(body.as_bytes()),
             Err(ProtocolError::Json(_))
         ));
-    }
-
-    fn field() -> impl Strategy<Value = String> {
-        // Any visible text, including quotes, markup and non-ASCII (no control or format
-        // characters, which names refuse).
-        "[^\\p{Cc}\\p{Cf}]{1,40}"
-    }
-
-    fn task() -> impl Strategy<Value = Task> {
-        (
-            field(),
-            0..5usize,
-            proptest::option::of(field()),
-            proptest::option::of(field()),
-        )
-            .prop_filter_map("versions must fit the action", |(p, a, from, to)| {
-                let from = from.map(|f| Version::new(f).unwrap());
-                let to = to.map(|t| Version::new(t).unwrap());
-                Task::new(PackageName::new(p).unwrap(), Action::ALL[a], from, to).ok()
-            })
-    }
-
-    proptest! {
-        #[test]
-        fn render_then_parse_round_trips(tasks in proptest::collection::btree_set(task(), 0..20)) {
-            let body = render_task_list(&tasks);
-            prop_assert_eq!(parse_task_list(body.as_bytes()).unwrap(), tasks);
-        }
-
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = parse_task_list(&bytes);
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Test fixtures of Masif Upgrader, kept out of the daemons: real apt/dpkg sandbox roots with
 //! fake packages ([`sandbox`]), scratch MariaDB databases ([`db`]), throwaway rcgen PKIs
-//! ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]) and task builders ([`tasks`]).
+//! ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]), task builders ([`tasks`]) and the
+//! mutations of fuzz-style property tests ([`fuzz`]).
 //!
 //! Each module sits behind the cargo feature of the same name, so a user links only what it
 //! needs: `masif demo` takes `sandbox` and `pki`, never `db` or `fleet`.
@@ -11,6 +12,8 @@
 pub mod db;
 #[cfg(feature = "fleet")]
 pub mod fleet;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 #[cfg(feature = "pki")]
 pub mod pki;
 #[cfg(feature = "sandbox")]

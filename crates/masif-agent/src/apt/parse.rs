@@ -3,7 +3,7 @@
 //! Any line of another shape is an error that quotes it; only apt's known "NOTE: This is
 //! only a simulation!" block (printed to non-root users) is skipped.
 
-use masif_proto::{Action, PackageName, Task, Version};
+use masif_proto::{quote, Action, PackageName, Task, Version};
 
 use crate::pm::{Plan, PlannedTask};
 
@@ -11,15 +11,17 @@ use crate::pm::{Plan, PlannedTask};
 pub const MAX_LINES: usize = 200_000;
 /// Longest line accepted.
 pub const MAX_LINE_BYTES: usize = 4096;
-/// Longest piece of a line quoted in an error.
-const MAX_QUOTE_CHARS: usize = 160;
+/// Longest piece of a line quoted in an error (escaped characters, see [`quote`]): room for
+/// the longest reason within 300 characters.
+const MAX_QUOTE_CHARS: usize = 100;
 
 /// Why apt's output could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("unexpected apt-get output on line {line}: {text:?}")]
+    /// `text`, here and below, is the line as [`quote`]d: short, in quotes, escaped.
+    #[error("unexpected apt-get output on line {line}: {text}")]
     Unknown { line: usize, text: String },
-    #[error("apt-get output line {line}: {reason}: {text:?}")]
+    #[error("apt-get output line {line}: {reason}: {text}")]
     Invalid {
         line: usize,
         reason: String,
@@ -57,26 +59,16 @@ pub fn parse_simulation(output: &str) -> Result<Plan, ParseError> {
     Ok(Plan::new(steps))
 }
 
-fn quote(text: &str) -> String {
-    if text.chars().count() <= MAX_QUOTE_CHARS {
-        text.to_owned()
-    } else {
-        let mut s: String = text.chars().take(MAX_QUOTE_CHARS).collect();
-        s.push('…');
-        s
-    }
-}
-
 /// Parses one line of the shape `KIND NAME [FROM] (TO ORIGIN…) [extra]…`.
 pub fn parse_line(number: usize, line: &str) -> Result<PlannedTask, ParseError> {
     let unknown = || ParseError::Unknown {
         line: number,
-        text: quote(line),
+        text: quote(line, MAX_QUOTE_CHARS),
     };
     let invalid = |reason: String| ParseError::Invalid {
         line: number,
         reason,
-        text: quote(line),
+        text: quote(line, MAX_QUOTE_CHARS),
     };
     if line.len() > MAX_LINE_BYTES {
         return Err(invalid(format!("longer than {MAX_LINE_BYTES} bytes")));
@@ -281,7 +273,7 @@ Conf zeta (2.0 Sandbox:12/stable [all])
         let err = parse_simulation(&out).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("line 2"), "{msg}");
-        assert!(msg.contains(&format!("{:?}", quote(line))), "{msg}");
+        assert!(msg.contains(&quote(line, MAX_QUOTE_CHARS)), "{msg}");
     }
 
     #[rstest]
