@@ -594,5 +594,10 @@ mod original {
                 last: Box::new(last.unwrap_or(StoreError::Closed)),
             })
         }
+
+        /// The original never removes packages.
+        async fn remove_orphan_packages(&self) -> Result<u64> {
+            Ok(0)
+        }
     }
 }
