@@ -65,7 +65,10 @@ mod tests {
         let first = queue.enter().unwrap();
         let _second = queue.enter().unwrap();
         let err = queue.enter().unwrap_err();
-        assert!(matches!(err, StoreError::Overloaded { limit: 2 }), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Overloaded { limit: 2 }),
+            "{err:?}"
+        );
         assert!(err.is_transient());
         drop(first);
         let _third = queue.enter().expect("a place was given back");

@@ -31,6 +31,26 @@ async fn dangling_tasks(db: &TestStore) -> i64 {
     .await
 }
 
+/// Drops the foreign keys MariaDB 10.5 and later create for the original schema's inline
+/// `REFERENCES` (older servers ignored them, so original databases adopted in place have none):
+/// the store must not rely on them.
+async fn without_foreign_keys(db: &TestStore) {
+    if db.backend != crate::Backend::Mysql {
+        return; // SQLite does not enforce them (foreign_keys is off)
+    }
+    let keys = db
+        .rows(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'task'",
+        )
+        .await;
+    for key in keys {
+        let name = key[0].clone().unwrap();
+        db.exec(&format!("ALTER TABLE task DROP FOREIGN KEY `{name}`"))
+            .await;
+    }
+}
+
 /// Facts naming one task of package `name`.
 fn facts_of(task: &Task) -> Facts {
     Facts {
@@ -82,7 +102,10 @@ async fn orphans_go_and_referenced_packages_stay(db: &TestStore) {
     assert_eq!(db.store.remove_orphan_packages().await.unwrap(), 0);
     assert_eq!(dangling_tasks(db).await, 0);
     // A package removed comes back when reported again.
-    db.store.report(&agent("a"), &set([x.clone()])).await.unwrap();
+    db.store
+        .report(&agent("a"), &set([x.clone()]))
+        .await
+        .unwrap();
     assert_eq!(pending(db, "a").await, rows_of(&[&x]));
     assert_eq!(package_names(db).await, ["w", "x", "y", "z"]);
 }
@@ -100,8 +123,11 @@ async fn orphans_are_removed_in_batches(db: TestStore) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    db.exec(&format!("INSERT INTO package (name) VALUES {}", values(0, 1500)))
-        .await;
+    db.exec(&format!(
+        "INSERT INTO package (name) VALUES {}",
+        values(0, 1500)
+    ))
+    .await;
     db.store
         .report(&agent("a"), &set([install("kept", "1")]))
         .await
@@ -116,11 +142,15 @@ async fn orphans_are_removed_in_batches(db: TestStore) {
 }
 contract_test!(orphans_are_removed_in_batches);
 
-/// The task set agent `agent` reports in round `round`: three of six shared packages, moving
-/// with the round, so packages keep losing their last reference and gaining a new one.
+/// Packages the reports draw from: more than the agents report at once, so that packages keep
+/// losing their last reference and gaining a new one.
+const POOL: usize = 16;
+
+/// The task set agent `agent` reports in round `round`: three packages of the pool, moving
+/// with the round.
 fn round_set(agent: usize, round: usize) -> TaskSet {
     (0..3)
-        .map(|i| install(&format!("p{}", (agent + round + i * 2) % 6), "1"))
+        .map(|i| install(&format!("p{}", (agent * 5 + round * 3 + i) % POOL), "1"))
         .collect()
 }
 
@@ -129,8 +159,9 @@ fn round_set(agent: usize, round: usize) -> TaskSet {
 /// loop, all at once: every report succeeds (conflicts are retried inside the store), every
 /// agent ends with its last set, and no task names a package that is gone.
 async fn removal_racing_reports_and_approvals_leaves_no_dangling_task(db: TestStore) {
-    const AGENTS: usize = 6;
-    const ROUNDS: usize = 25;
+    const AGENTS: usize = 8;
+    const ROUNDS: usize = 40;
+    without_foreign_keys(&db).await;
     let done = Arc::new(AtomicBool::new(false));
     let sweeper = tokio::spawn({
         let (store, done) = (db.store.clone(), done.clone());
@@ -138,7 +169,10 @@ async fn removal_racing_reports_and_approvals_leaves_no_dangling_task(db: TestSt
             let mut sweeps = 0u32;
             let mut removed = 0;
             while !done.load(Ordering::Relaxed) {
-                removed += store.remove_orphan_packages().await.expect("removing orphans");
+                removed += store
+                    .remove_orphan_packages()
+                    .await
+                    .expect("removing orphans");
                 sweeps += 1;
             }
             (sweeps, removed)
@@ -149,7 +183,12 @@ async fn removal_racing_reports_and_approvals_leaves_no_dangling_task(db: TestSt
         async move {
             let mut round = 0;
             while !done.load(Ordering::Relaxed) {
-                let key = TaskKey::from(&install(&format!("p{}", round % 6), "9"));
+                // Every other round a package of the reports' pool, else one of its own.
+                let name = match round % 2 {
+                    0 => format!("p{}", round % POOL),
+                    _ => format!("q{}", round % 3),
+                };
+                let key = TaskKey::from(&install(&name, "9"));
                 store
                     .approve(&[key], &ApprovalScope::AllAgents, "alice")
                     .await
@@ -203,3 +242,83 @@ async fn removal_racing_reports_and_approvals_leaves_no_dangling_task(db: TestSt
     assert_eq!(unreferenced, 0);
 }
 contract_test!(removal_racing_reports_and_approvals_leaves_no_dangling_task);
+
+/// MySQL: a writer that has share-locked an orphan package and inserted a task naming it, but
+/// not committed yet (what a report or an approval does), makes the removal wait; once it
+/// commits, the package is referenced and stays. Deterministic where the race above is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_waits_for_a_writer_holding_the_package() {
+    use crate::mysql_only::{int, raw};
+    use masif_store::Reports;
+    use mysql_async::prelude::*;
+
+    crate::run_mysql_scratch(|scratch| async move {
+        let store = std::sync::Arc::new(scratch.store(crate::test_options()).await);
+        store
+            .report(&agent("host"), &set([install("keep", "1")]))
+            .await
+            .unwrap();
+        let mut admin = raw(&scratch).await;
+        admin
+            .query_drop("INSERT INTO package (name) VALUES ('p')")
+            .await
+            .unwrap();
+        // Without the foreign keys of MariaDB 10.5+ (see `without_foreign_keys`).
+        let keys: Vec<String> = admin
+            .query(
+                "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'task'",
+            )
+            .await
+            .unwrap();
+        for key in keys {
+            admin
+                .query_drop(format!("ALTER TABLE task DROP FOREIGN KEY `{key}`"))
+                .await
+                .unwrap();
+        }
+        let mut writer = raw(&scratch).await;
+        writer
+            .query_drop(
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION; \
+                 SELECT id FROM package WHERE name = 'p' LOCK IN SHARE MODE; \
+                 INSERT INTO task (agent, package, action, to_version, approved) \
+                 SELECT a.id, p.id, 'install', '1', 0 FROM agent a, package p \
+                 WHERE a.name = 'host' AND p.name = 'p'",
+            )
+            .await
+            .unwrap();
+        let removal = tokio::spawn({
+            let store = store.clone();
+            async move { store.remove_orphan_packages().await }
+        });
+        // Wait until a statement of the removal has been blocked on the writer's lock for a
+        // while (a guard against hanging, not a timing assertion), then commit the writer.
+        let blocked = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                       WHERE DB = DATABASE() AND ID <> CONNECTION_ID() \
+                         AND INFO LIKE '%FROM package%' AND TIME_MS > 300";
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while int(&mut admin, blocked).await == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the removal never waited"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        writer.query_drop("COMMIT").await.unwrap();
+        assert_eq!(removal.await.unwrap().unwrap(), 0);
+        let dangling = int(
+            &mut admin,
+            "SELECT COUNT(*) FROM task t WHERE NOT EXISTS \
+             (SELECT 1 FROM package p WHERE p.id = t.package)",
+        )
+        .await;
+        assert_eq!(dangling, 0);
+        assert_eq!(
+            int(&mut admin, "SELECT COUNT(*) FROM package WHERE name = 'p'").await,
+            1
+        );
+        drop((admin, writer));
+    })
+    .await;
+}
