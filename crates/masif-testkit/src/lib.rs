@@ -1,8 +1,9 @@
 //! Test fixtures of Masif Upgrader, kept out of the daemons: real apt/dpkg sandbox roots with
-//! fake packages ([`sandbox`]), scratch MariaDB databases ([`db`]), throwaway rcgen PKIs
-//! ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]) and task builders ([`tasks`]).
+//! fake packages ([`sandbox`]), scratch MariaDB databases ([`db`]), throwaway MariaDB servers
+//! ([`mariadb`]), throwaway rcgen PKIs ([`pki`]), the benchmarks' synthetic fleet ([`fleet`])
+//! and task builders ([`tasks`]).
 //!
-//! Each module sits behind the cargo feature of the same name, so a user links only what it
+//! Each module sits behind the cargo feature of the same name (`mariadb` behind `db`), so a user links only what it
 //! needs: `masif demo` takes `sandbox` and `pki`, never `db` or `fleet`.
 
 #![warn(unreachable_pub)]
@@ -11,6 +12,8 @@
 pub mod db;
 #[cfg(feature = "fleet")]
 pub mod fleet;
+#[cfg(feature = "db")]
+pub mod mariadb;
 #[cfg(feature = "pki")]
 pub mod pki;
 #[cfg(feature = "sandbox")]

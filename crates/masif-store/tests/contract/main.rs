@@ -32,7 +32,9 @@
 //! agents filtered by them), `long_poll` (approval tokens, approvals matched in memory),
 //! `mysql_report` (the MySQL report path: round trips, batching, retries), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
-//! servers from `server` for a statement-based binlog and a vanishing server).
+//! servers from `masif_testkit::mariadb` for a statement-based binlog and a vanishing
+//! server), `orphans` (orphan packages removed, also racing writers), `queue` (the bound on
+//! waiting reports).
 
 mod admin;
 mod approve;
@@ -46,7 +48,6 @@ mod orphans;
 mod queue;
 mod report;
 mod runs;
-mod server;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
