@@ -144,6 +144,7 @@ pub struct Client {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: String,
 }
 
@@ -188,9 +189,11 @@ impl Client {
             .body(Full::new(body.into()))?;
         let response = tokio::time::timeout(within, self.sender.send_request(request)).await??;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Reply {
             status,
+            headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
