@@ -68,6 +68,8 @@ pub struct ApiConfig {
 #[derive(Debug)]
 pub struct DbConfig {
     pub url: DbUrl,
+    /// Most reports waiting for the database at once; one more is answered 503.
+    pub max_queued_reports: usize,
 }
 
 /// The file as written.
@@ -135,6 +137,8 @@ struct ApiFile {
 #[serde(deny_unknown_fields)]
 struct DbFile {
     url: Checked<DbUrl>,
+    #[serde(default = "defaults::max_queued_reports")]
+    max_queued_reports: usize,
 }
 
 #[derive(Deserialize, Default)]
@@ -177,6 +181,9 @@ mod defaults {
     }
     pub(super) fn max_handshakes_per_source() -> usize {
         masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE
+    }
+    pub(super) fn max_queued_reports() -> usize {
+        masif_store::DEFAULT_MAX_QUEUED_REPORTS
     }
     pub(super) fn keep() -> u32 {
         50
@@ -239,6 +246,9 @@ impl Validate for MasterConfig {
         if !(1..=36_500).contains(&file.runs.max_age_days) {
             problems.add("runs.max_age_days", "must be 1 to 36500 days");
         }
+        if file.db.max_queued_reports == 0 {
+            problems.add("db.max_queued_reports", "must be at least 1");
+        }
         let url = problems.take("db.url", file.db.url);
         let log_level = problems.take("log.level", file.log.level);
         Some(MasterConfig {
@@ -258,7 +268,10 @@ impl Validate for MasterConfig {
                 max_handshakes_per_source: api.max_handshakes_per_source,
             },
             tls: file.tls,
-            db: DbConfig { url: url? },
+            db: DbConfig {
+                url: url?,
+                max_queued_reports: file.db.max_queued_reports,
+            },
             runs: RunsConfig {
                 keep: file.runs.keep,
                 max_age_days: file.runs.max_age_days,

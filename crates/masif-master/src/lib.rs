@@ -30,7 +30,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let files = check_tls(&config)?;
-    let store = masif_store::open(&config.db.url)
+    let store_settings = masif_store::StoreSettings {
+        max_queued_reports: config.db.max_queued_reports,
+    };
+    let store = masif_store::open_with(&config.db.url, &store_settings)
         .await
         .with_context(|| format!("db.url {}", config.db.url))?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -52,8 +55,10 @@ pub async fn run(
         ..ServeSettings::new(files)
     };
     let purge = tokio::spawn(purge_runs(store.clone(), config.retention()));
+    let orphans = tokio::spawn(remove_orphan_packages(store.clone()));
     let served = serve_with_listener(settings, store.clone(), listener, shutdown).await;
     purge.abort();
+    orphans.abort();
     store.flush().await;
     served
 }
@@ -71,6 +76,21 @@ async fn purge_runs(
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "old run results deleted"),
             Err(e) => tracing::warn!(error = %e, "deleting old run results failed"),
+        }
+    }
+}
+
+/// Removes packages no task references any more every 20 to 30 s (jittered, so that several
+/// masters spread out), so a package row a stolen agent certificate made up lives under a
+/// minute. Safe beside reports, approvals and other masters (see the store).
+async fn remove_orphan_packages(store: std::sync::Arc<dyn masif_store::Store>) {
+    loop {
+        let pause = Duration::from_millis(rand::random_range(20_000..=30_000));
+        tokio::time::sleep(pause).await;
+        match store.remove_orphan_packages().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "packages no task references deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting packages no task references failed"),
         }
     }
 }

@@ -22,8 +22,7 @@ use masif_store::mysql::{MysqlOptions, MysqlStore, ReportStats};
 use masif_store::Reports;
 use masif_testkit::db::mysql_server_url;
 use masif_testkit::fleet::{agent_name, env_usize, report_of};
-use mysql_async::prelude::*;
-use mysql_async::Pool;
+use mysql_async::{prelude::*, Pool};
 
 struct Phase {
     name: &'static str,
@@ -593,6 +592,9 @@ mod original {
                 attempts: ATTEMPTS,
                 last: Box::new(last.unwrap_or(StoreError::Closed)),
             })
+        }
+        async fn remove_orphan_packages(&self) -> Result<u64> {
+            Ok(0) // the original never removes packages
         }
     }
 }

@@ -63,9 +63,29 @@ pub enum StoreError {
     /// The store was closed; nothing more is done.
     #[error("the store was closed")]
     Closed,
+    /// As many reports as the store may hold (`limit`, `db.max_queued_reports`) were already
+    /// waiting for the database; this one was refused at once, nothing was written.
+    #[error("{limit} reports already wait for the database")]
+    Overloaded { limit: usize },
 }
 
 impl StoreError {
+    /// Whether the same call may well succeed later: the database is busy (conflicts kept
+    /// coming, too many reports wait) or out of reach (connection refused or lost, server
+    /// shutting down). The master answers these with 503 and `Retry-After`. A report that
+    /// failed so may or may not have been written; sending it again is harmless.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::RetriesExhausted { .. } | Self::Overloaded { .. } => true,
+            Self::Mysql { source, .. } => crate::mysql::is_unreachable(source),
+            Self::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+
     /// A SQLite error met while doing `doing`.
     pub(crate) fn sqlite(doing: impl Into<Cow<'static, str>>, source: rusqlite::Error) -> Self {
         Self::Sqlite {

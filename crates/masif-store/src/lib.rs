@@ -13,6 +13,7 @@ mod migrations;
 mod model;
 pub mod mysql;
 mod pending;
+mod queue;
 mod runs;
 pub mod sqlite;
 mod stored;
@@ -21,6 +22,7 @@ mod url;
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use pending::ApprovalPatterns;
+pub use queue::DEFAULT_MAX_QUEUED_REPORTS;
 pub use url::{DbUrl, DbUrlError};
 
 use std::sync::Arc;
@@ -65,6 +67,14 @@ pub trait Reports: Send + Sync {
     /// of unchanged reports, otherwise written once a second), and returns once it is written.
     /// The master calls it once its last request is done; tests call it instead of waiting.
     async fn flush(&self) {}
+
+    /// Deletes `package` rows that no `task` row (pending or approval) references any more,
+    /// with the facts stored for them, in transactions of at most 1,000 packages; returns how
+    /// many. Safe beside concurrent reports, approvals and other masters doing the same: a
+    /// package is deleted only under an exclusive lock and after checking it unreferenced
+    /// while holding it, and every writer that references a package holds a shared lock on it
+    /// until it commits (a report that then finds its package gone creates it again).
+    async fn remove_orphan_packages(&self) -> Result<u64>;
 }
 
 /// What closing the loop needs on the master's side: noticing approval changes for
@@ -156,11 +166,42 @@ pub trait Admin: Send + Sync {
 pub trait Store: Reports + AgentLoop + Admin {}
 impl<T: Reports + AgentLoop + Admin> Store for T {}
 
+/// What the daemons' configuration sets of either back end.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Most reports inside the store at once (`db.max_queued_reports`); one more fails at
+    /// once with [`StoreError::Overloaded`].
+    pub max_queued_reports: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_queued_reports: DEFAULT_MAX_QUEUED_REPORTS,
+        }
+    }
+}
+
 /// Opens the database `url` names and brings its schema up to date.
 pub async fn open(url: &DbUrl) -> Result<Arc<dyn Store>> {
+    open_with(url, &StoreSettings::default()).await
+}
+
+/// [`open`] with `settings`.
+pub async fn open_with(url: &DbUrl, settings: &StoreSettings) -> Result<Arc<dyn Store>> {
     Ok(match url {
-        DbUrl::Mysql(url) => Arc::new(mysql::MysqlStore::connect(url).await?),
-        DbUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+        DbUrl::Mysql(url) => {
+            let options = mysql::MysqlOptions {
+                max_queued_reports: settings.max_queued_reports,
+                ..mysql::MysqlOptions::default()
+            };
+            Arc::new(mysql::MysqlStore::connect_with(url, options).await?)
+        }
+        DbUrl::Sqlite(path) => {
+            let store = sqlite::SqliteStore::open(path).await?;
+            store.set_max_queued_reports(settings.max_queued_reports);
+            Arc::new(store)
+        }
     })
 }
 

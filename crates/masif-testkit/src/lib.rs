@@ -1,9 +1,9 @@
 //! Test fixtures of Masif Upgrader, kept out of the daemons: real apt/dpkg sandbox roots with
-//! fake packages ([`sandbox`]), scratch MariaDB databases ([`db`]), throwaway rcgen PKIs
-//! ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]), task builders ([`tasks`]) and the
-//! mutations of fuzz-style property tests ([`fuzz`]).
+//! fake packages ([`sandbox`]), scratch MariaDB databases ([`db`]), throwaway MariaDB servers
+//! ([`mariadb`]), throwaway rcgen PKIs ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]),
+//! task builders ([`tasks`]) and the mutations of fuzz-style property tests ([`fuzz`]).
 //!
-//! Each module sits behind the cargo feature of the same name, so a user links only what it
+//! Each module sits behind the cargo feature of the same name (`mariadb` behind `db`), so a user links only what it
 //! needs: `masif demo` takes `sandbox` and `pki`, never `db` or `fleet`.
 
 #![warn(unreachable_pub)]
@@ -14,6 +14,8 @@ pub mod db;
 pub mod fleet;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+#[cfg(feature = "db")]
+pub mod mariadb;
 #[cfg(feature = "pki")]
 pub mod pki;
 #[cfg(feature = "sandbox")]

@@ -223,8 +223,9 @@ pub(crate) fn text(status: StatusCode, reason: &str) -> Response {
 }
 
 /// The value of a store call bounded by a deadline, or the answer that says why there is none:
-/// 400 for a report the store finds invalid, 503 when the database stayed busy or the deadline
-/// passed, 500 for any other database failure (logged with `what`).
+/// 400 for a report the store finds invalid, 503 when the database stayed busy, is out of reach,
+/// has too many reports waiting, or the deadline passed, 500 for any other database failure
+/// (logged with `what`).
 pub(crate) fn stored<T>(
     agent: &AgentName,
     what: &str,
@@ -234,7 +235,7 @@ pub(crate) fn stored<T>(
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(StoreError::Invalid(reason))) => Err(text(StatusCode::BAD_REQUEST, &reason)),
-        Ok(Err(e @ StoreError::RetriesExhausted { .. })) => {
+        Ok(Err(e)) if e.is_transient() => {
             tracing::warn!(%agent, error = %e, "{what} not stored");
             Err(busy())
         }

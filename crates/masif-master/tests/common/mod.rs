@@ -144,6 +144,7 @@ pub struct Client {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: String,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<String>,
@@ -194,9 +195,11 @@ impl Client {
             .headers()
             .get(http::header::RETRY_AFTER)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Reply {
             status,
+            headers,
             body: String::from_utf8_lossy(&body).into_owned(),
             retry_after,
         })

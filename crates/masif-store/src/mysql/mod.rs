@@ -11,6 +11,7 @@ mod fact_rows;
 mod host_facts;
 mod last_seen;
 mod migrate;
+mod orphans;
 mod overview;
 mod report;
 mod rows;
@@ -22,6 +23,7 @@ mod url;
 mod write;
 
 pub use shared::ReportStats;
+pub(crate) use sql::is_unreachable;
 
 use std::fmt;
 use std::sync::Arc;
@@ -50,6 +52,9 @@ pub struct MysqlOptions {
     pub last_seen_interval: Duration,
     /// How often the `last_seen` of unchanged reports is written (all due agents at once).
     pub last_seen_flush: Duration,
+    /// Most reports inside the store at once, waiting for a batch, in one or retrying
+    /// (`db.max_queued_reports`); one more fails at once with `StoreError::Overloaded`.
+    pub max_queued_reports: usize,
 }
 
 impl Default for MysqlOptions {
@@ -60,6 +65,7 @@ impl Default for MysqlOptions {
             lock_wait_timeout: Some(5),
             last_seen_interval: crate::clock::LAST_SEEN_INTERVAL,
             last_seen_flush: Duration::from_secs(1),
+            max_queued_reports: crate::DEFAULT_MAX_QUEUED_REPORTS,
         }
     }
 }
@@ -72,6 +78,7 @@ pub struct MysqlStore {
     pub(crate) snapshots: snapshot::Snapshots,
     pub(crate) writes: write::Writes,
     pub(crate) last_seen: last_seen::LastSeen,
+    pub(crate) queue: crate::queue::ReportQueue,
     url: String,
 }
 
@@ -127,6 +134,7 @@ impl MysqlStore {
                 stats.clone(),
                 options.last_seen_flush,
             ),
+            queue: crate::queue::ReportQueue::new(options.max_queued_reports),
             pool,
             options,
             stats,

@@ -56,6 +56,7 @@ impl Reports for MysqlStore {
         facts: Option<&Facts>,
     ) -> Result<TaskSet> {
         self.stats.count_report();
+        let _place = self.queue.enter()?;
         let lists = Arc::new(Lists::of(tasks));
         let facts = facts.map(|f| (f, facts_digest(f)));
         let mut backoff = Backoff::new(self.retry_policy());
@@ -76,6 +77,10 @@ impl Reports for MysqlStore {
 
     async fn flush(&self) {
         self.last_seen.flush().await;
+    }
+
+    async fn remove_orphan_packages(&self) -> Result<u64> {
+        self.remove_orphans().await
     }
 }
 

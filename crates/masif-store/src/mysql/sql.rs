@@ -43,6 +43,21 @@ pub(crate) fn server_code(err: &Error) -> Option<u16> {
     }
 }
 
+/// Server errors of a server that cannot serve this connection now: too many connections,
+/// shutdown in progress, connection killed (MariaDB 1927), idle connection closed (4031).
+const UNREACHABLE_CODES: [u16; 4] = [1040, 1053, 1927, 4031];
+
+/// Whether `err` says the server is out of reach (refused or lost connection, a server going
+/// down) rather than that the request was wrong: worth trying again later.
+pub(crate) fn is_unreachable(err: &Error) -> bool {
+    use mysql_async::{DriverError, IoError};
+    match err {
+        Error::Io(IoError::Io(_)) | Error::Driver(DriverError::ConnectionClosed) => true,
+        Error::Server(e) => UNREACHABLE_CODES.contains(&e.code),
+        _ => false,
+    }
+}
+
 /// Whether the transaction should be retried from the start.
 pub(crate) fn is_conflict(err: &Error) -> bool {
     matches!(

@@ -9,6 +9,7 @@ mod conn;
 mod host_facts;
 mod last_seen;
 mod migrate;
+mod orphans;
 mod overview;
 mod report;
 mod rows;
@@ -43,6 +44,8 @@ struct Inner {
     last_seen_interval: std::sync::atomic::AtomicU64,
     /// Agents whose `last_seen` is due, written behind the reports.
     last_seen_due: last_seen::Due,
+    /// The bound on reports waiting for the database (`db.max_queued_reports`).
+    queue: crate::queue::ReportQueue,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -84,6 +87,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 last_seen_interval: LAST_SEEN_INTERVAL.as_secs().into(),
                 last_seen_due: last_seen::Due::default(),
+                queue: crate::queue::ReportQueue::new(crate::DEFAULT_MAX_QUEUED_REPORTS),
             }),
         })
     }
@@ -95,6 +99,13 @@ impl SqliteStore {
         self.inner
             .last_seen_interval
             .store(interval.as_secs(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets how many reports may wait for the database at once (default
+    /// [`crate::DEFAULT_MAX_QUEUED_REPORTS`]); one more fails at once with
+    /// [`StoreError::Overloaded`]. Reports already waiting stay.
+    pub fn set_max_queued_reports(&self, limit: usize) {
+        self.inner.queue.set_limit(limit);
     }
 
     fn last_seen_interval(&self) -> std::time::Duration {

@@ -22,6 +22,7 @@ impl Reports for SqliteStore {
         tasks: &TaskSet,
         facts: Option<&Facts>,
     ) -> Result<TaskSet> {
+        let _place = self.inner.queue.enter()?;
         let name = agent.as_str().to_owned();
         let reported = tasks.clone();
         let interval = self.last_seen_interval();
@@ -48,6 +49,10 @@ impl Reports for SqliteStore {
 
     async fn flush(&self) {
         self.write_last_seen().await;
+    }
+
+    async fn remove_orphan_packages(&self) -> Result<u64> {
+        self.remove_orphans().await
     }
 }
 

@@ -32,7 +32,9 @@
 //! agents filtered by them), `long_poll` (approval tokens, approvals matched in memory),
 //! `mysql_report` (the MySQL report path: round trips, batching, retries), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
-//! servers from `server` for a statement-based binlog and a vanishing server).
+//! servers from `masif_testkit::mariadb` for a statement-based binlog and a vanishing
+//! server), `orphans` (orphan packages removed, also racing writers), `queue` (the bound on
+//! waiting reports).
 
 mod admin;
 mod approve;
@@ -42,9 +44,10 @@ mod fixtures;
 mod long_poll;
 mod mysql_only;
 mod mysql_report;
+mod orphans;
+mod queue;
 mod report;
 mod runs;
-mod server;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -73,7 +76,8 @@ pub struct TestStore {
 
 #[derive(Clone)]
 enum Raw {
-    Mysql(Pool),
+    /// A pool on the database, and the database's URL.
+    Mysql(Pool, String),
     /// The database file; its temporary directory lives as long as the test.
     Sqlite(Arc<(tempfile::TempDir, std::path::PathBuf)>),
 }
@@ -82,7 +86,7 @@ impl TestStore {
     /// Rows of a SELECT, every value as text (`None` for NULL, numbers in decimal).
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         match &self.raw {
-            Raw::Mysql(pool) => {
+            Raw::Mysql(pool, _) => {
                 let mut conn = pool.get_conn().await.expect("test connection");
                 let rows: Vec<Row> = conn
                     .query(sql)
@@ -126,7 +130,7 @@ impl TestStore {
     /// Runs one statement that returns no rows.
     pub async fn exec(&self, sql: &str) {
         match &self.raw {
-            Raw::Mysql(pool) => {
+            Raw::Mysql(pool, _) => {
                 let mut conn = pool.get_conn().await.expect("test connection");
                 conn.query_drop(sql)
                     .await
@@ -137,6 +141,54 @@ impl TestStore {
                     .execute_batch(sql)
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
+        }
+    }
+
+    /// Another store on the same database, opened the way the daemons open theirs.
+    pub async fn open_another(&self, settings: &masif_store::StoreSettings) -> Arc<dyn Store> {
+        let url = match &self.raw {
+            Raw::Mysql(_, url) => url.parse().unwrap(),
+            Raw::Sqlite(file) => masif_store::DbUrl::sqlite(&file.1),
+        };
+        masif_store::open_with(&url, settings)
+            .await
+            .expect("opening another store")
+    }
+
+    /// Holds off every write that touches agent `name` (which must exist) until the returned
+    /// holder is released: MySQL locks the agent's row, SQLite takes the file's write lock.
+    pub async fn hold_writes_of(&self, name: &str) -> WriteHolder {
+        match &self.raw {
+            Raw::Mysql(pool, _) => {
+                let mut conn = pool.get_conn().await.expect("test connection");
+                conn.query_drop("START TRANSACTION").await.unwrap();
+                let locked: Vec<u64> = conn
+                    .exec("SELECT id FROM agent WHERE name = ? FOR UPDATE", (name,))
+                    .await
+                    .unwrap();
+                assert_eq!(locked.len(), 1, "agent {name} exists");
+                WriteHolder::Mysql(conn)
+            }
+            Raw::Sqlite(file) => {
+                let conn = sqlite_connection(&file.1);
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                WriteHolder::Sqlite(conn)
+            }
+        }
+    }
+}
+
+/// What [`TestStore::hold_writes_of`] holds; [`WriteHolder::release`] lets the writes go on.
+pub enum WriteHolder {
+    Mysql(mysql_async::Conn),
+    Sqlite(rusqlite::Connection),
+}
+
+impl WriteHolder {
+    pub async fn release(self) {
+        match self {
+            WriteHolder::Mysql(mut conn) => conn.query_drop("ROLLBACK").await.unwrap(),
+            WriteHolder::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
         }
     }
 }
@@ -299,7 +351,7 @@ where
                 let db = TestStore {
                     store: Arc::new(store),
                     backend,
-                    raw: Raw::Mysql(raw.clone()),
+                    raw: Raw::Mysql(raw.clone(), scratch.url("")),
                 };
                 // The body runs inside this task: a panic still reaches the cleanup above.
                 body(db).await;

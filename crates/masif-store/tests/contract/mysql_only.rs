@@ -13,8 +13,8 @@ use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 use crate::report::{agent, install, set, update};
-use crate::server::Throwaway;
 use crate::{run_mysql_scratch, test_options, MysqlScratch};
+use masif_testkit::mariadb::Throwaway;
 
 const ORIGINAL_SCHEMA: &str = include_str!("../../../../schema/mysql/0001_original.sql");
 const MIGRATIONS: i64 = 10;
@@ -330,8 +330,8 @@ async fn statement_binlog_servers_still_take_reports() {
     assert!(server.dir().join("binlog.index").exists());
 }
 
-/// The server going away makes a report fail with a database error (the master answers
-/// 500), not hang.
+/// The server going away makes a report fail with a database error that says "try again
+/// later" (the master answers 503 with `Retry-After`), not hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_server_is_an_error() {
     let mut server = Throwaway::start(&[]).await;
@@ -353,6 +353,7 @@ async fn a_vanished_server_is_an_error() {
     .expect("a report against a vanished server hangs");
     let err = outcome.unwrap_err();
     assert!(matches!(err, StoreError::Mysql { .. }), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
 }
 
 /// A reset (tasks, packages and agents deleted) committing while a report waits for the

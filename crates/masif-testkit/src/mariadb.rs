@@ -1,6 +1,7 @@
 //! A throwaway MariaDB server of a test's own (`mariadb-install-db` + `mariadbd` in a temporary
 //! directory, on a free loopback port), for tests that need server settings the shared server
-//! lacks (a statement-based binary log) or that stop the server under a running store.
+//! lacks (a statement-based binary log) or that kill and restart the server under a running
+//! store (fault injection).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -9,9 +10,12 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+/// A running (or killed) server; killed when dropped, its directory removed.
 pub struct Throwaway {
     dir: TempDir,
     child: Option<Child>,
+    /// `mariadbd`'s arguments, to start it again on the same data directory and port.
+    args: Vec<String>,
     pub port: u16,
 }
 
@@ -41,7 +45,12 @@ fn running_as_root() -> bool {
 /// Spawns one of the MariaDB tools. Test fixture: the server must be a process of its own.
 #[allow(clippy::disallowed_methods)]
 fn tool(program: &str, args: &[String], log: &Path) -> Command {
-    let log = std::fs::File::create(log).expect("server log file");
+    // Appended to: a restarted server's log follows the killed one's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("server log file");
     let mut cmd = Command::new(find(program));
     cmd.args(args)
         .stdin(Stdio::null())
@@ -91,17 +100,28 @@ impl Throwaway {
             args.push("--user=root".into());
         }
         args.extend(extra.iter().map(|a| a.replace("{dir}", &d)));
-        let server_log = dir.path().join("server.log");
-        let child = tool("mariadbd", &args, &server_log)
-            .spawn()
-            .expect("starting mariadbd");
         let mut server = Self {
             dir,
-            child: Some(child),
+            child: None,
+            args,
             port,
         };
+        server.restart().await;
+        server
+    }
+
+    /// Starts the server (again, after [`Throwaway::kill`]) on the same data directory and
+    /// port, and returns once it accepts connections (InnoDB's crash recovery done).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        let server_log = self.dir.path().join("server.log");
+        self.child = Some(
+            tool("mariadbd", &self.args, &server_log)
+                .spawn()
+                .expect("starting mariadbd"),
+        );
         for _ in 0..600 {
-            if let Some(status) = server
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
@@ -111,9 +131,9 @@ impl Throwaway {
                     std::fs::read_to_string(&server_log).unwrap_or_default()
                 );
             }
-            if let Ok(conn) = mysql_async::Conn::from_url(server.url("")).await {
+            if let Ok(conn) = mysql_async::Conn::from_url(self.url("")).await {
                 let _ = conn.disconnect().await;
-                return server;
+                return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -123,17 +143,23 @@ impl Throwaway {
         );
     }
 
+    /// Kills the server with SIGKILL (`kill -9`: no shutdown, InnoDB recovers at the next
+    /// start) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// URL of database `db` on this server (`""`: no database).
     pub fn url(&self, db: &str) -> String {
         format!("mysql://root@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Kills the server and waits for it to exit.
+    /// Stops the server for good (see [`Throwaway::kill`]).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 
     pub fn dir(&self) -> &Path {
