@@ -156,7 +156,7 @@ fn an_unknown_line_of_escaped_characters_is_quoted_briefly() {
 /// Limits the mutations probe, kept as plain tests: deep nesting and an alias bomb ("billion
 /// laughs") are refused by the YAML parser, briefly. The parser's time grows with the square
 /// of the flow nesting depth (about a second at 4,000 levels of `{a: ` in a debug build, so
-/// minutes at 100,000): see docs/security/fuzzing.md.
+/// minutes at 100,000): see docs/security.md, "Fuzzing".
 #[test]
 fn deep_nesting_and_alias_bombs_in_the_configuration_are_refused_briefly() {
     let bomb = (1..10).fold(

@@ -19,7 +19,7 @@
 //! an approval) and starts over, creating it again. Several masters doing this at once lock
 //! in the same order; conflicts (1213/1205) retry as the UI's writes do. The original master,
 //! which inserts `task` rows without any lock, could still lose a package this way
-//! (docs/security/store.md).
+//! (docs/security.md, "The database under faults").
 
 use std::collections::BTreeSet;
 
