@@ -108,7 +108,7 @@ fn stat_field(stat: &str, n: usize) -> Option<&str> {
 }
 
 /// Every living process whose chain of parents leads to `ancestor`.
-fn descendants(ancestor: u32) -> Vec<u32> {
+pub fn descendants(ancestor: u32) -> Vec<u32> {
     let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()

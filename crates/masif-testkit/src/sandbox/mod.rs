@@ -22,7 +22,7 @@ mod lock;
 mod packages;
 mod repo;
 
-pub use interrupt::{kill_tree, BLOCKING_POSTINST};
+pub use interrupt::{descendants, kill_tree, BLOCKING_POSTINST};
 pub use lock::{LockHolder, SandboxLock};
 pub use packages::{standard_packages, Arch, FakePackage, Stage};
 

@@ -1,38 +1,9 @@
 //! What the demo left running, read from /proc: descendant processes, processes naming a
 //! path, owners of a listening TCP port.
 
-/// Every process (pid) whose parent chain leads to `ancestor`.
+/// Every living process whose chain of parents leads to `ancestor`.
 pub fn descendants(ancestor: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // "pid (comm) state ppid …": comm may contain spaces, so split after the last ')'.
-            let ppid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((pid, ppid))
-        })
-        .collect();
-    let mut found = vec![ancestor];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
+    masif_testkit::sandbox::descendants(ancestor)
 }
 
 /// Processes whose command line or environment mentions `needle`.
