@@ -2,11 +2,10 @@
 //! refused before anything is written), `GET /api/v1/approvals` (the approvals in force) and
 //! `DELETE /api/v1/approvals/{id}` (revoke one). Writes are audited under the caller's name.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use masif_proto::{Action, AgentName, PackageName, Version};
-use masif_store::{AgentFilter, Approval, ApprovalScope, Page, TaskKey};
+use masif_store::{Approval, ApprovalScope, ApprovalTask, StoreError, TaskKey};
 use serde::Serialize;
 use serde_json::Value;
 use warp::http::StatusCode;
@@ -27,9 +26,6 @@ pub(crate) const MAX_TASKS: usize = 1000;
 
 /// Most agents in one approval request.
 pub(crate) const MAX_AGENTS: usize = 1000;
-
-/// Agents read per query when checking that the named ones exist.
-const AGENT_CHECK_PAGE: u64 = 1000;
 
 /// One task of an approval, as given.
 #[derive(Debug, Clone, Serialize)]
@@ -91,15 +87,9 @@ fn task(value: &Value, path: &str) -> Result<TaskIn, Rejection> {
         }
         _ => {}
     }
-    if from_version.is_some() {
-        if action == Action::Install {
-            return Err(ApiError::bad(format!(
-                "{path}.from_version: an install has no from_version"
-            )));
-        }
-        // TODO(store): `Admin::approve_tasks` with `ApprovalTask::from_version`.
+    if from_version.is_some() && action == Action::Install {
         return Err(ApiError::bad(format!(
-            "{path}.from_version: this store cannot approve from one version yet"
+            "{path}.from_version: an install has no from_version"
         )));
     }
     Ok(TaskIn {
@@ -148,38 +138,6 @@ fn approval_request(body: &Value) -> Result<(Vec<TaskIn>, Option<Vec<AgentName>>
     Ok((tasks, agents))
 }
 
-/// Refuses the request (400 naming one) if any of `agents` is unknown to the store.
-async fn check_agents_exist(app: &App, agents: &[AgentName]) -> Result<(), Rejection> {
-    let mut missing: BTreeSet<&str> = agents.iter().map(AgentName::as_str).collect();
-    let mut offset = 0;
-    while !missing.is_empty() {
-        let listing = app
-            .store
-            .agents(
-                &AgentFilter::default(),
-                Page {
-                    offset,
-                    limit: AGENT_CHECK_PAGE,
-                },
-            )
-            .await
-            .map_err(store_failed)?;
-        for a in &listing.rows {
-            missing.remove(a.name.as_str());
-        }
-        offset += AGENT_CHECK_PAGE;
-        if listing.rows.is_empty() || offset >= listing.total {
-            break;
-        }
-    }
-    match missing.first() {
-        None => Ok(()),
-        Some(name) => Err(ApiError::bad(format!(
-            "agents: there is no agent named {name:?}; nothing was approved"
-        ))),
-    }
-}
-
 pub(crate) async fn approve(
     caller: Caller,
     body: Value,
@@ -188,28 +146,32 @@ pub(crate) async fn approve(
     let (tasks, agents) = approval_request(&body)?;
     let scope = match &agents {
         None => ApprovalScope::AllAgents,
-        Some(list) => {
-            check_agents_exist(&app, list).await?;
-            ApprovalScope::Agents(list.clone())
-        }
+        Some(list) => ApprovalScope::Agents(list.clone()),
     };
-    let keys: Vec<TaskKey> = tasks
+    let approval_tasks: Vec<ApprovalTask> = tasks
         .iter()
-        .map(|t| TaskKey {
-            package: t.package.clone(),
-            action: t.action,
-            to_version: t.to_version.clone(),
+        .map(|t| ApprovalTask {
+            key: TaskKey {
+                package: t.package.clone(),
+                action: t.action,
+                to_version: t.to_version.clone(),
+            },
+            from_version: t.from_version.clone(),
         })
         .collect();
     let by = caller.audit_name();
+    // The store refuses an unknown agent (`Invalid`) before it writes anything.
     let outcome = app
         .store
-        .approve(&keys, &scope, &by)
+        .approve_tasks(&approval_tasks, &scope, &by)
         .await
-        .map_err(store_failed)?;
+        .map_err(|e| match e {
+            StoreError::Invalid(msg) => ApiError::bad(format!("{msg}; nothing was approved")),
+            e => store_failed(e),
+        })?;
     tracing::info!(
         user = %by,
-        tasks = keys.len(),
+        tasks = approval_tasks.len(),
         scope = ?scope,
         approved = outcome.pending_rows_approved,
         written = outcome.approvals_written,
@@ -253,7 +215,9 @@ pub(crate) async fn revoke(
         .parse()
         .map_err(|_| ApiError::bad("id must be the whole number of an approval"))?;
     let by = caller.audit_name();
-    let done = app.store.revoke(id, &by).await.map_err(store_failed)?;
+    // Ids are signed 64-bit in both back ends: a larger one names no approval.
+    let done = i64::try_from(id).is_ok()
+        && app.store.revoke(id, &by).await.map_err(store_failed)?;
     tracing::info!(user = %by, id, done, "revoke through the API");
     if !done {
         return Err(ApiError::not_found(format!("there is no approval {id}")));

@@ -68,12 +68,9 @@ pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response
     let filter = PendingFilter {
         package: name_filter(p.text("package"), "package")?,
         agent: name_filter(p.text("agent"), "agent")?,
+        action,
         security_only: p.flag("security")?,
     };
-    // TODO(store): `PendingFilter.action` once masif-store has it.
-    if action.is_some() {
-        return Err(ApiError::bad("action: this filter needs a newer store"));
-    }
     let paging = p.paging()?;
     let (overview, failing) = tokio::try_join!(
         app.store.pending_overview(&filter, paging.window),
@@ -95,7 +92,7 @@ pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response
                     to_version: r.to_version.map(|v| v.to_string()),
                     agents: r.agents,
                     security: r.security,
-                    since: None, // TODO(store): `PendingRow.since`.
+                    since: r.since,
                     needs: r.needs,
                 })
                 .collect(),
