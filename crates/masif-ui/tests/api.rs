@@ -12,6 +12,9 @@ use common::Fixture;
 use masif_ui::LoginBackoff;
 use serde_json::json;
 
+/// Headers, body, expected status and a part of the error.
+type RawCase<'a> = (Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+
 fn approve_perl() -> serde_json::Value {
     json!({"tasks": [{"package": "perl", "action": "update", "to_version": "5.2"}]})
 }
@@ -257,7 +260,7 @@ async fn bad_requests_are_json_errors_and_change_nothing() {
         let e = a.error(400);
         assert!(e.contains(want), "{body}: {e}");
     }
-    let raw_cases: Vec<(Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let raw_cases: Vec<RawCase<'_>> = vec![
         (
             vec![auth, json_type],
             b"{not json".to_vec(),
