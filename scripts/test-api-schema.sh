@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 EXAMPLES=${API_SCHEMA_EXAMPLES:-40}
+root=$(pwd)
 target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target="$root/$target" ;; esac
 venv="$target/schemathesis-$SCHEMATHESIS_VERSION"
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -32,7 +34,9 @@ for _ in $(seq 1 100); do grep -q '^URL ' "$work/out" && break; sleep 0.1; done
 url=$(sed -n 's/^URL //p' "$work/out")
 [ -n "$url" ] || { cat "$work/log" >&2; log "the API fixture did not start"; exit 1; }
 log "schemathesis against ${url}api/v1/openapi.json ($EXAMPLES examples per operation)"
-"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "${url}api/v1/openapi.json" \
+# From the temporary directory: schemathesis keeps its cache (.schemathesis/) in the current one.
+cd "$work"
+"$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" run "${url}api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks all \
   --max-examples "$EXAMPLES" \
