@@ -66,18 +66,24 @@ fn socket(args: &CheckArgs) -> Result<PathBuf, String> {
         })
 }
 
-/// Both answers and the seconds they took together.
+/// Both answers and the seconds they took together, all within `timeout`.
 async fn ask(
     socket: &std::path::Path,
     timeout: Duration,
 ) -> Result<(StatusReport, LoadFigures, f64), String> {
     let start = Instant::now();
-    let deadline = |start: Instant| timeout.saturating_sub(start.elapsed());
-    let status = crate::api::query_within(socket, "/v1/status", deadline(start))
+    let query = |path| crate::api::query_within(socket, path, timeout);
+    let both =
+        async { Ok::<_, crate::Error>((query("/v1/status").await?, query("/v1/load").await?)) };
+    let (status, load) = tokio::time::timeout(timeout, both)
         .await
-        .map_err(|e| hint(e.to_string()))?;
-    let load = crate::api::query_within(socket, "/v1/load", deadline(start))
-        .await
+        .map_err(|_| {
+            format!(
+                "monitoring socket {}: no answer within {} s",
+                socket.display(),
+                timeout.as_secs_f64()
+            )
+        })?
         .map_err(|e| hint(e.to_string()))?;
     let resptime = start.elapsed().as_secs_f64();
     let status: StatusReport = serde_json::from_value(status)
