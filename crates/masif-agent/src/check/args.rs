@@ -43,30 +43,30 @@ pub struct CheckArgs {
     pub timeout: f64,
     /// Age of the last successful report to the master (seconds) that is a WARNING
     /// [default: 1800, not with --original].
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub report_warn: Option<Range>,
     /// Age of the last successful report that is CRITICAL [default: 7200, not with --original].
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub report_crit: Option<Range>,
     /// Packages whose last upgrade failed that are a WARNING [default: 0, i.e. any; not with
     /// --original].
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub failed_warn: Option<Range>,
     /// Packages whose last upgrade failed that are CRITICAL.
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub failed_crit: Option<Range>,
     /// Approved tasks not yet carried out that are a WARNING.
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub approved_warn: Option<Range>,
     /// Approved tasks not yet carried out that are CRITICAL.
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub approved_crit: Option<Range>,
     /// How long (seconds) approved tasks may wait undone before a WARNING [default: 3600,
     /// not with --original].
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub approved_age_warn: Option<Range>,
     /// How long approved tasks may wait undone before CRITICAL.
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub approved_age_crit: Option<Range>,
     /// What a required reboot is [default: warning; ok with --original].
     #[arg(long, value_name = "STATE")]
@@ -76,10 +76,10 @@ pub struct CheckArgs {
     #[arg(long, value_name = "STATE")]
     pub dpkg_audit: Option<Verdict>,
     /// Response time of the socket (seconds) that is a WARNING (original: -resptime-warn).
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub resptime_warn: Option<Range>,
     /// Response time of the socket that is CRITICAL (original: -resptime-crit).
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub resptime_crit: Option<Range>,
     /// A threshold on a /v1/load figure, e.g. `error-15m-warn=0` or `query-1m-crit=@~:42`
     /// (original: -query-1m-crit @~:42); KIND is query, install, update, configure, remove,
