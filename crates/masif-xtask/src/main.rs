@@ -81,13 +81,16 @@ fn render(command: clap::Command) -> std::io::Result<String> {
         let mut section = Vec::new();
         man.render_synopsis_section(&mut section)?;
         man.render_options_section(&mut section)?;
+        // A subcommand's `after_long_help` (`masif-agent check`: ranges, the original's flags).
+        man.render_extra_section(&mut section)?;
         let section = String::from_utf8_lossy(&section)
             .replacen(
                 ".SH SYNOPSIS",
                 &format!(".SH \"COMMAND {}\"", full.to_uppercase()),
                 1,
             )
-            .replacen(".SH OPTIONS", ".SS Options", 1);
+            .replacen(".SH OPTIONS", ".SS Options", 1)
+            .replacen(".SH EXTRA", ".SS Notes", 1);
         page.push_str(&section);
     }
     Ok(page)
