@@ -35,7 +35,7 @@ enum Command {
         keep: Option<PathBuf>,
     },
     #[command(flatten)]
-    Api(masif::cli::ApiCommand),
+    Api(Box<masif::cli::ApiCommand>),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     };
     let command = match cli.command {
         Command::Api(command) => {
-            let outcome = masif::cli::run(command);
+            let outcome = masif::cli::run(*command);
             let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
             let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
             return ExitCode::from(outcome.code);

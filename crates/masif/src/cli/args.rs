@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use masif_agent::plugin::Range;
 use masif_proto::Action;
 
 /// The system's CA bundle, used for `https://` unless `--ca` names another.
@@ -144,7 +145,8 @@ pub enum ApiCommand {
     /// Monitoring plugin (Icinga/Nagios): offline agents, failing agents and old pending
     /// security updates. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     ///
-    /// A threshold N alerts when the count is above N (the Nagios range 0:N).
+    /// Thresholds are Nagios ranges: N alerts when the count is above N (0:N), @~:N when it is
+    /// at most N.
     CheckFleet {
         #[command(flatten)]
         conn: Connection,
@@ -153,31 +155,33 @@ pub enum ApiCommand {
     },
 }
 
-/// The thresholds of `masif check-fleet`.
+/// The thresholds of `masif check-fleet`: Nagios ranges (`N` alerts above N, `@~:42`…).
 #[derive(Debug, Clone, Args)]
 pub struct FleetThresholds {
-    /// WARNING when more than N agents are offline.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub offline_warn: u64,
-    /// CRITICAL when more than N agents are offline [default: never].
-    #[arg(long, value_name = "N")]
-    pub offline_crit: Option<u64>,
-    /// WARNING when more than N agents have a package whose latest run failed.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub failing_warn: u64,
-    /// CRITICAL when more than N agents are failing [default: never].
-    #[arg(long, value_name = "N")]
-    pub failing_crit: Option<u64>,
+    /// WARNING when the number of offline agents is outside this range.
+    #[arg(long, value_name = "RANGE", default_value = "0")]
+    pub offline_warn: Range,
+    /// CRITICAL when the number of offline agents is outside this range [default: never].
+    #[arg(long, value_name = "RANGE")]
+    pub offline_crit: Option<Range>,
+    /// WARNING when the number of agents with a package whose latest run failed is outside
+    /// this range.
+    #[arg(long, value_name = "RANGE", default_value = "0")]
+    pub failing_warn: Range,
+    /// CRITICAL when the number of failing agents is outside this range [default: never].
+    #[arg(long, value_name = "RANGE")]
+    pub failing_crit: Option<Range>,
     /// A security update is overdue once it has been pending this many days.
     #[arg(long, value_name = "DAYS", default_value_t = 7,
           value_parser = clap::value_parser!(u64).range(0..=36_500))]
     pub security_age: u64,
-    /// WARNING when more than N security updates are overdue.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub security_warn: u64,
-    /// CRITICAL when more than N security updates are overdue [default: never].
-    #[arg(long, value_name = "N")]
-    pub security_crit: Option<u64>,
+    /// WARNING when the number of overdue security updates is outside this range.
+    #[arg(long, value_name = "RANGE", default_value = "0")]
+    pub security_warn: Range,
+    /// CRITICAL when the number of overdue security updates is outside this range [default:
+    /// never].
+    #[arg(long, value_name = "RANGE")]
+    pub security_crit: Option<Range>,
 }
 
 /// A task to approve, from `ACTION:PACKAGE[=TO_VERSION]`: the action is the word before the

@@ -2,7 +2,7 @@
 //! security updates pending longer than a number of days), one status line with performance
 //! data, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use std::fmt::Write;
+use masif_agent::plugin::{self, Perf, Status, Threshold};
 
 use super::client::{ApiClient, ApiError};
 use super::model::{describe, Agents, Pending};
@@ -15,32 +15,8 @@ const MAX_PAGES: u64 = 200;
 const PER_PAGE: u64 = 500;
 /// Most names quoted in the status line per condition.
 const MAX_NAMES: usize = 5;
-
-/// A plugin's state, in exit-code order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Status {
-    Ok,
-    Warning,
-    Critical,
-}
-
-impl Status {
-    fn of(value: u64, warn: u64, crit: Option<u64>) -> Self {
-        match (crit.is_some_and(|c| value > c), value > warn) {
-            (true, _) => Status::Critical,
-            (false, true) => Status::Warning,
-            (false, false) => Status::Ok,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::Warning => "WARNING",
-            Status::Critical => "CRITICAL",
-        }
-    }
-}
+/// The plugin's name at the start of its line.
+const NAME: &str = "MASIF-FLEET";
 
 /// What the API says about the fleet.
 #[derive(Debug, Default)]
@@ -64,20 +40,17 @@ pub(crate) async fn check(client: Result<ApiClient, String>, t: &FleetThresholds
             .await
             .map_err(|e| e.to_string()),
     };
-    match measured {
-        Err(e) => Outcome {
-            code: 3,
-            stdout: format!("MASIF-FLEET UNKNOWN - {}\n", clean(&e)),
-            stderr: String::new(),
-        },
-        Ok(m) => {
-            let (status, stdout) = render(&m, t);
-            Outcome {
-                code: status as u8,
-                stdout,
-                stderr: String::new(),
-            }
-        }
+    let (status, stdout) = match measured {
+        Err(e) => (
+            Status::Unknown,
+            plugin::render(NAME, Status::Unknown, &clean(&e), &[], &[]),
+        ),
+        Ok(m) => render(&m, t),
+    };
+    Outcome {
+        code: status.exit_code(),
+        stdout,
+        stderr: String::new(),
     }
 }
 
@@ -157,15 +130,33 @@ fn names(list: &[String], count: u64) -> String {
 
 /// The status and the plugin's output line.
 fn render(m: &Measured, t: &FleetThresholds) -> (Status, String) {
-    let statuses = [
-        Status::of(m.offline, t.offline_warn, t.offline_crit),
-        Status::of(m.failing, t.failing_warn, t.failing_crit),
-        Status::of(m.overdue, t.security_warn, t.security_crit),
+    let threshold = |warn: &plugin::Range, crit: &Option<plugin::Range>| Threshold {
+        warn: Some(warn.clone()),
+        crit: crit.clone(),
+    };
+    let agents = m.agents as f64;
+    let perf = [
+        Perf::count("agents", agents),
+        Perf {
+            max: Some(agents),
+            ..Perf::count("offline", m.offline as f64)
+                .with_threshold(threshold(&t.offline_warn, &t.offline_crit))
+        },
+        Perf {
+            max: Some(agents),
+            ..Perf::count("failing", m.failing as f64)
+                .with_threshold(threshold(&t.failing_warn, &t.failing_crit))
+        },
+        Perf::count("security_overdue", m.overdue as f64)
+            .with_threshold(threshold(&t.security_warn, &t.security_crit)),
     ];
-    let status = statuses.into_iter().max().unwrap_or(Status::Ok);
-    let mut out = format!(
-        "MASIF-FLEET {} - {} offline{} of {}, {} failing{}, {} pending over {}{}",
-        status.label(),
+    let status = perf
+        .iter()
+        .map(|p| p.threshold.status(p.value))
+        .max()
+        .unwrap_or(Status::Ok);
+    let mut summary = format!(
+        "{} offline{} of {}, {} failing{}, {} pending over {}{}",
         m.offline,
         names(&m.offline_names, m.offline),
         plural(m.agents, "agent"),
@@ -176,26 +167,9 @@ fn render(m: &Measured, t: &FleetThresholds) -> (Status, String) {
         names(&m.overdue_tasks, m.overdue),
     );
     if m.unknown_age > 0 {
-        let _ = write!(out, ", {} of unknown age", m.unknown_age);
+        summary.push_str(&format!(", {} of unknown age", m.unknown_age));
     }
-    let crit = |c: Option<u64>| c.map_or(String::new(), |c| c.to_string());
-    let _ = writeln!(
-        out,
-        " | agents={};;;0 offline={};{};{};0;{} failing={};{};{};0;{} security_overdue={};{};{};0",
-        m.agents,
-        m.offline,
-        t.offline_warn,
-        crit(t.offline_crit),
-        m.agents,
-        m.failing,
-        t.failing_warn,
-        crit(t.failing_crit),
-        m.agents,
-        m.overdue,
-        t.security_warn,
-        crit(t.security_crit),
-    );
-    (status, out)
+    (status, plugin::render(NAME, status, &summary, &perf, &[]))
 }
 
 #[cfg(test)]
@@ -204,24 +178,14 @@ mod tests {
 
     fn thresholds() -> FleetThresholds {
         FleetThresholds {
-            offline_warn: 0,
-            offline_crit: Some(2),
-            failing_warn: 1,
+            offline_warn: "0".parse().unwrap(),
+            offline_crit: Some("2".parse().unwrap()),
+            failing_warn: "1".parse().unwrap(),
             failing_crit: None,
             security_age: 7,
-            security_warn: 0,
-            security_crit: Some(5),
+            security_warn: "0".parse().unwrap(),
+            security_crit: Some("5".parse().unwrap()),
         }
-    }
-
-    #[test]
-    fn counts_above_a_threshold_alert() {
-        assert_eq!(Status::of(0, 0, Some(2)), Status::Ok);
-        assert_eq!(Status::of(1, 0, Some(2)), Status::Warning);
-        assert_eq!(Status::of(2, 0, Some(2)), Status::Warning);
-        assert_eq!(Status::of(3, 0, Some(2)), Status::Critical);
-        assert_eq!(Status::of(3, 5, Some(2)), Status::Critical);
-        assert_eq!(Status::of(99, 100, None), Status::Ok);
     }
 
     #[test]
