@@ -332,6 +332,58 @@ mod tests {
         }
     }
 
+    /// A hostile server on loopback: reads the request head, then writes `head` and `body_len`
+    /// bytes of `x` (or nothing more when `head` is empty: a server that never answers).
+    async fn hostile_server(head: &'static str, body_len: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            if head.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = body_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if tcp.write_all(&chunk[..n]).await.is_err() {
+                    return; // the client gave up reading, as it should
+                }
+                left -= n;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_size_cap_are_refused() {
+        let too_big = MAX_ANSWER_BYTES + 1024;
+        let head: &'static str = Box::leak(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {too_big}\r\n\r\n").into_boxed_str(),
+        );
+        let url = hostile_server(head, too_big).await;
+        let c = client(&url).unwrap();
+        let e = c.get(&c.url(&["agents"], &[])).await.unwrap_err();
+        assert!(matches!(e, ApiError::Http { .. }), "{e}");
+        assert!(e.to_string().contains("reading the answer"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out_and_a_non_json_answer_is_refused() {
+        let url = hostile_server("", 0).await;
+        let c = ApiClient::new(&url, "t".into(), None, Duration::from_millis(300)).unwrap();
+        let e = c.get(&c.url(&["agents"], &[])).await.unwrap_err();
+        assert!(matches!(e, ApiError::Timeout { .. }), "{e}");
+        let url = hostile_server("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<html>", 0).await;
+        let c = client(&url).unwrap();
+        let e = c.get(&c.url(&["agents"], &[])).await.unwrap_err();
+        assert!(e.to_string().contains("not JSON"), "{e}");
+    }
+
     #[test]
     fn error_answers_give_the_api_message_or_a_short_quote() {
         let c = client("http://x/").unwrap();
