@@ -75,6 +75,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+log "the API against its OpenAPI document (schemathesis)"
+scripts/test-api-schema.sh
 if [ -x scripts/test-rollout.sh ]; then
   log "roll-out checks"
   scripts/test-rollout.sh

@@ -216,8 +216,8 @@ pub(crate) async fn revoke(
         .map_err(|_| ApiError::bad("id must be the whole number of an approval"))?;
     let by = caller.audit_name();
     // Ids are signed 64-bit in both back ends: a larger one names no approval.
-    let done = i64::try_from(id).is_ok()
-        && app.store.revoke(id, &by).await.map_err(store_failed)?;
+    let done =
+        i64::try_from(id).is_ok() && app.store.revoke(id, &by).await.map_err(store_failed)?;
     tracing::info!(user = %by, id, done, "revoke through the API");
     if !done {
         return Err(ApiError::not_found(format!("there is no approval {id}")));

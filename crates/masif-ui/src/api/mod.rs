@@ -150,5 +150,48 @@ pub(crate) fn routes(
         .unify()
         .recover(error::recover)
         .unify();
-    warp::path("api").and(api)
+    warp::path::full().and(warp::path("api")).and(api).map(
+        |path: warp::path::FullPath, mut r: Response| {
+            if r.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
+                if let Ok(allow) =
+                    warp::http::HeaderValue::from_str(&allowed_methods(path.as_str()))
+                {
+                    r.headers_mut().insert(warp::http::header::ALLOW, allow);
+                }
+            }
+            r
+        },
+    )
+}
+
+/// The methods [`ROUTES`] serve at `path` (for a 405's `Allow`), e.g. `GET, POST`.
+fn allowed_methods(path: &str) -> String {
+    let matches = |template: &str| {
+        let (mut t, mut p) = (template.split('/'), path.split('/'));
+        loop {
+            match (t.next(), p.next()) {
+                (None, None) => return true,
+                (Some(ts), Some(ps)) if ts == ps || (ts.starts_with('{') && !ps.is_empty()) => {}
+                _ => return false,
+            }
+        }
+    };
+    let methods: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, template)| matches(template))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    methods.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn allowed_methods_follow_the_route_table() {
+        use super::allowed_methods;
+        assert_eq!(allowed_methods("/api/v1/approvals"), "GET, POST");
+        assert_eq!(allowed_methods("/api/v1/approvals/7"), "DELETE");
+        assert_eq!(allowed_methods("/api/v1/agents/web-1"), "GET");
+        assert_eq!(allowed_methods("/api/v1/agents/"), "");
+    }
 }
