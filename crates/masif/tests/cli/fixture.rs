@@ -145,23 +145,29 @@ impl Ui {
 
     /// Reports `tasks` as agent `name` with host facts (protocol v2) that put `security` (one of
     /// them) in the security archive.
-    pub async fn report_security(&self, name: &str, security: Task, mut tasks: Vec<Task>) {
+    pub async fn report_security(&self, name: &str, security: Task, tasks: Vec<Task>) {
+        self.report_securities(name, vec![security], tasks).await;
+    }
+
+    /// Reports `security` and `others` as agent `name`, the `security` ones from the security
+    /// archive (host facts, protocol v2).
+    pub async fn report_securities(&self, name: &str, security: Vec<Task>, others: Vec<Task>) {
         use masif_proto::facts::{Facts, Origin, TaskFacts};
         let origin = Origin::new("Debian-Security:12/stable-security").unwrap();
         let facts = Facts {
-            tasks: [(
-                security.clone(),
-                TaskFacts {
-                    origin: Some(origin),
-                    needs: TaskSet::default(),
-                },
-            )]
-            .into_iter()
-            .collect(),
+            tasks: security
+                .iter()
+                .map(|t| {
+                    let facts = TaskFacts {
+                        origin: Some(origin.clone()),
+                        needs: TaskSet::default(),
+                    };
+                    (t.clone(), facts)
+                })
+                .collect(),
             ..Facts::default()
         };
-        tasks.push(security);
-        let set: TaskSet = tasks.into_iter().collect();
+        let set: TaskSet = security.into_iter().chain(others).collect();
         self.store
             .report_with_facts(&AgentName::new(name).unwrap(), &set, Some(&facts))
             .await

@@ -122,6 +122,26 @@ async fn security_updates_pending_too_long_alert() {
     ui.stop().await;
 }
 
+/// More security updates than one page holds (500 packages): every page is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_of_security_updates_is_counted() {
+    let ui = Ui::mariadb("cli_fleet_pages", Options::default()).await;
+    let updates: Vec<_> = (0..503)
+        .map(|i| update(&format!("lib{i:03}"), "1.0", "1.1"))
+        .collect();
+    ui.report_securities("big-1", updates, vec![update("zeta", "1.0", "2.0")])
+        .await;
+    age_pending(&ui, unix_now() - 30 * 86_400).await;
+    let (code, line) = check(&ui, &["--security-crit", "502"]).await;
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        line.contains(" 503 security updates pending over 7 days ("),
+        "{line}"
+    );
+    assert!(line.ends_with(" security_overdue=503;0;502;0"), "{line}");
+    ui.stop().await;
+}
+
 /// Makes every pending task look first reported at `at`.
 async fn age_pending(ui: &Ui, at: i64) {
     ui.sql(&format!("UPDATE task SET ctime = {at}")).await;
