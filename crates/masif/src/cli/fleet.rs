@@ -19,7 +19,7 @@ const MAX_NAMES: usize = 5;
 const NAME: &str = "MASIF-FLEET";
 
 /// What the API says about the fleet.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 struct Measured {
     agents: u64,
     offline: u64,
@@ -32,20 +32,40 @@ struct Measured {
     unknown_age: u64,
 }
 
-/// Runs the check; a client that could not be built or any API error is UNKNOWN.
-pub(crate) async fn check(client: Result<ApiClient, String>, t: &FleetThresholds) -> Outcome {
+/// Runs the check; a client that could not be built or any API error is UNKNOWN. With
+/// `json`, the state, exit code and figures (or the error) as one JSON object instead.
+pub(crate) async fn check(
+    client: Result<ApiClient, String>,
+    t: &FleetThresholds,
+    json: bool,
+) -> Outcome {
     let measured = match client {
         Err(e) => Err(e),
         Ok(client) => measure(&client, t.security_age, unix_now())
             .await
             .map_err(|e| e.to_string()),
     };
-    let (status, stdout) = match measured {
-        Err(e) => (
+    let (status, stdout) = match (measured, json) {
+        (Err(e), false) => (
             Status::Unknown,
             plugin::render(NAME, Status::Unknown, &clean(&e), &[], &[]),
         ),
-        Ok(m) => render(&m, t),
+        (Err(e), true) => (
+            Status::Unknown,
+            serde_json::json!({"status": Status::Unknown, "exit_code": 3, "error": e}).to_string()
+                + "\n",
+        ),
+        (Ok(m), false) => render(&m, t),
+        (Ok(m), true) => {
+            let (status, line) = render(&m, t);
+            let value = serde_json::json!({
+                "status": status,
+                "exit_code": status.exit_code(),
+                "fleet": m,
+                "output": line.trim_end(),
+            });
+            (status, value.to_string() + "\n")
+        }
     };
     Outcome {
         code: status.exit_code(),

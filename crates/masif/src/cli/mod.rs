@@ -69,7 +69,7 @@ pub fn run(command: ApiCommand) -> Outcome {
 async fn dispatch(command: ApiCommand) -> Outcome {
     use ApiCommand as C;
     if let C::CheckFleet { conn, thresholds } = &command {
-        return fleet::check(client(conn).await, thresholds).await;
+        return fleet::check(client(conn).await, thresholds, conn.json).await;
     }
     let conn = connection_of(&command).clone();
     let client = match client(&conn).await {

@@ -64,6 +64,24 @@ async fn offline_and_failing_agents_warn_then_go_critical() {
     assert!(line.contains(" offline=1;0;1;0;3 "), "{line}");
     let (code, _) = check(&ui, &["--offline-warn", "1"]).await;
     assert_eq!(code, 0);
+    let json = ui.masif(&["check-fleet", "--json"]).await;
+    assert_eq!(json.code, 1, "{json:?}");
+    let json = json.json();
+    assert_eq!(json["status"], "WARNING", "{json}");
+    assert_eq!(json["exit_code"], 1, "{json}");
+    assert_eq!(json["fleet"]["offline"], 1, "{json}");
+    assert_eq!(
+        json["fleet"]["offline_names"],
+        serde_json::json!(["db-1"]),
+        "{json}"
+    );
+    assert!(
+        json["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("MASIF-FLEET WARNING - "),
+        "{json}"
+    );
     let (code, line) = check(&ui, &["--offline-crit", "0"]).await;
     assert_eq!(code, 2, "{line}");
     assert!(line.starts_with("MASIF-FLEET CRITICAL - "), "{line}");
@@ -186,6 +204,27 @@ async fn an_api_that_cannot_answer_is_unknown() {
     let out = masif(&["check-fleet", "--token-file", &token_file], &[]).await;
     assert!(
         out.stdout.starts_with("MASIF-FLEET UNKNOWN - no API URL"),
+        "{out:?}"
+    );
+    let out = masif(
+        &[
+            "check-fleet",
+            "--url",
+            &closed,
+            "--token-file",
+            &token_file,
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.json()["status"], "UNKNOWN", "{out:?}");
+    assert!(
+        out.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
         "{out:?}"
     );
     ui.stop().await;
