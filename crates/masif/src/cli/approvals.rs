@@ -16,6 +16,16 @@ pub(crate) struct Wanted {
     pub(crate) from_version: Option<String>,
 }
 
+impl From<TaskSpec> for Wanted {
+    /// A `--task`: from any version.
+    fn from(spec: TaskSpec) -> Self {
+        Self {
+            spec,
+            from_version: None,
+        }
+    }
+}
+
 /// The body of `POST /api/v1/approvals`.
 fn approval_body(tasks: &[Wanted], agents: &[String]) -> Value {
     let tasks: Vec<Value> = tasks

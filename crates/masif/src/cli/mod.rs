@@ -103,9 +103,9 @@ async fn dispatch(command: ApiCommand) -> Outcome {
             agents,
             ..
         } => {
-            let mut all = Vec::new();
-            if let (Some(package), Some(action)) = (package, action) {
-                all.push(approvals::Wanted {
+            let positional = package
+                .zip(action)
+                .map(|(package, action)| approvals::Wanted {
                     spec: TaskSpec {
                         action,
                         package,
@@ -113,11 +113,10 @@ async fn dispatch(command: ApiCommand) -> Outcome {
                     },
                     from_version,
                 });
-            }
-            all.extend(tasks.into_iter().map(|spec| approvals::Wanted {
-                spec,
-                from_version: None,
-            }));
+            let all: Vec<_> = positional
+                .into_iter()
+                .chain(tasks.into_iter().map(approvals::Wanted::from))
+                .collect();
             if all.is_empty() {
                 return Outcome::fail(
                     EXIT_USAGE,
