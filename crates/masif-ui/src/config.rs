@@ -354,6 +354,29 @@ mod tests {
     }
 
     #[test]
+    fn api_tokens_are_read_and_bad_files_named() {
+        let tokens = htpasswd();
+        let c = parse_str(&format!(
+            "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nauth: {{ tokens: {} }}\n",
+            tokens.path().display()
+        ))
+        .unwrap();
+        assert_eq!(c.settings.tokens.unwrap().len(), 1);
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "# tokens\nci:plaintext-secret").unwrap();
+        for path in [bad.path(), Path::new("/nonexistent/tokens")] {
+            let e = parse_str(&format!(
+                "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nauth: {{ tokens: {} }}\n",
+                path.display()
+            ))
+            .unwrap_err()
+            .join("\n");
+            assert!(e.starts_with("/etc/ui.yml: auth.tokens: "), "{e}");
+            assert!(!e.contains("plaintext-secret"), "{e}");
+        }
+    }
+
+    #[test]
     fn some_authentication_is_required() {
         let e = parse_str("listen: \"127.0.0.1:1\"\ndb: { url: \"sqlite:///x\" }\nauth: {}\n")
             .unwrap_err();

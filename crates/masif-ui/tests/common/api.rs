@@ -175,3 +175,8 @@ pub async fn login(served: &Served) -> (String, String) {
     assert_eq!(front.status, 200);
     (session, csrf_of(&front.body))
 }
+
+/// An agent name.
+pub fn agent(name: &str) -> masif_proto::AgentName {
+    masif_proto::AgentName::new(name).unwrap()
+}
