@@ -11,7 +11,8 @@ use crate::check::CheckArgs;
     version,
     about,
     after_long_help = masif_daemon::logging::ENV_HELP,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    propagate_version = true
 )]
 pub struct Args {
     /// The YAML configuration file.

@@ -196,6 +196,36 @@ mod tests {
     }
 
     #[test]
+    fn the_plugins_command_line_parses_with_clap() {
+        use clap::Parser;
+        let args = crate::cli::Args::try_parse_from(
+            translate(argv(&[
+                "check_masifupgrader_agent",
+                "-restsock",
+                "/run/a.sock",
+                "-resptime-warn",
+                "-1:5",
+                "-purge-15m-crit=@~:42",
+            ]))
+            .unwrap(),
+        )
+        .unwrap();
+        let Some(crate::cli::Command::Check(check)) = args.command else {
+            panic!("not check: {args:?}");
+        };
+        assert!(check.original);
+        assert_eq!(check.socket.unwrap().to_str(), Some("/run/a.sock"));
+        assert_eq!(check.resptime_warn.unwrap().to_string(), "-1:5");
+        assert_eq!(check.load.len(), 1);
+        assert_eq!(check.load[0].label(), "purge_15m");
+        let err = crate::cli::Args::try_parse_from(
+            translate(argv(&["check_masifupgrader_agent", "--version"])).unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+    }
+
+    #[test]
     fn a_flag_without_value_is_an_error() {
         let err = translate(argv(&["check_masifupgrader_agent", "-restsock"])).unwrap_err();
         assert_eq!(err, "-restsock needs a value");
