@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Debian packages masif-agent, masif-master, masif-ui and masif-pki with
+# Builds the Debian packages masif-agent, masif-master, masif-ui, masif-pki and masif with
 # dpkg-deb from already built release binaries (cargo build --release), the systemd units
 # in packaging/systemd/, the example configs in packaging/config/, the schema files and the
 # section-8 man pages generated from the command lines (masif-xtask man), the monitoring
@@ -7,10 +7,12 @@
 #
 #   packaging/build-debs.sh [--bin-dir DIR] [--out DIR] [--version VERSION] [--man-dir DIR]
 #
-# --bin-dir  where masif-agent, masif-master, masif-ui, masif-pki are (default target/release)
+# --bin-dir  where masif-agent, masif-master, masif-ui, masif-pki and masif are (default
+#            target/release; build masif with --no-default-features: the command line without
+#            its demo)
 # --out      where the .deb files go (default target/debian); prints their paths
 # --version  package version (default: the workspace version in Cargo.toml)
-# --man-dir  where masif-agent.8 … masif-pki.8 are (default: generated now with
+# --man-dir  where masif-agent.8 … masif-pki.8 and masif.8 are (default: generated now with
 #            cargo run --release -p masif-xtask -- man DIR)
 set -euo pipefail
 
@@ -39,9 +41,11 @@ fi
 [[ $version =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || die "bad package version '$version'"
 arch=$(dpkg --print-architecture)
 
-for b in masif-agent masif-master masif-ui masif-pki; do
+for b in masif-agent masif-master masif-ui masif-pki masif; do
   [ -x "$bin_dir/$b" ] || die "$bin_dir/$b is missing: run cargo build --release -p $b first"
 done
+"$bin_dir/masif" demo --help >/dev/null 2>&1 &&
+  die "$bin_dir/masif has the demo in it: build it with cargo build --release -p masif --no-default-features"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/masif-debs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -52,7 +56,7 @@ if [ -z "$man_dir" ]; then
   cargo run --quiet --locked --release --manifest-path "$repo/Cargo.toml" -p masif-xtask -- man "$man_dir" ||
     die "generating the man pages failed"
 fi
-for b in masif-agent masif-master masif-ui masif-pki; do
+for b in masif-agent masif-master masif-ui masif-pki masif; do
   [ -s "$man_dir/$b.8" ] || die "$man_dir/$b.8 is missing or empty"
 done
 
@@ -169,3 +173,10 @@ maintscripts "" "" "" ""
 finish "" "easy-rsa, openssl" "Masif Upgrader certificate tool (check, discover, easy-rsa)" \
   "$about This package holds masif-pki, which checks agent and master certificates from \
 Puppet, Icinga 2 or easy-rsa before they break TLS, and makes a new PKI with easy-rsa."
+
+begin masif
+put "$repo/packaging/icinga2/masif-upgrader.conf" /usr/share/doc/masif/examples/icinga2/masif-upgrader.conf 0644
+maintscripts "" "" "" ""
+finish "" "" "Masif Upgrader command line (JSON API client, fleet check)" \
+  "$about This package holds masif, the command line on the UI's JSON API (pending updates, \
+approvals, agents, audit) and masif check-fleet, the Icinga/Nagios check of the whole fleet."

@@ -30,11 +30,13 @@ fail() { printf 'rollout FAILED: %s\n' "$*" >&2; exit 1; }
 if [ -n "${MASIF_ROLLOUT_BIN_DIR:-}" ]; then
   bin_dir=$MASIF_ROLLOUT_BIN_DIR
 else
-  log "cargo build --release of the four binaries"
+  log "cargo build --release of the five binaries"
   cargo build --release --locked -p masif-agent -p masif-master -p masif-ui -p masif-pki --bins >&2
+  # The packaged masif is the command line alone, without the demo and its fixtures.
+  cargo build --release --locked -p masif --no-default-features --bins >&2
   bin_dir=$repo/target/release
 fi
-for b in masif-agent masif-master masif-ui masif-pki; do
+for b in masif-agent masif-master masif-ui masif-pki masif; do
   [ -x "$bin_dir/$b" ] || fail "$bin_dir/$b is missing"
 done
 agent_bin=$bin_dir/masif-agent
@@ -552,7 +554,7 @@ dpkg --root="$R" --log="$R/var/log/dpkg.log" --force-script-chrootless --force-d
   -i "${debs[@]}" >"$T/dpkg.out" 2>&1 || { cat "$T/dpkg.out" >&2; fail "dpkg -i into the scratch root"; }
 [ "$(getent passwd masif-master masif-ui || true)" = "$host_users_before" ] ||
   fail "installing into the scratch root changed the host's users"
-for p in masif-agent masif-master masif-ui masif-pki; do
+for p in masif-agent masif-master masif-ui masif-pki masif; do
   dpkg-query --root="$R" -W -f='${db:Status-Abbrev}' "$p" | grep -q '^ii' || fail "$p is not installed in $R"
 done
 
@@ -575,7 +577,7 @@ while read -r pkg path; do
   [ "$matched" = 1 ] || fail "$files_doc lists $path ($pkg), but it is not installed"
 done <<<"$rows"
 # ... and every installed file is in the table.
-for p in masif-agent masif-master masif-ui masif-pki; do
+for p in masif-agent masif-master masif-ui masif-pki masif; do
   while read -r f; do
     [ -f "$R$f" ] || continue
     listed=0

@@ -1,5 +1,5 @@
 //! `masif-xtask man DIR`: writes the section-8 man pages of the shipped commands
-//! (`masif-agent.8`, `masif-master.8`, `masif-ui.8`, `masif-pki.8`), generated from their
+//! (`masif-agent.8`, `masif-master.8`, `masif-ui.8`, `masif-pki.8`, `masif.8`), generated from their
 //! clap definitions, into DIR; `masif-xtask api-doc FILE` writes the API reference
 //! (`docs/api.md`) rendered from the UI's OpenAPI document. A development tool: no shipped
 //! binary links clap_mangen.
@@ -58,6 +58,7 @@ fn man_pages(dir: &Path) -> anyhow::Result<()> {
         masif_master::cli::Args::command(),
         masif_ui::cli::Args::command(),
         masif_pki::cli::Cli::command(),
+        masif::command::Cli::command(),
     ] {
         let name = command.get_name().to_owned();
         let path = dir.join(format!("{name}.8"));

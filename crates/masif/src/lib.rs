@@ -5,4 +5,6 @@
 #![warn(unreachable_pub)]
 
 pub mod cli;
+pub mod command;
+#[cfg(feature = "demo")]
 pub mod demo;
