@@ -229,3 +229,27 @@ async fn the_metrics_listener_answers_404_and_405_and_stops_with_the_master() {
         "the metrics listener closes with the master"
     );
 }
+
+/// The Grafana dashboard's master panels query only what the master exports, and show every
+/// metric it exports (the UI's test checks the rest of the dashboard).
+#[tokio::test]
+async fn the_dashboard_shows_every_master_metric_and_only_exported_ones() {
+    let pki = Pki::new();
+    let master = Master::start(&pki, |_| {}).await;
+    let m = scrape::scrape(master.metrics).await;
+    let exported = m.sample_names();
+    let used = scrape::dashboard_metrics(&scrape::dashboard());
+    for name in used.iter().filter(|n| n.starts_with("masif_master_")) {
+        assert!(
+            exported.contains(name),
+            "the dashboard uses {name}, not exported"
+        );
+    }
+    for family in m.families.keys() {
+        assert!(
+            used.iter().any(|u| u.starts_with(family.as_str())),
+            "no panel shows {family}"
+        );
+    }
+    master.stop().await.unwrap();
+}

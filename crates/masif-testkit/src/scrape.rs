@@ -1,7 +1,7 @@
 //! Scraping a metrics listener the way Prometheus does, for tests: `GET /metrics` over plain
 //! HTTP/1.1, and a strict reader of the OpenMetrics text format that the answer must be
 //! (families with `# TYPE` and `# HELP`, samples with labels, `# EOF` last) into values a test
-//! can assert exactly.
+//! can assert exactly; and the metric names a Grafana dashboard's queries use.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -196,6 +196,56 @@ impl Metrics {
     }
 }
 
+/// The shipped Grafana dashboard (`packaging/grafana/masif-upgrader.json`).
+pub fn dashboard() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packaging/grafana/masif-upgrader.json");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every `masif_…` metric name in the `expr` of a Grafana dashboard's targets; panics if the
+/// dashboard is not JSON or has no such query.
+pub fn dashboard_metrics(json: &str) -> std::collections::BTreeSet<String> {
+    let dashboard: serde_json::Value = serde_json::from_str(json).expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(!exprs.is_empty(), "the dashboard has no queries");
+    let mut names = std::collections::BTreeSet::new();
+    for expr in exprs {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("masif_") {
+            let starts_a_word = !rest[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if starts_a_word {
+                names.insert(name.clone());
+            }
+            rest = &rest[at + name.len()..];
+        }
+    }
+    names
+}
+
+fn collect_exprs(value: &serde_json::Value, exprs: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr", serde_json::Value::String(expr)) => exprs.push(expr.clone()),
+                    _ => collect_exprs(value, exprs),
+                }
+            }
+        }
+        serde_json::Value::Array(values) => values.iter().for_each(|v| collect_exprs(v, exprs)),
+        _ => {}
+    }
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name
@@ -277,6 +327,15 @@ mod tests {
         );
         assert_eq!(m.value("b_seconds_bucket", &[("le", "+Inf")]), 2.0);
         assert_eq!(m.value("b_seconds_count", &[]), 2.0);
+    }
+
+    #[test]
+    fn dashboard_queries_name_their_metrics() {
+        let json = r#"{"panels":[{"targets":[
+            {"expr":"sum by (le) (rate(masif_a_bucket[5m])) / masif_b"},
+            {"expr":"up{job=\"x_masif_c\"}"}]}]}"#;
+        let names: Vec<String> = dashboard_metrics(json).into_iter().collect();
+        assert_eq!(names, ["masif_a_bucket", "masif_b"]);
     }
 
     #[test]

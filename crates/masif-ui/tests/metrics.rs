@@ -179,3 +179,28 @@ async fn the_fleet_gauges_are_exact_on_sqlite() {
     let (backend, store) = Backend::sqlite().await;
     the_fleet_gauges_are_exact(backend, store).await;
 }
+
+/// The Grafana dashboard's fleet panels query only what the UI exports, show every metric it
+/// exports, and name no metric of neither (the master's test checks `masif_master_…`).
+#[tokio::test]
+async fn the_dashboard_shows_every_ui_metric_and_only_exported_ones() {
+    let (_backend, store) = Backend::sqlite().await;
+    let served = serve(store).await;
+    let m = scrape::scrape(served.addr).await;
+    let exported = m.sample_names();
+    let used = scrape::dashboard_metrics(&scrape::dashboard());
+    for name in used.iter().filter(|n| !n.starts_with("masif_master_")) {
+        assert!(
+            exported.contains(name),
+            "the dashboard uses {name}, not exported"
+        );
+    }
+    for family in m.families.keys() {
+        assert!(
+            used.iter().any(|u| u.starts_with(family.as_str())),
+            "no panel shows {family}"
+        );
+    }
+    served.stop.send(()).unwrap();
+    served.task.await.unwrap();
+}
