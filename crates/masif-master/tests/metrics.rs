@@ -11,7 +11,9 @@ use common::{Master, Pki};
 use masif_proto::v2::REPORT_PATH;
 use masif_proto::{Action, PackageName, Version};
 use masif_store::{ApprovalScope, TaskKey};
+use masif_testkit::db::TestDatabase;
 use masif_testkit::scrape::{self, Metrics};
+use mysql_async::prelude::Queryable;
 
 const ALPHA_UPDATE: &str =
     r#"[{"package":"alpha","action":"update","from_version":"1.0","to_version":"2.0"}]"#;
@@ -178,6 +180,42 @@ async fn a_held_report_is_a_waiting_long_poll_and_its_wait_is_not_timed() {
         ),
         1.0
     );
+    master.stop().await.unwrap();
+}
+
+/// A changed report that finds its agent's row locked by another transaction meets real lock
+/// wait timeouts: each conflicting attempt is a database retry, and the report that gives up
+/// is `unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_retries_are_counted_and_a_report_that_gives_up_is_unavailable() {
+    let pki = Pki::new();
+    let db = TestDatabase::create("retries").await;
+    let url = format!("{}?lock_wait_timeout=1&max_attempts=2", db.url());
+    let store = masif_store::open(&url.parse().unwrap()).await.unwrap();
+    let mut lock = mysql_async::Conn::from_url(db.url()).await.unwrap();
+    let master = Master::start_with_store(&pki.master, db, store, |_| {}).await;
+    let mut client = master.agent_client(&pki, "host-r").await;
+    assert_eq!(client.report(ALPHA_UPDATE).await.unwrap().status, 200);
+    lock.query_drop("START TRANSACTION").await.unwrap();
+    lock.query_drop("SELECT id FROM agent WHERE name = 'host-r' FOR UPDATE")
+        .await
+        .unwrap();
+    let changed = client.report("[]").await.unwrap();
+    assert_eq!(changed.status, 503, "{changed:?}");
+    lock.query_drop("ROLLBACK").await.unwrap();
+    let m = scrape::scrape(master.metrics).await;
+    assert_eq!(m.value("masif_master_db_retries_total", &[]), 2.0);
+    assert_eq!(reports(&m, "ok"), 1.0);
+    assert_eq!(reports(&m, "unavailable"), 1.0);
+    assert_eq!(
+        m.value("masif_master_report_duration_seconds_count", &[]),
+        2.0
+    );
+    // The lock gone, the same report goes through without a retry.
+    assert_eq!(client.report("[]").await.unwrap().status, 200);
+    let m = scrape::scrape(master.metrics).await;
+    assert_eq!(m.value("masif_master_db_retries_total", &[]), 2.0);
+    assert_eq!(reports(&m, "ok"), 2.0);
     master.stop().await.unwrap();
 }
 

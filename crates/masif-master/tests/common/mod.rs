@@ -81,6 +81,16 @@ impl Master {
         tune: impl FnOnce(&mut masif_master::ServeSettings),
     ) -> Self {
         let store = masif_store::open(&db.url().parse().unwrap()).await.unwrap();
+        Self::start_with_store(files, db, store, tune).await
+    }
+
+    /// A master on `store` (a store on `db` opened with options of the test's own).
+    pub async fn start_with_store(
+        files: &TlsFiles,
+        db: TestDatabase,
+        store: Arc<dyn masif_store::Store>,
+        tune: impl FnOnce(&mut masif_master::ServeSettings),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
