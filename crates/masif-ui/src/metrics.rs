@@ -18,6 +18,10 @@ use crate::pages::status::Now;
 /// How long one set of query results answers scrapes.
 pub(crate) const CACHE_FOR: Duration = Duration::from_secs(5);
 
+/// Longest the queries of one scrape may take before it is answered 503 (scrapes waiting
+/// behind it then try again).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
     action: &'static str,
@@ -117,9 +121,11 @@ impl masif_daemon::metrics::Exposition for FleetMetrics {
             }
         }
         let started = Instant::now();
-        self.refresh()
-            .await
-            .map_err(|e| format!("reading the fleet's numbers: {e}"))?;
+        match tokio::time::timeout(QUERY_TIMEOUT, self.refresh()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("reading the fleet's numbers: {e}")),
+            Err(_) => return Err("reading the fleet's numbers took too long".into()),
+        }
         let text = masif_daemon::metrics::encode(&self.registry);
         *last = Some((started, text.clone()));
         Ok(text)
