@@ -2,7 +2,8 @@
 # Builds the Debian packages masif-agent, masif-master, masif-ui and masif-pki with
 # dpkg-deb from already built release binaries (cargo build --release), the systemd units
 # in packaging/systemd/, the example configs in packaging/config/, the schema files and the
-# section-8 man pages generated from the command lines (masif-xtask man).
+# section-8 man pages generated from the command lines (masif-xtask man), the monitoring
+# plugin link and the Icinga 2 CheckCommands (packaging/icinga2/).
 #
 #   packaging/build-debs.sh [--bin-dir DIR] [--out DIR] [--version VERSION] [--man-dir DIR]
 #
@@ -120,6 +121,12 @@ put "$repo/packaging/systemd/masif-upgrader-agent.service" /lib/systemd/system/m
 put "$repo/packaging/config/agent.yml" /etc/masif-upgrader/agent.yml 0644
 put "$repo/packaging/config/agent.yml" /usr/share/doc/masif-agent/examples/agent.yml 0644
 put "$repo/packaging/needrestart/masif-upgrader-agent.conf" /etc/needrestart/conf.d/masif-upgrader-agent.conf 0644
+# The monitoring plugin under the original's name: masif-agent behaves as `masif-agent check`
+# when called so. The Icinga 2 CheckCommands are an example: plugins-contrib.d is loaded
+# unconditionally, and a site's own definitions of the same names would then fail to load.
+mkdir -p "$stage/usr/lib/nagios/plugins"
+ln -s ../../../bin/masif-agent "$stage/usr/lib/nagios/plugins/check_masifupgrader_agent"
+put "$repo/packaging/icinga2/masif-upgrader.conf" /usr/share/doc/masif-agent/examples/icinga2/masif-upgrader.conf 0644
 maintscripts "" "" "" masif-upgrader-agent.service
 finish "apt" "" "Masif Upgrader agent (reports and runs approved package upgrades)" \
   "$about This package holds the agent, which runs on every managed host as root, plans \

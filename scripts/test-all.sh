@@ -12,9 +12,12 @@ log() { printf '== %s\n' "$*" >&2; }
 # (apt sandboxes need only apt and dpkg: their repositories are written in Rust)
 # dpkg-dev: dpkg-shlibdeps for the Debian packages the roll-out checks build;
 # openssl, easy-rsa: certificate fixtures; curl: a client with its default protocol choice; chromium, chromium-driver: UI browser tests;
-# puppet, puppet-lint, ruby-rspec-puppet, ansible, ansible-lint: roll-out code checks.
+# puppet, puppet-lint, ruby-rspec-puppet, ansible, ansible-lint: roll-out code checks;
+# python3, python3-venv: schemathesis (from PyPI) against the API's OpenAPI document;
+# icinga2-bin, icinga2-common: icinga2 daemon -C of the shipped CheckCommands.
 PACKAGES=(dpkg-dev openssl easy-rsa curl chromium chromium-driver
-          puppet puppet-lint ruby-rspec-puppet ansible ansible-lint systemd)
+          puppet puppet-lint ruby-rspec-puppet ansible ansible-lint systemd
+          python3 python3-venv icinga2-bin icinga2-common)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -74,6 +77,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+log "the API against its OpenAPI document (schemathesis)"
+scripts/test-api-schema.sh
 if [ -x scripts/test-rollout.sh ]; then
   log "roll-out checks"
   scripts/test-rollout.sh

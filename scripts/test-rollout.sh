@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Roll-out checks (called by scripts/test-all.sh after the Rust tests):
-#   1. the copies of the systemd units and sysusers files in the Puppet module and the
-#      Ansible roles are identical to packaging/;
+#   1. the copies of the systemd units, sysusers files and Icinga 2 CheckCommands in the Puppet
+#      module and the Ansible roles are identical to packaging/; the CheckCommands load in a
+#      real Icinga 2 (icinga2 daemon -C), where one is installed;
 #   2. Puppet: parser validate, puppet-lint, rspec-puppet, and `puppet apply` of the agent
 #      class into a scratch root (noop with diff, real, then again with no change);
 #   3. Ansible: --syntax-check, ansible-lint, and the agent role run for real with
@@ -12,7 +13,8 @@
 #   5. the Debian packages: cargo build --release of the four binaries, packaging/build-debs.sh,
 #      install into a scratch root with dpkg --root (maintainer scripts included), the files
 #      where the table in docs/installation.md ("Files installed by the packages") says,
-#      units accepted by systemd-analyze, remove and purge.
+#      the packaged check_masifupgrader_agent link runs as the plugin, units accepted by
+#      systemd-analyze, remove and purge.
 # Nothing outside a temporary directory is written (Puppet, Ansible and dpkg state included).
 #
 # MASIF_ROLLOUT_BIN_DIR=DIR uses the binaries in DIR instead of building release binaries
@@ -64,6 +66,43 @@ for f in masif-master.conf masif-ui.conf; do
       fail "$copy/$f differs from packaging/sysusers/$f: copy it over"
   done
 done
+icinga_conf=packaging/icinga2/masif-upgrader.conf
+for copy in puppet-module/files ansible/roles/masif_upgrader_agent/files; do
+  cmp -s "$icinga_conf" "$copy/icinga2/masif-upgrader.conf" ||
+    fail "$copy/icinga2/masif-upgrader.conf differs from $icinga_conf: copy it over"
+done
+
+if command -v icinga2 >/dev/null; then
+  log "the Icinga 2 CheckCommands load in icinga2 daemon -C, with services using each"
+  mkdir -p "$T/icinga2"
+  cp "$icinga_conf" "$T/icinga2/"
+  cat >"$T/icinga2/icinga2.conf" <<'EOF'
+const PluginDir = "/usr/lib/nagios/plugins"
+include <itl>
+include <plugins>
+include "masif-upgrader.conf"
+object Host "agent01" { check_command = "dummy" }
+object Service "masif-agent" {
+  host_name = "agent01"
+  check_command = "masif-agent"
+  vars.masif_agent_report_warn = "3600"
+  vars.masif_agent_load = [ "error-15m-warn=0", "query-1m-crit=@~:42" ]
+}
+object Service "masifupgrader_agent" {
+  host_name = "agent01"
+  check_command = "masifupgrader_agent"
+  vars.masifupgrader_agent_restsock = "/run/masif-upgrader-agent/agent.sock"
+  vars.masifupgrader_agent_query_1m_warn = "@~:42"
+}
+object Service "masif-fleet" { host_name = "agent01"; check_command = "masif-fleet"; vars.masif_fleet_url = "https://ui" }
+object Service "masif-pki" { host_name = "agent01"; check_command = "masif-pki"; vars.masif_pki_role = "agent" }
+EOF
+  chmod -R a+rX "$T/icinga2" # icinga2 reads it as its own user
+  icinga2 daemon -C -c "$T/icinga2/icinga2.conf" -x warning >"$T/icinga2.out" 2>&1 ||
+    { cat "$T/icinga2.out" >&2; fail "icinga2 daemon -C rejected $icinga_conf"; }
+else
+  log "SKIPPED icinga2 daemon -C of the CheckCommands: icinga2 is not installed"
+fi
 
 # --- test certificates: a CA, an agent certificate, a Puppet ssldir ----------------------
 # (openssl, EC keys: fast). The agent's name is its certificate CN.
@@ -126,7 +165,7 @@ puppet_apply() { # MANIFEST [extra puppet args]: puppet apply, exit code 0 or 2 
   grep -v 'Facter: Permission denied' "$T/puppet.out" >&2 || true
   return "$rc"
 }
-manifest() { # TLS_HASH
+manifest() { # TLS_HASH ICINGA2_COMMANDS
   cat <<EOF
 class { 'masif_upgrader': root => '$proot' }
 class { 'masif_upgrader::agent':
@@ -145,11 +184,13 @@ class { 'masif_upgrader::agent':
   binary_source   => '$agent_bin',
   manage_service  => false,
   certificate_check => true,
+  icinga2_commands => $2,
 }
 EOF
 }
-manifest "{ 'cert' => '$pki/agent.crt', 'key' => '$pki/agent.key', 'ca' => '$pki/ca.crt' }" >"$T/agent-files.pp"
-manifest "{ 'discover' => 'puppet', 'name' => 'agent01.example.com', 'root' => '$pki/puppet-root' }" >"$T/agent-puppet.pp"
+manifest "{ 'cert' => '$pki/agent.crt', 'key' => '$pki/agent.key', 'ca' => '$pki/ca.crt' }" true >"$T/agent-files.pp"
+manifest "{ 'discover' => 'puppet', 'name' => 'agent01.example.com', 'root' => '$pki/puppet-root' }" false >"$T/agent-puppet.pp"
+mkdir -p "$proot/etc/icinga2/conf.d"
 # (--noop exits 0 even with changes pending: look at what it would have done.)
 puppet_apply "$T/agent-files.pp" --noop || fail "puppet apply --noop failed"
 grep -q "agent.yml\]/ensure: current_value 'absent', should be 'file' (noop)" "$T/puppet.out" ||
@@ -164,6 +205,8 @@ cat "$proot/etc/masif-upgrader/agent.yml" >&2
 cmp -s "$agent_bin" "$proot/usr/local/bin/masif-agent" || fail "puppet did not copy the binary"
 grep -qx 'ExecStart=/usr/local/bin/masif-agent --config /etc/masif-upgrader/agent.yml' \
   "$proot/etc/systemd/system/masif-upgrader-agent.service" || fail "puppet's unit does not run the copied binary"
+cmp -s "$icinga_conf" "$proot/etc/icinga2/conf.d/masif-upgrader.conf" ||
+  fail "puppet did not install the Icinga 2 CheckCommands (icinga2_commands => true)"
 cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-files.puppet.yml"
 cp "$proot/etc/masif-upgrader/pki-check-agent.conf" "$T/pki-files.puppet.conf"
 log "puppet apply --noop --show_diff of a change (Puppet discovery instead of files):"
@@ -171,6 +214,8 @@ puppet_apply "$T/agent-puppet.pp" --noop --show_diff || fail "puppet apply --noo
 grep -q '^+tls: { discover: "puppet"' "$T/puppet.out" || fail "the noop diff does not show the new tls line"
 rc=0; puppet_apply "$T/agent-puppet.pp" || rc=$?
 [ "$rc" = 2 ] || fail "puppet apply of the change: exit code $rc, expected 2"
+! grep -q 'masif-upgrader.conf' "$T/puppet.out" ||
+  fail "puppet touched the Icinga 2 CheckCommands with icinga2_commands => false"
 cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-puppet.puppet.yml"
 cp "$proot/etc/masif-upgrader/pki-check-agent.conf" "$T/pki-puppet.puppet.conf"
 
@@ -188,7 +233,8 @@ log "the agent role, ansible_connection=local, into scratch roots, twice"
 # Three hosts: certificate files on the host, Puppet discovery, files copied from the
 # controller. Settings as in the Puppet run above.
 for h in files puppet copy; do
-  mkdir -p "$T/ansible-root/$h/etc/systemd/system" "$T/ansible-root/$h/usr/local/bin"
+  mkdir -p "$T/ansible-root/$h/etc/systemd/system" "$T/ansible-root/$h/usr/local/bin" \
+    "$T/ansible-root/$h/etc/icinga2/conf.d" "$T/ansible-root/$h/etc/icinga2/zones.d/global-templates"
 done
 python3 - "$T" "$master_host" "$apt_opt1" "$apt_opt2" "$apt_config" "$agent_bin" >"$T/inventory.json" <<'EOF'
 import json, sys
@@ -212,12 +258,19 @@ common = {
     "masif_upgrader_agent_manage_service": False,
     "masif_upgrader_agent_certificate_check": True,
 }
+# The Icinga 2 CheckCommands: default path (files), off (puppet), a global zone (copy).
+icinga = {
+    "files": {"masif_upgrader_agent_icinga2_commands": True},
+    "puppet": {},
+    "copy": {"masif_upgrader_agent_icinga2_commands": True,
+             "masif_upgrader_agent_icinga2_commands_path": "/etc/icinga2/zones.d/global-templates/masif-upgrader.conf"},
+}
 tls = {
     "files": {"masif_upgrader_agent_tls": {"cert": pki + "/agent.crt", "key": pki + "/agent.key", "ca": pki + "/ca.crt"}},
     "puppet": {"masif_upgrader_agent_tls": {"discover": "puppet", "name": "agent01.example.com", "root": pki + "/puppet-root"}},
     "copy": {"masif_upgrader_agent_tls_copy": {"cert": pki + "/agent.crt", "key": pki + "/agent.key", "ca": pki + "/ca.crt"}},
 }
-hosts = {f"scratch-{h}": dict(common, masif_upgrader_root=f"{t}/ansible-root/{h}", **v) for h, v in tls.items()}
+hosts = {f"scratch-{h}": dict(common, masif_upgrader_root=f"{t}/ansible-root/{h}", **v, **icinga[h]) for h, v in tls.items()}
 json.dump({"scratch_agents": {"hosts": hosts}}, sys.stdout, indent=1)
 EOF
 for run in 1 2; do
@@ -231,6 +284,12 @@ if grep -E '^scratch-' "$T/ansible-2.out" | grep -Ev 'changed=0 .*failed=0'; the
 fi
 a=$T/ansible-root
 cmp -s "$agent_bin" "$a/files/usr/local/bin/masif-agent" || fail "ansible did not copy the binary"
+cmp -s "$icinga_conf" "$a/files/etc/icinga2/conf.d/masif-upgrader.conf" ||
+  fail "ansible did not install the Icinga 2 CheckCommands (icinga2_commands: true)"
+cmp -s "$icinga_conf" "$a/copy/etc/icinga2/zones.d/global-templates/masif-upgrader.conf" ||
+  fail "ansible did not install the Icinga 2 CheckCommands at icinga2_commands_path"
+[ -z "$(find "$a/puppet/etc/icinga2" "$a/copy/etc/icinga2/conf.d" -type f)" ] ||
+  fail "ansible installed Icinga 2 CheckCommands where icinga2_commands is off or elsewhere"
 cmp -s packaging/systemd/masif-upgrader-agent.service \
   <(sed 's|/usr/local/bin/|/usr/bin/|' "$a/files/etc/systemd/system/masif-upgrader-agent.service") ||
   fail "ansible's unit is not the packaged one pointed at /usr/local/bin"
@@ -280,6 +339,8 @@ done <<'CASES'
 {"masif_upgrader_agent_tls": {"cert": "/a", "key": "/b"}}|masif_upgrader_agent_tls must be
 {"masif_upgrader_agent_tls": {"cert": "a.pem", "key": "/b", "ca": "/c"}}|masif_upgrader_agent_tls must be
 {"masif_upgrader_agent_tls_copy": {"cert": "/a"}}|masif_upgrader_agent_tls must be
+{"masif_upgrader_agent_icinga2_commands": "yes"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_icinga2_commands": true, "masif_upgrader_agent_icinga2_commands_path": "conf.d/x.conf"}|masif_upgrader_agent: bad settings
 CASES
 sed "s|'$proot'|'$bad_root'|; s|'$master_host'|'masif.example.com'|" "$T/agent-files.pp" >"$T/bad.pp"
 rc=0; puppet_apply "$T/bad.pp" || rc=$?
@@ -541,6 +602,11 @@ uid() { awk -F: -v u="$1" '$1 == u { print $3 }' "$R/etc/passwd"; }
 [ "$(stat -c '%u %g %a' "$R/var/lib/masif-upgrader")" = "$(uid masif-master) $(gid masif-upgrader) 770" ] ||
   fail "/var/lib/masif-upgrader is not masif-master:masif-upgrader 0770"
 "$R/usr/bin/masif-agent" --help >/dev/null || fail "the packaged masif-agent does not run"
+plugin=$R/usr/lib/nagios/plugins/check_masifupgrader_agent
+[ "$(readlink "$plugin")" = ../../../bin/masif-agent ] || fail "$plugin is not a relative link to masif-agent"
+rc=0; out=$("$plugin" -restsock "$T/no-agent.sock" -query-1m-warn '@~:42') || rc=$?
+[ "$rc" = 3 ] && [[ $out == "MASIF-AGENT UNKNOWN - "*"no-agent.sock"* ]] ||
+  fail "the packaged check_masifupgrader_agent without an agent: exit code $rc, expected 3 UNKNOWN: $out"
 
 log "the command line of the packaged masif-pki-check@agent.service"
 cmd=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/masif-pki-check@.service")

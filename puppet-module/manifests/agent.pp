@@ -56,6 +56,13 @@
 #   arguments from the tls setting).
 # @param service_enable
 #   Whether the agent starts at boot.
+# @param icinga2_commands
+#   Whether to install the Icinga 2 CheckCommands (masif-agent, masifupgrader_agent,
+#   masif-fleet, masif-pki) at icinga2_commands_path, for an Icinga 2 that loads that
+#   directory (reload it yourself, e.g. `File[...] ~> Service['icinga2']`). Off: the file is
+#   not managed.
+# @param icinga2_commands_path
+#   Where the CheckCommands go, e.g. a global zone's directory on the Icinga master.
 class masif_upgrader::agent (
   Pattern[/\A[A-Za-z0-9.\[\]:-]+:\d{1,5}\z/] $master_host,
   Optional[Pattern[/\A[A-Za-z0-9*][A-Za-z0-9.*_-]*\z/]] $master_cn = undef,
@@ -78,6 +85,8 @@ class masif_upgrader::agent (
   Enum['running', 'stopped'] $service_ensure = 'running',
   Boolean $service_enable = true,
   Boolean $certificate_check = false,
+  Boolean $icinga2_commands = false,
+  Masif_upgrader::Path $icinga2_commands_path = '/etc/icinga2/conf.d/masif-upgrader.conf',
 ) {
   $cn = $master_cn ? {
     undef   => regsubst($master_host, /:\d+\z/, ''),
@@ -116,6 +125,17 @@ class masif_upgrader::agent (
       user            => undef,
       install_package => $install == 'package',
       manage_service  => $manage_service,
+    }
+  }
+
+  if $icinga2_commands {
+    include masif_upgrader
+    file { "${masif_upgrader::root}${icinga2_commands_path}":
+      ensure => file,
+      source => 'puppet:///modules/masif_upgrader/icinga2/masif-upgrader.conf',
+      owner  => 'root',
+      group  => 'root',
+      mode   => '0644',
     }
   }
 }

@@ -111,37 +111,48 @@ pub async fn serve(
 }
 
 /// Asks a running agent: `GET path` on its monitoring socket, the JSON answer (for tests,
-/// monitoring plugins and `masif` admin commands).
+/// monitoring plugins and `masif` admin commands), within 30 seconds.
 pub async fn query(socket: &Path, path: &str) -> Result<Json> {
+    query_within(socket, path, Duration::from_secs(30)).await
+}
+
+/// [`query`] with the whole exchange (connect, request, a body of at most 1 MiB) bounded by
+/// `timeout`.
+pub async fn query_within(socket: &Path, path: &str, timeout: Duration) -> Result<Json> {
     let fail = |detail: String| Error::Io {
         context: format!("monitoring socket {}", socket.display()),
         source: std::io::Error::other(detail),
     };
-    let stream = tokio::net::UnixStream::connect(socket)
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        tokio::spawn(conn);
+        let request = Request::get(path)
+            .header(http::header::HOST, "localhost")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| fail(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            return Err(fail(format!("GET {path}: {status}")));
+        }
+        serde_json::from_slice(&body).map_err(|e| fail(format!("GET {path}: {e}")))
+    };
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|e| fail(e.to_string()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    tokio::spawn(conn);
-    let request = Request::get(path)
-        .header(http::header::HOST, "localhost")
-        .body(http_body_util::Empty::<Bytes>::new())
-        .map_err(|e| fail(e.to_string()))?;
-    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
-        .await
-        .map_err(|_| fail("no answer within 30 s".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let status = response.status();
-    let body = http_body_util::Limited::new(response.into_body(), 1 << 20)
-        .collect()
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .to_bytes();
-    if status != StatusCode::OK {
-        return Err(fail(format!("GET {path}: {status}")));
-    }
-    serde_json::from_slice(&body).map_err(|e| fail(format!("GET {path}: {e}")))
+        .map_err(|_| fail(format!("no answer within {} s", timeout.as_secs_f64())))?
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

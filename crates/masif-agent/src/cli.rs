@@ -2,9 +2,18 @@
 
 use std::path::PathBuf;
 
+use crate::check::CheckArgs;
+
 /// The Masif Upgrader agent.
 #[derive(Debug, clap::Parser)]
-#[command(name = "masif-agent", version, about, after_long_help = masif_daemon::logging::ENV_HELP)]
+#[command(
+    name = "masif-agent",
+    version,
+    about,
+    after_long_help = masif_daemon::logging::ENV_HELP,
+    args_conflicts_with_subcommands = true,
+    propagate_version = true
+)]
 pub struct Args {
     /// The YAML configuration file.
     #[arg(
@@ -16,4 +25,14 @@ pub struct Args {
     /// Validate the configuration (and the TLS files it names), print the problems, exit.
     #[arg(long)]
     pub check_config: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of running the agent.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check the running agent as a Nagios/Icinga plugin (also installed as
+    /// check_masifupgrader_agent).
+    Check(CheckArgs),
 }

@@ -3,7 +3,8 @@
 //! monitoring socket and the master client (reused by load generators).
 //!
 //! Entry points: [`run`] (what `masif-agent --config FILE` does), [`Agent`] (the loop),
-//! [`MasterClient`] (the wire protocol), [`apt::Apt`] (the package manager).
+//! [`MasterClient`] (the wire protocol), [`apt::Apt`] (the package manager),
+//! [`check::run`] (`masif-agent check`, the monitoring plugin; [`plugin`] its building blocks).
 
 #![warn(unreachable_pub)]
 
@@ -11,6 +12,7 @@ mod agent;
 pub mod api;
 pub mod apt;
 mod audit;
+pub mod check;
 pub mod cli;
 mod config;
 mod decide;
@@ -18,6 +20,7 @@ pub mod exec;
 mod facts;
 mod load;
 mod master;
+pub mod plugin;
 mod pm;
 mod status;
 

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::{Load, OpKind};
 
 /// What the agent is doing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "activity", rename_all = "snake_case")]
 pub enum Activity {
     Starting,
@@ -33,14 +33,14 @@ pub enum Activity {
 }
 
 /// The last error seen.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LastError {
     pub time: i64,
     pub message: String,
 }
 
 /// The last run of an approved plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LastRun {
     pub id: String,
     pub package: String,
@@ -53,8 +53,9 @@ pub struct LastRun {
     pub exit_code: Option<i32>,
 }
 
-/// The body of `GET /v1/status`.
-#[derive(Debug, Clone, Serialize)]
+/// The body of `GET /v1/status` (read back by `masif-agent check`; fields added after the
+/// first release are optional there, so a check still reads an agent not yet restarted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     /// This agent's name: the CN of its client certificate.
     pub agent: Option<String>,
@@ -64,6 +65,9 @@ pub struct StatusReport {
     pub activity: Activity,
     /// When the current activity began (unix seconds).
     pub since: i64,
+    /// When the agent started (unix seconds).
+    #[serde(default)]
+    pub started_at: Option<i64>,
     /// Last successful report to the master (unix seconds).
     pub last_report: Option<i64>,
     /// Last report attempt, successful or not (unix seconds).
@@ -73,6 +77,9 @@ pub struct StatusReport {
     pub pending_tasks: usize,
     /// Tasks known to be approved and not yet done.
     pub approved_tasks: usize,
+    /// Since when `approved_tasks` has not been 0 (unix seconds); `None` while it is 0.
+    #[serde(default)]
+    pub approved_since: Option<i64>,
     /// Packages whose last upgrade failed (retried after the retry interval).
     pub failed_packages: BTreeSet<String>,
     /// Of those, the ones given up after `max_failures` failed runs in a row (tried again
@@ -130,11 +137,13 @@ impl Monitor {
                     master: None,
                     activity: Activity::Starting,
                     since: unix_now(),
+                    started_at: Some(unix_now()),
                     last_report: None,
                     last_report_attempt: None,
                     last_error: None,
                     pending_tasks: 0,
                     approved_tasks: 0,
+                    approved_since: None,
                     failed_packages: BTreeSet::new(),
                     given_up_packages: BTreeSet::new(),
                     last_run: None,
@@ -193,6 +202,10 @@ impl Monitor {
         given_up: impl IntoIterator<Item = String>,
     ) {
         self.with(|i| {
+            i.report.approved_since = match approved {
+                0 => None,
+                _ => i.report.approved_since.or(Some(unix_now())),
+            };
             i.report.approved_tasks = approved;
             i.report.failed_packages = failed.into_iter().collect();
             i.report.given_up_packages = given_up.into_iter().collect();
@@ -272,5 +285,41 @@ mod tests {
         assert_eq!(json["last_error"]["message"], "upgrading zeta failed");
         assert_eq!(json["last_report"], serde_json::Value::Null);
         assert_eq!(m.load_json()["error"][0], 1.0);
+    }
+
+    #[test]
+    fn approved_since_is_kept_while_approved_tasks_wait() {
+        let m = Monitor::new();
+        assert!(m.status().started_at.is_some());
+        assert_eq!(m.status().approved_since, None);
+        m.set_counts(2, [], []);
+        let since = m
+            .status()
+            .approved_since
+            .expect("set with the first approved task");
+        m.inner.lock().unwrap().report.approved_since = Some(since - 100);
+        m.set_counts(1, ["alpha".to_owned()], []);
+        assert_eq!(m.status().approved_since, Some(since - 100));
+        m.set_counts(0, [], []);
+        assert_eq!(m.status().approved_since, None);
+    }
+
+    #[test]
+    fn status_reads_back_from_its_json() {
+        let m = Monitor::new();
+        m.set_identity(Some("web01".into()), "master:8150");
+        m.set_activity(Activity::WaitingForApproval { until: 42 });
+        m.set_counts(3, ["alpha".to_owned()], []);
+        let json = serde_json::to_string(&m.status()).unwrap();
+        let back: StatusReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.activity, Activity::WaitingForApproval { until: 42 });
+        assert_eq!(back.approved_tasks, 3);
+        assert_eq!(back.failed_packages.len(), 1);
+        // An agent of the first release leaves the newer fields out.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("started_at");
+        old.as_object_mut().unwrap().remove("approved_since");
+        let back: StatusReport = serde_json::from_value(old).unwrap();
+        assert_eq!((back.started_at, back.approved_since), (None, None));
     }
 }

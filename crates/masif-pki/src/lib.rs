@@ -24,6 +24,9 @@ pub use discover::{discover, discover_any, Discovered};
 pub use error::{PkiError, Result};
 pub use load::{load_certs, load_crls, load_key, MAX_FILE_SIZE};
 pub use source::{Discover, DiscoverRequest, Role, TlsSource};
-pub use tls::{client_config, provider, server_config, FilesStamp, LoadedTls, TlsFiles};
+pub use tls::{
+    client_config, provider, server_config, server_only_client_config, FilesStamp, LoadedTls,
+    TlsFiles,
+};
 pub use validate::{check, startup_check, Aspect, CheckOptions, Finding, Report, Severity};
 pub use x509::{common_name, CertFacts, Eku};

@@ -246,3 +246,22 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
+
+/// A client configuration that verifies the server against the CA bundle `ca` (every
+/// certificate in it that is usable as a trust anchor; none is an error) and presents no
+/// certificate: the `masif` command line's HTTPS to the UI, where the bundle is a private CA or
+/// the system's. ALPN offers `http/1.1` only.
+pub fn server_only_client_config(ca: &Path) -> Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    let (added, _unusable) = roots.add_parsable_certificates(load_certs(ca)?);
+    if added == 0 {
+        return Err(PkiError::invalid(ca, "contains no usable CA certificate"));
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| PkiError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -3,16 +3,24 @@
 
 use masif_proto::{Action, AgentName, PackageName, Version};
 
-use crate::{Approval, ApprovalOutcome, Result, StoreError, TaskKey};
+use crate::{Approval, ApprovalOutcome, ApprovalTask, Result, StoreError, TaskKey};
 
 /// Longest audit detail stored (characters); longer descriptions are cut and marked.
 pub(crate) const MAX_DETAIL_CHARS: usize = 4000;
 
 /// `action package [to-version]`.
-pub(crate) fn describe_key(key: &TaskKey) -> String {
+fn describe_key(key: &TaskKey) -> String {
     match &key.to_version {
         Some(to) => format!("{} {} {to}", key.action, key.package),
         None => format!("{} {}", key.action, key.package),
+    }
+}
+
+/// [`describe_key`], with ` from VERSION` when the approval names one.
+pub(crate) fn describe_task(task: &ApprovalTask) -> String {
+    match &task.from_version {
+        Some(from) => format!("{} from {from}", describe_key(&task.key)),
+        None => describe_key(&task.key),
     }
 }
 

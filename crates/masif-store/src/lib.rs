@@ -159,6 +159,19 @@ pub trait Admin: Send + Sync {
         keys: &[TaskKey],
         scope: &ApprovalScope,
         user: &str,
+    ) -> Result<ApprovalOutcome> {
+        let tasks: Vec<ApprovalTask> = keys.iter().cloned().map(ApprovalTask::from).collect();
+        self.approve_tasks(&tasks, scope, user).await
+    }
+    /// [`Admin::approve`], where a task may name the version it must be upgraded from: then
+    /// only pending rows from that version are approved, and the approval row keeps it (an
+    /// agent later reporting the same action from another version needs a new approval).
+    /// An unknown agent in `scope` is [`StoreError::Invalid`] and nothing is written.
+    async fn approve_tasks(
+        &self,
+        tasks: &[ApprovalTask],
+        scope: &ApprovalScope,
+        user: &str,
     ) -> Result<ApprovalOutcome>;
     /// The approvals in force, newest first.
     async fn approvals(&self, page: Page) -> Result<Listing<Approval>>;

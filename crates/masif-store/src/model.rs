@@ -35,6 +35,8 @@ pub struct Listing<T> {
 pub struct PendingFilter {
     pub package: Option<String>,
     pub agent: Option<String>,
+    /// Only rows of this action.
+    pub action: Option<Action>,
     /// Only security updates (rows some agent reported with a security origin).
     pub security_only: bool,
 }
@@ -59,24 +61,45 @@ impl From<&Task> for TaskKey {
     }
 }
 
-impl TaskKey {
-    /// `keys` plus, for every install or update to version V, configuring the package at V.
+/// What one approval is for: a task key, and optionally the version the package must be
+/// upgraded from (`None`: any, like every approval the pages make).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ApprovalTask {
+    pub key: TaskKey,
+    pub from_version: Option<Version>,
+}
+
+impl From<TaskKey> for ApprovalTask {
+    fn from(key: TaskKey) -> Self {
+        Self {
+            key,
+            from_version: None,
+        }
+    }
+}
+
+impl ApprovalTask {
+    /// `tasks` (distinct and sorted) plus, for every install or update to version V,
+    /// configuring the package at V, from any version.
     ///
     /// APT plans an install or update as two steps (`Inst P … (V …)` then `Conf P (V …)`) and
     /// the agent runs a package only when every step is approved, so approving "update P to V"
     /// alone would never run. The configure step runs the maintainer scripts of the version the
     /// administrator approved: it is part of the same operation, not a separate decision.
     /// A configure on its own (a half-configured package) still needs its own approval.
-    pub(crate) fn with_configure_steps(keys: &[TaskKey]) -> Vec<TaskKey> {
-        let steps = keys.iter().filter_map(|k| match (k.action, &k.to_version) {
-            (Action::Install | Action::Update, Some(to)) => Some(TaskKey {
-                package: k.package.clone(),
-                action: Action::Configure,
-                to_version: Some(to.clone()),
-            }),
-            _ => None,
-        });
-        let all: std::collections::BTreeSet<TaskKey> = keys.iter().cloned().chain(steps).collect();
+    pub(crate) fn with_configure_steps(tasks: &[ApprovalTask]) -> Vec<ApprovalTask> {
+        let steps = tasks
+            .iter()
+            .filter_map(|t| match (t.key.action, &t.key.to_version) {
+                (Action::Install | Action::Update, Some(to)) => Some(ApprovalTask::from(TaskKey {
+                    package: t.key.package.clone(),
+                    action: Action::Configure,
+                    to_version: Some(to.clone()),
+                })),
+                _ => None,
+            });
+        let all: std::collections::BTreeSet<ApprovalTask> =
+            tasks.iter().cloned().chain(steps).collect();
         all.into_iter().collect()
     }
 }
@@ -88,6 +111,10 @@ pub struct PendingRow {
     pub to_version: Option<Version>,
     /// Agents awaiting approval of exactly this row.
     pub agents: u64,
+    /// When the earliest of those agents first reported it (unix seconds); `None` when only
+    /// rows without that time await it (written by the original master, or before
+    /// migration 0011).
+    pub since: Option<i64>,
     /// Some agent reported the target version from a security archive.
     pub security: bool,
     /// What the row's own plan pulls in on the agents awaiting it (the union over them): the
@@ -297,12 +324,12 @@ pub struct AuditEntry {
 mod tests {
     use super::*;
 
-    fn key(package: &str, action: Action, to: Option<&str>) -> TaskKey {
-        TaskKey {
+    fn key(package: &str, action: Action, to: Option<&str>) -> ApprovalTask {
+        ApprovalTask::from(TaskKey {
             package: PackageName::new(package).unwrap(),
             action,
             to_version: to.map(|v| Version::new(v).unwrap()),
-        }
+        })
     }
 
     #[test]
@@ -313,7 +340,7 @@ mod tests {
             key("epsilon", Action::Remove, None),
             key("zeta", Action::Configure, Some("2.0")),
         ];
-        let expanded = TaskKey::with_configure_steps(&keys);
+        let expanded = ApprovalTask::with_configure_steps(&keys);
         assert_eq!(
             expanded,
             vec![
@@ -330,7 +357,18 @@ mod tests {
             .collect::<Vec<_>>()
         );
         // Already ticked configure rows are not doubled.
-        let twice = TaskKey::with_configure_steps(&expanded);
+        let twice = ApprovalTask::with_configure_steps(&expanded);
         assert_eq!(twice, expanded);
+    }
+
+    #[test]
+    fn the_configure_step_of_an_update_from_a_version_is_from_any_version() {
+        let mut update = key("alpha", Action::Update, Some("2.0"));
+        update.from_version = Some(Version::new("1.0").unwrap());
+        let expanded = ApprovalTask::with_configure_steps(std::slice::from_ref(&update));
+        assert_eq!(
+            expanded,
+            vec![update.clone(), key("alpha", Action::Configure, Some("2.0"))]
+        );
     }
 }

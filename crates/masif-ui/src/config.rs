@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::htpasswd::Users;
 use crate::auth::TrustedHeader;
-use crate::{tls, UiSettings};
+use crate::{tls, ApiTokens, UiSettings};
 
 pub use masif_daemon::config::ConfigError;
 pub use masif_daemon::logging::LogLevel;
@@ -64,6 +64,9 @@ struct AuthSection {
     htpasswd: Option<PathBuf>,
     #[serde(default)]
     trusted_header: Option<TrustedHeaderSection>,
+    /// API bearer tokens: `name:hash` lines like htpasswd.
+    #[serde(default)]
+    tokens: Option<PathBuf>,
     /// Idle lifetime of a login session, seconds.
     #[serde(default)]
     session_ttl: Option<u64>,
@@ -127,13 +130,20 @@ impl Validate for Config {
             Some(p) => problems.check("auth.htpasswd", Users::load(p)),
             None => None,
         };
+        let tokens = match &raw.auth.tokens {
+            Some(p) => problems.check("auth.tokens", ApiTokens::load(p)),
+            None => None,
+        };
         let trusted = raw
             .auth
             .trusted_header
             .as_ref()
             .and_then(|t| trusted_header(t, problems));
-        if raw.auth.htpasswd.is_none() && raw.auth.trusted_header.is_none() {
-            problems.add("auth", "needs htpasswd or trusted_header (or both)");
+        if raw.auth.htpasswd.is_none()
+            && raw.auth.trusted_header.is_none()
+            && raw.auth.tokens.is_none()
+        {
+            problems.add("auth", "needs htpasswd, trusted_header or tokens");
         }
         let session_ttl = raw.auth.session_ttl.unwrap_or(DEFAULT_SESSION_TTL);
         if session_ttl == 0 {
@@ -168,6 +178,7 @@ impl Validate for Config {
             metrics_listen,
             settings: UiSettings {
                 users: users.unwrap_or_default(),
+                tokens: tokens.map(Arc::new),
                 trusted_header: trusted,
                 tls: tls.map(Arc::new),
                 session_ttl,
@@ -385,6 +396,29 @@ mod tests {
             );
         }
         assert!(!all.contains("pw@"), "password leaked: {all}");
+    }
+
+    #[test]
+    fn api_tokens_are_read_and_bad_files_named() {
+        let tokens = htpasswd();
+        let c = parse_str(&format!(
+            "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nauth: {{ tokens: {} }}\n",
+            tokens.path().display()
+        ))
+        .unwrap();
+        assert_eq!(c.settings.tokens.unwrap().len(), 1);
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "# tokens\nci:plaintext-secret").unwrap();
+        for path in [bad.path(), Path::new("/nonexistent/tokens")] {
+            let e = parse_str(&format!(
+                "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nauth: {{ tokens: {} }}\n",
+                path.display()
+            ))
+            .unwrap_err()
+            .join("\n");
+            assert!(e.starts_with("/etc/ui.yml: auth.tokens: "), "{e}");
+            assert!(!e.contains("plaintext-secret"), "{e}");
+        }
     }
 
     #[test]

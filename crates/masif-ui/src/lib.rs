@@ -4,6 +4,7 @@
 
 #![warn(unreachable_pub)]
 
+mod api;
 mod auth;
 pub mod cli;
 pub mod config;
@@ -26,6 +27,8 @@ use warp::http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use warp::reply::Response;
 use warp::Filter;
 
+pub use api::tokens::ApiTokens;
+pub use api::{OPENAPI_DOCUMENT, ROUTES as API_ROUTES};
 pub use auth::htpasswd::Users;
 pub use auth::{LoginBackoff, TrustedHeader};
 pub use masif_daemon::serve::Limits;
@@ -57,6 +60,8 @@ pub enum UiError {
 pub struct UiSettings {
     /// Local users (may be empty when a trusted proxy authenticates).
     pub users: Users,
+    /// API bearer tokens (`auth.tokens`), if any.
+    pub tokens: Option<Arc<ApiTokens>>,
     pub trusted_header: Option<TrustedHeader>,
     /// Serve HTTPS with this configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -81,6 +86,7 @@ impl UiSettings {
     pub fn with_users(users: Users) -> Self {
         Self {
             users,
+            tokens: None,
             trusted_header: None,
             tls: None,
             session_ttl: config::DEFAULT_SESSION_TTL,
@@ -107,6 +113,8 @@ pub(crate) struct App {
     pub store: Arc<dyn Store>,
     pub templates: render::Templates,
     pub auth: auth::Auth,
+    /// API bearer tokens, if configured.
+    pub tokens: Option<Arc<ApiTokens>>,
     /// Seconds without a report after which an agent is shown offline.
     pub offline_after: i64,
 }
@@ -121,10 +129,13 @@ pub fn routes(
         store,
         templates: render::Templates::new()?,
         auth: auth::Auth::new(settings),
+        tokens: settings.tokens.clone(),
         offline_after: i64::try_from(settings.offline_after).unwrap_or(i64::MAX),
     });
     let recover_app = app.clone();
     let routes = static_files()
+        .or(api::routes(app.clone()))
+        .unify()
         .or(pages::routes(app))
         .unify()
         .recover(move |r| pages::reject::recover(recover_app.clone(), r))

@@ -1,6 +1,10 @@
 //! `masif-xtask man DIR`: writes the section-8 man pages of the shipped commands
 //! (`masif-agent.8`, `masif-master.8`, `masif-ui.8`, `masif-pki.8`), generated from their
-//! clap definitions, into DIR. A development tool: no shipped binary links clap_mangen.
+//! clap definitions, into DIR; `masif-xtask api-doc FILE` writes the API reference
+//! (`docs/api.md`) rendered from the UI's OpenAPI document. A development tool: no shipped
+//! binary links clap_mangen.
+
+mod api_doc;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,11 +27,21 @@ enum Task {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Write the API reference (Markdown) rendered from the UI's OpenAPI document to FILE.
+    ApiDoc {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
-    let Task::Man { dir } = Cli::parse().task;
-    match man_pages(&dir) {
+    let done = match Cli::parse().task {
+        Task::Man { dir } => man_pages(&dir),
+        Task::ApiDoc { file } => api_doc::render(masif_ui::OPENAPI_DOCUMENT).and_then(|text| {
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))
+        }),
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("masif-xtask: {e:#}");
@@ -81,13 +95,16 @@ fn render(command: clap::Command) -> std::io::Result<String> {
         let mut section = Vec::new();
         man.render_synopsis_section(&mut section)?;
         man.render_options_section(&mut section)?;
+        // A subcommand's `after_long_help` (`masif-agent check`: ranges, the original's flags).
+        man.render_extra_section(&mut section)?;
         let section = String::from_utf8_lossy(&section)
             .replacen(
                 ".SH SYNOPSIS",
                 &format!(".SH \"COMMAND {}\"", full.to_uppercase()),
                 1,
             )
-            .replacen(".SH OPTIONS", ".SS Options", 1);
+            .replacen(".SH OPTIONS", ".SS Options", 1)
+            .replacen(".SH EXTRA", ".SS Notes", 1);
         page.push_str(&section);
     }
     Ok(page)

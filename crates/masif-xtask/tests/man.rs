@@ -14,7 +14,18 @@ fn man_pages_name_every_flag() {
     for (name, flags) in [
         (
             "masif-agent",
-            &["--config", "--check-config", "--version"][..],
+            &[
+                "--config",
+                "--check-config",
+                "--version",
+                "COMMAND MASIF-AGENT CHECK",
+                "--socket",
+                "--report-warn",
+                "--load",
+                "--original",
+                "-restsock PATH",
+                "@~:42",
+            ][..],
         ),
         ("masif-master", &["--config", "--check-config", "--version"]),
         ("masif-ui", &["--config", "--check-config", "--version"]),

@@ -1,5 +1,8 @@
-//! `masif demo [--agents N] [--port P] [--keep DIR]`: the whole system on one machine.
+//! `masif demo [--agents N] [--port P] [--keep DIR]`: the whole system on one machine;
+//! `masif pending|approve|approvals|revoke|agents|agent|audit|check-fleet`: the command line on
+//! the UI's JSON API (see `masif::cli`).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,24 +34,40 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Api(Box<masif::cli::ApiCommand>),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            // A monitoring plugin's usage problem is UNKNOWN (3), not CRITICAL (clap's 2).
+            let plugin = std::env::args().nth(1).as_deref() == Some("check-fleet");
+            return ExitCode::from(if plugin { 3 } else { masif::cli::EXIT_USAGE });
+        }
+    };
+    let command = match cli.command {
+        Command::Api(command) => {
+            let outcome = masif::cli::run(*command);
+            let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+            return ExitCode::from(outcome.code);
+        }
+        Command::Demo { agents, port, keep } => (agents, port, keep),
+    };
     masif_daemon::logging::init(
         "warn,masif::demo=info",
         masif_daemon::logging::Output::Stderr,
     );
-    let result = match cli.command {
-        Command::Demo { agents, port, keep } => {
-            masif::demo::run_until_signal(masif::demo::DemoOptions {
-                agents: usize::from(agents),
-                port,
-                keep,
-            })
-        }
-    };
-    match result {
+    let (agents, port, keep) = command;
+    match masif::demo::run_until_signal(masif::demo::DemoOptions {
+        agents: usize::from(agents),
+        port,
+        keep,
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("masif: {e:#}");

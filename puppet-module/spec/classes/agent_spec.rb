@@ -186,4 +186,37 @@ describe 'masif_upgrader::agent' do
       end
     end
   end
+
+  context 'with the Icinga 2 CheckCommands' do
+    let(:params) { { 'master_host' => 'masif.example.com:8150', 'icinga2_commands' => true } }
+
+    it { is_expected.to compile.with_all_deps }
+    it do
+      is_expected.to contain_file('/etc/icinga2/conf.d/masif-upgrader.conf')
+        .with(ensure: 'file', source: 'puppet:///modules/masif_upgrader/icinga2/masif-upgrader.conf',
+              owner: 'root', group: 'root', mode: '0644')
+    end
+  end
+
+  context 'with the Icinga 2 CheckCommands in a global zone' do
+    let(:params) do
+      { 'master_host' => 'masif.example.com:8150', 'icinga2_commands' => true,
+        'icinga2_commands_path' => '/etc/icinga2/zones.d/global-templates/masif-upgrader.conf' }
+    end
+
+    it { is_expected.to contain_file('/etc/icinga2/zones.d/global-templates/masif-upgrader.conf') }
+    it { is_expected.not_to contain_file('/etc/icinga2/conf.d/masif-upgrader.conf') }
+  end
+
+  context 'without the Icinga 2 CheckCommands (the default)' do
+    let(:params) { { 'master_host' => 'masif.example.com:8150' } }
+
+    it { is_expected.not_to contain_file('/etc/icinga2/conf.d/masif-upgrader.conf') }
+  end
+
+  context 'with a relative icinga2_commands_path' do
+    let(:params) { { 'master_host' => 'masif.example.com:8150', 'icinga2_commands' => true, 'icinga2_commands_path' => 'conf.d/x.conf' } }
+
+    it { is_expected.to compile.and_raise_error(%r{icinga2_commands_path}) }
+  end
 end

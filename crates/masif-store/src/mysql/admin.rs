@@ -30,8 +30,8 @@ use crate::backoff::{Backoff, Failure};
 use crate::stored::task_from_text;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
-    ApprovalScope, AuditEntry, FailingPackage, Listing, Page, PendingFilter, PendingOverview,
-    Result, RunRecord, StoreError, TableCounts, TaskKey,
+    ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page, PendingFilter,
+    PendingOverview, Result, RunRecord, StoreError, TableCounts, TaskKey,
 };
 
 #[async_trait]
@@ -158,9 +158,9 @@ impl Admin for MysqlStore {
         }))
     }
 
-    async fn approve(
+    async fn approve_tasks(
         &self,
-        keys: &[TaskKey],
+        tasks: &[ApprovalTask],
         scope: &ApprovalScope,
         user: &str,
     ) -> Result<ApprovalOutcome> {
@@ -169,7 +169,7 @@ impl Admin for MysqlStore {
             return Err(StoreError::Invalid("approval for no agents".into()));
         }
         // Distinct and sorted, with the configure step of every install or update.
-        let keys = TaskKey::with_configure_steps(keys);
+        let keys = ApprovalTask::with_configure_steps(tasks);
         if keys.is_empty() {
             return Ok(ApprovalOutcome {
                 approvals_written: 0,

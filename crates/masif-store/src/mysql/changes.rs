@@ -10,11 +10,13 @@ use mysql_async::{Conn, Row, Value};
 
 use super::sql::{lit, tuple};
 use crate::audit::{
-    cut, describe_approval, describe_approve, describe_key, describe_list, MAX_DETAIL_CHARS,
+    cut, describe_approval, describe_approve, describe_list, describe_task, MAX_DETAIL_CHARS,
 };
 use crate::backoff::Failure;
 use crate::clock::unix_now;
-use crate::{Approval, ApprovalOutcome, ApprovalScope, StoreError, TableCounts, TaskKey};
+use crate::{
+    Approval, ApprovalOutcome, ApprovalScope, ApprovalTask, StoreError, TableCounts, TaskKey,
+};
 
 /// Approval columns for [`approval_from_row`]; append `WHERE …`.
 pub(super) const APPROVAL: &str = "
@@ -70,40 +72,47 @@ async fn ids_by_name(
     Ok(ids)
 }
 
-/// `task` rows of a key: its package, action and target version (NULL-safe).
-fn key_condition(package: u64, key: &TaskKey) -> String {
+/// `task` rows of an approval task: its package, action and target version (NULL-safe), and
+/// its from-version when it names one.
+fn task_condition(package: u64, task: &ApprovalTask) -> String {
+    let key = &task.key;
+    let from = match &task.from_version {
+        Some(from) => format!(" AND t.from_version = {}", lit(from.as_str())),
+        None => String::new(),
+    };
     format!(
-        "(t.package = {package} AND t.action = {} AND t.to_version <=> {})",
+        "(t.package = {package} AND t.action = {} AND t.to_version <=> {}{from})",
         lit(key.action.as_str()),
         lit(key.to_version.as_ref().map(Version::as_str))
     )
 }
 
-/// One attempt of an approval of `keys` (already distinct and sorted) for `scope`.
+/// One attempt of an approval of `tasks` (already distinct and sorted) for `scope`.
 pub(super) async fn approve_once(
     conn: &mut Conn,
-    keys: &[TaskKey],
+    tasks: &[ApprovalTask],
     scope: &ApprovalScope,
     user: &str,
 ) -> Result<ApprovalOutcome, Failure> {
     conn.query_drop("START TRANSACTION").await?;
     let now = unix_now();
-    let packages = lock_packages(conn, keys).await?;
+    let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
+    let packages = lock_packages(conn, &keys).await?;
     let (targets, target_label) = lock_targets(conn, scope).await?;
     let mut outcome = ApprovalOutcome {
         approvals_written: 0,
         pending_rows_approved: 0,
     };
     let mut described = Vec::new();
-    for key in keys {
-        let Some(&package) = packages.get(key.package.as_str()) else {
-            let vanished = StoreError::Vanished(format!("package {}", key.package));
+    for task in tasks {
+        let Some(&package) = packages.get(task.key.package.as_str()) else {
+            let vanished = StoreError::Vanished(format!("package {}", task.key.package));
             return Err(Failure::Fatal(vanished));
         };
-        outcome.pending_rows_approved += approve_pending(conn, package, key, &targets).await?;
+        outcome.pending_rows_approved += approve_pending(conn, package, task, &targets).await?;
         outcome.approvals_written +=
-            write_approvals(conn, package, key, &targets, user, now).await?;
-        described.push(describe_key(key));
+            write_approvals(conn, package, task, &targets, user, now).await?;
+        described.push(describe_task(task));
     }
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(conn, user, "approve", &detail, now).await?;
@@ -170,14 +179,14 @@ fn chunks_or_all(targets: &[Option<u64>]) -> Vec<Option<Vec<u64>>> {
     }
 }
 
-/// Deletes the pending rows of `key` the approval covers; returns how many.
+/// Deletes the pending rows of `task` the approval covers; returns how many.
 async fn approve_pending(
     conn: &mut Conn,
     package: u64,
-    key: &TaskKey,
+    task: &ApprovalTask,
     targets: &[Option<u64>],
 ) -> Result<u64, Failure> {
-    let this_key = key_condition(package, key);
+    let this_task = task_condition(package, task);
     let mut approved = 0;
     for chunk in chunks_or_all(targets) {
         let agents = match chunk {
@@ -185,7 +194,7 @@ async fn approve_pending(
             None => String::new(),
         };
         conn.query_drop(format!(
-            "DELETE t FROM task t WHERE t.approved = 0 AND {this_key} {agents}"
+            "DELETE t FROM task t WHERE t.approved = 0 AND {this_task} {agents}"
         ))
         .await?;
         approved += conn.affected_rows();
@@ -193,17 +202,23 @@ async fn approve_pending(
     Ok(approved)
 }
 
-/// Writes the approval rows of `key` for the targets that have none in force yet, with who
+/// Writes the approval rows of `task` for the targets that have none in force yet, with who
 /// and when; returns how many.
 async fn write_approvals(
     conn: &mut Conn,
     package: u64,
-    key: &TaskKey,
+    task: &ApprovalTask,
     targets: &[Option<u64>],
     user: &str,
     now: i64,
 ) -> Result<u64, Failure> {
-    let this_key = key_condition(package, key);
+    let key = &task.key;
+    let from = lit(task.from_version.as_ref().map(Version::as_str));
+    // The task's rows with exactly its from-version (NULL: any).
+    let this_task = format!(
+        "{} AND t.from_version <=> {from}",
+        task_condition(package, &ApprovalTask::from(key.clone()))
+    );
     // Approval rows already in force for exactly this key are not written twice.
     let mut existing: BTreeSet<Option<u64>> = BTreeSet::new();
     for chunk in chunks_or_all(targets) {
@@ -214,7 +229,7 @@ async fn write_approvals(
         let found: Vec<Option<u64>> = conn
             .query(format!(
                 "SELECT t.agent FROM task t
-                  WHERE t.approved = 1 AND t.from_version IS NULL AND {this_key} AND {agents}"
+                  WHERE t.approved = 1 AND {this_task} AND {agents}"
             ))
             .await?;
         existing.extend(found);
@@ -230,7 +245,7 @@ async fn write_approvals(
             .iter()
             .map(|agent| {
                 format!(
-                    "({}, {package}, NULL, {}, {}, 1)",
+                    "({}, {package}, {from}, {}, {}, 1)",
                     lit(*agent),
                     lit(key.to_version.as_ref().map(Version::as_str)),
                     lit(key.action.as_str())
@@ -254,8 +269,7 @@ async fn write_approvals(
             format!(
                 "INSERT INTO approval (task, approved_by, approved_at)
                  SELECT t.id, ?, ? FROM task t
-                  WHERE t.id >= {first} AND t.approved = 1 AND t.from_version IS NULL
-                    AND {this_key} AND {agents}
+                  WHERE t.id >= {first} AND t.approved = 1 AND {this_task} AND {agents}
                  ON DUPLICATE KEY UPDATE task = approval.task"
             ),
             (user, now),

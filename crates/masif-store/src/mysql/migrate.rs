@@ -30,6 +30,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_drop_redundant_task_keys"),
     migration!(9, "0009_agent_loop"),
     migration!(10, "0010_host_facts"),
+    migration!(11, "0011_task_ctime"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.

@@ -54,6 +54,10 @@ impl Source {
             conds.push(&security);
         }
         let mut params = Vec::new();
+        if let Some(action) = filter.action {
+            conds.push("t.action = ?");
+            params.push(action.as_str().into());
+        }
         let from = match (&filter.package, &filter.agent) {
             (Some(package), agent) => {
                 conds.push("INSTR(LOWER(fp.name), LOWER(?)) > 0");
@@ -175,7 +179,7 @@ async fn add_rows(
     let rows: Vec<Row> = conn
         .exec(
             format!(
-                "SELECT t.package, t.action, t.to_version, COUNT(DISTINCT t.agent)
+                "SELECT t.package, t.action, t.to_version, COUNT(DISTINCT t.agent), MIN(t.ctime)
                    FROM {}
                   WHERE {} AND t.package IN {ids}
                   GROUP BY t.package, t.action, t.to_version",
@@ -213,6 +217,7 @@ async fn add_rows(
             action,
             to_version,
             agents: row.get(3).unwrap_or(0),
+            since: row.get::<Option<i64>, _>(4).flatten(),
         });
     }
     Ok(())

@@ -234,10 +234,14 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
             touched.push(agent_id);
         }
         stale.extend(gone);
-        inserts.extend(
-            new.into_iter()
-                .map(|task| insert_row(agent_id, read.package_ids[task.package().as_str()], task)),
-        );
+        inserts.extend(new.into_iter().map(|task| {
+            insert_row(
+                agent_id,
+                read.package_ids[task.package().as_str()],
+                task,
+                now,
+            )
+        }));
         let facts = change.facts.as_ref();
         if let Some((facts, _)) = facts {
             let rows = FactRows::of(facts, &pending);
@@ -264,7 +268,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
     }
     if !inserts.is_empty() {
         batch.push(format!(
-            "INSERT INTO task (agent, package, from_version, to_version, action, approved) \
+            "INSERT INTO task (agent, package, from_version, to_version, action, approved, ctime) \
              VALUES {}",
             inserts.join(", ")
         ));
@@ -368,9 +372,9 @@ fn row_key(package_id: u64, task: &Task) -> RowKey {
     }
 }
 
-fn insert_row(agent_id: u64, package_id: u64, task: &Task) -> String {
+fn insert_row(agent_id: u64, package_id: u64, task: &Task, now: i64) -> String {
     format!(
-        "({agent_id}, {package_id}, {}, {}, {}, 0)",
+        "({agent_id}, {package_id}, {}, {}, {}, 0, {now})",
         lit(task.from_version().map(|v| v.as_str())),
         lit(task.to_version().map(|v| v.as_str())),
         lit(task.action().as_str())

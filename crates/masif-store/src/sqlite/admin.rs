@@ -14,15 +14,15 @@ use super::agents::{self, summary_from_row, SUMMARY_GROUP, SUMMARY_SELECT};
 use super::rows::{self, to_i64, to_u64, RawTask};
 use super::{host_facts, overview, pending_counts, runs, SqliteStore};
 use crate::audit::{
-    check_user, cut, describe_approval, describe_approve, describe_key, describe_list,
+    check_user, cut, describe_approval, describe_approve, describe_list, describe_task,
     MAX_DETAIL_CHARS,
 };
 use crate::backoff::Failure;
 use crate::clock::unix_now;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
-    ApprovalScope, AuditEntry, FailingPackage, Listing, Page, PendingFilter, PendingOverview,
-    Result, RunRecord, StoreError, TableCounts, TaskKey,
+    ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page, PendingFilter,
+    PendingOverview, Result, RunRecord, StoreError, TableCounts, TaskKey,
 };
 
 #[async_trait]
@@ -144,9 +144,9 @@ impl Admin for SqliteStore {
         .await
     }
 
-    async fn approve(
+    async fn approve_tasks(
         &self,
-        keys: &[TaskKey],
+        tasks: &[ApprovalTask],
         scope: &ApprovalScope,
         user: &str,
     ) -> Result<ApprovalOutcome> {
@@ -157,7 +157,7 @@ impl Admin for SqliteStore {
             }
         }
         // Distinct and sorted, with the configure step of every install or update.
-        let keys = TaskKey::with_configure_steps(keys);
+        let keys = ApprovalTask::with_configure_steps(tasks);
         if keys.is_empty() {
             return Ok(ApprovalOutcome {
                 approvals_written: 0,
@@ -310,7 +310,7 @@ impl Admin for SqliteStore {
 
 fn approve(
     tx: &Transaction<'_>,
-    keys: &[TaskKey],
+    tasks: &[ApprovalTask],
     scope: &ApprovalScope,
     user: &str,
 ) -> Result<ApprovalOutcome, Failure> {
@@ -338,24 +338,40 @@ fn approve(
         pending_rows_approved: 0,
     };
     let mut described = Vec::new();
-    for key in keys {
+    for task in tasks {
+        let key = &task.key;
         let package_id = rows::ensure_package(tx, key.package.as_str())?;
         let to_version = key.to_version.as_ref().map(|v| v.as_str());
+        let from_version = task.from_version.as_ref().map(|v| v.as_str());
         for &agent_id in &targets {
+            // A from-version of NULL approves the pending rows from any version.
             let approved = tx
                 .prepare_cached(
                     "DELETE FROM task WHERE approved = 0 AND package = ?1 AND action = ?2
-                        AND to_version IS ?3 AND (?4 IS NULL OR agent = ?4)",
+                        AND to_version IS ?3 AND (?4 IS NULL OR agent = ?4)
+                        AND (?5 IS NULL OR from_version = ?5)",
                 )?
-                .execute((package_id, key.action.as_str(), to_version, agent_id))?;
+                .execute((
+                    package_id,
+                    key.action.as_str(),
+                    to_version,
+                    agent_id,
+                    from_version,
+                ))?;
             outcome.pending_rows_approved += approved as u64;
             let existing: Option<i64> = tx
                 .prepare_cached(
                     "SELECT id FROM task WHERE approved = 1 AND agent IS ?1 AND package = ?2
-                        AND action = ?3 AND from_version IS NULL AND to_version IS ?4",
+                        AND action = ?3 AND from_version IS ?5 AND to_version IS ?4",
                 )?
                 .query_row(
-                    (agent_id, package_id, key.action.as_str(), to_version),
+                    (
+                        agent_id,
+                        package_id,
+                        key.action.as_str(),
+                        to_version,
+                        from_version,
+                    ),
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -364,9 +380,15 @@ fn approve(
             }
             tx.prepare_cached(
                 "INSERT INTO task (agent, package, from_version, to_version, action, approved)
-                 VALUES (?1, ?2, NULL, ?3, ?4, 1)",
+                 VALUES (?1, ?2, ?5, ?3, ?4, 1)",
             )?
-            .execute((agent_id, package_id, to_version, key.action.as_str()))?;
+            .execute((
+                agent_id,
+                package_id,
+                to_version,
+                key.action.as_str(),
+                from_version,
+            ))?;
             let task_id = tx.last_insert_rowid();
             tx.prepare_cached(
                 "INSERT INTO approval (task, approved_by, approved_at) VALUES (?1, ?2, ?3)",
@@ -374,7 +396,7 @@ fn approve(
             .execute((task_id, user, now))?;
             outcome.approvals_written += 1;
         }
-        described.push(describe_key(key));
+        described.push(describe_task(task));
     }
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(tx, user, "approve", &detail)?;

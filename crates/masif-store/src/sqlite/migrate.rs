@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_host_facts",
         sql: include_str!("../../../../schema/sqlite/0005_host_facts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_task_ctime",
+        sql: include_str!("../../../../schema/sqlite/0006_task_ctime.sql"),
+    },
 ];
 
 /// The schema version this program writes.

@@ -20,16 +20,16 @@ const FACT_OF_PENDING: &str = "task_fact f JOIN task s
    AND s.from_version IS f.from_version AND s.to_version IS f.to_version";
 
 /// Pending rows of known agents and packages that pass the substring filters `?1` (package)
-/// and `?2` (agent), NULL meaning no filter, and with `?3` only security rows (some agent
+/// and `?2` (agent) and the action `?4`, NULL meaning no filter, and with `?3` only security rows (some agent
 /// awaiting the same package, action and target version reported a security origin). SQLite's
 /// `lower()` folds ASCII only. Read in `(package, approved, agent)` order from that index,
 /// which covers the per-package agent counts (the planner would otherwise pick the `approved`
 /// index and sort ~4 times slower).
 fn filtered_pending() -> String {
     format!(
-        "SELECT t.agent, t.package, t.action, t.from_version, t.to_version
+        "SELECT t.agent, t.package, t.action, t.from_version, t.to_version, t.ctime
            FROM task t INDEXED BY task_approval
-          WHERE t.approved = 0 AND t.agent IS NOT NULL
+          WHERE t.approved = 0 AND t.agent IS NOT NULL AND (?4 IS NULL OR t.action = ?4)
             AND (?1 IS NULL OR t.package IN (SELECT id FROM package
                                               WHERE instr(lower(name), lower(?1)) > 0))
             AND (?2 IS NULL OR t.agent IN (SELECT id FROM agent
@@ -50,6 +50,7 @@ pub(super) fn pending_overview(
         filter.package.as_deref(),
         filter.agent.as_deref(),
         filter.security_only,
+        filter.action.map(masif_proto::Action::as_str),
     );
     let total: i64 = tx.query_row(
         &format!("SELECT COUNT(DISTINCT package) FROM ({pending})"),
@@ -62,9 +63,9 @@ pub(super) fn pending_overview(
                FROM (SELECT package, COUNT(DISTINCT agent) AS agents
                        FROM ({pending}) GROUP BY package) counted
                JOIN package p ON p.id = counted.package
-              ORDER BY counted.agents DESC, p.name LIMIT ?4 OFFSET ?5)
+              ORDER BY counted.agents DESC, p.name LIMIT ?5 OFFSET ?6)
          SELECT g.package_name, g.agents, pe.action, pe.to_version, COUNT(DISTINCT pe.agent),
-                g.package
+                g.package, MIN(pe.ctime)
            FROM groups g CROSS JOIN ({pending}) pe ON pe.package = g.package
           GROUP BY g.package, pe.action, pe.to_version
           ORDER BY g.agents DESC, g.package_name"
@@ -73,6 +74,7 @@ pub(super) fn pending_overview(
         filters.0,
         filters.1,
         filters.2,
+        filters.3,
         to_i64(page.limit),
         to_i64(page.offset),
     ))?;
@@ -95,6 +97,7 @@ pub(super) fn pending_overview(
             action,
             to_version,
             agents: to_u64(row.get(4)?),
+            since: row.get(6)?,
         };
         match groups.last_mut() {
             Some((_, group)) if group.package.as_str() == name => group.rows.push(pending_row),
@@ -132,7 +135,7 @@ pub(super) fn pending_overview(
 fn add_facts(
     tx: &Transaction<'_>,
     pending: &str,
-    filters: (Option<&str>, Option<&str>, bool),
+    filters: (Option<&str>, Option<&str>, bool, Option<&str>),
     groups: &mut [(i64, PendingGroup)],
 ) -> Result<(), Failure> {
     let mut needs = tx.prepare_cached(&format!(
@@ -140,7 +143,7 @@ fn add_facts(
            FROM ({pending}) pe JOIN task_fact f
              ON f.agent = pe.agent AND f.package = pe.package AND f.action = pe.action
             AND f.from_version IS pe.from_version AND f.to_version IS pe.to_version
-          WHERE pe.package = ?4 AND f.needs IS NOT NULL"
+          WHERE pe.package = ?5 AND f.needs IS NOT NULL"
     ))?;
     let mut security = tx.prepare_cached(&format!(
         "SELECT DISTINCT f.action, f.to_version FROM {FACT_OF_PENDING}
@@ -149,7 +152,7 @@ fn add_facts(
     let mut holders = tx.prepare_cached("SELECT COUNT(*) FROM agent_held WHERE package = ?1")?;
     for (id, group) in groups {
         let mut by_row: HashMap<RowId, RowFacts> = HashMap::new();
-        let rows = needs.query_map((filters.0, filters.1, filters.2, *id), |r| {
+        let rows = needs.query_map((filters.0, filters.1, filters.2, filters.3, *id), |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?,

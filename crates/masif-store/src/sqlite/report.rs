@@ -130,8 +130,8 @@ fn record(
     for task in &inserts {
         let package_id = rows::ensure_package(tx, task.package().as_str())?;
         tx.prepare_cached(
-            "INSERT INTO task (agent, package, from_version, to_version, action, approved)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            "INSERT INTO task (agent, package, from_version, to_version, action, approved, ctime)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
         )?
         .execute((
             agent_id,
@@ -139,6 +139,7 @@ fn record(
             task.from_version().map(|v| v.as_str()),
             task.to_version().map(|v| v.as_str()),
             task.action().as_str(),
+            now,
         ))?;
     }
     if !stale.is_empty() || !inserts.is_empty() {

@@ -251,7 +251,7 @@ async fn overview_filters_by_package_and_agent(db: TestStore) {
     let f = |package: Option<&str>, agent: Option<&str>| PendingFilter {
         package: package.map(str::to_owned),
         agent: agent.map(str::to_owned),
-        security_only: false,
+        ..PendingFilter::default()
     };
     // Case-insensitive substring of the package name.
     let (shape, total) = overview(&db, &f(Some("PKG"), None), all()).await;
@@ -299,8 +299,7 @@ async fn filters_are_plain_text_not_patterns(db: TestStore) {
             &db,
             &PendingFilter {
                 package: Some(filter.to_owned()),
-                agent: None,
-                security_only: false,
+                ..PendingFilter::default()
             },
             all(),
         )

@@ -38,6 +38,7 @@
 //! waiting reports).
 
 mod admin;
+mod api_reads;
 mod approve;
 mod changes;
 mod facts;

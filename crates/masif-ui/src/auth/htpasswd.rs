@@ -39,6 +39,8 @@ pub(crate) const MIN_BCRYPT_COST: u32 = 10;
 #[derive(Clone, Default)]
 pub struct Users {
     by_name: HashMap<String, Hash>,
+    /// The names in file order.
+    order: Vec<String>,
     /// The first user's hash: the dummy checked for unknown names is made like it.
     first: Option<Hash>,
     /// Made on first use (a high cost makes it slow).
@@ -70,6 +72,7 @@ impl Users {
     /// `user:hash` with a supported hash. Errors name the line, never the hash.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut by_name = HashMap::new();
+        let mut order = Vec::new();
         let mut first = None;
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
@@ -103,9 +106,11 @@ impl Users {
             if by_name.insert(user.to_owned(), hash).is_some() {
                 return Err(format!("line {n}: user {user:?} appears twice"));
             }
+            order.push(user.to_owned());
         }
         Ok(Self {
             by_name,
+            order,
             first,
             dummy: Arc::default(),
         })
@@ -130,6 +135,16 @@ impl Users {
                 false
             }
         }
+    }
+
+    /// The first name (in file order) whose hash `secret` matches: how a bearer token, which
+    /// names no user, is checked. Slow on purpose (one hash check per line): call it from a
+    /// blocking thread.
+    pub(crate) fn name_of_secret(&self, secret: &str) -> Option<String> {
+        self.order
+            .iter()
+            .find(|name| self.by_name.get(*name).is_some_and(|h| check(h, secret)))
+            .cloned()
     }
 
     /// The users whose bcrypt cost is below [`MIN_BCRYPT_COST`], by name.
@@ -264,6 +279,9 @@ mod tests {
         assert!(users.verify("bob", "apw"));
         assert!(!users.verify("bob", ""));
         assert!(!users.verify("carol", "bpw"));
+        assert_eq!(users.name_of_secret("apw").as_deref(), Some("bob"));
+        assert_eq!(users.name_of_secret("bpw").as_deref(), Some("alice"));
+        assert_eq!(users.name_of_secret("nope"), None);
     }
 
     #[test]

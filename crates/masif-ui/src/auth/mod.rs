@@ -5,7 +5,7 @@
 pub(crate) mod htpasswd;
 mod login;
 pub(crate) mod session;
-mod throttle;
+pub(crate) mod throttle;
 
 pub use throttle::LoginBackoff;
 
@@ -45,11 +45,11 @@ pub(crate) struct Auth {
     /// Mark cookies `Secure` (the UI serves HTTPS, or sits behind an HTTPS proxy).
     pub secure: bool,
     /// Failed logins by source and user name.
-    throttle: Throttle,
+    pub throttle: Throttle,
     /// Password checks allowed at once (each can take a core, or 19 MiB with argon2).
-    password_checks: Arc<tokio::sync::Semaphore>,
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     /// How long a login waits for a password check before it is answered 503.
-    password_check_wait: Duration,
+    pub password_check_wait: Duration,
 }
 
 /// The person behind a request.
@@ -81,7 +81,7 @@ impl Auth {
     /// The user of a request: the trusted proxy's header from a trusted address, else the
     /// session cookie's. A trusted header given more than once is refused (400), never
     /// picked from.
-    fn identify(
+    pub(crate) fn identify(
         &self,
         cookie: Option<&str>,
         headers: &HeaderMap,
@@ -130,13 +130,17 @@ impl Auth {
 
     /// Refuses a form whose `csrf` field is missing or not this user's token.
     pub(crate) fn check_csrf(&self, user: &User, form: &Form) -> Result<(), Rejection> {
-        let given = field(form, "csrf").unwrap_or("");
-        if self.sessions.csrf_ok(&user.csrf_scope, given) {
+        if self.csrf_ok(user, field(form, "csrf").unwrap_or("")) {
             Ok(())
         } else {
             tracing::warn!(user = %user.name, "form refused: missing or wrong CSRF token");
             Err(warp::reject::custom(Forbidden))
         }
+    }
+
+    /// Whether `given` is `user`'s CSRF token (from a form field or the API's header).
+    pub(crate) fn csrf_ok(&self, user: &User, given: &str) -> bool {
+        self.sessions.csrf_ok(&user.csrf_scope, given)
     }
 
     fn cookie(&self, name: &str, value: &str, path: &str, max_age: Option<u64>) -> HeaderValue {

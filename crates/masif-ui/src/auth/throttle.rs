@@ -154,6 +154,21 @@ impl Throttle {
         t.1.fail(user.to_owned(), now);
     }
 
+    /// How long requests from `source` must still wait, whatever the user name (a failed
+    /// bearer token names no user).
+    pub(crate) fn source_locked_for(&self, source: Source) -> Option<Duration> {
+        let now = Instant::now();
+        let t = self.tables.lock().expect("throttle poisoned");
+        t.0.locked_for(&source, now)
+    }
+
+    /// Counts a failed check against the source only (a bearer token that matched no line).
+    pub(crate) fn source_failed(&self, source: Source) {
+        let now = Instant::now();
+        let mut t = self.tables.lock().expect("throttle poisoned");
+        t.0.fail(source, now);
+    }
+
     /// A successful login clears the failures of its user name and its source.
     pub(crate) fn succeeded(&self, source: Source, user: &str) {
         let mut t = self.tables.lock().expect("throttle poisoned");

@@ -156,6 +156,7 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
     let filter = PendingFilter {
         package: name_filter(q.package, "package")?,
         agent: name_filter(q.agent, "agent")?,
+        action: None,
         security_only: match q.security {
             None | Some(0) => false,
             Some(1) => true,

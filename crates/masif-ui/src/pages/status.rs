@@ -126,7 +126,7 @@ impl AgentStatus {
 /// An agent's last contact, as the store's `not_seen_since` filter and offline count take it:
 /// its last report or, if it never reported to this master, the last change of its pending set.
 /// It is offline when that is before `offline_before`.
-fn last_contact(a: &AgentSummary) -> i64 {
+pub(crate) fn last_contact(a: &AgentSummary) -> i64 {
     a.last_seen.unwrap_or(a.mtime)
 }
 

@@ -1,8 +1,11 @@
 //! The demo's one UI user: a fixed name and a fresh random password, hashed with bcrypt the way
-//! `htpasswd -B` does, so the UI checks it exactly like a configured user.
+//! `htpasswd -B` does, so the UI checks it exactly like a configured user; and one API token
+//! for the `masif` command line, in files of the work directory as `auth.tokens` would name.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use masif_ui::Users;
+use masif_ui::{ApiTokens, Users};
 use rand::distr::{Alphanumeric, SampleString};
 
 /// The demo user's name.
@@ -25,6 +28,39 @@ impl DemoLogin {
         let users = Users::parse(&format!("{USER}:{hash}\n"))
             .map_err(|e| anyhow::anyhow!("demo htpasswd: {e}"))?;
         Ok(Self { password, users })
+    }
+}
+
+/// The API token's name in the audit log (`token:cli`).
+const TOKEN_NAME: &str = "cli";
+
+/// The demo's API token: the file `masif --token-file` reads and the tokens the UI checks.
+#[derive(Debug)]
+pub(super) struct DemoToken {
+    pub file: PathBuf,
+    pub tokens: ApiTokens,
+}
+
+impl DemoToken {
+    /// Writes `DIR/api-token` (the secret, mode 0600) and `DIR/api-tokens` (`cli:HASH`).
+    pub(super) fn create(dir: &Path) -> anyhow::Result<Self> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let token = Alphanumeric.sample_string(&mut rand::rng(), 32);
+        let hash = bcrypt::hash(&token, BCRYPT_COST).context("hashing the demo token")?;
+        let file = dir.join("api-token");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .and_then(|mut f| writeln!(f, "{token}"))
+            .with_context(|| format!("writing {}", file.display()))?;
+        let hashes = dir.join("api-tokens");
+        std::fs::write(&hashes, format!("{TOKEN_NAME}:{hash}\n"))
+            .with_context(|| format!("writing {}", hashes.display()))?;
+        let tokens = ApiTokens::load(&hashes).map_err(|e| anyhow::anyhow!("demo tokens: {e}"))?;
+        Ok(Self { file, tokens })
     }
 }
 

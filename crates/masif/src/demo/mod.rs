@@ -134,6 +134,7 @@ struct Banner {
     master: SocketAddr,
     agents: usize,
     password: String,
+    token_file: std::path::PathBuf,
 }
 
 type Components = JoinSet<(String, anyhow::Result<()>)>;
@@ -176,7 +177,9 @@ async fn start(
         })?;
     let ui = ui_listener.local_addr()?;
     let login = login::DemoLogin::generate()?;
-    let ui_settings = masif_ui::UiSettings::with_users(login.users.clone());
+    let token = login::DemoToken::create(dir)?;
+    let mut ui_settings = masif_ui::UiSettings::with_users(login.users.clone());
+    ui_settings.tokens = Some(std::sync::Arc::new(token.tokens));
     let ui_stop = stopped(stop.clone());
     components.spawn(async move {
         let result = masif_ui::serve_with_listener(ui_settings, store, ui_listener, ui_stop)
@@ -191,6 +194,7 @@ async fn start(
         master,
         agents: options.agents,
         password: login.password,
+        token_file: token.file,
     })
 }
 
@@ -199,6 +203,12 @@ fn print_banner(banner: &Banner, workdir: &workdir::Workdir) {
     let _ = writeln!(out, "Masif Upgrader demo is running.");
     let _ = writeln!(out, "UI: http://{}/", banner.ui);
     let _ = writeln!(out, "login: {} / {}", USER, banner.password);
+    let _ = writeln!(
+        out,
+        "CLI: masif pending --url http://{}/ --token-file {}",
+        banner.ui,
+        banner.token_file.display()
+    );
     let _ = writeln!(
         out,
         "master: https://{} ({} agents, each with a sandbox of fake packages awaiting approval)",

@@ -26,6 +26,8 @@ pub struct Demo {
     pub master: String,
     pub user: String,
     pub password: String,
+    /// The banner's `masif` command line: `masif pending --url URL --token-file FILE`.
+    pub cli: String,
     pub workdir: PathBuf,
     stdout: mpsc::Receiver<String>,
 }
@@ -90,6 +92,7 @@ impl Demo {
             master,
             user: user.to_owned(),
             password: password.to_owned(),
+            cli: banner["CLI"].clone(),
             workdir,
             stdout,
             child,
