@@ -140,6 +140,7 @@ begin masif-master
 put "$repo/packaging/systemd/masif-upgrader-master.service" /lib/systemd/system/masif-upgrader-master.service 0644
 put "$repo/packaging/config/master.yml" /etc/masif-upgrader/master.yml 0640
 put "$repo/packaging/config/master.yml" /usr/share/doc/masif-master/examples/master.yml 0644
+put "$repo/packaging/grafana/masif-upgrader.json" /usr/share/doc/masif-master/examples/grafana-masif-upgrader.json 0644
 put "$repo/packaging/sysusers/masif-master.conf" /usr/lib/sysusers.d/masif-master.conf 0644
 put "$repo/packaging/tmpfiles/masif-master.conf" /usr/lib/tmpfiles.d/masif-master.conf 0644
 for f in "$repo"/schema/*/*.sql; do

@@ -26,6 +26,7 @@ mod sources;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,6 +137,32 @@ pub struct ClientCert {
     pub name: Option<Arc<str>>,
 }
 
+/// How many connections a server holds open right now (accepted and not yet closed; those
+/// waiting in the kernel's backlog are not counted), for a metrics gauge. Clones share the count.
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    /// The connections open now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts one connection as open until the returned guard is dropped.
+    fn enter(&self) -> OpenGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self.0.clone())
+    }
+}
+
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves `service` on `listener` until `shutdown` completes; then stops accepting, lets open
 /// requests finish for up to [`Limits::shutdown_grace`] and drops what is left.
 ///
@@ -145,6 +172,32 @@ pub async fn serve<S, B>(
     transport: Transport,
     limits: Limits,
     service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let open = OpenConnections::default();
+    serve_counting(listener, transport, limits, service, open, shutdown).await;
+}
+
+/// [`serve`], keeping `open` up to date with the connections being served.
+pub async fn serve_counting<S, B>(
+    listener: TcpListener,
+    transport: Transport,
+    limits: Limits,
+    service: S,
+    open: OpenConnections,
     shutdown: impl Future<Output = ()>,
 ) where
     S: tower_service::Service<
@@ -196,9 +249,10 @@ pub async fn serve<S, B>(
         }
         let shared = shared.clone();
         let stopping = stopping.clone();
+        let counted = open.enter();
         connections.spawn(async move {
             shared.run(tcp, remote, stopping).await;
-            drop(permit);
+            drop((permit, counted));
         });
     }
     drop(listener);

@@ -17,6 +17,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::approvals::ApprovalWatch;
+use crate::metrics::ReportMetrics;
 pub(crate) use admission::Admission;
 use reply::{agent_post, json, stored, text, Route};
 
@@ -42,6 +43,8 @@ pub(crate) struct Api {
     pub(crate) admission: Admission,
     /// The v2 routes' parts; `None` serves v1 only (v2 paths are 404, as on the original).
     pub(crate) v2: Option<V2>,
+    /// Reports counted by outcome and timed, held reports counted.
+    pub(crate) metrics: Arc<ReportMetrics>,
 }
 
 /// What the v2 routes need beyond the store.
@@ -81,6 +84,7 @@ pub(crate) fn routes(
         .unify()
 }
 
+/// `POST /v1/pending-tasks`, counted and timed in the metrics.
 async fn pending_tasks<S, B>(
     method: Method,
     peer: Option<PeerIdentity>,
@@ -92,9 +96,26 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
+    let started = std::time::Instant::now();
+    let response = pending_tasks_answer(method, peer, headers, body, &api).await;
+    api.metrics.answered(started, response.status());
+    response
+}
+
+async fn pending_tasks_answer<S, B>(
+    method: Method,
+    peer: Option<PeerIdentity>,
+    headers: HeaderMap,
+    body: S,
+    api: &Api,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
     let deadline = tokio::time::Instant::now() + api.report_timeout;
     let request = (&method, peer.as_ref(), &headers);
-    let post = match agent_post(&api, Route::Report, request, body, deadline).await {
+    let post = match agent_post(api, Route::Report, request, body, deadline).await {
         Ok(post) => post,
         Err(response) => return response,
     };

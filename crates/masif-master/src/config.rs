@@ -21,6 +21,8 @@ pub struct MasterConfig {
     pub db: DbConfig,
     pub runs: RunsConfig,
     pub log_level: LogLevel,
+    /// Where to serve the Prometheus metrics (plain HTTP, `GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `runs:` — how many results of agents' package runs are kept.
@@ -83,6 +85,8 @@ pub struct MasterFile {
     runs: RunsFile,
     #[serde(default)]
     log: LogFile,
+    #[serde(default)]
+    metrics_listen: Option<Checked<SocketAddr>>,
 }
 
 #[derive(Deserialize)]
@@ -251,6 +255,14 @@ impl Validate for MasterConfig {
         }
         let url = problems.take("db.url", file.db.url);
         let log_level = problems.take("log.level", file.log.level);
+        let metrics_listen = file
+            .metrics_listen
+            .and_then(|addr| problems.take("metrics_listen", addr));
+        if metrics_listen
+            .is_some_and(|m| m.port() != 0 && listen.is_some_and(|l| l.port() == m.port()))
+        {
+            problems.add("metrics_listen", "must use another port than api.listen");
+        }
         Some(MasterConfig {
             api: ApiConfig {
                 listen: listen?,
@@ -277,6 +289,7 @@ impl Validate for MasterConfig {
                 max_age_days: file.runs.max_age_days,
             },
             log_level: log_level?,
+            metrics_listen,
         })
     }
 }
@@ -352,6 +365,24 @@ log:
             !format!("{c:?}").contains("secret"),
             "password must not be printed"
         );
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        assert_eq!(parse(GOOD).unwrap().metrics_listen, None);
+        let on = parse(&format!("{GOOD}metrics_listen: \"127.0.0.1:9150\"\n")).unwrap();
+        assert_eq!(on.metrics_listen, Some("127.0.0.1:9150".parse().unwrap()));
+        for (value, says) in [
+            ("\"nowhere\"", "metrics_listen"),
+            ("9150", "metrics_listen"),
+            ("\"0.0.0.0:8150\"", "another port than api.listen"),
+        ] {
+            let err = parse(&format!("{GOOD}metrics_listen: {value}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("master.yml: metrics_listen: "), "{err}");
+            assert!(err.contains(says), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod api;
 mod approvals;
 pub mod cli;
 mod config;
+mod metrics;
 mod revoked;
 mod server;
 mod tls;
@@ -14,8 +15,8 @@ mod tls;
 pub use api::PeerIdentity;
 pub use config::{ConfigError, LogLevel, MasterConfig};
 pub use server::{
-    serve_with_listener, ServeSettings, DEEP_POLL_EVERY, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
-    DEFAULT_MAX_REPORTS_PER_MINUTE, DEFAULT_MAX_TASKS,
+    serve_with_listener, serve_with_listeners, ServeSettings, DEEP_POLL_EVERY,
+    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_REPORTS_PER_MINUTE, DEFAULT_MAX_TASKS,
 };
 pub use tls::{Reload, ReloadingTls};
 
@@ -54,9 +55,17 @@ pub async fn run(
         max_handshakes_per_source: config.api.max_handshakes_per_source,
         ..ServeSettings::new(files)
     };
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("metrics_listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let purge = tokio::spawn(purge_runs(store.clone(), config.retention()));
     let orphans = tokio::spawn(remove_orphan_packages(store.clone()));
-    let served = serve_with_listener(settings, store.clone(), listener, shutdown).await;
+    let served = serve_with_listeners(settings, store.clone(), listener, metrics, shutdown).await;
     purge.abort();
     orphans.abort();
     store.flush().await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use masif_daemon::serve::{self, ClientCert, Limits, RemoteAddr, Transport};
+use masif_daemon::serve::{self, ClientCert, Limits, OpenConnections, RemoteAddr, Transport};
 use masif_pki::TlsFiles;
 use masif_store::{Retention, Store};
 use tokio::net::TcpListener;
@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use crate::api::{self, Admission, Api, PeerIdentity, V2};
 use crate::approvals::ApprovalWatch;
+use crate::metrics::{MasterExposition, ReportMetrics};
 use crate::tls::ReloadingTls;
 
 /// Everything the server needs besides the store and the listener.
@@ -118,16 +119,48 @@ pub async fn serve_with_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_listeners(settings, store, listener, None, shutdown).await
+}
+
+/// [`serve_with_listener`], and with `metrics` the Prometheus metrics on that listener
+/// (plain HTTP, `GET /metrics`) until the same shutdown.
+pub async fn serve_with_listeners(
+    settings: ServeSettings,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let tls = Arc::new(ReloadingTls::load(settings.tls.clone())?);
     let watcher = tokio::spawn(tls.clone().watch(settings.reload_interval));
     let (closing, closed) = tokio::sync::watch::channel(false);
+    let metrics_closed = closed.clone();
     let v2 = settings.v2.then(|| V2 {
         approvals: ApprovalWatch::start(store.clone(), settings.approval_poll, DEEP_POLL_EVERY),
         max_wait: settings.max_wait,
         retention: settings.retention,
         closing: closed,
     });
+    let report_metrics = Arc::new(ReportMetrics::new());
+    let connections = OpenConnections::default();
+    let metrics = metrics.map(|listener| {
+        let exposition = Arc::new(MasterExposition::new(
+            &report_metrics,
+            connections.clone(),
+            store.clone(),
+            tls.clone(),
+        ));
+        let mut closed = metrics_closed;
+        tokio::spawn(masif_daemon::metrics::serve(
+            listener,
+            exposition,
+            async move {
+                let _ = closed.wait_for(|closed| *closed).await;
+            },
+        ))
+    });
     let api = Arc::new(Api {
+        metrics: report_metrics,
         store,
         report_timeout: settings.report_timeout,
         admission: Admission::new(
@@ -147,15 +180,19 @@ pub async fn serve_with_listener(
         // Held reports answer at once, so they do not hold up the graceful close.
         let _ = closing.send(true);
     };
-    serve::serve(
+    serve::serve_counting(
         listener,
         Transport::Tls(tls),
         settings.limits(),
         service,
+        connections,
         shutdown,
     )
     .await;
     watcher.abort();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     Ok(())
 }
 

@@ -113,6 +113,10 @@ async fn serves_and_exits_cleanly_on_sigterm() {
     let db = TestDatabase::create("binary").await;
     let port = free_port();
     let config = write_config(&pki, port, &db.url(), &pki.master);
+    let metrics_port = free_port();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("metrics_listen: \"127.0.0.1:{metrics_port}\"\n"));
+    std::fs::write(&config, text).unwrap();
     let mut child = master(&["--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -122,6 +126,11 @@ async fn serves_and_exits_cleanly_on_sigterm() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let reply = first_answer(addr, &files).await;
     assert_eq!(reply.status, 200);
+    // metrics_listen serves the metrics of the running binary.
+    let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let metrics = masif_testkit::scrape::scrape(metrics_addr).await;
+    let ok = metrics.value("masif_master_reports_total", &[("outcome", "ok")]);
+    assert!(ok >= 1.0, "{metrics:?}");
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -142,6 +151,10 @@ async fn serves_and_exits_cleanly_on_sigterm() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "port still open"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(metrics_addr).await.is_err(),
+        "metrics port still open"
     );
 }
 

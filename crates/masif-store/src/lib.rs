@@ -13,6 +13,7 @@ mod migrations;
 mod model;
 pub mod mysql;
 mod pending;
+mod pending_counts;
 mod queue;
 mod runs;
 pub mod sqlite;
@@ -75,6 +76,13 @@ pub trait Reports: Send + Sync {
     /// while holding it, and every writer that references a package holds a shared lock on it
     /// until it commits (a report that then finds its package gone creates it again).
     async fn remove_orphan_packages(&self) -> Result<u64>;
+
+    /// Transaction attempts of this store that conflicted with another transaction and were
+    /// rolled back, to be tried again or given up (MySQL: deadlock 1213 and lock wait timeout
+    /// 1205; SQLite: a database busy or locked), since it was opened. Reads a counter.
+    fn retries(&self) -> u64 {
+        0
+    }
 }
 
 /// What closing the loop needs on the master's side: noticing approval changes for
@@ -133,6 +141,9 @@ pub trait Admin: Send + Sync {
     /// unix seconds: the last report, or for agents only the original master has seen the
     /// last change of their pending set) and how many have a failing package.
     async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts>;
+    /// How many pending (not approved) task rows there are of each action, in
+    /// [`masif_proto::Action::ALL`]'s order, zero included.
+    async fn pending_by_action(&self) -> Result<Vec<(masif_proto::Action, u64)>>;
     /// One agent's runs, newest (last stored) first; none for an unknown agent. A stored run
     /// that does not read back is [`StoreError::Unreadable`].
     async fn agent_runs(&self, name: &AgentName, page: Page) -> Result<Listing<RunRecord>>;

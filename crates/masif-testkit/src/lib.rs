@@ -1,7 +1,8 @@
 //! Test fixtures of Masif Upgrader, kept out of the daemons: real apt/dpkg sandbox roots with
 //! fake packages ([`sandbox`]), scratch MariaDB databases ([`db`]), throwaway MariaDB servers
 //! ([`mariadb`]), throwaway rcgen PKIs ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]),
-//! task builders ([`tasks`]) and the mutations of fuzz-style property tests ([`fuzz`]).
+//! task builders ([`tasks`]), the mutations of fuzz-style property tests ([`fuzz`]) and a
+//! scraper and reader of Prometheus metrics ([`scrape`]).
 //!
 //! Each module sits behind the cargo feature of the same name (`mariadb` behind `db`), so a user links only what it
 //! needs: `masif demo` takes `sandbox` and `pki`, never `db` or `fleet`.
@@ -20,6 +21,8 @@ pub mod mariadb;
 pub mod pki;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+#[cfg(feature = "scrape")]
+pub mod scrape;
 #[cfg(feature = "tasks")]
 pub mod tasks;
 

@@ -46,6 +46,9 @@ pub struct ConfigFile {
     offline_after: Option<u64>,
     #[serde(default)]
     log: LogSection,
+    /// Where to serve the Prometheus metrics (plain HTTP); off when absent.
+    #[serde(default)]
+    metrics_listen: Option<Checked<SocketAddr>>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +104,8 @@ pub struct Config {
     pub db_url: DbUrl,
     pub log_level: LogLevel,
     pub settings: UiSettings,
+    /// Where to serve the Prometheus metrics (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Reads and validates `path`.
@@ -120,6 +125,7 @@ impl Validate for Config {
         let listen = problems.take("listen", raw.listen);
         let db_url = problems.take("db.url", raw.db.url);
         let log_level = problems.take("log.level", raw.log.level);
+        let metrics_listen = metrics_listen(raw.metrics_listen, listen, problems);
         let users = match &raw.auth.htpasswd {
             Some(p) => problems.check("auth.htpasswd", Users::load(p)),
             None => None,
@@ -169,6 +175,7 @@ impl Validate for Config {
             listen: listen?,
             db_url: db_url?,
             log_level: log_level?,
+            metrics_listen,
             settings: UiSettings {
                 users: users.unwrap_or_default(),
                 tokens: tokens.map(Arc::new),
@@ -182,6 +189,19 @@ impl Validate for Config {
             },
         })
     }
+}
+
+/// `metrics_listen`, which must not take `listen`'s port.
+fn metrics_listen(
+    value: Option<Checked<SocketAddr>>,
+    listen: Option<SocketAddr>,
+    problems: &mut Problems,
+) -> Option<SocketAddr> {
+    let addr = problems.take("metrics_listen", value?)?;
+    if addr.port() != 0 && listen.is_some_and(|l| l.port() == addr.port()) {
+        problems.add("metrics_listen", "must use another port than listen");
+    }
+    Some(addr)
 }
 
 /// `auth.trusted_header`, or `None` with its problems recorded.
@@ -260,6 +280,31 @@ mod tests {
         assert_eq!(c.settings.session_ttl, 3600);
         assert_eq!(c.settings.session_lifetime, 43200);
         assert!(!c.settings.secure_cookies);
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        let h = htpasswd();
+        let base = format!(
+            "listen: \"127.0.0.1:8151\"\ndb: {{ url: \"sqlite:///x\" }}\nauth: {{ htpasswd: {} }}\n",
+            h.path().display()
+        );
+        assert_eq!(parse_str(&base).unwrap().metrics_listen, None);
+        let on = parse_str(&format!("{base}metrics_listen: \"127.0.0.1:9151\"\n")).unwrap();
+        assert_eq!(on.metrics_listen, Some("127.0.0.1:9151".parse().unwrap()));
+        for (value, says) in [
+            ("\"nowhere\"", "metrics_listen: "),
+            ("[1]", "metrics_listen: "),
+            ("\"127.0.0.1:8151\"", "another port than listen"),
+        ] {
+            let err = parse_str(&format!("{base}metrics_listen: {value}\n")).unwrap_err();
+            assert_eq!(err.len(), 1, "{err:?}");
+            assert!(
+                err[0].starts_with("/etc/ui.yml: metrics_listen: "),
+                "{err:?}"
+            );
+            assert!(err[0].contains(says), "{value}: {err:?}");
+        }
     }
 
     #[test]

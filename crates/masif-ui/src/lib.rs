@@ -9,6 +9,7 @@ mod auth;
 pub mod cli;
 pub mod config;
 mod form;
+mod metrics;
 mod pages;
 mod render;
 mod server;
@@ -186,8 +187,45 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> 
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen {}", config.listen))?;
-    serve_with_listener(config.settings, store, listener, shutdown).await?;
+    let Some(metrics_addr) = config.metrics_listen else {
+        serve_with_listener(config.settings, store, listener, shutdown).await?;
+        return Ok(());
+    };
+    let metrics_listener = TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("metrics_listen {metrics_addr}"))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let metrics = tokio::spawn(serve_metrics(
+        store.clone(),
+        config.settings.offline_after,
+        metrics_listener,
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        },
+    ));
+    let served = serve_with_listener(config.settings, store, listener, shutdown).await;
+    let _ = stop.send(true);
+    let _ = metrics.await;
+    served?;
     Ok(())
+}
+
+/// Serves the fleet metrics (`GET /metrics`: agents, offline agents by `offline_after`
+/// seconds, failing agents, reboots required, pending tasks by action) on `listener`, plain
+/// HTTP, until `shutdown` completes.
+pub async fn serve_metrics(
+    store: Arc<dyn Store>,
+    offline_after: u64,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let fleet = Arc::new(metrics::FleetMetrics::new(
+        store,
+        offline_after,
+        metrics::CACHE_FOR,
+    ));
+    masif_daemon::metrics::serve(listener, fleet, shutdown).await;
 }
 
 /// Start-up warnings about the password file: weak bcrypt costs, and users whose hash costs

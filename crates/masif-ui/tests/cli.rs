@@ -111,3 +111,60 @@ async fn start_up_warns_about_weak_bcrypt_costs() {
         "{log:#?}"
     );
 }
+
+/// `metrics_listen` in ui.yml: the running binary serves the fleet's metrics there.
+#[tokio::test]
+async fn metrics_listen_serves_the_fleet_metrics() {
+    use std::io::{BufRead, BufReader};
+    let fx = common::Fixture::new("ui_metrics_binary").await;
+    fx.report("web-1", vec![common::install("nginx", "1.0")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = common::htpasswd_file();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.path().join("ui.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:0\"\ndb: {{ url: \"{}\" }}\nauth: {{ htpasswd: {} }}\n\
+             metrics_listen: \"127.0.0.1:{metrics_port}\"\n",
+            fx.db.url(),
+            htpasswd.path().display()
+        ),
+    )
+    .unwrap();
+    // Test fixture: runs the binary under test until it listens.
+    #[allow(clippy::disallowed_methods)]
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masif-ui"))
+        .args(["--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    /// Kills the UI also when the test fails.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let running = Running(child);
+    for line in stdout.lines() {
+        if line.unwrap().contains("UI listening on") {
+            break;
+        }
+    }
+    let addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let metrics = masif_testkit::scrape::scrape(addr).await;
+    drop(running);
+    assert_eq!(metrics.value("masif_agents", &[]), 1.0);
+    assert_eq!(
+        metrics.value("masif_pending_tasks", &[("action", "install")]),
+        1.0
+    );
+}

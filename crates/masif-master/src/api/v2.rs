@@ -11,10 +11,12 @@ use masif_proto::v2::{parse_runs, Report, ReportAnswer};
 use masif_proto::{AgentName, TaskSet};
 use warp::reply::Response;
 
+use super::admission::Admitted;
 use super::reply::{agent_post, json, stored, text, AgentPost, Route};
 use super::{Api, PeerIdentity, V2};
 
-/// `POST /v2/report`.
+/// `POST /v2/report`: counted and timed in the metrics up to the moment its answer is known;
+/// a report then held is counted in `masif_master_longpolls_waiting` while it waits.
 pub(super) async fn report<S, B>(
     method: Method,
     peer: Option<PeerIdentity>,
@@ -29,39 +31,28 @@ where
     let Some(v2) = &api.v2 else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
-    let deadline = tokio::time::Instant::now() + api.report_timeout;
-    let request = (&method, peer.as_ref(), &headers);
-    let post = match agent_post(&api, Route::Report, request, body, deadline).await {
-        Ok(post) => post,
-        Err(response) => return response,
+    let started = Instant::now();
+    let received = match receive(method, peer, headers, body, &api).await {
+        Ok(received) => received,
+        Err(response) => {
+            api.metrics.answered(started, response.status());
+            return response;
+        }
     };
-    let report = match Report::parse(&post.body) {
-        Ok(report) => report,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    if let Err(response) = api.admission.check_tasks(report.tasks.len()) {
-        return response;
-    }
-    // The body's memory goes back to the budget; the agent's place in flight stays taken
-    // while the answer is held.
-    let AgentPost {
+    api.metrics.answered(started, StatusCode::OK);
+    let Received {
         agent,
-        body,
-        admitted: _admitted,
-    } = post;
-    drop(body);
-    // Subscribe before reading: a change committed after the read is then seen below.
-    let mut approvals = v2.approvals.subscribe();
-    approvals.borrow_and_update();
-    let read_at = Instant::now();
-    let approved = match store_report(&api, &agent, &report, deadline).await {
-        Ok(approved) => approved,
-        Err(response) => return response,
-    };
+        report,
+        approved,
+        read_at,
+        approvals,
+        _admitted,
+    } = received;
     let wait = Duration::from_secs(report.wait_secs).min(v2.max_wait);
     if approved != report.approved || wait.is_zero() {
         return answer(approved);
     }
+    let _held = api.metrics.hold();
     hold(
         &agent,
         &report.tasks,
@@ -72,6 +63,63 @@ where
         v2,
     )
     .await
+}
+
+/// What a stored v2 report leaves for its answer.
+struct Received<'a> {
+    agent: AgentName,
+    report: Report,
+    /// Its approvals now, read at `read_at`.
+    approved: TaskSet,
+    read_at: Instant,
+    /// Changes of the approvals, subscribed to before the read.
+    approvals: tokio::sync::watch::Receiver<crate::approvals::Published>,
+    /// The agent's place among its requests in flight, held while the answer is.
+    _admitted: Admitted<'a>,
+}
+
+/// A v2 report read, checked and stored, or the answer refusing it.
+async fn receive<S, B>(
+    method: Method,
+    peer: Option<PeerIdentity>,
+    headers: HeaderMap,
+    body: S,
+    api: &Api,
+) -> Result<Received<'_>, Response>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let Some(v2) = &api.v2 else {
+        return Err(text(StatusCode::NOT_FOUND, "not found"));
+    };
+    let deadline = tokio::time::Instant::now() + api.report_timeout;
+    let request = (&method, peer.as_ref(), &headers);
+    let post = agent_post(api, Route::Report, request, body, deadline).await?;
+    let report =
+        Report::parse(&post.body).map_err(|e| text(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    api.admission.check_tasks(report.tasks.len())?;
+    // The body's memory goes back to the budget; the agent's place in flight stays taken
+    // while the answer is held.
+    let AgentPost {
+        agent,
+        body,
+        admitted,
+    } = post;
+    drop(body);
+    // Subscribe before reading: a change committed after the read is then seen below.
+    let mut approvals = v2.approvals.subscribe();
+    approvals.borrow_and_update();
+    let read_at = Instant::now();
+    let approved = store_report(api, &agent, &report, deadline).await?;
+    Ok(Received {
+        agent,
+        report,
+        approved,
+        read_at,
+        approvals,
+        _admitted: admitted,
+    })
 }
 
 /// Holds the answer until the approvals of `tasks` differ from `approved`, `wait` passes, or

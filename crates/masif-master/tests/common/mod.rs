@@ -61,6 +61,8 @@ impl Pki {
 /// A running master with its own database.
 pub struct Master {
     pub addr: SocketAddr,
+    /// Its metrics listener (plain HTTP, `GET /metrics`).
+    pub metrics: SocketAddr,
     pub db: TestDatabase,
     pub store: Arc<dyn masif_store::Store>,
     stop: Option<oneshot::Sender<()>>,
@@ -79,21 +81,35 @@ impl Master {
         tune: impl FnOnce(&mut masif_master::ServeSettings),
     ) -> Self {
         let store = masif_store::open(&db.url().parse().unwrap()).await.unwrap();
+        Self::start_with_store(files, db, store, tune).await
+    }
+
+    /// A master on `store` (a store on `db` opened with options of the test's own).
+    pub async fn start_with_store(
+        files: &TlsFiles,
+        db: TestDatabase,
+        store: Arc<dyn masif_store::Store>,
+        tune: impl FnOnce(&mut masif_master::ServeSettings),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = metrics_listener.local_addr().unwrap();
         let mut settings = masif_master::ServeSettings::new(files.clone());
         tune(&mut settings);
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(masif_master::serve_with_listener(
+        let task = tokio::spawn(masif_master::serve_with_listeners(
             settings,
             store.clone(),
             listener,
+            Some(metrics_listener),
             async move {
                 let _ = stopped.await;
             },
         ));
         Self {
             addr,
+            metrics,
             db,
             store,
             stop: Some(stop),

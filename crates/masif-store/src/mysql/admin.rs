@@ -24,7 +24,7 @@ use super::changes::{
     BATCH,
 };
 use super::sql::{doing, tuple};
-use super::{host_facts, overview, runs, MysqlStore};
+use super::{host_facts, overview, pending_counts, runs, MysqlStore};
 use crate::audit::check_user;
 use crate::backoff::{Backoff, Failure};
 use crate::stored::task_from_text;
@@ -100,6 +100,11 @@ impl Admin for MysqlStore {
     async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts> {
         let mut conn = self.conn().await?;
         agents::agent_counts(&mut conn, offline_before).await
+    }
+
+    async fn pending_by_action(&self) -> Result<Vec<(masif_proto::Action, u64)>> {
+        let mut conn = self.conn().await?;
+        pending_counts::pending_by_action(&mut conn).await
     }
 
     async fn agent_runs(&self, name: &AgentName, page: Page) -> Result<Listing<RunRecord>> {
@@ -299,6 +304,9 @@ impl MysqlStore {
                 }
                 Err(f) => f.while_doing(doing),
             };
+            if let Failure::Conflict(_) = &failure {
+                self.stats.count_conflict();
+            }
             if let Err(e) = conn.query_drop("ROLLBACK").await {
                 tracing::debug!("rollback after a failed write: {e}");
             }

@@ -13,6 +13,7 @@ mod last_seen;
 mod migrate;
 mod orphans;
 mod overview;
+mod pending_counts;
 mod report;
 mod rows;
 mod runs;

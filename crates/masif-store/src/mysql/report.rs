@@ -82,6 +82,10 @@ impl Reports for MysqlStore {
     async fn remove_orphan_packages(&self) -> Result<u64> {
         self.remove_orphans().await
     }
+
+    fn retries(&self) -> u64 {
+        self.stats.snapshot().conflicts
+    }
 }
 
 impl MysqlStore {

@@ -17,7 +17,8 @@ pub struct ReportStats {
     pub round_trips: u64,
     /// Changed reports written (several share a transaction when they arrive together).
     pub write_transactions: u64,
-    /// Attempts that hit 1213/1205 and were rolled back.
+    /// Attempts that hit 1213/1205 and were rolled back: of reports, and of the other
+    /// transactions retried on conflicts (approvals, runs, orphan packages).
     pub conflicts: u64,
 }
 

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, Transaction};
 
 use super::agents::{self, summary_from_row, SUMMARY_GROUP, SUMMARY_SELECT};
 use super::rows::{self, to_i64, to_u64, RawTask};
-use super::{host_facts, overview, runs, SqliteStore};
+use super::{host_facts, overview, pending_counts, runs, SqliteStore};
 use crate::audit::{
     check_user, cut, describe_approval, describe_approve, describe_list, describe_task,
     MAX_DETAIL_CHARS,
@@ -87,6 +87,13 @@ impl Admin for SqliteStore {
     async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts> {
         self.read("counting agents", move |tx| {
             Ok(agents::agent_counts(tx, offline_before)?)
+        })
+        .await
+    }
+
+    async fn pending_by_action(&self) -> Result<Vec<(masif_proto::Action, u64)>> {
+        self.read("counting pending tasks by action", |tx| {
+            Ok(pending_counts::pending_by_action(tx)?)
         })
         .await
     }

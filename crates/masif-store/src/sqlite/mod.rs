@@ -11,11 +11,13 @@ mod last_seen;
 mod migrate;
 mod orphans;
 mod overview;
+mod pending_counts;
 mod report;
 mod rows;
 mod runs;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -46,6 +48,8 @@ struct Inner {
     last_seen_due: last_seen::Due,
     /// The bound on reports waiting for the database (`db.max_queued_reports`).
     queue: crate::queue::ReportQueue,
+    /// Transaction attempts that found the database busy (see `Reports::retries`).
+    conflicts: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -88,6 +92,7 @@ impl SqliteStore {
                 last_seen_interval: LAST_SEEN_INTERVAL.as_secs().into(),
                 last_seen_due: last_seen::Due::default(),
                 queue: crate::queue::ReportQueue::new(crate::DEFAULT_MAX_QUEUED_REPORTS),
+                conflicts: AtomicU64::new(0),
             }),
         })
     }
@@ -99,6 +104,11 @@ impl SqliteStore {
         self.inner
             .last_seen_interval
             .store(interval.as_secs(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Transaction attempts that found the database busy since it was opened.
+    pub(crate) fn conflicts(&self) -> u64 {
+        self.inner.conflicts.load(Ordering::Relaxed)
     }
 
     /// Sets how many reports may wait for the database at once (default
@@ -134,7 +144,13 @@ impl SqliteStore {
             // A panic in another writer cannot leave a transaction open: rusqlite's
             // `Transaction` rolls back when dropped, also while unwinding.
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            with_retries(&mut conn, TransactionBehavior::Immediate, doing, f)
+            with_retries(
+                &mut conn,
+                TransactionBehavior::Immediate,
+                doing,
+                &inner.conflicts,
+                f,
+            )
         })
         .await
     }
@@ -152,7 +168,13 @@ impl SqliteStore {
                 Some(conn) => conn,
                 None => conn::open_connection(&inner.path)?,
             };
-            let result = with_retries(&mut conn, TransactionBehavior::Deferred, doing, f);
+            let result = with_retries(
+                &mut conn,
+                TransactionBehavior::Deferred,
+                doing,
+                &inner.conflicts,
+                f,
+            );
             if let Ok(mut idle) = inner.readers.lock() {
                 if idle.len() < MAX_IDLE_READERS {
                     idle.push(conn);
@@ -197,11 +219,13 @@ where
 }
 
 /// One transaction of `behavior` around `f`, tried again (see [`conn::RETRY`]) while SQLite
-/// reports the database busy or locked. `doing` says what the transaction is for.
+/// reports the database busy or locked, counting each such attempt in `conflicts`. `doing` says
+/// what the transaction is for.
 fn with_retries<T, F>(
     conn: &mut Connection,
     behavior: TransactionBehavior,
     doing: &'static str,
+    conflicts: &AtomicU64,
     mut f: F,
 ) -> Result<T>
 where
@@ -219,7 +243,12 @@ where
             });
         match outcome {
             Ok(value) => return Ok(value),
-            Err(failure) => std::thread::sleep(backoff.after(failure.while_doing(doing), doing)?),
+            Err(failure) => {
+                if let Failure::Conflict(_) = &failure {
+                    conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(backoff.after(failure.while_doing(doing), doing)?)
+            }
         }
     }
 }

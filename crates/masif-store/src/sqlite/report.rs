@@ -54,6 +54,10 @@ impl Reports for SqliteStore {
     async fn remove_orphan_packages(&self) -> Result<u64> {
         self.remove_orphans().await
     }
+
+    fn retries(&self) -> u64 {
+        self.conflicts()
+    }
 }
 
 /// The approved subset if this report would change no pending row: the agent is known and its

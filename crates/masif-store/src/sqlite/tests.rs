@@ -278,12 +278,21 @@ fn a_lock_held_for_good_exhausts_the_retries() {
     let held = holder
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .unwrap();
-    let err = with_retries(&mut conn, TransactionBehavior::Immediate, "testing", |tx| {
-        tx.execute("INSERT INTO package (name) VALUES ('x')", [])?;
-        Ok(())
-    })
+    let conflicts = AtomicU64::new(0);
+    let err = with_retries(
+        &mut conn,
+        TransactionBehavior::Immediate,
+        "testing",
+        &conflicts,
+        |tx| {
+            tx.execute("INSERT INTO package (name) VALUES ('x')", [])?;
+            Ok(())
+        },
+    )
     .unwrap_err();
     let attempts = conn::RETRY.max_attempts;
+    // Every busy attempt counts (what `Reports::retries` reports).
+    assert_eq!(conflicts.load(Ordering::Relaxed), u64::from(attempts));
     match &err {
         StoreError::RetriesExhausted { attempts: n, last } if *n == attempts => {
             // The last conflict is kept, with SQLite's error as its source.

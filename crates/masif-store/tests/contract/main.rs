@@ -33,7 +33,8 @@
 //! `mysql_report` (the MySQL report path: round trips, batching, retries), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
 //! servers from `masif_testkit::mariadb` for a statement-based binlog and a vanishing
-//! server), `orphans` (orphan packages removed, also racing writers), `queue` (the bound on
+//! server), `orphans` (orphan packages removed, also racing writers), `pending_counts` (pending
+//! tasks counted by action), `queue` (the bound on
 //! waiting reports).
 
 mod admin;
@@ -46,6 +47,7 @@ mod long_poll;
 mod mysql_only;
 mod mysql_report;
 mod orphans;
+mod pending_counts;
 mod queue;
 mod report;
 mod runs;

@@ -275,6 +275,7 @@ async fn retries_are_bounded_on_real_lock_timeouts() {
         let me = agent("host");
         let mut holder = lock_agent_row(&scratch).await;
         let before = store.stats();
+        let retries_before = masif_store::Reports::retries(&store);
         let err = store
             .report(&me, &set([install("a", "1"), install("b", "1")]))
             .await
@@ -287,6 +288,8 @@ async fn retries_are_bounded_on_real_lock_timeouts() {
             "{err:?}"
         );
         assert_eq!(store.stats().conflicts - before.conflicts, 3);
+        // What the master exports as masif_master_db_retries_total.
+        assert_eq!(masif_store::Reports::retries(&store) - retries_before, 3);
         // Unchanged reports do not need the lock.
         store.report(&me, &set([install("a", "1")])).await.unwrap();
         holder.query_drop("ROLLBACK").await.unwrap();

@@ -1,0 +1,22 @@
+//! The pending task rows counted by action, for the UI's fleet metrics: one grouped query
+//! over the `approved` index.
+
+use masif_proto::Action;
+use rusqlite::Transaction;
+
+use super::rows::to_u64;
+use crate::pending_counts::by_action;
+
+/// How many pending (not approved) task rows there are of each action.
+pub(super) fn pending_by_action(tx: &Transaction<'_>) -> rusqlite::Result<Vec<(Action, u64)>> {
+    let mut statement = tx.prepare(
+        "SELECT action, COUNT(*) FROM task
+          WHERE approved = 0 AND agent IS NOT NULL GROUP BY action",
+    )?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, Option<String>>(0)?, to_u64(row.get(1)?)))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(by_action(rows))
+}
