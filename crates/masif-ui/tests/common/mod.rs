@@ -1,7 +1,7 @@
 //! Test fixtures of the UI: a fresh MariaDB database seeded through the real report
 //! transaction, an htpasswd user, and helpers to pull tokens out of pages.
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod api;
 pub mod browser;
@@ -12,11 +12,11 @@ pub mod served;
 use std::io::Write;
 use std::sync::Arc;
 
-use masif_proto::v2::{Outcome, Run, RunId, RunOutput};
+use masif_proto::v2::{Run, RunOutput};
 use masif_proto::{Action, AgentName, Task, TaskSet};
 use masif_store::{Retention, Store};
 use masif_testkit::db::TestDatabase;
-pub use masif_testkit::tasks::{install, task, update};
+pub use masif_testkit::tasks::{install, run, task, update};
 use masif_ui::{UiSettings, Users};
 
 pub const USER: &str = "admin";
@@ -148,25 +148,6 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// A run of `task` with id `id` that started at `started_at` and took 65 s: exit code 0 if it
-/// succeeded, 100 if it failed, none if the plan changed; no output.
-pub fn run(id: &str, task: Task, outcome: Outcome, started_at: i64) -> Run {
-    Run {
-        id: RunId::new(id).unwrap(),
-        package: task.package().clone(),
-        started_at,
-        duration_ms: 65_000,
-        exit_code: match outcome {
-            Outcome::Succeeded => Some(0),
-            Outcome::Failed => Some(100),
-            Outcome::PlanChanged => None,
-        },
-        outcome,
-        tasks: [task].into_iter().collect(),
-        output: RunOutput::default(),
-    }
 }
 
 /// `run` with `output`.

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::client::{ApiClient, ApiError};
 use super::model::{AgentDetail, AgentItem, Agents, TaskKey};
 use super::text::{age, clean, or_dash, page_line, plural, unix_now, utc, when, Table};
-use super::{page_pairs, pretty, typed, Paging};
+use super::{get_page, Paging};
 
 /// The filters of `GET /api/v1/agents`.
 pub(crate) struct Filter {
@@ -41,13 +41,10 @@ pub(crate) async fn list(
     paging: &Paging,
     json: bool,
 ) -> Result<String, ApiError> {
-    let mut pairs = filter.pairs();
-    pairs.extend(page_pairs(paging));
-    let value = client.get(&client.url(&["agents"], &pairs)).await?;
-    if json {
-        return Ok(pretty(&value));
-    }
-    Ok(render_list(&typed(client, value)?, unix_now()))
+    get_page(client, &["agents"], filter.pairs(), paging, json, |page| {
+        render_list(page, unix_now())
+    })
+    .await
 }
 
 /// `success 2026-12-05 12:00`, or `-`.
@@ -110,13 +107,15 @@ pub(crate) async fn show(
     paging: &Paging,
     json: bool,
 ) -> Result<String, ApiError> {
-    let value = client
-        .get(&client.url(&["agents", name], &page_pairs(paging)))
-        .await?;
-    if json {
-        return Ok(pretty(&value));
-    }
-    Ok(render_detail(&typed(client, value)?, unix_now()))
+    get_page(
+        client,
+        &["agents", name],
+        Vec::new(),
+        paging,
+        json,
+        |detail| render_detail(detail, unix_now()),
+    )
+    .await
 }
 
 fn render_detail(detail: &AgentDetail, now: i64) -> String {

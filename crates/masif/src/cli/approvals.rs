@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::client::{ApiClient, ApiError};
 use super::model::{describe, Approval, Approved, AuditEntry, Paged};
 use super::text::{clean, page_line, plural, utc, Table};
-use super::{page_pairs, pretty, typed, Outcome, Paging, TaskSpec, EXIT_API};
+use super::{get_page, pretty, typed, Outcome, Paging, TaskSpec, EXIT_API};
 
 /// A task to approve, optionally only from one version.
 pub(crate) struct Wanted {
@@ -95,13 +95,18 @@ pub(crate) async fn list(
     paging: &Paging,
     json: bool,
 ) -> Result<String, ApiError> {
-    let value = client
-        .get(&client.url(&["approvals"], &page_pairs(paging)))
-        .await?;
-    if json {
-        return Ok(pretty(&value));
-    }
-    let page: Paged<Approval> = typed(client, value)?;
+    get_page(
+        client,
+        &["approvals"],
+        Vec::new(),
+        paging,
+        json,
+        render_approvals,
+    )
+    .await
+}
+
+fn render_approvals(page: &Paged<Approval>) -> String {
     let mut table = Table::new(&["ID", "AGENT", "PACKAGE", "ACTION", "FROM", "TO", "BY", "AT"]);
     let any = |v: &Option<String>| v.clone().unwrap_or_else(|| "*".into());
     for a in &page.items {
@@ -121,7 +126,7 @@ pub(crate) async fn list(
         false => table.render(),
     };
     out.push_str(&page_line(page.total, page.page, page.per_page, "approval"));
-    Ok(out)
+    out
 }
 
 /// Revokes each id in turn; one that fails is reported and the others still revoked (exit 1).
@@ -156,13 +161,10 @@ pub(crate) async fn audit(
     paging: &Paging,
     json: bool,
 ) -> Result<String, ApiError> {
-    let value = client
-        .get(&client.url(&["audit"], &page_pairs(paging)))
-        .await?;
-    if json {
-        return Ok(pretty(&value));
-    }
-    let page: Paged<AuditEntry> = typed(client, value)?;
+    get_page(client, &["audit"], Vec::new(), paging, json, render_audit).await
+}
+
+fn render_audit(page: &Paged<AuditEntry>) -> String {
     let mut table = Table::new(&["ID", "AT", "USER", "ACTION", "DETAIL"]);
     for e in &page.items {
         table.row([
@@ -178,7 +180,7 @@ pub(crate) async fn audit(
         false => table.render(),
     };
     out.push_str(&page_line(page.total, page.page, page.per_page, "entry"));
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

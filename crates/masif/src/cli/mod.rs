@@ -224,6 +224,24 @@ fn typed<T: DeserializeOwned>(client: &ApiClient, value: Value) -> Result<T, Api
     serde_json::from_value(value).map_err(|e| client.unexpected(e))
 }
 
+/// GETs `path` with the query `pairs` and the page's: with `--json` the answer as it came,
+/// else `render` of it read as `T`.
+async fn get_page<T: DeserializeOwned>(
+    client: &ApiClient,
+    path: &[&str],
+    mut pairs: Vec<(&'static str, String)>,
+    paging: &Paging,
+    json: bool,
+    render: impl FnOnce(&T) -> String,
+) -> Result<String, ApiError> {
+    pairs.extend(page_pairs(paging));
+    let value = client.get(&client.url(path, &pairs)).await?;
+    if json {
+        return Ok(pretty(&value));
+    }
+    Ok(render(&typed(client, value)?))
+}
+
 /// The query pairs of a page.
 fn page_pairs(paging: &Paging) -> Vec<(&'static str, String)> {
     vec![

@@ -7,7 +7,7 @@ use masif_proto::Action;
 use super::client::{ApiClient, ApiError};
 use super::model::{Pending, TaskKey};
 use super::text::{age, clean, or_dash, page_line, plural, unix_now, utc, Table};
-use super::{page_pairs, pretty, typed, Paging};
+use super::{get_page, Paging};
 
 /// The filters of `GET /api/v1/pending`.
 pub(crate) struct Filter {
@@ -42,13 +42,15 @@ pub(crate) async fn list(
     paging: &Paging,
     json: bool,
 ) -> Result<String, ApiError> {
-    let mut pairs = filter.pairs();
-    pairs.extend(page_pairs(paging));
-    let value = client.get(&client.url(&["pending"], &pairs)).await?;
-    if json {
-        return Ok(pretty(&value));
-    }
-    Ok(render(&typed(client, value)?, unix_now()))
+    get_page(
+        client,
+        &["pending"],
+        filter.pairs(),
+        paging,
+        json,
+        |answer| render(answer, unix_now()),
+    )
+    .await
 }
 
 /// The table of `answer` seen at `now`, then paging, the security count and the failing

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use masif_proto::v2::{Outcome, Run, RunId, RunOutput};
+use masif_proto::v2::Run;
 use masif_proto::{AgentName, Task, TaskSet};
 use masif_store::{Retention, Store};
 use masif_testkit::db::TestDatabase;
-pub use masif_testkit::tasks::{install, update};
+pub use masif_testkit::tasks::{install, run, update};
 use masif_ui::{ApiTokens, UiError, UiSettings, Users};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -218,24 +218,6 @@ pub async fn masif(args: &[&str], env: &[(&str, &str)]) -> Out {
         out.code, out.stdout, out.stderr
     );
     out
-}
-
-/// A run of `task` as agent runs report it.
-pub fn run(id: &str, task: Task, outcome: Outcome, started_at: i64) -> Run {
-    Run {
-        id: RunId::new(id).unwrap(),
-        package: task.package().clone(),
-        started_at,
-        duration_ms: 1500,
-        exit_code: match outcome {
-            Outcome::Succeeded => Some(0),
-            Outcome::Failed => Some(100),
-            Outcome::PlanChanged => None,
-        },
-        outcome,
-        tasks: [task].into_iter().collect(),
-        output: RunOutput::new("E: broken").unwrap(),
-    }
 }
 
 pub fn unix_now() -> i64 {
