@@ -108,7 +108,9 @@ finish() {
     printf 'Description: %s\n' "$3"
     printf '%s\n' "$4" | fold -s -w 78 | sed -e 's/ *$//' -e 's/^/ /'
   } >"$stage/DEBIAN/control"
-  (cd "$stage" && find etc -type f 2>/dev/null | sed 's|^|/|' | sort) >"$stage/DEBIAN/conffiles"
+  # Everything under /etc is a conffile (a package may have none: masif).
+  : >"$stage/DEBIAN/conffiles"
+  [ ! -d "$stage/etc" ] || (cd "$stage" && find etc -type f | sed 's|^|/|' | sort) >"$stage/DEBIAN/conffiles"
   [ -s "$stage/DEBIAN/conffiles" ] || rm "$stage/DEBIAN/conffiles"
   (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
     xargs -0 md5sum) >"$stage/DEBIAN/md5sums"

@@ -10,10 +10,12 @@
 #   4. Puppet and Ansible write the same agent.yml for the same settings, and
 #      `masif-agent --check-config` accepts it (real certificates made with openssl, a
 #      Puppet ssldir layout for discovery);
-#   5. the Debian packages: cargo build --release of the four binaries, packaging/build-debs.sh,
+#   5. the Debian packages: cargo build --release of the five binaries (masif without its
+#      demo), packaging/build-debs.sh,
 #      install into a scratch root with dpkg --root (maintainer scripts included), the files
 #      where the table in docs/installation.md ("Files installed by the packages") says,
-#      the packaged check_masifupgrader_agent link runs as the plugin, units accepted by
+#      the packaged check_masifupgrader_agent link runs as the plugin, the packaged masif
+#      has no demo and its check-fleet says UNKNOWN without a UI, units accepted by
 #      systemd-analyze, remove and purge.
 # Nothing outside a temporary directory is written (Puppet, Ansible and dpkg state included).
 #
@@ -538,7 +540,7 @@ fi
 log "packaging/build-debs.sh"
 packaging/build-debs.sh --bin-dir "$bin_dir" --out "$T/debs" >"$T/debs.list"
 mapfile -t debs <"$T/debs.list"
-[ "${#debs[@]}" = 4 ] || fail "expected 4 packages, got ${#debs[@]}"
+[ "${#debs[@]}" = 5 ] || fail "expected 5 packages, got ${#debs[@]}"
 for d in "${debs[@]}"; do
   dpkg-deb --info "$d" >&2
 done
@@ -609,6 +611,13 @@ plugin=$R/usr/lib/nagios/plugins/check_masifupgrader_agent
 rc=0; out=$("$plugin" -restsock "$T/no-agent.sock" -query-1m-warn '@~:42') || rc=$?
 [ "$rc" = 3 ] && [[ $out == "MASIF-AGENT UNKNOWN - "*"no-agent.sock"* ]] ||
   fail "the packaged check_masifupgrader_agent without an agent: exit code $rc, expected 3 UNKNOWN: $out"
+# The packaged masif is the command line without the demo; with no UI to reach, the fleet
+# check is UNKNOWN.
+rc=0; "$R/usr/bin/masif" demo --help >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "the packaged masif knows 'demo' (exit code $rc): it must be built without it"
+rc=0; out=$(MASIF_TOKEN=x "$R/usr/bin/masif" check-fleet --url http://127.0.0.1:9/ --timeout 5) || rc=$?
+[ "$rc" = 3 ] && [[ $out == "MASIF-FLEET UNKNOWN - "* ]] ||
+  fail "the packaged masif check-fleet without a UI: exit code $rc, expected 3 UNKNOWN: $out"
 
 log "the command line of the packaged masif-pki-check@agent.service"
 cmd=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/masif-pki-check@.service")
@@ -665,7 +674,7 @@ cmp -s "$T/agent-files.puppet.yml" "$R/etc/masif-upgrader/agent.yml" || fail "th
 
 log "dpkg --root: remove and purge"
 dpkg --root="$R" --log="$R/var/log/dpkg.log" --force-script-chrootless --force-depends \
-  --purge masif-agent masif-master masif-ui masif-pki >"$T/dpkg-purge.out" 2>&1 ||
+  --purge masif-agent masif-master masif-ui masif-pki masif >"$T/dpkg-purge.out" 2>&1 ||
   { cat "$T/dpkg-purge.out" >&2; fail "dpkg --purge in the scratch root"; }
 left=$(cd "$R" && find usr lib etc/masif-upgrader -type f 2>/dev/null || true)
 [ -z "$left" ] || fail "files left after purge: $left"
