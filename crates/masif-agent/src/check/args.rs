@@ -4,18 +4,13 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::load::OpKind;
 use crate::plugin::Range;
 
-/// The operation kinds of `/v1/load`, in the original's order.
-pub(crate) const KINDS: [&str; 7] = [
-    "query",
-    "install",
-    "update",
-    "configure",
-    "remove",
-    "purge",
-    "error",
-];
+/// The operation kinds of `/v1/load`, in the original's order (the agent's own names).
+pub(crate) fn kinds() -> [&'static str; 7] {
+    OpKind::all().map(OpKind::name)
+}
 /// The windows of `/v1/load`, in the order of its numbers.
 pub(crate) const WINDOWS: [&str; 3] = ["1m", "5m", "15m"];
 
@@ -113,7 +108,7 @@ pub enum Verdict {
 /// One `--load` threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadThreshold {
-    /// Index into [`KINDS`].
+    /// Index into [`kinds`].
     pub kind: usize,
     /// Index into [`WINDOWS`].
     pub window: usize,
@@ -125,7 +120,7 @@ pub struct LoadThreshold {
 impl LoadThreshold {
     /// `query-1m`: the figure's perfdata label.
     pub fn label(&self) -> String {
-        format!("{}_{}", KINDS[self.kind], WINDOWS[self.window])
+        format!("{}_{}", kinds()[self.kind], WINDOWS[self.window])
     }
 }
 
@@ -140,7 +135,7 @@ impl FromStr for LoadThreshold {
             format!(
                 "{:?} is not KIND-WINDOW-LEVEL (KIND: {}; WINDOW: {}; LEVEL: warn, crit)",
                 name.chars().take(40).collect::<String>(),
-                KINDS.join(", "),
+                kinds().join(", "),
                 WINDOWS.join(", ")
             )
         })?;
@@ -162,7 +157,7 @@ pub(crate) fn parse_load_name(name: &str) -> Option<(usize, usize, bool)> {
     };
     let (kind, window) = rest.rsplit_once('-')?;
     Some((
-        KINDS.iter().position(|k| *k == kind)?,
+        kinds().iter().position(|k| *k == kind)?,
         WINDOWS.iter().position(|w| *w == window)?,
         critical,
     ))

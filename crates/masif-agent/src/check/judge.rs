@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::args::{CheckArgs, Verdict, KINDS, WINDOWS};
+use super::args::{kinds, CheckArgs, Verdict, WINDOWS};
 use crate::plugin::{Perf, Range, Status, Threshold};
 use crate::status::StatusReport;
 
@@ -177,7 +177,7 @@ pub(crate) fn judge(
     );
     perf.push(seconds("resptime", resptime, &limits.resptime));
 
-    for (k, kind) in KINDS.iter().enumerate() {
+    for (k, kind) in kinds().iter().enumerate() {
         let figures = load
             .get(*kind)
             .ok_or_else(|| format!("/v1/load has no {kind:?} figures"))?;

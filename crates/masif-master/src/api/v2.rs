@@ -32,7 +32,7 @@ where
         return text(StatusCode::NOT_FOUND, "not found");
     };
     let started = Instant::now();
-    let received = match receive(method, peer, headers, body, &api).await {
+    let received = match receive(method, peer, headers, body, &api, v2).await {
         Ok(received) => received,
         Err(response) => {
             api.metrics.answered(started, response.status());
@@ -79,20 +79,18 @@ struct Received<'a> {
 }
 
 /// A v2 report read, checked and stored, or the answer refusing it.
-async fn receive<S, B>(
+async fn receive<'a, S, B>(
     method: Method,
     peer: Option<PeerIdentity>,
     headers: HeaderMap,
     body: S,
-    api: &Api,
-) -> Result<Received<'_>, Response>
+    api: &'a Api,
+    v2: &V2,
+) -> Result<Received<'a>, Response>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let Some(v2) = &api.v2 else {
-        return Err(text(StatusCode::NOT_FOUND, "not found"));
-    };
     let deadline = tokio::time::Instant::now() + api.report_timeout;
     let request = (&method, peer.as_ref(), &headers);
     let post = agent_post(api, Route::Report, request, body, deadline).await?;

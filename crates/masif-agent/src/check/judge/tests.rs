@@ -28,7 +28,7 @@ fn status(age: i64) -> StatusReport {
 }
 
 fn load() -> LoadFigures {
-    KINDS
+    kinds()
         .iter()
         .map(|k| (k.to_string(), [1.0, 5.0, 15.0]))
         .collect()
