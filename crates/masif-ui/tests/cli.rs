@@ -66,7 +66,7 @@ fn check_config_names_every_problem() {
 /// Start-up warns once per user whose bcrypt cost is below 10, naming the fix.
 #[tokio::test]
 async fn start_up_warns_about_weak_bcrypt_costs() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let fx = common::Fixture::new("ui_weak_bcrypt").await;
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("ui.htpasswd");
@@ -83,25 +83,8 @@ async fn start_up_warns_about_weak_bcrypt_costs() {
         ),
     )
     .unwrap();
-    // Test fixture: runs the binary under test until it listens.
-    #[allow(clippy::disallowed_methods)]
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masif-ui"))
-        .args(["--config", path.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut log = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        let listening = line.contains("UI listening on");
-        log.push(line);
-        if listening {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (running, log) = start_ui(&path);
+    drop(running);
     let warnings: Vec<_> = log.iter().filter(|l| l.contains("bcrypt cost")).collect();
     assert_eq!(warnings.len(), 1, "{log:#?}");
     assert!(
@@ -115,7 +98,6 @@ async fn start_up_warns_about_weak_bcrypt_costs() {
 /// `metrics_listen` in ui.yml: the running binary serves the fleet's metrics there.
 #[tokio::test]
 async fn metrics_listen_serves_the_fleet_metrics() {
-    use std::io::{BufRead, BufReader};
     let fx = common::Fixture::new("ui_metrics_binary").await;
     fx.report("web-1", vec![common::install("nginx", "1.0")])
         .await;
@@ -137,28 +119,7 @@ async fn metrics_listen_serves_the_fleet_metrics() {
         ),
     )
     .unwrap();
-    // Test fixture: runs the binary under test until it listens.
-    #[allow(clippy::disallowed_methods)]
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masif-ui"))
-        .args(["--config", path.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    /// Kills the UI also when the test fails.
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let running = Running(child);
-    for line in stdout.lines() {
-        if line.unwrap().contains("UI listening on") {
-            break;
-        }
-    }
+    let (running, _log) = start_ui(&path);
     let addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
     let metrics = masif_testkit::scrape::scrape(addr).await;
     drop(running);
@@ -167,4 +128,38 @@ async fn metrics_listen_serves_the_fleet_metrics() {
         metrics.value("masif_pending_tasks", &[("action", "install")]),
         1.0
     );
+}
+
+/// A running `masif-ui`, killed when dropped (also when the test fails).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary under test with `config` and reads its log until it listens.
+fn start_ui(config: &std::path::Path) -> (Running, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    // Test fixture: runs the binary under test until it listens.
+    #[allow(clippy::disallowed_methods)]
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_masif-ui"))
+        .args(["--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let running = Running(child);
+    let mut log = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let listening = line.contains("UI listening on");
+        log.push(line);
+        if listening {
+            break;
+        }
+    }
+    (running, log)
 }
