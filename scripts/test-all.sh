@@ -14,10 +14,11 @@ log() { printf '== %s\n' "$*" >&2; }
 # openssl, easy-rsa: certificate fixtures; curl: a client with its default protocol choice; chromium, chromium-driver: UI browser tests;
 # puppet, puppet-lint, ruby-rspec-puppet, ansible, ansible-lint: roll-out code checks;
 # python3, python3-venv: schemathesis (from PyPI) against the API's OpenAPI document;
-# icinga2-bin, icinga2-common: icinga2 daemon -C of the shipped CheckCommands.
+# icinga2-bin, icinga2-common: icinga2 daemon -C of the shipped CheckCommands;
+# tzdata: the IANA time zones of maintenance windows.
 PACKAGES=(dpkg-dev openssl easy-rsa curl chromium chromium-driver
           puppet puppet-lint ruby-rspec-puppet ansible ansible-lint systemd
-          python3 python3-venv icinga2-bin icinga2-common)
+          python3 python3-venv icinga2-bin icinga2-common tzdata)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -84,6 +84,7 @@ impl Known {
             reboot_packages: capped(&self.host.reboot_packages),
             held: capped(&self.held),
             tasks: BTreeMap::new(),
+            tags: Default::default(),
         };
         for task in tasks {
             let origin = self

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::tag::{Tag, MAX_TAGS};
 use crate::task::{is_format, quote, PackageName, Task, TaskSet, MAX_QUOTE_CHARS};
 use crate::wire::{parse_tasks, wire_tasks, WireTask};
 
@@ -115,6 +116,8 @@ pub struct Facts {
     pub held: BTreeSet<PackageName>,
     /// Facts of reported tasks; each key is one of the report's tasks.
     pub tasks: BTreeMap<Task, TaskFacts>,
+    /// The tags the agent's configuration gives the host (at most [`MAX_TAGS`]).
+    pub tags: BTreeSet<Tag>,
 }
 
 /// A problem with one fact: the field path and why.
@@ -149,6 +152,7 @@ impl Facts {
             reboot_packages: packages(fields, "reboot_packages")?,
             held: packages(fields, "held")?,
             tasks: BTreeMap::new(),
+            tags: tags(fields)?,
         };
         match fields.get("tasks") {
             None => {}
@@ -194,6 +198,9 @@ impl Facts {
             reboot_packages: &'a BTreeSet<PackageName>,
             held: &'a BTreeSet<PackageName>,
             tasks: Vec<WireTaskFacts<'a>>,
+            // Omitted when empty: facts without tags keep their canonical form (and digest).
+            #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+            tags: &'a BTreeSet<Tag>,
         }
         let tasks = self
             .tasks
@@ -212,6 +219,7 @@ impl Facts {
             reboot_packages: &self.reboot_packages,
             held: &self.held,
             tasks,
+            tags: &self.tags,
         })
         .expect("serialising plain values cannot fail")
     }
@@ -243,6 +251,26 @@ fn packages(fields: &Map<String, Value>, name: &str) -> Result<BTreeSet<PackageN
                 return Err((at(), "holds a control or format character".into()));
             }
             PackageName::new(name).map_err(|e| (at(), e.to_string()))
+        })
+        .collect()
+}
+
+fn tags(fields: &Map<String, Value>) -> Result<BTreeSet<Tag>, FactError> {
+    let items = match fields.get("tags") {
+        None | Some(Value::Null) => return Ok(BTreeSet::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(("facts.tags".into(), "not an array".into())),
+    };
+    if items.len() > MAX_TAGS {
+        return Err(("facts.tags".into(), format!("more than {MAX_TAGS} tags")));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let at = || format!("facts.tags[{index}]");
+            let name = item.as_str().ok_or_else(|| (at(), "not a string".into()))?;
+            Tag::new(name).map_err(|e| (at(), e))
         })
         .collect()
 }
@@ -316,6 +344,7 @@ mod tests {
                 },
             )]
             .into(),
+            tags: [Tag::new("web").unwrap(), Tag::new("prod").unwrap()].into(),
         };
         (tasks, facts)
     }
@@ -408,6 +437,16 @@ mod tests {
                 "facts.reboot_packages",
             ),
             (with("tasks", serde_json::json!({})), "facts.tasks"),
+            (with("tags", "web".into()), "facts.tags"),
+            (
+                with("tags", serde_json::json!(["web", "-x"])),
+                "facts.tags[1]",
+            ),
+            (with("tags", serde_json::json!([7])), "facts.tags[0]"),
+            (
+                with("tags", Value::Array(vec!["t".into(); MAX_TAGS + 1])),
+                "facts.tags",
+            ),
             (stray, "facts.tasks[0]"),
             (bad_origin, "facts.tasks[0].origin"),
             (many_needs, "facts.tasks[0].needs"),

@@ -5,10 +5,12 @@
 #![warn(unreachable_pub)]
 
 pub mod facts;
+mod tag;
 mod task;
 pub mod v2;
 mod wire;
 
+pub use tag::{Tag, MAX_TAGS, MAX_TAG_CHARS};
 pub use task::{
     quote, Action, AgentName, PackageName, Task, TaskError, TaskSet, Version, MAX_FIELD_CHARS,
 };

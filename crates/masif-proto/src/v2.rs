@@ -16,6 +16,8 @@ use crate::wire::{parse_tasks, wire_tasks, ProtocolError, WireTask};
 pub const REPORT_PATH: &str = "/v2/report";
 /// Agents POST a [`Runs`] body here.
 pub const RUNS_PATH: &str = "/v2/runs";
+/// Agents POST a [`LeaseRequest`] here: renew or release their max-in-flight leases.
+pub const LEASE_PATH: &str = "/v2/lease";
 /// Longest wait an agent may ask for (seconds); the master may answer sooner.
 pub const MAX_WAIT_SECS: u64 = 3600;
 /// Most bytes of a run's output (its last lines).
@@ -100,31 +102,148 @@ impl Report {
     }
 }
 
-/// The master's answer to a [`Report`]: the reported tasks approved for this agent now.
+/// The master's answer to a [`Report`]: the reported tasks approved for this agent now, and
+/// those approved but held back by the roll-out controls (a closed maintenance window, no
+/// free slot of a tag's max in flight). Agents that predate the controls ignore the extra
+/// fields and run only `approved`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReportAnswer {
+    /// Approved tasks the agent may run now.
     pub approved: TaskSet,
+    /// Approved tasks the agent may not run yet.
+    pub deferred: TaskSet,
+    /// Why `deferred` waits (`None` when nothing is deferred).
+    pub reason: Option<DeferReason>,
+    /// When the maintenance window opens (unix seconds, the master's clock); `None` when
+    /// deferred for another reason or when no window opens again.
+    pub not_before: Option<i64>,
+    /// Seconds of the lease that came with `approved` (max in flight): the agent renews it
+    /// within this time while it runs (`POST` [`LEASE_PATH`]) and releases it when done.
+    pub lease_seconds: Option<u64>,
+}
+
+/// Why approved tasks are deferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeferReason {
+    /// Outside every maintenance window of the agent's tags.
+    Window,
+    /// A tag of the agent has its max in flight of agents upgrading.
+    MaxInFlight,
+}
+
+impl DeferReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeferReason::Window => "window",
+            DeferReason::MaxInFlight => "max-in-flight",
+        }
+    }
 }
 
 impl ReportAnswer {
+    /// An answer with `approved` and nothing deferred.
+    pub fn approving(approved: TaskSet) -> Self {
+        Self {
+            approved,
+            ..Self::default()
+        }
+    }
+
     pub fn parse(body: &[u8]) -> Result<Self, ProtocolError> {
         let fields = object(body)?;
         let approved = tasks_field(&fields, "approved")?.ok_or(ProtocolError::Field {
             field: "approved".into(),
             reason: "is missing".into(),
         })?;
-        Ok(Self { approved })
+        let deferred = tasks_field(&fields, "deferred")?.unwrap_or_default();
+        let reason = match fields.get("reason") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "window" => Some(DeferReason::Window),
+            Some(Value::String(s)) if s == "max-in-flight" => Some(DeferReason::MaxInFlight),
+            Some(_) => {
+                return Err(field(
+                    "reason",
+                    "must be \"window\" or \"max-in-flight\"".into(),
+                ))
+            }
+        };
+        let integer = |name: &str| -> Result<Option<i64>, ProtocolError> {
+            match fields.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_i64()
+                    .filter(|v| (0..=MAX_STARTED_AT).contains(v))
+                    .map(Some)
+                    .ok_or_else(|| field(name, "not a non-negative integer".into())),
+            }
+        };
+        Ok(Self {
+            approved,
+            deferred,
+            reason,
+            not_before: integer("not_before")?,
+            lease_seconds: integer("lease_seconds")?.map(|s| s as u64),
+        })
     }
 
     pub fn render(&self) -> String {
         #[derive(Serialize)]
         struct Wire<'a> {
             approved: Vec<WireTask<'a>>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            deferred: Vec<WireTask<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<DeferReason>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            not_before: Option<i64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lease_seconds: Option<u64>,
         }
         serde_json::to_string(&Wire {
             approved: wire_tasks(&self.approved),
+            deferred: wire_tasks(&self.deferred),
+            reason: self.reason,
+            not_before: self.not_before,
+            lease_seconds: self.lease_seconds,
         })
         .expect("serialising plain values cannot fail")
+    }
+}
+
+/// What an agent asks of its leases (`POST` [`LEASE_PATH`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRequest {
+    /// Still running: extend every lease the agent holds.
+    Renew,
+    /// Done: give every lease back.
+    Release,
+}
+
+impl LeaseRequest {
+    /// Parses `{"renew": true}` or `{"release": true}`.
+    pub fn parse(body: &[u8]) -> Result<Self, ProtocolError> {
+        let fields = object(body)?;
+        let flag = |name: &str| match fields.get(name) {
+            None => Ok(false),
+            Some(Value::Bool(true)) => Ok(true),
+            Some(_) => Err(field(name, "must be true when given".into())),
+        };
+        match (flag("renew")?, flag("release")?) {
+            (true, false) => Ok(LeaseRequest::Renew),
+            (false, true) => Ok(LeaseRequest::Release),
+            _ => Err(field(
+                "renew",
+                "give exactly one of \"renew\": true and \"release\": true".into(),
+            )),
+        }
+    }
+
+    pub fn render(self) -> String {
+        match self {
+            LeaseRequest::Renew => r#"{"renew":true}"#.to_owned(),
+            LeaseRequest::Release => r#"{"release":true}"#.to_owned(),
+        }
     }
 }
 
@@ -419,13 +538,34 @@ mod tests {
             }),
         };
         assert_eq!(Report::parse(report.render().as_bytes()).unwrap(), report);
-        let answer = ReportAnswer {
-            approved: [update("beta")].into(),
-        };
+        let answer = ReportAnswer::approving([update("beta")].into());
         assert_eq!(
             ReportAnswer::parse(answer.render().as_bytes()).unwrap(),
             answer
         );
+        // Nothing deferred: the answer an agent predating the controls knows.
+        assert!(!answer.render().contains("deferred"), "{}", answer.render());
+        let deferred = ReportAnswer {
+            approved: TaskSet::new(),
+            deferred: [update("alpha")].into(),
+            reason: Some(DeferReason::Window),
+            not_before: Some(1_767_225_600),
+            lease_seconds: None,
+        };
+        assert_eq!(
+            ReportAnswer::parse(deferred.render().as_bytes()).unwrap(),
+            deferred
+        );
+        for (body, field) in [
+            (r#"{"approved":[],"reason":"later"}"#, "reason"),
+            (r#"{"approved":[],"not_before":-5}"#, "not_before"),
+            (r#"{"approved":[],"lease_seconds":"60"}"#, "lease_seconds"),
+        ] {
+            let err = ReportAnswer::parse(body.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
         // Omitted lists are empty and an omitted wait is 0; an answer needs `approved`.
         assert_eq!(Report::parse(b"{}").unwrap(), Report::default());
         assert!(ReportAnswer::parse(b"{}").is_err());
@@ -446,6 +586,25 @@ mod tests {
         for (body, needle) in cases {
             let err = Report::parse(body).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn lease_requests_are_one_flag() {
+        for request in [LeaseRequest::Renew, LeaseRequest::Release] {
+            assert_eq!(
+                LeaseRequest::parse(request.render().as_bytes()).unwrap(),
+                request
+            );
+        }
+        for bad in [
+            "{}",
+            r#"{"renew":true,"release":true}"#,
+            r#"{"renew":false}"#,
+            r#"{"release":1}"#,
+            "[]",
+        ] {
+            assert!(LeaseRequest::parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 

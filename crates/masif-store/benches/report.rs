@@ -154,6 +154,7 @@ fn with_facts(agent: AgentName, tasks: TaskSet) -> Job {
                 (t.clone(), f)
             })
             .collect(),
+        tags: Default::default(),
     };
     (agent, tasks, Some(facts))
 }

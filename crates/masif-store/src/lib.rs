@@ -15,7 +15,9 @@ pub mod mysql;
 mod pending;
 mod pending_counts;
 mod queue;
+mod rollouts;
 mod runs;
+pub mod schedule;
 pub mod sqlite;
 mod stored;
 mod url;
@@ -24,6 +26,7 @@ pub use error::{Result, StoreError};
 pub use model::*;
 pub use pending::ApprovalPatterns;
 pub use queue::DEFAULT_MAX_QUEUED_REPORTS;
+pub use rollouts::*;
 pub use url::{DbUrl, DbUrlError};
 
 use std::sync::Arc;
@@ -187,8 +190,8 @@ pub trait Admin: Send + Sync {
 }
 
 /// Both halves; master and UI hold an `Arc<dyn Store>`.
-pub trait Store: Reports + AgentLoop + Admin {}
-impl<T: Reports + AgentLoop + Admin> Store for T {}
+pub trait Store: Reports + AgentLoop + Admin + Rollouts {}
+impl<T: Reports + AgentLoop + Admin + Rollouts> Store for T {}
 
 /// What the daemons' configuration sets of either back end.
 #[derive(Debug, Clone)]

@@ -39,6 +39,8 @@ pub struct PendingFilter {
     pub action: Option<Action>,
     /// Only security updates (rows some agent reported with a security origin).
     pub security_only: bool,
+    /// Only tasks of agents carrying this tag.
+    pub tag: Option<masif_proto::Tag>,
 }
 
 /// What a checkbox of the pending page stands for: (package, action, target version).
@@ -168,6 +170,8 @@ pub struct AgentSummary {
     pub last_run: Option<(Outcome, i64)>,
     /// Packages whose latest run on this agent failed.
     pub failing_packages: u64,
+    /// The tags of its latest facts, by name.
+    pub tags: Vec<masif_proto::Tag>,
     /// The agent's latest facts say the host needs a reboot.
     pub reboot_required: bool,
 }
@@ -183,6 +187,8 @@ pub struct AgentFilter {
     pub failing: bool,
     /// Only agents whose host needs a reboot.
     pub reboot_required: bool,
+    /// Only agents carrying this tag.
+    pub tag: Option<masif_proto::Tag>,
 }
 
 /// The counts at the top of the Agents page.
@@ -277,6 +283,9 @@ pub struct HostFacts {
 pub enum ApprovalScope {
     AllAgents,
     Agents(Vec<AgentName>),
+    /// The agents carrying the tag when the approval is made (one approval row each); a tag
+    /// no agent carries is [`StoreError::Invalid`](crate::StoreError::Invalid).
+    Tag(masif_proto::Tag),
 }
 
 /// What an approval changed.

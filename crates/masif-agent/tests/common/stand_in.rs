@@ -100,7 +100,7 @@ impl Shared {
                 *self.last_report.lock().unwrap() = Some(report.tasks.clone());
                 *self.last_v2_report.lock().unwrap() = Some(report.clone());
                 let approved = self.held_answer(&report).await;
-                (200, ReportAnswer { approved }.render().into_bytes())
+                (200, ReportAnswer::approving(approved).render().into_bytes())
             }
             v2::RUNS_PATH if v2 => {
                 self.v2_requests.fetch_add(1, Ordering::SeqCst);

@@ -208,5 +208,5 @@ async fn store_report(
 }
 
 fn answer(approved: TaskSet) -> Response {
-    json(ReportAnswer { approved }.render())
+    json(ReportAnswer::approving(approved).render())
 }

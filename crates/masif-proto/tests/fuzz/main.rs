@@ -125,7 +125,7 @@ proptest! {
 
     #[test]
     fn mutated_v2_answers(body in mutated(
-        tasks(6).prop_map(|approved| ReportAnswer { approved }.render().into_bytes()),
+        tasks(6).prop_map(|approved| ReportAnswer::approving(approved).render().into_bytes()),
         JSON,
     )) {
         answer_body(&body)?;

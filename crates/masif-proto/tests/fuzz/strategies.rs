@@ -111,6 +111,7 @@ pub fn facts(reported: TaskSet) -> impl Strategy<Value = Facts> {
                 reboot_packages,
                 held,
                 tasks,
+                tags: Default::default(),
             },
         )
 }

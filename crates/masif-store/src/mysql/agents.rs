@@ -129,5 +129,6 @@ pub(super) fn summary_from_row(mut row: Row) -> Option<AgentSummary> {
         pending_packages: row.get(5).unwrap_or(0),
         last_run: last_run(outcome, started_at),
         failing_packages: row.get(8).unwrap_or(0),
+        tags: Vec::new(),
     })
 }

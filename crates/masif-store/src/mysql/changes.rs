@@ -158,6 +158,9 @@ async fn lock_targets(
     let names = match scope {
         ApprovalScope::AllAgents => return Ok((vec![None], "all agents".to_owned())),
         ApprovalScope::Agents(names) => names,
+        ApprovalScope::Tag(_) => {
+            return Err(StoreError::Invalid("approving for a tag is not built yet".into()).into())
+        }
     };
     let names: BTreeSet<&str> = names.iter().map(AgentName::as_str).collect();
     let list: Vec<&str> = names.iter().copied().collect();

@@ -97,6 +97,7 @@ pub(super) async fn needs_of(
             }
             names.into_iter().map(Value::from).collect()
         }
+        ApprovalScope::Tag(_) => return Ok(Vec::new()),
     };
     let in_scope = if agents.is_empty() {
         String::new()

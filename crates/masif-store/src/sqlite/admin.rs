@@ -332,6 +332,11 @@ fn approve(
             let names: Vec<&str> = names.into_iter().collect();
             (ids, describe_list(&names, "agent"))
         }
+        ApprovalScope::Tag(_) => {
+            return Err(Failure::Fatal(StoreError::Invalid(
+                "approving for a tag is not built yet".into(),
+            )))
+        }
     };
     let mut outcome = ApprovalOutcome {
         approvals_written: 0,

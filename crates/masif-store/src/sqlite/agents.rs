@@ -122,6 +122,7 @@ pub(super) fn summary_from_row(
             pending_packages: to_u64(row.get(5)?),
             last_run: last_run(row.get(6)?, row.get(7)?),
             failing_packages: to_u64(row.get(8)?),
+            tags: Vec::new(),
         })
     };
     match AgentName::new(name.clone()) {

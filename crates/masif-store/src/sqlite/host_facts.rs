@@ -94,6 +94,7 @@ pub(super) fn needs_of(
             }
             ids
         }
+        ApprovalScope::Tag(_) => return Ok(Vec::new()),
     };
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT f.needs FROM {PENDING_WITH_FACTS} JOIN package p ON p.id = t.package

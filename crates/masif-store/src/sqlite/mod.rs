@@ -13,6 +13,7 @@ mod orphans;
 mod overview;
 mod pending_counts;
 mod report;
+mod rollouts;
 mod rows;
 mod runs;
 

@@ -45,6 +45,7 @@ fn facts(tasks: &[(&Task, TaskFacts)]) -> Facts {
             .iter()
             .map(|(t, f)| ((*t).clone(), f.clone()))
             .collect(),
+        tags: Default::default(),
     }
 }
 

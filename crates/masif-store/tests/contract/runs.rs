@@ -386,6 +386,7 @@ async fn agents_are_filtered_by_last_contact_and_failing_runs(db: TestStore) {
         not_seen_since,
         failing,
         reboot_required: false,
+        tag: None,
     };
     assert_eq!(
         names(filter(None, offline, false)).await,

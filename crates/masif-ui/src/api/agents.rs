@@ -94,6 +94,7 @@ pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response
         not_seen_since: p.flag("offline")?.then_some(now.offline_before),
         failing: p.flag("failing")?,
         reboot_required: p.flag("reboot_required")?,
+        tag: None,
     };
     let paging = p.paging()?;
     let (listing, counts) = tokio::try_join!(

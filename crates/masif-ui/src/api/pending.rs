@@ -70,6 +70,7 @@ pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response
         agent: name_filter(p.text("agent"), "agent")?,
         action,
         security_only: p.flag("security")?,
+        tag: None,
     };
     let paging = p.paging()?;
     let (overview, failing) = tokio::try_join!(

@@ -222,6 +222,7 @@ mod tests {
             pending_packages: 0,
             last_run: Some((Outcome::Failed, 1_000_000 - 120)),
             failing_packages: 1,
+            tags: Vec::new(),
         };
         let html = render(&AgentView {
             chrome: Chrome {

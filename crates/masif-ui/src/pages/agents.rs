@@ -97,6 +97,7 @@ async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response
         not_seen_since: (state == Some(State::Offline)).then_some(now.offline_before),
         failing: state == Some(State::Failing),
         reboot_required: state == Some(State::Reboot),
+        tag: None,
     };
     let (listing, counts) = tokio::try_join!(
         app.store.agents(&filter, page),

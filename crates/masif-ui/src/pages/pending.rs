@@ -162,6 +162,7 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
             Some(1) => true,
             Some(_) => return Err(BadRequest::reject("the security filter must be 0 or 1")),
         },
+        tag: None,
     };
     let (number, page) = window(q.page, PAGE_SIZE)?;
     let (overview, failing): (PendingOverview, _) = tokio::try_join!(

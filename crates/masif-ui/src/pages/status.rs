@@ -145,6 +145,7 @@ mod tests {
             pending_packages: 0,
             last_run: None,
             failing_packages: 0,
+            tags: Vec::new(),
         }
     }
 

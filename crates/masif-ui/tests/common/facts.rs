@@ -85,6 +85,7 @@ impl Fixture {
             reboot_packages: packages(&["linux-image-amd64"]),
             held: packages(&["grub-pc"]),
             tasks: task_facts(),
+            tags: Default::default(),
         };
         self.report_with_facts("sec-1", vec![openssl(), libssl4()], &sec1)
             .await;
