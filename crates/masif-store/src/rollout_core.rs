@@ -383,6 +383,21 @@ pub(crate) fn rollout_packages(rollout: &Rollout) -> Vec<String> {
     names.into_iter().map(str::to_owned).collect()
 }
 
+/// How many agents carry tag `?` (the ring's agents).
+pub(crate) const RING_AGENTS: &str =
+    "SELECT COUNT(*) FROM agent_tag g JOIN agent a ON a.id = g.agent WHERE g.tag = ?";
+
+/// Per agent carrying tag `?` with a latest run of one of the packages in the `IN` list
+/// (append `({placeholders}) GROUP BY a.name`) that started at or after `?`: its name, whether
+/// one of them failed and whether one succeeded (a run the retention deleted since counts by
+/// its latest outcome's failed flag).
+pub(crate) const RING_RUNS: &str = "
+    SELECT a.name, MAX(l.failed), MAX(COALESCE(ru.outcome = 'succeeded', l.failed = 0))
+      FROM agent_tag g JOIN agent a ON a.id = g.agent
+      JOIN run_latest l ON l.agent = g.agent
+      LEFT JOIN run ru ON ru.id = l.run
+     WHERE g.tag = ? AND l.started_at >= ? AND l.package IN ";
+
 /// The current ring's agents and how their roll-out packages' latest runs since the ring was
 /// approved ended.
 #[derive(Debug, Clone, Default)]
