@@ -35,7 +35,9 @@
 //! servers from `masif_testkit::mariadb` for a statement-based binlog and a vanishing
 //! server), `orphans` (orphan packages removed, also racing writers), `pending_counts` (pending
 //! tasks counted by action), `queue` (the bound on
-//! waiting reports).
+//! waiting reports), `tags` (tags from facts, filters, approving by tag, tag settings, leases,
+//! also two stores racing for them, maintenance windows), `rollouts` (staged roll-outs: create,
+//! progress, soak and promote, halt and force, bad specs, two stores advancing at once).
 
 mod admin;
 mod api_reads;
@@ -50,7 +52,9 @@ mod orphans;
 mod pending_counts;
 mod queue;
 mod report;
+mod rollouts;
 mod runs;
+mod tags;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
