@@ -474,13 +474,9 @@ pub(crate) fn next_step(rollout: &Rollout, tally: &Tally, now: i64) -> Step {
 fn halt_reason(rollout: &Rollout, tally: &Tally) -> String {
     let failed = tally.failed.len();
     let percent = failed as u64 * 100 / tally.agents.max(1);
-    let mut names = tally
-        .failed
-        .iter()
-        .take(NAMED_FAILURES)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut sorted: Vec<&str> = tally.failed.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut names = sorted[..failed.min(NAMED_FAILURES)].join(", ");
     if failed > NAMED_FAILURES {
         names.push_str(&format!(" and {} more", failed - NAMED_FAILURES));
     }
@@ -562,3 +558,6 @@ pub(crate) fn state_after(rollout: &Rollout, ring: usize) -> RolloutState {
         RolloutState::Running
     }
 }
+
+#[cfg(test)]
+mod tests;
