@@ -35,7 +35,9 @@
 //! servers from `masif_testkit::mariadb` for a statement-based binlog and a vanishing
 //! server), `orphans` (orphan packages removed, also racing writers), `pending_counts` (pending
 //! tasks counted by action), `queue` (the bound on
-//! waiting reports).
+//! waiting reports), `tags` (tags from facts, filters, approving by tag, tag settings,
+//! maintenance windows), `leases` (max in flight, also two stores racing for it), `rollouts` (staged roll-outs: create,
+//! progress, soak and promote, halt and force, bad specs, two stores advancing at once).
 
 mod admin;
 mod api_reads;
@@ -43,6 +45,7 @@ mod approve;
 mod changes;
 mod facts;
 mod fixtures;
+mod leases;
 mod long_poll;
 mod mysql_only;
 mod mysql_report;
@@ -50,7 +53,9 @@ mod orphans;
 mod pending_counts;
 mod queue;
 mod report;
+mod rollouts;
 mod runs;
+mod tags;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
