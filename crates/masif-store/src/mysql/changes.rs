@@ -318,7 +318,8 @@ pub(super) async fn revoke_once(conn: &mut Conn, id: u64, user: &str) -> Result<
 }
 
 /// One attempt of a reset: every task, approval and task fact deleted, with `everything` also
-/// agents and packages (and the agents' report state, host facts, held packages and runs).
+/// agents and packages (and the agents' report state, host facts, held packages, runs, tags and
+/// leases).
 pub(super) async fn reset_once(
     conn: &mut Conn,
     everything: bool,
@@ -335,6 +336,8 @@ pub(super) async fn reset_once(
         conn.query_drop("DELETE FROM agent_held").await?;
         conn.query_drop("DELETE FROM run_latest").await?;
         conn.query_drop("DELETE FROM run").await?;
+        conn.query_drop("DELETE FROM agent_tag").await?;
+        conn.query_drop("DELETE FROM tag_lease").await?;
         conn.query_drop("DELETE FROM package").await?;
         conn.query_drop("DELETE FROM agent").await?;
         before

@@ -254,6 +254,8 @@ impl Admin for SqliteStore {
                 tx.execute("DELETE FROM agent_held", [])?;
                 tx.execute("DELETE FROM run_latest", [])?;
                 tx.execute("DELETE FROM run", [])?;
+                tx.execute("DELETE FROM agent_tag", [])?;
+                tx.execute("DELETE FROM tag_lease", [])?;
                 tx.execute("DELETE FROM package", [])?;
                 tx.execute("DELETE FROM agent", [])?;
                 before
