@@ -53,7 +53,10 @@ async fn a_closed_window_defers_and_a_held_report_runs_once_it_opens(#[case] bac
         max_in_flight: None,
         windows: vec![window],
     };
-    store.set_tag(&tag("web"), &settings, "admin").await.unwrap();
+    store
+        .set_tag(&tag("web"), &settings, "admin")
+        .await
+        .unwrap();
     approve_alpha(store.as_ref()).await;
     let mut client = master.agent_client(&pki, "web-1").await;
     let first = client
@@ -78,10 +81,16 @@ async fn a_closed_window_defers_and_a_held_report_runs_once_it_opens(#[case] bac
     held(&master, 1).await;
     hand.set(T0 + 3599);
     hand.set(T0 + 3600);
-    let (_, reply) = tokio::time::timeout(WITHIN, waiting).await.unwrap().unwrap();
+    let (_, reply) = tokio::time::timeout(WITHIN, waiting)
+        .await
+        .unwrap()
+        .unwrap();
     let opened = answer(&reply);
     assert_eq!(opened.approved, tasks(ALPHA_UPDATE));
-    assert!(opened.deferred.is_empty() && opened.reason.is_none(), "{opened:?}");
+    assert!(
+        opened.deferred.is_empty() && opened.reason.is_none(),
+        "{opened:?}"
+    );
     master.stop().await.unwrap();
 }
 
@@ -128,10 +137,17 @@ async fn a_lease_not_renewed_expires_and_another_agent_gets_the_slot(#[case] bac
     let waiting = send(second, report(TWO_TASKS, "[]", HELD, &["db"]));
     held(&master, 1).await;
     hand.advance(20);
-    assert_eq!(leases(&store, "db", T0 + 40).await, 1, "renewed until T0+50");
+    assert_eq!(
+        leases(&store, "db", T0 + 40).await,
+        1,
+        "renewed until T0+50"
+    );
     // The first agent "dies": nothing renews its lease, which expires at T0+50.
     hand.set(T0 + 50);
-    let (_, reply) = tokio::time::timeout(WITHIN, waiting).await.unwrap().unwrap();
+    let (_, reply) = tokio::time::timeout(WITHIN, waiting)
+        .await
+        .unwrap()
+        .unwrap();
     let taken_over = answer(&reply);
     assert_eq!(taken_over.approved, tasks(ALPHA_UPDATE));
     assert_eq!(taken_over.lease_seconds, Some(LEASE));
@@ -182,7 +198,10 @@ async fn with_two_masters_no_two_agents_of_a_tag_with_k1_run_at_once() {
                     .await
                     .unwrap();
                 assert_eq!(released.body, r#"{"released":1}"#, "{name}");
-                grants.lock().unwrap().push((name.clone(), granted_at, done_at));
+                grants
+                    .lock()
+                    .unwrap()
+                    .push((name.clone(), granted_at, done_at));
             }
         }));
     }
@@ -271,11 +290,22 @@ async fn the_rollout_loop_promotes_a_soaked_ring_and_halts_on_failures(#[case] b
     })
     .await;
     let soaking = store.rollout(promoted.id).await.unwrap().unwrap();
-    assert_eq!((soaking.current_ring, soaking.state), (0, RolloutState::Running));
+    assert_eq!(
+        (soaking.current_ring, soaking.state),
+        (0, RolloutState::Running)
+    );
     hand.set(T0 + 600);
     eventually("the soaked ring is promoted", || {
         let store = store.clone();
-        async move { store.rollout(promoted.id).await.unwrap().unwrap().current_ring == 1 }
+        async move {
+            store
+                .rollout(promoted.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .current_ring
+                == 1
+        }
     })
     .await;
     let reply = prod
