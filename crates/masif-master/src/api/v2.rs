@@ -1,6 +1,8 @@
-//! The v2 routes: `POST /v2/report`, a report whose answer may be held (long-poll) until an
-//! approval or a revocation touches one of its tasks, and `POST /v2/runs`, the results of the
-//! agent's package runs. Both are 404 when v2 is turned off, as on the original master.
+//! The v2 routes: `POST /v2/report`, a report whose answer may be held (long-poll) until its
+//! approved tasks, passed through the roll-out gate, differ from what the agent holds (an
+//! approval or revocation, a window opening, a free slot), and `POST /v2/runs`, the results
+//! of the agent's package runs. Both are 404 when v2 is turned off, as on the original
+//! master.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
