@@ -1,22 +1,26 @@
 //! The agent-facing routes: `POST /v1/pending-tasks` exactly as the original, the v2 routes
-//! (`POST /v2/report` with long-poll, `POST /v2/runs`) unless turned off, 404 elsewhere.
+//! (`POST /v2/report` with long-poll, `POST /v2/runs`, `POST /v2/lease`) unless turned off,
+//! 404 elsewhere. Every report's approved tasks pass the roll-out gate.
 
 mod admission;
+mod lease;
 mod reply;
 mod v2;
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode};
-use masif_proto::{parse_task_list, render_task_list};
+use masif_proto::{parse_task_list, render_task_list, TaskSet};
 use masif_store::{Retention, Store};
 use warp::reply::Response;
 use warp::Filter;
 
 use crate::approvals::ApprovalWatch;
+use crate::gate::{Gate, Moment};
 use crate::metrics::ReportMetrics;
 pub(crate) use admission::Admission;
 use reply::{agent_post, json, stored, text, Route};
@@ -45,6 +49,8 @@ pub(crate) struct Api {
     pub(crate) v2: Option<V2>,
     /// Reports counted by outcome and timed, held reports counted.
     pub(crate) metrics: Arc<ReportMetrics>,
+    /// Maintenance windows and max in flight, applied to every report's approved tasks.
+    pub(crate) gate: Gate,
 }
 
 /// What the v2 routes need beyond the store.
@@ -55,6 +61,8 @@ pub(crate) struct V2 {
     pub(crate) retention: Retention,
     /// Set once the master shuts down: held reports are answered at once.
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+    /// How often a held report waiting for a free slot of a tag's max in flight asks again.
+    pub(crate) slot_poll: Duration,
 }
 
 /// The whole API. Every request yields a response; nothing is left to warp's default rejections.
@@ -73,12 +81,17 @@ pub(crate) fn routes(
     let report = warp::path!("v2" / "report")
         .and(request.clone())
         .then(v2::report);
-    let runs = warp::path!("v2" / "runs").and(request).then(v2::runs);
+    let runs = warp::path!("v2" / "runs")
+        .and(request.clone())
+        .then(v2::runs);
+    let lease = warp::path!("v2" / "lease").and(request).then(lease::lease);
     let not_found = warp::any().map(|| text(StatusCode::NOT_FOUND, "not found"));
     pending_tasks
         .or(report)
         .unify()
         .or(runs)
+        .unify()
+        .or(lease)
         .unify()
         .or(not_found)
         .unify()
@@ -128,8 +141,22 @@ where
     }
     let agent = &post.agent;
     let outcome = tokio::time::timeout_at(deadline, api.store.report(agent, &tasks)).await;
-    match stored(agent, "report", outcome) {
-        Ok(approved) => json(render_task_list(&approved)),
+    let approved = match stored(agent, "report", outcome) {
+        Ok(approved) => approved,
+        Err(response) => return response,
+    };
+    // A v1 report carries no facts, so no tags: the gate lets it through. Deferred tasks
+    // would simply be missing from the answer.
+    let (no_tags, holds) = (BTreeSet::new(), TaskSet::new());
+    let decision = api
+        .gate
+        .decide(agent, &no_tags, approved, &holds, Moment::Final);
+    match stored(
+        agent,
+        "gate",
+        tokio::time::timeout_at(deadline, decision).await,
+    ) {
+        Ok(gated) => json(render_task_list(&gated.answer.approved)),
         Err(response) => response,
     }
 }

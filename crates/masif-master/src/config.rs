@@ -10,6 +10,8 @@ use masif_pki::TlsSource;
 use masif_store::DbUrl;
 use serde::Deserialize;
 
+use crate::rollout::RolloutSettings;
+
 pub use masif_daemon::config::ConfigError;
 pub use masif_daemon::logging::LogLevel;
 
@@ -20,6 +22,8 @@ pub struct MasterConfig {
     pub tls: TlsSource,
     pub db: DbConfig,
     pub runs: RunsConfig,
+    /// `rollout:` — leases of a tag's max in flight, slot polls, the roll-out loop.
+    pub rollout: RolloutSettings,
     pub log_level: LogLevel,
     /// Where to serve the Prometheus metrics (plain HTTP, `GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
@@ -84,6 +88,8 @@ pub struct MasterFile {
     #[serde(default)]
     runs: RunsFile,
     #[serde(default)]
+    rollout: RolloutFile,
+    #[serde(default)]
     log: LogFile,
     #[serde(default)]
     metrics_listen: Option<Checked<SocketAddr>>,
@@ -103,6 +109,27 @@ impl Default for RunsFile {
         Self {
             keep: defaults::keep(),
             max_age_days: defaults::max_age_days(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutFile {
+    #[serde(default = "defaults::lease_seconds")]
+    lease_seconds: u64,
+    #[serde(default = "defaults::slot_poll_seconds")]
+    slot_poll_seconds: u64,
+    #[serde(default = "defaults::advance_seconds")]
+    advance_seconds: u64,
+}
+
+impl Default for RolloutFile {
+    fn default() -> Self {
+        Self {
+            lease_seconds: defaults::lease_seconds(),
+            slot_poll_seconds: defaults::slot_poll_seconds(),
+            advance_seconds: defaults::advance_seconds(),
         }
     }
 }
@@ -195,6 +222,15 @@ mod defaults {
     pub(super) fn max_age_days() -> u32 {
         90
     }
+    pub(super) fn lease_seconds() -> u64 {
+        crate::rollout::DEFAULT_LEASE_SECONDS
+    }
+    pub(super) fn slot_poll_seconds() -> u64 {
+        5
+    }
+    pub(super) fn advance_seconds() -> u64 {
+        5
+    }
 }
 
 impl Validate for MasterConfig {
@@ -250,6 +286,21 @@ impl Validate for MasterConfig {
         if !(1..=36_500).contains(&file.runs.max_age_days) {
             problems.add("runs.max_age_days", "must be 1 to 36500 days");
         }
+        let rollout = file.rollout;
+        for (key, value, range) in [
+            ("rollout.lease_seconds", rollout.lease_seconds, 10..=3600),
+            (
+                "rollout.slot_poll_seconds",
+                rollout.slot_poll_seconds,
+                1..=600,
+            ),
+            ("rollout.advance_seconds", rollout.advance_seconds, 1..=3600),
+        ] {
+            if !range.contains(&value) {
+                let (low, high) = range.into_inner();
+                problems.add(key, format!("must be {low} to {high} seconds"));
+            }
+        }
         if file.db.max_queued_reports == 0 {
             problems.add("db.max_queued_reports", "must be at least 1");
         }
@@ -287,6 +338,11 @@ impl Validate for MasterConfig {
             runs: RunsConfig {
                 keep: file.runs.keep,
                 max_age_days: file.runs.max_age_days,
+            },
+            rollout: RolloutSettings {
+                lease_seconds: rollout.lease_seconds,
+                slot_poll: Duration::from_secs(rollout.slot_poll_seconds),
+                advance: Duration::from_secs(rollout.advance_seconds),
             },
             log_level: log_level?,
             metrics_listen,
@@ -360,6 +416,7 @@ log:
         assert_eq!(c.api.max_body_bytes_in_flight, 64 << 20);
         assert_eq!(c.api.max_handshakes_per_source, 64);
         assert_eq!(c.retention(), masif_store::Retention::default());
+        assert_eq!(c.rollout, RolloutSettings::default());
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(
             !format!("{c:?}").contains("secret"),
@@ -383,6 +440,22 @@ log:
             assert!(err.starts_with("master.yml: metrics_listen: "), "{err}");
             assert!(err.contains(says), "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn rollout_settings_are_read() {
+        let c = parse(&format!(
+            "{GOOD}rollout: {{ lease_seconds: 600, slot_poll_seconds: 2, advance_seconds: 30 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.rollout,
+            RolloutSettings {
+                lease_seconds: 600,
+                slot_poll: Duration::from_secs(2),
+                advance: Duration::from_secs(30),
+            }
+        );
     }
 
     #[test]
@@ -411,6 +484,23 @@ log:
             (GOOD.replace("/masif_upgrader", ""), "db.url"),
             (format!("{GOOD}extra: 1\n"), "extra"),
             (format!("{GOOD}runs: {{ keep: 0 }}\n"), "runs.keep"),
+            (
+                format!("{GOOD}rollout: {{ lease_seconds: 9 }}\n"),
+                "rollout.lease_seconds",
+            ),
+            (
+                format!("{GOOD}rollout: {{ lease_seconds: 3601 }}\n"),
+                "rollout.lease_seconds",
+            ),
+            (
+                format!("{GOOD}rollout: {{ slot_poll_seconds: 0 }}\n"),
+                "rollout.slot_poll_seconds",
+            ),
+            (
+                format!("{GOOD}rollout: {{ advance_seconds: 0 }}\n"),
+                "rollout.advance_seconds",
+            ),
+            (format!("{GOOD}rollout: {{ lease: 60 }}\n"), "lease"),
             (
                 format!("{GOOD}runs: {{ max_age_days: 0 }}\n"),
                 "runs.max_age_days",

@@ -6,14 +6,19 @@
 mod api;
 mod approvals;
 pub mod cli;
+mod clock;
 mod config;
+mod gate;
 mod metrics;
 mod revoked;
+mod rollout;
 mod server;
 mod tls;
 
 pub use api::PeerIdentity;
+pub use clock::{Clock, ManualClock};
 pub use config::{ConfigError, LogLevel, MasterConfig};
+pub use rollout::{RolloutSettings, DEFAULT_LEASE_SECONDS};
 pub use server::{
     serve_with_listener, serve_with_listeners, ServeSettings, DEEP_POLL_EVERY,
     DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_REPORTS_PER_MINUTE, DEFAULT_MAX_TASKS,
@@ -53,6 +58,7 @@ pub async fn run(
         max_reports_per_minute: config.api.max_reports_per_minute,
         max_body_bytes_in_flight: config.api.max_body_bytes_in_flight,
         max_handshakes_per_source: config.api.max_handshakes_per_source,
+        rollout: config.rollout,
         ..ServeSettings::new(files)
     };
     let metrics = match config.metrics_listen {

@@ -14,7 +14,10 @@ use tower_service::Service;
 
 use crate::api::{self, Admission, Api, PeerIdentity, V2};
 use crate::approvals::ApprovalWatch;
+use crate::clock::Clock;
+use crate::gate::Gate;
 use crate::metrics::{MasterExposition, ReportMetrics};
+use crate::rollout::{advance_loop, RolloutSettings};
 use crate::tls::ReloadingTls;
 
 /// Everything the server needs besides the store and the listener.
@@ -50,6 +53,11 @@ pub struct ServeSettings {
     pub max_body_bytes_in_flight: usize,
     /// TLS handshakes in progress from one source address.
     pub max_handshakes_per_source: usize,
+    /// Where "now" comes from for maintenance windows, leases and roll-outs (tests set a
+    /// manual clock).
+    pub clock: Clock,
+    /// Leases, slot polls and the roll-out loop.
+    pub rollout: RolloutSettings,
 }
 
 /// Default of [`ServeSettings::max_tasks`]: a host rarely has a thousand upgrades; a stolen
@@ -91,6 +99,8 @@ impl ServeSettings {
             max_reports_per_minute: DEFAULT_MAX_REPORTS_PER_MINUTE,
             max_body_bytes_in_flight: DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
             max_handshakes_per_source: masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+            clock: Clock::System,
+            rollout: RolloutSettings::default(),
         }
     }
 
@@ -140,6 +150,7 @@ pub async fn serve_with_listeners(
         max_wait: settings.max_wait,
         retention: settings.retention,
         closing: closed,
+        slot_poll: settings.rollout.slot_poll,
     });
     let report_metrics = Arc::new(ReportMetrics::new());
     let connections = OpenConnections::default();
@@ -159,8 +170,18 @@ pub async fn serve_with_listeners(
             },
         ))
     });
+    let rollouts = tokio::spawn(advance_loop(
+        store.clone(),
+        settings.clock.clone(),
+        settings.rollout.advance,
+    ));
     let api = Arc::new(Api {
         metrics: report_metrics,
+        gate: Gate {
+            store: store.clone(),
+            clock: settings.clock.clone(),
+            lease_secs: settings.rollout.lease_seconds,
+        },
         store,
         report_timeout: settings.report_timeout,
         admission: Admission::new(
@@ -190,6 +211,7 @@ pub async fn serve_with_listeners(
     )
     .await;
     watcher.abort();
+    rollouts.abort();
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }

@@ -76,6 +76,7 @@ impl std::ops::Deref for Body {
 pub(crate) enum Route {
     Report,
     Runs,
+    Lease,
 }
 
 /// The agent and the body of a POST, or the answer refusing it: 405 for another method, 400

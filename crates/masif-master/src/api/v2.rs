@@ -1,19 +1,23 @@
-//! The v2 routes: `POST /v2/report`, a report whose answer may be held (long-poll) until an
-//! approval or a revocation touches one of its tasks, and `POST /v2/runs`, the results of the
-//! agent's package runs. Both are 404 when v2 is turned off, as on the original master.
+//! The v2 routes: `POST /v2/report`, a report whose answer may be held (long-poll) until its
+//! approved tasks, passed through the roll-out gate, differ from what the agent holds (an
+//! approval or revocation, a window opening, a free slot), and `POST /v2/runs`, the results
+//! of the agent's package runs. Both are 404 when v2 is turned off, as on the original
+//! master.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode};
-use masif_proto::v2::{parse_runs, Report, ReportAnswer};
-use masif_proto::{AgentName, TaskSet};
+use masif_proto::v2::{parse_runs, Report};
+use masif_proto::{AgentName, Tag, TaskSet};
 use warp::reply::Response;
 
 use super::admission::Admitted;
 use super::reply::{agent_post, json, stored, text, AgentPost, Route};
 use super::{Api, PeerIdentity, V2};
+use crate::gate::{cautious, Gated, Moment, Wake};
 
 /// `POST /v2/report`: counted and timed in the metrics up to the moment its answer is known;
 /// a report then held is counted in `masif_master_longpolls_waiting` while it waits.
@@ -43,34 +47,40 @@ where
     let Received {
         agent,
         report,
+        tags,
         approved,
+        gated,
+        wait,
         read_at,
         approvals,
         _admitted,
     } = received;
-    let wait = Duration::from_secs(report.wait_secs).min(v2.max_wait);
-    if approved != report.approved || wait.is_zero() {
-        return answer(approved);
+    if gated.answer.approved != report.approved || wait.is_zero() {
+        return json(gated.answer.render());
     }
     let _held = api.metrics.hold();
-    hold(
-        &agent,
-        &report.tasks,
-        approved,
-        wait,
-        read_at,
-        approvals,
-        v2,
-    )
-    .await
+    let held = Held {
+        agent: &agent,
+        tags: &tags,
+        tasks: &report.tasks,
+        holds: &report.approved,
+    };
+    held.hold(approved, gated, wait, read_at, approvals, &api, v2)
+        .await
 }
 
 /// What a stored v2 report leaves for its answer.
 struct Received<'a> {
     agent: AgentName,
     report: Report,
-    /// Its approvals now, read at `read_at`.
+    /// The agent's tags (from the report's facts).
+    tags: BTreeSet<Tag>,
+    /// Its approvals now, read at `read_at`, before the gate.
     approved: TaskSet,
+    /// What the gate makes of them.
+    gated: Gated,
+    /// How long the answer may be held.
+    wait: Duration,
     read_at: Instant,
     /// Changes of the approvals, subscribed to before the read.
     approvals: tokio::sync::watch::Receiver<crate::approvals::Published>,
@@ -110,52 +120,140 @@ where
     approvals.borrow_and_update();
     let read_at = Instant::now();
     let approved = store_report(api, &agent, &report, deadline).await?;
+    let wait = Duration::from_secs(report.wait_secs).min(v2.max_wait);
+    let tags = report
+        .facts
+        .as_ref()
+        .map(|facts| facts.tags.clone())
+        .unwrap_or_default();
+    let moment = Moment::Arrived {
+        may_hold: !wait.is_zero(),
+    };
+    let decision = api
+        .gate
+        .decide(&agent, &tags, approved.clone(), &report.approved, moment);
+    let gated = stored(
+        &agent,
+        "gate",
+        tokio::time::timeout_at(deadline, decision).await,
+    )?;
     Ok(Received {
         agent,
         report,
+        tags,
         approved,
+        gated,
+        wait,
         read_at,
         approvals,
         _admitted: admitted,
     })
 }
 
-/// Holds the answer until the approvals of `tasks` differ from `approved`, `wait` passes, or
-/// the master shuts down; then answers with the approvals in force.
-async fn hold(
-    agent: &AgentName,
-    tasks: &TaskSet,
-    approved: TaskSet,
-    wait: Duration,
-    read_at: Instant,
-    mut approvals: tokio::sync::watch::Receiver<crate::approvals::Published>,
-    v2: &V2,
-) -> Response {
-    let mut closing = v2.closing.clone();
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = &mut deadline => return answer(approved),
-            _ = closing.wait_for(|closing| *closing) => return answer(approved),
-            changed = approvals.changed() => {
-                if changed.is_err() {
-                    // The watcher is gone (shutdown): answer what is known.
-                    return answer(approved);
+/// A held report: whose, with which tags and tasks, holding which approved tasks.
+struct Held<'a> {
+    agent: &'a AgentName,
+    tags: &'a BTreeSet<Tag>,
+    tasks: &'a TaskSet,
+    holds: &'a TaskSet,
+}
+
+impl Held<'_> {
+    /// Holds the answer until the gated approvals of the tasks differ from what the agent
+    /// holds, `wait` passes, or the master shuts down. The gate is asked again when the
+    /// approvals change (leases given back and tag settings bump their generation too), when
+    /// the maintenance window opens by the master's clock, and every slot poll while waiting
+    /// for a free slot of a tag's max in flight.
+    #[allow(clippy::too_many_arguments)]
+    async fn hold(
+        &self,
+        mut approved: TaskSet,
+        mut gated: Gated,
+        wait: Duration,
+        read_at: Instant,
+        mut approvals: tokio::sync::watch::Receiver<crate::approvals::Published>,
+        api: &Api,
+        v2: &V2,
+    ) -> Response {
+        let mut closing = v2.closing.clone();
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            let clock = &api.gate.clock;
+            let wake = async {
+                match gated.wake {
+                    Wake::Never => std::future::pending().await,
+                    Wake::At(at) => clock.sleep_until(at).await,
+                    Wake::Poll => tokio::time::sleep(v2.slot_poll).await,
                 }
-                let published = approvals.borrow_and_update().clone();
-                if published.read_at < read_at {
-                    continue;
+            };
+            tokio::select! {
+                _ = &mut deadline => return self.last_answer(approved, api).await,
+                () = shutdown(&mut closing) => return self.last_answer(approved, api).await,
+                _ = wake => {}
+                changed = approvals.changed() => {
+                    if changed.is_err() {
+                        // The watcher is gone (shutdown): answer what is known.
+                        return self.last_answer(approved, api).await;
+                    }
+                    let published = approvals.borrow_and_update().clone();
+                    if published.read_at < read_at {
+                        continue;
+                    }
+                    approved = published.patterns.approved(self.agent, self.tasks);
                 }
-                let now = published.patterns.approved(agent, tasks);
-                if now != approved {
-                    tracing::debug!(%agent, "approvals changed while held");
-                    return answer(now);
+            }
+            let decision = api.gate.decide(
+                self.agent,
+                self.tags,
+                approved.clone(),
+                self.holds,
+                Moment::Held,
+            );
+            match tokio::time::timeout(api.report_timeout, decision).await {
+                Ok(Ok(now)) if now.answer.approved != *self.holds => {
+                    tracing::debug!(agent = %self.agent, "approvals changed while held");
+                    return json(now.answer.render());
                 }
+                Ok(Ok(now)) => gated = now,
+                Ok(Err(e)) => {
+                    tracing::warn!(agent = %self.agent, error = %e, "gate not asked; retrying");
+                    gated.wake = Wake::Poll;
+                }
+                Err(_) => gated.wake = Wake::Poll,
             }
         }
     }
+
+    /// The answer at the end of the wait: the gate asked once more, taking a lease if the
+    /// answer runs tasks (or, failing that, nothing a gated agent may run).
+    async fn last_answer(&self, approved: TaskSet, api: &Api) -> Response {
+        let decision = api.gate.decide(
+            self.agent,
+            self.tags,
+            approved.clone(),
+            self.holds,
+            Moment::Final,
+        );
+        let answer = match tokio::time::timeout(LAST_ANSWER_WITHIN, decision).await {
+            Ok(Ok(gated)) => gated.answer,
+            Ok(Err(e)) => {
+                tracing::warn!(agent = %self.agent, error = %e, "gate not asked at the end of a hold");
+                cautious(self.tags, approved)
+            }
+            Err(_) => cautious(self.tags, approved),
+        };
+        json(answer.render())
+    }
 }
+
+/// Returns once the master shuts down.
+async fn shutdown(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
+}
+
+/// Longest the gate may take for a held report's last answer (at shutdown too).
+const LAST_ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// `POST /v2/runs`.
 pub(super) async fn runs<S, B>(
@@ -205,8 +303,4 @@ async fn store_report(
         .report_with_facts(agent, &report.tasks, report.facts.as_ref());
     let outcome = tokio::time::timeout_at(deadline, report_future).await;
     stored(agent, "report", outcome)
-}
-
-fn answer(approved: TaskSet) -> Response {
-    json(ReportAnswer::approving(approved).render())
 }
