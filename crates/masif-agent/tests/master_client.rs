@@ -13,7 +13,7 @@ use common::{eventually, StandInMaster, MASTER_CN};
 use masif_agent::{LeaseAnswer, MasterClient, MasterError};
 use masif_proto::facts::{FactText, Facts, Origin, TaskFacts};
 use masif_proto::v2::{DeferReason, LeaseRequest, Outcome, ReportAnswer, Run, RunId, RunOutput};
-use masif_proto::{Action, PackageName, Task, TaskSet, Version};
+use masif_proto::{Action, PackageName, Tag, Task, TaskSet, Version};
 use masif_testkit::pki::{EphemeralCa, Usage};
 
 fn update(package: &str) -> Task {
@@ -331,6 +331,7 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
             },
         )]
         .into(),
+        tags: [Tag::new("web").unwrap(), Tag::new("prod-eu.1").unwrap()].into(),
         ..Facts::default()
     };
     let known = client
