@@ -339,6 +339,34 @@ mod tests {
     }
 
     #[test]
+    fn only_reported_tasks_count_and_approved_wins_over_deferred() {
+        let task = |p: &str| {
+            let package = masif_proto::PackageName::new(p).unwrap();
+            let to = masif_proto::Version::new("2").unwrap();
+            masif_proto::Task::new(package, masif_proto::Action::Install, None, Some(to)).unwrap()
+        };
+        let (a, b, c) = (task("a"), task("b"), task("c"));
+        let answer = ReportAnswer {
+            approved: [a.clone(), c.clone()].into(),
+            deferred: [a.clone(), b.clone()].into(),
+            reason: Some(v2::DeferReason::Window),
+            not_before: Some(7),
+            lease_seconds: Some(60),
+        };
+        let kept = only_reported(answer.clone(), &[a.clone(), b.clone()].into());
+        assert_eq!(kept.approved, [a.clone()].into());
+        assert_eq!(kept.deferred, [b].into());
+        assert_eq!((kept.reason, kept.not_before), (answer.reason, Some(7)));
+        // Nothing deferred among the reported tasks: no reason, no time; the lease stays.
+        let kept = only_reported(answer, &[a.clone()].into());
+        assert_eq!((kept.approved, kept.deferred.len()), ([a].into(), 0));
+        assert_eq!(
+            (kept.reason, kept.not_before, kept.lease_seconds),
+            (None, None, Some(60))
+        );
+    }
+
+    #[test]
     fn a_v1_master_is_asked_for_v2_again_after_an_hour() {
         let c = client();
         assert!(c.speaks_v2(), "v2 first");
