@@ -179,6 +179,7 @@ class { 'masif_upgrader::agent':
   report_interval => 60,
   retry_interval  => 0,
   max_failures    => 5,
+  tags            => ['web', 'prod-eu.1'],
   apt_options     => ['$apt_opt1', '$apt_opt2'],
   apt_env         => { 'APT_CONFIG' => '$apt_config' },
   apt_timeout     => 1800,
@@ -211,6 +212,8 @@ grep -qx 'ExecStart=/usr/local/bin/masif-agent --config /etc/masif-upgrader/agen
   "$proot/etc/systemd/system/masif-upgrader-agent.service" || fail "puppet's unit does not run the copied binary"
 cmp -s "$icinga_conf" "$proot/etc/icinga2/conf.d/masif-upgrader.conf" ||
   fail "puppet did not install the Icinga 2 CheckCommands (icinga2_commands => true)"
+grep -qx 'tags: \["web","prod-eu.1"\]' "$proot/etc/masif-upgrader/agent.yml" ||
+  fail "the agent.yml Puppet wrote has not the tags"
 cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-files.puppet.yml"
 cp "$proot/etc/masif-upgrader/pki-check-agent.conf" "$T/pki-files.puppet.conf"
 log "puppet apply --noop --show_diff of a change (Puppet discovery instead of files):"
@@ -252,6 +255,7 @@ common = {
     "masif_upgrader_agent_report_interval": 60,
     "masif_upgrader_agent_retry_interval": 0,
     "masif_upgrader_agent_max_failures": 5,
+    "masif_upgrader_agent_tags": ["web", "prod-eu.1"],
     "masif_upgrader_agent_apt_options": [opt1, opt2],
     "masif_upgrader_agent_apt_env": {"APT_CONFIG": apt_config},
     "masif_upgrader_agent_apt_timeout": 1800,
@@ -301,6 +305,10 @@ for f in agent.crt:644 agent.key:600 ca.crt:644; do
   cmp -s "$pki/${f%%:*}" "$a/copy/etc/masif-upgrader/tls/${f%%:*}" || fail "ansible did not copy ${f%%:*}"
   [ "$(stat -c %a "$a/copy/etc/masif-upgrader/tls/${f%%:*}")" = "${f##*:}" ] || fail "${f%%:*} is not mode ${f##*:}"
 done
+for h in files puppet copy; do
+  grep -qx 'tags: \["web","prod-eu.1"\]' "$a/$h/etc/masif-upgrader/agent.yml" ||
+    fail "the agent.yml Ansible wrote ($h) has not the tags"
+done
 grep -q '^  cert: "/etc/masif-upgrader/tls/agent.crt"$' "$a/copy/etc/masif-upgrader/agent.yml" ||
   fail "the agent.yml of the copy host does not name the copied certificate"
 if getent group puppet >/dev/null; then
@@ -334,6 +342,10 @@ done <<'CASES'
 {"masif_upgrader_agent_max_failures": 1001}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_max_failures": -1}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_apt_path": "apt-get"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_tags": ["web", "-x"]}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_tags": ["web", "web"]}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_tags": "web"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_tags": [2024]}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_apt_env": {"A B": "x"}}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_log_level": "verbose"}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_apt_timeout": 5}|masif_upgrader_agent: bad settings

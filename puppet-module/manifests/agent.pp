@@ -26,6 +26,10 @@
 # @param max_failures
 #   After this many failed runs in a row of the same plan a package is not retried until
 #   it is approved again or its plan changes (0 to 1000); 0: retry forever.
+# @param tags
+#   This host's tags (at most 32, distinct; each 1 to 64 characters of A-Z a-z 0-9 . _ -,
+#   starting with a letter or digit), sent to the master with every report: approvals,
+#   maintenance windows, max in flight and roll-out rings go by tag. Empty: none.
 # @param apt_path
 #   The apt-get to run.
 # @param apt_options
@@ -71,6 +75,7 @@ class masif_upgrader::agent (
   Integer[1] $report_interval = 300,
   Integer[0] $retry_interval = 60,
   Integer[0, 1000] $max_failures = 3,
+  Array[Pattern[/\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\z/], 0, 32] $tags = [],
   Masif_upgrader::Path $apt_path = '/usr/bin/apt-get',
   Array[String[1]] $apt_options = [],
   Hash[Pattern[/\A[A-Za-z_][A-Za-z0-9_]*\z/], String] $apt_env = {},
@@ -93,12 +98,17 @@ class masif_upgrader::agent (
     default => $master_cn,
   }
 
+  if $tags.unique != $tags {
+    fail("masif_upgrader::agent: tags ${tags} name a tag more than once")
+  }
+
   masif_upgrader::component { 'agent':
     config               => epp('masif_upgrader/agent.yml.epp', {
         'check_interval'  => $check_interval,
         'report_interval' => $report_interval,
         'retry_interval'  => $retry_interval,
         'max_failures'    => $max_failures,
+        'tags'            => $tags,
         'master_host'     => $master_host,
         'master_cn'       => $cn,
         'tls'             => $tls,

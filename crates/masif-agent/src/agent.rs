@@ -6,6 +6,7 @@
 
 mod audit;
 mod facts;
+mod lease;
 mod plan;
 mod report;
 mod runs;
@@ -14,21 +15,22 @@ mod stop;
 mod upgrade;
 mod wait;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use masif_proto::facts::Facts;
-use masif_proto::v2::Run;
-use masif_proto::{PackageName, TaskSet};
+use masif_proto::v2::{LeaseRequest, ReportAnswer, Run};
+use masif_proto::{PackageName, Tag, TaskSet};
 use rand::Rng;
 use tokio::sync::watch;
 
 use crate::config::Intervals;
 use crate::facts::FactFiles;
 use crate::load::OpKind;
-use crate::master::{MasterClient, MasterError};
+use crate::master::{LeaseAnswer, MasterClient, MasterError};
 use crate::pm::{Job, PackageManager, Plan, RunOutcome};
 use crate::status::{Activity, Monitor};
 use crate::{Error, Result};
@@ -45,19 +47,24 @@ pub const DEFAULT_MAX_FAILURES: u32 = 3;
 #[async_trait]
 pub trait Reporter: Send + Sync {
     /// Reports the planned `tasks` with the host's `facts`, with `known` the subset this
-    /// agent holds as approved, and returns the subset approved now. A master speaking v2 may
-    /// hold the answer up to `wait` while its approvals of `tasks` equal `known`; one speaking
-    /// v1 answers at once (and gets no facts).
+    /// agent holds as approved, and returns the answer: the subset approved to run now, the
+    /// subset approved but deferred (a closed maintenance window, no free slot), and the
+    /// lease that came with the approval, if any. A master speaking v2 may hold the answer
+    /// up to `wait` while its approvals of `tasks` equal `known`; one speaking v1 answers at
+    /// once (gets no facts, defers nothing).
     async fn report(
         &self,
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
         facts: &Facts,
-    ) -> std::result::Result<TaskSet, MasterError>;
+    ) -> std::result::Result<ReportAnswer, MasterError>;
 
     /// Delivers run results (at most [`masif_proto::v2::MAX_RUNS`]).
     async fn send_runs(&self, runs: &[Run]) -> std::result::Result<(), MasterError>;
+
+    /// Renews or releases the agent's max-in-flight leases.
+    async fn lease(&self, request: LeaseRequest) -> std::result::Result<LeaseAnswer, MasterError>;
 
     /// Whether the master holds reports and stores run results (protocol v2).
     fn speaks_v2(&self) -> bool;
@@ -71,12 +78,16 @@ impl Reporter for MasterClient {
         known: &TaskSet,
         wait: Duration,
         facts: &Facts,
-    ) -> std::result::Result<TaskSet, MasterError> {
+    ) -> std::result::Result<ReportAnswer, MasterError> {
         MasterClient::report(self, tasks, known, wait, Some(facts)).await
     }
 
     async fn send_runs(&self, runs: &[Run]) -> std::result::Result<(), MasterError> {
         MasterClient::send_runs(self, runs).await
+    }
+
+    async fn lease(&self, request: LeaseRequest) -> std::result::Result<LeaseAnswer, MasterError> {
+        MasterClient::lease(self, request).await
     }
 
     fn speaks_v2(&self) -> bool {
@@ -95,6 +106,8 @@ pub struct Agent {
     jitter: bool,
     /// Where the host's facts are read from.
     fact_files: FactFiles,
+    /// The host's tags, sent with the facts.
+    tags: BTreeSet<Tag>,
 }
 
 impl Agent {
@@ -112,7 +125,14 @@ impl Agent {
             monitor,
             jitter: true,
             fact_files: FactFiles::default(),
+            tags: BTreeSet::new(),
         }
+    }
+
+    /// Sends `tags` with every v2 report's facts.
+    pub fn with_tags(mut self, tags: BTreeSet<Tag>) -> Self {
+        self.tags = tags;
+        self
     }
 
     /// Reads the host's facts (os-release, kernel release, reboot-required file) from
@@ -149,6 +169,7 @@ impl Agent {
         });
         let mut stop = Stop(rx);
         let mut state = State::new(self.max_failures);
+        state.known.set_tags(self.tags.clone());
         if self.jitter {
             // Ten thousand agents restarted together must not report in the same second.
             let spread = self.intervals.report.min(Duration::from_secs(60));
@@ -267,6 +288,7 @@ impl Agent {
             st.failures.packages().map(|p| p.to_string()),
             st.failures.given_up_packages().map(|p| p.to_string()),
         );
+        self.monitor.set_deferred(st.deferred.len(), st.deferral);
     }
 
     // The package manager's calls, shown on the monitoring socket and timed for its load

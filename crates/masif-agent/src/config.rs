@@ -1,12 +1,13 @@
 //! The agent's YAML configuration (`/etc/masif-upgrader/agent.yml`): parsed strictly
 //! (unknown keys are errors), then validated, every problem naming the file and the key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use masif_daemon::config::{Checked, Problems, Validate};
 use masif_pki::TlsSource;
+use masif_proto::{Tag, MAX_TAGS};
 use serde::Deserialize;
 
 use crate::apt::AptSettings;
@@ -56,6 +57,9 @@ pub struct AgentConfig {
     /// second. Always on from a configuration file; `masif demo` turns it off so that its
     /// agents report at once.
     pub jitter: bool,
+    /// The host's tags, sent with every v2 report (maintenance windows, max in flight and
+    /// roll-out rings are set per tag on the master).
+    pub tags: BTreeSet<Tag>,
 }
 
 /// The file as written.
@@ -73,6 +77,8 @@ pub struct AgentFile {
     reboot_required_file: Option<PathBuf>,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    tags: Checked<Option<Vec<serde_yaml::Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +190,9 @@ impl Validate for AgentConfig {
             check_reboot_file(&reboot_required_file),
         );
         let log_level = problems.take("log.level", raw.log.level);
+        let tags = problems
+            .take("tags", raw.tags)
+            .map(|tags| check_tags(&tags.unwrap_or_default(), problems));
         Some(Self {
             intervals: Intervals {
                 check: check?,
@@ -199,8 +208,34 @@ impl Validate for AgentConfig {
             reboot_required_file,
             log_level: log_level?,
             jitter: true,
+            tags: tags?,
         })
     }
+}
+
+/// `tags:`: at most [`MAX_TAGS`] distinct tags, each problem recorded as `tags[i]`.
+fn check_tags(raw: &[serde_yaml::Value], problems: &mut Problems) -> BTreeSet<Tag> {
+    if raw.len() > MAX_TAGS {
+        problems.add("tags", format!("{} tags; at most {MAX_TAGS}", raw.len()));
+    }
+    let mut tags = BTreeSet::new();
+    for (i, value) in raw.iter().enumerate() {
+        let key = format!("tags[{i}]");
+        let Some(text) = value.as_str() else {
+            problems.add(key, "not a string (quote a tag that looks like a number)");
+            continue;
+        };
+        match Tag::new(text) {
+            Ok(tag) if tags.contains(&tag) => {
+                problems.add(key, format!("{text:?} is given twice"));
+            }
+            Ok(tag) => {
+                tags.insert(tag);
+            }
+            Err(e) => problems.add(key, format!("{text:?}: {e}")),
+        }
+    }
+    tags
 }
 
 /// `max_failures`, 3 unless given.
@@ -332,9 +367,12 @@ log: { level: info }
         let c = AgentConfig::parse(text, "packaging/config/agent.yml").unwrap();
         assert_eq!(c.master_cn, "master.example.com");
         // And with its commented timeout switched on.
-        let text = text.replace("# timeout: 3600", "timeout: 3600");
+        let text = text
+            .replace("# timeout: 3600", "timeout: 3600")
+            .replace("# tags: [web, prod]", "tags: [web, prod]");
         let c = AgentConfig::parse(&text, "agent.yml").unwrap();
         assert_eq!(c.apt.run_timeout, Duration::from_secs(3600));
+        assert_eq!(c.tags.len(), 2);
     }
 
     #[rstest]
@@ -354,6 +392,44 @@ log: { level: info }
             c.reboot_required_file,
             PathBuf::from("/srv/sb/root/run/reboot-required")
         );
+    }
+
+    #[test]
+    fn tags_are_read_and_each_bad_one_named() {
+        let c = AgentConfig::parse(
+            &format!("{BASE}tags: [web, prod-eu.1, \"2024\"]\n"),
+            "a.yml",
+        );
+        let tags: Vec<String> = c.unwrap().tags.iter().map(|t| t.to_string()).collect();
+        assert_eq!(tags, ["2024", "prod-eu.1", "web"]);
+        for none in ["", "tags:\n", "tags: []\n"] {
+            let c = AgentConfig::parse(&format!("{BASE}{none}"), "a.yml").unwrap();
+            assert!(c.tags.is_empty(), "{none:?}");
+        }
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        for (tags, problem) in [
+            ("tags: web\n", "a.yml: tags: "),
+            (
+                "tags: [web, -x]\n",
+                "a.yml: tags[1]: \"-x\": must be 1 to 64",
+            ),
+            ("tags: [web, \"a b\"]\n", "a.yml: tags[1]: \"a b\""),
+            ("tags: [2024]\n", "a.yml: tags[0]: not a string"),
+            ("tags: [[web]]\n", "a.yml: tags[0]: not a string"),
+            (
+                "tags: [web, db, web]\n",
+                "a.yml: tags[2]: \"web\" is given twice",
+            ),
+            (
+                &format!("tags: [{}]\n", many.join(", ")),
+                "a.yml: tags: 33 tags; at most 32",
+            ),
+        ] {
+            let msg = AgentConfig::parse(&format!("{BASE}{tags}"), "a.yml")
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with(problem), "{tags:?}: {msg}");
+        }
     }
 
     #[test]

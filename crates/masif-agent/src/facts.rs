@@ -11,7 +11,7 @@ pub use host::{FactFiles, DEFAULT_REBOOT_REQUIRED_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 
 use masif_proto::facts::{Facts, Origin, TaskFacts, MAX_LISTED_PACKAGES, MAX_NEEDS};
-use masif_proto::{Action, PackageName, Task, TaskSet};
+use masif_proto::{Action, PackageName, Tag, Task, TaskSet};
 
 use crate::pm::Plan;
 use host::HostFacts;
@@ -32,12 +32,19 @@ pub(crate) struct Known {
     /// planned again only when the full plan changes.
     plans_for: Option<TaskSet>,
     plans: BTreeMap<PackageName, TaskSet>,
+    /// The tags the configuration gives the host.
+    tags: BTreeSet<Tag>,
 }
 
 impl Known {
     /// Takes what the host's files say now.
     pub(crate) fn set_host(&mut self, host: HostFacts) {
         self.host = host;
+    }
+
+    /// Takes the host's tags (from the configuration).
+    pub(crate) fn set_tags(&mut self, tags: BTreeSet<Tag>) {
+        self.tags = tags;
     }
 
     /// Takes the packages dpkg holds now.
@@ -84,7 +91,7 @@ impl Known {
             reboot_packages: capped(&self.host.reboot_packages),
             held: capped(&self.held),
             tasks: BTreeMap::new(),
-            tags: Default::default(),
+            tags: self.tags.clone(),
         };
         for task in tasks {
             let origin = self

@@ -31,7 +31,7 @@ pub use agent::{Agent, Reporter, DEFAULT_MAX_FAILURES};
 pub use audit::{Audit, Findings};
 pub use config::{AgentConfig, ConfigError, Intervals, LogLevel};
 pub use facts::{FactFiles, DEFAULT_REBOOT_REQUIRED_FILE};
-pub use master::{MasterClient, MasterError};
+pub use master::{LeaseAnswer, MasterClient, MasterError};
 pub use pm::{Job, PackageManager, Plan, PlannedTask, RunOutcome};
 pub use status::{Activity, LastRun, Monitor, StatusReport};
 
@@ -111,6 +111,7 @@ pub async fn run(
     );
     let mut agent = Agent::new(Arc::new(apt), Arc::new(master), config.intervals, monitor)
         .with_max_failures(config.max_failures)
+        .with_tags(config.tags.clone())
         .with_fact_files(FactFiles {
             reboot_required: config.reboot_required_file.clone(),
             ..FactFiles::default()

@@ -1,6 +1,6 @@
 //! The agent's side of the wire protocol over mutual TLS (see `docs/protocol.md`): protocol v2
-//! (`POST /v2/report`, which the master may hold until an approval changes, and
-//! `POST /v2/runs`), and v1 (`POST /v1/pending-tasks`) for a master that answers 404 on v2.
+//! (`POST /v2/report`, which the master may hold until an approval changes, `POST /v2/runs`
+//! and `POST /v2/lease`, renewing and releasing max-in-flight leases), and v1 (`POST /v1/pending-tasks`) for a master that answers 404 on v2.
 //! The master's certificate is checked against `master.cn`, which may differ from the
 //! dialled host.
 
@@ -16,7 +16,7 @@ use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use masif_pki::TlsFiles;
 use masif_proto::facts::Facts;
-use masif_proto::v2::{self, Report, ReportAnswer, Run};
+use masif_proto::v2::{self, LeaseRequest, Report, ReportAnswer, Run};
 use masif_proto::{parse_task_list, render_task_list, ProtocolError, TaskSet, PENDING_TASKS_PATH};
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
@@ -24,6 +24,8 @@ use tokio_rustls::TlsConnector;
 /// Longest a report may take beyond the wait the master was allowed (connect, request,
 /// answer), and longest a delivery of runs may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest a lease renewal or release may take.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a master that answered 404 on v2 is spoken to with v1 before v2 is tried again.
 const V1_RECHECK: Duration = Duration::from_secs(3600);
 
@@ -86,6 +88,15 @@ impl MasterError {
             _ => None,
         }
     }
+}
+
+/// What the master said to a [`LeaseRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAnswer {
+    /// Done: this many leases renewed (0: none left, they expired) or released.
+    Done { leases: u64 },
+    /// The master keeps no leases (it answered 404): stop asking.
+    NoLeases,
 }
 
 /// A client of one master. Cheap to share (`Arc`); requests through it are serialised on its
@@ -158,18 +169,19 @@ impl MasterClient {
         until.is_none_or(|t| Instant::now() >= t)
     }
 
-    /// Reports the pending `tasks` and returns those the master says are approved (only
-    /// tasks that were reported count). With v2 the master may hold the answer up to `wait`
-    /// while its approvals equal `known` (those of `known` not in `tasks` are left out), and
-    /// `facts` go with the report; a master that answers 404 gets the v1 report instead (no
-    /// facts), at once.
+    /// Reports the pending `tasks` and returns the master's answer: those approved to run
+    /// now and those approved but deferred by the roll-out controls (only tasks that were
+    /// reported count). With v2 the master may hold the answer up to `wait` while its
+    /// approvals equal `known` (those of `known` not in `tasks` are left out), and `facts`
+    /// go with the report; a master that answers 404 gets the v1 report instead (no facts,
+    /// nothing deferred), at once.
     pub async fn report(
         &self,
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
         facts: Option<&Facts>,
-    ) -> Result<TaskSet, MasterError> {
+    ) -> Result<ReportAnswer, MasterError> {
         if self.speaks_v2() {
             match self.report_v2(tasks, known, wait, facts).await {
                 Err(e) if e.is_not_found() => self.fall_back(v2::REPORT_PATH),
@@ -201,13 +213,40 @@ impl MasterClient {
         }
     }
 
+    /// Renews or releases this agent's max-in-flight leases (`POST /v2/lease`). A 404 is
+    /// [`LeaseAnswer::NoLeases`], not a reason to speak v1.
+    pub async fn lease(&self, request: LeaseRequest) -> Result<LeaseAnswer, MasterError> {
+        let bytes = match self
+            .post(v2::LEASE_PATH, request.render(), LEASE_TIMEOUT)
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => return Ok(LeaseAnswer::NoLeases),
+            Err(e) => return Err(e),
+        };
+        let field = match request {
+            LeaseRequest::Renew => "held",
+            LeaseRequest::Release => "released",
+        };
+        let leases = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|answer| answer.get(field)?.as_u64())
+            .ok_or_else(|| {
+                self.invalid(ProtocolError::Field {
+                    field: field.into(),
+                    reason: "is missing or not a non-negative integer".into(),
+                })
+            })?;
+        Ok(LeaseAnswer::Done { leases })
+    }
+
     async fn report_v2(
         &self,
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
         facts: Option<&Facts>,
-    ) -> Result<TaskSet, MasterError> {
+    ) -> Result<ReportAnswer, MasterError> {
         let wait_secs = wait.as_secs().min(v2::MAX_WAIT_SECS);
         let report = Report {
             tasks: tasks.clone(),
@@ -218,14 +257,14 @@ impl MasterClient {
         let timeout = Duration::from_secs(wait_secs) + REPORT_TIMEOUT;
         let bytes = self.post(v2::REPORT_PATH, report.render(), timeout).await?;
         let answer = ReportAnswer::parse(&bytes).map_err(|source| self.invalid(source))?;
-        Ok(only_reported(answer.approved, tasks))
+        Ok(only_reported(answer, tasks))
     }
 
-    async fn report_v1(&self, tasks: &TaskSet) -> Result<TaskSet, MasterError> {
+    async fn report_v1(&self, tasks: &TaskSet) -> Result<ReportAnswer, MasterError> {
         let body = render_task_list(tasks);
         let bytes = self.post(PENDING_TASKS_PATH, body, REPORT_TIMEOUT).await?;
         let approved = parse_task_list(&bytes).map_err(|source| self.invalid(source))?;
-        Ok(only_reported(approved, tasks))
+        Ok(only_reported(ReportAnswer::approving(approved), tasks))
     }
 
     /// The master answered 404 on `path`: speak v1 for an hour, saying so once at info.
@@ -271,9 +310,19 @@ impl MasterClient {
     }
 }
 
-/// Approvals of tasks that were never reported do not count.
-fn only_reported(approved: TaskSet, tasks: &TaskSet) -> TaskSet {
-    approved.into_iter().filter(|t| tasks.contains(t)).collect()
+/// Approvals of tasks that were never reported do not count, and a task both approved and
+/// deferred counts as approved. With nothing deferred, no reason or time is kept.
+fn only_reported(mut answer: ReportAnswer, tasks: &TaskSet) -> ReportAnswer {
+    answer.approved.retain(|t| tasks.contains(t));
+    let approved = &answer.approved;
+    answer
+        .deferred
+        .retain(|t| tasks.contains(t) && !approved.contains(t));
+    if answer.deferred.is_empty() {
+        answer.reason = None;
+        answer.not_before = None;
+    }
+    answer
 }
 
 #[cfg(test)]
@@ -287,6 +336,34 @@ mod tests {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
         MasterClient::with_config(Arc::new(config), "127.0.0.1:1", "master.invalid").unwrap()
+    }
+
+    #[test]
+    fn only_reported_tasks_count_and_approved_wins_over_deferred() {
+        let task = |p: &str| {
+            let package = masif_proto::PackageName::new(p).unwrap();
+            let to = masif_proto::Version::new("2").unwrap();
+            masif_proto::Task::new(package, masif_proto::Action::Install, None, Some(to)).unwrap()
+        };
+        let (a, b, c) = (task("a"), task("b"), task("c"));
+        let answer = ReportAnswer {
+            approved: [a.clone(), c.clone()].into(),
+            deferred: [a.clone(), b.clone()].into(),
+            reason: Some(v2::DeferReason::Window),
+            not_before: Some(7),
+            lease_seconds: Some(60),
+        };
+        let kept = only_reported(answer.clone(), &[a.clone(), b.clone()].into());
+        assert_eq!(kept.approved, [a.clone()].into());
+        assert_eq!(kept.deferred, [b].into());
+        assert_eq!((kept.reason, kept.not_before), (answer.reason, Some(7)));
+        // Nothing deferred among the reported tasks: no reason, no time; the lease stays.
+        let kept = only_reported(answer, &[a.clone()].into());
+        assert_eq!((kept.approved, kept.deferred.len()), ([a].into(), 0));
+        assert_eq!(
+            (kept.reason, kept.not_before, kept.lease_seconds),
+            (None, None, Some(60))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::load::{Load, OpKind};
+use masif_proto::v2::DeferReason;
 
 /// What the agent is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +54,14 @@ pub struct LastRun {
     pub exit_code: Option<i32>,
 }
 
+/// Why approved tasks wait, as the master said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Deferral {
+    pub(crate) reason: Option<DeferReason>,
+    /// When the maintenance window opens (unix seconds, the master's clock).
+    pub(crate) not_before: Option<i64>,
+}
+
 /// The body of `GET /v1/status` (read back by `masif-agent check`; fields added after the
 /// first release are optional there, so a check still reads an agent not yet restarted).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +89,17 @@ pub struct StatusReport {
     /// Since when `approved_tasks` has not been 0 (unix seconds); `None` while it is 0.
     #[serde(default)]
     pub approved_since: Option<i64>,
+    /// Tasks approved but deferred by the master's roll-out controls: not run until it says
+    /// so (not counted in `approved_tasks` or `pending_tasks`).
+    #[serde(default)]
+    pub deferred_tasks: usize,
+    /// Why they wait: `window` (outside every maintenance window of the host's tags) or
+    /// `max-in-flight` (a tag has its most hosts upgrading); `None` when none wait.
+    #[serde(default)]
+    pub deferred_reason: Option<String>,
+    /// When the maintenance window opens (unix seconds, the master's clock), if known.
+    #[serde(default)]
+    pub not_before: Option<i64>,
     /// Packages whose last upgrade failed (retried after the retry interval).
     pub failed_packages: BTreeSet<String>,
     /// Of those, the ones given up after `max_failures` failed runs in a row (tried again
@@ -144,6 +164,9 @@ impl Monitor {
                     pending_tasks: 0,
                     approved_tasks: 0,
                     approved_since: None,
+                    deferred_tasks: 0,
+                    deferred_reason: None,
+                    not_before: None,
                     failed_packages: BTreeSet::new(),
                     given_up_packages: BTreeSet::new(),
                     last_run: None,
@@ -209,6 +232,16 @@ impl Monitor {
             i.report.approved_tasks = approved;
             i.report.failed_packages = failed.into_iter().collect();
             i.report.given_up_packages = given_up.into_iter().collect();
+        });
+    }
+
+    /// The approved tasks the master deferred, and why.
+    pub(crate) fn set_deferred(&self, count: usize, deferral: Deferral) {
+        self.with(|i| {
+            i.report.deferred_tasks = count;
+            let shown = (count > 0).then_some(deferral);
+            i.report.deferred_reason = shown.and_then(|d| d.reason).map(|r| r.as_str().to_owned());
+            i.report.not_before = shown.and_then(|d| d.not_before);
         });
     }
 
@@ -319,7 +352,32 @@ mod tests {
         let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
         old.as_object_mut().unwrap().remove("started_at");
         old.as_object_mut().unwrap().remove("approved_since");
+        old.as_object_mut().unwrap().remove("deferred_tasks");
         let back: StatusReport = serde_json::from_value(old).unwrap();
         assert_eq!((back.started_at, back.approved_since), (None, None));
+        assert_eq!(back.deferred_tasks, 0);
+    }
+
+    #[test]
+    fn deferral_shows_while_tasks_wait() {
+        let m = Monitor::new();
+        let window = Deferral {
+            reason: Some(DeferReason::Window),
+            not_before: Some(1_796_763_600),
+        };
+        m.set_deferred(3, window);
+        let json = serde_json::to_value(m.status()).unwrap();
+        assert_eq!(
+            (
+                &json["deferred_tasks"],
+                &json["deferred_reason"],
+                &json["not_before"]
+            ),
+            (&3.into(), &"window".into(), &1_796_763_600.into())
+        );
+        m.set_deferred(0, window);
+        let json = serde_json::to_value(m.status()).unwrap();
+        assert_eq!(json["deferred_tasks"], 0);
+        assert!(json["deferred_reason"].is_null() && json["not_before"].is_null());
     }
 }

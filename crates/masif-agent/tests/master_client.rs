@@ -1,6 +1,6 @@
 //! `MasterClient` over real mutual TLS against a stand-in master: approvals come back,
 //! the connection is kept alive, protocol v2 with held reports and run results, the fall-back
-//! to v1 on a 404, and a certificate not matching `master.cn`, a foreign CA and a master that
+//! to v1 on a 404, deferred approvals and lease renewals, and a certificate not matching `master.cn`, a foreign CA and a master that
 //! is down each give a clear error.
 
 mod common;
@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, StandInMaster, MASTER_CN};
-use masif_agent::{MasterClient, MasterError};
+use masif_agent::{LeaseAnswer, MasterClient, MasterError};
 use masif_proto::facts::{FactText, Facts, Origin, TaskFacts};
-use masif_proto::v2::{Outcome, Run, RunId, RunOutput};
-use masif_proto::{Action, PackageName, Task, TaskSet, Version};
+use masif_proto::v2::{DeferReason, LeaseRequest, Outcome, ReportAnswer, Run, RunId, RunOutput};
+use masif_proto::{Action, PackageName, Tag, Task, TaskSet, Version};
 use masif_testkit::pki::{EphemeralCa, Usage};
 
 fn update(package: &str) -> Task {
@@ -37,7 +37,8 @@ async fn reports_get_the_approved_subset_over_one_kept_alive_connection() {
         let approved = client
             .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
             .await
-            .unwrap();
+            .unwrap()
+            .approved;
         assert_eq!(approved, [update("alpha")].into());
     }
     assert_eq!(master.last_report.lock().unwrap().clone(), Some(tasks));
@@ -49,6 +50,7 @@ async fn reports_get_the_approved_subset_over_one_kept_alive_connection() {
         .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap()
+        .approved
         .is_empty());
 }
 
@@ -250,7 +252,8 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
         client
             .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
             .await
-            .unwrap(),
+            .unwrap()
+            .approved,
         tasks
     );
 
@@ -260,6 +263,7 @@ async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
         .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
         .await
         .unwrap()
+        .approved
         .is_empty());
 }
 
@@ -287,7 +291,8 @@ async fn a_v1_master_is_spoken_to_with_v1_after_one_404() {
     let approved = client
         .report(&tasks, &TaskSet::new(), Duration::from_secs(300), None)
         .await
-        .unwrap();
+        .unwrap()
+        .approved;
     assert_eq!(approved, [update("alpha")].into());
     assert!(!client.speaks_v2());
     assert_eq!(master.requests.load(Ordering::SeqCst), 2, "404, then v1");
@@ -295,7 +300,8 @@ async fn a_v1_master_is_spoken_to_with_v1_after_one_404() {
     let approved = client
         .report(&tasks, &approved, Duration::from_secs(300), None)
         .await
-        .unwrap();
+        .unwrap()
+        .approved;
     assert_eq!(approved, [update("alpha")].into());
     assert_eq!(master.requests.load(Ordering::SeqCst), 3);
     // Runs cannot be stored there; nothing is sent.
@@ -325,12 +331,14 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
             },
         )]
         .into(),
+        tags: [Tag::new("web").unwrap(), Tag::new("prod-eu.1").unwrap()].into(),
         ..Facts::default()
     };
     let known = client
         .report(&tasks, &TaskSet::new(), Duration::ZERO, Some(&facts))
         .await
-        .unwrap();
+        .unwrap()
+        .approved;
     assert_eq!(known, [update("alpha")].into());
     let sent = master.last_v2_report.lock().unwrap().clone().unwrap();
     assert_eq!(
@@ -363,7 +371,7 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
         .expect("answered on the approval")
         .unwrap()
         .unwrap();
-    assert_eq!(approved, tasks);
+    assert_eq!(approved.approved, tasks);
     client.send_runs(&[run("1-1"), run("1-2")]).await.unwrap();
     let stored: Vec<String> = master
         .runs
@@ -381,4 +389,73 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
         1,
         "one kept-alive connection"
     );
+}
+
+#[tokio::test]
+async fn deferred_approvals_and_leases_come_through_the_client() {
+    let master = StandInMaster::start().await;
+    master.v2.store(true, Ordering::SeqCst);
+    master.approve("alpha", &[Action::Update]);
+    master.defer(Some((DeferReason::Window, Some(1_796_763_600))));
+    let files = master.agent_files("agent.agent-tests.invalid");
+    let client = Arc::new(MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap());
+    let tasks: TaskSet = [update("alpha"), update("beta")].into();
+    let answer = client
+        .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        ReportAnswer {
+            approved: TaskSet::new(),
+            deferred: [update("alpha")].into(),
+            reason: Some(DeferReason::Window),
+            not_before: Some(1_796_763_600),
+            lease_seconds: None,
+        }
+    );
+    // Held while nothing may run; answered when the window opens, with a lease.
+    *master.lease_seconds.lock().unwrap() = Some(30);
+    let held = {
+        let (client, tasks) = (client.clone(), tasks.clone());
+        tokio::spawn(async move {
+            client
+                .report(&tasks, &TaskSet::new(), Duration::from_secs(3000), None)
+                .await
+        })
+    };
+    eventually("the report held", || async {
+        master.held.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    master.defer(None);
+    let answer = tokio::time::timeout(Duration::from_secs(60), held)
+        .await
+        .expect("answered when the window opened")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        answer,
+        ReportAnswer {
+            lease_seconds: Some(30),
+            ..ReportAnswer::approving([update("alpha")].into())
+        }
+    );
+    // Renew and release over the same connection; a master without leases answers 404.
+    let renewed = client.lease(LeaseRequest::Renew).await.unwrap();
+    assert_eq!(renewed, LeaseAnswer::Done { leases: 1 });
+    let released = client.lease(LeaseRequest::Release).await.unwrap();
+    assert_eq!(released, LeaseAnswer::Done { leases: 1 });
+    assert_eq!(
+        master.leases(),
+        [LeaseRequest::Renew, LeaseRequest::Release]
+    );
+    master.no_leases.store(true, Ordering::SeqCst);
+    let none = client.lease(LeaseRequest::Renew).await.unwrap();
+    assert_eq!(none, LeaseAnswer::NoLeases);
+    assert!(
+        client.speaks_v2(),
+        "a 404 on leases is no reason to speak v1"
+    );
+    assert_eq!(master.connections.load(Ordering::SeqCst), 1, "kept alive");
 }

@@ -4,13 +4,14 @@
 use std::time::{Duration, Instant};
 
 use masif_proto::facts::Facts;
+use masif_proto::v2::{DeferReason, ReportAnswer};
 use masif_proto::TaskSet;
 
 use super::state::State;
 use super::stop::Stop;
 use super::Agent;
 use crate::master::MasterError;
-use crate::status::Activity;
+use crate::status::{Activity, Deferral};
 
 /// How the report step ended.
 pub(super) enum Reported {
@@ -52,8 +53,8 @@ impl Agent {
             .await
         {
             None => Reported::Stopped,
-            Some(Ok(approved)) => {
-                self.learn_approvals(st, needed, facts, approved);
+            Some(Ok(answer)) => {
+                self.learn_approvals(st, needed, facts, answer);
                 Reported::Answered
             }
             Some(Err(e)) => Reported::Failed(self.report_failed(st, e)),
@@ -83,32 +84,70 @@ impl Agent {
     }
 
     /// Takes the master's answer to a report of `needed` with `facts` as the approvals (only
-    /// tasks that were reported count) and returns whether they differ from those known
-    /// before. Failures of packages whose approval was withdrawn are forgotten: approved
-    /// again, they are tried afresh.
+    /// tasks that were reported count) and returns whether those that may run now differ
+    /// from those known before. Deferred tasks are remembered (and shown) but not run; a
+    /// lease that came with the answer is kept for the upgrade step. Failures of packages
+    /// whose approval was withdrawn are forgotten: approved again, they are tried afresh.
     pub(super) fn learn_approvals(
         &self,
         st: &mut State,
         needed: &TaskSet,
         facts: Facts,
-        answer: TaskSet,
+        answer: ReportAnswer,
     ) -> bool {
-        let approved: TaskSet = answer.into_iter().filter(|t| needed.contains(t)).collect();
-        let revoked = st.approved.difference(&approved).count();
+        let approved: TaskSet = answer
+            .approved
+            .into_iter()
+            .filter(|t| needed.contains(t))
+            .collect();
+        let deferred: TaskSet = answer
+            .deferred
+            .into_iter()
+            .filter(|t| needed.contains(t) && !approved.contains(t))
+            .collect();
+        let revoked = st
+            .approved
+            .difference(&approved)
+            .filter(|t| !deferred.contains(t))
+            .count();
         if revoked > 0 {
             tracing::warn!(revoked, "approvals withdrawn by the master");
         }
         let changed = approved != st.approved;
-        let pending = needed.len() - approved.len();
-        tracing::info!(pending, approved = approved.len(), "reported to the master");
-        st.failures.forget_unapproved(needed, &approved);
+        let pending = needed.len() - approved.len() - deferred.len();
+        tracing::info!(
+            pending,
+            approved = approved.len(),
+            deferred = deferred.len(),
+            "reported to the master"
+        );
+        let deferral = match deferred.is_empty() {
+            true => Deferral::default(),
+            false => Deferral {
+                reason: answer.reason,
+                not_before: answer.not_before,
+            },
+        };
+        if (deferred.len(), deferral) != (st.deferred.len(), st.deferral) {
+            match deferred.len() {
+                0 => tracing::info!("no approved task waits for the roll-out controls any more"),
+                n => tracing::info!("{}", deferral_message(n, deferral)),
+            }
+        }
+        // A lease the master did not renew with this answer is still released once.
+        st.lease = answer.lease_seconds.map(Duration::from_secs).or(st.lease);
+        st.failures
+            .forget_unapproved(needed, &approved.union(&deferred).cloned().collect());
         st.approved = approved;
+        st.deferred = deferred;
+        st.deferral = deferral;
         st.last_reported = Some(needed.clone());
         st.last_facts = Some(facts);
         st.last_report_at = Some(Instant::now());
         st.quiet_until = None;
         let protocol = if self.master.speaks_v2() { 2 } else { 1 };
         self.monitor.report_attempted(Some(protocol), pending);
+        self.update_counts(st);
         changed
     }
 
@@ -149,5 +188,52 @@ impl Agent {
     }
 }
 
+/// What waits and why, for the log: "3 approved tasks wait for the maintenance window until
+/// 2026-12-08T21:00:00Z".
+fn deferral_message(n: usize, deferral: Deferral) -> String {
+    let tasks = match n {
+        1 => "1 approved task waits".to_owned(),
+        n => format!("{n} approved tasks wait"),
+    };
+    let when = |t: i64| {
+        jiff::Timestamp::from_second(t).map_or_else(|_| format!("{t} (unix)"), |t| t.to_string())
+    };
+    match (deferral.reason, deferral.not_before) {
+        (Some(DeferReason::Window), Some(t)) => {
+            format!("{tasks} for the maintenance window until {}", when(t))
+        }
+        (Some(DeferReason::Window), None) => {
+            format!("{tasks} for a maintenance window; the master knows none that opens again")
+        }
+        (Some(DeferReason::MaxInFlight), _) => {
+            format!("{tasks} for a free slot (a tag's max in flight is reached)")
+        }
+        (None, _) => format!("{tasks}: the master defers them"),
+    }
+}
+
 /// Shortest pause a `Retry-After` makes (`0` would mean a busy loop).
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferral_messages_say_what_waits_for_what() {
+        let window = |not_before| Deferral {
+            reason: Some(DeferReason::Window),
+            not_before,
+        };
+        assert_eq!(
+            deferral_message(3, window(Some(1_796_763_600))),
+            "3 approved tasks wait for the maintenance window until 2026-12-08T21:00:00Z"
+        );
+        assert!(deferral_message(1, window(None)).starts_with("1 approved task waits for a"));
+        let slot = Deferral {
+            reason: Some(DeferReason::MaxInFlight),
+            not_before: None,
+        };
+        assert!(deferral_message(2, slot).contains("free slot"));
+    }
+}

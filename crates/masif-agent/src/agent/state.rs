@@ -2,7 +2,7 @@
 //! makes remembered approvals and extra tasks stale.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use masif_proto::facts::Facts;
 use masif_proto::{PackageName, TaskSet};
@@ -10,11 +10,19 @@ use masif_proto::{PackageName, TaskSet};
 use super::runs::RunQueue;
 use crate::decide::{self, Failures};
 use crate::facts::Known;
+use crate::status::Deferral;
 
 /// What the loop remembers between cycles.
 pub(super) struct State {
     /// Tasks the master said are approved (pruned to what is still planned).
     pub(super) approved: TaskSet,
+    /// Tasks the master approved but deferred (a closed maintenance window, no free slot of
+    /// a tag's max in flight), and why: not run until an answer moves them to `approved`.
+    pub(super) deferred: TaskSet,
+    pub(super) deferral: Deferral,
+    /// The lease that came with the last answer's approvals (max in flight), not yet
+    /// released: renewed while the next upgrade step runs, released when it ends.
+    pub(super) lease: Option<Duration>,
     /// Per candidate package, the tasks of its single-package plan missing from the full
     /// plan: reported too, or a package needing them could never be approved.
     pub(super) extra: BTreeMap<PackageName, TaskSet>,
@@ -58,6 +66,9 @@ impl State {
     pub(super) fn new(max_failures: u32) -> Self {
         Self {
             approved: TaskSet::new(),
+            deferred: TaskSet::new(),
+            deferral: Deferral::default(),
+            lease: None,
             extra: BTreeMap::new(),
             last_reported: None,
             last_report_at: None,
@@ -94,6 +105,10 @@ impl State {
             .cloned()
             .collect();
         self.approved.retain(|t| needed.contains(t));
+        self.deferred.retain(|t| needed.contains(t));
+        if self.deferred.is_empty() {
+            self.deferral = Deferral::default();
+        }
         needed
     }
 }

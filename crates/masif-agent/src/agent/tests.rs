@@ -182,7 +182,7 @@ impl Reporter for Master {
         known: &TaskSet,
         wait: Duration,
         facts: &Facts,
-    ) -> std::result::Result<TaskSet, MasterError> {
+    ) -> std::result::Result<ReportAnswer, MasterError> {
         self.facts.lock().unwrap().push(facts.clone());
         self.reports
             .lock()
@@ -195,12 +195,16 @@ impl Reporter for Master {
             notified.as_mut().enable();
             let answer = self.answer(tasks);
             if !self.speaks_v2() || wait.is_zero() || answer != *known {
-                return Ok(answer);
+                return Ok(ReportAnswer::approving(answer));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(self.answer(tasks));
+                return Ok(ReportAnswer::approving(self.answer(tasks)));
             }
         }
+    }
+
+    async fn lease(&self, _: LeaseRequest) -> std::result::Result<LeaseAnswer, MasterError> {
+        Ok(LeaseAnswer::NoLeases)
     }
 
     async fn send_runs(&self, runs: &[Run]) -> std::result::Result<(), MasterError> {

@@ -1,6 +1,7 @@
 //! The upgrade step of a cycle: upgrade approved packages one at a time (the one with the
 //! smallest fully approved plan first), each exactly as approved (refused if apt's plan for it
-//! changed meanwhile), finding out from a new full plan what each run did.
+//! changed meanwhile), finding out from a new full plan what each run did. A max-in-flight
+//! lease that came with the approvals is renewed while the step runs and released after it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use masif_proto::v2::Outcome;
 use masif_proto::{PackageName, TaskSet};
 
+use super::lease::Renewal;
 use super::plan::Planned;
 use super::runs::Ended;
 use super::state::{Cycle, State};
@@ -37,7 +39,29 @@ impl Agent {
     /// interval of zero. Each run's result goes to the master right after it. Notes in `out`
     /// whether shutdown came, which package found the lock held, the last failure, and
     /// whether anything remains to do.
+    ///
+    /// With a lease from the master's last answer, the step renews it in the background
+    /// while it runs and releases it when it ends (also on failure or shutdown).
     pub(super) async fn upgrade_approved(
+        &self,
+        st: &mut State,
+        full: &mut TaskSet,
+        stop: &mut Stop,
+        out: &mut Cycle,
+    ) -> Result<()> {
+        let lease = st
+            .lease
+            .take()
+            .map(|ttl| Renewal::start(self.master.clone(), ttl));
+        let result = self.upgrade_each(st, full, stop, out).await;
+        if let Some(lease) = lease {
+            lease.end().await;
+        }
+        result
+    }
+
+    /// The upgrade step's loop, one package at a time.
+    async fn upgrade_each(
         &self,
         st: &mut State,
         full: &mut TaskSet,

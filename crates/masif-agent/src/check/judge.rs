@@ -155,6 +155,24 @@ pub(crate) fn judge(
     perf.push(Perf::count("approved_tasks", approved).with_threshold(limits.approved.clone()));
     perf.push(seconds("approved_age", approved_age, &limits.approved_age));
     perf.push(Perf::count("pending_tasks", status.pending_tasks as f64));
+    // Deferred tasks wait for the master's roll-out controls, not for this agent: never a
+    // problem here (they are not among the approved tasks above).
+    perf.push(Perf::count("deferred_tasks", status.deferred_tasks as f64));
+    if status.deferred_tasks > 0 {
+        let why = match (status.deferred_reason.as_deref(), status.not_before) {
+            (Some("window"), Some(t)) => format!(
+                "the maintenance window, opening in {}",
+                duration((t - now).max(0) as f64)
+            ),
+            (Some("window"), None) => "a maintenance window".into(),
+            (Some("max-in-flight"), _) => "a free slot (max in flight)".into(),
+            _ => "the master".into(),
+        };
+        details.push(format!(
+            "{} approved, deferred: waiting for {why}",
+            plural(status.deferred_tasks, "task")
+        ));
+    }
 
     if status.reboot_required {
         judged(state(limits.reboot_required), "reboot required".into());

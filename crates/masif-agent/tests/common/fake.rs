@@ -1,6 +1,6 @@
 //! The agent loop against the real apt-get/dpkg in a sandbox root, with an in-process stand-in
 //! for the master's approval logic ([`FakeMaster`]: approval patterns, held reports, stored
-//! runs, v1 mode, downtime) and a package manager that can change the package lists right
+//! runs, v1 mode, downtime, deferred approvals and max-in-flight leases) and a package manager that can change the package lists right
 //! before a run (between approval and execution).
 
 use std::collections::BTreeSet;
@@ -11,11 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use masif_agent::apt::Apt;
 use masif_agent::{
-    Agent, Intervals, Job, MasterError, Monitor, PackageManager, Plan, Reporter, RunOutcome,
+    Agent, Intervals, Job, LeaseAnswer, MasterError, Monitor, PackageManager, Plan, Reporter,
+    RunOutcome,
 };
 use masif_proto::facts::Facts;
-use masif_proto::v2::Run;
-use masif_proto::{Action, PackageName, TaskSet};
+use masif_proto::v2::{DeferReason, LeaseRequest, ReportAnswer, Run};
+use masif_proto::{Action, PackageName, Tag, TaskSet};
 use masif_testkit::sandbox::{FakePackage, Sandbox, Stage};
 use tokio::sync::Notify;
 
@@ -34,6 +35,12 @@ pub struct FakeMaster {
     pub runs: Mutex<Vec<Run>>,
     pub down: Mutex<bool>,
     pub v1: AtomicBool,
+    /// Approved tasks are deferred for this reason (until `not_before`) instead of approved.
+    defer: Mutex<Option<(DeferReason, Option<i64>)>>,
+    /// Approvals come with a lease of this many seconds.
+    pub lease_seconds: Mutex<Option<u64>>,
+    /// Every lease request, in order.
+    pub leases: Mutex<Vec<LeaseRequest>>,
 }
 
 impl FakeMaster {
@@ -49,6 +56,17 @@ impl FakeMaster {
     pub fn revoke(&self, package: &str) {
         self.approvals.lock().unwrap().retain(|(p, _)| p != package);
         self.changed.notify_waiters();
+    }
+
+    /// From now on approved tasks are deferred (`None`: approved again), as the master's
+    /// maintenance windows and max in flight do.
+    pub fn defer(&self, deferral: Option<(DeferReason, Option<i64>)>) {
+        *self.defer.lock().unwrap() = deferral;
+        self.changed.notify_waiters();
+    }
+
+    pub fn leases(&self) -> Vec<LeaseRequest> {
+        self.leases.lock().unwrap().clone()
     }
 
     pub fn last_report(&self) -> Option<TaskSet> {
@@ -76,6 +94,30 @@ impl FakeMaster {
             .collect()
     }
 
+    /// The answer to a report of `tasks`: the approved ones, deferred or with a lease.
+    fn gated(&self, tasks: &TaskSet) -> ReportAnswer {
+        let approved = self.answer(tasks);
+        match *self.defer.lock().unwrap() {
+            Some((reason, not_before)) if !approved.is_empty() => ReportAnswer {
+                approved: TaskSet::new(),
+                deferred: approved,
+                reason: Some(reason),
+                not_before,
+                lease_seconds: None,
+            },
+            _ => ReportAnswer {
+                lease_seconds: (*self.lease_seconds.lock().unwrap())
+                    .filter(|_| !approved.is_empty()),
+                ..ReportAnswer::approving(approved)
+            },
+        }
+    }
+
+    /// The tags the agent sent with its last report.
+    pub fn last_tags(&self) -> Option<Vec<Tag>> {
+        self.last_facts().map(|f| f.tags.into_iter().collect())
+    }
+
     fn check_up(&self) -> Result<(), MasterError> {
         if *self.down.lock().unwrap() {
             return Err(MasterError::Http {
@@ -95,7 +137,7 @@ impl Reporter for FakeMaster {
         known: &TaskSet,
         wait: Duration,
         facts: &Facts,
-    ) -> Result<TaskSet, MasterError> {
+    ) -> Result<ReportAnswer, MasterError> {
         self.check_up()?;
         self.reports.lock().unwrap().push(tasks.clone());
         self.facts.lock().unwrap().push(facts.clone());
@@ -105,14 +147,25 @@ impl Reporter for FakeMaster {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let answer = self.answer(tasks);
-            if !self.speaks_v2() || wait.is_zero() || answer != *known {
+            let answer = self.gated(tasks);
+            if !self.speaks_v2() {
+                // v1: gated the same way, without saying what waits.
+                return Ok(ReportAnswer::approving(answer.approved));
+            }
+            // Held while what may run now equals what the agent knows.
+            if wait.is_zero() || answer.approved != *known {
                 return Ok(answer);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(self.answer(tasks));
+                return Ok(self.gated(tasks));
             }
         }
+    }
+
+    async fn lease(&self, request: LeaseRequest) -> Result<LeaseAnswer, MasterError> {
+        self.check_up()?;
+        self.leases.lock().unwrap().push(request);
+        Ok(LeaseAnswer::Done { leases: 1 })
     }
 
     async fn send_runs(&self, runs: &[Run]) -> Result<(), MasterError> {
@@ -173,6 +226,8 @@ pub struct LoopConfig {
     pub publish_before_run: Option<Stage>,
     /// Packages held (`apt-mark hold`) before the loop starts.
     pub held: Vec<&'static str>,
+    /// The agent's tags.
+    pub tags: Vec<&'static str>,
 }
 
 impl LoopConfig {
@@ -187,6 +242,7 @@ impl LoopConfig {
             max_failures: 3,
             publish_before_run: None,
             held: Vec::new(),
+            tags: Vec::new(),
         }
     }
 }
@@ -228,6 +284,7 @@ pub async fn start_loop(
     )
     .with_max_failures(config.max_failures)
     .with_fact_files(sb.fact_files())
+    .with_tags(config.tags.iter().map(|t| Tag::new(*t).unwrap()).collect())
     .without_jitter();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(async {

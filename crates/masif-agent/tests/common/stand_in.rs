@@ -1,7 +1,8 @@
 //! A stand-in master over real mutual TLS with a throwaway PKI: `POST /v1/pending-tasks`
-//! always, `POST /v2/report` (held until an approval changes) and `POST /v2/runs` once v2 is
-//! switched on (before that they answer 404, as the original master does). It approves by
-//! (package, action) patterns.
+//! always, `POST /v2/report` (held until an approval changes), `POST /v2/runs` and
+//! `POST /v2/lease` once v2 is switched on (before that they answer 404, as the original
+//! master does). It approves by (package, action) patterns, and can defer what it approves
+//! (as maintenance windows and max in flight do) or give a lease with it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use masif_pki::TlsFiles;
-use masif_proto::v2::{self, Report, ReportAnswer, Run};
+use masif_proto::v2::{self, DeferReason, LeaseRequest, Report, ReportAnswer, Run};
 use masif_proto::{parse_task_list, render_task_list, Action, TaskSet, PENDING_TASKS_PATH};
 use masif_testkit::pki::{EphemeralCa, Usage};
 use tokio::sync::{oneshot, Notify};
@@ -46,6 +47,14 @@ pub struct Shared {
     pub overloaded: Mutex<Option<(u16, u64)>>,
     /// When each request arrived, and whether it was answered as overloaded.
     pub arrivals: Mutex<Vec<(std::time::Instant, bool)>>,
+    /// Approved tasks are deferred for this reason (until the time) instead of approved.
+    pub defer: Mutex<Option<(DeferReason, Option<i64>)>>,
+    /// Approvals come with a lease of this many seconds.
+    pub lease_seconds: Mutex<Option<u64>>,
+    /// `/v2/lease` answers 404 (a master without leases).
+    pub no_leases: AtomicBool,
+    /// Every lease request, in order.
+    pub leases: Mutex<Vec<LeaseRequest>>,
 }
 
 impl Shared {
@@ -60,6 +69,25 @@ impl Shared {
             })
             .cloned()
             .collect()
+    }
+
+    /// The v2 answer to a report of `tasks`: the approved ones, deferred or with a lease.
+    fn gated(&self, tasks: &TaskSet) -> ReportAnswer {
+        let approved = self.answer(tasks);
+        match *self.defer.lock().unwrap() {
+            Some((reason, not_before)) if !approved.is_empty() => ReportAnswer {
+                approved: TaskSet::new(),
+                deferred: approved,
+                reason: Some(reason),
+                not_before,
+                lease_seconds: None,
+            },
+            _ => ReportAnswer {
+                lease_seconds: (*self.lease_seconds.lock().unwrap())
+                    .filter(|_| !approved.is_empty()),
+                ..ReportAnswer::approving(approved)
+            },
+        }
     }
 
     async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
@@ -99,8 +127,17 @@ impl Shared {
                 let report = Report::parse(&body).unwrap();
                 *self.last_report.lock().unwrap() = Some(report.tasks.clone());
                 *self.last_v2_report.lock().unwrap() = Some(report.clone());
-                let approved = self.held_answer(&report).await;
-                (200, ReportAnswer::approving(approved).render().into_bytes())
+                (200, self.held_answer(&report).await.render().into_bytes())
+            }
+            v2::LEASE_PATH if v2 && !self.no_leases.load(Ordering::SeqCst) => {
+                self.v2_requests.fetch_add(1, Ordering::SeqCst);
+                let request = LeaseRequest::parse(&body).unwrap();
+                self.leases.lock().unwrap().push(request);
+                let answer = match request {
+                    LeaseRequest::Renew => r#"{"held":1,"lease_seconds":30}"#,
+                    LeaseRequest::Release => r#"{"released":1}"#,
+                };
+                (200, answer.as_bytes().to_vec())
             }
             v2::RUNS_PATH if v2 => {
                 self.v2_requests.fetch_add(1, Ordering::SeqCst);
@@ -121,23 +158,23 @@ impl Shared {
         response
     }
 
-    /// The approvals of `report`'s tasks, once they differ from what the agent knows or its
+    /// The answer to `report`, once what may run differs from what the agent knows or its
     /// wait is over.
-    async fn held_answer(&self, report: &Report) -> TaskSet {
+    async fn held_answer(&self, report: &Report) -> ReportAnswer {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(report.wait_secs);
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let answer = self.answer(&report.tasks);
-            if report.wait_secs == 0 || answer != report.approved {
+            let answer = self.gated(&report.tasks);
+            if report.wait_secs == 0 || answer.approved != report.approved {
                 return answer;
             }
             self.held.fetch_add(1, Ordering::SeqCst);
             let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
             self.held.fetch_sub(1, Ordering::SeqCst);
             if !woken {
-                return self.answer(&report.tasks);
+                return self.gated(&report.tasks);
             }
         }
     }
@@ -221,6 +258,17 @@ impl StandInMaster {
         }
         drop(a);
         self.shared.changed.notify_waiters();
+    }
+
+    /// Defers approved tasks from now on (`None`: approves them again), answering held
+    /// reports whose outcome changed.
+    pub fn defer(&self, deferral: Option<(DeferReason, Option<i64>)>) {
+        *self.shared.defer.lock().unwrap() = deferral;
+        self.shared.changed.notify_waiters();
+    }
+
+    pub fn leases(&self) -> Vec<LeaseRequest> {
+        self.shared.leases.lock().unwrap().clone()
     }
 }
 

@@ -16,7 +16,7 @@ use masif_testkit::fuzz::{assert_short_message, config, mutated, raw_bytes};
 use proptest::prelude::*;
 
 use json::hostile_leaves;
-use strategies::{report, runs, tasks};
+use strategies::{answer, report, runs, tasks};
 
 /// JSON's own syntax and the protocol's keys and words, spliced in by mutations.
 const JSON: &[&[u8]] = &[
@@ -101,6 +101,11 @@ proptest! {
     }
 
     #[test]
+    fn v2_answers_round_trip(answer in answer()) {
+        prop_assert_eq!(ReportAnswer::parse(answer.render().as_bytes()), Ok(answer));
+    }
+
+    #[test]
     fn v2_runs_round_trip(runs in runs()) {
         prop_assert_eq!(parse_runs(render_runs(&runs).as_bytes()), Ok(runs));
     }
@@ -125,7 +130,7 @@ proptest! {
 
     #[test]
     fn mutated_v2_answers(body in mutated(
-        tasks(6).prop_map(|approved| ReportAnswer::approving(approved).render().into_bytes()),
+        answer().prop_map(|a| a.render().into_bytes()),
         JSON,
     )) {
         answer_body(&body)?;

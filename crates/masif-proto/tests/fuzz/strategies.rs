@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use masif_proto::facts::{FactText, Facts, Origin, TaskFacts};
-use masif_proto::v2::{Outcome, Report, Run, RunId, RunOutput, MAX_WAIT_SECS};
-use masif_proto::{Action, PackageName, Task, TaskSet, Version, MAX_FIELD_CHARS};
+use masif_proto::v2::{
+    DeferReason, Outcome, Report, ReportAnswer, Run, RunId, RunOutput, MAX_WAIT_SECS,
+};
+use masif_proto::{Action, PackageName, Tag, Task, TaskSet, Version, MAX_FIELD_CHARS, MAX_TAGS};
 use proptest::prelude::*;
 
 /// Visible text as names and versions may hold it: quotes, markup, non-ASCII, no control or
@@ -72,6 +74,47 @@ fn package() -> impl Strategy<Value = PackageName> {
     field().prop_map(|s| PackageName::new(s).unwrap())
 }
 
+/// A tag: short, or as long as allowed.
+fn tag() -> impl Strategy<Value = Tag> {
+    prop_oneof![
+        8 => "[A-Za-z0-9][A-Za-z0-9._-]{0,12}",
+        1 => "[A-Za-z0-9][A-Za-z0-9._-]{63}",
+    ]
+    .prop_map(|s| Tag::new(s).unwrap())
+}
+
+/// None, a few, or now and then as many tags as allowed.
+fn tags() -> impl Strategy<Value = std::collections::BTreeSet<Tag>> {
+    prop_oneof![
+        8 => proptest::collection::btree_set(tag(), 0..4),
+        1 => proptest::collection::btree_set(tag(), MAX_TAGS),
+    ]
+}
+
+/// A v2 answer: approved tasks, and maybe deferred ones with a reason and a time, or a lease.
+pub fn answer() -> impl Strategy<Value = ReportAnswer> {
+    let reason = proptest::option::of(proptest::sample::select(vec![
+        DeferReason::Window,
+        DeferReason::MaxInFlight,
+    ]));
+    (
+        tasks(6),
+        tasks(4),
+        reason,
+        proptest::option::of(0..=4_102_444_800i64),
+        proptest::option::of(1..=3600u64),
+    )
+        .prop_map(
+            |(approved, deferred, reason, not_before, lease_seconds)| ReportAnswer {
+                approved,
+                deferred,
+                reason,
+                not_before,
+                lease_seconds,
+            },
+        )
+}
+
 /// Facts of a report whose tasks are `tasks` (task facts name only those).
 pub fn facts(reported: TaskSet) -> impl Strategy<Value = Facts> {
     let task_list: Vec<Task> = reported.into_iter().collect();
@@ -101,17 +144,20 @@ pub fn facts(reported: TaskSet) -> impl Strategy<Value = Facts> {
         proptest::collection::btree_set(package(), 0..5),
         proptest::collection::btree_set(package(), 0..5),
         task_facts,
+        tags(),
     )
         .prop_map(
-            |(os, kernel, agent_version, reboot_required, reboot_packages, held, tasks)| Facts {
-                os,
-                kernel,
-                agent_version,
-                reboot_required,
-                reboot_packages,
-                held,
-                tasks,
-                tags: Default::default(),
+            |(os, kernel, agent_version, reboot_required, reboot_packages, held, tasks, tags)| {
+                Facts {
+                    os,
+                    kernel,
+                    agent_version,
+                    reboot_required,
+                    reboot_packages,
+                    held,
+                    tasks,
+                    tags,
+                }
             },
         )
 }

@@ -156,5 +156,6 @@ fn agent_config(
         // A few agents on one machine: report at once instead of within the first minute.
         jitter: false,
         log_level: LogLevel::Info,
+        tags: Default::default(),
     }
 }

@@ -49,7 +49,7 @@ fn a_fresh_report_is_ok_with_perfdata_for_every_figure() {
     );
     let labels: Vec<&str> = j.perf.iter().map(|p| p.label.as_str()).collect();
     assert!(labels.contains(&"report_age") && labels.contains(&"error_15m"));
-    assert_eq!(j.perf.len(), 8 + 21);
+    assert_eq!(j.perf.len(), 9 + 21);
     assert_eq!(j.perf[0].to_string(), "report_age=42s;1800;7200;0");
 }
 
@@ -128,6 +128,25 @@ fn approved_tasks_left_undone_warn_after_an_hour() {
         "{}",
         j.summary
     );
+}
+
+#[test]
+fn deferred_tasks_are_no_problem_of_the_agent() {
+    let mut s = status(10);
+    s.deferred_tasks = 2;
+    s.deferred_reason = Some("window".into());
+    s.not_before = Some(NOW + 7200);
+    let j = verdict(&s, &["--approved-warn", "1"]);
+    assert_eq!(j.status, Status::Ok, "{}", j.summary);
+    assert!(j.summary.contains("0 approved"), "{}", j.summary);
+    assert_eq!(
+        j.details,
+        ["2 tasks approved, deferred: waiting for the maintenance window, opening in 2 h"]
+    );
+    assert!(j
+        .perf
+        .iter()
+        .any(|p| p.to_string() == "deferred_tasks=2;;;0"));
 }
 
 #[test]
