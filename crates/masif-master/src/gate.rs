@@ -2,8 +2,9 @@
 //! its current report; v1 and tagless agents are never gated) may have maintenance windows
 //! (at least one of them open, by the master's clock) and a max in flight (a lease of every
 //! such tag, taken all or nothing in the store). Window first, then leases, so a lease is
-//! never taken outside a window. An agent with limited tags whose report runs nothing gives
-//! its leases back: a report means the agent is between runs.
+//! never taken outside a window. A report of an agent with limited tags whose approved tasks
+//! get no lease (deferred, or held unchanged) gives its leases back: a report means the agent
+//! is between runs. Reports with nothing approved read nothing more.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -78,8 +79,10 @@ impl Gate {
         if tags.is_empty() {
             return Ok(open(approved, None));
         }
-        // Without approvals the settings only matter for giving leases back.
-        if approved.is_empty() && !matches!(moment, Moment::Arrived { .. }) {
+        // Nothing approved: nothing to gate, and no read of the tags' settings (the common
+        // report costs nothing more). The agent gives its leases back itself after a run
+        // (`POST /v2/lease`); one that cannot loses them when they expire.
+        if approved.is_empty() {
             return Ok(open(approved, None));
         }
         let controls = self.controls(tags).await?;

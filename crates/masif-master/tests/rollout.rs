@@ -374,12 +374,19 @@ async fn malformed_lease_requests_are_refused_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(answer(&reply).reason, Some(DeferReason::MaxInFlight));
-    // db-1 reports after its run with nothing approved left: its slot is free again.
+    // db-1 reports after its run with nothing approved left: that alone reads no settings
+    // and keeps its lease; giving it back frees the slot.
     let reply = client
         .request("POST", REPORT_PATH, report("[]", "[]", 0, &["db"]))
         .await
         .unwrap();
     assert!(answer(&reply).approved.is_empty());
+    assert_eq!(leases(&store, "db", T0).await, 1);
+    let reply = client
+        .request("POST", LEASE_PATH, r#"{"release":true}"#)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(leases(&store, "db", T0).await, 0);
     master.stop().await.unwrap();
 }
