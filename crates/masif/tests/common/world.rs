@@ -35,6 +35,13 @@ pub struct World {
         oneshot::Sender<()>,
         tokio::task::JoinHandle<anyhow::Result<()>>,
     )>,
+    /// More masters on the same database ([`World::serve_another`]).
+    others: Vec<(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+    /// The masters' clock and roll-out settings (defaults: the system clock).
+    controls: Option<(masif_master::Clock, masif_master::RolloutSettings)>,
 }
 
 /// Where the shared database lives.
@@ -74,6 +81,33 @@ impl World {
         w.addr = listener.local_addr().unwrap();
         w.serve(listener);
         w
+    }
+
+    /// Everything as `options` say, the master with `clock` and `rollout` settings.
+    pub async fn start_controlled(
+        options: Options,
+        clock: masif_master::Clock,
+        rollout: masif_master::RolloutSettings,
+    ) -> Self {
+        let mut w = Self::without_master_with(options).await;
+        w.controls = Some((clock, rollout));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        w.addr = listener.local_addr().unwrap();
+        w.serve(listener);
+        w
+    }
+
+    /// Another master with the same settings on the same database (its own store), as a
+    /// second machine would run it; returns its address.
+    pub async fn serve_another(&mut self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let store = masif_store::open(&self.db_url.parse().unwrap())
+            .await
+            .unwrap();
+        let served = self.spawn_master(store, listener);
+        self.others.push(served);
+        addr
     }
 
     /// Everything but the master: it is down, its address known.
@@ -122,26 +156,44 @@ impl World {
             addr,
             options,
             master: None,
+            others: Vec::new(),
+            controls: None,
         }
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let settings = masif_master::ServeSettings {
+        let served = self.spawn_master(self.store.clone(), listener);
+        self.master = Some(served);
+    }
+
+    fn spawn_master(
+        &self,
+        store: Arc<dyn Store>,
+        listener: tokio::net::TcpListener,
+    ) -> (
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
+        let mut settings = masif_master::ServeSettings {
             v2: self.options.v2,
             // Test agents report every second, sixty times as often as real ones.
             max_reports_per_minute: 600,
             ..masif_master::ServeSettings::new(self.master_files.clone())
         };
+        if let Some((clock, rollout)) = &self.controls {
+            settings.clock = clock.clone();
+            settings.rollout = rollout.clone();
+        }
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(masif_master::serve_with_listener(
             settings,
-            self.store.clone(),
+            store,
             listener,
             async move {
                 let _ = rx.await;
             },
         ));
-        self.master = Some((tx, task));
+        (tx, task)
     }
 
     /// Brings the master up on the address agents were given.
@@ -151,7 +203,7 @@ impl World {
     }
 
     pub async fn stop(mut self) {
-        if let Some((tx, task)) = self.master.take() {
+        for (tx, task) in self.master.take().into_iter().chain(self.others.drain(..)) {
             let _ = tx.send(());
             task.await.unwrap().unwrap();
         }
@@ -214,6 +266,13 @@ impl World {
     }
 }
 
+/// Where an agent reports and the tags its configuration gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    pub master: SocketAddr,
+    pub tags: &'a [&'a str],
+}
+
 /// One agent: its certificate, sandbox, configuration file and monitoring socket.
 pub struct TestAgent {
     pub name: String,
@@ -258,6 +317,23 @@ impl TestAgent {
         dir: tempfile::TempDir,
         sandbox: Sandbox,
     ) -> Self {
+        let setup = Setup {
+            master: world.addr,
+            tags: &[],
+        };
+        Self::start_set_up(world, name, master_cn, intervals, dir, sandbox, setup).await
+    }
+
+    /// [`TestAgent::start_on`] with the master at `setup.master` and `setup.tags`.
+    pub async fn start_set_up(
+        world: &World,
+        name: &str,
+        master_cn: &str,
+        intervals: &str,
+        dir: tempfile::TempDir,
+        sandbox: Sandbox,
+        setup: Setup<'_>,
+    ) -> Self {
         let issued = world.ca.issue(name, Usage::Client).unwrap();
         let tls = world
             .ca
@@ -285,9 +361,11 @@ apt:
   env: {{ {env} }}
 socket: {socket}
 reboot_required_file: {reboot}
+tags: [{tags}]
 log: {{ level: debug }}
 "#,
-            addr = world.addr,
+            addr = setup.master,
+            tags = setup.tags.join(", "),
             cert = tls.cert.display(),
             key = tls.key.display(),
             ca = tls.ca.display(),
@@ -347,6 +425,14 @@ log: {{ level: debug }}
             self.version(package).await.as_deref() == Some(version)
         })
         .await;
+    }
+
+    /// Ends the agent as a crash would: its loop is dropped where it stands (no release, no
+    /// renewal, its connection closed); apt and dpkg started by it are left running, in the
+    /// sandbox returned with its directory.
+    pub fn kill(mut self) -> (tempfile::TempDir, Sandbox) {
+        self.task.take().unwrap().abort();
+        (self.dir, self.sandbox)
     }
 
     pub async fn stop(mut self) {
