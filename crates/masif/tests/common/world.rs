@@ -182,7 +182,7 @@ impl World {
         };
         if let Some((clock, rollout)) = &self.controls {
             settings.clock = clock.clone();
-            settings.rollout = rollout.clone();
+            settings.rollout = *rollout;
         }
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(masif_master::serve_with_listener(
