@@ -213,7 +213,7 @@ mod tests {
                 "mon 25:00-26:00 UTC",
                 "window 1: start \"25:00\" is not a time HH:MM",
             ),
-            ("every night", "window 1: expected DAYS"),
+            ("every night at ten", "window 1: expected DAYS"),
             (
                 "2026-12-24T20:00:00Z 2026-12-24T18:00:00Z",
                 "window 1: to must be after from",
