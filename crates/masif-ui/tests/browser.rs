@@ -493,6 +493,11 @@ async fn set_a_window_on_a_tag_then_start_and_promote_a_roll_out() {
         .source()
         .await
         .contains("Promoted: the next ring is approved."));
+    std::fs::write(
+        screenshot_dir().join("rollout.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
     let approved = s.fx.approved().await;
     assert!(
         approved.contains(&"web-2 update perl 5.2".to_owned()),

@@ -92,6 +92,7 @@ impl RolloutView {
                 .map(|(i, tag)| RingView {
                     tag: tag.to_string(),
                     status: match i.cmp(&current) {
+                        _ if r.state == RolloutState::Completed => "approved",
                         std::cmp::Ordering::Less => "approved",
                         std::cmp::Ordering::Equal => "current",
                         std::cmp::Ordering::Greater => "waiting",
