@@ -159,6 +159,12 @@ async fn hostile_tags_windows_and_roll_out_forms_are_refused() {
         assert!(!r.body.contains("<script>alert"), "{error}");
     }
     let perl = enc(&key_value("perl", "update", Some("5.2")));
+    for tag in ["%3Cscript%3E", "", "a%20b", &"t".repeat(65)] {
+        let body = format!("csrf={csrf}&do=approve-tag&approve_tag={tag}&key={perl}");
+        let r = ui.post("/approve", &session, &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert!(!r.body.contains("<script>"));
+    }
     for body in [
         format!("csrf={csrf}&rings=canary&max_failure_percent=1"),
         format!(

@@ -409,6 +409,82 @@ fn read_spec(
 mod tests {
     use super::*;
 
+    fn render(name: &str, view: &impl Serialize) -> String {
+        use http_body_util::BodyExt;
+        let r = crate::render::Templates::new().unwrap().render(name, view);
+        assert_eq!(r.status(), StatusCode::OK);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let body = rt.block_on(async { r.into_body().collect().await.unwrap().to_bytes() });
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_halted_roll_out_says_why_as_text_and_offers_force() {
+        let rollout = Rollout {
+            id: 7,
+            tasks: vec![],
+            rings: vec![Tag::new("canary").unwrap(), Tag::new("prod").unwrap()],
+            soak_secs: Some(3600),
+            max_failure_percent: 20,
+            state: RolloutState::Halted,
+            current_ring: 0,
+            ring_started_at: 0,
+            halted_reason: Some("1 of 1 agents failed: <script>alert(1)</script>".into()),
+            created_by: "<b>admin</b>".into(),
+            created_at: 0,
+            ring: masif_store::RingProgress {
+                agents: 1,
+                succeeded: 0,
+                failed: 1,
+            },
+        };
+        let chrome = || Chrome {
+            title: "Roll-out 7".into(),
+            user: Some("admin"),
+            csrf: "t0k",
+            active: "rollouts",
+        };
+        let html = render(
+            "rollout",
+            &DetailView {
+                chrome: chrome(),
+                rollout: RolloutView::new(rollout.clone()),
+                notice: None,
+                error: None,
+            },
+        );
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<b>admin"),
+            "{html}"
+        );
+        assert!(
+            html.contains("failed: &lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("name=\"force\" value=\"1\""), "{html}");
+        assert!(html.contains("name=\"csrf\" value=\"t0k\""), "{html}");
+        assert!(html.contains("Promote anyway"), "{html}");
+        assert!(
+            !html.contains("this ring: from"),
+            "a halted ring does not promote by itself"
+        );
+        let html = render(
+            "rollouts",
+            &ListView {
+                chrome: chrome(),
+                rollouts: vec![RolloutView::new(rollout)],
+                pager: Pager::new("/rollouts", &[], 1, PAGE_SIZE, 1),
+            },
+        );
+        assert!(html.contains("<strong>Halted:</strong> 1 of 1 agents failed: &lt;script&gt;"));
+        assert!(
+            html.contains("<strong class=\"failing\">1 failed</strong>"),
+            "{html}"
+        );
+    }
+
     #[test]
     fn start_forms_read_or_name_the_field() {
         let keys = vec![TaskKey {
