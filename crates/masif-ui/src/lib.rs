@@ -1,5 +1,6 @@
 //! The browser approval UI: pending updates grouped by package (with the approved ones that
-//! failed), agents (last contact, offline, run history), approvals, reset and audit pages over the shared database, with local or proxy authentication and CSRF
+//! failed), agents (last contact, offline, run history, tags, next window), tags (max in
+//! flight, maintenance windows), roll-outs, approvals, reset and audit pages over the shared database, with local or proxy authentication and CSRF
 //! protection. `masif-ui` (the binary), tests and `masif demo` all run [`serve_with_listener`].
 
 #![warn(unreachable_pub)]

@@ -39,6 +39,24 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/ui/row_badges.hbs"),
     ),
     ("needs", include_str!("../../../templates/ui/needs.hbs")),
+    ("tags", include_str!("../../../templates/ui/tags.hbs")),
+    (
+        "tag_links",
+        include_str!("../../../templates/ui/tag_links.hbs"),
+    ),
+    (
+        "rollouts",
+        include_str!("../../../templates/ui/rollouts.hbs"),
+    ),
+    ("rollout", include_str!("../../../templates/ui/rollout.hbs")),
+    (
+        "rollout_new",
+        include_str!("../../../templates/ui/rollout_new.hbs"),
+    ),
+    (
+        "rollout_state",
+        include_str!("../../../templates/ui/rollout_state.hbs"),
+    ),
 ];
 
 /// Static files served under `/static/`: name, content type, body.

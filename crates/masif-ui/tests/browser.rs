@@ -2,112 +2,16 @@
 //! driven by fantoccini) against a real `masif-ui` server and MariaDB seeded through the real
 //! store: login, the grouped table, approving, selecting agents first, the per-agent page,
 //! revoking, resetting, a failed login, a refused form without CSRF token, hostile data, runs
-//! and failures, the security-only filter and approving with the closure. Screenshots of the
+//! and failures, the security-only filter and approving with the closure, a window set on the
+//! Tags page seen on the Agents page, a roll-out started and promoted. Screenshots of the
 //! pages land in `target/ui-screenshots/`.
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::browser::{self, Driver};
+use common::browser::{screenshot_dir, Scene};
 use common::*;
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 use masif_proto::v2::Outcome;
-
-/// A real server on a free port over a seeded database, with a browser session.
-struct Scene {
-    fx: Fixture,
-    base: String,
-    browser: Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<Result<(), masif_ui::UiError>>>,
-    _driver: Driver,
-}
-
-impl Scene {
-    async fn new(prefix: &str) -> Self {
-        let fx = Fixture::new(prefix).await;
-        fx.seed().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(masif_ui::serve_with_listener(
-            settings(),
-            fx.store.clone(),
-            listener,
-            async {
-                stopped.await.ok();
-            },
-        ));
-        let driver = Driver::start();
-        let browser = driver.client().await;
-        Self {
-            fx,
-            base,
-            browser,
-            stop: Some(stop),
-            server: Some(server),
-            _driver: driver,
-        }
-    }
-
-    async fn goto(&self, path: &str) {
-        self.browser
-            .goto(&format!("{}{path}", self.base))
-            .await
-            .unwrap();
-    }
-
-    async fn source(&self) -> String {
-        self.browser.source().await.unwrap()
-    }
-
-    async fn path(&self) -> String {
-        let url = self.browser.current_url().await.unwrap();
-        url.as_str().trim_start_matches(&self.base).to_owned()
-    }
-
-    async fn click(&self, css: &str) {
-        browser::click(&self.browser, css).await;
-    }
-
-    /// Clicks a button that submits a form or follows a link, and waits for the new page.
-    async fn navigate(&self, css: &str) {
-        browser::navigate(&self.browser, css).await;
-    }
-
-    async fn login_as(&self, user: &str, password: &str) {
-        browser::log_in(&self.browser, &self.base, user, password).await;
-    }
-
-    /// Ticks the checkbox whose label reads `label` inside the tbody of `package`.
-    async fn tick(&self, value: &str) {
-        let css = format!(
-            "input[type=checkbox][value='{}']",
-            value.replace('\'', "\\'")
-        );
-        self.click(&css).await;
-    }
-
-    async fn finish(mut self) {
-        self.browser.clone().close().await.ok();
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).ok();
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
-    }
-}
-
-fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let dir = target.join("ui-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_see_counts_approve_two_rows_and_hostile_data_is_text() {
@@ -511,5 +415,99 @@ async fn failures_counts_and_run_output_in_a_browser() {
             && approved.contains(&"* update openssl 3.0.2".to_owned()),
         "{approved:?}"
     );
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_a_window_on_a_tag_then_start_and_promote_a_roll_out() {
+    let s = Scene::new("ui_browser_rollout").await;
+    s.fx.seed_tags().await;
+    s.login_as(USER, PASSWORD).await;
+    // A window on tag web, through its edit form on the Tags page.
+    s.goto("/").await;
+    s.navigate("nav a[href='/tags']").await;
+    s.click("#tag-web summary").await;
+    let windows = s
+        .browser
+        .find(Locator::Css("#tag-web textarea[name=windows]"))
+        .await
+        .unwrap();
+    windows
+        .send_keys("2099-01-01T00:00:00Z 2099-01-01T01:00:00Z")
+        .await
+        .unwrap();
+    s.navigate("#tag-web button[type=submit]").await;
+    let row = s.browser.find(Locator::Css("#tag-web")).await.unwrap();
+    let text = row.text().await.unwrap();
+    assert!(text.contains("once 2099-01-01 00:00 – 01:00 UTC"), "{text}");
+    assert!(s.source().await.contains("Saved the settings of tag web."));
+    std::fs::write(
+        screenshot_dir().join("tags.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    // The Agents page shows it for web's agents.
+    s.navigate("nav a[href='/agents']").await;
+    let mut windows = Vec::new();
+    for cell in s.browser.find_all(Locator::Css("td.window")).await.unwrap() {
+        windows.push(cell.text().await.unwrap());
+    }
+    let next = "next: 2099-01-01 00:00 UTC";
+    assert_eq!(
+        windows.iter().filter(|w| *w == next).count(),
+        2,
+        "{windows:?}"
+    );
+
+    // A roll-out of perl 5.2 over canary, then web, from the pending page.
+    s.goto("/").await;
+    s.tick(&key_value("perl", "update", Some("5.2"))).await;
+    s.navigate("button[value=rollout]").await;
+    let form = s
+        .browser
+        .form(Locator::Css("form.start-rollout"))
+        .await
+        .unwrap();
+    form.set_by_name("rings", "canary, web").await.unwrap();
+    form.set_by_name("max_failure_percent", "20").await.unwrap();
+    s.navigate("form.start-rollout button[type=submit]").await;
+    assert!(
+        s.path().await.starts_with("/rollouts/"),
+        "{}",
+        s.path().await
+    );
+    let ring = s
+        .browser
+        .find(Locator::Css("dd.current-ring"))
+        .await
+        .unwrap();
+    assert!(ring.text().await.unwrap().starts_with("canary (1 of 2)"));
+    s.navigate("form.promote button[type=submit]").await;
+    let ring = s
+        .browser
+        .find(Locator::Css("dd.current-ring"))
+        .await
+        .unwrap();
+    assert!(ring.text().await.unwrap().starts_with("web (2 of 2)"));
+    assert!(s
+        .source()
+        .await
+        .contains("Promoted: the next ring is approved."));
+    std::fs::write(
+        screenshot_dir().join("rollout.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    let approved = s.fx.approved().await;
+    assert!(
+        approved.contains(&"web-2 update perl 5.2".to_owned()),
+        "{approved:?}"
+    );
+    s.navigate("nav a[href='/rollouts']").await;
+    std::fs::write(
+        screenshot_dir().join("rollouts.png"),
+        s.browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
     s.finish().await;
 }

@@ -3,6 +3,8 @@
 //! trip through the real server. Malformed requests are in `untrusted_input.rs`.
 
 mod common;
+#[path = "routes/rollout.rs"]
+mod rollout;
 
 use std::sync::Arc;
 

@@ -99,6 +99,111 @@ async fn malformed_and_hostile_requests_are_refused() {
 }
 
 #[tokio::test]
+async fn hostile_tags_windows_and_roll_out_forms_are_refused() {
+    let ui = ui("ui_hostile_tags", settings()).await;
+    let (session, csrf) = ui.login().await;
+    for (path, status) in [
+        ("/agents?tag=%3Cb%3E", StatusCode::BAD_REQUEST),
+        ("/agents?tag=a%20b", StatusCode::BAD_REQUEST),
+        ("/?tag=-web", StatusCode::BAD_REQUEST),
+        (
+            "/?approved=1&approved_tag=%3Cscript%3E",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/tags?saved=%3Cscript%3E", StatusCode::BAD_REQUEST),
+        ("/tags?bogus=1", StatusCode::BAD_REQUEST),
+        ("/rollouts?page=0", StatusCode::BAD_REQUEST),
+        ("/rollouts/abc", StatusCode::NOT_FOUND),
+        ("/rollouts/1?done=7", StatusCode::BAD_REQUEST),
+        ("/rollouts/99999999999999999999", StatusCode::NOT_FOUND),
+        ("/rollouts/1/promote", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let r = ui.get(path, &session).await;
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert!(!r.body.contains("<script>"), "{path}");
+    }
+    let before = ui.fx.db.snapshot().await;
+    let tag_form = |tag: &str, max: &str, windows: &str| {
+        format!(
+            "csrf={csrf}&tag={}&max_in_flight={}&windows={}",
+            enc(tag),
+            enc(max),
+            enc(windows)
+        )
+    };
+    let many = "mon 22:00-23:00 UTC\n".repeat(51);
+    let huge = "x".repeat(20_000);
+    for (body, error) in [
+        (
+            tag_form("<script>alert(1)</script>", "", ""),
+            "tag: must be",
+        ),
+        (tag_form("", "1", ""), "tag: enter a tag name"),
+        (tag_form(&"t".repeat(65), "", ""), "tag: must be"),
+        (tag_form("web", "0", ""), "max in flight: must be"),
+        (tag_form("web", "<b>1</b>", ""), "max in flight: must be"),
+        (
+            tag_form("web", "", "mon 22:00-23:00 <script>alert(1)</script>"),
+            "window 1: unknown time zone",
+        ),
+        (
+            tag_form("web", "", "mon 22:00-23:00 UTC\u{0}"),
+            "window 1: holds control characters",
+        ),
+        (tag_form("web", "", &many), "windows: more than 50 windows"),
+        (tag_form("web", "", &huge), "windows: more than"),
+    ] {
+        let r = ui.post("/tags", &session, &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{error}: {}", r.body);
+        assert!(r.body.contains(error), "{error}: {}", r.body);
+        assert!(!r.body.contains("<script>alert"), "{error}");
+    }
+    let perl = enc(&key_value("perl", "update", Some("5.2")));
+    for tag in ["%3Cscript%3E", "", "a%20b", &"t".repeat(65)] {
+        let body = format!("csrf={csrf}&do=approve-tag&approve_tag={tag}&key={perl}");
+        let r = ui.post("/approve", &session, &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert!(!r.body.contains("<script>"));
+    }
+    for body in [
+        format!("csrf={csrf}&rings=canary&max_failure_percent=1"),
+        format!(
+            "csrf={csrf}&key={perl}&rings={}&max_failure_percent=1",
+            "a,".repeat(11)
+        ),
+        format!("csrf={csrf}&key=perl&rings=canary&max_failure_percent=1"),
+        format!("csrf={csrf}&key={perl}&rings=canary&max_failure_percent=-1"),
+        format!("csrf={csrf}&key={perl}&rings=canary&soak_seconds=1e9&max_failure_percent=1"),
+    ] {
+        let r = ui.post("/rollouts", &session, &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+    }
+    assert_eq!(
+        ui.post("/rollouts/1/promote", &session, "force=1")
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = ui
+        .post(
+            "/rollouts/1/promote",
+            &session,
+            &format!("csrf={csrf}&force=yes"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    for path in ["/tags", "/rollouts", "/rollouts/1/promote"] {
+        let big = format!("csrf={csrf}&windows={}", "x".repeat(2 * 1024 * 1024));
+        assert_eq!(
+            ui.post(path, &session, &big).await.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}"
+        );
+    }
+    assert_eq!(ui.fx.db.snapshot().await, before);
+}
+
+#[tokio::test]
 async fn trusted_proxy_header_only_from_configured_addresses() {
     let mut s = settings();
     s.trusted_header = Some(TrustedHeader {

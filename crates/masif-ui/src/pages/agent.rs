@@ -1,4 +1,5 @@
-//! The per-agent page: last contact (offline or not), newest run and failing packages, the
+//! The per-agent page: last contact (offline or not), newest run and failing packages, its
+//! tags and next maintenance window, the
 //! host facts (OS, kernel, agent version, reboot, held packages), the pending tasks with their
 //! origin, security badge and needs and approve-for-this-agent, and the run history, newest
 //! first, with each run's output as escaped text.
@@ -103,9 +104,11 @@ async fn agent_page(user: User, q: AgentQuery, app: Arc<App>) -> Result<Response
     let name = AgentName::new(q.name).map_err(|e| BadRequest::reject(e.to_string()))?;
     let (number, page) = window(q.page, RUNS_PAGE_SIZE)?;
     let now = Now::with_offline_after(app.offline_after);
-    let (detail, runs) = tokio::try_join!(
+    let names = [name.clone()];
+    let (detail, runs, windows) = tokio::try_join!(
         app.store.agent_detail(&name),
         app.store.agent_runs(&name, page),
+        app.store.agent_windows(&names, now.now),
     )
     .map_err(store_failed)?;
     let Some(detail) = detail else {
@@ -154,7 +157,7 @@ async fn agent_page(user: User, q: AgentQuery, app: Arc<App>) -> Result<Response
         "agent",
         &AgentView {
             chrome: Chrome::new(&user, "agents", format!("Agent {name}")),
-            agent: AgentStatus::new(detail.agent, now),
+            agent: AgentStatus::new(detail.agent, now).with_window(windows.first().map(|(_, w)| w)),
             offline_after: offline_after_phrase(app.offline_after),
             facts: detail.facts.map(|f| HostFactsView::new(f, now)),
             tasks,

@@ -3,9 +3,11 @@
 //! newest run, failing packages and pending counts; filters by name and by state (offline,
 //! failing, reboot).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use masif_store::{AgentCounts, AgentFilter};
+use masif_proto::{AgentName, Tag};
+use masif_store::{AgentCounts, AgentFilter, AgentWindow};
 use serde::{Deserialize, Serialize};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -24,6 +26,7 @@ pub(crate) const PAGE_SIZE: u64 = 100;
 struct ListQuery {
     name: Option<String>,
     state: Option<String>,
+    tag: Option<String>,
     page: Option<u64>,
 }
 
@@ -68,6 +71,7 @@ struct AgentsView<'a> {
     name: String,
     /// `""`, `offline`, `failing` or `reboot`.
     state: &'static str,
+    tag: String,
     counts: AgentCounts,
     /// `offline_after` as a phrase: `15 min`.
     offline_after: String,
@@ -90,6 +94,7 @@ pub(crate) fn routes(
 async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response, Rejection> {
     let name = name_filter(q.name, "agent")?;
     let state = State::parse(q.state.as_deref())?;
+    let tag = tag_filter(q.tag)?;
     let (number, page) = window(q.page, PAGE_SIZE)?;
     let now = Now::with_offline_after(app.offline_after);
     let filter = AgentFilter {
@@ -97,36 +102,63 @@ async fn agents_page(user: User, q: ListQuery, app: Arc<App>) -> Result<Response
         not_seen_since: (state == Some(State::Offline)).then_some(now.offline_before),
         failing: state == Some(State::Failing),
         reboot_required: state == Some(State::Reboot),
-        tag: None,
+        tag: tag.clone(),
     };
     let (listing, counts) = tokio::try_join!(
         app.store.agents(&filter, page),
         app.store.agent_counts(now.offline_before),
     )
     .map_err(store_failed)?;
+    let names: Vec<AgentName> = listing.rows.iter().map(|a| a.name.clone()).collect();
+    let windows: HashMap<AgentName, AgentWindow> = app
+        .store
+        .agent_windows(&names, now.now)
+        .await
+        .map_err(store_failed)?
+        .into_iter()
+        .collect();
     let state = state.map_or("", State::as_str);
+    let tag = tag.as_ref().map(Tag::as_str);
     Ok(app.templates.render(
         "agents",
         &AgentsView {
             chrome: Chrome::new(&user, "agents", "Agents"),
             name: name.clone().unwrap_or_default(),
             state,
+            tag: tag.unwrap_or_default().to_owned(),
             counts,
             offline_after: offline_after_phrase(app.offline_after),
             agents: listing
                 .rows
                 .into_iter()
-                .map(|a| AgentStatus::new(a, now))
+                .map(|a| {
+                    let w = windows.get(&a.name);
+                    AgentStatus::new(a, now).with_window(w)
+                })
                 .collect(),
             pager: Pager::new(
                 "/agents",
-                &[("name", name.as_deref()), ("state", Some(state))],
+                &[
+                    ("name", name.as_deref()),
+                    ("state", Some(state)),
+                    ("tag", tag),
+                ],
                 number,
                 PAGE_SIZE,
                 listing.total,
             ),
         },
     ))
+}
+
+/// The `tag` query parameter: empty is no filter, anything else must be a tag.
+pub(crate) fn tag_filter(value: Option<String>) -> Result<Option<Tag>, Rejection> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => Tag::new(t)
+            .map(Some)
+            .map_err(|e| BadRequest::reject(format!("the tag filter {e}"))),
+    }
 }
 
 /// `offline_after` seconds as the help text says it, exactly: `15 min`, `1 h`, `90 s`.

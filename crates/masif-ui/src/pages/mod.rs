@@ -8,7 +8,10 @@ pub(crate) mod facts;
 pub(crate) mod pending;
 pub(crate) mod reject;
 pub(crate) mod reset;
+pub(crate) mod rollouts;
 pub(crate) mod status;
+pub(crate) mod tags;
+pub(crate) mod windows;
 
 use std::sync::Arc;
 
@@ -130,6 +133,10 @@ pub(crate) fn routes(
         .or(agents::routes(app.clone()))
         .unify()
         .or(approvals::routes(app.clone()))
+        .unify()
+        .or(tags::routes(app.clone()))
+        .unify()
+        .or(rollouts::routes(app.clone()))
         .unify()
         .or(reset::routes(app))
         .unify()

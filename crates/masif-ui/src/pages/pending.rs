@@ -1,19 +1,24 @@
 //! The front page (the approved packages whose latest run failed somewhere, the security count,
 //! then pending updates grouped by package → action → target version with their security badge,
 //! held note and needs, filtered and paginated) and approving a selection, with what it needs
-//! when the closure box is ticked: for every agent, or for agents picked first.
+//! when the closure box is ticked: for every agent, for agents picked first or for the agents
+//! carrying a tag; or starting a roll-out with the selection.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use masif_proto::AgentName;
-use masif_store::{AgentSummary, ApprovalScope, PendingFilter, PendingOverview, TaskKey};
+use masif_proto::{AgentName, Tag};
+use masif_store::{
+    AgentFilter, AgentSummary, ApprovalScope, Page, PendingFilter, PendingOverview, TaskKey,
+};
 use serde::{Deserialize, Serialize};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use super::agents::tag_filter;
 use super::facts::{held_note, needs_text, security_line};
 use super::reject::{store_failed, BadRequest};
+use super::rollouts;
 use super::status::{Now, When};
 use super::{name_filter, window, with_app, Chrome, Pager};
 use crate::auth::{redirect, user, User};
@@ -31,11 +36,14 @@ struct Query {
     agent: Option<String>,
     /// `1`: security updates only.
     security: Option<u8>,
+    tag: Option<String>,
     page: Option<u64>,
     approved: Option<u64>,
     written: Option<u64>,
     /// How many tasks the approval added because the selected rows need them.
     needed: Option<u64>,
+    /// The tag whose agents the approval was for.
+    approved_tag: Option<String>,
 }
 
 /// One checkbox row.
@@ -115,6 +123,7 @@ struct PendingView<'a> {
     chrome: Chrome<'a>,
     package: String,
     agent: String,
+    tag: String,
     security_only: bool,
     /// "12 security updates awaiting approval on 340 agents"; `None` when there is none.
     security_line: Option<String>,
@@ -162,7 +171,7 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
             Some(1) => true,
             Some(_) => return Err(BadRequest::reject("the security filter must be 0 or 1")),
         },
-        tag: None,
+        tag: tag_filter(q.tag)?,
     };
     let (number, page) = window(q.page, PAGE_SIZE)?;
     let (overview, failing): (PendingOverview, _) = tokio::try_join!(
@@ -212,10 +221,18 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
         ("package", filter.package.as_deref()),
         ("agent", filter.agent.as_deref()),
         ("security", filter.security_only.then_some("1")),
+        ("tag", filter.tag.as_ref().map(Tag::as_str)),
     ];
+    let for_tag = match q.approved_tag {
+        Some(t) => {
+            let tag = Tag::new(t).map_err(|e| BadRequest::reject(format!("approved_tag: {e}")))?;
+            format!(" for the agents tagged {tag}")
+        }
+        None => String::new(),
+    };
     let notice = q.approved.map(|n| {
         format!(
-            "Approved {n} pending task(s){}; {} approval row(s) written.",
+            "Approved {n} pending task(s){for_tag}{}; {} approval row(s) written.",
             needed_phrase(q.needed),
             q.written.unwrap_or(0)
         )
@@ -226,6 +243,11 @@ async fn pending_page(user: User, q: Query, app: Arc<App>) -> Result<Response, R
             chrome: Chrome::new(&user, "pending", "Pending updates"),
             package: filter.package.clone().unwrap_or_default(),
             agent: filter.agent.clone().unwrap_or_default(),
+            tag: filter
+                .tag
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             security_only: filter.security_only,
             security_line: security_line(overview.security),
             failing,
@@ -245,7 +267,8 @@ pub(crate) fn needed_phrase(needed: Option<u64>) -> String {
 }
 
 /// `POST /approve`: `do=approve` (every agent), `do=select` (show the agents awaiting the
-/// ticked rows) or `do=approve-agents` (the ticked `agent`s only). With a `closure` field (the
+/// ticked rows), `do=approve-agents` (the ticked `agent`s only), `do=approve-tag` (the agents
+/// carrying `approve_tag`) or `do=rollout` (the form starting a roll-out with the rows). With a `closure` field (the
 /// box, ticked by default), what the ticked rows need on the agents in scope is approved too.
 async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Rejection> {
     app.auth.check_csrf(&user, &form)?;
@@ -266,6 +289,8 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
             }
             ApprovalScope::Agents(agents)
         }
+        Some("approve-tag") => ApprovalScope::Tag(approval_tag(&form, &app).await?),
+        Some("rollout") => return Ok(rollouts::start_form(&user, &app, &keys)),
         _ => return Err(BadRequest::reject("unknown form action")),
     };
     // The closure: what the ticked rows need on the agents in scope. The notice counts them
@@ -308,14 +333,54 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
         ("written", Some(written.as_str())),
         ("needed", (needed != "0").then_some(needed.as_str())),
     ];
+    let tag_param = match &scope {
+        ApprovalScope::Tag(t) => Some(t.as_str()),
+        _ => None,
+    };
     Ok(match (&scope, field(&form, "return")) {
         (ApprovalScope::Agents(a), Some("agent")) if a.len() == 1 => {
             let mut params = vec![("name", Some(a[0].as_str()))];
             params.extend(counts);
             redirect(&format!("/agent{}", query_string(&params)))
         }
-        _ => redirect(&format!("/{}", query_string(&counts))),
+        _ => {
+            let mut params = counts.to_vec();
+            params.push(("approved_tag", tag_param));
+            redirect(&format!("/{}", query_string(&params)))
+        }
     })
+}
+
+/// The `approve_tag` field: a tag some agent carries (the store checks again as it approves).
+async fn approval_tag(form: &Form, app: &App) -> Result<Tag, Rejection> {
+    let value = field(form, "approve_tag").unwrap_or("").trim();
+    if value.is_empty() {
+        return Err(BadRequest::reject(
+            "no tag entered: enter the tag whose agents to approve for",
+        ));
+    }
+    let tag = Tag::new(value).map_err(|e| BadRequest::reject(format!("tag: {e}")))?;
+    let carrying = app
+        .store
+        .agents(
+            &AgentFilter {
+                tag: Some(tag.clone()),
+                ..AgentFilter::default()
+            },
+            Page {
+                offset: 0,
+                limit: 1,
+            },
+        )
+        .await
+        .map_err(store_failed)?;
+    if carrying.total == 0 {
+        return Err(BadRequest::reject(format!(
+            "No agent carries the tag {tag}: nothing was approved. Agents get their tags \
+             from their configuration (tags in agent.yml)."
+        )));
+    }
+    Ok(tag)
 }
 
 async fn select_agents(

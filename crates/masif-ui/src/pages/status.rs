@@ -3,9 +3,10 @@
 //! packages. Computed from one [`AgentSummary`] each: no query per agent.
 
 use masif_proto::v2::Outcome;
-use masif_store::AgentSummary;
+use masif_store::{AgentSummary, AgentWindow};
 use serde::Serialize;
 
+use super::windows::agent_window_text;
 use crate::render::{format_age, format_time, unix_now};
 
 /// The moment a page is rendered and the offline rule.
@@ -98,6 +99,11 @@ pub(crate) struct AgentStatus {
     pub failing_packages: u64,
     /// The agent's latest facts say its host needs a reboot.
     pub reboot_required: bool,
+    /// The tags of its latest facts.
+    pub tags: Vec<String>,
+    /// Its next maintenance window (`open now`, `next: …`), `None` when not windowed or not
+    /// looked up.
+    pub window: Option<String>,
 }
 
 impl AgentStatus {
@@ -119,6 +125,16 @@ impl AgentStatus {
             }),
             failing_packages: a.failing_packages,
             reboot_required: a.reboot_required,
+            tags: a.tags.iter().map(ToString::to_string).collect(),
+            window: None,
+        }
+    }
+
+    /// With its window as [`agent_window_text`] says it.
+    pub(crate) fn with_window(self, w: Option<&AgentWindow>) -> Self {
+        Self {
+            window: w.and_then(agent_window_text),
+            ..self
         }
     }
 }

@@ -105,6 +105,34 @@ impl Fixture {
         .await;
     }
 
+    /// The standard scene's agents again, now speaking v2 with tags: web-1 `canary` and
+    /// `web`, web-2 `web`, db-1 `db` (the hostile agent carries none).
+    pub async fn seed_tags(&self) {
+        let tagged = |tags: &[&str]| Facts {
+            tags: tags
+                .iter()
+                .map(|t| masif_proto::Tag::new(*t).unwrap())
+                .collect(),
+            ..Facts::default()
+        };
+        let web = || {
+            vec![
+                update("perl", "5.1", "5.2"),
+                update("libc6", "2.36-1", "2.36-2"),
+            ]
+        };
+        self.report_with_facts("web-1", web(), &tagged(&["canary", "web"]))
+            .await;
+        self.report_with_facts("web-2", web(), &tagged(&["web"]))
+            .await;
+        let db = vec![
+            update("perl", "5.0", "5.3"),
+            install("newpkg", "1.0"),
+            task("oldpkg", Action::Remove, Some("0.9"), None),
+        ];
+        self.report_with_facts("db-1", db, &tagged(&["db"])).await;
+    }
+
     /// The approvals in force as `agent (or *) action package to_version`, sorted.
     pub async fn approved(&self) -> Vec<String> {
         let listing = self
