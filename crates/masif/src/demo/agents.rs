@@ -45,8 +45,9 @@ pub(super) async fn start(
     if *stop.borrow() {
         anyhow::bail!("stopped while the sandboxes were built");
     }
-    for ((name, files), sandbox) in pki.agents.iter().zip(sandboxes) {
-        let config = agent_config(files, &sandbox, master, dir.join("agents").join(name));
+    for (index, ((name, files), sandbox)) in pki.agents.iter().zip(sandboxes).enumerate() {
+        let mut config = agent_config(files, &sandbox, master, dir.join("agents").join(name));
+        config.tags = demo_tags(index);
         let name = name.clone();
         let agent_stop = stopped(stop.clone());
         components.spawn(async move {
@@ -136,6 +137,16 @@ fn demo_packages() -> Vec<FakePackage> {
     packages.push(FakePackage::new("theta", "1.0"));
     packages.push(FakePackage::new("theta", "2.0").v3());
     packages
+}
+
+/// The first host is the canary, the others production: a staged roll-out can be tried
+/// (docs/rollouts.md), and every host carries `demo`.
+fn demo_tags(index: usize) -> std::collections::BTreeSet<masif_proto::Tag> {
+    let ring = if index == 0 { "canary" } else { "prod" };
+    ["demo", ring]
+        .into_iter()
+        .map(|t| masif_proto::Tag::new(t).expect("a valid tag"))
+        .collect()
 }
 
 fn agent_config(
