@@ -1,5 +1,5 @@
 //! `GET /api/v1/pending`: pending tasks grouped by package like the front page, with the
-//! security count and the approved packages whose latest run failed.
+//! security count and the approved packages whose latest run failed; filters include a tag.
 
 use std::sync::Arc;
 
@@ -17,7 +17,9 @@ use super::Paged;
 use crate::pages::name_filter;
 use crate::App;
 
-pub(crate) const PARAMS: &[&str] = &["package", "agent", "action", "security", "page", "per_page"];
+pub(crate) const PARAMS: &[&str] = &[
+    "package", "agent", "action", "security", "tag", "page", "per_page",
+];
 
 #[derive(Serialize)]
 struct Failing {
@@ -70,7 +72,7 @@ pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response
         agent: name_filter(p.text("agent"), "agent")?,
         action,
         security_only: p.flag("security")?,
-        tag: None,
+        tag: p.tag("tag")?,
     };
     let paging = p.paging()?;
     let (overview, failing) = tokio::try_join!(

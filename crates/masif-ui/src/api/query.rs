@@ -56,6 +56,13 @@ impl Params {
         }
     }
 
+    /// A tag (`tag=web`), checked as agents send them.
+    pub(crate) fn tag(&self, name: &str) -> Result<Option<masif_proto::Tag>, Rejection> {
+        self.text(name)
+            .map(|v| masif_proto::Tag::new(v).map_err(|e| ApiError::bad(format!("{name}: {e}"))))
+            .transpose()
+    }
+
     fn number(&self, name: &str) -> Result<Option<u64>, Rejection> {
         self.text(name)
             .map(|v| {
