@@ -232,7 +232,7 @@ mod tests {
             (rings(json!(["a", "a"])), "rings[1]: repeats"),
             (rings(json!(["a", "-b"])), "rings[1]: must be"),
             (rings(json!(["a", 5])), "rings[1] must be a string"),
-            (rings(json!(["a"; 11])), "more than 10"),
+            (rings(json!(vec!["a"; 11])), "more than 10"),
             (rings(json!("a")), "rings must be an array"),
             (
                 json!({"tasks": [task()], "rings": ["a"], "soak_seconds": 2_592_001}),
