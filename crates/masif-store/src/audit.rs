@@ -54,6 +54,12 @@ pub(crate) fn describe_approve(
     })
 }
 
+/// How an approval for a tag names its agents: `tag web (3 agents)`.
+pub(crate) fn tag_label(tag: &masif_proto::Tag, agents: usize) -> String {
+    let s = if agents == 1 { "" } else { "s" };
+    format!("tag {tag} ({agents} agent{s})")
+}
+
 /// `a, b, c` — or the first 20 and "and N more NOUNs".
 pub(crate) fn describe_list(items: &[impl AsRef<str>], noun: &str) -> String {
     const SHOWN: usize = 20;

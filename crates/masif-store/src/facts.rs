@@ -31,8 +31,8 @@ pub(crate) fn report_digest(pending: &[&Task], facts: Option<&[u8; 32]>) -> [u8;
     }
 }
 
-/// A report's facts as rows: the host row, the held packages and the facts of its pending
-/// tasks (facts of approved tasks are not stored).
+/// A report's facts as rows: the host row, the held packages, the tags and the facts of its
+/// pending tasks (facts of approved tasks are not stored).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FactRows<'a> {
     pub os: Option<&'a str>,
@@ -42,6 +42,8 @@ pub(crate) struct FactRows<'a> {
     /// JSON array of the package names that asked for the reboot.
     pub reboot_packages: String,
     pub held: Vec<&'a str>,
+    /// The agent's tags, by name.
+    pub tags: Vec<&'a str>,
     pub tasks: Vec<TaskFactRow<'a>>,
 }
 
@@ -78,6 +80,7 @@ impl<'a> FactRows<'a> {
             reboot_required: facts.reboot_required,
             reboot_packages: serde_json::to_string(&names).expect("a list of strings serialises"),
             held: facts.held.iter().map(|p| p.as_str()).collect(),
+            tags: facts.tags.iter().map(|t| t.as_str()).collect(),
             tasks,
         }
     }
@@ -95,7 +98,12 @@ pub(crate) fn weight(facts: &Facts) -> usize {
         .iter()
         .chain(&facts.held)
         .map(|p| p.as_str().len() + 30)
-        .sum::<usize>();
+        .sum::<usize>()
+        + facts
+            .tags
+            .iter()
+            .map(|t| t.as_str().len() + 30)
+            .sum::<usize>();
     let tasks = facts
         .tasks
         .values()

@@ -15,6 +15,7 @@ pub mod mysql;
 mod pending;
 mod pending_counts;
 mod queue;
+mod rollout_core;
 mod rollouts;
 mod runs;
 pub mod schedule;

@@ -5,11 +5,12 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
 use super::sql::doing;
+use crate::rollout_core::tags_from_text;
 use crate::runs::last_run;
 use crate::{AgentCounts, AgentFilter, AgentSummary, Listing, Page, Result};
 
 /// Agent summary columns (name, times, pending counts, last run, failing packages, reboot
-/// required) of `agent a`
+/// required, tags separated by spaces) of `agent a`
 /// and `agent_report r`; append `WHERE …`. The last run is one probe of `run (agent, id)`.
 pub(super) const SUMMARY: &str = "
     SELECT a.name, a.ctime, a.mtime, r.last_seen,
@@ -18,7 +19,9 @@ pub(super) const SUMMARY: &str = "
            (SELECT ru.outcome FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
            (SELECT ru.started_at FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
            (SELECT COUNT(*) FROM run_latest l WHERE l.agent = a.id AND l.failed = 1),
-           COALESCE((SELECT f.reboot_required FROM agent_facts f WHERE f.agent = a.id), 0)
+           COALESCE((SELECT f.reboot_required FROM agent_facts f WHERE f.agent = a.id), 0),
+           (SELECT GROUP_CONCAT(g.tag ORDER BY g.tag SEPARATOR ' ')
+              FROM agent_tag g WHERE g.agent = a.id)
       FROM agent a
       LEFT JOIN agent_report r ON r.agent = a.id";
 
@@ -54,6 +57,12 @@ pub(super) async fn agents(
     }
     if filter.reboot_required {
         conds.push(REBOOT.to_owned());
+    }
+    if let Some(tag) = &filter.tag {
+        conds.push(
+            "EXISTS (SELECT 1 FROM agent_tag g WHERE g.agent = a.id AND g.tag = ?)".to_owned(),
+        );
+        params.push(tag.as_str().into());
     }
     let cond = conds.join(" AND ");
     let total = conn
@@ -129,6 +138,6 @@ pub(super) fn summary_from_row(mut row: Row) -> Option<AgentSummary> {
         pending_packages: row.get(5).unwrap_or(0),
         last_run: last_run(outcome, started_at),
         failing_packages: row.get(8).unwrap_or(0),
-        tags: Vec::new(),
+        tags: tags_from_text(row.take::<Option<String>, _>(10).flatten()),
     })
 }

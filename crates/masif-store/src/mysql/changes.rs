@@ -10,7 +10,8 @@ use mysql_async::{Conn, Row, Value};
 
 use super::sql::{lit, tuple};
 use crate::audit::{
-    cut, describe_approval, describe_approve, describe_list, describe_task, MAX_DETAIL_CHARS,
+    cut, describe_approval, describe_approve, describe_list, describe_task, tag_label,
+    MAX_DETAIL_CHARS,
 };
 use crate::backoff::Failure;
 use crate::clock::unix_now;
@@ -95,7 +96,21 @@ pub(super) async fn approve_once(
     user: &str,
 ) -> Result<ApprovalOutcome, Failure> {
     conn.query_drop("START TRANSACTION").await?;
-    let now = unix_now();
+    let outcome = approve_in(conn, tasks, scope, user, unix_now()).await?;
+    bump_generation(conn).await?;
+    conn.query_drop("COMMIT").await?;
+    Ok(outcome)
+}
+
+/// The writes of an approval of `tasks` (already distinct and sorted) for `scope` at `now`,
+/// audited, inside the caller's transaction (which bumps the generation and commits).
+pub(super) async fn approve_in(
+    conn: &mut Conn,
+    tasks: &[ApprovalTask],
+    scope: &ApprovalScope,
+    user: &str,
+    now: i64,
+) -> Result<ApprovalOutcome, Failure> {
     let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
     let packages = lock_packages(conn, &keys).await?;
     let (targets, target_label) = lock_targets(conn, scope).await?;
@@ -117,8 +132,6 @@ pub(super) async fn approve_once(
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(conn, user, "approve", &detail, now).await?;
     }
-    bump_generation(conn).await?;
-    conn.query_drop("COMMIT").await?;
     Ok(outcome)
 }
 
@@ -158,8 +171,19 @@ async fn lock_targets(
     let names = match scope {
         ApprovalScope::AllAgents => return Ok((vec![None], "all agents".to_owned())),
         ApprovalScope::Agents(names) => names,
-        ApprovalScope::Tag(_) => {
-            return Err(StoreError::Invalid("approving for a tag is not built yet".into()).into())
+        ApprovalScope::Tag(tag) => {
+            let found: Vec<u64> = conn
+                .exec(
+                    "SELECT g.agent FROM agent_tag g JOIN agent a ON a.id = g.agent
+                      WHERE g.tag = ? ORDER BY g.agent LOCK IN SHARE MODE",
+                    (tag.as_str(),),
+                )
+                .await?;
+            if found.is_empty() {
+                return Err(StoreError::Invalid(format!("no agent carries tag {tag}")).into());
+            }
+            let label = tag_label(tag, found.len());
+            return Ok((found.into_iter().map(Some).collect(), label));
         }
     };
     let names: BTreeSet<&str> = names.iter().map(AgentName::as_str).collect();
@@ -318,7 +342,8 @@ pub(super) async fn revoke_once(conn: &mut Conn, id: u64, user: &str) -> Result<
 }
 
 /// One attempt of a reset: every task, approval and task fact deleted, with `everything` also
-/// agents and packages (and the agents' report state, host facts, held packages and runs).
+/// agents and packages (and the agents' report state, host facts, held packages, runs, tags and
+/// leases).
 pub(super) async fn reset_once(
     conn: &mut Conn,
     everything: bool,
@@ -335,6 +360,8 @@ pub(super) async fn reset_once(
         conn.query_drop("DELETE FROM agent_held").await?;
         conn.query_drop("DELETE FROM run_latest").await?;
         conn.query_drop("DELETE FROM run").await?;
+        conn.query_drop("DELETE FROM agent_tag").await?;
+        conn.query_drop("DELETE FROM tag_lease").await?;
         conn.query_drop("DELETE FROM package").await?;
         conn.query_drop("DELETE FROM agent").await?;
         before
@@ -357,7 +384,7 @@ pub(super) async fn reset_once(
 /// Bumps the approval generation (see `AgentLoop::approval_token`), recreating its row if it
 /// is gone. Run last in the transaction: the row is then locked only until the commit, and
 /// after every other lock, so approvals never wait for each other in a cycle.
-async fn bump_generation(conn: &mut Conn) -> mysql_async::Result<()> {
+pub(super) async fn bump_generation(conn: &mut Conn) -> mysql_async::Result<()> {
     conn.query_drop(
         "INSERT INTO approval_generation (id, generation) VALUES (1, 1) \
          ON DUPLICATE KEY UPDATE generation = generation + 1",
@@ -380,7 +407,7 @@ pub(super) async fn table_counts(conn: &mut Conn) -> mysql_async::Result<TableCo
     })
 }
 
-async fn audit(
+pub(super) async fn audit(
     conn: &mut Conn,
     user: &str,
     action: &str,

@@ -1,6 +1,6 @@
 //! The host facts of a write transaction's reports as multi-row statements of its second round
-//! trip: upsert `agent_facts`, replace `agent_held` and `task_fact` of the agents that sent
-//! facts. Every value is an escaped literal (`sql::lit`), ids are numbers.
+//! trip: upsert `agent_facts`, replace `agent_held`, `agent_tag` and `task_fact` of the agents
+//! that sent facts. Every value is an escaped literal (`sql::lit`), ids are numbers.
 
 use std::collections::HashMap;
 
@@ -13,6 +13,7 @@ pub(crate) struct FactStatements {
     agents: Vec<u64>,
     hosts: Vec<String>,
     held: Vec<String>,
+    tags: Vec<String>,
     tasks: Vec<String>,
 }
 
@@ -38,6 +39,11 @@ impl FactStatements {
             rows.held
                 .iter()
                 .map(|name| format!("({agent_id}, {})", lit(*name))),
+        );
+        self.tags.extend(
+            rows.tags
+                .iter()
+                .map(|tag| format!("({agent_id}, {})", lit(*tag))),
         );
         for row in &rows.tasks {
             let Some(package) = package_ids.get(row.task.package().as_str()) else {
@@ -73,11 +79,18 @@ impl FactStatements {
             ),
             format!("DELETE FROM agent_held WHERE agent IN {agents}"),
             format!("DELETE FROM task_fact WHERE agent IN {agents}"),
+            format!("DELETE FROM agent_tag WHERE agent IN {agents}"),
         ];
         if !self.held.is_empty() {
             sql.push(format!(
                 "INSERT INTO agent_held (agent, package) VALUES {}",
                 self.held.join(", ")
+            ));
+        }
+        if !self.tags.is_empty() {
+            sql.push(format!(
+                "INSERT INTO agent_tag (agent, tag) VALUES {}",
+                self.tags.join(", ")
             ));
         }
         if !self.tasks.is_empty() {

@@ -88,24 +88,25 @@ pub(super) async fn needs_of(
     keys: &[TaskKey],
     scope: &ApprovalScope,
 ) -> Result<Vec<TaskKey>> {
-    let agents: Vec<Value> = match scope {
-        ApprovalScope::AllAgents => Vec::new(),
+    let (in_scope, scope_params): (String, Vec<Value>) = match scope {
+        ApprovalScope::AllAgents => (String::new(), Vec::new()),
         ApprovalScope::Agents(names) => {
             let names: BTreeSet<&str> = names.iter().map(AgentName::as_str).collect();
             if names.is_empty() {
                 return Ok(Vec::new());
             }
-            names.into_iter().map(Value::from).collect()
+            (
+                format!(
+                    "AND t.agent IN (SELECT id FROM agent WHERE name IN {})",
+                    placeholders(names.len())
+                ),
+                names.into_iter().map(Value::from).collect(),
+            )
         }
-        ApprovalScope::Tag(_) => return Ok(Vec::new()),
-    };
-    let in_scope = if agents.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "AND t.agent IN (SELECT id FROM agent WHERE name IN {})",
-            placeholders(agents.len())
-        )
+        ApprovalScope::Tag(tag) => (
+            "AND t.agent IN (SELECT agent FROM agent_tag WHERE tag = ?)".to_owned(),
+            vec![Value::from(tag.as_str())],
+        ),
     };
     let sql = format!(
         "SELECT f.needs FROM package p STRAIGHT_JOIN {PENDING_WITH_FACTS}
@@ -119,7 +120,7 @@ pub(super) async fn needs_of(
             Value::from(key.action.as_str()),
             Value::from(key.to_version.as_ref().map(Version::as_str)),
         ];
-        params.extend(agents.iter().cloned());
+        params.extend(scope_params.iter().cloned());
         let needs: Vec<Option<String>> = conn
             .exec(sql.as_str(), params)
             .await

@@ -31,6 +31,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_agent_loop"),
     migration!(10, "0010_host_facts"),
     migration!(11, "0011_task_ctime"),
+    migration!(12, "0012_rollout_control"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.

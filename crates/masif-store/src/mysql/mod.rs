@@ -15,6 +15,7 @@ mod orphans;
 mod overview;
 mod pending_counts;
 mod report;
+mod rollout_steps;
 mod rollouts;
 mod rows;
 mod runs;

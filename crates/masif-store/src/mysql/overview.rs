@@ -45,7 +45,8 @@ impl Source {
     /// The pending rows that pass `filter` (case-insensitive substrings). The plan is fixed
     /// rather than left to the optimizer, which prefers the low-selectivity `approved` index and
     /// then sorts every pending row: a package filter drives from `package`, an agent filter
-    /// alone from `agent` (by `task (agent, approved)`), no filter reads `task_overview`
+    /// alone from `agent` (by `task (agent, approved)`), a tag filter alone from the tag's
+    /// agents (`agent_tag (tag, agent)`, then the same index), no filter reads `task_overview`
     /// (migration 0007) in package order without touching a row.
     fn of(filter: &PendingFilter) -> Self {
         let security = security_row();
@@ -78,8 +79,22 @@ impl Source {
                 "agent fa STRAIGHT_JOIN task t FORCE INDEX (task_agent_approved) \
                  ON t.agent = fa.id"
             }
+            (None, None) if filter.tag.is_some() => {
+                "agent_tag g STRAIGHT_JOIN task t FORCE INDEX (task_agent_approved) \
+                 ON t.agent = g.agent"
+            }
             (None, None) => "task t FORCE INDEX (task_overview)",
         };
+        if let Some(tag) = &filter.tag {
+            if filter.package.is_none() && filter.agent.is_none() {
+                conds.push("g.tag = ?");
+            } else {
+                conds.push(
+                    "EXISTS (SELECT 1 FROM agent_tag g WHERE g.agent = t.agent AND g.tag = ?)",
+                );
+            }
+            params.push(tag.as_str().into());
+        }
         Self {
             from,
             conds: conds.join(" AND "),

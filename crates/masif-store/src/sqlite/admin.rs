@@ -14,7 +14,7 @@ use super::agents::{self, summary_from_row, SUMMARY_GROUP, SUMMARY_SELECT};
 use super::rows::{self, to_i64, to_u64, RawTask};
 use super::{host_facts, overview, pending_counts, runs, SqliteStore};
 use crate::audit::{
-    check_user, cut, describe_approval, describe_approve, describe_list, describe_task,
+    check_user, cut, describe_approval, describe_approve, describe_list, describe_task, tag_label,
     MAX_DETAIL_CHARS,
 };
 use crate::backoff::Failure;
@@ -254,6 +254,8 @@ impl Admin for SqliteStore {
                 tx.execute("DELETE FROM agent_held", [])?;
                 tx.execute("DELETE FROM run_latest", [])?;
                 tx.execute("DELETE FROM run", [])?;
+                tx.execute("DELETE FROM agent_tag", [])?;
+                tx.execute("DELETE FROM tag_lease", [])?;
                 tx.execute("DELETE FROM package", [])?;
                 tx.execute("DELETE FROM agent", [])?;
                 before
@@ -314,7 +316,20 @@ fn approve(
     scope: &ApprovalScope,
     user: &str,
 ) -> Result<ApprovalOutcome, Failure> {
-    let now = unix_now();
+    let outcome = approve_in(tx, tasks, scope, user, unix_now())?;
+    bump_generation(tx)?;
+    Ok(outcome)
+}
+
+/// The writes of an approval of `tasks` (already distinct and sorted) for `scope` at `now`,
+/// audited, inside the caller's transaction (which bumps the generation).
+pub(super) fn approve_in(
+    tx: &Transaction<'_>,
+    tasks: &[ApprovalTask],
+    scope: &ApprovalScope,
+    user: &str,
+    now: i64,
+) -> Result<ApprovalOutcome, Failure> {
     // `None` = every agent (agent NULL in the approval row).
     let (targets, target_label): (Vec<Option<i64>>, String) = match scope {
         ApprovalScope::AllAgents => (vec![None], "all agents".to_owned()),
@@ -332,10 +347,15 @@ fn approve(
             let names: Vec<&str> = names.into_iter().collect();
             (ids, describe_list(&names, "agent"))
         }
-        ApprovalScope::Tag(_) => {
-            return Err(Failure::Fatal(StoreError::Invalid(
-                "approving for a tag is not built yet".into(),
-            )))
+        ApprovalScope::Tag(tag) => {
+            let ids = rows::tagged_agents(tx, tag.as_str())?;
+            if ids.is_empty() {
+                return Err(Failure::Fatal(StoreError::Invalid(format!(
+                    "no agent carries tag {tag}"
+                ))));
+            }
+            let label = tag_label(tag, ids.len());
+            (ids.into_iter().map(Some).collect(), label)
         }
     };
     let mut outcome = ApprovalOutcome {
@@ -404,9 +424,8 @@ fn approve(
         described.push(describe_task(task));
     }
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
-        audit(tx, user, "approve", &detail)?;
+        audit_at(tx, user, "approve", &detail, now)?;
     }
-    bump_generation(tx)?;
     Ok(outcome)
 }
 
@@ -435,7 +454,7 @@ fn table_counts(tx: &Transaction<'_>) -> rusqlite::Result<TableCounts> {
 
 /// Bumps the approval generation (see `AgentLoop::approval_token`), recreating its row if it
 /// is gone.
-fn bump_generation(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+pub(super) fn bump_generation(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO approval_generation (id, generation) VALUES (1, 1)
          ON CONFLICT (id) DO UPDATE SET generation = generation + 1",
@@ -445,7 +464,18 @@ fn bump_generation(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 }
 
 fn audit(tx: &Transaction<'_>, user: &str, action: &str, detail: &str) -> rusqlite::Result<()> {
+    audit_at(tx, user, action, detail, unix_now())
+}
+
+/// Writes an audit entry at `at`.
+pub(super) fn audit_at(
+    tx: &Transaction<'_>,
+    user: &str,
+    action: &str,
+    detail: &str,
+    at: i64,
+) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)")?
-        .execute((unix_now(), user, action, cut(detail, MAX_DETAIL_CHARS)))?;
+        .execute((at, user, action, cut(detail, MAX_DETAIL_CHARS)))?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use rusqlite::{Row, Transaction};
 
 use super::rows::{to_i64, to_u64};
 use crate::backoff::Failure;
+use crate::rollout_core::tags_from_text;
 use crate::runs::last_run;
 use crate::{AgentCounts, AgentFilter, AgentSummary, Listing, Page, StoreError};
 
@@ -16,7 +17,8 @@ pub(super) const SUMMARY_SELECT: &str = "
            (SELECT ru.outcome FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
            (SELECT ru.started_at FROM run ru WHERE ru.agent = a.id ORDER BY ru.id DESC LIMIT 1),
            (SELECT COUNT(*) FROM run_latest l WHERE l.agent = a.id AND l.failed = 1),
-           COALESCE((SELECT f.reboot_required FROM agent_facts f WHERE f.agent = a.id), 0)
+           COALESCE((SELECT f.reboot_required FROM agent_facts f WHERE f.agent = a.id), 0),
+           (SELECT group_concat(g.tag, ' ') FROM agent_tag g WHERE g.agent = a.id)
       FROM agent a
       LEFT JOIN agent_report r ON r.agent = a.id
       LEFT JOIN task t ON t.agent = a.id AND t.approved = 0";
@@ -34,7 +36,7 @@ const REBOOT: &str =
     "EXISTS (SELECT 1 FROM agent_facts f WHERE f.agent = a.id AND f.reboot_required = 1)";
 
 /// The agents `filter` selects (`?1` name substring, `?2` last contact before, `?3` failing,
-/// `?4` reboot required; NULL or 0 = no filter), by name. SQLite's `lower()` folds ASCII only.
+/// `?4` reboot required, `?5` tag; NULL or 0 = no filter), by name. SQLite's `lower()` folds ASCII only.
 pub(super) fn agents(
     tx: &Transaction<'_>,
     filter: &AgentFilter,
@@ -43,13 +45,16 @@ pub(super) fn agents(
     let cond = format!(
         "(?1 IS NULL OR instr(lower(a.name), lower(?1)) > 0)
          AND (?2 IS NULL OR {LAST_CONTACT} < ?2) AND (?3 = 0 OR {FAILING})
-         AND (?4 = 0 OR {REBOOT})"
+         AND (?4 = 0 OR {REBOOT})
+         AND (?5 IS NULL OR EXISTS (SELECT 1 FROM agent_tag g
+                                     WHERE g.agent = a.id AND g.tag = ?5))"
     );
     let params = (
         &filter.name,
         filter.not_seen_since,
         filter.failing,
         filter.reboot_required,
+        filter.tag.as_ref().map(|t| t.as_str()),
     );
     let total: i64 = tx.query_row(
         &format!(
@@ -60,7 +65,7 @@ pub(super) fn agents(
         |r| r.get(0),
     )?;
     let mut stmt = tx.prepare_cached(&format!(
-        "{SUMMARY_SELECT} WHERE {cond} {SUMMARY_GROUP} LIMIT ?5 OFFSET ?6"
+        "{SUMMARY_SELECT} WHERE {cond} {SUMMARY_GROUP} LIMIT ?6 OFFSET ?7"
     ))?;
     let rows = stmt
         .query_map(
@@ -69,6 +74,7 @@ pub(super) fn agents(
                 params.1,
                 params.2,
                 params.3,
+                params.4,
                 to_i64(page.limit),
                 to_i64(page.offset),
             ),
@@ -122,7 +128,7 @@ pub(super) fn summary_from_row(
             pending_packages: to_u64(row.get(5)?),
             last_run: last_run(row.get(6)?, row.get(7)?),
             failing_packages: to_u64(row.get(8)?),
-            tags: Vec::new(),
+            tags: tags_from_text(row.get(10)?),
         })
     };
     match AgentName::new(name.clone()) {

@@ -94,7 +94,10 @@ pub(super) fn needs_of(
             }
             ids
         }
-        ApprovalScope::Tag(_) => return Ok(Vec::new()),
+        ApprovalScope::Tag(tag) => rows::tagged_agents(tx, tag.as_str())?
+            .into_iter()
+            .map(Some)
+            .collect(),
     };
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT f.needs FROM {PENDING_WITH_FACTS} JOIN package p ON p.id = t.package

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0006_task_ctime",
         sql: include_str!("../../../../schema/sqlite/0006_task_ctime.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_rollout_control",
+        sql: include_str!("../../../../schema/sqlite/0007_rollout_control.sql"),
+    },
 ];
 
 /// The schema version this program writes.

@@ -20,7 +20,7 @@ const FACT_OF_PENDING: &str = "task_fact f JOIN task s
    AND s.from_version IS f.from_version AND s.to_version IS f.to_version";
 
 /// Pending rows of known agents and packages that pass the substring filters `?1` (package)
-/// and `?2` (agent) and the action `?4`, NULL meaning no filter, and with `?3` only security rows (some agent
+/// and `?2` (agent), the action `?4` and the tag `?5`, NULL meaning no filter, and with `?3` only security rows (some agent
 /// awaiting the same package, action and target version reported a security origin). SQLite's
 /// `lower()` folds ASCII only. Read in `(package, approved, agent)` order from that index,
 /// which covers the per-package agent counts (the planner would otherwise pick the `approved`
@@ -34,11 +34,21 @@ fn filtered_pending() -> String {
                                               WHERE instr(lower(name), lower(?1)) > 0))
             AND (?2 IS NULL OR t.agent IN (SELECT id FROM agent
                                             WHERE instr(lower(name), lower(?2)) > 0))
+            AND (?5 IS NULL OR t.agent IN (SELECT agent FROM agent_tag WHERE tag = ?5))
             AND (?3 = 0 OR EXISTS (SELECT 1 FROM {FACT_OF_PENDING}
                                     WHERE f.security = 1 AND f.package = t.package
                                       AND f.action = t.action AND f.to_version IS t.to_version))"
     )
 }
+
+/// The parameters `?1` to `?5` of [`filtered_pending`].
+type Filters<'f> = (
+    Option<&'f str>,
+    Option<&'f str>,
+    bool,
+    Option<&'f str>,
+    Option<&'f str>,
+);
 
 pub(super) fn pending_overview(
     tx: &Transaction<'_>,
@@ -51,6 +61,7 @@ pub(super) fn pending_overview(
         filter.agent.as_deref(),
         filter.security_only,
         filter.action.map(masif_proto::Action::as_str),
+        filter.tag.as_ref().map(|t| t.as_str()),
     );
     let total: i64 = tx.query_row(
         &format!("SELECT COUNT(DISTINCT package) FROM ({pending})"),
@@ -63,7 +74,7 @@ pub(super) fn pending_overview(
                FROM (SELECT package, COUNT(DISTINCT agent) AS agents
                        FROM ({pending}) GROUP BY package) counted
                JOIN package p ON p.id = counted.package
-              ORDER BY counted.agents DESC, p.name LIMIT ?5 OFFSET ?6)
+              ORDER BY counted.agents DESC, p.name LIMIT ?6 OFFSET ?7)
          SELECT g.package_name, g.agents, pe.action, pe.to_version, COUNT(DISTINCT pe.agent),
                 g.package, MIN(pe.ctime)
            FROM groups g CROSS JOIN ({pending}) pe ON pe.package = g.package
@@ -75,6 +86,7 @@ pub(super) fn pending_overview(
         filters.1,
         filters.2,
         filters.3,
+        filters.4,
         to_i64(page.limit),
         to_i64(page.offset),
     ))?;
@@ -135,7 +147,7 @@ pub(super) fn pending_overview(
 fn add_facts(
     tx: &Transaction<'_>,
     pending: &str,
-    filters: (Option<&str>, Option<&str>, bool, Option<&str>),
+    filters: Filters<'_>,
     groups: &mut [(i64, PendingGroup)],
 ) -> Result<(), Failure> {
     let mut needs = tx.prepare_cached(&format!(
@@ -143,7 +155,7 @@ fn add_facts(
            FROM ({pending}) pe JOIN task_fact f
              ON f.agent = pe.agent AND f.package = pe.package AND f.action = pe.action
             AND f.from_version IS pe.from_version AND f.to_version IS pe.to_version
-          WHERE pe.package = ?5 AND f.needs IS NOT NULL"
+          WHERE pe.package = ?6 AND f.needs IS NOT NULL"
     ))?;
     let mut security = tx.prepare_cached(&format!(
         "SELECT DISTINCT f.action, f.to_version FROM {FACT_OF_PENDING}
@@ -152,7 +164,8 @@ fn add_facts(
     let mut holders = tx.prepare_cached("SELECT COUNT(*) FROM agent_held WHERE package = ?1")?;
     for (id, group) in groups {
         let mut by_row: HashMap<RowId, RowFacts> = HashMap::new();
-        let rows = needs.query_map((filters.0, filters.1, filters.2, filters.3, *id), |r| {
+        let params = (filters.0, filters.1, filters.2, filters.3, filters.4, *id);
+        let rows = needs.query_map(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?,

@@ -162,7 +162,7 @@ fn record(
     Ok(approved)
 }
 
-/// Replaces the host facts, held packages and pending tasks' facts of agent `agent_id`.
+/// Replaces the host facts, held packages, tags and pending tasks' facts of agent `agent_id`.
 fn write_facts(
     tx: &Transaction<'_>,
     agent_id: i64,
@@ -191,6 +191,12 @@ fn write_facts(
     for name in &rows.held {
         tx.prepare_cached("INSERT INTO agent_held (agent, package) VALUES (?1, ?2)")?
             .execute((agent_id, name))?;
+    }
+    tx.prepare_cached("DELETE FROM agent_tag WHERE agent = ?1")?
+        .execute([agent_id])?;
+    for tag in &rows.tags {
+        tx.prepare_cached("INSERT INTO agent_tag (agent, tag) VALUES (?1, ?2)")?
+            .execute((agent_id, tag))?;
     }
     tx.prepare_cached("DELETE FROM task_fact WHERE agent = ?1")?
         .execute([agent_id])?;

@@ -150,3 +150,13 @@ pub(super) fn to_u64(value: i64) -> u64 {
 pub(super) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+/// The ids of the agents carrying `tag`, in id order.
+pub(super) fn tagged_agents(tx: &Transaction<'_>, tag: &str) -> rusqlite::Result<Vec<i64>> {
+    tx.prepare_cached(
+        "SELECT g.agent FROM agent_tag g JOIN agent a ON a.id = g.agent
+          WHERE g.tag = ?1 ORDER BY g.agent",
+    )?
+    .query_map([tag], |r| r.get(0))?
+    .collect()
+}
