@@ -21,7 +21,6 @@ use super::auth::Caller;
 use super::error::{json, store_failed, ApiError};
 use super::query::Params;
 use super::Paged;
-use crate::pages::name_filter;
 use crate::pages::status::{last_contact, Now};
 use crate::App;
 
@@ -104,7 +103,7 @@ struct AgentsAnswer {
 pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response, Rejection> {
     let now = Now::with_offline_after(app.offline_after);
     let filter = AgentFilter {
-        name: name_filter(p.text("name"), "name")?,
+        name: p.name_filter("name")?,
         not_seen_since: p.flag("offline")?.then_some(now.offline_before),
         failing: p.flag("failing")?,
         reboot_required: p.flag("reboot_required")?,

@@ -14,7 +14,6 @@ use super::auth::Caller;
 use super::error::{json, store_failed, ApiError};
 use super::query::Params;
 use super::Paged;
-use crate::pages::name_filter;
 use crate::App;
 
 pub(crate) const PARAMS: &[&str] = &[
@@ -68,8 +67,8 @@ pub(crate) fn action_filter(value: Option<String>) -> Result<Option<Action>, Rej
 pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response, Rejection> {
     let action = action_filter(p.text("action"))?;
     let filter = PendingFilter {
-        package: name_filter(p.text("package"), "package")?,
-        agent: name_filter(p.text("agent"), "agent")?,
+        package: p.name_filter("package")?,
+        agent: p.name_filter("agent")?,
         action,
         security_only: p.flag("security")?,
         tag: p.tag("tag")?,

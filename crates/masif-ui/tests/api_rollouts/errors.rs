@@ -250,6 +250,12 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         ("DELETE", "/api/v1/tags/web".into(), 405, "method"),
         (
             "GET",
+            "/api/v1/agents?name=%0C%C2%85web".into(),
+            400,
+            "control characters",
+        ),
+        (
+            "GET",
             format!("/api/v1/rollouts/{id}/promote"),
             405,
             "method",
