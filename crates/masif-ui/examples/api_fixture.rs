@@ -1,6 +1,7 @@
 //! `cargo run -p masif-ui --example api-fixture -- DIR TOKEN`: a UI for checking the API
 //! from outside (schemathesis in `scripts/test-api-schema.sh`). Seeds an SQLite store in DIR
-//! through the store's API (agents with pending tasks, security facts, runs, an approval),
+//! through the store's API (agents with pending tasks, security facts, runs, an approval, tagged
+//! agents, a tag with max in flight and windows, a roll-out),
 //! writes a token file with TOKEN as line `fixture`, serves on 127.0.0.1 (a free port),
 //! prints `URL http://…/` and stops when stdin closes or on SIGTERM/SIGINT.
 
@@ -8,8 +9,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use masif_proto::facts::Facts;
 use masif_proto::v2::{Outcome, Run, RunId, RunOutput};
-use masif_store::{ApprovalScope, Retention, Store, TaskKey};
+use masif_proto::Tag;
+use masif_store::schedule::Window;
+use masif_store::{ApprovalScope, Retention, RolloutSpec, Store, TagSettings, TaskKey};
 use masif_testkit::tasks::{agent, install, task, update};
 use masif_ui::{ApiTokens, UiSettings, Users};
 
@@ -86,7 +90,46 @@ async fn seed(store: &Arc<dyn Store>) -> anyhow::Result<()> {
             "fixture",
         )
         .await?;
+    seed_rollout(store, now).await?;
     store.flush().await;
+    Ok(())
+}
+
+/// Agents tagged `canary` and `web`, `web` with max in flight and windows, and a roll-out
+/// over both rings.
+async fn seed_rollout(store: &Arc<dyn Store>, now: i64) -> anyhow::Result<()> {
+    let tag = |t: &str| Tag::new(t).map_err(anyhow::Error::msg);
+    for (name, tags) in [("canary-1", ["canary", "web"]), ("web-3", ["web", "prod"])] {
+        let facts = Facts {
+            tags: tags.iter().map(|t| tag(t)).collect::<Result<_, _>>()?,
+            ..Facts::default()
+        };
+        let tasks = [update("perl", "5.1", "5.2")].into_iter().collect();
+        store
+            .report_with_facts(&agent(name), &tasks, Some(&facts))
+            .await?;
+    }
+    let windows = serde_json::json!([
+        {"days": ["mon", "wed"], "start": "02:00", "end": "04:30", "time_zone": "Europe/Berlin"},
+        {"from": "2030-01-01T00:00:00Z", "to": "2030-01-02T00:00:00Z"},
+    ]);
+    let settings = TagSettings {
+        max_in_flight: Some(2),
+        windows: Window::parse_list(&windows, "windows")?,
+    };
+    store.set_tag(&tag("web")?, &settings, "fixture").await?;
+    let spec = RolloutSpec {
+        tasks: vec![TaskKey {
+            package: masif_proto::PackageName::new("perl").unwrap(),
+            action: masif_proto::Action::Update,
+            to_version: Some(masif_proto::Version::new("5.2").unwrap()),
+        }
+        .into()],
+        rings: vec![tag("canary")?, tag("web")?],
+        soak_secs: Some(3600),
+        max_failure_percent: 10,
+    };
+    store.create_rollout(&spec, "fixture", now).await?;
     Ok(())
 }
 

@@ -1,13 +1,17 @@
-//! `GET /api/v1/agents` (counts, filters by name and state, last contact, offline per
-//! `offline_after`, pending counts, newest run) and `GET /api/v1/agents/{name}` (its host
+//! `GET /api/v1/agents` (counts, filters by name, state and tag, last contact, offline per
+//! `offline_after`, pending counts, newest run, tags and maintenance windows) and `GET /api/v1/agents/{name}` (its host
 //! facts, pending tasks with origin, security and needs, and its run history, paged).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use masif_proto::facts::TaskFacts;
 use masif_proto::v2::Outcome;
-use masif_proto::{Action, AgentName, PackageName, Version};
-use masif_store::{AgentCounts, AgentFilter, AgentSummary, HostFacts, RunRecord, TaskKey};
+use masif_proto::{Action, AgentName, PackageName, Tag, Version};
+use masif_store::schedule::rfc3339;
+use masif_store::{
+    AgentCounts, AgentFilter, AgentSummary, AgentWindow, HostFacts, RunRecord, TaskKey,
+};
 use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -17,7 +21,6 @@ use super::auth::Caller;
 use super::error::{json, store_failed, ApiError};
 use super::query::Params;
 use super::Paged;
-use crate::pages::name_filter;
 use crate::pages::status::{last_contact, Now};
 use crate::App;
 
@@ -26,6 +29,7 @@ pub(crate) const LIST_PARAMS: &[&str] = &[
     "offline",
     "failing",
     "reboot_required",
+    "tag",
     "page",
     "per_page",
 ];
@@ -58,12 +62,21 @@ struct AgentItem {
     failing_packages: u64,
     reboot_required: bool,
     last_run: Option<LastRun>,
+    tags: Vec<Tag>,
+    /// No windowed tag, or one of its windows is open now.
+    window_open: bool,
+    /// When a window opens next (now when one is open; null when not windowed or none opens
+    /// again), RFC 3339.
+    next_window: Option<String>,
 }
 
 impl AgentItem {
-    fn new(a: AgentSummary, now: Now) -> Self {
+    fn new(a: AgentSummary, now: Now, window: AgentWindow) -> Self {
         Self {
+            window_open: !window.windowed || window.open,
+            next_window: window.next_open.map(rfc3339),
             offline: last_contact(&a) < now.offline_before,
+            tags: a.tags,
             name: a.name,
             first_seen: a.ctime,
             last_change: a.mtime,
@@ -90,11 +103,11 @@ struct AgentsAnswer {
 pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response, Rejection> {
     let now = Now::with_offline_after(app.offline_after);
     let filter = AgentFilter {
-        name: name_filter(p.text("name"), "name")?,
+        name: p.name_filter("name")?,
         not_seen_since: p.flag("offline")?.then_some(now.offline_before),
         failing: p.flag("failing")?,
         reboot_required: p.flag("reboot_required")?,
-        tag: None,
+        tag: p.tag("tag")?,
     };
     let paging = p.paging()?;
     let (listing, counts) = tokio::try_join!(
@@ -102,10 +115,15 @@ pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response
         app.store.agent_counts(now.offline_before),
     )
     .map_err(store_failed)?;
+    let names: Vec<AgentName> = listing.rows.iter().map(|a| a.name.clone()).collect();
+    let mut windows = windows_of(&app, &names, now.now).await?;
     let items = listing
         .rows
         .into_iter()
-        .map(|a| AgentItem::new(a, now))
+        .map(|a| {
+            let window = windows.remove(&a.name).unwrap_or_default();
+            AgentItem::new(a, now, window)
+        })
         .collect();
     Ok(json(
         StatusCode::OK,
@@ -114,6 +132,24 @@ pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response
             counts,
         },
     ))
+}
+
+/// The maintenance windows of `agents` at `now`, by agent.
+async fn windows_of(
+    app: &App,
+    agents: &[AgentName],
+    now: i64,
+) -> Result<HashMap<AgentName, AgentWindow>, Rejection> {
+    if agents.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(app
+        .store
+        .agent_windows(agents, now)
+        .await
+        .map_err(store_failed)?
+        .into_iter()
+        .collect())
 }
 
 #[derive(Serialize)]
@@ -201,6 +237,10 @@ pub(crate) async fn detail(
             name.as_str()
         )));
     };
+    let window = windows_of(&app, std::slice::from_ref(&name), now.now)
+        .await?
+        .remove(&name)
+        .unwrap_or_default();
     let tasks = detail
         .pending
         .iter()
@@ -224,7 +264,7 @@ pub(crate) async fn detail(
     Ok(json(
         StatusCode::OK,
         &AgentAnswer {
-            agent: AgentItem::new(detail.agent, now),
+            agent: AgentItem::new(detail.agent, now, window),
             facts: detail.facts,
             tasks,
             runs: Paged::new(

@@ -1,10 +1,11 @@
-//! `POST /api/v1/approvals` (approve tasks for every agent or named ones; unknown agents are
-//! refused before anything is written), `GET /api/v1/approvals` (the approvals in force) and
-//! `DELETE /api/v1/approvals/{id}` (revoke one). Writes are audited under the caller's name.
+//! `POST /api/v1/approvals` (approve tasks for every agent, named ones or the agents carrying a
+//! tag; unknown agents and tags no agent carries are refused before anything is written),
+//! `GET /api/v1/approvals` (the approvals in force) and `DELETE /api/v1/approvals/{id}`
+//! (revoke one). Writes are audited under the caller's name.
 
 use std::sync::Arc;
 
-use masif_proto::{Action, AgentName, PackageName, Version};
+use masif_proto::{Action, AgentName, PackageName, Tag, Version};
 use masif_store::{Approval, ApprovalScope, ApprovalTask, StoreError, TaskKey};
 use serde::Serialize;
 use serde_json::Value;
@@ -27,14 +28,38 @@ pub(crate) const MAX_TASKS: usize = 1000;
 /// Most agents in one approval request.
 pub(crate) const MAX_AGENTS: usize = 1000;
 
-/// One task of an approval, as given.
+/// One task of an approval or roll-out, as given and as answered.
 #[derive(Debug, Clone, Serialize)]
-struct TaskIn {
+pub(super) struct TaskIn {
     package: PackageName,
     action: Action,
     to_version: Option<Version>,
     #[serde(skip_serializing_if = "Option::is_none")]
     from_version: Option<Version>,
+}
+
+impl TaskIn {
+    pub(super) fn to_store(&self) -> ApprovalTask {
+        ApprovalTask {
+            key: TaskKey {
+                package: self.package.clone(),
+                action: self.action,
+                to_version: self.to_version.clone(),
+            },
+            from_version: self.from_version.clone(),
+        }
+    }
+}
+
+impl From<&ApprovalTask> for TaskIn {
+    fn from(t: &ApprovalTask) -> Self {
+        Self {
+            package: t.key.package.clone(),
+            action: t.key.action,
+            to_version: t.key.to_version.clone(),
+            from_version: t.from_version.clone(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -43,10 +68,12 @@ struct Approved {
     pending_rows_approved: u64,
     tasks: Vec<TaskIn>,
     agents: Option<Vec<AgentName>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<Tag>,
 }
 
 /// A valid value of a field, or a 400 naming the field.
-fn valid<T, E: std::fmt::Display>(path: &str, r: Result<T, E>) -> Result<T, Rejection> {
+pub(super) fn valid<T, E: std::fmt::Display>(path: &str, r: Result<T, E>) -> Result<T, Rejection> {
     r.map_err(|e| ApiError::bad(format!("{path}: {e}")))
 }
 
@@ -100,21 +127,51 @@ fn task(value: &Value, path: &str) -> Result<TaskIn, Rejection> {
     })
 }
 
-/// The request body, validated.
-fn approval_request(body: &Value) -> Result<(Vec<TaskIn>, Option<Vec<AgentName>>), Rejection> {
-    let map = Field::object(body, "", &["tasks", "agents"])?;
-    let tasks_field = Field::of(map, "", "tasks");
-    let tasks = tasks_field
-        .array(MAX_TASKS)?
+/// The `tasks` of a request body (approvals and roll-outs): 1 to `max` tasks.
+pub(super) fn tasks_field(
+    map: &serde_json::Map<String, Value>,
+    max: usize,
+) -> Result<Vec<TaskIn>, Rejection> {
+    let tasks = Field::of(map, "", "tasks")
+        .array(max)?
         .ok_or_else(|| ApiError::bad("tasks is missing"))?;
     if tasks.is_empty() {
         return Err(ApiError::bad("tasks is empty: name at least one task"));
     }
-    let tasks = tasks
+    tasks
         .iter()
         .enumerate()
         .map(|(i, t)| task(t, &format!("tasks[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// A tag given as a JSON string at `path`.
+pub(super) fn tag_value(value: &Value, path: &str) -> Result<Tag, Rejection> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| ApiError::bad(format!("{path} must be a string")))?;
+    valid(path, Tag::new(text))
+}
+
+/// Whom the request approves for.
+enum Whom {
+    All,
+    Agents(Vec<AgentName>),
+    Tag(Tag),
+}
+
+/// The request body, validated.
+fn approval_request(body: &Value) -> Result<(Vec<TaskIn>, Whom), Rejection> {
+    let map = Field::object(body, "", &["tasks", "agents", "tag"])?;
+    let tasks = tasks_field(map, MAX_TASKS)?;
+    if map.contains_key("tag") && map.contains_key("agents") {
+        return Err(ApiError::bad(
+            "tag and agents exclude each other: give one (or neither for every agent)",
+        ));
+    }
+    if let Some(tag) = map.get("tag") {
+        return Ok((tasks, Whom::Tag(tag_value(tag, "tag")?)));
+    }
     let agents = match Field::of(map, "", "agents").array(MAX_AGENTS)? {
         None => None,
         Some(list) if list.is_empty() => {
@@ -135,7 +192,7 @@ fn approval_request(body: &Value) -> Result<(Vec<TaskIn>, Option<Vec<AgentName>>
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    Ok((tasks, agents))
+    Ok((tasks, agents.map_or(Whom::All, Whom::Agents)))
 }
 
 pub(crate) async fn approve(
@@ -143,24 +200,16 @@ pub(crate) async fn approve(
     body: Value,
     app: Arc<App>,
 ) -> Result<Response, Rejection> {
-    let (tasks, agents) = approval_request(&body)?;
-    let scope = match &agents {
-        None => ApprovalScope::AllAgents,
-        Some(list) => ApprovalScope::Agents(list.clone()),
+    let (tasks, whom) = approval_request(&body)?;
+    let (scope, agents, tag) = match whom {
+        Whom::All => (ApprovalScope::AllAgents, None, None),
+        Whom::Agents(list) => (ApprovalScope::Agents(list.clone()), Some(list), None),
+        Whom::Tag(tag) => (ApprovalScope::Tag(tag.clone()), None, Some(tag)),
     };
-    let approval_tasks: Vec<ApprovalTask> = tasks
-        .iter()
-        .map(|t| ApprovalTask {
-            key: TaskKey {
-                package: t.package.clone(),
-                action: t.action,
-                to_version: t.to_version.clone(),
-            },
-            from_version: t.from_version.clone(),
-        })
-        .collect();
+    let approval_tasks: Vec<ApprovalTask> = tasks.iter().map(TaskIn::to_store).collect();
     let by = caller.audit_name();
-    // The store refuses an unknown agent (`Invalid`) before it writes anything.
+    // The store refuses an unknown agent or a tag no agent carries (`Invalid`) before it
+    // writes anything.
     let outcome = app
         .store
         .approve_tasks(&approval_tasks, &scope, &by)
@@ -184,6 +233,7 @@ pub(crate) async fn approve(
             pending_rows_approved: outcome.pending_rows_approved,
             tasks,
             agents,
+            tag,
         },
     ))
 }

@@ -10,6 +10,8 @@ mod error;
 mod openapi;
 mod pending;
 mod query;
+mod rollouts;
+mod tags;
 pub(crate) mod tokens;
 
 pub use openapi::OPENAPI_DOCUMENT;
@@ -36,7 +38,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/agents"),
     ("get", "/api/v1/agents/{name}"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/tags"),
+    ("put", "/api/v1/tags/{tag}"),
+    ("get", "/api/v1/rollouts"),
+    ("post", "/api/v1/rollouts"),
+    ("get", "/api/v1/rollouts/{id}"),
+    ("post", "/api/v1/rollouts/{id}/promote"),
 ];
+
+/// The UI's clock for the store's "now" (windows, leases, roll-outs): system time, the same
+/// clock the pages' ages and offline states read.
+pub(crate) fn now() -> i64 {
+    crate::render::unix_now()
+}
 
 /// A page of a listing: `{"total", "page", "per_page", "items"}`.
 #[derive(Serialize)]
@@ -131,8 +145,60 @@ pub(crate) fn routes(
         .and(warp::get())
         .and(read())
         .and(params(audit::PARAMS))
-        .and(with_app(app))
+        .and(with_app(app.clone()))
         .and_then(audit::list);
+    let tags = v1
+        .and(warp::path!("tags"))
+        .and(warp::get())
+        .and(read())
+        .and(params(tags::LIST_PARAMS))
+        .and(with_app(app.clone()))
+        .and_then(tags::list);
+    let set_tag = v1
+        .and(warp::path("tags"))
+        .and(segment())
+        .and(warp::path::end())
+        .and(warp::put())
+        .and(write())
+        .and(params(&[]))
+        .and(body::json_body())
+        .and(with_app(app.clone()))
+        .and_then(|tag, caller, _, body, app| tags::set(tag, caller, body, app));
+    let rollouts = v1
+        .and(warp::path!("rollouts"))
+        .and(warp::get())
+        .and(read())
+        .and(params(rollouts::LIST_PARAMS))
+        .and(with_app(app.clone()))
+        .and_then(rollouts::list);
+    let create_rollout = v1
+        .and(warp::path!("rollouts"))
+        .and(warp::post())
+        .and(write())
+        .and(params(&[]))
+        .and(body::json_body())
+        .and(with_app(app.clone()))
+        .and_then(|caller, _, body, app| rollouts::create(caller, body, app));
+    let rollout = v1
+        .and(warp::path("rollouts"))
+        .and(segment())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(read())
+        .and(params(&[]))
+        .and(with_app(app.clone()))
+        .and_then(|id, caller, _, app| rollouts::show(id, caller, app));
+    let promote = v1
+        .and(warp::path("rollouts"))
+        .and(segment())
+        .and(warp::path("promote"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(write())
+        .and(params(&[]))
+        .and(body::json_body())
+        .and(with_app(app))
+        .and_then(|id, caller, _, body, app| rollouts::promote(id, caller, body, app));
     let api = openapi
         .or(pending)
         .unify()
@@ -147,6 +213,18 @@ pub(crate) fn routes(
         .or(agent)
         .unify()
         .or(audit)
+        .unify()
+        .or(tags)
+        .unify()
+        .or(set_tag)
+        .unify()
+        .or(rollouts)
+        .unify()
+        .or(create_rollout)
+        .unify()
+        .or(rollout)
+        .unify()
+        .or(promote)
         .unify()
         .recover(error::recover)
         .unify();
@@ -193,5 +271,8 @@ mod tests {
         assert_eq!(allowed_methods("/api/v1/approvals/7"), "DELETE");
         assert_eq!(allowed_methods("/api/v1/agents/web-1"), "GET");
         assert_eq!(allowed_methods("/api/v1/agents/"), "");
+        assert_eq!(allowed_methods("/api/v1/tags/web"), "PUT");
+        assert_eq!(allowed_methods("/api/v1/rollouts"), "GET, POST");
+        assert_eq!(allowed_methods("/api/v1/rollouts/3/promote"), "POST");
     }
 }

@@ -1,5 +1,5 @@
 //! `GET /api/v1/pending`: pending tasks grouped by package like the front page, with the
-//! security count and the approved packages whose latest run failed.
+//! security count and the approved packages whose latest run failed; filters include a tag.
 
 use std::sync::Arc;
 
@@ -14,10 +14,11 @@ use super::auth::Caller;
 use super::error::{json, store_failed, ApiError};
 use super::query::Params;
 use super::Paged;
-use crate::pages::name_filter;
 use crate::App;
 
-pub(crate) const PARAMS: &[&str] = &["package", "agent", "action", "security", "page", "per_page"];
+pub(crate) const PARAMS: &[&str] = &[
+    "package", "agent", "action", "security", "tag", "page", "per_page",
+];
 
 #[derive(Serialize)]
 struct Failing {
@@ -66,11 +67,11 @@ pub(crate) fn action_filter(value: Option<String>) -> Result<Option<Action>, Rej
 pub(crate) async fn list(_: Caller, p: Params, app: Arc<App>) -> Result<Response, Rejection> {
     let action = action_filter(p.text("action"))?;
     let filter = PendingFilter {
-        package: name_filter(p.text("package"), "package")?,
-        agent: name_filter(p.text("agent"), "agent")?,
+        package: p.name_filter("package")?,
+        agent: p.name_filter("agent")?,
         action,
         security_only: p.flag("security")?,
-        tag: None,
+        tag: p.tag("tag")?,
     };
     let paging = p.paging()?;
     let (overview, failing) = tokio::try_join!(

@@ -56,6 +56,29 @@ impl Params {
         }
     }
 
+    /// A substring filter of names: [`name_filter`](crate::pages::name_filter) (trimmed, none
+    /// when blank), and no control character anywhere, blanks included (the pages' filter
+    /// trims a leading form feed or NEL away; the API's schema refuses them).
+    pub(crate) fn name_filter(&self, name: &str) -> Result<Option<String>, Rejection> {
+        let value = self.text(name);
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad(format!(
+                "the {name} filter is too long or holds control characters"
+            )));
+        }
+        crate::pages::name_filter(value, name)
+    }
+
+    /// A tag (`tag=web`), checked as agents send them.
+    pub(crate) fn tag(&self, name: &str) -> Result<Option<masif_proto::Tag>, Rejection> {
+        self.text(name)
+            .map(|v| masif_proto::Tag::new(v).map_err(|e| ApiError::bad(format!("{name}: {e}"))))
+            .transpose()
+    }
+
     fn number(&self, name: &str) -> Result<Option<u64>, Rejection> {
         self.text(name)
             .map(|v| {

@@ -14,6 +14,7 @@ pub(crate) struct Filter {
     pub(crate) offline: bool,
     pub(crate) failing: bool,
     pub(crate) reboot_required: bool,
+    pub(crate) tag: Option<masif_proto::Tag>,
 }
 
 impl Filter {
@@ -30,6 +31,9 @@ impl Filter {
             if on {
                 pairs.push((key, "true".to_owned()));
             }
+        }
+        if let Some(t) = &self.tag {
+            pairs.push(("tag", t.to_string()));
         }
         pairs
     }
@@ -64,6 +68,7 @@ fn render_list(answer: &Agents, now: i64) -> String {
         "FAILING",
         "REBOOT",
         "LAST RUN",
+        "TAGS",
     ]);
     for agent in &answer.page.items {
         table.row([
@@ -77,6 +82,7 @@ fn render_list(answer: &Agents, now: i64) -> String {
             agent.failing_packages.to_string(),
             if agent.reboot_required { "yes" } else { "" }.to_owned(),
             last_run(agent),
+            agent.tags.join(","),
         ]);
     }
     let mut out = match table.is_empty() {
@@ -132,6 +138,13 @@ fn render_detail(detail: &AgentDetail, now: i64) -> String {
     line("last seen", when(now, agent.last_seen));
     line("first seen", utc(agent.first_seen));
     line("last run", last_run(agent));
+    if !agent.tags.is_empty() {
+        line("tags", clean(&agent.tags.join(", ")));
+    }
+    if !agent.window_open {
+        let next = agent.next_window.as_deref().unwrap_or("none opens again");
+        line("next window", clean(next));
+    }
     if let Some(f) = &detail.facts {
         line("os", or_dash(f.os.as_deref()));
         line("kernel", or_dash(f.kernel.as_deref()));
@@ -196,7 +209,8 @@ mod tests {
         json!({"name": name, "first_seen": 0, "last_change": 0, "last_seen": 3600,
                "offline": offline, "pending_tasks": 3, "pending_packages": 2,
                "failing_packages": 1, "reboot_required": true,
-               "last_run": {"outcome": "failure", "started_at": 60}})
+               "last_run": {"outcome": "failure", "started_at": 60}, "tags": ["canary", "web"],
+               "window_open": false, "next_window": "2030-01-01T00:00:00Z"})
     }
 
     #[test]
@@ -212,9 +226,9 @@ mod tests {
         assert_eq!(
             out,
             "\
-NAME           LAST SEEN  STATE    TASKS  PACKAGES  FAILING  REBOOT  LAST RUN
-web-1          1h 0m ago  online   3      2         1        yes     failure 1970-01-01 00:01
-\\u{1b}[2Jevil  1h 0m ago  offline  3      2         1        yes     failure 1970-01-01 00:01
+NAME           LAST SEEN  STATE    TASKS  PACKAGES  FAILING  REBOOT  LAST RUN                  TAGS
+web-1          1h 0m ago  online   3      2         1        yes     failure 1970-01-01 00:01  canary,web
+\\u{1b}[2Jevil  1h 0m ago  offline  3      2         1        yes     failure 1970-01-01 00:01  canary,web
 page 1 of 1 (2 agents)
 fleet: 2 agents, 1 offline, 2 failing, 2 to reboot
 "
@@ -244,6 +258,11 @@ fleet: 2 agents, 1 offline, 2 failing, 2 to reboot
             "{out}"
         );
         assert!(out.contains("reboot required yes (linux-image)\n"), "{out}");
+        assert!(out.contains("tags            canary, web\n"), "{out}");
+        assert!(
+            out.contains("next window     2030-01-01T00:00:00Z\n"),
+            "{out}"
+        );
         assert!(out.contains("held            mariadb-server\n"), "{out}");
         assert!(
             out.contains("zeta     update  1.0   2.0  yes       install libz 1\n"),

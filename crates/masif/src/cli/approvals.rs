@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use masif_proto::Tag;
 use serde_json::{json, Value};
 
 use super::client::{ApiClient, ApiError};
@@ -27,7 +28,7 @@ impl From<TaskSpec> for Wanted {
 }
 
 /// The body of `POST /api/v1/approvals`.
-fn approval_body(tasks: &[Wanted], agents: &[String]) -> Value {
+fn approval_body(tasks: &[Wanted], agents: &[String], tag: Option<&Tag>) -> Value {
     let tasks: Vec<Value> = tasks
         .iter()
         .map(|w| {
@@ -42,9 +43,10 @@ fn approval_body(tasks: &[Wanted], agents: &[String]) -> Value {
             task
         })
         .collect();
-    match agents.is_empty() {
-        true => json!({ "tasks": tasks }),
-        false => json!({ "tasks": tasks, "agents": agents }),
+    match (tag, agents.is_empty()) {
+        (Some(tag), _) => json!({ "tasks": tasks, "tag": tag }),
+        (None, true) => json!({ "tasks": tasks }),
+        (None, false) => json!({ "tasks": tasks, "agents": agents }),
     }
 }
 
@@ -52,9 +54,10 @@ pub(crate) async fn approve(
     client: &ApiClient,
     tasks: &[Wanted],
     agents: &[String],
+    tag: Option<&Tag>,
     json: bool,
 ) -> Result<String, ApiError> {
-    let body = approval_body(tasks, agents);
+    let body = approval_body(tasks, agents, tag);
     let value = client.post(&client.url(&["approvals"], &[]), &body).await?;
     if json {
         return Ok(pretty(&value));
@@ -73,9 +76,10 @@ pub(crate) async fn approve(
             .map_or(String::new(), |v| format!(" from {v}"));
         let _ = writeln!(out, "approved {}{}", clean(&what), clean(&from));
     }
-    let whom = match agents.is_empty() {
-        true => "every agent".to_owned(),
-        false => agents
+    let whom = match (tag, agents.is_empty()) {
+        (Some(tag), _) => format!("the agents tagged {tag}"),
+        (None, true) => "every agent".to_owned(),
+        (None, false) => agents
             .iter()
             .map(|a| clean(a))
             .collect::<Vec<_>>()
@@ -205,15 +209,20 @@ mod tests {
             },
         ];
         assert_eq!(
-            approval_body(&tasks, &[]),
+            approval_body(&tasks, &[], None),
             json!({"tasks": [
                 {"package": "zeta", "action": "update", "to_version": "2.0", "from_version": "1.0"},
                 {"package": "telnet", "action": "remove", "to_version": null}
             ]})
         );
         assert_eq!(
-            approval_body(&tasks[1..], &["web-1".into()])["agents"],
+            approval_body(&tasks[1..], &["web-1".into()], None)["agents"],
             json!(["web-1"])
+        );
+        let web = Tag::new("web").unwrap();
+        assert_eq!(
+            approval_body(&tasks[1..], &[], Some(&web))["tag"],
+            json!("web")
         );
     }
 }

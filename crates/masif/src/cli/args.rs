@@ -1,11 +1,14 @@
 //! The command line of the API subcommands (`masif pending`, `approve`, `approvals`, `revoke`,
-//! `agents`, `agent`, `audit`, `check-fleet`): what clap parses.
+//! `agents`, `agent`, `audit`, `check-fleet`, `tags`, `tag set`, `rollouts`, `rollout …`):
+//! what clap parses.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use masif_agent::plugin::Range;
-use masif_proto::Action;
+use masif_proto::{Action, Tag};
+
+pub use super::windows::{MaxInFlight, OnceSpec, WeeklySpec};
 
 /// The system's CA bundle, used for `https://` unless `--ca` names another.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -64,10 +67,13 @@ pub enum ApiCommand {
         /// Only security updates.
         #[arg(long)]
         security: bool,
+        /// Only tasks of agents carrying this tag.
+        #[arg(long, value_name = "TAG")]
+        tag: Option<Tag>,
         #[command(flatten)]
         paging: Paging,
     },
-    /// Approve tasks, for every agent or the ones named with --agent.
+    /// Approve tasks, for every agent, the ones named with --agent or those carrying --tag.
     ///
     /// One task as PACKAGE ACTION [TO_VERSION] (with --from-version to approve it only from
     /// that version), more with repeated --task ACTION:PACKAGE[=TO_VERSION], e.g.
@@ -91,6 +97,9 @@ pub enum ApiCommand {
         /// Approve for this agent only (repeatable; default: every agent).
         #[arg(long = "agent", value_name = "NAME")]
         agents: Vec<String>,
+        /// Approve for the agents carrying this tag now.
+        #[arg(long, value_name = "TAG", conflicts_with = "agents")]
+        tag: Option<Tag>,
     },
     /// List the approvals in force, newest first, with the ids `masif revoke` takes.
     Approvals {
@@ -123,6 +132,9 @@ pub enum ApiCommand {
         /// Only agents whose host needs a reboot.
         #[arg(long)]
         reboot_required: bool,
+        /// Only agents carrying this tag.
+        #[arg(long, value_name = "TAG")]
+        tag: Option<Tag>,
         #[command(flatten)]
         paging: Paging,
     },
@@ -142,6 +154,28 @@ pub enum ApiCommand {
         #[command(flatten)]
         paging: Paging,
     },
+    /// List the tags: their agents, max in flight, live leases and maintenance windows.
+    Tags {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Change a tag's settings (see `masif tag set --help`).
+    Tag {
+        #[command(subcommand)]
+        command: TagCommand,
+    },
+    /// List the staged roll-outs, newest first, with their current ring's progress.
+    Rollouts {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Start, show or promote a staged roll-out.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
     /// Monitoring plugin (Icinga/Nagios): offline agents, failing agents and old pending
     /// security updates. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     ///
@@ -152,6 +186,88 @@ pub enum ApiCommand {
         conn: Connection,
         #[command(flatten)]
         thresholds: FleetThresholds,
+    },
+}
+
+/// `masif tag …`.
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Set a tag's max in flight and maintenance windows; a part not given keeps its current
+    /// value.
+    ///
+    /// Agents carrying a tag with windows run approved tasks only inside a window of one of
+    /// their windowed tags; of a tag with a max in flight K at most K agents upgrade at once.
+    /// E.g. `masif tag set web --max-in-flight 2 --weekly mon-fri,02:00-04:00,Europe/Berlin`.
+    Set {
+        #[command(flatten)]
+        conn: Connection,
+        /// The tag.
+        tag: Tag,
+        /// At most K agents of the tag upgrade at once (1 to 100000), or `none` for no limit.
+        #[arg(long, value_name = "K|none")]
+        max_in_flight: Option<MaxInFlight>,
+        /// A weekly window DAYS,HH:MM-HH:MM,ZONE: days as mon,tue,… or ranges such as
+        /// mon-fri, local times (end up to 24:00) in an IANA time zone (repeatable; replaces
+        /// the tag's windows).
+        #[arg(long, value_name = "DAYS,HH:MM-HH:MM,ZONE")]
+        weekly: Vec<WeeklySpec>,
+        /// A one-off window FROM/TO, both RFC 3339 (e.g. 2026-12-24T20:00:00Z) (repeatable;
+        /// replaces the tag's windows).
+        #[arg(long, value_name = "FROM/TO")]
+        once: Vec<OnceSpec>,
+        /// Remove the tag's windows: its agents may run at any time.
+        #[arg(long, conflicts_with_all = ["weekly", "once"])]
+        no_windows: bool,
+    },
+}
+
+/// `masif rollout …`.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Start a staged roll-out: approve the tasks for the agents carrying the first ring's
+    /// tag now, then ring after ring (after --soak seconds, or by `masif rollout promote`).
+    ///
+    /// E.g. `masif rollout start --ring canary --ring prod --soak 3600 --max-failure-percent 10
+    /// --task update:openssl=3.0.17-1`.
+    Start {
+        #[command(flatten)]
+        conn: Connection,
+        /// A ring's tag, in order (repeatable, 1 to 10).
+        #[arg(long = "ring", value_name = "TAG", required = true)]
+        rings: Vec<Tag>,
+        /// Promote by itself this many seconds after a ring was approved, when at least one of
+        /// its agents succeeded [default: promote by hand only].
+        #[arg(long, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(0..=2_592_000))]
+        soak: Option<u64>,
+        /// Halt when more than this percentage of the current ring's agents failed.
+        #[arg(long, value_name = "PERCENT", default_value_t = 0,
+              value_parser = clap::value_parser!(u8).range(0..=100))]
+        max_failure_percent: u8,
+        /// A task as ACTION:PACKAGE[=TO_VERSION] (repeatable, at least one).
+        #[arg(
+            long = "task",
+            value_name = "ACTION:PACKAGE[=VERSION]",
+            required = true
+        )]
+        tasks: Vec<TaskSpec>,
+    },
+    /// Show a roll-out: its rings, state, current ring's progress and tasks.
+    Show {
+        #[command(flatten)]
+        conn: Connection,
+        /// The roll-out's id (see `masif rollouts`).
+        id: u64,
+    },
+    /// Approve a roll-out's next ring now; a halted roll-out needs --force.
+    Promote {
+        #[command(flatten)]
+        conn: Connection,
+        /// The roll-out's id.
+        id: u64,
+        /// Promote a halted roll-out too.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -127,6 +127,11 @@ impl ApiClient {
         self.call(Method::POST, url, Some(body.to_string())).await
     }
 
+    /// PUTs the JSON `body` to `url` and returns the JSON answer.
+    pub async fn put(&self, url: &Url, body: &Value) -> Result<Value, ApiError> {
+        self.call(Method::PUT, url, Some(body.to_string())).await
+    }
+
     /// DELETEs `url` and returns the JSON answer.
     pub async fn delete(&self, url: &Url) -> Result<Value, ApiError> {
         self.call(Method::DELETE, url, None).await

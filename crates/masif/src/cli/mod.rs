@@ -9,7 +9,10 @@ mod client;
 mod fleet;
 mod model;
 mod pending;
+mod rollouts;
+mod tags;
 mod text;
+mod windows;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +21,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use args::{ApiCommand, Connection, FleetThresholds, Paging, TaskSpec, SYSTEM_CA_BUNDLE};
+pub use args::{
+    ApiCommand, Connection, FleetThresholds, MaxInFlight, OnceSpec, Paging, RolloutCommand,
+    TagCommand, TaskSpec, WeeklySpec, SYSTEM_CA_BUNDLE,
+};
 pub use client::{ApiClient, ApiError, MAX_ANSWER_BYTES};
 
 /// Exit code of a usage problem (clap's own).
@@ -83,6 +89,7 @@ async fn dispatch(command: ApiCommand) -> Outcome {
             agent,
             action,
             security,
+            tag,
             paging,
             ..
         } => {
@@ -91,6 +98,7 @@ async fn dispatch(command: ApiCommand) -> Outcome {
                 agent,
                 action,
                 security,
+                tag,
             };
             pending::list(&client, &filter, &paging, json).await
         }
@@ -101,6 +109,7 @@ async fn dispatch(command: ApiCommand) -> Outcome {
             from_version,
             tasks,
             agents,
+            tag,
             ..
         } => {
             let positional = package
@@ -123,7 +132,7 @@ async fn dispatch(command: ApiCommand) -> Outcome {
                     "approve needs a task: PACKAGE ACTION [TO_VERSION] or --task ACTION:PACKAGE[=VERSION]",
                 );
             }
-            approvals::approve(&client, &all, &agents, json).await
+            approvals::approve(&client, &all, &agents, tag.as_ref(), json).await
         }
         C::Approvals { paging, .. } => approvals::list(&client, &paging, json).await,
         C::Revoke { ids, .. } => return approvals::revoke(&client, &ids, json).await,
@@ -132,6 +141,7 @@ async fn dispatch(command: ApiCommand) -> Outcome {
             offline,
             failing,
             reboot_required,
+            tag,
             paging,
             ..
         } => {
@@ -140,11 +150,49 @@ async fn dispatch(command: ApiCommand) -> Outcome {
                 offline,
                 failing,
                 reboot_required,
+                tag,
             };
             agents::list(&client, &filter, &paging, json).await
         }
         C::Agent { name, paging, .. } => agents::show(&client, &name, &paging, json).await,
         C::Audit { paging, .. } => approvals::audit(&client, &paging, json).await,
+        C::Tags { .. } => tags::list(&client, json).await,
+        C::Tag {
+            command:
+                TagCommand::Set {
+                    tag,
+                    max_in_flight,
+                    weekly,
+                    once,
+                    no_windows,
+                    ..
+                },
+        } => {
+            let change = tags::Change::new(max_in_flight, &weekly, &once, no_windows);
+            tags::set(&client, tag.as_str(), change, json).await
+        }
+        C::Rollouts { paging, .. } => rollouts::list(&client, &paging, json).await,
+        C::Rollout { command } => match command {
+            RolloutCommand::Start {
+                rings,
+                soak,
+                max_failure_percent,
+                tasks,
+                ..
+            } => {
+                let start = rollouts::Start {
+                    rings,
+                    soak,
+                    max_failure_percent,
+                    tasks,
+                };
+                rollouts::start(&client, &start, json).await
+            }
+            RolloutCommand::Show { id, .. } => rollouts::show(&client, id, json).await,
+            RolloutCommand::Promote { id, force, .. } => {
+                rollouts::promote(&client, id, force, json).await
+            }
+        },
         C::CheckFleet { .. } => unreachable!("answered above"),
     };
     match answer {
@@ -163,7 +211,17 @@ fn connection_of(command: &ApiCommand) -> &Connection {
         | C::Agents { conn, .. }
         | C::Agent { conn, .. }
         | C::Audit { conn, .. }
+        | C::Tags { conn }
+        | C::Rollouts { conn, .. }
         | C::CheckFleet { conn, .. } => conn,
+        C::Tag {
+            command: TagCommand::Set { conn, .. },
+        } => conn,
+        C::Rollout { command } => match command {
+            RolloutCommand::Start { conn, .. }
+            | RolloutCommand::Show { conn, .. }
+            | RolloutCommand::Promote { conn, .. } => conn,
+        },
     }
 }
 

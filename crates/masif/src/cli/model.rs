@@ -126,6 +126,16 @@ pub(crate) struct AgentItem {
     pub(crate) failing_packages: u64,
     pub(crate) reboot_required: bool,
     pub(crate) last_run: Option<LastRun>,
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
+    #[serde(default = "yes")]
+    pub(crate) window_open: bool,
+    #[serde(default)]
+    pub(crate) next_window: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,4 +199,53 @@ pub(crate) struct AuditEntry {
     pub(crate) user: String,
     pub(crate) action: String,
     pub(crate) detail: String,
+}
+
+/// `GET /api/v1/tags`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Tags {
+    pub(crate) tags: Vec<TagInfo>,
+}
+
+/// A tag of `GET /api/v1/tags` and the answer of `PUT /api/v1/tags/{tag}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TagInfo {
+    pub(crate) tag: String,
+    pub(crate) agents: u64,
+    pub(crate) max_in_flight: Option<u64>,
+    /// As the API writes them (what `tag set` sends back for the parts it keeps).
+    pub(crate) windows: Vec<serde_json::Value>,
+    pub(crate) leases: u64,
+}
+
+/// A roll-out of `/api/v1/rollouts`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Rollout {
+    pub(crate) id: u64,
+    pub(crate) state: String,
+    pub(crate) rings: Vec<String>,
+    pub(crate) current_ring_index: usize,
+    pub(crate) ring_started_at: i64,
+    pub(crate) soak_seconds: Option<u64>,
+    pub(crate) max_failure_percent: u64,
+    pub(crate) halted_reason: Option<String>,
+    pub(crate) tasks: Vec<RolloutTask>,
+    pub(crate) ring_progress: RingProgress,
+    pub(crate) created_by: String,
+    pub(crate) created_at: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RolloutTask {
+    pub(crate) package: String,
+    pub(crate) action: String,
+    pub(crate) to_version: Option<String>,
+    pub(crate) from_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RingProgress {
+    pub(crate) agents: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use masif_proto::Action;
+use masif_proto::{Action, Tag};
 
 use super::client::{ApiClient, ApiError};
 use super::model::{Pending, TaskKey};
@@ -15,6 +15,7 @@ pub(crate) struct Filter {
     pub(crate) agent: Option<String>,
     pub(crate) action: Option<Action>,
     pub(crate) security: bool,
+    pub(crate) tag: Option<Tag>,
 }
 
 impl Filter {
@@ -31,6 +32,9 @@ impl Filter {
         }
         if self.security {
             pairs.push(("security", "true".to_owned()));
+        }
+        if let Some(t) = &self.tag {
+            pairs.push(("tag", t.to_string()));
         }
         pairs
     }

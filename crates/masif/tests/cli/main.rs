@@ -1,10 +1,12 @@
 //! The real `masif` binary against a real UI (SQLite, and MariaDB where rows need an age or a
 //! name no report can carry): every API subcommand's table and `--json`, approve then revoke
 //! as the database and the audit log see them, API errors (exit 1), usage errors (exit 2),
-//! HTTPS with a private CA, and `check-fleet` under each condition (`fleet`).
+//! HTTPS with a private CA, `check-fleet` under each condition (`fleet`), and tags and staged
+//! roll-outs (`rollouts`).
 
 mod fixture;
 mod fleet;
+mod rollouts;
 
 use fixture::*;
 use masif_proto::v2::Outcome;
