@@ -138,8 +138,6 @@ fn with_facts(agent: AgentName, tasks: TaskSet) -> Job {
         os: text("Debian GNU/Linux 12 (bookworm)"),
         kernel: text("6.1.0-28-amd64"),
         agent_version: text("0.4.0"),
-        reboot_required: false,
-        reboot_packages: Default::default(),
         held: ["openssh-server", "postgresql-15", "linux-image-amd64"]
             .into_iter()
             .map(|n| PackageName::new(n).unwrap())
@@ -154,7 +152,7 @@ fn with_facts(agent: AgentName, tasks: TaskSet) -> Job {
                 (t.clone(), f)
             })
             .collect(),
-        tags: Default::default(),
+        ..Facts::default()
     };
     (agent, tasks, Some(facts))
 }
