@@ -150,7 +150,7 @@ for f in "$repo"/schema/*/*.sql; do
 done
 maintscripts masif-master.conf /etc/masif-upgrader/master.yml masif-master masif-upgrader-master.service \
   masif-master.conf
-finish "systemd-sysusers, systemd-tmpfiles" "" "Masif Upgrader master (agent-facing HTTPS API)" \
+finish "systemd-sysusers, systemd-tmpfiles, tzdata" "" "Masif Upgrader master (agent-facing HTTPS API)" \
   "$about This package holds the master, which authenticates agents by their client \
 certificates and keeps their tasks and the approvals in MySQL/MariaDB or SQLite."
 
@@ -160,7 +160,7 @@ put "$repo/packaging/config/ui.yml" /etc/masif-upgrader/ui.yml 0640
 put "$repo/packaging/config/ui.yml" /usr/share/doc/masif-ui/examples/ui.yml 0644
 put "$repo/packaging/sysusers/masif-ui.conf" /usr/lib/sysusers.d/masif-ui.conf 0644
 maintscripts masif-ui.conf /etc/masif-upgrader/ui.yml masif-ui masif-upgrader-ui.service
-finish "systemd-sysusers" "" "Masif Upgrader UI (browser approvals)" \
+finish "systemd-sysusers, tzdata" "" "Masif Upgrader UI (browser approvals)" \
   "$about This package holds the web UI in which administrators review pending package \
 actions and approve them for all hosts or chosen ones."
 
