@@ -106,7 +106,7 @@ pub(crate) fn describe_settings(tag: &Tag, settings: &TagSettings) -> String {
         Some(k) => format!("max in flight {k}"),
         None => "no max in flight".to_owned(),
     };
-    let windows: Vec<String> = settings.windows.iter().map(describe_window).collect();
+    let windows: Vec<String> = settings.windows.iter().map(Window::to_string).collect();
     let windows = match windows.len() {
         0 => "no windows".to_owned(),
         n => format!(
@@ -116,23 +116,6 @@ pub(crate) fn describe_settings(tag: &Tag, settings: &TagSettings) -> String {
         ),
     };
     format!("tag {tag}: {limit}, {windows}")
-}
-
-fn describe_window(window: &Window) -> String {
-    match window {
-        Window::Weekly {
-            days,
-            start,
-            end,
-            time_zone,
-        } => {
-            let days: Vec<&str> = days.iter().map(|d| d.as_str()).collect();
-            format!("{} {start}-{end} {time_zone}", days.join(","))
-        }
-        Window::Once { from, to } => {
-            format!("{} to {}", schedule::rfc3339(*from), schedule::rfc3339(*to))
-        }
-    }
 }
 
 /// `GET /api/v1/tags`: every tag carried (with its agent count) or configured, with its

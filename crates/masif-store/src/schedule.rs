@@ -276,6 +276,24 @@ impl Window {
     }
 }
 
+/// The one-line form: `mon,wed 22:00-24:00 Europe/Berlin`, or `FROM TO` in RFC 3339 (UTC).
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Window::Weekly {
+                days,
+                start,
+                end,
+                time_zone,
+            } => {
+                let days: Vec<&str> = days.iter().map(|d| d.as_str()).collect();
+                write!(f, "{} {start}-{end} {time_zone}", days.join(","))
+            }
+            Window::Once { from, to } => write!(f, "{} {}", rfc3339(*from), rfc3339(*to)),
+        }
+    }
+}
+
 impl Serialize for Window {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.to_json().serialize(s)

@@ -116,6 +116,12 @@ impl Templates {
             }
         }
     }
+
+    /// The HTML `name` renders to (tests of a page's template).
+    #[cfg(test)]
+    pub(crate) fn render_text(&self, name: &str, data: &impl Serialize) -> String {
+        self.hb.render(name, data).expect("the template renders")
+    }
 }
 
 fn html_response(html: String, status: StatusCode) -> Response {

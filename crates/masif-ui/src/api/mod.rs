@@ -83,9 +83,7 @@ fn segment() -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
 }
 
 /// Everything under `/api/`: answered here, errors included, never by the pages.
-pub(crate) fn routes(
-    app: Arc<App>,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub(crate) fn routes(app: Arc<App>) -> warp::filters::BoxedFilter<(Response,)> {
     let read = || caller(app.clone(), Access::Read);
     let write = || caller(app.clone(), Access::Write);
     let v1 = warp::path("v1");
@@ -199,7 +197,9 @@ pub(crate) fn routes(
         .and(body::json_body())
         .and(with_app(app))
         .and_then(|id, caller, _, body, app| rollouts::promote(id, caller, body, app));
-    let api = openapi
+    // Two boxed halves: one chain of every route nests the filter's type too deep for the
+    // compiler.
+    let fleet = openapi
         .or(pending)
         .unify()
         .or(approvals)
@@ -214,8 +214,8 @@ pub(crate) fn routes(
         .unify()
         .or(audit)
         .unify()
-        .or(tags)
-        .unify()
+        .boxed();
+    let rollout_control = tags
         .or(set_tag)
         .unify()
         .or(rollouts)
@@ -226,10 +226,16 @@ pub(crate) fn routes(
         .unify()
         .or(promote)
         .unify()
+        .boxed();
+    let api = fleet
+        .or(rollout_control)
+        .unify()
         .recover(error::recover)
         .unify();
-    warp::path::full().and(warp::path("api")).and(api).map(
-        |path: warp::path::FullPath, mut r: Response| {
+    warp::path::full()
+        .and(warp::path("api"))
+        .and(api)
+        .map(|path: warp::path::FullPath, mut r: Response| {
             if r.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
                 if let Ok(allow) =
                     warp::http::HeaderValue::from_str(&allowed_methods(path.as_str()))
@@ -238,8 +244,8 @@ pub(crate) fn routes(
                 }
             }
             r
-        },
-    )
+        })
+        .boxed()
 }
 
 /// The methods [`ROUTES`] serve at `path` (for a 405's `Allow`), e.g. `GET, POST`.

@@ -180,16 +180,9 @@ mod tests {
     use masif_store::AgentSummary;
 
     fn render(view: &AgentView<'_>) -> String {
-        use http_body_util::BodyExt;
-        let r = crate::render::Templates::new()
+        crate::render::Templates::new()
             .unwrap()
-            .render("agent", view);
-        assert_eq!(r.status(), warp::http::StatusCode::OK);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let body = rt.block_on(async { r.into_body().collect().await.unwrap().to_bytes() });
-        String::from_utf8(body.to_vec()).unwrap()
+            .render_text("agent", view)
     }
 
     #[test]

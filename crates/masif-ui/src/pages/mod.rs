@@ -123,10 +123,9 @@ impl Pager {
     }
 }
 
-/// Every page route, login included.
-pub(crate) fn routes(
-    app: Arc<App>,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+/// Every page route, login included. Boxed: the filter's type would otherwise nest too deep
+/// for the compiler beside the API's.
+pub(crate) fn routes(app: Arc<App>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     crate::auth::routes(app.clone())
         .or(pending::routes(app.clone()))
         .unify()
@@ -140,4 +139,5 @@ pub(crate) fn routes(
         .unify()
         .or(reset::routes(app))
         .unify()
+        .boxed()
 }

@@ -3,7 +3,7 @@
 //! 2026-12-24T20:00:00Z`), turned into the JSON form and checked by masif-store's
 //! [`Window::parse_list`] so errors name the window; and windows as readable text.
 
-use masif_store::schedule::{self, Weekday, Window};
+use masif_store::schedule::{Weekday, Window};
 use serde_json::{json, Value};
 
 use crate::render::format_time;
@@ -92,30 +92,14 @@ fn line_json(line: &str) -> Result<Value, String> {
     }
 }
 
-/// A window as a line [`parse_text`] reads back.
-pub(crate) fn to_line(window: &Window) -> String {
-    match window {
-        Window::Weekly {
-            days,
-            start,
-            end,
-            time_zone,
-        } => format!(
-            "{} {start}-{end} {time_zone}",
-            days.iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Window::Once { from, to } => {
-            format!("{} {}", schedule::rfc3339(*from), schedule::rfc3339(*to))
-        }
-    }
-}
-
 /// The textarea's text of a window list.
 pub(crate) fn to_text(windows: &[Window]) -> String {
-    windows.iter().map(to_line).collect::<Vec<_>>().join("\n")
+    // `Window`'s one-line form is what `parse_text` reads back.
+    windows
+        .iter()
+        .map(Window::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A window for people: `Mon, Wed 22:00–24:00 Europe/Berlin`,
