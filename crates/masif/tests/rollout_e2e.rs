@@ -1,9 +1,9 @@
 //! Roll-out control end to end, with real agents on sandbox apt roots, the real master (one or
 //! two on one MariaDB database) and its clock under the test's hand: a closed maintenance
 //! window holds an approved upgrade until the clock reaches it; a staged roll-out promotes
-//! after its soak time and halts on a failure; with max in flight 1 no two agents of the tag
-//! upgrade at once, even through two masters; a killed agent's lease expires and the next
-//! agent proceeds.
+//! after its soak time (across a restart of the master) and halts on a failure; with max in
+//! flight 1 no two agents of the tag upgrade at once, even through two masters; a killed
+//! agent's lease expires and the next agent proceeds.
 
 mod common;
 
@@ -162,7 +162,7 @@ async fn a_closed_window_holds_an_approved_upgrade_until_it_opens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ring_promotes_after_its_soak_time_and_halts_on_a_failure() {
-    let (world, clock) = controlled_world().await;
+    let (mut world, clock) = controlled_world().await;
     let canary = agent(
         &world,
         "c-1.e2e.test",
@@ -214,6 +214,8 @@ async fn a_ring_promotes_after_its_soak_time_and_halts_on_a_failure() {
         (soaking.state, soaking.current_ring, soaking.ring.succeeded),
         (RolloutState::Running, 0, 1)
     );
+    // The roll-out lives in the database: a restarted master carries it on.
+    world.restart_master().await;
     clock.advance(600);
     prod.wait_version("alpha", "2.0").await;
     let done = world.store.rollout(alpha.id).await.unwrap().unwrap();

@@ -202,6 +202,15 @@ impl World {
         self.serve(listener);
     }
 
+    /// Stops the master and starts it again on the same address and database, as a restart
+    /// of its service would (agents reconnect by themselves).
+    pub async fn restart_master(&mut self) {
+        let (tx, task) = self.master.take().expect("a master is running");
+        let _ = tx.send(());
+        task.await.unwrap().unwrap();
+        self.bring_master_up().await;
+    }
+
     pub async fn stop(mut self) {
         for (tx, task) in self.master.take().into_iter().chain(self.others.drain(..)) {
             let _ = tx.send(());
