@@ -1,26 +1,26 @@
 //! The agent-facing routes: `POST /v1/pending-tasks` exactly as the original, the v2 routes
 //! (`POST /v2/report` with long-poll, `POST /v2/runs`, `POST /v2/lease`) unless turned off,
-//! 404 elsewhere. Every report's approved tasks pass the roll-out gate.
+//! 404 elsewhere. Every v2 report's approved tasks pass the roll-out gate (v1 reports carry
+//! no tags, so it never holds them back).
 
 mod admission;
 mod lease;
 mod reply;
 mod v2;
 
-use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode};
-use masif_proto::{parse_task_list, render_task_list, TaskSet};
+use masif_proto::{parse_task_list, render_task_list};
 use masif_store::{Retention, Store};
 use warp::reply::Response;
 use warp::Filter;
 
 use crate::approvals::ApprovalWatch;
-use crate::gate::{Gate, Moment};
+use crate::gate::Gate;
 use crate::metrics::ReportMetrics;
 pub(crate) use admission::Admission;
 use reply::{agent_post, json, stored, text, Route};
@@ -141,22 +141,9 @@ where
     }
     let agent = &post.agent;
     let outcome = tokio::time::timeout_at(deadline, api.store.report(agent, &tasks)).await;
-    let approved = match stored(agent, "report", outcome) {
-        Ok(approved) => approved,
-        Err(response) => return response,
-    };
-    // A v1 report carries no facts, so no tags: the gate lets it through. Deferred tasks
-    // would simply be missing from the answer.
-    let (no_tags, holds) = (BTreeSet::new(), TaskSet::new());
-    let decision = api
-        .gate
-        .decide(agent, &no_tags, approved, &holds, Moment::Final);
-    match stored(
-        agent,
-        "gate",
-        tokio::time::timeout_at(deadline, decision).await,
-    ) {
-        Ok(gated) => json(render_task_list(&gated.answer.approved)),
+    // A v1 report carries no facts, so no tags: the roll-out gate never holds it back.
+    match stored(agent, "report", outcome) {
+        Ok(approved) => json(render_task_list(&approved)),
         Err(response) => response,
     }
 }
