@@ -17,7 +17,7 @@ use mysql_async::Conn;
 
 use crate::mysql_only::{close, int, wait_for_statement};
 use crate::report::{agent, install, set};
-use crate::test_options;
+use crate::{run_mysql_scratch, test_options};
 
 /// A guard against hanging, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -237,6 +237,23 @@ async fn no_working_address_is_an_error_naming_each() {
         .err()
         .expect("a sqlite address in a list is refused");
     assert!(err.to_string().contains("one file"), "{err}");
+}
+
+/// The store's `Debug` lists its addresses with passwords hidden and says which is in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_shows_the_addresses_redacted() {
+    run_mysql_scratch(|scratch| async move {
+        let dead = refused_url();
+        let store = MysqlStore::connect_nodes(&[&dead, &scratch.url("")], test_options())
+            .await
+            .unwrap();
+        let debug = format!("{store:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains(&dead.replace("hunter2", "***")), "{debug}");
+        assert!(debug.contains("current: 1"), "{debug}");
+        store.disconnect().await.unwrap();
+    })
+    .await;
 }
 
 /// With a single address, a dead server is a "try again later" error after the bounded
