@@ -111,9 +111,9 @@ impl Nodes {
                     nodes.inner.current.store(i, Ordering::SeqCst);
                     if !failures.is_empty() {
                         tracing::warn!(
-                            "database {} not usable, using {}",
-                            failures.join("; "),
-                            node.name
+                            "using database {}: the addresses before it do not work ({})",
+                            node.name,
+                            failures.join("; ")
                         );
                     }
                     return Ok((nodes, conn));
