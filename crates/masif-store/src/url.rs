@@ -119,9 +119,10 @@ pub const MAX_DB_URLS: usize = 16;
 
 /// What is wrong with `urls` as the addresses of one database (`db.urls`, named `key` in the
 /// problems): 1 to [`MAX_DB_URLS`] of them, all `mysql://` (SQLite is one file), no address
-/// twice (the same host, port and database). Each problem is `(key, message)`, the key naming
-/// the entry (`db.urls[2]`) where one is at fault. Empty when the list is good.
-pub fn check_url_list(key: &str, urls: &[DbUrl]) -> Vec<(String, String)> {
+/// twice (the same host, port and database). An entry that is `None` did not parse (its
+/// problem is reported already) and is only counted. Each problem is `(key, message)`, the
+/// key naming the entry (`db.urls[2]`) where one is at fault. Empty when the list is good.
+pub fn check_url_list(key: &str, urls: &[Option<DbUrl>]) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     if urls.is_empty() {
         problems.push((key.to_owned(), "needs at least one address".to_owned()));
@@ -133,13 +134,14 @@ pub fn check_url_list(key: &str, urls: &[DbUrl]) -> Vec<(String, String)> {
     }
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (i, url) in urls.iter().enumerate() {
+        let Some(url) = url else {
+            continue;
+        };
         let entry = format!("{key}[{i}]");
         match url {
             DbUrl::Sqlite(_) => problems.push((
                 entry,
-                format!(
-                    "{url}: a SQLite database is one file, it cannot have several addresses                      (use db.url)"
-                ),
+                format!("{url}: a SQLite database is one file, use db.url"),
             )),
             DbUrl::Mysql(text) => {
                 let address = address_of(text);
@@ -289,8 +291,9 @@ mod tests {
 
     #[test]
     fn url_lists_are_checked_entry_by_entry() {
-        let list =
-            |urls: &[&str]| -> Vec<DbUrl> { urls.iter().map(|u| u.parse().unwrap()).collect() };
+        let list = |urls: &[&str]| -> Vec<Option<DbUrl>> {
+            urls.iter().map(|u| Some(u.parse().unwrap())).collect()
+        };
         assert!(check_url_list(
             "db.urls",
             &list(&[
@@ -329,6 +332,12 @@ mod tests {
         let problems = check_url_list("db.urls", &list(&many));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].1.contains("at most 16"), "{problems:?}");
+        // An entry that did not parse is counted, not checked again.
+        let mut partly = list(&["mysql://a/db", "mysql://a/db"]);
+        partly.insert(0, None);
+        let problems = check_url_list("db.urls", &partly);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "db.urls[2]");
         // Another database on the same server is another address.
         assert!(check_url_list("db.urls", &list(&["mysql://a/one", "mysql://a/two"])).is_empty());
     }

@@ -73,13 +73,13 @@ impl DbSection {
                     .enumerate()
                     .map(|(i, url)| problems.take(&format!("db.urls[{i}]"), url))
                     .collect();
-                let parsed: Vec<DbUrl> = parsed.into_iter().collect::<Option<_>>()?;
                 let list = masif_store::check_url_list("db.urls", &parsed);
                 let good = list.is_empty();
                 for (key, message) in list {
                     problems.add(key, message);
                 }
-                good.then_some(parsed)
+                let parsed: Option<Vec<DbUrl>> = parsed.into_iter().collect();
+                parsed.filter(|_| good)
             }
             (Some(_), Some(_)) => {
                 problems.add("db.urls", "and db.url are both given: use one of them");

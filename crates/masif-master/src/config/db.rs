@@ -57,13 +57,13 @@ pub(crate) fn addresses(
                 .enumerate()
                 .map(|(i, url)| problems.take(&format!("db.urls[{i}]"), url))
                 .collect();
-            let parsed: Vec<DbUrl> = parsed.into_iter().collect::<Option<_>>()?;
             let list = masif_store::check_url_list("db.urls", &parsed);
             let good = list.is_empty();
             for (key, message) in list {
                 problems.add(key, message);
             }
-            good.then_some(parsed)
+            let parsed: Option<Vec<DbUrl>> = parsed.into_iter().collect();
+            parsed.filter(|_| good)
         }
         (Some(_), Some(_)) => {
             problems.add("db.urls", "and db.url are both given: use one of them");
@@ -117,6 +117,25 @@ mod tests {
         );
         assert_eq!(c.db.max_queued_reports, 10);
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn every_bad_entry_is_reported_at_once() {
+        let err = parse(
+            "  urls:\n    - \"mysql://u:secret@db1/m\"\n    - \"sqlite:///x.db\"\n    - \"mysql://u:secret@DB1:3306/m\"\n    - \"postgres://u:secret@x/y\"",
+        )
+        .unwrap_err();
+        let lines: Vec<String> = err.lines().collect();
+        for key in ["db.urls[1]: ", "db.urls[2]: ", "db.urls[3]: "] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("master.yml: {key}"))),
+                "{key} in {lines:?}"
+            );
+        }
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 
     #[test]
