@@ -87,7 +87,7 @@ impl Reports for MysqlStore {
     }
 
     async fn remove_orphan_packages(&self) -> Result<u64> {
-        self.remove_orphans().await
+        self.read(self.remove_orphans()).await
     }
 
     fn retries(&self) -> u64 {
