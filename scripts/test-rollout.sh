@@ -136,8 +136,10 @@ mkdir -p "$pki"
   chmod 0640 master.key
 ) 2>"$T/openssl.log" || { cat "$T/openssl.log" >&2; fail "making test certificates"; }
 
-# The agent settings both tools write; values that need quoting on purpose.
+# The agent settings both tools write; values that need quoting on purpose. One master for
+# the hosts with certificate files, two (master.hosts) for the ones discovering Puppet's.
 master_host=masif.example.com:8150
+master_host2=masif2.example.com:8150
 apt_opt1=-o
 apt_opt2='Acquire::http::Proxy="http://proxy.example.com:3128/"'
 apt_config="$T/apt: sandbox.conf"
@@ -169,11 +171,11 @@ puppet_apply() { # MANIFEST [extra puppet args]: puppet apply, exit code 0 or 2 
   grep -v 'Facter: Permission denied' "$T/puppet.out" >&2 || true
   return "$rc"
 }
-manifest() { # TLS_HASH ICINGA2_COMMANDS
+manifest() { # TLS_HASH ICINGA2_COMMANDS MASTER_PARAMETERS
   cat <<EOF
 class { 'masif_upgrader': root => '$proot' }
 class { 'masif_upgrader::agent':
-  master_host     => '$master_host',
+  $3
   tls             => $1,
   check_interval  => 600,
   report_interval => 60,
@@ -193,8 +195,10 @@ class { 'masif_upgrader::agent':
 }
 EOF
 }
-manifest "{ 'cert' => '$pki/agent.crt', 'key' => '$pki/agent.key', 'ca' => '$pki/ca.crt' }" true >"$T/agent-files.pp"
-manifest "{ 'discover' => 'puppet', 'name' => 'agent01.example.com', 'root' => '$pki/puppet-root' }" false >"$T/agent-puppet.pp"
+manifest "{ 'cert' => '$pki/agent.crt', 'key' => '$pki/agent.key', 'ca' => '$pki/ca.crt' }" true \
+  "master_host     => '$master_host'," >"$T/agent-files.pp"
+manifest "{ 'discover' => 'puppet', 'name' => 'agent01.example.com', 'root' => '$pki/puppet-root' }" false \
+  "master_hosts    => ['$master_host', '$master_host2'], master_cn => 'masif.example.com'," >"$T/agent-puppet.pp"
 mkdir -p "$proot/etc/icinga2/conf.d"
 # (--noop exits 0 even with changes pending: look at what it would have done.)
 puppet_apply "$T/agent-files.pp" --noop || fail "puppet apply --noop failed"
@@ -214,6 +218,8 @@ cmp -s "$icinga_conf" "$proot/etc/icinga2/conf.d/masif-upgrader.conf" ||
   fail "puppet did not install the Icinga 2 CheckCommands (icinga2_commands => true)"
 grep -qx 'tags: \["web","prod-eu.1"\]' "$proot/etc/masif-upgrader/agent.yml" ||
   fail "the agent.yml Puppet wrote has not the tags"
+grep -qx "  host: \"$master_host\"" "$proot/etc/masif-upgrader/agent.yml" ||
+  fail "the agent.yml Puppet wrote has not master.host"
 cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-files.puppet.yml"
 cp "$proot/etc/masif-upgrader/pki-check-agent.conf" "$T/pki-files.puppet.conf"
 log "puppet apply --noop --show_diff of a change (Puppet discovery instead of files):"
@@ -223,6 +229,10 @@ rc=0; puppet_apply "$T/agent-puppet.pp" || rc=$?
 [ "$rc" = 2 ] || fail "puppet apply of the change: exit code $rc, expected 2"
 ! grep -q 'masif-upgrader.conf' "$T/puppet.out" ||
   fail "puppet touched the Icinga 2 CheckCommands with icinga2_commands => false"
+grep -qx "  hosts: \[\"$master_host\",\"$master_host2\"\]" "$proot/etc/masif-upgrader/agent.yml" ||
+  fail "the agent.yml Puppet wrote has not master.hosts"
+grep -qx '  cn: "masif.example.com"' "$proot/etc/masif-upgrader/agent.yml" ||
+  fail "the agent.yml Puppet wrote has not master.cn"
 cp "$proot/etc/masif-upgrader/agent.yml" "$T/agent-puppet.puppet.yml"
 cp "$proot/etc/masif-upgrader/pki-check-agent.conf" "$T/pki-puppet.puppet.conf"
 
@@ -243,9 +253,9 @@ for h in files puppet copy; do
   mkdir -p "$T/ansible-root/$h/etc/systemd/system" "$T/ansible-root/$h/usr/local/bin" \
     "$T/ansible-root/$h/etc/icinga2/conf.d" "$T/ansible-root/$h/etc/icinga2/zones.d/global-templates"
 done
-python3 - "$T" "$master_host" "$apt_opt1" "$apt_opt2" "$apt_config" "$agent_bin" >"$T/inventory.json" <<'EOF'
+python3 - "$T" "$master_host" "$master_host2" "$apt_opt1" "$apt_opt2" "$apt_config" "$agent_bin" >"$T/inventory.json" <<'EOF'
 import json, sys
-t, master_host, opt1, opt2, apt_config, agent_bin = sys.argv[1:]
+t, master_host, master_host2, opt1, opt2, apt_config, agent_bin = sys.argv[1:]
 pki = t + "/pki"
 common = {
     "ansible_connection": "local",
@@ -278,7 +288,16 @@ tls = {
     "puppet": {"masif_upgrader_agent_tls": {"discover": "puppet", "name": "agent01.example.com", "root": pki + "/puppet-root"}},
     "copy": {"masif_upgrader_agent_tls_copy": {"cert": pki + "/agent.crt", "key": pki + "/agent.key", "ca": pki + "/ca.crt"}},
 }
-hosts = {f"scratch-{h}": dict(common, masif_upgrader_root=f"{t}/ansible-root/{h}", **v, **icinga[h]) for h, v in tls.items()}
+# One master (files, copy) or two (puppet), as in the Puppet runs.
+masters = {
+    "files": {},
+    "puppet": {"masif_upgrader_agent_master_host": "",
+               "masif_upgrader_agent_master_hosts": [master_host, master_host2],
+               "masif_upgrader_agent_master_cn": "masif.example.com"},
+    "copy": {},
+}
+hosts = {f"scratch-{h}": dict(common, masif_upgrader_root=f"{t}/ansible-root/{h}", **v, **icinga[h], **masters[h])
+         for h, v in tls.items()}
 json.dump({"scratch_agents": {"hosts": hosts}}, sys.stdout, indent=1)
 EOF
 for run in 1 2; do
@@ -309,6 +328,12 @@ for h in files puppet copy; do
   grep -qx 'tags: \["web","prod-eu.1"\]' "$a/$h/etc/masif-upgrader/agent.yml" ||
     fail "the agent.yml Ansible wrote ($h) has not the tags"
 done
+for h in files copy; do
+  grep -qx "  host: \"$master_host\"" "$a/$h/etc/masif-upgrader/agent.yml" ||
+    fail "the agent.yml Ansible wrote ($h) has not master.host"
+done
+grep -qx "  hosts: \[\"$master_host\",\"$master_host2\"\]" "$a/puppet/etc/masif-upgrader/agent.yml" ||
+  fail "the agent.yml Ansible wrote (puppet) has not master.hosts"
 grep -q '^  cert: "/etc/masif-upgrader/tls/agent.crt"$' "$a/copy/etc/masif-upgrader/agent.yml" ||
   fail "the agent.yml of the copy host does not name the copied certificate"
 if getent group puppet >/dev/null; then
@@ -338,6 +363,14 @@ while IFS='|' read -r setting message; do
 done <<'CASES'
 {"masif_upgrader_agent_master_host": "masif.example.com"}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_master_host": "a.example.com:8150\nlog: {level: debug}"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": ""}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_hosts": ["m2.example.com:8150"], "masif_upgrader_agent_master_cn": "m"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": "", "masif_upgrader_agent_master_hosts": ["m1.example.com:8150"]}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": "", "masif_upgrader_agent_master_hosts": "m1.example.com:8150", "masif_upgrader_agent_master_cn": "m"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": "", "masif_upgrader_agent_master_hosts": ["m1.example.com:8150", "m2.example.com"], "masif_upgrader_agent_master_cn": "m"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": "", "masif_upgrader_agent_master_hosts": ["m1.example.com:8150", 8150], "masif_upgrader_agent_master_cn": "m"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": "", "masif_upgrader_agent_master_hosts": ["m1.example.com:8150", "M1.example.com:8150"], "masif_upgrader_agent_master_cn": "m"}|masif_upgrader_agent: bad settings
+{"masif_upgrader_agent_master_host": "", "masif_upgrader_agent_master_hosts": ["m1:1", "m2:1", "m3:1", "m4:1", "m5:1", "m6:1", "m7:1", "m8:1", "m9:1", "m10:1", "m11:1", "m12:1", "m13:1", "m14:1", "m15:1", "m16:1", "m17:1"], "masif_upgrader_agent_master_cn": "m"}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_check_interval": 0}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_max_failures": 1001}|masif_upgrader_agent: bad settings
 {"masif_upgrader_agent_max_failures": -1}|masif_upgrader_agent: bad settings
@@ -361,7 +394,7 @@ CASES
 sed "s|'$proot'|'$bad_root'|; s|'$master_host'|'masif.example.com'|" "$T/agent-files.pp" >"$T/bad.pp"
 rc=0; puppet_apply "$T/bad.pp" || rc=$?
 [ "$rc" = 1 ] || fail "puppet apply with a master_host without a port: exit code $rc, expected 1"
-grep -q "parameter 'master_host' expects a match" "$T/puppet.out" || fail "puppet's error does not name master_host"
+grep -q "parameter 'master_host' expects .*a match for Pattern" "$T/puppet.out" || fail "puppet's error does not name master_host"
 [ -z "$(ls -A "$bad_root")" ] || fail "puppet apply changed files despite a bad master_host"
 
 # --- 4. one format, accepted by the agent --------------------------------------------------

@@ -10,10 +10,20 @@
 #     master_host => 'masif.example.com:8150',
 #   }
 #
+# @example Two masters: each agent uses one, and the other when it does not answer
+#   class { 'masif_upgrader::agent':
+#     master_hosts => ['masif1.example.com:8150', 'masif2.example.com:8150'],
+#     master_cn    => 'masif.example.com',
+#   }
+#
 # @param master_host
-#   The master's API as `host:port`.
+#   The master's API as `host:port`. Give this or master_hosts.
+# @param master_hosts
+#   Several masters (1 to 16 distinct `host:port`) serving the same database: the agent
+#   starts with one drawn at random and moves to the next when it does not answer. Needs
+#   master_cn. Give this or master_host.
 # @param master_cn
-#   The name the master's certificate must carry; default: the host part of master_host.
+#   The name every master's certificate must carry; default with master_host: its host part.
 # @param tls
 #   This host's client certificate: `{ discover => 'puppet' | 'icinga2' | 'easyrsa:<dir>' }`
 #   (optionally with `name` and `root`), or `{ cert, key, ca }` files.
@@ -68,7 +78,8 @@
 # @param icinga2_commands_path
 #   Where the CheckCommands go, e.g. a global zone's directory on the Icinga master.
 class masif_upgrader::agent (
-  Pattern[/\A[A-Za-z0-9.\[\]:-]+:\d{1,5}\z/] $master_host,
+  Optional[Pattern[/\A[A-Za-z0-9.\[\]:-]+:\d{1,5}\z/]] $master_host = undef,
+  Optional[Array[Pattern[/\A[A-Za-z0-9.\[\]:-]+:\d{1,5}\z/], 1, 16]] $master_hosts = undef,
   Optional[Pattern[/\A[A-Za-z0-9*][A-Za-z0-9.*_-]*\z/]] $master_cn = undef,
   Masif_upgrader::Tls $tls = { 'discover' => 'puppet' },
   Integer[1] $check_interval = 300,
@@ -93,6 +104,20 @@ class masif_upgrader::agent (
   Boolean $icinga2_commands = false,
   Masif_upgrader::Path $icinga2_commands_path = '/etc/icinga2/conf.d/masif-upgrader.conf',
 ) {
+  if $master_host == undef and $master_hosts == undef {
+    fail('masif_upgrader::agent: needs master_host (one master) or master_hosts (several)')
+  }
+  if $master_host != undef and $master_hosts != undef {
+    fail('masif_upgrader::agent: give master_host (one master) or master_hosts (several), not both')
+  }
+  if $master_hosts != undef {
+    if $master_hosts.map |$h| { downcase($h) }.unique.length != $master_hosts.length {
+      fail("masif_upgrader::agent: master_hosts ${master_hosts} name a master more than once")
+    }
+    if $master_cn == undef {
+      fail('masif_upgrader::agent: master_hosts needs master_cn, the name every master\'s certificate carries')
+    }
+  }
   $cn = $master_cn ? {
     undef   => regsubst($master_host, /:\d+\z/, ''),
     default => $master_cn,
@@ -110,6 +135,7 @@ class masif_upgrader::agent (
         'max_failures'    => $max_failures,
         'tags'            => $tags,
         'master_host'     => $master_host,
+        'master_hosts'    => $master_hosts,
         'master_cn'       => $cn,
         'tls'             => $tls,
         'apt_path'        => $apt_path,

@@ -79,6 +79,28 @@ describe 'masif_upgrader::agent' do
     it { is_expected.to contain_file('/etc/systemd/system/masif-upgrader-agent.service.d/masif-upgrader-groups.conf').with_ensure('absent') }
   end
 
+  context 'with several masters' do
+    let(:params) do
+      { 'master_hosts' => ['masif1.example.com:8150', '192.0.2.11:8150', '[2001:db8::1]:8150'],
+        'master_cn' => 'masif.example.com' }
+    end
+
+    it { is_expected.to compile.with_all_deps }
+
+    it 'writes master.hosts, and no master.host' do
+      expect(written['master']).to eq(
+        'hosts' => ['masif1.example.com:8150', '192.0.2.11:8150', '[2001:db8::1]:8150'],
+        'cn' => 'masif.example.com',
+      )
+    end
+  end
+
+  context 'with a list of one master' do
+    let(:params) { { 'master_hosts' => ['masif1.example.com:8150'], 'master_cn' => 'masif1.example.com' } }
+
+    it { expect(written['master']).to eq('hosts' => ['masif1.example.com:8150'], 'cn' => 'masif1.example.com') }
+  end
+
   context 'with explicit certificate files' do
     let(:params) do
       { 'master_host' => 'masif.example.com:8150',
@@ -160,6 +182,14 @@ describe 'masif_upgrader::agent' do
   [
     ['no master', {}, %r{master_host}],
     ['a master without a port', { 'master_host' => 'masif.example.com' }, %r{master_host}],
+    ['both master_host and master_hosts',
+     { 'master_host' => 'm1.example.com:8150', 'master_hosts' => ['m2.example.com:8150'], 'master_cn' => 'm' }, %r{not both}],
+    ['masters without master_cn', { 'master_hosts' => ['m1.example.com:8150'] }, %r{master_hosts needs master_cn}],
+    ['an empty list of masters', { 'master_hosts' => [] }, %r{master_hosts}],
+    ['masters as one string', { 'master_hosts' => 'm1.example.com:8150' }, %r{master_hosts}],
+    ['a listed master without a port', { 'master_hosts' => ['m1.example.com:8150', 'm2.example.com'] }, %r{master_hosts}],
+    ['a master listed twice', { 'master_hosts' => ['m1.example.com:8150', 'M1.example.com:8150'], 'master_cn' => 'm' }, %r{more than once}],
+    ['seventeen masters', { 'master_hosts' => (1..17).map { |i| "m#{i}.example.com:8150" }, 'master_cn' => 'm' }, %r{master_hosts}],
     ['a relative apt path', { 'apt_path' => 'apt-get' }, %r{apt_path}],
     ['a negative interval', { 'check_interval' => -1 }, %r{check_interval}],
     ['a zero report interval', { 'report_interval' => 0 }, %r{report_interval}],
@@ -182,7 +212,11 @@ describe 'masif_upgrader::agent' do
     ['a bad environment name', { 'apt_env' => { 'A B' => 'x' } }, %r{apt_env}],
   ].each do |what, bad, message|
     context "with #{what}" do
-      let(:params) { { 'master_host' => 'masif.example.com:8150' }.merge(bad).reject { |k, _| what == 'no master' && k == 'master_host' } }
+      let(:params) do
+        # The cases about the list of masters give theirs instead of master_host.
+        alone = what == 'no master' || bad.key?('master_hosts')
+        (alone ? {} : { 'master_host' => 'masif.example.com:8150' }).merge(bad)
+      end
 
       if message
         it { is_expected.to compile.and_raise_error(message) }
