@@ -68,6 +68,12 @@ pub trait Reporter: Send + Sync {
 
     /// Whether the master holds reports and stores run results (protocol v2).
     fn speaks_v2(&self) -> bool;
+
+    /// The `host:port` of the master in use, shown on `/v1/status` (`None`: not a master
+    /// reached over the network).
+    fn master_in_use(&self) -> Option<String> {
+        None
+    }
 }
 
 #[async_trait]
@@ -92,6 +98,10 @@ impl Reporter for MasterClient {
 
     fn speaks_v2(&self) -> bool {
         MasterClient::speaks_v2(self)
+    }
+
+    fn master_in_use(&self) -> Option<String> {
+        Some(self.host().to_owned())
     }
 }
 

@@ -1,5 +1,8 @@
 //! The agent's YAML configuration (`/etc/masif-upgrader/agent.yml`): parsed strictly
 //! (unknown keys are errors), then validated, every problem naming the file and the key.
+//! `master:` is read in `master`.
+
+mod master;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use serde::Deserialize;
 
 use crate::apt::AptSettings;
 use crate::facts::DEFAULT_REBOOT_REQUIRED_FILE;
+use master::{master_settings, RawMaster};
 
 pub use masif_daemon::config::ConfigError;
 pub use masif_daemon::logging::LogLevel;
@@ -41,9 +45,10 @@ pub struct AgentConfig {
     /// Failed runs in a row after which a package is given up until approved anew or its
     /// plan changes; 0: retry forever.
     pub max_failures: u32,
-    /// `host:port` to dial.
-    pub master_host: String,
-    /// The name the master's certificate must be valid for.
+    /// The masters' `host:port`, at least one (`master.host`, or each of `master.hosts`): the
+    /// agent uses one at a time and moves to the next when it does not answer.
+    pub master_hosts: Vec<String>,
+    /// The name every master's certificate must be valid for.
     pub master_cn: String,
     pub tls: TlsSource,
     pub apt: AptSettings,
@@ -110,13 +115,6 @@ impl Default for RawIntervals {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMaster {
-    host: String,
-    cn: String,
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawApt {
@@ -167,13 +165,7 @@ impl Validate for AgentConfig {
         let report = problems.check("interval.report", interval(raw.interval.report, 1));
         let retry = problems.check("interval.retry", interval(raw.interval.retry, 0));
         let max_failures = problems.check("max_failures", max_failures(raw.max_failures));
-        problems.check("master.host", check_host(&raw.master.host));
-        if rustls::pki_types::ServerName::try_from(raw.master.cn.as_str()).is_err() {
-            problems.add(
-                "master.cn",
-                format!("{:?} is not a valid certificate name", raw.master.cn),
-            );
-        }
+        let master = master_settings(raw.master, problems);
         let apt = apt_settings(raw.apt, problems);
         let socket = raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
         if !socket.is_absolute() {
@@ -193,6 +185,7 @@ impl Validate for AgentConfig {
         let tags = problems
             .take("tags", raw.tags)
             .map(|tags| check_tags(&tags.unwrap_or_default(), problems));
+        let master = master?;
         Some(Self {
             intervals: Intervals {
                 check: check?,
@@ -200,8 +193,8 @@ impl Validate for AgentConfig {
                 retry: retry?,
             },
             max_failures: max_failures?,
-            master_host: raw.master.host,
-            master_cn: raw.master.cn,
+            master_hosts: master.hosts,
+            master_cn: master.cn,
             tls: raw.tls,
             apt,
             socket,
@@ -301,27 +294,6 @@ fn check_reboot_file(path: &Path) -> Result<(), String> {
     }
 }
 
-/// `name:port` or `[v6]:port`, with a port from 1 to 65535.
-fn check_host(host: &str) -> Result<(), String> {
-    let (name, port) = host
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{host:?} has no port (expected host:port)"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{host:?}: port {port:?} is not a number from 1 to 65535"))?;
-    if port == 0 {
-        return Err(format!("{host:?}: port 0"));
-    }
-    let name = name
-        .strip_prefix('[')
-        .and_then(|n| n.strip_suffix(']'))
-        .unwrap_or(name);
-    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        return Err(format!("{host:?}: bad host name"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,7 +321,7 @@ log: { level: info }
         assert_eq!(c.intervals.check, Duration::from_secs(300));
         assert_eq!(c.intervals.retry, Duration::from_secs(60));
         assert_eq!(c.max_failures, 3);
-        assert_eq!(c.master_host, "master.example.com:8150");
+        assert_eq!(c.master_hosts, ["master.example.com:8150"]);
         assert_eq!(c.master_cn, "master.example.com");
         assert_eq!(c.apt.path, PathBuf::from("/usr/bin/apt-get"));
         assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));

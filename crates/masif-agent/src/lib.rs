@@ -87,7 +87,7 @@ pub async fn run(
     for finding in masif_pki::startup_check(masif_pki::Role::Agent, &tls, None)? {
         tracing::warn!("tls: {finding}");
     }
-    let master = MasterClient::new(&tls, &config.master_host, &config.master_cn)?;
+    let master = MasterClient::new(&tls, &config.master_hosts, &config.master_cn)?;
     let apt = apt::Apt::new(config.apt.clone());
     let monitor = Monitor::new();
     let name = masif_pki::load_certs(&tls.cert)?
@@ -95,7 +95,7 @@ pub async fn run(
         .map(masif_pki::common_name)
         .transpose()?
         .flatten();
-    monitor.set_identity(name, &config.master_host);
+    monitor.set_identity(name, master.host());
     let listener = api::bind(&config.socket)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api_monitor = monitor.clone();
@@ -104,7 +104,8 @@ pub async fn run(
         let _ = api_stop.wait_for(|s| *s).await;
     }));
     tracing::info!(
-        master = %config.master_host,
+        master = %master.host(),
+        masters = %config.master_hosts.join(", "),
         cn = %config.master_cn,
         socket = %config.socket.display(),
         "agent starting"

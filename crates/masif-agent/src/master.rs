@@ -2,13 +2,15 @@
 //! (`POST /v2/report`, which the master may hold until an approval changes, `POST /v2/runs`
 //! and `POST /v2/lease`, renewing and releasing max-in-flight leases), and v1 (`POST /v1/pending-tasks`) for a master that answers 404 on v2.
 //! The master's certificate is checked against `master.cn`, which may differ from the
-//! dialled host.
+//! dialled host. With several masters (`master.hosts`), a request the master in use cannot
+//! answer goes to the next one (`hosts`).
 
 mod conn;
+mod hosts;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -21,19 +23,21 @@ use masif_proto::{parse_task_list, render_task_list, ProtocolError, TaskSet, PEN
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+use hosts::{switch_pause, Masters, MAX_SWITCH_PAUSE};
+
 /// Longest a report may take beyond the wait the master was allowed (connect, request,
 /// answer), and longest a delivery of runs may take.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest a lease renewal or release may take.
 const LEASE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a master that answered 404 on v2 is spoken to with v1 before v2 is tried again.
-const V1_RECHECK: Duration = Duration::from_secs(3600);
 
 /// Why a report did not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
     #[error("master.cn {0:?} is not a valid certificate name")]
     BadName(String),
+    #[error("no master to talk to (master.hosts is empty)")]
+    NoMasters,
     #[error("tls: {0}")]
     Tls(#[from] masif_pki::PkiError),
     #[error("connecting to the master at {host}: {source}")]
@@ -65,6 +69,14 @@ pub enum MasterError {
     Timeout { host: String, timeout: Duration },
     #[error("the master at {host} speaks protocol v1 only and cannot store run results")]
     V1Only { host: String },
+    /// Several masters were tried and none answered; each error names its master.
+    #[error("no master answered: {}", list(.0))]
+    NoneAnswered(Vec<MasterError>),
+}
+
+fn list(errors: &[MasterError]) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("; ")
 }
 
 impl MasterError {
@@ -72,10 +84,34 @@ impl MasterError {
         matches!(self, MasterError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
     }
 
+    /// Whether the master could not answer at all and the next one should be asked: it
+    /// could not be reached or failed the TLS handshake, the connection broke (a held report
+    /// included) or timed out, or a proxy in front of it said so (502, 503, 504).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            MasterError::Connect { .. }
+            | MasterError::NameMismatch { .. }
+            | MasterError::Handshake { .. }
+            | MasterError::Http { .. }
+            | MasterError::Timeout { .. } => true,
+            MasterError::Status { status, .. } => matches!(
+                *status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ),
+            _ => false,
+        }
+    }
+
     /// How long the master asked to be left alone: the `Retry-After` of a 429 (too many
-    /// requests) or 503 (overloaded) answer.
+    /// requests) or 503 (overloaded) answer; when no master answered, the shortest any of
+    /// them asked for.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
+            MasterError::NoneAnswered(errors) => {
+                errors.iter().filter_map(MasterError::retry_after).min()
+            }
             MasterError::Status {
                 status,
                 retry_after,
@@ -99,27 +135,27 @@ pub enum LeaseAnswer {
     NoLeases,
 }
 
-/// A client of one master. Cheap to share (`Arc`); requests through it are serialised on its
-/// one connection.
+/// A client of the masters. Cheap to share (`Arc`); requests through it are serialised on its
+/// one connection, to the master in use.
 pub struct MasterClient {
-    host: String,
+    masters: Masters,
     cn: String,
     server_name: ServerName<'static>,
     connector: Mutex<TlsConnector>,
     /// The files the configuration came from and their newest modification time: a renewed
     /// certificate or new CRL is picked up by the next connection, without a restart.
     files: Option<(TlsFiles, Mutex<SystemTime>)>,
-    sender: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
-    /// Until when the master is spoken to with v1 (it answered 404 on v2 before that).
-    v1_until: Mutex<Option<Instant>>,
-    /// The fall-back to v1 was logged at info (later ones go to debug).
-    fallback_logged: AtomicBool,
+    /// The kept-alive connection and the index of the master it goes to.
+    sender: tokio::sync::Mutex<Option<(usize, SendRequest<Full<Bytes>>)>>,
+    /// Longest random pause before a request goes to the next master.
+    switch_pause: Duration,
 }
 
 impl std::fmt::Debug for MasterClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MasterClient")
-            .field("host", &self.host)
+            .field("hosts", &self.masters.hosts().collect::<Vec<_>>())
+            .field("in_use", &self.host())
             .field("cn", &self.cn)
             .field("v2", &self.speaks_v2())
             .finish_non_exhaustive()
@@ -127,12 +163,13 @@ impl std::fmt::Debug for MasterClient {
 }
 
 impl MasterClient {
-    /// A client presenting the certificate of `tls`, dialling `host` (`name:port`) and
-    /// requiring the master's certificate to be valid for `cn`.
-    pub fn new(tls: &TlsFiles, host: &str, cn: &str) -> Result<Self, MasterError> {
+    /// A client presenting the certificate of `tls`, dialling one of `hosts` (`name:port`
+    /// each, at least one; the first one used is drawn at random) and requiring the masters'
+    /// certificates to be valid for `cn`.
+    pub fn new(tls: &TlsFiles, hosts: &[impl AsRef<str>], cn: &str) -> Result<Self, MasterError> {
         let modified = tls.newest_modification()?;
         let config = masif_pki::client_config(tls)?;
-        let mut client = Self::with_config(Arc::new(config), host, cn)?;
+        let mut client = Self::with_config(Arc::new(config), hosts, cn)?;
         client.files = Some((tls.clone(), Mutex::new(modified)));
         Ok(client)
     }
@@ -140,33 +177,42 @@ impl MasterClient {
     /// The same with a ready rustls configuration.
     pub fn with_config(
         config: Arc<rustls::ClientConfig>,
-        host: &str,
+        hosts: &[impl AsRef<str>],
         cn: &str,
     ) -> Result<Self, MasterError> {
         let server_name =
             ServerName::try_from(cn.to_owned()).map_err(|_| MasterError::BadName(cn.into()))?;
+        if hosts.is_empty() {
+            return Err(MasterError::NoMasters);
+        }
+        let hosts: Vec<&str> = hosts.iter().map(AsRef::as_ref).collect();
         Ok(Self {
-            host: host.to_owned(),
+            masters: Masters::new(&hosts, &mut rand::rng()),
             cn: cn.to_owned(),
             server_name,
             connector: Mutex::new(TlsConnector::from(config)),
             files: None,
             sender: tokio::sync::Mutex::new(None),
-            v1_until: Mutex::new(None),
-            fallback_logged: AtomicBool::new(false),
+            switch_pause: MAX_SWITCH_PAUSE,
         })
     }
 
-    /// The `host:port` dialled.
-    pub fn host(&self) -> &str {
-        &self.host
+    /// Pauses at most `max` (instead of a few seconds) before a request goes to the next
+    /// master; the pause is random in `0..=max`.
+    pub fn with_switch_pause(mut self, max: Duration) -> Self {
+        self.switch_pause = max;
+        self
     }
 
-    /// Whether the next request uses protocol v2: always, unless the master answered 404 on
-    /// v2 within the last hour.
+    /// The `host:port` of the master in use.
+    pub fn host(&self) -> &str {
+        &self.masters.get(self.masters.in_use()).host
+    }
+
+    /// Whether the next request uses protocol v2: always, unless the master in use answered
+    /// 404 on v2 within the last hour.
     pub fn speaks_v2(&self) -> bool {
-        let until = self.v1_until.lock().unwrap_or_else(|e| e.into_inner());
-        until.is_none_or(|t| Instant::now() >= t)
+        self.masters.get(self.masters.in_use()).speaks_v2()
     }
 
     /// Reports the pending `tasks` and returns the master's answer: those approved to run
@@ -182,42 +228,103 @@ impl MasterClient {
         wait: Duration,
         facts: Option<&Facts>,
     ) -> Result<ReportAnswer, MasterError> {
-        if self.speaks_v2() {
-            match self.report_v2(tasks, known, wait, facts).await {
-                Err(e) if e.is_not_found() => self.fall_back(v2::REPORT_PATH),
-                answer => {
-                    if answer.is_ok() {
-                        self.v2_answered();
-                    }
-                    return answer;
-                }
-            }
-        }
-        self.report_v1(tasks).await
+        self.on_a_master(|m| self.report_to(m, tasks, known, wait, facts))
+            .await
     }
 
     /// Delivers run results (at most [`v2::MAX_RUNS`]). A master speaking v1 only cannot
     /// store them: [`MasterError::V1Only`].
     pub async fn send_runs(&self, runs: &[Run]) -> Result<(), MasterError> {
-        if !self.speaks_v2() {
-            return Err(self.v1_only());
-        }
         let body = v2::render_runs(runs);
-        match self.post(v2::RUNS_PATH, body, REPORT_TIMEOUT).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => {
-                self.fall_back(v2::RUNS_PATH);
-                Err(self.v1_only())
-            }
-            Err(e) => Err(e),
-        }
+        self.on_a_master(|m| self.send_runs_to(m, body.clone()))
+            .await
     }
 
     /// Renews or releases this agent's max-in-flight leases (`POST /v2/lease`). A 404 is
     /// [`LeaseAnswer::NoLeases`], not a reason to speak v1.
     pub async fn lease(&self, request: LeaseRequest) -> Result<LeaseAnswer, MasterError> {
+        self.on_a_master(|m| self.lease_to(m, request)).await
+    }
+
+    /// Runs `request` on the master in use; while a master cannot answer
+    /// ([`MasterError::is_unavailable`]), on the next one after a random pause, each master
+    /// at most once. The last master that answered stays in use. With one master its error
+    /// is returned as it is; with several, [`MasterError::NoneAnswered`] lists them all.
+    async fn on_a_master<T, F, Fut>(&self, mut request: F) -> Result<T, MasterError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<T, MasterError>>,
+    {
+        let mut tried = vec![false; self.masters.len()];
+        let mut errors = Vec::new();
+        let mut m = self.masters.in_use();
+        loop {
+            tried[m] = true;
+            let error = match request(m).await {
+                Err(e) if e.is_unavailable() => e,
+                answer => return answer,
+            };
+            let Some(next) = self.masters.next(m, &tried) else {
+                errors.push(error);
+                return Err(match errors.len() {
+                    1 => errors.remove(0),
+                    _ => MasterError::NoneAnswered(errors),
+                });
+            };
+            let pause = switch_pause(self.switch_pause, &mut rand::rng());
+            tracing::warn!(
+                error = %error,
+                next = %self.masters.get(next).host,
+                pause_ms = pause.as_millis() as u64,
+                "the master did not answer; switching to the next one"
+            );
+            errors.push(error);
+            tokio::time::sleep(pause).await;
+            m = next;
+        }
+    }
+
+    async fn report_to(
+        &self,
+        m: usize,
+        tasks: &TaskSet,
+        known: &TaskSet,
+        wait: Duration,
+        facts: Option<&Facts>,
+    ) -> Result<ReportAnswer, MasterError> {
+        let master = self.masters.get(m);
+        if master.speaks_v2() {
+            match self.report_v2(m, tasks, known, wait, facts).await {
+                Err(e) if e.is_not_found() => master.fall_back(v2::REPORT_PATH),
+                answer => {
+                    if answer.is_ok() {
+                        master.v2_answered();
+                    }
+                    return answer;
+                }
+            }
+        }
+        self.report_v1(m, tasks).await
+    }
+
+    async fn send_runs_to(&self, m: usize, body: String) -> Result<(), MasterError> {
+        let master = self.masters.get(m);
+        if !master.speaks_v2() {
+            return Err(self.v1_only(m));
+        }
+        match self.post(m, v2::RUNS_PATH, body, REPORT_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                master.fall_back(v2::RUNS_PATH);
+                Err(self.v1_only(m))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn lease_to(&self, m: usize, request: LeaseRequest) -> Result<LeaseAnswer, MasterError> {
         let bytes = match self
-            .post(v2::LEASE_PATH, request.render(), LEASE_TIMEOUT)
+            .post(m, v2::LEASE_PATH, request.render(), LEASE_TIMEOUT)
             .await
         {
             Ok(bytes) => bytes,
@@ -232,16 +339,20 @@ impl MasterClient {
             .ok()
             .and_then(|answer| answer.get(field)?.as_u64())
             .ok_or_else(|| {
-                self.invalid(ProtocolError::Field {
-                    field: field.into(),
-                    reason: "is missing or not a non-negative integer".into(),
-                })
+                self.invalid(
+                    m,
+                    ProtocolError::Field {
+                        field: field.into(),
+                        reason: "is missing or not a non-negative integer".into(),
+                    },
+                )
             })?;
         Ok(LeaseAnswer::Done { leases })
     }
 
     async fn report_v2(
         &self,
+        m: usize,
         tasks: &TaskSet,
         known: &TaskSet,
         wait: Duration,
@@ -255,56 +366,31 @@ impl MasterClient {
             facts: facts.cloned(),
         };
         let timeout = Duration::from_secs(wait_secs) + REPORT_TIMEOUT;
-        let bytes = self.post(v2::REPORT_PATH, report.render(), timeout).await?;
-        let answer = ReportAnswer::parse(&bytes).map_err(|source| self.invalid(source))?;
+        let bytes = self
+            .post(m, v2::REPORT_PATH, report.render(), timeout)
+            .await?;
+        let answer = ReportAnswer::parse(&bytes).map_err(|source| self.invalid(m, source))?;
         Ok(only_reported(answer, tasks))
     }
 
-    async fn report_v1(&self, tasks: &TaskSet) -> Result<ReportAnswer, MasterError> {
+    async fn report_v1(&self, m: usize, tasks: &TaskSet) -> Result<ReportAnswer, MasterError> {
         let body = render_task_list(tasks);
-        let bytes = self.post(PENDING_TASKS_PATH, body, REPORT_TIMEOUT).await?;
-        let approved = parse_task_list(&bytes).map_err(|source| self.invalid(source))?;
+        let bytes = self
+            .post(m, PENDING_TASKS_PATH, body, REPORT_TIMEOUT)
+            .await?;
+        let approved = parse_task_list(&bytes).map_err(|source| self.invalid(m, source))?;
         Ok(only_reported(ReportAnswer::approving(approved), tasks))
     }
 
-    /// The master answered 404 on `path`: speak v1 for an hour, saying so once at info.
-    fn fall_back(&self, path: &str) {
-        *self.v1_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + V1_RECHECK);
-        if self.fallback_logged.swap(true, Ordering::Relaxed) {
-            tracing::debug!(host = %self.host, path, "the master still speaks protocol v1 only");
-        } else {
-            tracing::info!(
-                host = %self.host,
-                path,
-                "the master answered 404: it speaks protocol v1 only; reporting to {PENDING_TASKS_PATH} \
-                 without waiting for approvals or sending run results, trying v2 again in an hour"
-            );
-        }
-    }
-
-    /// A v2 report was answered: if the master spoke v1 before, say that it speaks v2 now.
-    fn v2_answered(&self) {
-        let before = self
-            .v1_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if before.is_some() {
-            tracing::info!(host = %self.host, "the master speaks protocol v2 now");
-            self.fallback_logged.store(false, Ordering::Relaxed);
-        }
-    }
-
-    fn v1_only(&self) -> MasterError {
+    fn v1_only(&self, m: usize) -> MasterError {
         MasterError::V1Only {
-            host: self.host.clone(),
+            host: self.masters.get(m).host.clone(),
         }
     }
 
-    fn invalid(&self, source: ProtocolError) -> MasterError {
+    fn invalid(&self, m: usize, source: ProtocolError) -> MasterError {
         MasterError::Answer {
-            host: self.host.clone(),
+            host: self.masters.get(m).host.clone(),
             source,
         }
     }
@@ -329,13 +415,13 @@ fn only_reported(mut answer: ReportAnswer, tasks: &TaskSet) -> ReportAnswer {
 mod tests {
     use super::*;
 
-    fn client() -> MasterClient {
+    fn client(hosts: &[&str]) -> MasterClient {
         let config = rustls::ClientConfig::builder_with_provider(masif_pki::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
-        MasterClient::with_config(Arc::new(config), "127.0.0.1:1", "master.invalid").unwrap()
+        MasterClient::with_config(Arc::new(config), hosts, "master.invalid").unwrap()
     }
 
     #[test]
@@ -367,17 +453,28 @@ mod tests {
     }
 
     #[test]
-    fn a_v1_master_is_asked_for_v2_again_after_an_hour() {
-        let c = client();
-        assert!(c.speaks_v2(), "v2 first");
-        c.fall_back(v2::REPORT_PATH);
+    fn the_fall_back_to_v1_is_decided_per_master() {
+        let c = client(&["127.0.0.1:1", "127.0.0.1:2"]);
+        let first = c.masters.in_use();
+        c.masters.get(first).fall_back(v2::REPORT_PATH);
         assert!(!c.speaks_v2());
-        let until = c.v1_until.lock().unwrap().unwrap();
-        assert!(until > Instant::now() + V1_RECHECK - Duration::from_secs(60));
-        // An hour later:
-        *c.v1_until.lock().unwrap() = Some(Instant::now());
-        assert!(c.speaks_v2());
-        c.v2_answered();
-        assert!(c.v1_until.lock().unwrap().is_none());
+        assert!(c.masters.next(first, &[true, true]).is_none());
+        let mut tried = [false, false];
+        tried[first] = true;
+        let other = c.masters.next(first, &tried).unwrap();
+        assert_eq!(c.host(), format!("127.0.0.1:{}", other + 1));
+        assert!(c.speaks_v2(), "the other master was never asked");
+    }
+
+    #[test]
+    fn an_empty_list_of_masters_is_refused() {
+        let config = rustls::ClientConfig::builder_with_provider(masif_pki::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let none: [&str; 0] = [];
+        let err = MasterClient::with_config(Arc::new(config), &none, "m.invalid").unwrap_err();
+        assert!(matches!(err, MasterError::NoMasters), "{err:?}");
     }
 }

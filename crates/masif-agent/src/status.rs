@@ -68,7 +68,8 @@ pub(crate) struct Deferral {
 pub struct StatusReport {
     /// This agent's name: the CN of its client certificate.
     pub agent: Option<String>,
-    /// The master's `host:port`.
+    /// The `host:port` of the master in use (with several masters, the one the last report
+    /// went to).
     pub master: Option<String>,
     #[serde(flatten)]
     pub activity: Activity,
@@ -192,6 +193,15 @@ impl Monitor {
         self.with(|i| {
             i.report.agent = agent;
             i.report.master = Some(master.to_owned());
+        });
+    }
+
+    /// The master in use now.
+    pub(crate) fn set_master(&self, master: &str) {
+        self.with(|i| {
+            if i.report.master.as_deref() != Some(master) {
+                i.report.master = Some(master.to_owned());
+            }
         });
     }
 

@@ -258,7 +258,7 @@ async fn overloaded_master_is_left_alone_as_asked(v2: bool) {
     let master = StandInMaster::start().await;
     master.v2.store(v2, Ordering::SeqCst);
     let tls = master.agent_files("busy.agent-tests.invalid");
-    let client = MasterClient::new(&tls, &master.addr.to_string(), MASTER_CN).unwrap();
+    let client = MasterClient::new(&tls, &[master.addr.to_string()], MASTER_CN).unwrap();
     let sb = Sandbox::create(dir.path(), &[FakePackage::new("calm", "1.0")])
         .await
         .unwrap();

@@ -31,7 +31,7 @@ async fn reports_get_the_approved_subset_over_one_kept_alive_connection() {
     let master = StandInMaster::start().await;
     master.approve("alpha", &[Action::Update]);
     let files = master.agent_files("agent.agent-tests.invalid");
-    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let client = MasterClient::new(&files, &[master.addr.to_string()], MASTER_CN).unwrap();
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
     for _ in 0..3 {
         let approved = client
@@ -58,7 +58,8 @@ async fn reports_get_the_approved_subset_over_one_kept_alive_connection() {
 async fn a_certificate_for_another_name_is_a_clear_error() {
     let master = StandInMaster::start().await;
     let files = master.agent_files("agent.agent-tests.invalid");
-    let client = MasterClient::new(&files, &master.addr.to_string(), "elsewhere.invalid").unwrap();
+    let client =
+        MasterClient::new(&files, &[master.addr.to_string()], "elsewhere.invalid").unwrap();
     let err = client
         .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
@@ -79,7 +80,7 @@ async fn a_master_from_another_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let issued = other.issue("agent", Usage::Client).unwrap();
     let files = other.write_files(dir.path(), &issued, None).unwrap();
-    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let client = MasterClient::new(&files, &[master.addr.to_string()], MASTER_CN).unwrap();
     let err = client
         .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
@@ -95,7 +96,7 @@ async fn a_master_that_is_down_is_a_connect_error_and_later_works() {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap();
     drop(probe);
-    let client = Arc::new(MasterClient::new(&files, &addr.to_string(), MASTER_CN).unwrap());
+    let client = Arc::new(MasterClient::new(&files, &[addr.to_string()], MASTER_CN).unwrap());
     let err = client
         .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
@@ -113,7 +114,7 @@ fn a_bad_master_cn_is_refused_up_front() {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth(),
     );
-    let err = MasterClient::with_config(config, "127.0.0.1:1", "not a name").unwrap_err();
+    let err = MasterClient::with_config(config, &["127.0.0.1:1"], "not a name").unwrap_err();
     assert!(matches!(err, MasterError::BadName(_)), "{err:?}");
 }
 
@@ -149,7 +150,7 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
         }
     };
     install(&foreign);
-    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let client = MasterClient::new(&files, &[master.addr.to_string()], MASTER_CN).unwrap();
     assert!(client
         .report(&TaskSet::new(), &TaskSet::new(), Duration::ZERO, None)
         .await
@@ -184,7 +185,7 @@ async fn renewed_certificate_files_are_picked_up_without_a_restart() {
 async fn a_misbehaving_master_gives_clear_errors_and_never_extra_approvals() {
     let master = StandInMaster::start().await;
     let files = master.agent_files("agent.agent-tests.invalid");
-    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let client = MasterClient::new(&files, &[master.addr.to_string()], MASTER_CN).unwrap();
     let tasks: TaskSet = [update("alpha")].into();
     let answer = |status: u16, body: &[u8]| {
         *master.canned.lock().unwrap() = Some((status, body.to_vec()));
@@ -285,7 +286,7 @@ async fn a_v1_master_is_spoken_to_with_v1_after_one_404() {
     let master = StandInMaster::start().await;
     master.approve("alpha", &[Action::Update]);
     let files = master.agent_files("agent.agent-tests.invalid");
-    let client = MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap();
+    let client = MasterClient::new(&files, &[master.addr.to_string()], MASTER_CN).unwrap();
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
     assert!(client.speaks_v2(), "v2 is tried first");
     let approved = client
@@ -317,7 +318,8 @@ async fn a_v2_master_holds_the_report_until_an_approval_and_stores_runs() {
     master.v2.store(true, Ordering::SeqCst);
     master.approve("alpha", &[Action::Update]);
     let files = master.agent_files("agent.agent-tests.invalid");
-    let client = Arc::new(MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap());
+    let client =
+        Arc::new(MasterClient::new(&files, &[master.addr.to_string()], MASTER_CN).unwrap());
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
     let facts = Facts {
         kernel: Some(FactText::new("6.1.0-28-amd64").unwrap()),
@@ -398,7 +400,8 @@ async fn deferred_approvals_and_leases_come_through_the_client() {
     master.approve("alpha", &[Action::Update]);
     master.defer(Some((DeferReason::Window, Some(1_796_763_600))));
     let files = master.agent_files("agent.agent-tests.invalid");
-    let client = Arc::new(MasterClient::new(&files, &master.addr.to_string(), MASTER_CN).unwrap());
+    let client =
+        Arc::new(MasterClient::new(&files, &[master.addr.to_string()], MASTER_CN).unwrap());
     let tasks: TaskSet = [update("alpha"), update("beta")].into();
     let answer = client
         .report(&tasks, &TaskSet::new(), Duration::ZERO, None)

@@ -104,7 +104,7 @@ async fn a_lease_is_renewed_while_a_slow_run_goes_on_and_released_after_it() {
     *master.lease_seconds.lock().unwrap() = Some(1);
     master.approve("sloth", UPDATE);
     let tls = master.agent_files("leased.agent-tests.invalid");
-    let client = MasterClient::new(&tls, &master.addr.to_string(), MASTER_CN).unwrap();
+    let client = MasterClient::new(&tls, &[master.addr.to_string()], MASTER_CN).unwrap();
     let packages = [
         FakePackage::new("sloth", "1.0"),
         FakePackage::new("sloth", "2.0")

@@ -146,6 +146,7 @@ impl Agent {
         st.last_report_at = Some(Instant::now());
         st.quiet_until = None;
         let protocol = if self.master.speaks_v2() { 2 } else { 1 };
+        self.show_master();
         self.monitor.report_attempted(Some(protocol), pending);
         self.update_counts(st);
         changed
@@ -157,6 +158,7 @@ impl Agent {
         self.back_off(st, &e);
         let message = format!("report: {e}");
         tracing::warn!(error = %message, "report failed; retrying later");
+        self.show_master();
         self.monitor.report_attempted(None, 0);
         self.monitor.error(message.clone());
         message
@@ -164,6 +166,13 @@ impl Agent {
 }
 
 impl Agent {
+    /// Shows the master in use (another one after a failed request) on the status.
+    fn show_master(&self) {
+        if let Some(host) = self.master.master_in_use() {
+            self.monitor.set_master(&host);
+        }
+    }
+
     /// If `e` is a 429 or 503 answer with `Retry-After`: no report or run delivery goes to
     /// the master before that many seconds have passed (at least one second, at most a
     /// report interval, so a master asking for hours cannot silence the agent longer). Logged

@@ -1,5 +1,5 @@
-//! The connection under [`MasterClient`]: one kept-alive HTTP/1.1 connection over mutual TLS,
-//! reopened when the master closed it, the TLS files reloaded when they changed, and errors
+//! The connection under [`MasterClient`]: one kept-alive HTTP/1.1 connection over mutual TLS
+//! to the master in use, reopened when the master closed it or another master is asked, the TLS files reloaded when they changed, and errors
 //! that say whether the name, the handshake or the exchange failed.
 
 use std::sync::Arc;
@@ -23,59 +23,71 @@ const MAX_QUOTED_BODY: usize = 300;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 impl MasterClient {
-    /// POSTs the JSON `body` to `path` and returns the body of a 200 answer; any other status
-    /// is [`MasterError::Status`]. The whole exchange, connecting included, may take `timeout`.
+    /// POSTs the JSON `body` to `path` on master `m` and returns the body of a 200 answer; any
+    /// other status is [`MasterError::Status`]. The whole exchange, connecting included, may
+    /// take `timeout`.
     pub(super) async fn post(
         &self,
+        m: usize,
         path: &'static str,
         body: String,
         timeout: Duration,
     ) -> Result<Bytes, MasterError> {
         let mut slot = self.sender.lock().await;
-        let exchange = self.exchange(&mut slot, path, body);
+        if slot.as_ref().is_some_and(|(to, _)| *to != m) {
+            // Another master is asked now: the connection to the previous one is closed.
+            *slot = None;
+        }
+        let exchange = self.exchange(&mut slot, m, path, body);
         match tokio::time::timeout(timeout, exchange).await {
             Ok(answer) => answer,
             Err(_) => {
                 // A request may be in flight on it: never reuse that connection.
                 *slot = None;
                 Err(MasterError::Timeout {
-                    host: self.host.clone(),
+                    host: self.host_of(m).to_owned(),
                     timeout,
                 })
             }
         }
     }
 
+    fn host_of(&self, m: usize) -> &str {
+        &self.masters.get(m).host
+    }
+
     async fn exchange(
         &self,
-        slot: &mut Option<SendRequest<Full<Bytes>>>,
+        slot: &mut Option<(usize, SendRequest<Full<Bytes>>)>,
+        m: usize,
         path: &'static str,
         body: String,
     ) -> Result<Bytes, MasterError> {
         let reused = match slot.as_mut() {
-            Some(sender) => !sender.is_closed() && sender.ready().await.is_ok(),
+            Some((_, sender)) => !sender.is_closed() && sender.ready().await.is_ok(),
             None => false,
         };
         if !reused {
-            *slot = Some(self.connect().await?);
+            *slot = Some((m, self.connect(m).await?));
         }
-        let sender = slot.as_mut().expect("just connected");
-        let response = match sender.send_request(self.request(path, &body)).await {
+        let (_, sender) = slot.as_mut().expect("just connected");
+        let response = match sender.send_request(self.request(m, path, &body)).await {
             Ok(r) => r,
             Err(e) if reused => {
                 // The master closed the kept-alive connection under us; reports and runs are
                 // idempotent, so one fresh attempt is safe.
                 tracing::debug!(error = %e, "kept-alive connection failed; reconnecting");
-                *slot = Some(self.connect().await?);
-                let sender = slot.as_mut().expect("just connected");
+                *slot = None;
+                *slot = Some((m, self.connect(m).await?));
+                let (_, sender) = slot.as_mut().expect("just connected");
                 sender
-                    .send_request(self.request(path, &body))
+                    .send_request(self.request(m, path, &body))
                     .await
-                    .map_err(|e| self.http_error(e))?
+                    .map_err(|e| self.http_error(m, e))?
             }
             Err(e) => {
                 *slot = None;
-                return Err(self.http_error(e));
+                return Err(self.http_error(m, e));
             }
         };
         let status = response.status();
@@ -86,7 +98,7 @@ impl MasterClient {
             .map_err(|e| {
                 *slot = None;
                 MasterError::Http {
-                    host: self.host.clone(),
+                    host: self.host_of(m).to_owned(),
                     detail: format!("reading the answer: {e}"),
                 }
             })?
@@ -95,7 +107,7 @@ impl MasterClient {
             let text = String::from_utf8_lossy(&bytes);
             let body: String = text.chars().take(MAX_QUOTED_BODY).collect();
             return Err(MasterError::Status {
-                host: self.host.clone(),
+                host: self.host_of(m).to_owned(),
                 status,
                 body,
                 retry_after,
@@ -104,9 +116,9 @@ impl MasterClient {
         Ok(bytes)
     }
 
-    fn request(&self, path: &'static str, body: &str) -> Request<Full<Bytes>> {
+    fn request(&self, m: usize, path: &'static str, body: &str) -> Request<Full<Bytes>> {
         Request::post(path)
-            .header(http::header::HOST, &self.host)
+            .header(http::header::HOST, self.host_of(m))
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::USER_AGENT,
@@ -116,7 +128,7 @@ impl MasterClient {
             .expect("static request parts")
     }
 
-    fn http_error(&self, e: hyper::Error) -> MasterError {
+    fn http_error(&self, m: usize, e: hyper::Error) -> MasterError {
         // A rejected client certificate shows up here, as a TLS alert after the handshake.
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -126,7 +138,7 @@ impl MasterClient {
             source = s.source();
         }
         MasterError::Http {
-            host: self.host.clone(),
+            host: self.host_of(m).to_owned(),
             detail,
         }
     }
@@ -158,42 +170,42 @@ impl MasterClient {
             .clone()
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, MasterError> {
+    async fn connect(&self, m: usize) -> Result<SendRequest<Full<Bytes>>, MasterError> {
         let connector = self.connector();
+        let host = self.host_of(m);
         let connect = async {
-            let tcp =
-                TcpStream::connect(&self.host)
-                    .await
-                    .map_err(|source| MasterError::Connect {
-                        host: self.host.clone(),
-                        source,
-                    })?;
+            let tcp = TcpStream::connect(host)
+                .await
+                .map_err(|source| MasterError::Connect {
+                    host: host.to_owned(),
+                    source,
+                })?;
             let _ = tcp.set_nodelay(true);
             connector
                 .connect(self.server_name.clone(), tcp)
                 .await
-                .map_err(|e| self.handshake_error(e))
+                .map_err(|e| self.handshake_error(m, e))
         };
         let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| MasterError::Timeout {
-                host: self.host.clone(),
+                host: host.to_owned(),
                 timeout: CONNECT_TIMEOUT,
             })??;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(|e| self.http_error(e))?;
-        let host = self.host.clone();
+            .map_err(|e| self.http_error(m, e))?;
+        let owned = host.to_owned();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(%host, error = %e, "connection to the master ended");
+                tracing::debug!(host = %owned, error = %e, "connection to the master ended");
             }
         });
-        tracing::debug!(host = %self.host, cn = %self.cn, "connected to the master");
+        tracing::debug!(%host, cn = %self.cn, "connected to the master");
         Ok(sender)
     }
 
-    fn handshake_error(&self, e: std::io::Error) -> MasterError {
+    fn handshake_error(&self, m: usize, e: std::io::Error) -> MasterError {
         let rustls_error = e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -203,7 +215,7 @@ impl MasterClient {
         )) = rustls_error
         {
             let err = MasterError::NameMismatch {
-                host: self.host.clone(),
+                host: self.host_of(m).to_owned(),
                 cn: self.cn.clone(),
                 detail: format!("{cert:?}"),
             };
@@ -211,7 +223,7 @@ impl MasterClient {
             return err;
         }
         MasterError::Handshake {
-            host: self.host.clone(),
+            host: self.host_of(m).to_owned(),
             detail: e.to_string(),
         }
     }

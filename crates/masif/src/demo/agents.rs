@@ -158,7 +158,7 @@ fn agent_config(
     AgentConfig {
         intervals: INTERVALS,
         max_failures: masif_agent::DEFAULT_MAX_FAILURES,
-        master_host: master.to_string(),
+        master_hosts: vec![master.to_string()],
         master_cn: MASTER_CN.to_owned(),
         tls: TlsSource::Files(files.clone()),
         apt: sandbox.apt_settings(),
