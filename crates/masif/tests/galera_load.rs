@@ -55,7 +55,7 @@ async fn a_fleet_under_load_survives_a_dead_node_and_a_dead_master_and_loses_not
     let start = vec![0; AGENTS];
     fleet.wait_for_more(&start, 3, PATIENCE).await;
     let before = fleet.answered();
-    let transient_before = fleet.failures.transient.load(Ordering::Relaxed);
+    let switches_before = fleet.failures.switches.load(Ordering::Relaxed);
     eprintln!(
         "load: {} reports answered before the kill",
         before.iter().sum::<u64>()
@@ -71,14 +71,16 @@ async fn a_fleet_under_load_survives_a_dead_node_and_a_dead_master_and_loses_not
     fleet.stop().await;
 
     let answered: u64 = fleet.answered().iter().sum();
-    let transient = fleet.failures.transient.load(Ordering::Relaxed);
+    let switches = fleet.failures.switches.load(Ordering::Relaxed);
+    let unanswered = fleet.failures.unanswered.load(Ordering::Relaxed);
     let retries = a.metric("masif_master_db_retries_total").await;
     eprintln!(
         "load: {AGENTS} agents, {answered} reports answered; every agent answered 3 times within \
-         {:.1} s of the kill; {} attempts failed over to the other master ({transient_before} \
-         before the kill); master A retried {retries} database transactions",
+         {:.1} s of the kill; {} reports moved to the other master ({switches_before} before \
+         the kill), {unanswered} found no master; master A retried {retries} database \
+         transactions",
         recovered.as_secs_f64(),
-        transient - transient_before,
+        switches - switches_before,
     );
     let fatal = fleet.failures.fatal.lock().unwrap().clone();
     assert!(fatal.is_empty(), "failures no agent retries: {fatal:?}");

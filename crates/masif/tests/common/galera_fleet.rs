@@ -1,6 +1,6 @@
 //! A fleet of agents under load for the Galera tests: each agent reports a changing task set in
-//! a loop with the agent's own client over mutual TLS, moving to the next master when one fails,
-//! and keeps the last set a master answered; the consistency check compares every agent's
+//! a loop with the agent's own client over mutual TLS (`MasterClient` with every master: it
+//! moves to the next when one fails), and keeps the last set a master answered; the consistency check compares every agent's
 //! pending rows in the database with that set.
 
 use std::collections::BTreeMap;
@@ -22,12 +22,14 @@ pub struct AgentRecord {
     pub last: Mutex<Option<TaskSet>>,
 }
 
-/// Attempts that failed, by kind.
+/// What went wrong, fleet-wide.
 #[derive(Debug, Default)]
 pub struct Failures {
-    /// The master could not be reached or cut the connection, or answered 502/503/504 (it
-    /// or its database was failing over): the agent tries the next master.
-    pub transient: AtomicU64,
+    /// Times an agent's client moved to the other master because the one in use could not
+    /// answer (unreachable, connection cut, 502/503/504): the agent's own retry.
+    pub switches: AtomicU64,
+    /// Reports that no master answered (the agent tries again at its retry interval).
+    pub unanswered: AtomicU64,
     /// Anything else (a 4xx or 500, an invalid answer): never expected.
     pub fatal: Mutex<Vec<String>>,
 }
@@ -49,8 +51,8 @@ const GIVE_UP: Duration = Duration::from_secs(300);
 
 impl Fleet {
     /// Starts `n` agents (`galera-agent-0001` …), each with a certificate of `ca` and the
-    /// masters `hosts` (agent i starts with master i mod len, to spread them), reporting every
-    /// `pause` to `2 × pause`.
+    /// masters `hosts` (the client draws the first at random, spreading the fleet), reporting
+    /// every `pause` to `2 × pause`.
     pub fn start(
         ca: &EphemeralCa,
         dir: &std::path::Path,
@@ -68,16 +70,11 @@ impl Fleet {
             let name = format!("galera-agent-{i:04}");
             let issued = ca.issue(&name, Usage::Client).unwrap();
             let files = ca.write_files(&dir.join(&name), &issued, None).unwrap();
-            let mut order: Vec<String> = hosts.to_vec();
-            order.rotate_left(i % hosts.len());
-            let clients: Vec<MasterClient> = order
-                .iter()
-                .map(|h| MasterClient::new(&files, h, cn).unwrap())
-                .collect();
+            let client = MasterClient::new(&files, hosts, cn).unwrap();
             let record = Arc::new(AgentRecord::default());
             loops.push(tokio::spawn(agent_loop(
                 i,
-                clients,
+                client,
                 record.clone(),
                 failures.clone(),
                 stop.clone(),
@@ -226,28 +223,30 @@ pub fn tasks_for(agent: usize, round: u64) -> TaskSet {
         .collect()
 }
 
-/// One agent: report, and on failure move to the next master and try the same report again
-/// (after a short pause once every master failed), until it is answered; then the next round.
+/// One agent: report until a master answers (the client moves between masters by itself;
+/// when none answered, again after a pause as the agent's retry interval), then the next round.
 async fn agent_loop(
     agent: usize,
-    clients: Vec<MasterClient>,
+    client: MasterClient,
     record: Arc<AgentRecord>,
     failures: Arc<Failures>,
     stop: Arc<AtomicBool>,
     pause: Duration,
 ) {
-    let mut current = 0;
     let mut round = 0;
     // Start at different moments, as a fleet does.
     tokio::time::sleep(pause.mul_f64(jitter(agent, 0))).await;
     while !stop.load(Ordering::Relaxed) {
         let tasks = tasks_for(agent, round);
         let started = Instant::now();
-        let mut failed_in_a_row = 0;
         loop {
-            let answer = clients[current]
+            let before = client.host().to_owned();
+            let answer = client
                 .report(&tasks, &TaskSet::new(), Duration::ZERO, None)
                 .await;
+            if client.host() != before {
+                failures.switches.fetch_add(1, Ordering::Relaxed);
+            }
             match answer {
                 Ok(answer) => {
                     assert!(answer.approved.is_empty(), "nothing was approved");
@@ -255,13 +254,9 @@ async fn agent_loop(
                     record.answered.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
-                Err(e) if is_transient(&e) => {
-                    failures.transient.fetch_add(1, Ordering::Relaxed);
-                    current = (current + 1) % clients.len();
-                    failed_in_a_row += 1;
-                    if failed_in_a_row % clients.len() == 0 {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                Err(e) if unavailable(&e) => {
+                    failures.unanswered.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => {
                     failures
@@ -269,7 +264,7 @@ async fn agent_loop(
                         .lock()
                         .unwrap()
                         .push(format!("agent {agent}: {e}"));
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
             assert!(
@@ -283,18 +278,12 @@ async fn agent_loop(
     }
 }
 
-/// Whether the agent would try another master: unreachable, cut off, or a gateway or
-/// overload answer.
-fn is_transient(e: &MasterError) -> bool {
+/// Whether no master could answer at all (the agent's retry interval applies), as opposed to
+/// a master refusing the report.
+fn unavailable(e: &MasterError) -> bool {
     match e {
-        MasterError::Connect { .. }
-        | MasterError::Handshake { .. }
-        | MasterError::Http { .. }
-        | MasterError::Timeout { .. } => true,
-        MasterError::Status { status, .. } => {
-            matches!(status.as_u16(), 502..=504)
-        }
-        _ => false,
+        MasterError::NoneAnswered(errors) => errors.iter().all(MasterError::is_unavailable),
+        e => e.is_unavailable(),
     }
 }
 

@@ -68,7 +68,7 @@ impl MasterProcess {
         std::fs::write(
             &config,
             format!(
-                "api:\n  listen: \"{addr}\"\n  name: {MASTER_CN}\n  max_reports_per_minute: 6000\n\
+                "api:\n  listen: \"{addr}\"\n  name: {MASTER_CN}\n  max_reports_per_minute: 6000\n  max_handshakes_per_source: 1000\n\
                  tls:\n  cert: {:?}\n  key: {:?}\n  ca: {:?}\n{db}\
                  metrics_listen: \"{metrics}\"\nlog:\n  level: info\n",
                 files.cert, files.key, files.ca
