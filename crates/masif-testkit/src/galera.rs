@@ -267,6 +267,36 @@ impl GaleraDatabase {
     }
 }
 
+/// Node `n` holding back what the others commit, as a node that lags behind: a session of
+/// its own holds `FLUSH TABLES WITH READ LOCK`, which pauses the node's applying (it reads
+/// `Donor/Desynced`) until [`Lagging::catch_up`]. Reads there without `wsrep_sync_wait` see
+/// the past; with it they wait.
+pub struct Lagging {
+    conn: mysql_async::Conn,
+}
+
+impl Lagging {
+    /// Holds node `n` of `db`'s cluster back.
+    pub async fn start(db: &GaleraDatabase, n: usize) -> Self {
+        let mut conn = mysql_async::Conn::from_url(db.url(n))
+            .await
+            .unwrap_or_else(|e| panic!("Galera node {n}: {e}"));
+        conn.query_drop("FLUSH TABLES WITH READ LOCK")
+            .await
+            .expect("FLUSH TABLES WITH READ LOCK");
+        Self { conn }
+    }
+
+    /// Lets the node apply what it held back.
+    pub async fn catch_up(mut self) {
+        self.conn
+            .query_drop("UNLOCK TABLES")
+            .await
+            .expect("UNLOCK TABLES");
+        self.conn.disconnect().await.ok();
+    }
+}
+
 impl Drop for GaleraDatabase {
     fn drop(&mut self) {
         let servers = self.servers.clone();
