@@ -2,7 +2,8 @@
 //! always, `POST /v2/report` (held until an approval changes), `POST /v2/runs` and
 //! `POST /v2/lease` once v2 is switched on (before that they answer 404, as the original
 //! master does). It approves by (package, action) patterns, and can defer what it approves
-//! (as maintenance windows and max in flight do) or give a lease with it.
+//! (as maintenance windows and max in flight do) or give a lease with it. Several stand-ins
+//! may share one CA (masters behind one name); one can be killed, its connections closed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -184,7 +185,7 @@ impl Shared {
 pub struct StandInMaster {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    pub ca: EphemeralCa,
+    pub ca: Arc<EphemeralCa>,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -199,8 +200,16 @@ impl std::ops::Deref for StandInMaster {
 impl StandInMaster {
     /// A master speaking v1 only, as the original does.
     pub async fn start() -> Self {
+        Self::start_with(Arc::new(EphemeralCa::new("Agent Tests CA").unwrap())).await
+    }
+
+    /// Another master with a certificate for the same name from the same CA as `other`.
+    pub async fn start_beside(other: &StandInMaster) -> Self {
+        Self::start_with(other.ca.clone()).await
+    }
+
+    async fn start_with(ca: Arc<EphemeralCa>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca = EphemeralCa::new("Agent Tests CA").unwrap();
         let cert = ca.issue(MASTER_CN, Usage::Server).unwrap();
         let files = ca
             .write_files(&dir.path().join("master"), &cert, None)
@@ -213,14 +222,17 @@ impl StandInMaster {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let state = shared.clone();
         tokio::spawn(async move {
+            // Dropped when the stand-in stops: every connection is closed with it.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let (tcp, _) = tokio::select! {
                     _ = &mut stopped => break,
                     accepted = listener.accept() => accepted.unwrap(),
                 };
+                while connections.try_join_next().is_some() {}
                 state.connections.fetch_add(1, Ordering::SeqCst);
                 let (acceptor, state) = (acceptor.clone(), state.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
@@ -269,6 +281,14 @@ impl StandInMaster {
 
     pub fn leases(&self) -> Vec<LeaseRequest> {
         self.shared.leases.lock().unwrap().clone()
+    }
+
+    /// Stops it as a crash would: no more connections accepted, the open ones (a held
+    /// report's too) closed without an answer.
+    pub fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
