@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use masif_daemon::config::{Checked, Problems, Validate};
 use masif_pki::TlsSource;
-use masif_store::DbUrl;
 use serde::Deserialize;
 
 use crate::rollout::RolloutSettings;
+use db::{DbConfig, DbFile};
+
+mod db;
 
 pub use masif_daemon::config::ConfigError;
 pub use masif_daemon::logging::LogLevel;
@@ -68,14 +70,6 @@ pub struct ApiConfig {
     pub max_body_bytes_in_flight: usize,
     /// TLS handshakes in progress from one source address (IPv6: one /64).
     pub max_handshakes_per_source: usize,
-}
-
-/// `db:` — the shared database. `Debug` shows the URL without its password.
-#[derive(Debug)]
-pub struct DbConfig {
-    pub url: DbUrl,
-    /// Most reports waiting for the database at once; one more is answered 503.
-    pub max_queued_reports: usize,
 }
 
 /// The file as written.
@@ -164,14 +158,6 @@ struct ApiFile {
     max_handshakes_per_source: usize,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DbFile {
-    url: Checked<DbUrl>,
-    #[serde(default = "defaults::max_queued_reports")]
-    max_queued_reports: usize,
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LogFile {
@@ -212,9 +198,6 @@ mod defaults {
     }
     pub(super) fn max_handshakes_per_source() -> usize {
         masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE
-    }
-    pub(super) fn max_queued_reports() -> usize {
-        masif_store::DEFAULT_MAX_QUEUED_REPORTS
     }
     pub(super) fn keep() -> u32 {
         50
@@ -301,10 +284,7 @@ impl Validate for MasterConfig {
                 problems.add(key, format!("must be {low} to {high} seconds"));
             }
         }
-        if file.db.max_queued_reports == 0 {
-            problems.add("db.max_queued_reports", "must be at least 1");
-        }
-        let url = problems.take("db.url", file.db.url);
+        let db = file.db.validate(problems);
         let log_level = problems.take("log.level", file.log.level);
         let metrics_listen = file
             .metrics_listen
@@ -331,10 +311,7 @@ impl Validate for MasterConfig {
                 max_handshakes_per_source: api.max_handshakes_per_source,
             },
             tls: file.tls,
-            db: DbConfig {
-                url: url?,
-                max_queued_reports: file.db.max_queued_reports,
-            },
+            db: db?,
             runs: RunsConfig {
                 keep: file.runs.keep,
                 max_age_days: file.runs.max_age_days,

@@ -39,9 +39,9 @@ pub async fn run(
     let store_settings = masif_store::StoreSettings {
         max_queued_reports: config.db.max_queued_reports,
     };
-    let store = masif_store::open_with(&config.db.url, &store_settings)
+    let store = masif_store::open_any(&config.db.urls, &store_settings)
         .await
-        .with_context(|| format!("db.url {}", config.db.url))?;
+        .with_context(|| masif_store::describe_urls(&config.db.urls))?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|e| anyhow::anyhow!("api.listen {}: {e}", config.api.listen))?;

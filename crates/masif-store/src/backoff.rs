@@ -11,7 +11,8 @@ use crate::StoreError;
 #[derive(Debug)]
 pub(crate) enum Failure {
     /// Another transaction was in the way (a deadlock, a lock wait timeout, a busy SQLite file,
-    /// rows a reset deleted meanwhile): worth another attempt after a pause.
+    /// rows a reset deleted meanwhile), or the MySQL node failed (the store moves to another
+    /// address): worth another attempt after a pause.
     Conflict(StoreError),
     /// Anything else: given up at once.
     Fatal(StoreError),
@@ -24,6 +25,13 @@ impl From<StoreError> for Failure {
 }
 
 impl Failure {
+    /// The error inside.
+    pub(crate) fn error(&self) -> &StoreError {
+        match self {
+            Failure::Conflict(e) | Failure::Fatal(e) => e,
+        }
+    }
+
     /// The error inside, saying it happened while doing `doing` if it does not say what yet.
     pub(crate) fn while_doing(self, doing: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         match self {

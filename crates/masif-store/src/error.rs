@@ -19,6 +19,13 @@ pub enum StoreError {
         #[source]
         source: Arc<mysql_async::Error>,
     },
+    /// None of a store's database addresses (`db.urls`) works: each (password redacted) and
+    /// why.
+    #[error("no database address works: {0}")]
+    NoNodeWorks(String),
+    /// A Galera node outside the primary component (`wsrep_ready` is OFF).
+    #[error("wsrep_ready is OFF: the Galera node is not in the primary component")]
+    NodeNotReady,
     /// SQLite failed.
     #[error("sqlite: {doing}: {source}")]
     Sqlite {
@@ -76,8 +83,11 @@ impl StoreError {
     /// failed so may or may not have been written; sending it again is harmless.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::RetriesExhausted { .. } | Self::Overloaded { .. } => true,
-            Self::Mysql { source, .. } => crate::mysql::is_unreachable(source),
+            Self::RetriesExhausted { .. }
+            | Self::Overloaded { .. }
+            | Self::NoNodeWorks(_)
+            | Self::NodeNotReady => true,
+            Self::Mysql { source, .. } => crate::mysql::is_node_failure(source),
             Self::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)

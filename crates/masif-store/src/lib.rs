@@ -28,7 +28,7 @@ pub use model::*;
 pub use pending::ApprovalPatterns;
 pub use queue::DEFAULT_MAX_QUEUED_REPORTS;
 pub use rollouts::*;
-pub use url::{DbUrl, DbUrlError};
+pub use url::{check_url_list, DbUrl, DbUrlError, MAX_DB_URLS};
 
 use std::sync::Arc;
 
@@ -231,6 +231,53 @@ pub async fn open_with(url: &DbUrl, settings: &StoreSettings) -> Result<Arc<dyn 
             Arc::new(store)
         }
     })
+}
+
+/// Opens the database the addresses `urls` name (`db.urls`; one address is the same as
+/// [`open_with`]). Several must all be `mysql://`: they are addresses of one database (the
+/// nodes of a Galera cluster, or servers behind one name), and the store uses the first that
+/// works and moves to the next when it fails (see [`mysql::MysqlStore::connect_nodes`]).
+pub async fn open_any(urls: &[DbUrl], settings: &StoreSettings) -> Result<Arc<dyn Store>> {
+    match urls {
+        [] => Err(StoreError::Url(
+            String::new(),
+            "no database address given".into(),
+        )),
+        [url] => open_with(url, settings).await,
+        _ => {
+            let mut mysql = Vec::with_capacity(urls.len());
+            for url in urls {
+                match url {
+                    DbUrl::Mysql(url) => mysql.push(url.as_str()),
+                    DbUrl::Sqlite(_) => {
+                        return Err(StoreError::Url(
+                            url.to_string(),
+                            "a SQLite database is one file: it takes a single address".into(),
+                        ))
+                    }
+                }
+            }
+            let options = mysql::MysqlOptions {
+                max_queued_reports: settings.max_queued_reports,
+                ..mysql::MysqlOptions::default()
+            };
+            Ok(Arc::new(
+                mysql::MysqlStore::connect_nodes(&mysql, options).await?,
+            ))
+        }
+    }
+}
+
+/// `db.url URL` for one address, `db.urls [URL, …]` for several (passwords redacted), to say
+/// which database a daemon could not open.
+pub fn describe_urls(urls: &[DbUrl]) -> String {
+    match urls {
+        [url] => format!("db.url {url}"),
+        _ => {
+            let list: Vec<String> = urls.iter().map(ToString::to_string).collect();
+            format!("db.urls [{}]", list.join(", "))
+        }
+    }
 }
 
 /// A database URL string with any password replaced by `***`, for logs and error messages

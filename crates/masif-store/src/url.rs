@@ -114,6 +114,68 @@ impl fmt::Debug for DbUrl {
     }
 }
 
+/// Most addresses `db.urls` may list.
+pub const MAX_DB_URLS: usize = 16;
+
+/// What is wrong with `urls` as the addresses of one database (`db.urls`, named `key` in the
+/// problems): 1 to [`MAX_DB_URLS`] of them, all `mysql://` (SQLite is one file), no address
+/// twice (the same host, port and database). Each problem is `(key, message)`, the key naming
+/// the entry (`db.urls[2]`) where one is at fault. Empty when the list is good.
+pub fn check_url_list(key: &str, urls: &[DbUrl]) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if urls.is_empty() {
+        problems.push((key.to_owned(), "needs at least one address".to_owned()));
+    } else if urls.len() > MAX_DB_URLS {
+        problems.push((
+            key.to_owned(),
+            format!("at most {MAX_DB_URLS} addresses, got {}", urls.len()),
+        ));
+    }
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let entry = format!("{key}[{i}]");
+        match url {
+            DbUrl::Sqlite(_) => problems.push((
+                entry,
+                format!(
+                    "{url}: a SQLite database is one file, it cannot have several addresses                      (use db.url)"
+                ),
+            )),
+            DbUrl::Mysql(text) => {
+                let address = address_of(text);
+                match seen.iter().find(|(a, _)| *a == address) {
+                    Some((_, first)) => problems.push((
+                        entry,
+                        format!("{url} is the same address as {key}[{first}]"),
+                    )),
+                    None => seen.push((address, i)),
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Host, port (3306 when not given) and database of a `mysql://` URL, lowercased but the
+/// database: what two addresses of the same node have in common.
+fn address_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let after_user = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let (host, database) = after_user.split_once('/').unwrap_or((after_user, ""));
+    let database = database.split(['?', '#']).next().unwrap_or("");
+    let host = host.to_ascii_lowercase();
+    let host = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+        && !host.ends_with(']')
+    {
+        host
+    } else {
+        format!("{host}:3306")
+    };
+    format!("{host}/{database}")
+}
+
 /// `url` with any password replaced by `***`. Whatever lies between the first `:` after the
 /// user name and the last `@` counts as password, so a password holding `/`, `?` or `@` is
 /// hidden too (at worst more than the password is).
@@ -223,6 +285,52 @@ mod tests {
             assert!(!shown.contains("Qz"), "{url:?}: {shown}");
             assert!(!redact(url).contains("Qz"), "{url:?}");
         }
+    }
+
+    #[test]
+    fn url_lists_are_checked_entry_by_entry() {
+        let list =
+            |urls: &[&str]| -> Vec<DbUrl> { urls.iter().map(|u| u.parse().unwrap()).collect() };
+        assert!(check_url_list(
+            "db.urls",
+            &list(&[
+                "mysql://u:pw@a/db",
+                "mysql://u:pw@b:3307/db",
+                "mysql://u:pw@a:3307/db"
+            ])
+        )
+        .is_empty());
+        for (urls, key, says) in [
+            (vec![], "db.urls", "at least one"),
+            (
+                vec!["mysql://a/db", "sqlite:///x.db"],
+                "db.urls[1]",
+                "one file",
+            ),
+            (
+                vec!["mysql://u:pw@a/db", "mysql://v:pw@A:3306/db?pool_max=2"],
+                "db.urls[1]",
+                "same address as db.urls[0]",
+            ),
+            (
+                vec!["mysql://[::1]/db", "mysql://[::1]:3306/db"],
+                "db.urls[1]",
+                "same address",
+            ),
+        ] {
+            let problems = check_url_list("db.urls", &list(&urls));
+            assert_eq!(problems.len(), 1, "{urls:?}: {problems:?}");
+            assert_eq!(problems[0].0, key, "{urls:?}");
+            assert!(problems[0].1.contains(says), "{urls:?}: {problems:?}");
+            assert!(!problems[0].1.contains("pw"), "{problems:?}");
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("mysql://h{i}/db")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let problems = check_url_list("db.urls", &list(&many));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].1.contains("at most 16"), "{problems:?}");
+        // Another database on the same server is another address.
+        assert!(check_url_list("db.urls", &list(&["mysql://a/one", "mysql://a/two"])).is_empty());
     }
 
     #[test]

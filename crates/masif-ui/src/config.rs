@@ -51,10 +51,46 @@ pub struct ConfigFile {
     metrics_listen: Option<Checked<SocketAddr>>,
 }
 
+/// `db:` — one address (`url`) or several of one database (`urls`, see
+/// `masif_store::open_any`); exactly one of them.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DbSection {
-    url: Checked<DbUrl>,
+    #[serde(default)]
+    url: Option<Checked<DbUrl>>,
+    #[serde(default)]
+    urls: Option<Vec<Checked<DbUrl>>>,
+}
+
+impl DbSection {
+    /// The addresses, each checked, the list as a whole too (`masif_store::check_url_list`).
+    fn validate(self, problems: &mut Problems) -> Option<Vec<DbUrl>> {
+        match (self.url, self.urls) {
+            (Some(url), None) => problems.take("db.url", url).map(|url| vec![url]),
+            (None, Some(urls)) => {
+                let parsed: Vec<Option<DbUrl>> = urls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, url)| problems.take(&format!("db.urls[{i}]"), url))
+                    .collect();
+                let parsed: Vec<DbUrl> = parsed.into_iter().collect::<Option<_>>()?;
+                let list = masif_store::check_url_list("db.urls", &parsed);
+                let good = list.is_empty();
+                for (key, message) in list {
+                    problems.add(key, message);
+                }
+                good.then_some(parsed)
+            }
+            (Some(_), Some(_)) => {
+                problems.add("db.urls", "and db.url are both given: use one of them");
+                None
+            }
+            (None, None) => {
+                problems.add("db", "needs url (one address) or urls (a list)");
+                None
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -100,8 +136,9 @@ struct LogSection {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// `Debug` and `Display` show it without the password.
-    pub db_url: DbUrl,
+    /// `db.url` as a list of one, or `db.urls`; `Debug` and `Display` show them without
+    /// passwords.
+    pub db_urls: Vec<DbUrl>,
     pub log_level: LogLevel,
     pub settings: UiSettings,
     /// Where to serve the Prometheus metrics (`GET /metrics`); off when `None`.
@@ -123,7 +160,7 @@ impl Validate for Config {
 
     fn validate(raw: ConfigFile, problems: &mut Problems) -> Option<Self> {
         let listen = problems.take("listen", raw.listen);
-        let db_url = problems.take("db.url", raw.db.url);
+        let db_urls = raw.db.validate(problems);
         let log_level = problems.take("log.level", raw.log.level);
         let metrics_listen = metrics_listen(raw.metrics_listen, listen, problems);
         let users = match &raw.auth.htpasswd {
@@ -173,7 +210,7 @@ impl Validate for Config {
         };
         Some(Config {
             listen: listen?,
-            db_url: db_url?,
+            db_urls: db_urls?,
             log_level: log_level?,
             metrics_listen,
             settings: UiSettings {

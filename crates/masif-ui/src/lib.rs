@@ -182,9 +182,9 @@ pub async fn serve_with_limits(
 
 /// Runs the UI as configured (what `masif-ui --config FILE` does) until `shutdown` completes.
 pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let store = masif_store::open(&config.db_url)
+    let store = masif_store::open_any(&config.db_urls, &masif_store::StoreSettings::default())
         .await
-        .with_context(|| format!("db.url {}", config.db_url))?;
+        .with_context(|| masif_store::describe_urls(&config.db_urls))?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen {}", config.listen))?;

@@ -23,7 +23,7 @@ use super::changes::{
     approval_from_row, approve_once, package_ids, reset_once, revoke_once, table_counts, APPROVAL,
     BATCH,
 };
-use super::sql::{doing, tuple};
+use super::sql::{attempt_failed, doing, node_failed, store_error_is_node_failure, tuple};
 use super::{host_facts, overview, pending_counts, runs, MysqlStore};
 use crate::audit::check_user;
 use crate::backoff::{Backoff, Failure};
@@ -41,121 +41,148 @@ impl Admin for MysqlStore {
         filter: &PendingFilter,
         page: Page,
     ) -> Result<PendingOverview> {
-        let mut conn = self.conn().await?;
-        overview::pending_overview(&mut conn, filter, page).await
+        self.read(async {
+            let mut conn = self.conn().await?;
+            overview::pending_overview(&mut conn, filter, page).await
+        })
+        .await
     }
 
     async fn needs_of(&self, keys: &[TaskKey], scope: &ApprovalScope) -> Result<Vec<TaskKey>> {
-        let mut conn = self.conn().await?;
-        host_facts::needs_of(&mut conn, keys, scope).await
+        self.read(async {
+            let mut conn = self.conn().await?;
+            host_facts::needs_of(&mut conn, keys, scope).await
+        })
+        .await
     }
 
     async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
-        let mut conn = self.conn().await?;
-        let packages = package_ids(&mut conn, keys, false)
-            .await
-            .map_err(doing("reading the ids of packages"))?;
-        // Per key that exists: package, action, target version (NULL-safe).
-        let known: Vec<(u64, &TaskKey)> = keys
-            .iter()
-            .filter_map(|k| packages.get(k.package.as_str()).map(|id| (*id, k)))
-            .collect();
-        let rows: Vec<(u64, &str, Option<&str>)> = known
-            .iter()
-            .map(|(id, k)| {
-                (
-                    *id,
-                    k.action.as_str(),
-                    k.to_version.as_ref().map(Version::as_str),
-                )
-            })
-            .collect();
-        let ids = overview::agents_awaiting_rows(
-            &mut conn,
-            &rows,
-            "finding the agents awaiting a selection",
-        )
-        .await?;
-        let ids: Vec<u64> = ids.into_iter().collect();
-        let mut agents = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH) {
-            let rows: Vec<Row> = conn
-                .query(format!(
-                    "{SUMMARY} WHERE a.id IN {}",
-                    tuple(chunk.iter().copied())
-                ))
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let packages = package_ids(&mut conn, keys, false)
                 .await
-                .map_err(doing("reading agents"))?;
-            agents.extend(rows.into_iter().filter_map(summary_from_row));
-        }
-        agents.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(agents)
+                .map_err(doing("reading the ids of packages"))?;
+            // Per key that exists: package, action, target version (NULL-safe).
+            let known: Vec<(u64, &TaskKey)> = keys
+                .iter()
+                .filter_map(|k| packages.get(k.package.as_str()).map(|id| (*id, k)))
+                .collect();
+            let rows: Vec<(u64, &str, Option<&str>)> = known
+                .iter()
+                .map(|(id, k)| {
+                    (
+                        *id,
+                        k.action.as_str(),
+                        k.to_version.as_ref().map(Version::as_str),
+                    )
+                })
+                .collect();
+            let ids = overview::agents_awaiting_rows(
+                &mut conn,
+                &rows,
+                "finding the agents awaiting a selection",
+            )
+            .await?;
+            let ids: Vec<u64> = ids.into_iter().collect();
+            let mut agents = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(BATCH) {
+                let rows: Vec<Row> = conn
+                    .query(format!(
+                        "{SUMMARY} WHERE a.id IN {}",
+                        tuple(chunk.iter().copied())
+                    ))
+                    .await
+                    .map_err(doing("reading agents"))?;
+                agents.extend(rows.into_iter().filter_map(summary_from_row));
+            }
+            agents.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(agents)
+        })
+        .await
     }
 
     async fn agents(&self, filter: &AgentFilter, page: Page) -> Result<Listing<AgentSummary>> {
-        let mut conn = self.conn().await?;
-        agents::agents(&mut conn, filter, page).await
+        self.read(async {
+            let mut conn = self.conn().await?;
+            agents::agents(&mut conn, filter, page).await
+        })
+        .await
     }
 
     async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts> {
-        let mut conn = self.conn().await?;
-        agents::agent_counts(&mut conn, offline_before).await
+        self.read(async {
+            let mut conn = self.conn().await?;
+            agents::agent_counts(&mut conn, offline_before).await
+        })
+        .await
     }
 
     async fn pending_by_action(&self) -> Result<Vec<(masif_proto::Action, u64)>> {
-        let mut conn = self.conn().await?;
-        pending_counts::pending_by_action(&mut conn).await
+        self.read(async {
+            let mut conn = self.conn().await?;
+            pending_counts::pending_by_action(&mut conn).await
+        })
+        .await
     }
 
     async fn agent_runs(&self, name: &AgentName, page: Page) -> Result<Listing<RunRecord>> {
-        let mut conn = self.conn().await?;
-        runs::agent_runs(&mut conn, name, page).await
+        self.read(async {
+            let mut conn = self.conn().await?;
+            runs::agent_runs(&mut conn, name, page).await
+        })
+        .await
     }
 
     async fn failing_packages(&self) -> Result<Vec<FailingPackage>> {
-        let mut conn = self.conn().await?;
-        runs::failing_packages(&mut conn).await
+        self.read(async {
+            let mut conn = self.conn().await?;
+            runs::failing_packages(&mut conn).await
+        })
+        .await
     }
 
     async fn agent_detail(&self, name: &AgentName) -> Result<Option<AgentDetail>> {
-        let mut conn = self.conn().await?;
-        let row: Option<Row> = conn
-            .exec_first(format!("{SUMMARY} WHERE a.name = ?"), (name.as_str(),))
-            .await
-            .map_err(doing("reading an agent"))?;
-        let Some(agent) = row.and_then(summary_from_row) else {
-            return Ok(None);
-        };
-        let rows: Vec<Row> = conn
-            .exec(
-                "SELECT p.name, t.action, t.from_version, t.to_version
-                   FROM task t
-                   JOIN agent a ON a.id = t.agent
-                   JOIN package p ON p.id = t.package
-                  WHERE a.name = ? AND t.approved = 0",
-                (name.as_str(),),
-            )
-            .await
-            .map_err(doing("reading an agent's pending tasks"))?;
-        let mut pending: Vec<Task> = rows
-            .into_iter()
-            .filter_map(|row| match task_from_row(&row) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::warn!(agent = %name, error = %e, "skipping unusable pending row");
-                    None
-                }
-            })
-            .collect();
-        pending.sort();
-        pending.dedup();
-        let (facts, task_facts) = host_facts::of_agent(&mut conn, name).await?;
-        Ok(Some(AgentDetail {
-            agent,
-            pending,
-            facts,
-            task_facts,
-        }))
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let row: Option<Row> = conn
+                .exec_first(format!("{SUMMARY} WHERE a.name = ?"), (name.as_str(),))
+                .await
+                .map_err(doing("reading an agent"))?;
+            let Some(agent) = row.and_then(summary_from_row) else {
+                return Ok(None);
+            };
+            let rows: Vec<Row> = conn
+                .exec(
+                    "SELECT p.name, t.action, t.from_version, t.to_version
+                       FROM task t
+                       JOIN agent a ON a.id = t.agent
+                       JOIN package p ON p.id = t.package
+                      WHERE a.name = ? AND t.approved = 0",
+                    (name.as_str(),),
+                )
+                .await
+                .map_err(doing("reading an agent's pending tasks"))?;
+            let mut pending: Vec<Task> = rows
+                .into_iter()
+                .filter_map(|row| match task_from_row(&row) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::warn!(agent = %name, error = %e, "skipping unusable pending row");
+                        None
+                    }
+                })
+                .collect();
+            pending.sort();
+            pending.dedup();
+            let (facts, task_facts) = host_facts::of_agent(&mut conn, name).await?;
+            Ok(Some(AgentDetail {
+                agent,
+                pending,
+                facts,
+                task_facts,
+            }))
+        })
+        .await
     }
 
     async fn approve_tasks(
@@ -188,23 +215,26 @@ impl Admin for MysqlStore {
     }
 
     async fn approvals(&self, page: Page) -> Result<Listing<Approval>> {
-        let mut conn = self.conn().await?;
-        let total = conn
-            .query_first::<u64, _>("SELECT COUNT(*) FROM task WHERE approved = 1")
-            .await
-            .map_err(doing("counting approvals"))?
-            .unwrap_or(0);
-        let rows: Vec<Row> = conn
-            .query(format!(
-                "{APPROVAL} WHERE t.approved = 1 ORDER BY t.id DESC LIMIT {} OFFSET {}",
-                page.limit, page.offset
-            ))
-            .await
-            .map_err(doing("listing approvals"))?;
-        Ok(Listing {
-            rows: rows.iter().filter_map(approval_from_row).collect(),
-            total,
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let total = conn
+                .query_first::<u64, _>("SELECT COUNT(*) FROM task WHERE approved = 1")
+                .await
+                .map_err(doing("counting approvals"))?
+                .unwrap_or(0);
+            let rows: Vec<Row> = conn
+                .query(format!(
+                    "{APPROVAL} WHERE t.approved = 1 ORDER BY t.id DESC LIMIT {} OFFSET {}",
+                    page.limit, page.offset
+                ))
+                .await
+                .map_err(doing("listing approvals"))?;
+            Ok(Listing {
+                rows: rows.iter().filter_map(approval_from_row).collect(),
+                total,
+            })
         })
+        .await
     }
 
     async fn revoke(&self, approval_id: u64, user: &str) -> Result<bool> {
@@ -221,10 +251,13 @@ impl Admin for MysqlStore {
     }
 
     async fn counts(&self) -> Result<TableCounts> {
-        let mut conn = self.conn().await?;
-        table_counts(&mut conn)
-            .await
-            .map_err(doing("counting rows"))
+        self.read(async {
+            let mut conn = self.conn().await?;
+            table_counts(&mut conn)
+                .await
+                .map_err(doing("counting rows"))
+        })
+        .await
     }
 
     async fn reset(&self, packages_and_agents: bool, user: &str) -> Result<TableCounts> {
@@ -241,33 +274,36 @@ impl Admin for MysqlStore {
     }
 
     async fn audit_log(&self, page: Page) -> Result<Listing<AuditEntry>> {
-        let mut conn = self.conn().await?;
-        let total = conn
-            .query_first::<u64, _>("SELECT COUNT(*) FROM audit")
-            .await
-            .map_err(doing("counting audit entries"))?
-            .unwrap_or(0);
-        let rows: Vec<(u64, i64, String, String, String)> = conn
-            .query(format!(
-                "SELECT id, at, user, action, detail FROM audit
-                  ORDER BY id DESC LIMIT {} OFFSET {}",
-                page.limit, page.offset
-            ))
-            .await
-            .map_err(doing("reading the audit log"))?;
-        Ok(Listing {
-            rows: rows
-                .into_iter()
-                .map(|(id, at, user, action, detail)| AuditEntry {
-                    id,
-                    at,
-                    user,
-                    action,
-                    detail,
-                })
-                .collect(),
-            total,
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let total = conn
+                .query_first::<u64, _>("SELECT COUNT(*) FROM audit")
+                .await
+                .map_err(doing("counting audit entries"))?
+                .unwrap_or(0);
+            let rows: Vec<(u64, i64, String, String, String)> = conn
+                .query(format!(
+                    "SELECT id, at, user, action, detail FROM audit
+                      ORDER BY id DESC LIMIT {} OFFSET {}",
+                    page.limit, page.offset
+                ))
+                .await
+                .map_err(doing("reading the audit log"))?;
+            Ok(Listing {
+                rows: rows
+                    .into_iter()
+                    .map(|(id, at, user, action, detail)| AuditEntry {
+                        id,
+                        at,
+                        user,
+                        action,
+                        detail,
+                    })
+                    .collect(),
+                total,
+            })
         })
+        .await
     }
 }
 
@@ -275,40 +311,71 @@ impl Admin for MysqlStore {
 type Attempt<T> = Pin<Box<dyn Future<Output = (Conn, Result<T, Failure>)> + Send>>;
 
 impl MysqlStore {
+    /// A connection of the node in use (see `nodes`: one that cannot be had moves the store to
+    /// the next working address).
     pub(super) async fn conn(&self) -> Result<Conn> {
-        self.pool
+        self.nodes
             .get_conn()
             .await
             .map_err(doing("getting a connection"))
     }
 
+    /// `work`'s outcome; a node failure in it (which is not retried: reads are shown to a
+    /// person who can reload) has the node in use checked in the background, so the next
+    /// read goes to a node that works.
+    pub(super) async fn read<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let outcome = work.await;
+        if let Err(e) = &outcome {
+            if store_error_is_node_failure(e) {
+                self.nodes.check_later(e);
+            }
+        }
+        outcome
+    }
+
     /// Runs `attempt` (which opens and commits its own transaction) until it succeeds, fails
-    /// for a reason other than a conflict, or has conflicted `max_attempts` times (see
-    /// [`MysqlStore::retry_policy`]). `doing` says what the transaction is for.
+    /// for a reason other than a conflict or a node failure, or has failed so `max_attempts`
+    /// times (see [`MysqlStore::retry_policy`]). Each attempt takes a connection of the node
+    /// in use, so after a node failure (checked before the pause, see `nodes`) the next one
+    /// runs on the node the store moved to. `doing` says what the transaction is for.
     pub(super) async fn write<T, F>(&self, doing: &'static str, mut attempt: F) -> Result<T>
     where
         F: FnMut(Conn) -> Attempt<T>,
     {
-        let mut conn = self.conn().await?;
-        // If this future is dropped mid-transaction, the pool resets (rolls back) the
-        // connection instead of handing it out with the transaction open.
-        conn.reset_connection(true);
         let mut backoff = Backoff::new(self.retry_policy());
         loop {
-            let (back, result) = attempt(conn).await;
-            conn = back;
-            let failure = match result {
-                Ok(value) => {
-                    conn.reset_connection(false);
-                    return Ok(value);
+            let failure = match self.conn().await {
+                Err(e) => attempt_failed(e),
+                Ok(mut conn) => {
+                    // If this future is dropped mid-transaction, the pool resets (rolls back)
+                    // the connection instead of handing it out with the transaction open.
+                    conn.reset_connection(true);
+                    let (mut conn, result) = attempt(conn).await;
+                    match result {
+                        Ok(value) => {
+                            conn.reset_connection(false);
+                            return Ok(value);
+                        }
+                        Err(f) => {
+                            let f = f.while_doing(doing);
+                            if !node_failed(&f) {
+                                match conn.query_drop("ROLLBACK").await {
+                                    Ok(()) => conn.reset_connection(false),
+                                    Err(e) => tracing::debug!("rollback after a failed write: {e}"),
+                                }
+                            }
+                            f
+                        }
+                    }
                 }
-                Err(f) => f.while_doing(doing),
             };
             if let Failure::Conflict(_) = &failure {
                 self.stats.count_conflict();
             }
-            if let Err(e) = conn.query_drop("ROLLBACK").await {
-                tracing::debug!("rollback after a failed write: {e}");
+            if node_failed(&failure) {
+                self.nodes
+                    .check(tokio::time::Instant::now(), failure.error())
+                    .await;
             }
             tokio::time::sleep(backoff.after(failure, doing)?).await;
         }

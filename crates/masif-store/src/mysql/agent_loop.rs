@@ -22,46 +22,52 @@ use crate::{AgentLoop, ApprovalPatterns, ApprovalToken, Result, Retention};
 #[async_trait]
 impl AgentLoop for MysqlStore {
     async fn approval_token(&self, deep: bool) -> Result<ApprovalToken> {
-        let mut conn = self.conn().await?;
-        if !deep {
-            let generation: Option<u64> = conn
-                .query_first("SELECT generation FROM approval_generation WHERE id = 1")
+        self.read(async {
+            let mut conn = self.conn().await?;
+            if !deep {
+                let generation: Option<u64> = conn
+                    .query_first("SELECT generation FROM approval_generation WHERE id = 1")
+                    .await
+                    .map_err(doing("reading the approval generation"))?;
+                return Ok(ApprovalToken {
+                    generation: generation.unwrap_or(0),
+                    rows: None,
+                });
+            }
+            // One statement, one snapshot; the aggregate reads only `task_approved (approved)`.
+            let token: Option<(Option<u64>, u64, u64)> = conn
+                .query_first(
+                    "SELECT (SELECT generation FROM approval_generation WHERE id = 1), COUNT(*),
+                            CAST(COALESCE(SUM(id), 0) AS UNSIGNED)
+                       FROM task WHERE approved = 1",
+                )
                 .await
-                .map_err(doing("reading the approval generation"))?;
-            return Ok(ApprovalToken {
+                .map_err(doing("reading the approval token"))?;
+            let (generation, count, sum) = token.unwrap_or_default();
+            Ok(ApprovalToken {
                 generation: generation.unwrap_or(0),
-                rows: None,
-            });
-        }
-        // One statement, one snapshot; the aggregate reads only `task_approved (approved)`.
-        let token: Option<(Option<u64>, u64, u64)> = conn
-            .query_first(
-                "SELECT (SELECT generation FROM approval_generation WHERE id = 1), COUNT(*),
-                        CAST(COALESCE(SUM(id), 0) AS UNSIGNED)
-                   FROM task WHERE approved = 1",
-            )
-            .await
-            .map_err(doing("reading the approval token"))?;
-        let (generation, count, sum) = token.unwrap_or_default();
-        Ok(ApprovalToken {
-            generation: generation.unwrap_or(0),
-            rows: Some((count, sum)),
+                rows: Some((count, sum)),
+            })
         })
+        .await
     }
 
     async fn approval_patterns(&self) -> Result<ApprovalPatterns> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<Row> = conn
-            .query(all_approvals())
-            .await
-            .map_err(doing("reading the approvals in force"))?;
-        let facts = decode::<Fact>(rows).map_err(doing("reading the approvals in force"))?;
-        Ok(ApprovalPatterns::new(facts.into_iter().filter_map(
-            |fact| match fact {
-                Fact::Approval { owner, pattern } => Some((owner, pattern)),
-                _ => None,
-            },
-        )))
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let rows: Vec<Row> = conn
+                .query(all_approvals())
+                .await
+                .map_err(doing("reading the approvals in force"))?;
+            let facts = decode::<Fact>(rows).map_err(doing("reading the approvals in force"))?;
+            Ok(ApprovalPatterns::new(facts.into_iter().filter_map(
+                |fact| match fact {
+                    Fact::Approval { owner, pattern } => Some((owner, pattern)),
+                    _ => None,
+                },
+            )))
+        })
+        .await
     }
 
     async fn record_runs(

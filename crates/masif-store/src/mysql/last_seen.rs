@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::Pool;
 
+use super::nodes::Nodes;
 use super::shared::Stats;
-use super::sql::tuple;
+use super::sql::{is_node_failure, tuple};
 use crate::clock::unix_now;
 
 /// Most agents one UPDATE names.
@@ -36,21 +36,21 @@ impl Due {
 #[derive(Debug)]
 pub(crate) struct LastSeen {
     due: Arc<Due>,
-    pool: Pool,
+    nodes: Nodes,
     stats: Arc<Stats>,
 }
 
 impl LastSeen {
     /// Starts the background task (on the current tokio runtime).
-    pub(crate) fn start(pool: Pool, stats: Arc<Stats>, flush: Duration) -> Self {
+    pub(crate) fn start(nodes: Nodes, stats: Arc<Stats>, flush: Duration) -> Self {
         let due = Arc::new(Due::default());
         tokio::spawn(flush_every(
             Arc::downgrade(&due),
-            pool.clone(),
+            nodes.clone(),
             stats.clone(),
             flush,
         ));
-        Self { due, pool, stats }
+        Self { due, nodes, stats }
     }
 
     /// Marks agent `id` as seen now.
@@ -61,11 +61,16 @@ impl LastSeen {
 
     /// Writes every mark now (at shutdown).
     pub(crate) async fn flush(&self) {
-        write(&self.pool, &self.stats, self.due.take()).await;
+        write(&self.nodes, &self.stats, self.due.take()).await;
     }
 }
 
-async fn flush_every(due: std::sync::Weak<Due>, pool: Pool, stats: Arc<Stats>, interval: Duration) {
+async fn flush_every(
+    due: std::sync::Weak<Due>,
+    nodes: Nodes,
+    stats: Arc<Stats>,
+    interval: Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -75,13 +80,13 @@ async fn flush_every(due: std::sync::Weak<Due>, pool: Pool, stats: Arc<Stats>, i
         };
         let agents = due.take();
         drop(due);
-        write(&pool, &stats, agents).await;
+        write(&nodes, &stats, agents).await;
     }
 }
 
 /// One UPDATE per [`CHUNK`] agents. A failure is logged, not retried: the next report marks
 /// the agent again.
-async fn write(pool: &Pool, stats: &Stats, mut agents: Vec<u64>) {
+async fn write(nodes: &Nodes, stats: &Stats, mut agents: Vec<u64>) {
     if agents.is_empty() {
         return;
     }
@@ -90,7 +95,7 @@ async fn write(pool: &Pool, stats: &Stats, mut agents: Vec<u64>) {
     for chunk in agents.chunks(CHUNK) {
         stats.count_round_trip();
         let done = async {
-            let mut conn = pool.get_conn().await?;
+            let mut conn = nodes.get_conn().await?;
             conn.query_drop(format!(
                 "UPDATE agent_report SET last_seen = {now} \
                  WHERE agent IN {} AND last_seen < {now}",
@@ -101,6 +106,9 @@ async fn write(pool: &Pool, stats: &Stats, mut agents: Vec<u64>) {
         .await;
         if let Err(e) = done {
             tracing::warn!(agents = chunk.len(), "recording last_seen failed: {e}");
+            if is_node_failure(&e) {
+                nodes.check(tokio::time::Instant::now(), &e).await;
+            }
         }
     }
 }

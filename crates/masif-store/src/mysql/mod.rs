@@ -1,6 +1,6 @@
-//! The MySQL/MariaDB back end: connection pool, session setup, migrations at connect; the
-//! report transaction lives in `report`, the UI's queries in `admin`, the long-poll token and
-//! run results in `agent_loop`.
+//! The MySQL/MariaDB back end: the database addresses and their pools (`nodes`), session
+//! setup, migrations at connect; the report transaction lives in `report`, the UI's queries in
+//! `admin`, the long-poll token and run results in `agent_loop`.
 
 mod admin;
 mod agent_loop;
@@ -11,6 +11,7 @@ mod fact_rows;
 mod host_facts;
 mod last_seen;
 mod migrate;
+mod nodes;
 mod orphans;
 mod overview;
 mod pending_counts;
@@ -26,17 +27,18 @@ mod url;
 mod write;
 
 pub use shared::ReportStats;
-pub(crate) use sql::is_unreachable;
+pub(crate) use sql::is_node_failure;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Pool, PoolOpts};
+use mysql_async::{Conn, PoolOpts};
 
 use crate::backoff::Policy;
-use crate::{redact_url, Result};
+use crate::{Result, StoreError};
+use nodes::{Node, Nodes};
 use url::parse_url;
 
 /// Tunables of the MySQL back end. `Default` is what `MysqlStore::connect` uses.
@@ -58,6 +60,9 @@ pub struct MysqlOptions {
     /// Most reports inside the store at once, waiting for a batch, in one or retrying
     /// (`db.max_queued_reports`); one more fails at once with `StoreError::Overloaded`.
     pub max_queued_reports: usize,
+    /// With several addresses: how long connecting (or waiting for a pooled connection) may
+    /// take before the node counts as out of reach and the next address is tried.
+    pub connect_timeout: Duration,
 }
 
 impl Default for MysqlOptions {
@@ -69,26 +74,26 @@ impl Default for MysqlOptions {
             last_seen_interval: crate::clock::LAST_SEEN_INTERVAL,
             last_seen_flush: Duration::from_secs(1),
             max_queued_reports: crate::DEFAULT_MAX_QUEUED_REPORTS,
+            connect_timeout: nodes::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
 
 /// A MySQL/MariaDB database holding the original three tables plus ours.
 pub struct MysqlStore {
-    pub(crate) pool: Pool,
+    pub(crate) nodes: Nodes,
     pub(crate) options: MysqlOptions,
     pub(crate) stats: Arc<shared::Stats>,
     pub(crate) snapshots: snapshot::Snapshots,
     pub(crate) writes: write::Writes,
     pub(crate) last_seen: last_seen::LastSeen,
     pub(crate) queue: crate::queue::ReportQueue,
-    url: String,
 }
 
 impl fmt::Debug for MysqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MysqlStore")
-            .field("url", &redact_url(&self.url))
+            .field("nodes", &self.nodes)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -105,43 +110,51 @@ impl MysqlStore {
 
     /// [`MysqlStore::connect`] with explicit tunables.
     pub async fn connect_with(url: &str, options: MysqlOptions) -> Result<Self> {
-        let (opts, options) = parse_url(url, options)?;
-        let mut conn = Conn::new(opts.clone())
-            .await
-            .map_err(|e| sql::db_error(format!("connecting to {}", redact_url(url)), e))?;
-        let prepared = async {
-            migrate::run(&mut conn).await?;
-            check_server(&mut conn).await
+        Self::connect_nodes(&[url], options).await
+    }
+
+    /// Connects to the first of `urls` that works (each as [`MysqlStore::connect`] takes it;
+    /// the store's parameters are read from the first), applies any missing schema migration
+    /// there, and moves to the next address that works whenever the node in use fails (see
+    /// the `nodes` module). On a Galera node (`wsrep_on`) every session sets
+    /// `wsrep_sync_wait = 1`, and a node counts as working only with `wsrep_ready` ON. One
+    /// address behaves as [`MysqlStore::connect_with`] always did; none that works is
+    /// [`StoreError::NoNodeWorks`], naming each with why.
+    pub async fn connect_nodes(urls: &[&str], options: MysqlOptions) -> Result<Self> {
+        let Some(first) = urls.first() else {
+            return Err(StoreError::Url(String::new(), "no address given".into()));
+        };
+        let (_, options) = parse_url(first, options)?;
+        let mut list = Vec::with_capacity(urls.len());
+        for url in urls {
+            let (opts, _) = parse_url(url, options.clone())?;
+            list.push(Node::new(url, opts));
         }
-        .await;
+        let (nodes, mut conn) = Nodes::connect(list, options.connect_timeout).await?;
+        let migrated = migrate::run(&mut conn).await;
         if let Err(e) = conn.disconnect().await {
             tracing::debug!("closing the migration connection: {e}");
         }
-        let isolation = prepared?;
-        let mut setup = session_setup(&options);
-        setup.push(format!(
-            "SET SESSION TRANSACTION ISOLATION LEVEL {isolation}"
-        ));
-        Ok(Self::with_pool(Pool::new(opts.setup(setup)), options, url))
+        migrated?;
+        Ok(Self::with_nodes(nodes, options))
     }
 
-    /// The store on `pool`, with the background tasks of the report path started (on the
+    /// The store on `nodes`, with the background tasks of the report path started (on the
     /// current tokio runtime).
-    fn with_pool(pool: Pool, options: MysqlOptions, url: &str) -> Self {
+    fn with_nodes(nodes: Nodes, options: MysqlOptions) -> Self {
         let stats = Arc::new(shared::Stats::default());
         Self {
-            snapshots: snapshot::Snapshots::start(pool.clone(), stats.clone()),
-            writes: write::Writes::start(pool.clone(), stats.clone()),
+            snapshots: snapshot::Snapshots::start(nodes.clone(), stats.clone()),
+            writes: write::Writes::start(nodes.clone(), stats.clone()),
             last_seen: last_seen::LastSeen::start(
-                pool.clone(),
+                nodes.clone(),
                 stats.clone(),
                 options.last_seen_flush,
             ),
             queue: crate::queue::ReportQueue::new(options.max_queued_reports),
-            pool,
+            nodes,
             options,
             stats,
-            url: url.to_owned(),
         }
     }
 
@@ -156,10 +169,7 @@ impl MysqlStore {
         // Write what is due, and end the background tasks, which hold handles on the pool.
         self.last_seen.flush().await;
         drop((self.snapshots, self.writes, self.last_seen));
-        self.pool
-            .disconnect()
-            .await
-            .map_err(sql::doing("closing the connection pool"))
+        self.nodes.disconnect().await
     }
 
     /// How conflicting transactions (reports and the UI's writes) are retried: at most
@@ -181,7 +191,7 @@ pub(crate) fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
 
 /// Session settings applied to every new (or reset) connection: strict mode so nothing is
 /// truncated silently, UTC, utf8mb4, a bounded lock wait. The isolation level is added once
-/// known (see [`check_server`]).
+/// known (see [`check_server`]), and on Galera the sync wait (see `nodes`).
 pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     let mut set = vec![
         "sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
@@ -204,7 +214,7 @@ const MIN_PACKET: u64 = 4 * masif_proto::MAX_BODY_BYTES;
 /// under READ COMMITTED (error 1665): then REPEATABLE READ, which costs some gap locks but
 /// keeps the same guarantees (see `report`). Also warns about a `max_allowed_packet` too small
 /// for the largest reports.
-async fn check_server(conn: &mut Conn) -> Result<&'static str> {
+pub(crate) async fn check_server(conn: &mut Conn) -> Result<&'static str> {
     let (log_bin, format, packet): (i64, String, u64) = conn
         .query_first("SELECT @@log_bin, @@binlog_format, @@max_allowed_packet")
         .await
@@ -231,19 +241,6 @@ async fn check_server(conn: &mut Conn) -> Result<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn debug_redacts_the_password() {
-        let url = "mysql://masif:hunter2@127.0.0.1:1/masif";
-        let options = MysqlOptions::default();
-        // Pool::new does not connect.
-        let pool = Pool::new(parse_url(url, options.clone()).unwrap().0);
-        let store = MysqlStore::with_pool(pool, options, url);
-        let debug = format!("{store:?}");
-        assert!(!debug.contains("hunter2"), "{debug}");
-        assert!(debug.contains("masif:***@127.0.0.1:1/masif"), "{debug}");
-        store.pool.disconnect().await.unwrap();
-    }
 
     #[tokio::test]
     async fn debug_and_errors_redact_the_password() {

@@ -25,7 +25,9 @@
 //! committed while a report is in flight takes effect at the agent's next report at the latest.
 //!
 //! Retries: a deadlock (1213, also Galera's certification failure) or lock wait timeout (1205),
-//! or rows a reset deleted meanwhile, start the report over from a fresh snapshot after a short
+//! rows a reset deleted meanwhile, or a node failure (out of reach, or 1047: the node left the
+//! Galera cluster; the store first checks the node and moves to another address if it failed,
+//! see `nodes`), start the report over from a fresh snapshot after a short
 //! jittered backoff (`crate::backoff`), at most `max_attempts` times, then fail with
 //! `RetriesExhausted`. Dropping
 //! the future (the client went away; the master wraps each report in a deadline) stops
@@ -38,7 +40,7 @@ use masif_proto::facts::Facts;
 use masif_proto::{AgentName, TaskSet};
 
 use super::shared::Lists;
-use super::sql::attempt_failed;
+use super::sql::{attempt_failed, node_failed};
 use super::write::Change;
 use super::MysqlStore;
 use crate::backoff::{Backoff, Failure};
@@ -46,6 +48,7 @@ use crate::clock::{last_seen_due, unix_now};
 use crate::facts::{facts_digest, report_digest};
 use crate::pending::split;
 use crate::{Reports, Result};
+use tokio::time::Instant;
 
 #[async_trait]
 impl Reports for MysqlStore {
@@ -70,6 +73,10 @@ impl Reports for MysqlStore {
             };
             if let Failure::Conflict(_) = failure {
                 self.stats.count_conflict();
+            }
+            if node_failed(&failure) {
+                // Before the pause: the next attempt goes to a node that works.
+                self.nodes.check(Instant::now(), failure.error()).await;
             }
             tokio::time::sleep(backoff.after(failure, "report")?).await;
         }

@@ -26,20 +26,23 @@ use crate::{Result, StoreError};
 #[async_trait]
 impl Rollouts for MysqlStore {
     async fn tags(&self, now: i64) -> Result<Vec<TagInfo>> {
-        let mut conn = self.conn().await?;
-        let carried: Vec<(String, u64)> = conn
-            .query("SELECT tag, COUNT(*) FROM agent_tag GROUP BY tag")
-            .await
-            .map_err(doing("counting the agents of tags"))?;
-        let settings = settings_of(&mut conn, None).await?;
-        let leases: Vec<(String, u64)> = conn
-            .exec(
-                "SELECT tag, COUNT(*) FROM tag_lease WHERE expires_at > ? GROUP BY tag",
-                (now,),
-            )
-            .await
-            .map_err(doing("counting leases"))?;
-        core::tag_infos(carried, settings, leases)
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let carried: Vec<(String, u64)> = conn
+                .query("SELECT tag, COUNT(*) FROM agent_tag GROUP BY tag")
+                .await
+                .map_err(doing("counting the agents of tags"))?;
+            let settings = settings_of(&mut conn, None).await?;
+            let leases: Vec<(String, u64)> = conn
+                .exec(
+                    "SELECT tag, COUNT(*) FROM tag_lease WHERE expires_at > ? GROUP BY tag",
+                    (now,),
+                )
+                .await
+                .map_err(doing("counting leases"))?;
+            core::tag_infos(carried, settings, leases)
+        })
+        .await
     }
 
     async fn set_tag(&self, tag: &Tag, settings: &TagSettings, user: &str) -> Result<()> {
@@ -57,15 +60,18 @@ impl Rollouts for MysqlStore {
     }
 
     async fn tag_settings(&self, tags: &[Tag]) -> Result<Vec<(Tag, TagSettings)>> {
-        if tags.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn().await?;
-        settings_of(&mut conn, Some(tags))
-            .await?
-            .into_iter()
-            .map(|(name, s)| Ok((core::stored_tag(&name)?, s)))
-            .collect()
+        self.read(async {
+            if tags.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.conn().await?;
+            settings_of(&mut conn, Some(tags))
+                .await?
+                .into_iter()
+                .map(|(name, s)| Ok((core::stored_tag(&name)?, s)))
+                .collect()
+        })
+        .await
     }
 
     async fn acquire_leases(
@@ -154,30 +160,33 @@ impl Rollouts for MysqlStore {
         agents: &[AgentName],
         now: i64,
     ) -> Result<Vec<(AgentName, AgentWindow)>> {
-        let mut rows = Vec::new();
-        if !agents.is_empty() {
-            let mut conn = self.conn().await?;
-            for chunk in agents.chunks(BATCH) {
-                let found: Vec<(String, String, String)> = conn
-                    .exec(
-                        format!(
-                            "SELECT a.name, s.tag, s.windows
-                               FROM agent a JOIN agent_tag g ON g.agent = a.id
-                               JOIN tag_setting s ON s.tag = g.tag
-                              WHERE a.name IN {}",
-                            placeholders(chunk.len())
-                        ),
-                        chunk
-                            .iter()
-                            .map(|a| Value::from(a.as_str()))
-                            .collect::<Vec<_>>(),
-                    )
-                    .await
-                    .map_err(doing("reading the windows of agents"))?;
-                rows.extend(found);
+        self.read(async {
+            let mut rows = Vec::new();
+            if !agents.is_empty() {
+                let mut conn = self.conn().await?;
+                for chunk in agents.chunks(BATCH) {
+                    let found: Vec<(String, String, String)> = conn
+                        .exec(
+                            format!(
+                                "SELECT a.name, s.tag, s.windows
+                                   FROM agent a JOIN agent_tag g ON g.agent = a.id
+                                   JOIN tag_setting s ON s.tag = g.tag
+                                  WHERE a.name IN {}",
+                                placeholders(chunk.len())
+                            ),
+                            chunk
+                                .iter()
+                                .map(|a| Value::from(a.as_str()))
+                                .collect::<Vec<_>>(),
+                        )
+                        .await
+                        .map_err(doing("reading the windows of agents"))?;
+                    rows.extend(found);
+                }
             }
-        }
-        Ok(core::agent_windows(agents, rows, now))
+            Ok(core::agent_windows(agents, rows, now))
+        })
+        .await
     }
 
     async fn create_rollout(&self, spec: &RolloutSpec, user: &str, now: i64) -> Result<Rollout> {
@@ -215,83 +224,92 @@ impl Rollouts for MysqlStore {
     }
 
     async fn rollout(&self, id: u64) -> Result<Option<Rollout>> {
-        let mut conn = self.conn().await?;
-        let row: Option<Row> = conn
-            .exec_first(format!("{ROLLOUT_COLUMNS} WHERE id = ?"), (id,))
-            .await
-            .map_err(doing("reading a roll-out"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let mut rollout = rollout_row(row)?.parse()?;
-        rollout.ring = tally(&mut conn, &rollout).await?.progress();
-        Ok(Some(rollout))
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let row: Option<Row> = conn
+                .exec_first(format!("{ROLLOUT_COLUMNS} WHERE id = ?"), (id,))
+                .await
+                .map_err(doing("reading a roll-out"))?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let mut rollout = rollout_row(row)?.parse()?;
+            rollout.ring = tally(&mut conn, &rollout).await?.progress();
+            Ok(Some(rollout))
+        })
+        .await
     }
 
     async fn rollouts(&self, page: Page) -> Result<Listing<Rollout>> {
-        let mut conn = self.conn().await?;
-        let total = conn
-            .query_first::<u64, _>("SELECT COUNT(*) FROM rollout")
-            .await
-            .map_err(doing("counting roll-outs"))?
-            .unwrap_or(0);
-        let rows: Vec<Row> = conn
-            .query(format!(
-                "{ROLLOUT_COLUMNS} ORDER BY id DESC LIMIT {} OFFSET {}",
-                page.limit, page.offset
-            ))
-            .await
-            .map_err(doing("listing roll-outs"))?;
-        let mut listed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut rollout = rollout_row(row)?.parse()?;
-            rollout.ring = tally(&mut conn, &rollout).await?.progress();
-            listed.push(rollout);
-        }
-        Ok(Listing {
-            rows: listed,
-            total,
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let total = conn
+                .query_first::<u64, _>("SELECT COUNT(*) FROM rollout")
+                .await
+                .map_err(doing("counting roll-outs"))?
+                .unwrap_or(0);
+            let rows: Vec<Row> = conn
+                .query(format!(
+                    "{ROLLOUT_COLUMNS} ORDER BY id DESC LIMIT {} OFFSET {}",
+                    page.limit, page.offset
+                ))
+                .await
+                .map_err(doing("listing roll-outs"))?;
+            let mut listed = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut rollout = rollout_row(row)?.parse()?;
+                rollout.ring = tally(&mut conn, &rollout).await?.progress();
+                listed.push(rollout);
+            }
+            Ok(Listing {
+                rows: listed,
+                total,
+            })
         })
+        .await
     }
 
     async fn advance_rollouts(&self, now: i64) -> Result<Vec<RolloutChange>> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<Row> = conn
-            .query(format!(
-                "{ROLLOUT_COLUMNS} WHERE state = 'running' ORDER BY id"
-            ))
-            .await
-            .map_err(doing("reading the running roll-outs"))?;
-        let mut due = Vec::new();
-        for row in rows {
-            let rollout = match rollout_row(row).and_then(RolloutRow::parse) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping an unreadable roll-out");
-                    continue;
+        self.read(async {
+            let mut conn = self.conn().await?;
+            let rows: Vec<Row> = conn
+                .query(format!(
+                    "{ROLLOUT_COLUMNS} WHERE state = 'running' ORDER BY id"
+                ))
+                .await
+                .map_err(doing("reading the running roll-outs"))?;
+            let mut due = Vec::new();
+            for row in rows {
+                let rollout = match rollout_row(row).and_then(RolloutRow::parse) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an unreadable roll-out");
+                        continue;
+                    }
+                };
+                let tally = tally(&mut conn, &rollout).await?;
+                match core::next_step(&rollout, &tally, now) {
+                    Step::Wait => {}
+                    step => due.push((rollout, tally, step)),
                 }
-            };
-            let tally = tally(&mut conn, &rollout).await?;
-            match core::next_step(&rollout, &tally, now) {
-                Step::Wait => {}
-                step => due.push((rollout, tally, step)),
             }
-        }
-        drop(conn);
-        let mut changes = Vec::new();
-        for (rollout, tally, step) in due {
-            let made = self
-                .write("advancing a roll-out", move |mut conn| {
-                    let (rollout, tally, step) = (rollout.clone(), tally.clone(), step.clone());
-                    Box::pin(async move {
-                        let r = advance_once(&mut conn, &rollout, &tally, &step, now).await;
-                        (conn, r)
+            drop(conn);
+            let mut changes = Vec::new();
+            for (rollout, tally, step) in due {
+                let made = self
+                    .write("advancing a roll-out", move |mut conn| {
+                        let (rollout, tally, step) = (rollout.clone(), tally.clone(), step.clone());
+                        Box::pin(async move {
+                            let r = advance_once(&mut conn, &rollout, &tally, &step, now).await;
+                            (conn, r)
+                        })
                     })
-                })
-                .await?;
-            changes.extend(made);
-        }
-        Ok(changes)
+                    .await?;
+                changes.extend(made);
+            }
+            Ok(changes)
+        })
+        .await
     }
 }
 

@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mysql_async::prelude::*;
-use mysql_async::{Pool, Row};
+use mysql_async::Row;
 
 use super::batch::{Batcher, Limits, Waiting};
+use super::nodes::Nodes;
 use super::rows::{approval_branches, union_of, Answers, Fact, KnownAgent, AGENT, PACKAGE};
 use super::shared::{decode, Lists, Stats};
 use super::sql::{shared_error, tuple};
@@ -91,10 +92,10 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// Starts the background task (on the current tokio runtime).
-    pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
+    pub(crate) fn start(nodes: Nodes, stats: Arc<Stats>) -> Self {
         let batcher = Batcher::start(LIMITS, weigh, move |batch| {
-            let (pool, stats) = (pool.clone(), stats.clone());
-            async move { answer(&pool, &stats, batch).await }
+            let (nodes, stats) = (nodes.clone(), stats.clone());
+            async move { answer(&nodes, &stats, batch).await }
         });
         Self { batcher }
     }
@@ -114,12 +115,12 @@ fn weigh(request: &Request) -> usize {
 }
 
 /// Runs one batch's query and hands every report its snapshot (or the shared error).
-async fn answer(pool: &Pool, stats: &Stats, batch: Vec<Waiting<Request, Answer>>) {
+async fn answer(nodes: &Nodes, stats: &Stats, batch: Vec<Waiting<Request, Answer>>) {
     let agents: Vec<&str> = batch.iter().map(|w| w.request.0.as_str()).collect();
     let sql = snapshot_sql(&agents, batch.iter().map(|w| &*w.request.1));
     stats.count_round_trip();
     let facts = async {
-        let mut conn = pool.get_conn().await?;
+        let mut conn = nodes.get_conn().await?;
         let rows: Vec<Row> = conn.query(sql).await?;
         decode::<Fact>(rows)
     }

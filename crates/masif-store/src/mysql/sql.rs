@@ -13,6 +13,9 @@ use crate::StoreError;
 pub(crate) const ER_LOCK_DEADLOCK: u16 = 1213;
 /// Lock wait timeout: only the statement was rolled back.
 pub(crate) const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// On a Galera node outside the primary component (`wsrep_ready` OFF): "WSREP has not yet
+/// prepared node for application use". Nothing was done; another node may do it.
+pub(crate) const ER_WSREP_NOT_READY: u16 = 1047;
 
 /// Errors the server raises for values a column cannot hold (strict mode): data too long,
 /// incorrect string value (a character the column's charset lacks), out of range, truncated.
@@ -58,12 +61,29 @@ pub(crate) fn is_unreachable(err: &Error) -> bool {
     }
 }
 
+/// Whether `err` says the node cannot serve: out of reach, or a Galera node that left the
+/// primary component (1047). The store then checks the node in use and moves to another
+/// address if it fails (see `nodes`), and the work is worth trying again there.
+pub(crate) fn is_node_failure(err: &Error) -> bool {
+    is_unreachable(err) || server_code(err) == Some(ER_WSREP_NOT_READY)
+}
+
 /// Whether the transaction should be retried from the start.
 pub(crate) fn is_conflict(err: &Error) -> bool {
     matches!(
         server_code(err),
         Some(ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT)
     )
+}
+
+/// Whether `err` is a driver error that [`is_node_failure`].
+pub(crate) fn store_error_is_node_failure(err: &StoreError) -> bool {
+    matches!(err, StoreError::Mysql { source, .. } if is_node_failure(source))
+}
+
+/// Whether a failed attempt failed on a node failure (see [`is_node_failure`]).
+pub(crate) fn node_failed(failure: &Failure) -> bool {
+    matches!(failure, Failure::Conflict(e) if store_error_is_node_failure(e))
 }
 
 /// The store's error for a driver error met while doing `doing`: values the columns cannot
@@ -91,9 +111,13 @@ pub(crate) fn doing(doing: &'static str) -> impl FnOnce(Error) -> StoreError {
     move |e| db_error(doing, e)
 }
 
-/// A failed attempt of a transaction: a deadlock or lock wait timeout is worth another one.
+/// A failed attempt of a transaction: a deadlock or lock wait timeout (Galera: a certification
+/// conflict) is worth another one, and so is a node failure (on the node the store moves to).
 pub(crate) fn attempt_failed(err: StoreError) -> Failure {
-    let conflict = matches!(&err, StoreError::Mysql { source, .. } if is_conflict(source));
+    let conflict = matches!(
+        &err,
+        StoreError::Mysql { source, .. } if is_conflict(source) || is_node_failure(source)
+    );
     if conflict {
         Failure::Conflict(err)
     } else {

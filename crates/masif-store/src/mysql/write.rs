@@ -31,13 +31,14 @@ use std::sync::Arc;
 use masif_proto::facts::Facts;
 use masif_proto::{Task, TaskSet};
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Pool, Row};
+use mysql_async::{Conn, Row};
 
 use super::batch::{Batcher, Limits, Waiting};
 use super::fact_rows::FactStatements;
+use super::nodes::Nodes;
 use super::rows::{approval_branches, union_of, Answers, Fact, RowKey, AGENT_ID, PACKAGE, PENDING};
 use super::shared::{decode, DbResult, Lists, Stats};
-use super::sql::{attempt_failed, db_error, lit, tuple};
+use super::sql::{attempt_failed, is_node_failure, lit, shared_error, tuple};
 use crate::backoff::Failure;
 use crate::clock::unix_now;
 use crate::facts::{self, report_digest, FactRows};
@@ -77,10 +78,10 @@ pub(crate) struct Writes {
 
 impl Writes {
     /// Starts the background task (on the current tokio runtime).
-    pub(crate) fn start(pool: Pool, stats: Arc<Stats>) -> Self {
+    pub(crate) fn start(nodes: Nodes, stats: Arc<Stats>) -> Self {
         let batcher = Batcher::start(LIMITS, weigh, move |jobs| {
-            let (pool, stats) = (pool.clone(), stats.clone());
-            async move { write_all(&pool, &stats, jobs).await }
+            let (nodes, stats) = (nodes.clone(), stats.clone());
+            async move { write_all(&nodes, &stats, jobs).await }
         });
         Self { batcher }
     }
@@ -111,27 +112,27 @@ fn weigh(change: &Arc<Change>) -> usize {
 }
 
 /// Writes a batch; a second report of an agent goes into a batch after the first one's.
-async fn write_all(pool: &Pool, stats: &Stats, mut jobs: Vec<Job>) {
+async fn write_all(nodes: &Nodes, stats: &Stats, mut jobs: Vec<Job>) {
     while !jobs.is_empty() {
         let mut agents = HashSet::new();
         let (now, later): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
             .partition(|job| agents.insert(job.request.agent.clone()));
-        write_distinct(pool, stats, now).await;
+        write_distinct(nodes, stats, now).await;
         jobs = later;
     }
 }
 
 /// Writes reports of distinct agents in one transaction, or one by one if that fails.
-async fn write_distinct(pool: &Pool, stats: &Stats, jobs: Vec<Job>) {
-    match attempt(pool, stats, &jobs).await {
-        Err(e) if jobs.len() > 1 => {
+async fn write_distinct(nodes: &Nodes, stats: &Stats, jobs: Vec<Job>) {
+    match attempt(nodes, stats, &jobs).await {
+        Err(e) if jobs.len() > 1 && !is_node_failure(&e) => {
             tracing::debug!(
                 reports = jobs.len(),
                 "batched write failed, writing one by one: {e}"
             );
             for job in jobs {
-                let outcome = attempt(pool, stats, std::slice::from_ref(&job)).await;
+                let outcome = attempt(nodes, stats, std::slice::from_ref(&job)).await;
                 deliver(vec![job], outcome);
             }
         }
@@ -139,8 +140,9 @@ async fn write_distinct(pool: &Pool, stats: &Stats, jobs: Vec<Job>) {
     }
 }
 
-/// Hands the outcome of one attempt to its reports. An error reaches here only from an
-/// attempt with one report (a batch that fails is written again one by one).
+/// Hands the outcome of one attempt to its reports. An error reaches here from an attempt with
+/// one report (a batch that fails is written again one by one), or from a batch whose node
+/// failed: each report then starts over, on the node the store moves to.
 fn deliver(jobs: Vec<Job>, outcome: DbResult<Option<Vec<Option<TaskSet>>>>) {
     match outcome {
         Ok(Some(answers)) => {
@@ -158,8 +160,12 @@ fn deliver(jobs: Vec<Job>, outcome: DbResult<Option<Vec<Option<TaskSet>>>>) {
             }
         }
         Err(e) => {
-            if let Some(job) = jobs.into_iter().next() {
-                job.answer(Err(attempt_failed(db_error("writing a report", e))));
+            let e = Arc::new(e);
+            for job in jobs {
+                job.answer(Err(attempt_failed(shared_error(
+                    "writing a report",
+                    e.clone(),
+                ))));
             }
         }
     }
@@ -168,11 +174,11 @@ fn deliver(jobs: Vec<Job>, outcome: DbResult<Option<Vec<Option<TaskSet>>>>) {
 /// One transaction for `jobs` on a pooled connection, rolled back unless committed. `Ok(None)`:
 /// rows vanished; otherwise one answer per job, `None` for a job whose caller has gone.
 async fn attempt(
-    pool: &Pool,
+    nodes: &Nodes,
     stats: &Stats,
     jobs: &[Job],
 ) -> DbResult<Option<Vec<Option<TaskSet>>>> {
-    let mut conn = pool.get_conn().await?;
+    let mut conn = nodes.get_conn().await?;
     conn.reset_connection(true); // a dropped future must not leave this transaction open
     let outcome = transaction(&mut conn, stats, jobs, unix_now()).await;
     if !matches!(outcome, Ok(Outcome::Done(_))) {
