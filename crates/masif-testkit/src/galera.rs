@@ -48,15 +48,7 @@ impl Cluster {
     pub async fn shared() -> Self {
         match std::env::var(URLS_VAR) {
             Ok(list) if !list.trim().is_empty() => {
-                let urls: Vec<String> = list
-                    .split(',')
-                    .map(|u| u.trim().trim_end_matches('/').to_owned())
-                    .filter(|u| !u.is_empty())
-                    .collect();
-                assert!(
-                    urls.len() == 3,
-                    "{URLS_VAR} must list the 3 nodes' URLs, comma-separated; it is {list:?}"
-                );
+                let urls = parse_urls(&list).unwrap_or_else(|e| panic!("{e}"));
                 let cluster = Self { urls, own: None };
                 cluster.wait_for_size(3).await;
                 cluster
@@ -334,6 +326,28 @@ impl Drop for GaleraDatabase {
     }
 }
 
+/// The server URLs of `MASIF_TEST_GALERA_URLS`: three `mysql://` URLs without a database,
+/// comma-separated.
+fn parse_urls(list: &str) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = list
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .collect();
+    let bad = |why: &str| Err(format!("{URLS_VAR}: {why}; it is {list:?}"));
+    if urls.len() != 3 || urls.iter().any(String::is_empty) {
+        return bad("list the 3 nodes' URLs, comma-separated");
+    }
+    match urls.iter().find(|u| {
+        let rest = u.strip_prefix("mysql://").unwrap_or("/");
+        rest.contains('/') || rest.contains('?')
+    }) {
+        Some(url) => bad(&format!(
+            "{url:?} is not a mysql:// URL of a server (no database)"
+        )),
+        None => Ok(urls),
+    }
+}
+
 /// `SHOW STATUS LIKE 'NAME'` on the server at `url`, within a few seconds.
 async fn status_value(url: &str, name: &str) -> Result<Option<String>, String> {
     let ask = async {
@@ -415,5 +429,46 @@ fn kill_pid_file(pid_file: &Path) {
     {
         assert!(Instant::now() < deadline, "process {pid} survived SIGKILL");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_urls_variable_lists_three_servers() {
+        let urls = parse_urls(" mysql://root@127.0.0.1:34061/,mysql://root@127.0.0.1:34062 ,mysql://root@127.0.0.1:34063")
+            .unwrap();
+        assert_eq!(
+            urls,
+            [
+                "mysql://root@127.0.0.1:34061",
+                "mysql://root@127.0.0.1:34062",
+                "mysql://root@127.0.0.1:34063"
+            ]
+        );
+        for (bad, says) in [
+            ("mysql://a:1,mysql://b:2", "list the 3 nodes"),
+            ("mysql://a:1,,mysql://b:2", "list the 3 nodes"),
+            (
+                "mysql://a:1,mysql://b:2,mysql://c:3,mysql://d:4",
+                "list the 3 nodes",
+            ),
+            (
+                "mysql://a:1,mysql://b:2,postgres://c:3",
+                "\"postgres://c:3\" is not",
+            ),
+            (
+                "mysql://a:1,mysql://b:2/db,mysql://c:3",
+                "\"mysql://b:2/db\" is not",
+            ),
+        ] {
+            let error = parse_urls(bad).unwrap_err();
+            assert!(
+                error.starts_with(URLS_VAR) && error.contains(says),
+                "{bad}: {error}"
+            );
+        }
     }
 }
