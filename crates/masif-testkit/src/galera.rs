@@ -125,6 +125,54 @@ impl Cluster {
         kill_pid_file(&own.node_dir(n).join("mysqld.pid"));
     }
 
+    /// Cuts node `n` off from the other two (`gmcast.isolate`), as a network partition would:
+    /// it leaves the primary component, `wsrep_ready` goes OFF and every statement there fails
+    /// with 1047. Returns once it does (about 5 s). Only on a cluster of this test's own.
+    pub async fn isolate_node(&self, n: usize) {
+        self.set_isolated(n, true).await;
+        self.wait_for_ready(n, "OFF").await;
+    }
+
+    /// Ends [`Cluster::isolate_node`]: node `n` rejoins, catches up (IST) and is ready again.
+    pub async fn rejoin_node(&self, n: usize) {
+        self.set_isolated(n, false).await;
+        self.wait_for_ready(n, "ON").await;
+        self.wait_for_size(3).await;
+    }
+
+    async fn set_isolated(&self, n: usize, isolated: bool) {
+        assert!(
+            self.own.is_some(),
+            "isolate_node: only on a cluster of the test's own (Cluster::start_own)"
+        );
+        let url = &self.urls[n - 1];
+        let mut conn = mysql_async::Conn::from_url(url)
+            .await
+            .unwrap_or_else(|e| panic!("Galera node {n}: {e}"));
+        conn.query_drop(format!(
+            "SET GLOBAL wsrep_provider_options = 'gmcast.isolate={}'",
+            u8::from(isolated)
+        ))
+        .await
+        .expect("gmcast.isolate");
+        conn.disconnect().await.ok();
+    }
+
+    async fn wait_for_ready(&self, n: usize, ready: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let now = status_value(&self.urls[n - 1], "wsrep_ready").await;
+            if now.as_ref().is_ok_and(|v| v.as_deref() == Some(ready)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {n}: wsrep_ready never {ready} (last: {now:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until some node that answers sees a cluster of `size` members (after a kill: the
     /// others have noticed, about 5 s).
     pub async fn wait_for_size(&self, size: u64) {
