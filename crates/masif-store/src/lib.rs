@@ -82,8 +82,10 @@ pub trait Reports: Send + Sync {
     async fn remove_orphan_packages(&self) -> Result<u64>;
 
     /// Transaction attempts of this store that conflicted with another transaction and were
-    /// rolled back, to be tried again or given up (MySQL: deadlock 1213 and lock wait timeout
-    /// 1205; SQLite: a database busy or locked), since it was opened. Reads a counter.
+    /// rolled back, to be tried again or given up (MySQL: deadlock 1213, also a Galera
+    /// certification conflict, and lock wait timeout 1205, and attempts that met a failed
+    /// node: out of reach, or 1047; SQLite: a database busy or locked), since it was opened.
+    /// Reads a counter.
     fn retries(&self) -> u64 {
         0
     }

@@ -73,6 +73,9 @@ impl Throwaway {
                 format!("--datadir={d}/data"),
                 "--auth-root-authentication-method=normal".into(),
                 "--skip-test-db".into(),
+                // Its own temporary files: servers installed at once in a shared /tmp have
+                // clashed on the names of the bootstrap's temporary tables.
+                format!("--tmpdir={d}"),
             ],
             &install_log,
         )
@@ -95,6 +98,7 @@ impl Throwaway {
             "--bind-address=127.0.0.1".into(),
             "--skip-name-resolve".into(),
             "--innodb-buffer-pool-size=16M".into(),
+            format!("--tmpdir={d}"),
         ];
         if running_as_root() {
             args.push("--user=root".into());

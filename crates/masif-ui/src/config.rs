@@ -401,6 +401,56 @@ mod tests {
     }
 
     #[test]
+    fn db_urls_are_an_alternative_to_db_url() {
+        let with_db = |db: &str| {
+            parse_str(&format!(
+                "listen: \"127.0.0.1:1\"\ndb: {db}\nauth: {{ trusted_header: {{ name: X-User, from: [\"127.0.0.1\"] }} }}\n"
+            ))
+        };
+        let c =
+            with_db("{ urls: [\"mysql://u:secret@db1/m\", \"mysql://u:secret@db2/m\"] }").unwrap();
+        let shown: Vec<String> = c.db_urls.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["mysql://u:***@db1/m", "mysql://u:***@db2/m"]);
+        assert_eq!(
+            with_db("{ url: \"sqlite:///x\" }").unwrap().db_urls.len(),
+            1
+        );
+        for (db, key, says) in [
+            (
+                "{ url: \"mysql://a/m\", urls: [\"mysql://b/m\"] }",
+                "db.urls",
+                "both",
+            ),
+            ("{}", "db", "url"),
+            ("{ urls: [] }", "db.urls", "at least one"),
+            (
+                "{ urls: [\"mysql://a/m\", \"sqlite:///x\"] }",
+                "db.urls[1]",
+                "one file",
+            ),
+            (
+                "{ urls: [\"mysql://u:secret@a/m\", \"mysql://A:3306/m\"] }",
+                "db.urls[1]",
+                "same address",
+            ),
+            (
+                "{ urls: [\"mysql://a/m\", \"ftp://u:secret@b/m\"] }",
+                "db.urls[1]",
+                "expected mysql://",
+            ),
+        ] {
+            let e = with_db(db).unwrap_err();
+            assert_eq!(e.len(), 1, "{db}: {e:?}");
+            assert!(
+                e[0].starts_with(&format!("/etc/ui.yml: {key}: ")),
+                "{db}: {e:?}"
+            );
+            assert!(e[0].contains(says), "{db}: {e:?}");
+            assert!(!e[0].contains("secret"), "{db}: {e:?}");
+        }
+    }
+
+    #[test]
     fn missing_keys_are_named() {
         let e = parse_str("db: { url: \"sqlite:///x\" }\nauth: {}\n").unwrap_err();
         assert!(e[0].contains("listen"), "{e:?}");

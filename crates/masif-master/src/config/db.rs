@@ -75,3 +75,84 @@ pub(crate) fn addresses(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::MasterConfig;
+    use masif_daemon::config::ConfigError;
+
+    fn parse(db: &str) -> Result<MasterConfig, ConfigError> {
+        let text = format!(
+            "api: {{ listen: \"0.0.0.0:8150\" }}\ntls: {{ discover: puppet }}\ndb:\n{db}\n"
+        );
+        masif_daemon::config::parse(Path::new("master.yml"), &text)
+    }
+
+    #[test]
+    fn one_url_is_a_list_of_one() {
+        let c = parse("  url: \"mysql://masif:secret@db1/masif\"").unwrap();
+        assert_eq!(
+            c.db.urls,
+            ["mysql://masif:secret@db1/masif".parse().unwrap()]
+        );
+        let c = parse("  url: \"sqlite:///var/lib/masif.db\"").unwrap();
+        assert_eq!(c.db.urls.len(), 1);
+    }
+
+    #[test]
+    fn urls_are_read_in_order() {
+        let c = parse(
+            "  urls:\n    - \"mysql://masif:secret@db2:3306/masif\"\n    - \"mysql://masif:secret@db1:3306/masif\"\n  max_queued_reports: 10",
+        )
+        .unwrap();
+        let hosts: Vec<String> = c.db.urls.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            hosts,
+            [
+                "mysql://masif:***@db2:3306/masif",
+                "mysql://masif:***@db1:3306/masif"
+            ]
+        );
+        assert_eq!(c.db.max_queued_reports, 10);
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bad_lists_name_the_key() {
+        let seventeen: String = (0..17).map(|i| format!("\"mysql://h{i}/db\", ")).collect();
+        for (db, key, says) in [
+            ("  url: \"mysql://a/db\"\n  urls: [\"mysql://b/db\"]", "db.urls: ", "both"),
+            ("  max_queued_reports: 5", "db: ", "url"),
+            ("  urls: []", "db.urls: ", "at least one"),
+            (&format!("  urls: [{seventeen}]"), "db.urls: ", "at most 16"),
+            (
+                "  urls: [\"mysql://u:secret@a/db\", \"postgres://u:secret@b/db\"]",
+                "db.urls[1]: ",
+                "expected mysql://",
+            ),
+            (
+                "  urls: [\"mysql://a/db\", \"sqlite:///x.db\"]",
+                "db.urls[1]: ",
+                "one file",
+            ),
+            (
+                "  urls: [\"mysql://u:secret@a/db\", \"mysql://b/db\", \"mysql://u:secret@a:3306/db\"]",
+                "db.urls[2]: ",
+                "same address as db.urls[0]",
+            ),
+            ("  urls: [\"mysql://a/\"]", "db.urls[0]: ", "names no database"),
+            ("  urls: \"mysql://a/db\"", "", "urls"),
+        ] {
+            let err = parse(db).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("master.yml: {key}")),
+                "{db}: {err}"
+            );
+            assert!(err.contains(says), "{db}: {err}");
+            assert!(!err.contains("secret"), "{db}: {err}");
+            assert_eq!(err.lines().count(), 1, "{db}: {err}");
+        }
+    }
+}

@@ -7,8 +7,10 @@
 //! pending page is in `overview`, agent listings in `agents`, runs in `runs`. Writes (in
 //! `changes`) run in one transaction each, on a connection marked for reset (a dropped future
 //! is rolled back by the pool), and are retried from the start on a deadlock or lock wait
-//! timeout (1213/1205), like reports. Approvals, revocations and resets bump the approval
-//! generation in their transaction (see `AgentLoop::approval_token`).
+//! timeout (1213/1205) or a failed node (on the node the store moves to, see `nodes`), like
+//! reports. A read that meets a failed node is not retried, but has the node checked (see
+//! [`MysqlStore::read`]). Approvals, revocations and resets bump the approval generation in
+//! their transaction (see `AgentLoop::approval_token`).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -17,8 +17,9 @@ pub struct ReportStats {
     pub round_trips: u64,
     /// Changed reports written (several share a transaction when they arrive together).
     pub write_transactions: u64,
-    /// Attempts that hit 1213/1205 and were rolled back: of reports, and of the other
-    /// transactions retried on conflicts (approvals, runs, orphan packages).
+    /// Attempts that hit 1213/1205 or a failed node (out of reach, 1047) and were rolled back:
+    /// of reports, and of the other transactions retried so (approvals, runs, orphan
+    /// packages, leases and roll-outs).
     pub conflicts: u64,
 }
 

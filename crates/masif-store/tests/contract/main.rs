@@ -33,7 +33,8 @@
 //! `mysql_report` (the MySQL report path: round trips, batching, retries), `mysql_only`
 //! (schema import and adoption, migrations, strict mode, round trips, retries, throwaway
 //! servers from `masif_testkit::mariadb` for a statement-based binlog and a vanishing
-//! server), `orphans` (orphan packages removed, also racing writers), `pending_counts` (pending
+//! server), `failover` (several addresses on throwaway servers: the next node used when one
+//! dies or is down at start, none working), `orphans` (orphan packages removed, also racing writers), `pending_counts` (pending
 //! tasks counted by action), `queue` (the bound on
 //! waiting reports), `tags` (tags from facts, filters, approving by tag, tag settings,
 //! maintenance windows), `leases` (max in flight, also two stores racing for it), `rollouts` (staged roll-outs: create,
@@ -44,6 +45,7 @@ mod api_reads;
 mod approve;
 mod changes;
 mod facts;
+mod failover;
 mod fixtures;
 mod leases;
 mod long_poll;
