@@ -1,8 +1,9 @@
 //! Test fixtures of Masif Upgrader, kept out of the daemons: real apt/dpkg sandbox roots with
 //! fake packages ([`sandbox`]), scratch MariaDB databases ([`db`]), throwaway MariaDB servers
-//! ([`mariadb`]), throwaway rcgen PKIs ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]),
-//! task builders ([`tasks`]), the mutations of fuzz-style property tests ([`fuzz`]) and a
-//! scraper and reader of Prometheus metrics ([`scrape`]).
+//! ([`mariadb`]), a Galera cluster and databases on it ([`galera`]), throwaway rcgen PKIs
+//! ([`pki`]), the benchmarks' synthetic fleet ([`fleet`]), task builders ([`tasks`]), the
+//! mutations of fuzz-style property tests ([`fuzz`]) and a scraper and reader of Prometheus
+//! metrics ([`scrape`]).
 //!
 //! Each module sits behind the cargo feature of the same name (`mariadb` behind `db`), so a user links only what it
 //! needs: `masif demo` takes `sandbox` and `pki`, never `db` or `fleet`.
@@ -15,6 +16,8 @@ pub mod db;
 pub mod fleet;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+#[cfg(feature = "galera")]
+pub mod galera;
 #[cfg(feature = "db")]
 pub mod mariadb;
 #[cfg(feature = "pki")]
