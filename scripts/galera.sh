@@ -5,8 +5,9 @@
 #   scripts/galera.sh stop DIR
 #
 # Each node gets its own data directory under DIR (created on the first start), its own SQL,
-# group-communication, IST and SST ports on 127.0.0.1 (BASE_PORT, default 34060: node N's SQL
-# port is BASE_PORT+N, its others BASE_PORT+10+N, +20+N, +30+N), a socket, a pid file and an
+# group-communication, IST and SST ports on 127.0.0.1 (BASE_PORT, default 31060: node N's SQL
+# port is BASE_PORT+N, its others BASE_PORT+10+N, +20+N, +30+N; below the kernel's ephemeral
+# range, 32768-60999, so that no outgoing connection holds one of them), a socket, a pid file and an
 # error log. The first node bootstraps the cluster; the others join once it answers SQL, and
 # `start` returns when the cluster has 3 members. Root connects over TCP without a password, as
 # the tests' MASIF_TEST_MYSQL_URL expects. The nodes run as the `mysql` user (rsync's state
@@ -20,7 +21,7 @@ log() { printf '== galera: %s\n' "$*" >&2; }
 [ $# -ge 2 ] || usage
 command=$1
 dir=$(realpath -m "$2")
-base=${3:-34060}
+base=${3:-31060}
 provider=/usr/lib/galera/libgalera_smm.so
 nodes=(1 2 3)
 [[ $base =~ ^[0-9]+$ ]] && [ "$base" -ge 1024 ] && [ "$base" -le 65400 ] || usage

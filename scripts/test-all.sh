@@ -90,7 +90,7 @@ if [ -z "${MASIF_TEST_GALERA_URLS:-}" ]; then
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   cleanups+=('$SUDO scripts/galera.sh stop "$galera_dir"; $SUDO rm -rf "$galera_dir"')
   log "starting a 3-node Galera cluster in $galera_dir"
-  galera_urls=$($SUDO scripts/galera.sh start "$galera_dir" "${MASIF_GALERA_BASE_PORT:-34060}")
+  galera_urls=$($SUDO scripts/galera.sh start "$galera_dir" "${MASIF_GALERA_BASE_PORT:-31060}")
   MASIF_TEST_GALERA_URLS=$(echo "$galera_urls" | paste -sd, -)
   export MASIF_TEST_GALERA_URLS
 fi
