@@ -45,7 +45,8 @@ pub fn find_process(name: &str) -> Option<u32> {
     })
 }
 
-/// CPU seconds of the master, MariaDB and the load generator at one moment.
+/// CPU seconds of the masters, the database servers and the load generator at one moment
+/// (NaN for the servers when none is known).
 #[derive(Debug, Clone, Copy)]
 pub struct Cpu {
     pub master: f64,
@@ -54,10 +55,13 @@ pub struct Cpu {
 }
 
 impl Cpu {
-    pub fn now(master: u32, db: Option<u32>) -> Self {
+    pub fn now(masters: &[u32], dbs: &[u32]) -> Self {
         Self {
-            master: cpu_seconds(master),
-            db: db.map(cpu_seconds).unwrap_or(f64::NAN),
+            master: masters.iter().copied().map(cpu_seconds).sum(),
+            db: match dbs.is_empty() {
+                true => f64::NAN,
+                false => dbs.iter().copied().map(cpu_seconds).sum(),
+            },
             generator: cpu_seconds(std::process::id()),
         }
     }
@@ -70,6 +74,14 @@ impl Cpu {
             generator: self.generator - earlier.generator,
         }
     }
+}
+
+/// The 1-minute load average of the machine.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// The `p` quantile (0 to 1) of sorted latencies, in milliseconds.
