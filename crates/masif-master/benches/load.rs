@@ -36,7 +36,8 @@ mod measure;
 use std::sync::Arc;
 
 use fleet::{
-    execute, report_body, run_phase, Agents, Fleet, Master, PhaseResult, Process, Variant,
+    execute, report_body, run_phase, write_sets, Agents, Fleet, Master, PhaseResult, Process,
+    Variant,
 };
 use measure::{mib, percentile, Cpu};
 
@@ -157,6 +158,9 @@ pub struct Target<'a> {
     pub masters: &'a [Process],
     pub db_url: String,
     pub db_pids: Vec<u32>,
+    /// Galera nodes (server URLs) whose replicated write sets are counted; none for a plain
+    /// server.
+    pub nodes: Vec<String>,
 }
 
 /// One phase's outcome: the agents' side, the CPU the masters, servers and generator used,
@@ -166,6 +170,8 @@ pub struct Phase {
     pub result: PhaseResult,
     pub cpu: Cpu,
     pub retries: f64,
+    /// Write sets the Galera nodes replicated (transactions that wrote), if counted.
+    pub write_sets: Option<u64>,
 }
 
 async fn retries(masters: &[Process]) -> f64 {
@@ -195,6 +201,7 @@ pub async fn run_phases(
                 Cpu::now(&pids, &target.db_pids),
                 retries(target.masters).await,
             );
+            let replicated = write_sets(&target.nodes).await;
             let result = run_phase(
                 &fleet,
                 0..size,
@@ -209,6 +216,10 @@ pub async fn run_phases(
                 result,
                 cpu: Cpu::now(&pids, &target.db_pids).since(before),
                 retries: retries(target.masters).await - retried,
+                write_sets: match target.nodes.is_empty() {
+                    true => None,
+                    false => Some(write_sets(&target.nodes).await - replicated),
+                },
             });
         }};
     }
@@ -242,6 +253,7 @@ async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Varian
         masters: std::slice::from_ref(&master.process),
         db_url: master.db.url(),
         db_pids: master.db_pid.into_iter().collect(),
+        nodes: Vec::new(),
     };
     let pid = master.pid;
     let fleet = run_phases(size, o, agents, &target, |p| print_row(size, p, pid)).await;
@@ -263,6 +275,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // Started first (see `Cluster::start`), stopped at the end.
+    let galera = o.galera.then(|| cluster::Cluster::start(o.galera_port));
     runtime.block_on(async {
         if o.long_poll {
             long_poll::print_header();
@@ -272,16 +286,14 @@ fn main() {
             println!("| agents | phase                  | reports | errors | reports/s | p50 ms | p99 ms | master CPU ms/report | MariaDB CPU ms/report | generator CPU ms/report | master RSS MiB |");
             println!("|---|---|---|---|---|---|---|---|---|---|---|");
         }
-        // Started at its first use, stopped at the end.
-        let mut galera = None;
         for &size in &o.fleets {
             let agents = Agents::new(size);
             for variant in &o.variants {
                 if o.variants.len() > 1 && !o.long_poll && !o.galera {
                     println!("| {size:>6} | master: {} |", variant.label);
                 }
-                if o.galera {
-                    cluster::bench(size, &o, &agents, variant, &mut galera).await;
+                if let Some(cluster) = &galera {
+                    cluster::bench(size, &o, &agents, variant, cluster).await;
                 } else if o.long_poll {
                     long_poll::bench(size, &o, &agents, variant).await;
                 } else {

@@ -2,7 +2,8 @@
 //! on a 3-node Galera cluster started with `scripts/galera.sh` (in a temporary directory, at
 //! `--galera-port`) with 1, 2 and 3 masters, master `i` on node `i` (its `db.url`), the agents
 //! spread round-robin across the masters, each setup on a fresh database; one table with the
-//! agents' errors and the masters' database retries (from their metrics).
+//! agents' errors, the masters' database retries (from their metrics) and, on the cluster, the
+//! write sets (transactions that wrote) the nodes replicated.
 
 use std::path::PathBuf;
 
@@ -11,8 +12,8 @@ use crate::measure::{load_average, memory_kib, percentile};
 use crate::{run_phases, Options, Phase, Target};
 
 pub fn print_header() {
-    println!("| setup | agents | phase | reports | errors | retries | reports/s | p50 ms | p99 ms | masters CPU ms/report | MariaDB CPU ms/report | load avg (1 min) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| setup | agents | phase | reports | errors | retries | write sets | reports/s | p50 ms | p99 ms | masters CPU ms/report | MariaDB CPU ms/report | load avg (1 min) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
 fn print_row(setup: &str, size: usize, phase: Phase) {
@@ -21,12 +22,14 @@ fn print_row(setup: &str, size: usize, phase: Phase) {
         result: mut r,
         cpu,
         retries,
+        write_sets,
     } = phase;
+    let write_sets = write_sets.map(|n| n.to_string()).unwrap_or_default();
     r.latencies.sort();
     let n = r.latencies.len();
     let per_report = |seconds: f64| seconds * 1000.0 / n.max(1) as f64;
     println!(
-        "| {setup} | {size} | {name} | {n} | {} | {retries} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.2} |",
+        "| {setup} | {size} | {name} | {n} | {} | {retries} | {write_sets} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.2} |",
         r.errors,
         n as f64 / r.elapsed.as_secs_f64(),
         percentile(&r.latencies, 0.50),
@@ -59,6 +62,8 @@ fn galera(args: &[&str]) -> std::process::Output {
 }
 
 impl Cluster {
+    /// Starts the cluster. Before the agents connect: its ports lie in the kernel's ephemeral
+    /// range, where the agents' connections (and their `TIME_WAIT`s) could hold them.
     pub fn start(base_port: u16) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("masif-bench-galera")
@@ -147,14 +152,13 @@ async fn run(size: usize, o: &Options, agents: &Agents, target: &Target<'_>, set
     );
 }
 
-/// One MariaDB and one master, then the cluster (started at the first call) with each
-/// number of masters in `--masters`.
+/// One MariaDB and one master, then `cluster` with each number of masters in `--masters`.
 pub async fn bench(
     size: usize,
     o: &Options,
     agents: &Agents,
     variant: &Variant,
-    cluster: &mut Option<Cluster>,
+    cluster: &Cluster,
 ) {
     let label = |setup: String| match o.variants.len() {
         1 => setup,
@@ -165,16 +169,11 @@ pub async fn bench(
         masters: std::slice::from_ref(&master.process),
         db_url: master.db.url(),
         db_pids: master.db_pid.into_iter().collect(),
+        nodes: Vec::new(),
     };
     run(size, o, agents, &target, &label("MariaDB, 1 master".into())).await;
     master.stop();
 
-    if cluster.is_none() {
-        *cluster = Some(tokio::task::block_in_place(|| {
-            Cluster::start(o.galera_port)
-        }));
-    }
-    let cluster = cluster.as_ref().expect("started");
     for &k in &o.masters {
         let db = Database::create(&cluster.urls[0], k).await;
         // One after the other: the first migrates the fresh database.
@@ -186,6 +185,7 @@ pub async fn bench(
             masters: &masters,
             db_url: db.on(&cluster.urls[0]),
             db_pids: cluster.pids.clone(),
+            nodes: cluster.urls.clone(),
         };
         let setup = label(format!(
             "Galera 3 nodes, {k} master{}",

@@ -194,6 +194,25 @@ pub async fn execute(url: &str, sql: &str) {
     conn.disconnect().await.ok();
 }
 
+/// The write sets the Galera nodes at `nodes` have replicated since they started, summed: each
+/// node counts the transactions that wrote through it.
+pub async fn write_sets(nodes: &[String]) -> u64 {
+    use mysql_async::prelude::Queryable;
+    let mut sum = 0;
+    for url in nodes {
+        let mut conn = mysql_async::Conn::from_url(url.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let row: Option<(String, u64)> = conn
+            .query_first("SHOW GLOBAL STATUS LIKE 'wsrep_replicated'")
+            .await
+            .unwrap_or_else(|e| panic!("{url}: wsrep_replicated: {e}"));
+        conn.disconnect().await.ok();
+        sum += row.map_or(0, |(_, n)| n);
+    }
+    sum
+}
+
 /// The process id of the MariaDB server at `url` (from its pid file), if it can be read.
 pub async fn server_pid(url: &str) -> Option<u32> {
     use mysql_async::prelude::Queryable;
