@@ -6,14 +6,15 @@
 //! write sets (transactions that wrote) the nodes replicated.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::fleet::{execute, Agents, Master, Process, Variant};
 use crate::measure::{load_average, memory_kib, percentile};
 use crate::{run_phases, Options, Phase, Target};
 
 pub fn print_header() {
-    println!("| setup | agents | phase | reports | errors | retries | write sets | reports/s | p50 ms | p99 ms | masters CPU ms/report | MariaDB CPU ms/report | load avg (1 min) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| setup | agents | phase | reports | errors | retries | write sets | reports/s | p50 ms | p99 ms | masters CPU ms/report | MariaDB CPU ms/report | other processes, cores busy | load avg (1 min) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 }
 
 fn print_row(setup: &str, size: usize, phase: Phase) {
@@ -28,14 +29,18 @@ fn print_row(setup: &str, size: usize, phase: Phase) {
     r.latencies.sort();
     let n = r.latencies.len();
     let per_report = |seconds: f64| seconds * 1000.0 / n.max(1) as f64;
+    // What the rest of the machine used meanwhile (the other helpers' builds and tests; on the
+    // shared local MariaDB, their queries count as MariaDB's).
+    let others = cpu.machine - cpu.master - cpu.db - cpu.generator;
     println!(
-        "| {setup} | {size} | {name} | {n} | {} | {retries} | {write_sets} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.2} |",
+        "| {setup} | {size} | {name} | {n} | {} | {retries} | {write_sets} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.2} | {:.2} |",
         r.errors,
         n as f64 / r.elapsed.as_secs_f64(),
         percentile(&r.latencies, 0.50),
         percentile(&r.latencies, 0.99),
         per_report(cpu.master),
         per_report(cpu.db),
+        others / r.elapsed.as_secs_f64(),
         load_average(),
     );
 }
@@ -74,6 +79,7 @@ impl Cluster {
             .to_str()
             .expect("a UTF-8 temporary path")
             .to_owned();
+        wait_for_ports(base_port);
         let started = galera(&["start", &path, &base_port.to_string()]);
         if !started.status.success() {
             galera(&["stop", &path]);
@@ -94,6 +100,54 @@ impl Cluster {
             })
             .collect();
         Self { dir, urls, pids }
+    }
+}
+
+/// Local TCP ports of every socket on the machine, in any state (`/proc/net/tcp`, `tcp6`).
+fn ports_in_use() -> std::collections::HashSet<u16> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|file| {
+            std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let local = line.split_whitespace().nth(1)?;
+                    u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Waits (up to 2 minutes) until no socket holds one of the cluster's ports: they lie in the
+/// kernel's ephemeral range, so a previous run's agent connections in `TIME_WAIT` (60 s) can
+/// hold one, and a node then fails to bind it ("Address already in use").
+fn wait_for_ports(base: u16) {
+    let ports: Vec<u16> = [1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 32, 33]
+        .iter()
+        .map(|n| base + n)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let in_use = ports_in_use();
+        let held: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| in_use.contains(p))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ports {held:?} of the cluster (--galera-port {base}) stay in use"
+        );
+        eprintln!(
+            "waiting for ports {held:?} (held by earlier connections) before starting the cluster"
+        );
+        std::thread::sleep(Duration::from_secs(5));
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Cpu {
     pub master: f64,
     pub db: f64,
     pub generator: f64,
+    /// CPU seconds the whole machine spent busy (all processes, from `/proc/stat`).
+    pub machine: f64,
 }
 
 impl Cpu {
@@ -63,6 +65,7 @@ impl Cpu {
                 false => dbs.iter().copied().map(cpu_seconds).sum(),
             },
             generator: cpu_seconds(std::process::id()),
+            machine: machine_busy_seconds(),
         }
     }
 
@@ -72,8 +75,28 @@ impl Cpu {
             master: self.master - earlier.master,
             db: self.db - earlier.db,
             generator: self.generator - earlier.generator,
+            machine: self.machine - earlier.machine,
         }
     }
+}
+
+/// CPU seconds all cores have been busy since boot (user, nice, system, irq, softirq, steal).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<f64>()
+        / 100.0
 }
 
 /// The 1-minute load average of the machine.
