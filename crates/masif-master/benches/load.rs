@@ -248,7 +248,7 @@ pub async fn run_phases(
 
 /// The phases against one master on a fresh database on the test server.
 async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
-    let master = Master::start(&agents.pki, variant).await;
+    let master = Master::start(&agents.pki, variant, o.concurrency).await;
     let target = Target {
         masters: std::slice::from_ref(&master.process),
         db_url: master.db.url(),

@@ -218,7 +218,7 @@ pub async fn bench(
         1 => setup,
         _ => format!("{setup}, {}", variant.label),
     };
-    let master = Master::start(&agents.pki, variant).await;
+    let master = Master::start(&agents.pki, variant, o.concurrency).await;
     let target = Target {
         masters: std::slice::from_ref(&master.process),
         db_url: master.db.url(),
@@ -233,7 +233,7 @@ pub async fn bench(
         // One after the other: the first migrates the fresh database.
         let mut masters = Vec::new();
         for node in &cluster.urls[..k] {
-            masters.push(Process::start(&agents.pki, variant, &db.on(node)).await);
+            masters.push(Process::start(&agents.pki, variant, &db.on(node), o.concurrency).await);
         }
         let target = Target {
             masters: &masters,

@@ -90,10 +90,11 @@ pub struct Master {
 }
 
 impl Master {
-    /// Starts `variant` on a fresh database on the test server and waits until it listens.
-    pub async fn start(pki: &Pki, variant: &Variant) -> Self {
+    /// Starts `variant` on a fresh database on the test server and waits until it listens;
+    /// it admits `concurrency` TLS handshakes at a time from the generator's one address.
+    pub async fn start(pki: &Pki, variant: &Variant, concurrency: usize) -> Self {
         let db = TestDatabase::create("bench").await;
-        let process = Process::start(pki, variant, &db.url()).await;
+        let process = Process::start(pki, variant, &db.url(), concurrency).await;
         let db_pid = server_pid(&db.url()).await;
         Self {
             addr: process.addr,
@@ -129,15 +130,22 @@ fn free_port() -> u16 {
 
 impl Process {
     /// Starts `variant` on the database at `db_url` and waits until it listens (it has
-    /// migrated the database by then).
-    pub async fn start(pki: &Pki, variant: &Variant, db_url: &str) -> Self {
+    /// migrated the database by then). All agents connect from one address: above the
+    /// default `api.max_handshakes_per_source`, the master admits `concurrency` handshakes
+    /// from it at a time (else it would refuse the excess as it should a flooding host).
+    pub async fn start(pki: &Pki, variant: &Variant, db_url: &str, concurrency: usize) -> Self {
         let (port, metrics_port) = (free_port(), free_port());
+        let handshakes = match concurrency > masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE
+        {
+            true => format!(", max_handshakes_per_source: {concurrency}"),
+            false => String::new(),
+        };
         let config = pki.dir.path().join(format!("master-{port}.yml"));
         let m = &pki.master;
         std::fs::write(
             &config,
             format!(
-                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600 }}\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
+                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600{handshakes} }}\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
                 m.cert,
                 m.key,
                 m.ca,

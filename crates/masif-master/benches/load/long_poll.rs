@@ -180,7 +180,7 @@ fn since(from: Instant, arrivals: &[Instant]) -> PhaseResult {
 }
 
 pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
-    let master = Master::start(&agents.pki, variant).await;
+    let master = Master::start(&agents.pki, variant, o.concurrency).await;
     let fleet = Fleet::new(agents, master.addr);
     let (pid, db_pid) = (master.pid, master.db_pid);
     let row = Row {
