@@ -7,7 +7,12 @@
 //!
 //! `cargo bench -p masif-master --bench load -- [--fleets 1000,10000] [--tasks 20]
 //!  [--concurrency 64] [--rounds 3] [--long-poll [--idle 30] [--wait 300] [--single 20]]
+//!  [--galera [--masters 1,2,3] [--galera-port 34460]]
 //!  [--variant 'LABEL=PATH|built [KEY=VALUE …]' …]`
+//!
+//! With `--galera`, the phases run on the local MariaDB with one master, then on a 3-node
+//! Galera cluster (`scripts/galera.sh`, stopped at the end) with 1, 2 and 3 masters, master
+//! `i` on node `i`, the agents spread round-robin across the masters (see `load/cluster.rs`).
 //!
 //! Each `--variant` runs its own master binary (`built`: the one cargo built) with those
 //! environment variables, one after the other against the same agents, so that two builds or
@@ -17,6 +22,8 @@
 //! their soft `RLIMIT_NOFILE` to the hard limit. 10,000 connections from one loopback address
 //! to one port fit Linux's default ephemeral port range (32768–60999).
 
+#[path = "load/cluster.rs"]
+mod cluster;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "load/fleet.rs"]
@@ -26,7 +33,12 @@ mod long_poll;
 #[path = "load/measure.rs"]
 mod measure;
 
-use fleet::{report_body, run_phase, Agents, Fleet, Master, PhaseResult, Variant};
+use std::sync::Arc;
+
+use fleet::{
+    execute, report_body, run_phase, write_sets, Agents, Fleet, Master, PhaseResult, Process,
+    Variant,
+};
 use measure::{mib, percentile, Cpu};
 
 pub struct Options {
@@ -42,6 +54,12 @@ pub struct Options {
     /// Approvals for one agent each.
     pub single: usize,
     pub variants: Vec<Variant>,
+    /// The one-MariaDB versus Galera comparison.
+    pub galera: bool,
+    /// Numbers of masters on the cluster, each 1 to 3.
+    pub masters: Vec<usize>,
+    /// The cluster's base port (`scripts/galera.sh start DIR BASE_PORT`).
+    pub galera_port: u16,
 }
 
 fn options() -> Options {
@@ -55,6 +73,9 @@ fn options() -> Options {
         wait: 300,
         single: 20,
         variants: Vec::new(),
+        galera: false,
+        masters: vec![1, 2, 3],
+        galera_port: 34460,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -74,6 +95,22 @@ fn options() -> Options {
             "--wait" => o.wait = value().parse().expect("--wait SECONDS"),
             "--single" => o.single = value().parse().expect("--single N"),
             "--variant" => o.variants.push(Variant::parse(&value())),
+            "--masters" => {
+                o.masters = value()
+                    .split(',')
+                    .map(|s| s.parse().expect("--masters N,M (1 to 3)"))
+                    .collect();
+                assert!(
+                    o.masters.iter().all(|&k| (1..=3).contains(&k)),
+                    "--masters: each 1 to 3 (one master per node of the 3-node cluster)"
+                );
+            }
+            "--galera-port" => o.galera_port = value().parse().expect("--galera-port PORT"),
+            "--galera" => {
+                o.galera = true;
+                i += 1;
+                continue;
+            }
             "--long-poll" => {
                 o.long_poll = true;
                 i += 1;
@@ -92,12 +129,18 @@ fn options() -> Options {
     o
 }
 
-fn print_row(fleet: usize, phase: &str, mut r: PhaseResult, master: u32, cpu: Cpu) {
+fn print_row(fleet: usize, phase: Phase, master: u32) {
+    let Phase {
+        name,
+        result: mut r,
+        cpu,
+        ..
+    } = phase;
     r.latencies.sort();
     let n = r.latencies.len();
     let per_report = |seconds: f64| seconds * 1000.0 / n.max(1) as f64;
     println!(
-        "| {fleet:>6} | {phase:<22} | {n:>7} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {:>8.3} | {:>8.3} | {:>8.3} | {:>7.1} |",
+        "| {fleet:>6} | {name:<22} | {n:>7} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {:>8.3} | {:>8.3} | {:>8.3} | {:>7.1} |",
         r.errors,
         n as f64 / r.elapsed.as_secs_f64(),
         percentile(&r.latencies, 0.50),
@@ -109,16 +152,57 @@ fn print_row(fleet: usize, phase: &str, mut r: PhaseResult, master: u32, cpu: Cp
     );
 }
 
-/// Registration, steady state, the first reports after an approval, churn.
-async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
-    let master = Master::start(&agents.pki, variant).await;
-    let fleet = Fleet::new(agents, master.addr);
-    let (pid, db_pid) = (master.pid, master.db_pid);
+/// What the phases run against: the masters (agents spread round-robin across them), a URL
+/// of the database they share (approvals are written there) and the database servers' pids.
+pub struct Target<'a> {
+    pub masters: &'a [Process],
+    pub db_url: String,
+    pub db_pids: Vec<u32>,
+    /// Galera nodes (server URLs) whose replicated write sets are counted; none for a plain
+    /// server.
+    pub nodes: Vec<String>,
+}
+
+/// One phase's outcome: the agents' side, the CPU the masters, servers and generator used,
+/// and the database retries the masters counted.
+pub struct Phase {
+    pub name: &'static str,
+    pub result: PhaseResult,
+    pub cpu: Cpu,
+    pub retries: f64,
+    /// Write sets the Galera nodes replicated (transactions that wrote), if counted.
+    pub write_sets: Option<u64>,
+}
+
+async fn retries(masters: &[Process]) -> f64 {
+    let mut sum = 0.0;
+    for m in masters {
+        sum += m.retries().await;
+    }
+    sum
+}
+
+/// Registration, steady state, the first reports after an approval, churn; `report` gets
+/// each phase. Returns the fleet, its connections still open.
+pub async fn run_phases(
+    size: usize,
+    o: &Options,
+    agents: &Agents,
+    target: &Target<'_>,
+    mut report: impl FnMut(Phase),
+) -> Arc<Fleet> {
+    let addrs: Vec<_> = target.masters.iter().map(|m| m.addr).collect();
+    let pids: Vec<_> = target.masters.iter().map(|m| m.pid).collect();
+    let fleet = Fleet::spread(agents, &addrs);
     let tasks = o.tasks;
     macro_rules! phase {
         ($name:expr, $body:expr) => {{
-            let before = Cpu::now(pid, db_pid);
-            let r = run_phase(
+            let (before, retried) = (
+                Cpu::now(&pids, &target.db_pids),
+                retries(target.masters).await,
+            );
+            let replicated = write_sets(&target.nodes).await;
+            let result = run_phase(
                 &fleet,
                 0..size,
                 o.concurrency,
@@ -127,7 +211,16 @@ async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Varian
                 $body,
             )
             .await;
-            print_row(size, $name, r, pid, Cpu::now(pid, db_pid).since(before));
+            report(Phase {
+                name: $name,
+                result,
+                cpu: Cpu::now(&pids, &target.db_pids).since(before),
+                retries: retries(target.masters).await - retried,
+                write_sets: match target.nodes.is_empty() {
+                    true => None,
+                    false => Some(write_sets(&target.nodes).await - replicated),
+                },
+            });
         }};
     }
     phase!("registration", move |a| report_body(a, tasks, 0));
@@ -136,19 +229,34 @@ async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Varian
     }
     // Approve 5 of the 20 tasks for every agent, the way "Approve selection" does.
     for t in [0, 1, 2, 4, 5] {
-        master
-            .db
-            .execute(&format!(
+        execute(
+            &target.db_url,
+            &format!(
                 "INSERT INTO task(agent, package, from_version, to_version, action, approved) \
                  SELECT NULL, id, NULL, '2.0', 'update', 1 FROM package WHERE name = 'pkg{t}'"
-            ))
-            .await;
+            ),
+        )
+        .await;
     }
     phase!("first after approval", move |a| report_body(a, tasks, 0));
     phase!("steady after approval", move |a| report_body(a, tasks, 0));
     for g in 1..=o.rounds {
         phase!("churn (1 task changes)", move |a| report_body(a, tasks, g));
     }
+    fleet
+}
+
+/// The phases against one master on a fresh database on the test server.
+async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
+    let master = Master::start(&agents.pki, variant, o.concurrency).await;
+    let target = Target {
+        masters: std::slice::from_ref(&master.process),
+        db_url: master.db.url(),
+        db_pids: master.db_pid.into_iter().collect(),
+        nodes: Vec::new(),
+    };
+    let pid = master.pid;
+    let fleet = run_phases(size, o, agents, &target, |p| print_row(size, p, pid)).await;
     let open = fleet.clients.len();
     println!(
         "| {size:>6} | master memory with {open} connections: RSS {:.1} MiB, peak {:.1} MiB |",
@@ -167,9 +275,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // Started first (see `Cluster::start`), stopped at the end.
+    let galera = o.galera.then(|| cluster::Cluster::start(o.galera_port));
     runtime.block_on(async {
         if o.long_poll {
             long_poll::print_header();
+        } else if o.galera {
+            cluster::print_header();
         } else {
             println!("| agents | phase                  | reports | errors | reports/s | p50 ms | p99 ms | master CPU ms/report | MariaDB CPU ms/report | generator CPU ms/report | master RSS MiB |");
             println!("|---|---|---|---|---|---|---|---|---|---|---|");
@@ -177,10 +289,12 @@ fn main() {
         for &size in &o.fleets {
             let agents = Agents::new(size);
             for variant in &o.variants {
-                if o.variants.len() > 1 && !o.long_poll {
+                if o.variants.len() > 1 && !o.long_poll && !o.galera {
                     println!("| {size:>6} | master: {} |", variant.label);
                 }
-                if o.long_poll {
+                if let Some(cluster) = &galera {
+                    cluster::bench(size, &o, &agents, variant, cluster).await;
+                } else if o.long_poll {
                     long_poll::bench(size, &o, &agents, variant).await;
                 } else {
                     bench_fleet(size, &o, &agents, variant).await;

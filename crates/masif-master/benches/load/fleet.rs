@@ -1,6 +1,6 @@
-//! The load generator's fleet: a real `masif-master` process on a fresh database, one client
-//! certificate and one kept-alive connection per agent, and a phase that sends one request
-//! per agent, so many at a time.
+//! The load generator's fleet: real `masif-master` processes on a fresh database, one client
+//! certificate and one kept-alive connection per agent (agents spread round-robin across the
+//! masters), and a phase that sends one request per agent, so many at a time.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,56 +86,150 @@ pub struct Master {
     pub addr: SocketAddr,
     pub pid: u32,
     pub db_pid: Option<u32>,
-    child: std::process::Child,
+    pub process: Process,
 }
 
 impl Master {
-    /// Starts `variant` and waits until it listens.
-    pub async fn start(pki: &Pki, variant: &Variant) -> Self {
+    /// Starts `variant` on a fresh database on the test server and waits until it listens;
+    /// it admits the generator's `concurrency` TLS handshakes at a time (see [`Process::start`]).
+    pub async fn start(pki: &Pki, variant: &Variant, concurrency: usize) -> Self {
         let db = TestDatabase::create("bench").await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let process = Process::start(pki, variant, &db.url(), concurrency).await;
+        let db_pid = server_pid(&db.url()).await;
+        Self {
+            addr: process.addr,
+            pid: process.pid,
+            db_pid,
+            db,
+            process,
+        }
+    }
+
+    /// Stops the master (before its database is dropped).
+    pub fn stop(self) {
+        self.process.stop();
+    }
+}
+
+/// A running `masif-master` binary.
+pub struct Process {
+    pub addr: SocketAddr,
+    /// Its metrics listener (`GET /metrics`).
+    pub metrics: SocketAddr,
+    pub pid: u32,
+    child: std::process::Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Process {
+    /// Starts `variant` on the database at `db_url` and waits until it listens (it has
+    /// migrated the database by then). All agents connect from one address, which
+    /// `api.max_handshakes_per_source` limits as it should a flooding host: the master admits
+    /// twice `concurrency` (the generator starts its next handshake while the master may still
+    /// count the last one; at exactly 64, the default, 1 to 20 of 100 connects were refused).
+    pub async fn start(pki: &Pki, variant: &Variant, db_url: &str, concurrency: usize) -> Self {
+        let (port, metrics_port) = (free_port(), free_port());
+        let admitted =
+            (2 * concurrency).max(masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE);
+        let handshakes = format!(", max_handshakes_per_source: {admitted}");
         let config = pki.dir.path().join(format!("master-{port}.yml"));
         let m = &pki.master;
         std::fs::write(
             &config,
             format!(
-                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600 }}\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
+                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600{handshakes} }}\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
                 m.cert,
                 m.key,
                 m.ca,
                 // Agents report every few minutes, longer than `last_seen_interval`, so in
                 // production every unchanged report records its contact: so here (each round
                 // takes longer than the 1 s interval).
-                format!("{}?last_seen_interval=1", db.url())
+                format!("{db_url}?last_seen_interval=1")
             ),
         )
         .unwrap();
-        let child = spawn(variant, &config);
+        let mut child = spawn(variant, &config);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("master on {db_url} exited: {status}");
             }
+            assert!(
+                Instant::now() < deadline,
+                "master on {db_url} did not listen within 120 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Self {
-            db,
             addr,
+            metrics: format!("127.0.0.1:{metrics_port}").parse().unwrap(),
             pid: child.id(),
-            db_pid: find_process("mariadbd"),
             child,
         }
     }
 
-    /// Stops the master (before its database is dropped).
+    /// Database transactions the master has retried (or given up) since it started.
+    pub async fn retries(&self) -> f64 {
+        masif_testkit::scrape::scrape(self.metrics)
+            .await
+            .value("masif_master_db_retries_total", &[])
+    }
+
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `sql` on the database at `url`.
+pub async fn execute(url: &str, sql: &str) {
+    use mysql_async::prelude::Queryable;
+    let mut conn = mysql_async::Conn::from_url(url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.disconnect().await.ok();
+}
+
+/// The write sets the Galera nodes at `nodes` have replicated since they started, summed: each
+/// node counts the transactions that wrote through it.
+pub async fn write_sets(nodes: &[String]) -> u64 {
+    use mysql_async::prelude::Queryable;
+    let mut sum = 0;
+    for url in nodes {
+        let mut conn = mysql_async::Conn::from_url(url.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let row: Option<(String, u64)> = conn
+            .query_first("SHOW GLOBAL STATUS LIKE 'wsrep_replicated'")
+            .await
+            .unwrap_or_else(|e| panic!("{url}: wsrep_replicated: {e}"));
+        conn.disconnect().await.ok();
+        sum += row.map_or(0, |(_, n)| n);
+    }
+    sum
+}
+
+/// The process id of the MariaDB server at `url` (from its pid file), if it can be read.
+pub async fn server_pid(url: &str) -> Option<u32> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = mysql_async::Conn::from_url(url).await.ok()?;
+    let file: Option<String> = conn.query_first("SELECT @@pid_file").await.ok()?;
+    conn.disconnect().await.ok();
+    std::fs::read_to_string(file?)
+        .ok()
+        .and_then(|pid| pid.trim().parse().ok())
+        .or_else(|| find_process("mariadbd"))
 }
 
 #[allow(clippy::disallowed_methods)] // the benchmark runs the real master binary
@@ -150,20 +244,31 @@ fn spawn(variant: &Variant, config: &std::path::Path) -> std::process::Child {
         .unwrap_or_else(|e| panic!("start {}: {e}", variant.binary.display()))
 }
 
-/// The agents' connections to one master.
+/// The agents' connections to their masters: agent `i` talks to master `i % masters`.
 pub struct Fleet {
     pub clients: Vec<Mutex<Option<Client>>>,
     pub configs: Vec<Arc<rustls::ClientConfig>>,
-    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
 }
 
 impl Fleet {
     pub fn new(agents: &Agents, addr: SocketAddr) -> Arc<Self> {
+        Self::spread(agents, &[addr])
+    }
+
+    /// The agents spread round-robin across `addrs`.
+    pub fn spread(agents: &Agents, addrs: &[SocketAddr]) -> Arc<Self> {
+        assert!(!addrs.is_empty(), "a fleet needs a master");
         Arc::new(Self {
             clients: agents.configs.iter().map(|_| Mutex::new(None)).collect(),
             configs: agents.configs.clone(),
-            addr,
+            addrs: addrs.to_vec(),
         })
+    }
+
+    /// The master agent `agent` reports to.
+    pub fn addr_of(&self, agent: usize) -> SocketAddr {
+        self.addrs[agent % self.addrs.len()]
     }
 }
 
@@ -219,7 +324,7 @@ pub async fn run_phase(
                 let t0 = Instant::now();
                 let mut slot = fleet.clients[agent].lock().await;
                 if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                    *slot = Client::connect(fleet.addr, fleet.configs[agent].clone())
+                    *slot = Client::connect(fleet.addr_of(agent), fleet.configs[agent].clone())
                         .await
                         .ok();
                 }
@@ -270,7 +375,7 @@ pub async fn connect_all(fleet: &Arc<Fleet>, concurrency: usize) -> PhaseResult 
                     break;
                 }
                 let t0 = Instant::now();
-                match Client::connect(fleet.addr, fleet.configs[agent].clone()).await {
+                match Client::connect(fleet.addr_of(agent), fleet.configs[agent].clone()).await {
                     Ok(client) => {
                         result.latencies.push(t0.elapsed());
                         *fleet.clients[agent].lock().await = Some(client);

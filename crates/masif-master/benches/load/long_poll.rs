@@ -180,7 +180,7 @@ fn since(from: Instant, arrivals: &[Instant]) -> PhaseResult {
 }
 
 pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
-    let master = Master::start(&agents.pki, variant).await;
+    let master = Master::start(&agents.pki, variant, o.concurrency).await;
     let fleet = Fleet::new(agents, master.addr);
     let (pid, db_pid) = (master.pid, master.db_pid);
     let row = Row {
@@ -188,7 +188,7 @@ pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant)
         label: &variant.label,
         pid,
     };
-    let cpu = || Cpu::now(pid, db_pid);
+    let cpu = || Cpu::now(&[pid], db_pid.as_slice());
     row.print(
         "started",
         0,
@@ -276,7 +276,7 @@ async fn park_all(row: &Row<'_>, master: &Master, state: &mut Agentry, size: usi
     // `last_seen` has a resolution of a second: start on a fresh one.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let since = unix_now();
-    let before = Cpu::now(master.pid, master.db_pid);
+    let before = Cpu::now(&[master.pid], master.db_pid.as_slice());
     let started = Instant::now();
     for agent in 0..size {
         state.park(agent);
@@ -292,7 +292,7 @@ async fn park_all(row: &Row<'_>, master: &Master, state: &mut Agentry, size: usi
         parked.saturating_sub(early),
         size - parked + early,
         &mut r,
-        Cpu::now(master.pid, master.db_pid).since(before),
+        Cpu::now(&[master.pid], master.db_pid.as_slice()).since(before),
     );
 }
 

@@ -45,20 +45,27 @@ pub fn find_process(name: &str) -> Option<u32> {
     })
 }
 
-/// CPU seconds of the master, MariaDB and the load generator at one moment.
+/// CPU seconds of the masters, the database servers and the load generator at one moment
+/// (NaN for the servers when none is known).
 #[derive(Debug, Clone, Copy)]
 pub struct Cpu {
     pub master: f64,
     pub db: f64,
     pub generator: f64,
+    /// CPU seconds the whole machine spent busy (all processes, from `/proc/stat`).
+    pub machine: f64,
 }
 
 impl Cpu {
-    pub fn now(master: u32, db: Option<u32>) -> Self {
+    pub fn now(masters: &[u32], dbs: &[u32]) -> Self {
         Self {
-            master: cpu_seconds(master),
-            db: db.map(cpu_seconds).unwrap_or(f64::NAN),
+            master: masters.iter().copied().map(cpu_seconds).sum(),
+            db: match dbs.is_empty() {
+                true => f64::NAN,
+                false => dbs.iter().copied().map(cpu_seconds).sum(),
+            },
             generator: cpu_seconds(std::process::id()),
+            machine: machine_busy_seconds(),
         }
     }
 
@@ -68,8 +75,36 @@ impl Cpu {
             master: self.master - earlier.master,
             db: self.db - earlier.db,
             generator: self.generator - earlier.generator,
+            machine: self.machine - earlier.machine,
         }
     }
+}
+
+/// CPU seconds all cores have been busy since boot (user, nice, system, irq, softirq, steal).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<f64>()
+        / 100.0
+}
+
+/// The 1-minute load average of the machine.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// The `p` quantile (0 to 1) of sorted latencies, in milliseconds.
