@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p masif-master --bench load -- [--fleets 1000,10000] [--tasks 20]
 //!  [--concurrency 64] [--rounds 3] [--long-poll [--idle 30] [--wait 300] [--single 20]]
-//!  [--galera [--masters 1,2,3] [--galera-port 34460]]
+//!  [--galera [--masters 1,2,3] [--galera-port 30460]]
 //!  [--variant 'LABEL=PATH|built [KEY=VALUE …]' …]`
 //!
 //! With `--galera`, the phases run on the local MariaDB with one master, then on a 3-node
@@ -75,7 +75,7 @@ fn options() -> Options {
         variants: Vec::new(),
         galera: false,
         masters: vec![1, 2, 3],
-        galera_port: 34460,
+        galera_port: 30460,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
