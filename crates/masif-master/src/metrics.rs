@@ -206,7 +206,7 @@ impl Collector for AtScrape {
         retries.encode(encoder.encode_descriptor(
             "masif_master_db_retries",
             "Database transaction attempts that conflicted (deadlock, lock wait timeout, busy) \
-             and were rolled back to be retried or given up",
+             or met a failed node, and were rolled back to be retried or given up",
             None,
             retries.metric_type(),
         )?)?;
