@@ -132,6 +132,17 @@ impl Problems {
         self.check(key, value.0)
     }
 
+    /// The value of `result`, or `None` with each of its `(key, message)` problems recorded.
+    pub fn check_all<T>(&mut self, result: Result<T, Vec<(String, String)>>) -> Option<T> {
+        result
+            .map_err(|list| {
+                for (key, message) in list {
+                    self.add(key, message);
+                }
+            })
+            .ok()
+    }
+
     /// Whether nothing was recorded yet.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
@@ -210,6 +221,11 @@ impl<T> Checked<T> {
     /// A value that parsed.
     pub fn ok(value: T) -> Self {
         Self(Ok(value))
+    }
+
+    /// The value, or the message saying why it did not parse.
+    pub fn into_result(self) -> Result<T, String> {
+        self.0
     }
 }
 

@@ -28,7 +28,7 @@ pub use model::*;
 pub use pending::ApprovalPatterns;
 pub use queue::DEFAULT_MAX_QUEUED_REPORTS;
 pub use rollouts::*;
-pub use url::{check_url_list, DbUrl, DbUrlError, MAX_DB_URLS};
+pub use url::{db_addresses, DbUrl, DbUrlError, MAX_DB_URLS};
 
 use std::sync::Arc;
 

@@ -117,12 +117,53 @@ impl fmt::Debug for DbUrl {
 /// Most addresses `db.urls` may list.
 pub const MAX_DB_URLS: usize = 16;
 
+/// A configuration's database addresses: `db.url` (one) or `db.urls` (a list), exactly one of
+/// them given. Each entry comes as parsed, or as the message saying why it did not parse; a
+/// list is also checked as a whole: 1 to [`MAX_DB_URLS`] addresses, all `mysql://`, none
+/// twice. `Err` holds every problem as
+/// `(key, message)`, the key naming the entry (`db.urls[2]`) where one is at fault.
+pub fn db_addresses(
+    url: Option<Result<DbUrl, String>>,
+    urls: Option<Vec<Result<DbUrl, String>>>,
+) -> Result<Vec<DbUrl>, Vec<(String, String)>> {
+    match (url, urls) {
+        (Some(url), None) => url
+            .map(|url| vec![url])
+            .map_err(|e| vec![("db.url".into(), e)]),
+        (None, Some(urls)) => {
+            let mut problems = Vec::new();
+            let parsed: Vec<Option<DbUrl>> = urls
+                .into_iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    url.map_err(|e| problems.push((format!("db.urls[{i}]"), e)))
+                        .ok()
+                })
+                .collect();
+            problems.extend(check_url_list("db.urls", &parsed));
+            if problems.is_empty() {
+                Ok(parsed.into_iter().flatten().collect())
+            } else {
+                Err(problems)
+            }
+        }
+        (Some(_), Some(_)) => Err(vec![(
+            "db.urls".into(),
+            "and db.url are both given: use one of them".into(),
+        )]),
+        (None, None) => Err(vec![(
+            "db".into(),
+            "needs url (one address) or urls (a list)".into(),
+        )]),
+    }
+}
+
 /// What is wrong with `urls` as the addresses of one database (`db.urls`, named `key` in the
 /// problems): 1 to [`MAX_DB_URLS`] of them, all `mysql://` (SQLite is one file), no address
 /// twice (the same host, port and database). An entry that is `None` did not parse (its
 /// problem is reported already) and is only counted. Each problem is `(key, message)`, the
 /// key naming the entry (`db.urls[2]`) where one is at fault. Empty when the list is good.
-pub fn check_url_list(key: &str, urls: &[Option<DbUrl>]) -> Vec<(String, String)> {
+fn check_url_list(key: &str, urls: &[Option<DbUrl>]) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     if urls.is_empty() {
         problems.push((key.to_owned(), "needs at least one address".to_owned()));

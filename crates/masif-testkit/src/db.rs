@@ -11,6 +11,26 @@ pub fn mysql_server_url() -> String {
     std::env::var("MASIF_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
 }
 
+/// `<kind>_<prefix>_<pid>_<n>_<time>`: a database name no other test (of this process or
+/// another) uses, with up to 20 characters of `prefix` (letters, digits, `_`) to tell whose.
+pub(crate) fn unique_name(kind: &str, prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    let prefix: String = prefix
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(20)
+        .collect();
+    format!(
+        "{kind}_{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A database that exists for the lifetime of this value.
 #[derive(Debug)]
 pub struct TestDatabase {
@@ -21,21 +41,7 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates `masif_test_<prefix>_<pid>_<n>_<time>` on the test server.
     pub async fn create(prefix: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos();
-        let prefix: String = prefix
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(20)
-            .collect();
-        let name = format!(
-            "masif_test_{prefix}_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = unique_name("masif_test", prefix);
         let server = mysql_server_url().trim_end_matches('/').to_owned();
         let mut conn = mysql_async::Conn::from_url(&server)
             .await

@@ -6,7 +6,6 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -223,21 +222,7 @@ impl GaleraDatabase {
     /// Creates `masif_galera_<prefix>_<pid>_<n>_<time>` through node 1 and returns once every
     /// node has it.
     pub async fn create(cluster: &Cluster, prefix: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos();
-        let prefix: String = prefix
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(20)
-            .collect();
-        let name = format!(
-            "masif_galera_{prefix}_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = crate::db::unique_name("masif_galera", prefix);
         let servers = cluster.urls.clone();
         let mut conn = mysql_async::Conn::from_url(&servers[0])
             .await

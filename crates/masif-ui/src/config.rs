@@ -63,33 +63,13 @@ struct DbSection {
 }
 
 impl DbSection {
-    /// The addresses, each checked, the list as a whole too (`masif_store::check_url_list`).
+    /// The addresses (see `masif_store::db_addresses`).
     fn validate(self, problems: &mut Problems) -> Option<Vec<DbUrl>> {
-        match (self.url, self.urls) {
-            (Some(url), None) => problems.take("db.url", url).map(|url| vec![url]),
-            (None, Some(urls)) => {
-                let parsed: Vec<Option<DbUrl>> = urls
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, url)| problems.take(&format!("db.urls[{i}]"), url))
-                    .collect();
-                let list = masif_store::check_url_list("db.urls", &parsed);
-                let good = list.is_empty();
-                for (key, message) in list {
-                    problems.add(key, message);
-                }
-                let parsed: Option<Vec<DbUrl>> = parsed.into_iter().collect();
-                parsed.filter(|_| good)
-            }
-            (Some(_), Some(_)) => {
-                problems.add("db.urls", "and db.url are both given: use one of them");
-                None
-            }
-            (None, None) => {
-                problems.add("db", "needs url (one address) or urls (a list)");
-                None
-            }
-        }
+        problems.check_all(masif_store::db_addresses(
+            self.url.map(Checked::into_result),
+            self.urls
+                .map(|urls| urls.into_iter().map(Checked::into_result).collect()),
+        ))
     }
 }
 

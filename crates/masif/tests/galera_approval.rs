@@ -8,25 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use masif_agent::MasterClient;
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_proto::{Action, AgentName, PackageName, TaskSet, Version};
 use masif_store::{ApprovalScope, Store, TaskKey};
 use masif_testkit::galera::{Cluster, GaleraDatabase, Lagging};
 use masif_testkit::pki::{EphemeralCa, Usage};
+use masif_testkit::tasks::update;
 
 const MASTER_CN: &str = "master.galera.test";
 
 /// Longest a report is held: the approval must end the hold long before.
 const WAIT: Duration = Duration::from_secs(120);
-
-fn update(package: &str, to: &str) -> Task {
-    Task::new(
-        PackageName::new(package).unwrap(),
-        Action::Update,
-        Some(Version::new("1.0").unwrap()),
-        Some(Version::new(to).unwrap()),
-    )
-    .unwrap()
-}
 
 fn key(package: &str, to: &str) -> TaskKey {
     TaskKey {
@@ -83,7 +74,7 @@ async fn an_approval_through_node_1_ends_reports_held_on_masters_using_nodes_2_a
         masters.push((node, addr, stop, served));
     }
 
-    let tasks: TaskSet = [update("alpha", "2.0")].into();
+    let tasks: TaskSet = [update("alpha", "1.0", "2.0")].into();
     let mut held = Vec::new();
     for (node, addr, _, _) in &masters {
         let agent = format!("held-on-node-{node}");
@@ -141,7 +132,7 @@ async fn a_report_through_node_3_right_after_an_approval_through_node_1_is_answe
     let agent = AgentName::new("reports-through-node-3").unwrap();
     const ROUNDS: usize = 20;
     let packages: Vec<String> = (0..=ROUNDS).map(|i| format!("pkg{i:02}")).collect();
-    let tasks: TaskSet = packages.iter().map(|p| update(p, "2.0")).collect();
+    let tasks: TaskSet = packages.iter().map(|p| update(p, "1.0", "2.0")).collect();
     assert!(master.report(&agent, &tasks).await.unwrap().is_empty());
 
     // Each round approves one package through node 1 and reports at once through node 3.
@@ -155,7 +146,7 @@ async fn a_report_through_node_3_right_after_an_approval_through_node_1_is_answe
         .await
         .unwrap();
         let approved = master.report(&agent, &tasks).await.unwrap();
-        if !approved.contains(&update(package, "2.0")) {
+        if !approved.contains(&update(package, "1.0", "2.0")) {
             missed.push(round);
         }
     }
@@ -189,7 +180,7 @@ async fn a_report_through_node_3_right_after_an_approval_through_node_1_is_answe
             "the report through the lagging node 3 answered without waiting: {} tasks approved, \
              {last} {}among them",
             approved.len(),
-            if approved.contains(&update(last, "2.0")) {
+            if approved.contains(&update(last, "1.0", "2.0")) {
                 ""
             } else {
                 "not "

@@ -5,19 +5,10 @@
 
 use std::sync::Arc;
 
-use masif_proto::{Action, AgentName, PackageName, Task, TaskSet, Version};
+use masif_proto::{Action, AgentName, PackageName, TaskSet, Version};
 use masif_store::{ApprovalScope, Store, StoreSettings, TaskKey};
 use masif_testkit::galera::{Cluster, GaleraDatabase};
-
-fn update(package: &str, to: &str) -> Task {
-    Task::new(
-        PackageName::new(package).unwrap(),
-        Action::Update,
-        Some(Version::new("1.0").unwrap()),
-        Some(Version::new(to).unwrap()),
-    )
-    .unwrap()
-}
+use masif_testkit::tasks::update;
 
 async fn open_nodes(db: &GaleraDatabase, order: &[usize]) -> Arc<dyn Store> {
     let urls: Vec<masif_store::DbUrl> = db.urls(order).iter().map(|u| u.parse().unwrap()).collect();
@@ -40,7 +31,7 @@ async fn stores_on_a_node_that_leaves_the_cluster_move_on_and_lose_nothing() {
     let master = open_nodes(&db, &[3, 1, 2]).await;
     let ui = open_nodes(&db, &[3, 2, 1]).await;
     let agent = AgentName::new("agent-on-node-3").unwrap();
-    let before: TaskSet = [update("alpha", "2.0"), update("beta", "2.0")].into();
+    let before: TaskSet = [update("alpha", "1.0", "2.0"), update("beta", "1.0", "2.0")].into();
     assert!(master.report(&agent, &before).await.unwrap().is_empty());
     assert_eq!(pending(&ui, &agent).await, before);
     let retries = master.retries();
@@ -59,20 +50,20 @@ async fn stores_on_a_node_that_leaves_the_cluster_move_on_and_lose_nothing() {
     .await
     .unwrap();
     let after: TaskSet = [
-        update("alpha", "2.0"),
-        update("beta", "2.0"),
-        update("gamma", "3.0"),
+        update("alpha", "1.0", "2.0"),
+        update("beta", "1.0", "2.0"),
+        update("gamma", "1.0", "3.0"),
     ]
     .into();
     let approved = master.report(&agent, &after).await.unwrap();
-    assert_eq!(approved, [update("alpha", "2.0")].into());
+    assert_eq!(approved, [update("alpha", "1.0", "2.0")].into());
     assert!(
         master.retries() > retries,
         "the report met node 3's 1047 and was retried elsewhere ({} retries before, {} after)",
         retries,
         master.retries()
     );
-    let expected: TaskSet = [update("beta", "2.0"), update("gamma", "3.0")].into();
+    let expected: TaskSet = [update("beta", "1.0", "2.0"), update("gamma", "1.0", "3.0")].into();
     assert_eq!(pending(&ui, &agent).await, expected);
     master.flush().await;
 

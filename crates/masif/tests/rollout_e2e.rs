@@ -62,7 +62,10 @@ async fn agent(
         .await
         .unwrap();
     sandbox.publish(Stage::V2).await.unwrap();
-    let setup = Setup { master, tags };
+    let setup = Setup {
+        masters: &[master],
+        tags,
+    };
     TestAgent::start_set_up(world, name, MASTER_CN, FAST, dir, sandbox, setup).await
 }
 

@@ -36,43 +36,13 @@ impl DbFile {
             problems.add("db.max_queued_reports", "must be at least 1");
         }
         Some(DbConfig {
-            urls: addresses(self.url, self.urls, problems)?,
+            urls: problems.check_all(masif_store::db_addresses(
+                self.url.map(Checked::into_result),
+                self.urls
+                    .map(|urls| urls.into_iter().map(Checked::into_result).collect()),
+            ))?,
             max_queued_reports: self.max_queued_reports,
         })
-    }
-}
-
-/// `db.url` or `db.urls` (exactly one of them), each address checked, the list as a whole
-/// too (see `masif_store::check_url_list`).
-pub(crate) fn addresses(
-    url: Option<Checked<DbUrl>>,
-    urls: Option<Vec<Checked<DbUrl>>>,
-    problems: &mut Problems,
-) -> Option<Vec<DbUrl>> {
-    match (url, urls) {
-        (Some(url), None) => problems.take("db.url", url).map(|url| vec![url]),
-        (None, Some(urls)) => {
-            let parsed: Vec<Option<DbUrl>> = urls
-                .into_iter()
-                .enumerate()
-                .map(|(i, url)| problems.take(&format!("db.urls[{i}]"), url))
-                .collect();
-            let list = masif_store::check_url_list("db.urls", &parsed);
-            let good = list.is_empty();
-            for (key, message) in list {
-                problems.add(key, message);
-            }
-            let parsed: Option<Vec<DbUrl>> = parsed.into_iter().collect();
-            parsed.filter(|_| good)
-        }
-        (Some(_), Some(_)) => {
-            problems.add("db.urls", "and db.url are both given: use one of them");
-            None
-        }
-        (None, None) => {
-            problems.add("db", "needs url (one address) or urls (a list)");
-            None
-        }
     }
 }
 

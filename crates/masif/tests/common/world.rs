@@ -31,18 +31,18 @@ pub struct World {
     pub store: Arc<dyn Store>,
     pub addr: SocketAddr,
     options: Options,
-    master: Option<(
-        oneshot::Sender<()>,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    )>,
-    /// More masters on the same database ([`World::serve_another`]).
-    others: Vec<(
-        oneshot::Sender<()>,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    )>,
+    master: Option<Served>,
+    /// More masters on the same database ([`World::serve_another`]), with their addresses.
+    others: Vec<(SocketAddr, Served)>,
     /// The masters' clock and roll-out settings (defaults: the system clock).
     controls: Option<(masif_master::Clock, masif_master::RolloutSettings)>,
 }
+
+/// A master serving: how to stop it, and its task.
+type Served = (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
 
 /// Where the shared database lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +106,22 @@ impl World {
             .await
             .unwrap();
         let served = self.spawn_master(store, listener);
-        self.others.push(served);
+        self.others.push((addr, served));
         addr
+    }
+
+    /// Ends the master at `addr` (the world's or another) as a crash looks from the network:
+    /// its serving task dropped where it stands, listener and every connection (a held
+    /// report's too) closed without an answer.
+    pub async fn kill_master_at(&mut self, addr: SocketAddr) {
+        let (_, task) = if addr == self.addr {
+            self.master.take().expect("the world's master is running")
+        } else {
+            let i = self.others.iter().position(|(a, _)| *a == addr);
+            self.others.remove(i.expect("a master at that address")).1
+        };
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
     }
 
     /// Everything but the master: it is down, its address known.
@@ -166,14 +180,7 @@ impl World {
         self.master = Some(served);
     }
 
-    fn spawn_master(
-        &self,
-        store: Arc<dyn Store>,
-        listener: tokio::net::TcpListener,
-    ) -> (
-        oneshot::Sender<()>,
-        tokio::task::JoinHandle<anyhow::Result<()>>,
-    ) {
+    fn spawn_master(&self, store: Arc<dyn Store>, listener: tokio::net::TcpListener) -> Served {
         let mut settings = masif_master::ServeSettings {
             v2: self.options.v2,
             // Test agents report every second, sixty times as often as real ones.
@@ -212,7 +219,8 @@ impl World {
     }
 
     pub async fn stop(mut self) {
-        for (tx, task) in self.master.take().into_iter().chain(self.others.drain(..)) {
+        let others = self.others.drain(..).map(|(_, served)| served);
+        for (tx, task) in self.master.take().into_iter().chain(others) {
             let _ = tx.send(());
             task.await.unwrap().unwrap();
         }
@@ -278,7 +286,8 @@ impl World {
 /// Where an agent reports and the tags its configuration gives it.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup<'a> {
-    pub master: SocketAddr,
+    /// `master.hosts`: the agent uses one and moves to the next when it fails.
+    pub masters: &'a [SocketAddr],
     pub tags: &'a [&'a str],
 }
 
@@ -327,13 +336,14 @@ impl TestAgent {
         sandbox: Sandbox,
     ) -> Self {
         let setup = Setup {
-            master: world.addr,
+            masters: &[world.addr],
             tags: &[],
         };
         Self::start_set_up(world, name, master_cn, intervals, dir, sandbox, setup).await
     }
 
-    /// [`TestAgent::start_on`] with the master at `setup.master` and `setup.tags`.
+    /// [`TestAgent::start_on`] with the masters at `setup.masters` and `setup.tags`; the first
+    /// check at once (no jitter).
     pub async fn start_set_up(
         world: &World,
         name: &str,
@@ -358,7 +368,7 @@ impl TestAgent {
             r#"# written by agent_e2e.rs
 interval: {intervals}
 master:
-  host: "{addr}"
+  hosts: [{masters}]
   cn: "{master_cn}"
 tls:
   cert: {cert}
@@ -373,7 +383,12 @@ reboot_required_file: {reboot}
 tags: [{tags}]
 log: {{ level: debug }}
 "#,
-            addr = setup.master,
+            masters = setup
+                .masters
+                .iter()
+                .map(|m| format!("\"{m}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             tags = setup.tags.join(", "),
             cert = tls.cert.display(),
             key = tls.key.display(),
@@ -384,7 +399,8 @@ log: {{ level: debug }}
         );
         let config_file = dir.path().join("agent.yml");
         std::fs::write(&config_file, yaml).unwrap();
-        let config = masif_agent::AgentConfig::load(&config_file).unwrap();
+        let mut config = masif_agent::AgentConfig::load(&config_file).unwrap();
+        config.jitter = false;
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(masif_agent::run(config, async move {
             let _ = rx.await;
