@@ -27,6 +27,7 @@ pub use error::{Result, StoreError};
 pub use model::*;
 pub use pending::ApprovalPatterns;
 pub use queue::DEFAULT_MAX_QUEUED_REPORTS;
+pub use rollout_core::MAX_IN_FLIGHT;
 pub use rollouts::*;
 pub use url::{db_addresses, DbUrl, DbUrlError, MAX_DB_URLS};
 

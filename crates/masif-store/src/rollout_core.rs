@@ -17,7 +17,7 @@ use crate::schedule::{self, Window, MAX_WINDOWS};
 use crate::{ApprovalTask, Result, StoreError, TaskKey};
 
 /// Largest max in flight of a tag.
-pub(crate) const MAX_IN_FLIGHT: u32 = 100_000;
+pub const MAX_IN_FLIGHT: u32 = 100_000;
 
 /// The user `advance_rollouts` audits its changes as.
 pub(crate) const ROLLOUT_USER: &str = "rollout";

@@ -22,8 +22,8 @@ use crate::App;
 
 pub(crate) const LIST_PARAMS: &[&str] = &[];
 
-/// Largest max in flight of a tag.
-pub(crate) const MAX_IN_FLIGHT: u64 = 100_000;
+/// Largest max in flight of a tag (the store's bound).
+const MAX_IN_FLIGHT: u64 = masif_store::MAX_IN_FLIGHT as u64;
 
 #[derive(Serialize)]
 struct Tags {

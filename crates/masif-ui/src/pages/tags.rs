@@ -20,9 +20,6 @@ use crate::form::{self, field, Form};
 use crate::render::{query_string, unix_now};
 use crate::App;
 
-/// Largest max in flight accepted (the API's bound too).
-pub(crate) const MAX_IN_FLIGHT: u32 = 100_000;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Query {
@@ -213,11 +210,11 @@ fn read(form: &TagForm) -> Result<(Tag, TagSettings), String> {
         k => Some(
             k.parse::<u32>()
                 .ok()
-                .filter(|k| (1..=MAX_IN_FLIGHT).contains(k))
+                .filter(|k| (1..=masif_store::MAX_IN_FLIGHT).contains(k))
                 .ok_or_else(|| {
                     format!(
-                        "max in flight: must be a whole number from 1 to {MAX_IN_FLIGHT} \
-                         (empty: no limit)"
+                        "max in flight: must be a whole number from 1 to {} (empty: no limit)",
+                        masif_store::MAX_IN_FLIGHT
                     )
                 })?,
         ),
