@@ -116,8 +116,9 @@ pub struct Figures {
     pub load: ReportLoad,
     /// 27 rows approved for every agent.
     pub approve_all: ApprovalFigure,
-    /// Approval rows in force at the end.
-    pub approvals: u64,
+    /// Approval rows in force at the end, and how long the store call behind `GET /approvals`
+    /// takes to list the first page of them.
+    pub approvals: (u64, Timing),
 }
 
 /// Seeds a fresh database on `MASIF_TEST_MYSQL_URL` and measures; `keep` leaves it behind.
@@ -157,11 +158,17 @@ pub async fn run(config: Config, keep: bool) -> Figures {
         .flat_map(|n| (0..3).map(move |v| base_key(n, v)))
         .collect();
     let approve_all = approve(&ui_store, every_agent, None).await;
-    let approvals = ui_store
-        .approvals(masif_store::Page::default())
-        .await
-        .expect("approvals")
-        .total;
+    let mut samples = Vec::new();
+    let mut approvals = 0;
+    for _ in 0..config.runs {
+        let t = Instant::now();
+        approvals = ui_store
+            .approvals(masif_store::Page::default())
+            .await
+            .expect("approvals")
+            .total;
+        samples.push(t.elapsed());
+    }
 
     if keep {
         println!("kept database {} (drop it by hand)", db.name());
@@ -177,7 +184,7 @@ pub async fn run(config: Config, keep: bool) -> Figures {
         approve_under_load,
         load,
         approve_all,
-        approvals,
+        approvals: (approvals, Timing::of(samples)),
     }
 }
 
@@ -531,6 +538,12 @@ impl Figures {
             ms(l.p99),
             ms(l.max)
         );
+        let (total, timing) = self.approvals;
+        println!(
+            "| `approvals` (the store call of `GET /approvals`) with the {total} approval rows above | {} median ({} max) |",
+            ms(timing.median),
+            ms(timing.max)
+        );
         println!();
         println!(
             "reports in all: {} sent, {} errors{}",
@@ -541,11 +554,10 @@ impl Figures {
                 .map_or(String::new(), |e| format!(" (first: {e})"))
         );
         println!(
-            "approval rows written: {} + {} + {}; approvals page total at the end: {}",
+            "approval rows written: {} + {} + {}",
             self.approve_awaiting.outcome.approvals_written,
             self.approve_under_load.outcome.approvals_written,
             self.approve_all.outcome.approvals_written,
-            self.approvals
         );
         println!();
         println!(
