@@ -35,8 +35,12 @@ struct Args {
     /// Reports at once during that approval (the master's load generator sends 64).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     report_concurrency: u32,
-    /// The reduced form CI runs: 1,000 agents × 5 tasks, 3 runs, 1,000 reports (other size
-    /// flags are ignored).
+    /// Every this many reports during that approval adds a task of its own to the agent's
+    /// pending set, so that it writes (0: all unchanged).
+    #[arg(long, default_value_t = 0)]
+    changed_every: u32,
+    /// The reduced form CI runs: 1,000 agents × 5 tasks, 3 runs, 1,000 reports, every
+    /// 10th changed (the other flags but `--keep` are ignored).
     #[arg(long)]
     smoke: bool,
     /// Keep the database afterwards (for a look at the query plans); also `MASIF_BENCH_KEEP=1`.
@@ -58,6 +62,7 @@ async fn main() {
             seed_concurrency: args.seed_concurrency as usize,
             reports: args.reports.map_or(agents.min(10_000), |r| r as usize),
             report_concurrency: args.report_concurrency as usize,
+            changed_every: args.changed_every as usize,
         }
     };
     let keep = args.keep || std::env::var_os("MASIF_BENCH_KEEP").is_some();

@@ -2,8 +2,10 @@
 //! path, the real UI over HTTP, the store calls the UI makes to approve, and a load of reports
 //! through a second store (as the master holds one) while a third of the fleet is approved.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod load;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use masif_proto::{Action, AgentName, PackageName, TaskSet, Version};
@@ -12,9 +14,6 @@ use masif_testkit::db::TestDatabase;
 use masif_testkit::tasks::task;
 use masif_ui::{TrustedHeader, UiSettings, Users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The master's default `api.report_timeout`: a report slower than this counts as an error.
-const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -31,6 +30,8 @@ pub struct Config {
     pub reports: usize,
     /// Reports at the same time during that approval.
     pub report_concurrency: usize,
+    /// Every this many reports of that load (0: none) changes the agent's pending set.
+    pub changed_every: usize,
 }
 
 impl Config {
@@ -43,6 +44,7 @@ impl Config {
             seed_concurrency: 256,
             reports: 1_000,
             report_concurrency: 64,
+            changed_every: 10,
         }
     }
 }
@@ -81,25 +83,6 @@ pub struct ApprovalFigure {
     pub took: Duration,
 }
 
-/// Reports sent while an approval was written.
-#[derive(Debug)]
-pub struct ReportLoad {
-    /// Reports sent in all (before, during and after the approval).
-    pub sent: usize,
-    /// Of those, failed or slower than the master's report timeout.
-    pub errors: usize,
-    /// Reports started while the approval was being written.
-    pub during: usize,
-    /// Of those, failed or timed out.
-    pub errors_during: usize,
-    /// The first error seen, as the store gave it.
-    pub first_error: Option<String>,
-    /// Latency of the reports started during the approval (all of them if none was).
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
-}
-
 /// Everything one run measured.
 #[derive(Debug)]
 pub struct Figures {
@@ -113,7 +96,7 @@ pub struct Figures {
     pub approve_awaiting: ApprovalFigure,
     /// Another task awaited by a third of the fleet, approved while reports arrive.
     pub approve_under_load: ApprovalFigure,
-    pub load: ReportLoad,
+    pub load: load::ReportLoad,
     /// 27 rows approved for every agent.
     pub approve_all: ApprovalFigure,
     /// Approval rows in force at the end, and how long the store call behind `GET /approvals`
@@ -152,7 +135,8 @@ pub async fn run(config: Config, keep: bool) -> Figures {
     let chosen: Vec<AgentName> = awaiting.into_iter().map(|a| a.name).collect();
     let approve_awaiting = approve(&ui_store, vec![popular], Some(chosen)).await;
 
-    let (approve_under_load, load) = approve_under_load(&ui_store, &report_store, &config).await;
+    let (approve_under_load, load) =
+        load::approve_under_load(&ui_store, &report_store, &config).await;
 
     let every_agent: Vec<TaskKey> = (1..10)
         .flat_map(|n| (0..3).map(move |v| base_key(n, v)))
@@ -353,115 +337,6 @@ async fn approve(
     }
 }
 
-/// One report of the load: when it started (from the load's start), how long it took, and
-/// its error.
-struct Sent {
-    start: Duration,
-    took: Duration,
-    error: Option<String>,
-}
-
-/// Unchanged reports of the whole fleet in turn, `report_concurrency` at a time through the
-/// report store, while `base-00 -> 2.1` (a third of the fleet) is approved for the agents
-/// awaiting it. The approval starts once every reporter has finished a report (the load is
-/// running); the reporters stop once it is written and at least `reports` were sent.
-async fn approve_under_load(
-    ui_store: &Arc<dyn Store>,
-    report_store: &Arc<dyn Store>,
-    config: &Config,
-) -> (ApprovalFigure, ReportLoad) {
-    let key = base_key(0, 1);
-    let chosen: Vec<AgentName> = ui_store
-        .agents_awaiting(std::slice::from_ref(&key))
-        .await
-        .expect("agents_awaiting")
-        .into_iter()
-        .map(|a| a.name)
-        .collect();
-
-    let origin = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let warm = Arc::new(tokio::sync::Semaphore::new(0));
-    let sent = Arc::new(Mutex::new(Vec::<Sent>::new()));
-    let mut workers = Vec::new();
-    for _ in 0..config.report_concurrency {
-        let (store, next, done, warm, sent) = (
-            report_store.clone(),
-            next.clone(),
-            done.clone(),
-            warm.clone(),
-            sent.clone(),
-        );
-        let (agents, per_agent, least) = (config.agents, config.tasks, config.reports);
-        workers.push(tokio::spawn(async move {
-            let mut first = true;
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= least && done.load(Ordering::Acquire) {
-                    break;
-                }
-                let i = n % agents;
-                let tasks = tasks_of(i, per_agent);
-                let start = origin.elapsed();
-                let error = match tokio::time::timeout(
-                    REPORT_TIMEOUT,
-                    store.report(&agent_name(i), &tasks),
-                )
-                .await
-                {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("no answer within {REPORT_TIMEOUT:?}")),
-                };
-                let took = origin.elapsed() - start;
-                sent.lock().unwrap().push(Sent { start, took, error });
-                if first {
-                    warm.add_permits(1);
-                    first = false;
-                }
-            }
-        }));
-    }
-    let _ = warm
-        .acquire_many(config.report_concurrency as u32)
-        .await
-        .expect("reporters running");
-    let approval_start = origin.elapsed();
-    let figure = approve(ui_store, vec![key], Some(chosen)).await;
-    let approval_end = origin.elapsed();
-    done.store(true, Ordering::Release);
-    for w in workers {
-        w.await.expect("reporter");
-    }
-    report_store.flush().await;
-
-    let sent = std::mem::take(&mut *sent.lock().unwrap());
-    let during: Vec<&Sent> = sent
-        .iter()
-        .filter(|s| s.start >= approval_start && s.start < approval_end)
-        .collect();
-    let measured: Vec<&Sent> = if during.is_empty() {
-        sent.iter().collect()
-    } else {
-        during.clone()
-    };
-    let mut latencies: Vec<Duration> = measured.iter().map(|s| s.took).collect();
-    latencies.sort();
-    let at = |q: f64| latencies[((q * latencies.len() as f64).ceil() as usize).saturating_sub(1)];
-    let load = ReportLoad {
-        sent: sent.len(),
-        errors: sent.iter().filter(|s| s.error.is_some()).count(),
-        during: during.len(),
-        errors_during: during.iter().filter(|s| s.error.is_some()).count(),
-        first_error: sent.iter().find_map(|s| s.error.clone()),
-        p50: at(0.50),
-        p99: at(0.99),
-        max: latencies[latencies.len() - 1],
-    };
-    (figure, load)
-}
-
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms >= 10_000.0 {
@@ -527,17 +402,18 @@ impl Figures {
             c.report_concurrency,
             ms(a.took)
         );
-        let (which, count, errors) = if l.during == 0 {
-            ("sent (none started during that approval)", l.sent, l.errors)
-        } else {
-            ("started during that approval", l.during, l.errors_during)
-        };
-        println!(
-            "| unchanged reports {which}: count, errors, p50, p99, max | {count}, {errors} errors, {}, {}, {} |",
-            ms(l.p50),
-            ms(l.p99),
-            ms(l.max)
-        );
+        for (what, l) in [("unchanged", &l.unchanged), ("changed", &l.changed)] {
+            if l.count > 0 {
+                println!(
+                    "| {what} reports started during that approval: count, errors, p50, p99, max | {}, {} errors, {}, {}, {} |",
+                    l.count,
+                    l.errors,
+                    ms(l.p50),
+                    ms(l.p99),
+                    ms(l.max)
+                );
+            }
+        }
         let (total, timing) = self.approvals;
         println!(
             "| `approvals` (the store call of `GET /approvals`) with the {total} approval rows above | {} median ({} max) |",
