@@ -89,10 +89,11 @@ pub(super) async fn delete_pending(
     condition: &str,
     deltas: &mut Deltas,
 ) -> mysql_async::Result<u64> {
-    let found: Vec<(u64, u64, String, Option<String>)> = conn
+    // Rows of no agent (possible only in the original schema) go too, uncounted.
+    let found: Vec<(u64, Option<u64>, String, Option<String>)> = conn
         .query(format!(
             "SELECT t.id, t.agent, CAST(t.action AS CHAR), t.to_version FROM task t
-              WHERE t.approved = 0 AND t.agent IS NOT NULL AND {condition} FOR UPDATE"
+              WHERE t.approved = 0 AND {condition} FOR UPDATE"
         ))
         .await?;
     if found.is_empty() {
@@ -109,9 +110,14 @@ pub(super) async fn delete_pending(
     }
     let mut gone: HashMap<u64, Vec<(String, Option<String>)>> = HashMap::new();
     for (_, agent, action, to) in found {
-        gone.entry(agent).or_default().push((action, to));
+        if let Some(agent) = agent {
+            gone.entry(agent).or_default().push((action, to));
+        }
     }
     let agents: BTreeSet<u64> = gone.keys().copied().collect();
+    if agents.is_empty() {
+        return Ok(deleted);
+    }
     let remaining = remaining_rows(conn, package, &agents).await?;
     for (agent, lost) in &gone {
         let kept: Vec<Pending<'_>> = remaining

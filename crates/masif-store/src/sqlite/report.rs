@@ -1,6 +1,8 @@
 //! The report transaction on SQLite: approvals matched as patterns, the agent's pending set
 //! replaced by the not-approved rest, and a read-only fast path when nothing changed.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use masif_proto::facts::Facts;
 use masif_proto::{AgentName, TaskSet};
@@ -138,9 +140,10 @@ fn record(
         })
         .collect();
     let (stale, inserts) = diff(stored, pending.iter().map(|t| (RawTask::from_task(t), *t)));
+    let gone: HashSet<i64> = stale.iter().copied().collect();
     let mut after: Vec<(u64, &str, Option<&str>)> = before
         .iter()
-        .filter(|(id, ..)| !stale.contains(id))
+        .filter(|(id, ..)| !gone.contains(id))
         .map(|(_, p, a, t)| (*p, a.as_str(), t.as_deref()))
         .collect();
     for id in &stale {

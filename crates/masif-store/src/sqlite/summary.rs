@@ -56,19 +56,22 @@ pub(super) fn delete_pending(
     let found = tx
         .prepare_cached(
             "SELECT id, agent FROM task
-              WHERE approved = 0 AND agent IS NOT NULL AND package = ?1 AND action = ?2
+              WHERE approved = 0 AND package = ?1 AND action = ?2
                 AND to_version IS ?3 AND (?4 IS NULL OR agent = ?4)
                 AND (?5 IS NULL OR from_version = ?5)",
         )?
         .query_map((package, action, to, agent, from), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut lost: HashMap<i64, usize> = HashMap::new();
     for (id, agent) in &found {
         tx.prepare_cached("DELETE FROM task WHERE id = ?1")?
             .execute([id])?;
-        *lost.entry(*agent).or_default() += 1;
+        // Rows of no agent (possible only in the original schema) go too, uncounted.
+        if let Some(agent) = agent {
+            *lost.entry(*agent).or_default() += 1;
+        }
     }
     let package = u64::try_from(package).unwrap_or_default();
     for (agent, count) in lost {
