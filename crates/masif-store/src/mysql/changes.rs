@@ -9,7 +9,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
 use super::sql::{lit, tuple};
-use super::summary;
+use super::summary::{self, Deleted};
 use crate::audit::{
     cut, describe_approval, describe_approve, describe_list, describe_task, tag_label,
     MAX_DETAIL_CHARS,
@@ -121,18 +121,20 @@ pub(super) async fn approve_in(
         pending_rows_approved: 0,
     };
     let mut described = Vec::new();
-    let mut deltas = Deltas::default();
+    let mut deleted = Deleted::default();
     for task in tasks {
         let Some(&package) = packages.get(task.key.package.as_str()) else {
             let vanished = StoreError::Vanished(format!("package {}", task.key.package));
             return Err(Failure::Fatal(vanished));
         };
         outcome.pending_rows_approved +=
-            approve_pending(conn, package, task, &targets, &mut deltas).await?;
+            approve_pending(conn, package, task, &targets, &mut deleted).await?;
         outcome.approvals_written +=
             write_approvals(conn, package, task, &targets, user, now).await?;
         described.push(describe_task(task));
     }
+    let mut deltas = Deltas::default();
+    summary::count_deleted(conn, deleted, &mut deltas).await?;
     summary::apply(conn, &deltas).await?;
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(conn, user, "approve", &detail, now).await?;
@@ -211,14 +213,14 @@ fn chunks_or_all(targets: &[Option<u64>]) -> Vec<Option<Vec<u64>>> {
     }
 }
 
-/// Deletes the pending rows of `task` the approval covers, adding the summary's changes to
-/// `deltas`; returns how many.
+/// Deletes the pending rows of `task` the approval covers, recorded in `deleted` for the
+/// summary; returns how many.
 async fn approve_pending(
     conn: &mut Conn,
     package: u64,
     task: &ApprovalTask,
     targets: &[Option<u64>],
-    deltas: &mut Deltas,
+    deleted: &mut Deleted,
 ) -> Result<u64, Failure> {
     let this_task = task_condition(package, task);
     let mut approved = 0;
@@ -228,7 +230,7 @@ async fn approve_pending(
             None => String::new(),
         };
         let condition = format!("{this_task} {agents}");
-        approved += summary::delete_pending(conn, package, &condition, deltas).await?;
+        approved += summary::delete_pending(conn, package, &condition, deleted).await?;
     }
     Ok(approved)
 }

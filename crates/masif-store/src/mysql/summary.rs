@@ -1,8 +1,8 @@
 //! The pending summary on MySQL: the statements that apply [`Deltas`] (upserts in key order,
 //! so concurrent writers lock the rows in one order, then the keys that reached 0 deleted),
-//! and the approval's deletion of pending rows with its deltas.
+//! and the approval's deletion of pending rows, counted per package once all are gone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -80,14 +80,22 @@ pub(super) async fn apply(conn: &mut Conn, deltas: &Deltas) -> mysql_async::Resu
 /// A pending row of one package: agent, action, target version.
 type AgentRow = (u64, String, Option<String>);
 
+/// The (action, target version) of rows each agent lost, by package and agent.
+type Lost = HashMap<u64, Vec<(String, Option<String>)>>;
+
+/// The pending rows an approval deleted, counted once all of them are gone (one pass over
+/// each package's remaining rows, however many of its tasks the approval names).
+#[derive(Debug, Default)]
+pub(super) struct Deleted(BTreeMap<u64, Lost>);
+
 /// Deletes the pending rows of `package` matching `condition` (on `t`), locked first so that
-/// the rows counted are the rows deleted, and adds the change of every agent that lost one to
-/// `deltas`. Returns how many rows went.
+/// the rows counted are the rows deleted, and records them in `deleted`. Returns how many rows
+/// went.
 pub(super) async fn delete_pending(
     conn: &mut Conn,
     package: u64,
     condition: &str,
-    deltas: &mut Deltas,
+    deleted: &mut Deleted,
 ) -> mysql_async::Result<u64> {
     // Rows of no agent (possible only in the original schema) go too, uncounted.
     let found: Vec<(u64, Option<u64>, String, Option<String>)> = conn
@@ -96,45 +104,54 @@ pub(super) async fn delete_pending(
               WHERE t.approved = 0 AND {condition} FOR UPDATE"
         ))
         .await?;
-    if found.is_empty() {
-        return Ok(0);
-    }
-    let mut deleted = 0;
+    let mut count = 0;
     for chunk in found.chunks(BATCH) {
         conn.query_drop(format!(
             "DELETE FROM task WHERE id IN {} AND approved = 0",
             tuple(chunk.iter().map(|(id, ..)| *id))
         ))
         .await?;
-        deleted += conn.affected_rows();
+        count += conn.affected_rows();
     }
-    let mut gone: HashMap<u64, Vec<(String, Option<String>)>> = HashMap::new();
+    let lost = deleted.0.entry(package).or_default();
     for (_, agent, action, to) in found {
         if let Some(agent) = agent {
-            gone.entry(agent).or_default().push((action, to));
+            lost.entry(agent).or_default().push((action, to));
         }
     }
-    let agents: BTreeSet<u64> = gone.keys().copied().collect();
-    if agents.is_empty() {
-        return Ok(deleted);
+    Ok(count)
+}
+
+/// Adds the change of every agent that lost rows in `deleted` to `deltas`: what it lost and
+/// what it still has of each package.
+pub(super) async fn count_deleted(
+    conn: &mut Conn,
+    deleted: Deleted,
+    deltas: &mut Deltas,
+) -> mysql_async::Result<()> {
+    for (package, gone) in deleted.0 {
+        let agents: BTreeSet<u64> = gone.keys().copied().collect();
+        if agents.is_empty() {
+            continue;
+        }
+        let remaining = remaining_rows(conn, package, &agents).await?;
+        for (agent, lost) in &gone {
+            let kept: Vec<Pending<'_>> = remaining
+                .get(agent)
+                .map(|rows| {
+                    rows.iter()
+                        .map(|(a, t)| (package, a.as_str(), t.as_deref()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let before = kept.iter().copied().chain(
+                lost.iter()
+                    .map(|(a, t)| (package, a.as_str(), t.as_deref())),
+            );
+            deltas.agent(before, kept.iter().copied());
+        }
     }
-    let remaining = remaining_rows(conn, package, &agents).await?;
-    for (agent, lost) in &gone {
-        let kept: Vec<Pending<'_>> = remaining
-            .get(agent)
-            .map(|rows| {
-                rows.iter()
-                    .map(|(a, t)| (package, a.as_str(), t.as_deref()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let before = kept.iter().copied().chain(
-            lost.iter()
-                .map(|(a, t)| (package, a.as_str(), t.as_deref())),
-        );
-        deltas.agent(before, kept.iter().copied());
-    }
-    Ok(deleted)
+    Ok(())
 }
 
 /// The pending rows of `package` that `agents` still have: by agent for a few agents, else one
