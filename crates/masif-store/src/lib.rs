@@ -21,7 +21,6 @@ mod runs;
 pub mod schedule;
 pub mod sqlite;
 mod stored;
-mod summary;
 mod url;
 
 pub use error::{Result, StoreError};

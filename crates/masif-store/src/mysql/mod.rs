@@ -23,7 +23,6 @@ mod runs;
 mod shared;
 mod snapshot;
 mod sql;
-mod summary;
 mod url;
 mod write;
 

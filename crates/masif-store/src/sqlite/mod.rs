@@ -16,7 +16,6 @@ mod report;
 mod rollouts;
 mod rows;
 mod runs;
-mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
