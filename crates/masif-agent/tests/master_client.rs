@@ -418,7 +418,7 @@ async fn deferred_approvals_and_leases_come_through_the_client() {
         }
     );
     // Held while nothing may run; answered when the window opens, with a lease.
-    *master.lease_seconds.lock().unwrap() = Some(30);
+    *master.approvals.lease_seconds.lock().unwrap() = Some(30);
     let held = {
         let (client, tasks) = (client.clone(), tasks.clone());
         tokio::spawn(async move {

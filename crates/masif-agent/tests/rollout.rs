@@ -101,7 +101,7 @@ async fn a_lease_is_renewed_while_a_slow_run_goes_on_and_released_after_it() {
     let master = StandInMaster::start().await;
     master.v2.store(true, Ordering::SeqCst);
     // Renewed every third of a second.
-    *master.lease_seconds.lock().unwrap() = Some(1);
+    *master.approvals.lease_seconds.lock().unwrap() = Some(1);
     master.approve("sloth", UPDATE);
     let tls = master.agent_files("leased.agent-tests.invalid");
     let client = MasterClient::new(&tls, &[master.addr.to_string()], MASTER_CN).unwrap();

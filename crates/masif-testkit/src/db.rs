@@ -117,24 +117,41 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let server = self.server.clone();
-        let name = self.name.clone();
-        // Drop may run inside or outside a runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let mut conn = mysql_async::Conn::from_url(&server).await?;
-                conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await?;
-                conn.disconnect().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
+        if !drop_database(std::slice::from_ref(&self.server), &self.name) {
             eprintln!("could not drop test database {}", self.name);
         }
     }
+}
+
+/// Drops database `name` through the first of `servers` that answers within 5 s (a test may
+/// have killed some); whether that worked. Drop may run inside or outside a runtime, so this
+/// runs on a thread with its own.
+pub(crate) fn drop_database(servers: &[String], name: &str) -> bool {
+    let (servers, name) = (servers.to_vec(), name.to_owned());
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            for server in &servers {
+                let connect = mysql_async::Conn::from_url(server.as_str());
+                let Ok(Ok(mut conn)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), connect).await
+                else {
+                    continue;
+                };
+                let dropped = conn
+                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await;
+                conn.disconnect().await.ok();
+                if dropped.is_ok() {
+                    return true;
+                }
+            }
+            false
+        })
+    })
+    .join();
+    matches!(dropped, Ok(true))
 }

@@ -324,36 +324,7 @@ impl Lagging {
 
 impl Drop for GaleraDatabase {
     fn drop(&mut self) {
-        let servers = self.servers.clone();
-        let name = self.name.clone();
-        // Drop may run inside or outside a runtime: a thread with its own. Through the first
-        // node that answers (a test may have killed some).
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                for server in &servers {
-                    let connect = mysql_async::Conn::from_url(server.as_str());
-                    let Ok(Ok(mut conn)) =
-                        tokio::time::timeout(Duration::from_secs(5), connect).await
-                    else {
-                        continue;
-                    };
-                    let dropped = conn
-                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                        .await;
-                    conn.disconnect().await.ok();
-                    if dropped.is_ok() {
-                        return true;
-                    }
-                }
-                false
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(true)) {
+        if !crate::db::drop_database(&self.servers, &self.name) {
             eprintln!("could not drop test database {} on the cluster", self.name);
         }
     }

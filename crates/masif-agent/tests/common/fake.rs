@@ -20,12 +20,14 @@ use masif_proto::{Action, PackageName, Tag, TaskSet};
 use masif_testkit::sandbox::{FakePackage, Sandbox, Stage};
 use tokio::sync::Notify;
 
+use super::approvals::Approvals;
+
 /// Approves reported tasks matching (package, action) patterns, like approval rows with
 /// from_version and to_version NULL; speaking v2 (unless told otherwise) it holds reports
 /// until an approval changes and stores runs; it can pretend to be down.
 #[derive(Default)]
 pub struct FakeMaster {
-    approvals: Mutex<Vec<(String, Action)>>,
+    pub approvals: Approvals,
     changed: Notify,
     pub reports: Mutex<Vec<TaskSet>>,
     /// The facts of each report.
@@ -35,33 +37,25 @@ pub struct FakeMaster {
     pub runs: Mutex<Vec<Run>>,
     pub down: Mutex<bool>,
     pub v1: AtomicBool,
-    /// Approved tasks are deferred for this reason (until `not_before`) instead of approved.
-    defer: Mutex<Option<(DeferReason, Option<i64>)>>,
-    /// Approvals come with a lease of this many seconds.
-    pub lease_seconds: Mutex<Option<u64>>,
     /// Every lease request, in order.
     pub leases: Mutex<Vec<LeaseRequest>>,
 }
 
 impl FakeMaster {
     pub fn approve(&self, package: &str, actions: &[Action]) {
-        let mut a = self.approvals.lock().unwrap();
-        for action in actions {
-            a.push((package.into(), *action));
-        }
-        drop(a);
+        self.approvals.approve(package, actions);
         self.changed.notify_waiters();
     }
 
     pub fn revoke(&self, package: &str) {
-        self.approvals.lock().unwrap().retain(|(p, _)| p != package);
+        self.approvals.revoke(package);
         self.changed.notify_waiters();
     }
 
     /// From now on approved tasks are deferred (`None`: approved again), as the master's
     /// maintenance windows and max in flight do.
     pub fn defer(&self, deferral: Option<(DeferReason, Option<i64>)>) {
-        *self.defer.lock().unwrap() = deferral;
+        self.approvals.defer(deferral);
         self.changed.notify_waiters();
     }
 
@@ -79,38 +73,6 @@ impl FakeMaster {
 
     pub fn runs(&self) -> Vec<Run> {
         self.runs.lock().unwrap().clone()
-    }
-
-    fn answer(&self, tasks: &TaskSet) -> TaskSet {
-        let approvals = self.approvals.lock().unwrap();
-        tasks
-            .iter()
-            .filter(|t| {
-                approvals
-                    .iter()
-                    .any(|(p, a)| t.package().as_str() == p && t.action() == *a)
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// The answer to a report of `tasks`: the approved ones, deferred or with a lease.
-    fn gated(&self, tasks: &TaskSet) -> ReportAnswer {
-        let approved = self.answer(tasks);
-        match *self.defer.lock().unwrap() {
-            Some((reason, not_before)) if !approved.is_empty() => ReportAnswer {
-                approved: TaskSet::new(),
-                deferred: approved,
-                reason: Some(reason),
-                not_before,
-                lease_seconds: None,
-            },
-            _ => ReportAnswer {
-                lease_seconds: (*self.lease_seconds.lock().unwrap())
-                    .filter(|_| !approved.is_empty()),
-                ..ReportAnswer::approving(approved)
-            },
-        }
     }
 
     /// The tags the agent sent with its last report.
@@ -147,7 +109,7 @@ impl Reporter for FakeMaster {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let answer = self.gated(tasks);
+            let answer = self.approvals.gated(tasks);
             if !self.speaks_v2() {
                 // v1: gated the same way, without saying what waits.
                 return Ok(ReportAnswer::approving(answer.approved));
@@ -157,7 +119,7 @@ impl Reporter for FakeMaster {
                 return Ok(answer);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(self.gated(tasks));
+                return Ok(self.approvals.gated(tasks));
             }
         }
     }

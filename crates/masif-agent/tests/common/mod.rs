@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+mod approvals;
 mod fake;
 mod stand_in;
 

@@ -20,12 +20,14 @@ use masif_proto::{parse_task_list, render_task_list, Action, TaskSet, PENDING_TA
 use masif_testkit::pki::{EphemeralCa, Usage};
 use tokio::sync::{oneshot, Notify};
 
+use super::approvals::Approvals;
+
 pub const MASTER_CN: &str = "master.agent-tests.invalid";
 
 /// What the stand-in holds and counts; its fields are read through [`StandInMaster`].
 #[derive(Default)]
 pub struct Shared {
-    approvals: Mutex<Vec<(String, Action)>>,
+    pub approvals: Approvals,
     changed: Notify,
     pub connections: AtomicUsize,
     pub requests: AtomicUsize,
@@ -48,10 +50,6 @@ pub struct Shared {
     pub overloaded: Mutex<Option<(u16, u64)>>,
     /// When each request arrived, and whether it was answered as overloaded.
     pub arrivals: Mutex<Vec<(std::time::Instant, bool)>>,
-    /// Approved tasks are deferred for this reason (until the time) instead of approved.
-    pub defer: Mutex<Option<(DeferReason, Option<i64>)>>,
-    /// Approvals come with a lease of this many seconds.
-    pub lease_seconds: Mutex<Option<u64>>,
     /// `/v2/lease` answers 404 (a master without leases).
     pub no_leases: AtomicBool,
     /// Every lease request, in order.
@@ -59,38 +57,6 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn answer(&self, tasks: &TaskSet) -> TaskSet {
-        let approvals = self.approvals.lock().unwrap();
-        tasks
-            .iter()
-            .filter(|t| {
-                approvals
-                    .iter()
-                    .any(|(p, a)| t.package().as_str() == p && t.action() == *a)
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// The v2 answer to a report of `tasks`: the approved ones, deferred or with a lease.
-    fn gated(&self, tasks: &TaskSet) -> ReportAnswer {
-        let approved = self.answer(tasks);
-        match *self.defer.lock().unwrap() {
-            Some((reason, not_before)) if !approved.is_empty() => ReportAnswer {
-                approved: TaskSet::new(),
-                deferred: approved,
-                reason: Some(reason),
-                not_before,
-                lease_seconds: None,
-            },
-            _ => ReportAnswer {
-                lease_seconds: (*self.lease_seconds.lock().unwrap())
-                    .filter(|_| !approved.is_empty()),
-                ..ReportAnswer::approving(approved)
-            },
-        }
-    }
-
     async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let path = req.uri().path().to_owned();
@@ -120,7 +86,10 @@ impl Shared {
                 *self.last_report.lock().unwrap() = Some(tasks.clone());
                 match self.canned.lock().unwrap().clone() {
                     Some(canned) => canned,
-                    None => (200, render_task_list(&self.answer(&tasks)).into_bytes()),
+                    None => (
+                        200,
+                        render_task_list(&self.approvals.answer(&tasks)).into_bytes(),
+                    ),
                 }
             }
             v2::REPORT_PATH if v2 => {
@@ -167,7 +136,7 @@ impl Shared {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let answer = self.gated(&report.tasks);
+            let answer = self.approvals.gated(&report.tasks);
             if report.wait_secs == 0 || answer.approved != report.approved {
                 return answer;
             }
@@ -175,7 +144,7 @@ impl Shared {
             let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
             self.held.fetch_sub(1, Ordering::SeqCst);
             if !woken {
-                return self.gated(&report.tasks);
+                return self.approvals.gated(&report.tasks);
             }
         }
     }
@@ -264,18 +233,14 @@ impl StandInMaster {
     }
 
     pub fn approve(&self, package: &str, actions: &[Action]) {
-        let mut a = self.shared.approvals.lock().unwrap();
-        for action in actions {
-            a.push((package.into(), *action));
-        }
-        drop(a);
+        self.shared.approvals.approve(package, actions);
         self.shared.changed.notify_waiters();
     }
 
     /// Defers approved tasks from now on (`None`: approves them again), answering held
     /// reports whose outcome changed.
     pub fn defer(&self, deferral: Option<(DeferReason, Option<i64>)>) {
-        *self.shared.defer.lock().unwrap() = deferral;
+        self.shared.approvals.defer(deferral);
         self.shared.changed.notify_waiters();
     }
 
