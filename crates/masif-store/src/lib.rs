@@ -21,6 +21,7 @@ mod runs;
 pub mod schedule;
 pub mod sqlite;
 mod stored;
+mod summary;
 mod url;
 
 pub use error::{Result, StoreError};
@@ -189,6 +190,11 @@ pub trait Admin: Send + Sync {
     /// Deletes all tasks, and with `packages_and_agents` also packages and agents (and all
     /// runs). Audited. Returns what was deleted.
     async fn reset(&self, packages_and_agents: bool, user: &str) -> Result<TableCounts>;
+    /// One step of the pending summary's check: the next few packages after package id
+    /// `after` (0: from the first) recounted from their pending rows, and the summary corrected
+    /// where it differs, which only a writer bypassing this store causes (the original master
+    /// or UI, hand-written SQL). Call again from [`SummaryCheck::next`] until it is `None`.
+    async fn check_pending_summary(&self, after: u64) -> Result<SummaryCheck>;
     /// The audit log, newest first.
     async fn audit_log(&self, page: Page) -> Result<Listing<AuditEntry>>;
 }

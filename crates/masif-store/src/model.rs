@@ -309,6 +309,15 @@ pub struct Approval {
     pub approved_at: Option<i64>,
 }
 
+/// What one step of [`crate::Admin::check_pending_summary`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SummaryCheck {
+    /// The last package checked, to continue from; `None` once past the last package.
+    pub next: Option<u64>,
+    /// How many counts were wrong and corrected.
+    pub corrected: u64,
+}
+
 /// Row counts of the original tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TableCounts {

@@ -2,6 +2,7 @@
 //! into [`Config`] reporting every problem with its key and file.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,6 +30,12 @@ pub const DEFAULT_OFFLINE_AFTER: u64 = 900;
 /// interval, not continuously) to a year.
 const OFFLINE_AFTER_RANGE: std::ops::RangeInclusive<u64> = 60..=365 * 24 * 3600;
 
+/// Default time between two checks of the pending summary, seconds.
+pub const DEFAULT_SUMMARY_CHECK_INTERVAL: u64 = 600;
+
+/// Accepted range of `summary_check_interval` other than 0 (off), seconds.
+const SUMMARY_CHECK_RANGE: std::ops::RangeInclusive<u64> = 10..=7 * 24 * 3600;
+
 /// The file as written, before validation.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +51,9 @@ pub struct ConfigFile {
     /// Seconds without a report after which an agent is shown offline.
     #[serde(default)]
     offline_after: Option<u64>,
+    /// Seconds between two checks of the pending summary against the task rows; 0: never.
+    #[serde(default)]
+    summary_check_interval: Option<u64>,
     #[serde(default)]
     log: LogSection,
     /// Where to serve the Prometheus metrics (plain HTTP); off when absent.
@@ -123,6 +133,8 @@ pub struct Config {
     pub settings: UiSettings,
     /// Where to serve the Prometheus metrics (`GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// How often the pending summary is checked against the task rows; never when `None`.
+    pub summary_check_interval: Option<Duration>,
 }
 
 /// Reads and validates `path`.
@@ -184,6 +196,19 @@ impl Validate for Config {
                 ),
             );
         }
+        let summary_check = raw
+            .summary_check_interval
+            .unwrap_or(DEFAULT_SUMMARY_CHECK_INTERVAL);
+        if summary_check != 0 && !SUMMARY_CHECK_RANGE.contains(&summary_check) {
+            problems.add(
+                "summary_check_interval",
+                format!(
+                    "{summary_check} is out of range (0 for never, or {} to {} seconds)",
+                    SUMMARY_CHECK_RANGE.start(),
+                    SUMMARY_CHECK_RANGE.end()
+                ),
+            );
+        }
         let tls = match &raw.tls {
             Some(t) => Some(problems.check("tls", tls::server_config(&t.cert, &t.key))?),
             None => None,
@@ -193,6 +218,8 @@ impl Validate for Config {
             db_urls: db_urls?,
             log_level: log_level?,
             metrics_listen,
+            summary_check_interval: (summary_check != 0)
+                .then(|| Duration::from_secs(summary_check)),
             settings: UiSettings {
                 users: users.unwrap_or_default(),
                 tokens: tokens.map(Arc::new),
@@ -368,6 +395,33 @@ mod tests {
             let e = with(bad).unwrap_err().join("\n");
             assert!(e.starts_with("/etc/ui.yml: offline_after"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn summary_check_interval_defaults_to_ten_minutes_and_is_checked() {
+        let h = htpasswd();
+        let with = |line: &str| {
+            parse_str(&format!(
+                "listen: \"127.0.0.1:1\"\ndb: {{ url: \"sqlite:///x\" }}\nauth: {{ htpasswd: {} }}\n{line}\n",
+                h.path().display()
+            ))
+        };
+        let interval = |line: &str| with(line).unwrap().summary_check_interval;
+        assert_eq!(interval(""), Some(Duration::from_secs(600)));
+        assert_eq!(interval("summary_check_interval: 0"), None);
+        assert_eq!(interval("summary_check_interval: 60"), Some(Duration::from_secs(60)));
+        for bad in ["9", "604801"] {
+            let e = with(&format!("summary_check_interval: {bad}")).unwrap_err();
+            assert_eq!(
+                e,
+                vec![format!(
+                    "/etc/ui.yml: summary_check_interval: {bad} is out of range (0 for never, \
+                     or 10 to 604800 seconds)"
+                )]
+            );
+        }
+        let e = with("summary_check_interval: often").unwrap_err().join("\n");
+        assert!(e.contains("summary_check_interval"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod metrics;
 mod pages;
 mod render;
 mod server;
+mod summary_check;
 mod tls;
 
 use std::future::Future;
@@ -188,9 +189,15 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> 
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen {}", config.listen))?;
+    let summary_check = config.summary_check_interval.map(|interval| {
+        let store = store.clone();
+        tokio::spawn(async move { summary_check::run(store.as_ref(), interval).await })
+    });
+    let stop_summary_check = || summary_check.as_ref().map(tokio::task::JoinHandle::abort);
     let Some(metrics_addr) = config.metrics_listen else {
-        serve_with_listener(config.settings, store, listener, shutdown).await?;
-        return Ok(());
+        let served = serve_with_listener(config.settings, store, listener, shutdown).await;
+        stop_summary_check();
+        return Ok(served?);
     };
     let metrics_listener = TcpListener::bind(metrics_addr)
         .await
@@ -208,6 +215,7 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()>) -> 
     let served = serve_with_listener(config.settings, store, listener, shutdown).await;
     let _ = stop.send(true);
     let _ = metrics.await;
+    stop_summary_check();
     served?;
     Ok(())
 }

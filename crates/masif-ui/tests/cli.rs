@@ -130,6 +130,44 @@ async fn metrics_listen_serves_the_fleet_metrics() {
     );
 }
 
+/// The running UI checks the pending summary when it starts (then every
+/// `summary_check_interval`) and corrects the counts that writes past the store made wrong,
+/// saying so in its log.
+#[tokio::test]
+async fn the_pending_summary_is_checked_and_corrected_at_start() {
+    let fx = common::Fixture::new("ui_summary_check").await;
+    for name in ["web-1", "web-2"] {
+        fx.report(name, vec![common::install("nginx", "1.0")]).await;
+    }
+    let agents = "SELECT COALESCE(SUM(agents), 0) FROM pending_package_summary WHERE action = ''";
+    assert_eq!(fx.count(agents).await, 2);
+    // What the original UI's approval does: the pending rows deleted, past the store.
+    fx.rows("DELETE FROM task WHERE approved = 0").await;
+    assert_eq!(fx.count(agents).await, 2, "the summary changed by itself");
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = common::htpasswd_file();
+    let path = dir.path().join("ui.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:0\"\ndb: {{ url: \"{}\" }}\nauth: {{ htpasswd: {} }}\n\
+             summary_check_interval: 60\n",
+            fx.db.url(),
+            htpasswd.path().display()
+        ),
+    )
+    .unwrap();
+    let (running, log) = start_ui_until(&path, "pending summary");
+    drop(running);
+    let last = log.last().unwrap();
+    assert!(
+        last.contains("WARN") && last.contains("3 counts were wrong and are corrected"),
+        "{log:#?}"
+    );
+    assert_eq!(fx.count(agents).await, 0);
+    assert_eq!(fx.count("SELECT COUNT(*) FROM pending_summary").await, 0);
+}
+
 /// A running `masif-ui`, killed when dropped (also when the test fails).
 struct Running(std::process::Child);
 
@@ -142,6 +180,12 @@ impl Drop for Running {
 
 /// Starts the binary under test with `config` and reads its log until it listens.
 fn start_ui(config: &std::path::Path) -> (Running, Vec<String>) {
+    start_ui_until(config, "UI listening on")
+}
+
+/// Starts the binary under test with `config` and reads its log up to the first line that
+/// contains `awaited`.
+fn start_ui_until(config: &std::path::Path, awaited: &str) -> (Running, Vec<String>) {
     use std::io::{BufRead, BufReader};
     // Test fixture: runs the binary under test until it listens.
     #[allow(clippy::disallowed_methods)]
@@ -155,9 +199,9 @@ fn start_ui(config: &std::path::Path) -> (Running, Vec<String>) {
     let mut log = Vec::new();
     for line in stdout.lines() {
         let line = line.unwrap();
-        let listening = line.contains("UI listening on");
+        let seen = line.contains(awaited);
         log.push(line);
-        if listening {
+        if seen {
             break;
         }
     }

@@ -33,7 +33,7 @@ use crate::stored::task_from_text;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
     ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page, PendingFilter,
-    PendingOverview, Result, RunRecord, StoreError, TableCounts, TaskKey,
+    PendingOverview, Result, RunRecord, StoreError, SummaryCheck, TableCounts, TaskKey,
 };
 
 #[async_trait]
@@ -269,6 +269,19 @@ impl Admin for MysqlStore {
             let user = user.clone();
             Box::pin(async move {
                 let r = reset_once(&mut conn, packages_and_agents, &user).await;
+                (conn, r)
+            })
+        })
+        .await
+    }
+
+    async fn check_pending_summary(&self, after: u64) -> Result<SummaryCheck> {
+        self.write("checking the pending summary", move |mut conn| {
+            Box::pin(async move {
+                let r = super::summary::check_step(&mut conn, after)
+                    .await
+                    .map(|(next, corrected)| SummaryCheck { next, corrected })
+                    .map_err(Failure::from);
                 (conn, r)
             })
         })

@@ -9,12 +9,14 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
 use super::sql::{lit, tuple};
+use super::summary::{self, Deleted};
 use crate::audit::{
     cut, describe_approval, describe_approve, describe_list, describe_task, tag_label,
     MAX_DETAIL_CHARS,
 };
 use crate::backoff::Failure;
 use crate::clock::unix_now;
+use crate::summary::Deltas;
 use crate::{
     Approval, ApprovalOutcome, ApprovalScope, ApprovalTask, StoreError, TableCounts, TaskKey,
 };
@@ -119,16 +121,21 @@ pub(super) async fn approve_in(
         pending_rows_approved: 0,
     };
     let mut described = Vec::new();
+    let mut deleted = Deleted::default();
     for task in tasks {
         let Some(&package) = packages.get(task.key.package.as_str()) else {
             let vanished = StoreError::Vanished(format!("package {}", task.key.package));
             return Err(Failure::Fatal(vanished));
         };
-        outcome.pending_rows_approved += approve_pending(conn, package, task, &targets).await?;
+        outcome.pending_rows_approved +=
+            approve_pending(conn, package, task, &targets, &mut deleted).await?;
         outcome.approvals_written +=
             write_approvals(conn, package, task, &targets, user, now).await?;
         described.push(describe_task(task));
     }
+    let mut deltas = Deltas::default();
+    summary::count_deleted(conn, deleted, &mut deltas).await?;
+    summary::apply(conn, &deltas).await?;
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit(conn, user, "approve", &detail, now).await?;
     }
@@ -206,12 +213,14 @@ fn chunks_or_all(targets: &[Option<u64>]) -> Vec<Option<Vec<u64>>> {
     }
 }
 
-/// Deletes the pending rows of `task` the approval covers; returns how many.
+/// Deletes the pending rows of `task` the approval covers, recorded in `deleted` for the
+/// summary; returns how many.
 async fn approve_pending(
     conn: &mut Conn,
     package: u64,
     task: &ApprovalTask,
     targets: &[Option<u64>],
+    deleted: &mut Deleted,
 ) -> Result<u64, Failure> {
     let this_task = task_condition(package, task);
     let mut approved = 0;
@@ -220,11 +229,8 @@ async fn approve_pending(
             Some(ids) => format!("AND t.agent IN {}", tuple(ids)),
             None => String::new(),
         };
-        conn.query_drop(format!(
-            "DELETE t FROM task t WHERE t.approved = 0 AND {this_task} {agents}"
-        ))
-        .await?;
-        approved += conn.affected_rows();
+        let condition = format!("{this_task} {agents}");
+        approved += summary::delete_pending(conn, package, &condition, deleted).await?;
     }
     Ok(approved)
 }
@@ -354,6 +360,9 @@ pub(super) async fn reset_once(
     conn.query_drop("DELETE FROM task").await?;
     conn.query_drop("DELETE FROM approval").await?;
     conn.query_drop("DELETE FROM task_fact").await?;
+    conn.query_drop("DELETE FROM pending_summary").await?;
+    conn.query_drop("DELETE FROM pending_package_summary")
+        .await?;
     let deleted = if everything {
         conn.query_drop("DELETE FROM agent_report").await?;
         conn.query_drop("DELETE FROM agent_facts").await?;

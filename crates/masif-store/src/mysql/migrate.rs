@@ -32,6 +32,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_host_facts"),
     migration!(11, "0011_task_ctime"),
     migration!(12, "0012_rollout_control"),
+    migration!(13, "0013_pending_summary"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.

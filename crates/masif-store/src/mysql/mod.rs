@@ -23,6 +23,7 @@ mod runs;
 mod shared;
 mod snapshot;
 mod sql;
+mod summary;
 mod url;
 mod write;
 

@@ -11,6 +11,7 @@ use mysql_async::{Conn, Row, Value};
 use super::changes::{placeholders, BATCH};
 use super::sql::{doing, tuple};
 use crate::facts::{row_id, RowFacts, RowId};
+use crate::summary::ANY_ACTION;
 use crate::{
     Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, Result, SecuritySummary,
 };
@@ -111,7 +112,12 @@ pub(super) async fn pending_overview(
     page: Page,
 ) -> Result<PendingOverview> {
     let source = Source::of(filter);
-    let ranked = ranked_packages(conn, &source).await?;
+    let from_summary = summary_answers(filter);
+    let ranked = if from_summary {
+        summarised_packages(conn, filter).await?
+    } else {
+        ranked_packages(conn, &source).await?
+    };
     let total_packages = ranked.len() as u64;
     let offset = usize::try_from(page.offset).unwrap_or(usize::MAX);
     let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
@@ -131,7 +137,11 @@ pub(super) async fn pending_overview(
         }
     }
     if !groups.is_empty() {
-        add_rows(conn, &source, &mut groups).await?;
+        if from_summary {
+            add_summarised_rows(conn, filter, &mut groups).await?;
+        } else {
+            add_rows(conn, &source, &mut groups).await?;
+        }
         add_facts(conn, &source, &mut groups).await?;
         add_holders(conn, &mut groups).await?;
     }
@@ -149,6 +159,101 @@ pub(super) async fn pending_overview(
         groups,
         total_packages,
     })
+}
+
+/// Whether the maintained summary (`pending_summary`, `pending_package_summary`) answers
+/// `filter`: without a filter, or with package and action filters. Agent, tag and security
+/// filters count the pending rows that pass them ([`Source`]).
+fn summary_answers(filter: &PendingFilter) -> bool {
+    filter.agent.is_none() && filter.tag.is_none() && !filter.security_only
+}
+
+/// Every package of the summary that passes the package and action filters, as
+/// (id, agents awaiting it, name), ranked.
+async fn summarised_packages(
+    conn: &mut Conn,
+    filter: &PendingFilter,
+) -> Result<Vec<(u64, u64, String)>> {
+    let action = filter.action.map_or(ANY_ACTION, Action::as_str);
+    let mut ranked: Vec<(u64, u64, String)> = conn
+        .exec(
+            "SELECT s.package, s.agents, p.name
+               FROM pending_package_summary s JOIN package p ON p.id = s.package
+              WHERE s.action = ? AND s.agents > 0
+                AND (? IS NULL OR INSTR(LOWER(p.name), LOWER(?)) > 0)",
+            (action, filter.package.as_deref(), filter.package.as_deref()),
+        )
+        .await
+        .map_err(doing("reading the pending packages' counts"))?;
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.2.cmp(&b.2)));
+    Ok(ranked)
+}
+
+/// The (action, target version, agents) rows of the page's packages from the summary, with the
+/// earliest pending time of each from `task_overview` (one index dive per row).
+async fn add_summarised_rows(
+    conn: &mut Conn,
+    filter: &PendingFilter,
+    groups: &mut [(u64, PendingGroup)],
+) -> Result<()> {
+    let ids = tuple(groups.iter().map(|(id, _)| *id));
+    let action = filter.action.map(Action::as_str);
+    let rows: Vec<(u64, String, String, u64)> = conn
+        .exec(
+            format!(
+                "SELECT package, action, to_version, agents FROM pending_summary
+                  WHERE package IN {ids} AND agents > 0 AND (? IS NULL OR action = ?)"
+            ),
+            (action, action),
+        )
+        .await
+        .map_err(doing("reading the pending rows' counts"))?;
+    // Every action's rows (a few per package): with only constants besides the grouped columns,
+    // the server reads each MIN(ctime) by a loose index scan ("Using index for group-by").
+    let since: Vec<(u64, String, Option<String>, Option<i64>)> = conn
+        .query(format!(
+            "SELECT t.package, CAST(t.action AS CHAR), t.to_version, MIN(t.ctime)
+               FROM task t FORCE INDEX (task_overview)
+              WHERE t.package IN {ids} AND t.approved = 0
+              GROUP BY t.package, t.approved, t.action, t.to_version"
+        ))
+        .await
+        .map_err(doing("reading since when rows are pending"))?;
+    let since: HashMap<(u64, String, String), Option<i64>> = since
+        .into_iter()
+        .map(|(p, a, t, s)| ((p, a, t.unwrap_or_default()), s))
+        .collect();
+    let index: HashMap<u64, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
+    for (package, action, to, agents) in rows {
+        let Some(&i) = index.get(&package) else {
+            continue;
+        };
+        let first = since
+            .get(&(package, action.clone(), to.clone()))
+            .copied()
+            .flatten();
+        let to_version = (!to.is_empty()).then(|| Version::new(to)).transpose();
+        let (Ok(action), Ok(to_version)) = (action.parse::<Action>(), to_version) else {
+            tracing::warn!(
+                package_id = package,
+                "skipping pending rows without a valid action or version"
+            );
+            continue;
+        };
+        groups[i].1.rows.push(PendingRow {
+            security: false,
+            needs: Vec::new(),
+            action,
+            to_version,
+            agents,
+            since: first,
+        });
+    }
+    Ok(())
 }
 
 /// Every matching package as (id, agents awaiting it, name), ranked. Counting is one pass over

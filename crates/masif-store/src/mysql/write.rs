@@ -10,7 +10,9 @@
 //! * Round trip 2: one multi-row DELETE of stale pending rows, one multi-row INSERT of new
 //!   ones, `agent.mtime` of the agents whose rows changed, every agent's `agent_report` row
 //!   (pending-set digest and `last_seen`), the host facts of the reports that carry them (see
-//!   `fact_rows`), `COMMIT`.
+//!   `fact_rows`), the pending summary's changes (see `summary`), `COMMIT`. The pending rows
+//!   read in round trip 1 are locked (`FOR UPDATE`), so an approval deleting some of them
+//!   meanwhile either waits for this commit or is seen, and the summary's changes are exact.
 //!
 //! Locks: agent rows are locked in name order (the upsert's rows are sorted like the unique
 //! index), so two batches naming one agent wait for each other instead of deadlocking, and a
@@ -39,10 +41,12 @@ use super::nodes::Nodes;
 use super::rows::{approval_branches, union_of, Answers, Fact, RowKey, AGENT_ID, PACKAGE, PENDING};
 use super::shared::{decode, DbResult, Lists, Stats};
 use super::sql::{attempt_failed, is_node_failure, lit, shared_error, tuple};
+use super::summary;
 use crate::backoff::Failure;
 use crate::clock::unix_now;
 use crate::facts::{self, report_digest, FactRows};
 use crate::pending::{diff, split};
+use crate::summary::{Deltas, Pending};
 use crate::StoreError;
 
 /// How many changed reports one transaction carries (their rows add up to at most what one
@@ -214,6 +218,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
     let (mut stale, mut inserts, mut touched, mut reports) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut fact_rows = FactStatements::default();
+    let mut deltas = Deltas::default();
     for job in jobs {
         let change = &*job.request;
         if job.abandoned() {
@@ -235,6 +240,10 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
             }
         }
         let stored = read.pending.get(&change.agent).cloned().unwrap_or_default();
+        deltas.agent(
+            stored.iter().map(|(_, k)| pending_key(k)),
+            wanted.iter().map(|(k, _)| pending_key(k)),
+        );
         let (gone, new) = diff(stored, wanted);
         if !gone.is_empty() || !new.is_empty() {
             touched.push(agent_id);
@@ -291,6 +300,7 @@ async fn transaction(conn: &mut Conn, stats: &Stats, jobs: &[Job], now: i64) -> 
         reports.join(", ")
     ));
     batch.extend(fact_rows.statements());
+    batch.extend(summary::statements(&deltas));
     batch.push("COMMIT".to_owned());
     stats.count_round_trip();
     conn.query_drop(batch.join("; ")).await?;
@@ -354,7 +364,7 @@ async fn read_locked(
     sql.push(format!(
         "SELECT '{PENDING}', t.id, a.name, t.package, t.action, t.from_version, t.to_version \
          FROM agent a STRAIGHT_JOIN task t ON t.agent = a.id \
-         WHERE a.name IN {agent_list} AND t.approved = 0"
+         WHERE a.name IN {agent_list} AND t.approved = 0 FOR UPDATE"
     ));
     sql.push(approval_branches(&agent_list, package_list.as_deref(), versions).join(" UNION ALL "));
 
@@ -376,6 +386,10 @@ fn row_key(package_id: u64, task: &Task) -> RowKey {
         from_version: task.from_version().map(|v| v.as_str().to_owned()),
         to_version: task.to_version().map(|v| v.as_str().to_owned()),
     }
+}
+
+fn pending_key(key: &RowKey) -> Pending<'_> {
+    (key.package, &key.action, key.to_version.as_deref())
 }
 
 fn insert_row(agent_id: u64, package_id: u64, task: &Task, now: i64) -> String {

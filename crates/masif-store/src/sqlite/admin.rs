@@ -12,17 +12,18 @@ use rusqlite::{OptionalExtension, Transaction};
 
 use super::agents::{self, summary_from_row, SUMMARY_GROUP, SUMMARY_SELECT};
 use super::rows::{self, to_i64, to_u64, RawTask};
-use super::{host_facts, overview, pending_counts, runs, SqliteStore};
+use super::{host_facts, overview, pending_counts, runs, summary, SqliteStore};
 use crate::audit::{
     check_user, cut, describe_approval, describe_approve, describe_list, describe_task, tag_label,
     MAX_DETAIL_CHARS,
 };
 use crate::backoff::Failure;
 use crate::clock::unix_now;
+use crate::summary::Deltas;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
     ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page, PendingFilter,
-    PendingOverview, Result, RunRecord, StoreError, TableCounts, TaskKey,
+    PendingOverview, Result, RunRecord, StoreError, SummaryCheck, TableCounts, TaskKey,
 };
 
 #[async_trait]
@@ -248,6 +249,8 @@ impl Admin for SqliteStore {
             tx.execute("DELETE FROM task", [])?;
             tx.execute("DELETE FROM approval", [])?;
             tx.execute("DELETE FROM task_fact", [])?;
+            tx.execute("DELETE FROM pending_summary", [])?;
+            tx.execute("DELETE FROM pending_package_summary", [])?;
             let deleted = if packages_and_agents {
                 tx.execute("DELETE FROM agent_report", [])?;
                 tx.execute("DELETE FROM agent_facts", [])?;
@@ -279,6 +282,14 @@ impl Admin for SqliteStore {
             )?;
             bump_generation(tx)?;
             Ok(deleted)
+        })
+        .await
+    }
+
+    async fn check_pending_summary(&self, after: u64) -> Result<SummaryCheck> {
+        self.write("checking the pending summary", move |tx| {
+            let (next, corrected) = super::summary::check_step(tx, after)?;
+            Ok(SummaryCheck { next, corrected })
         })
         .await
     }
@@ -363,6 +374,7 @@ pub(super) fn approve_in(
         pending_rows_approved: 0,
     };
     let mut described = Vec::new();
+    let mut deltas = Deltas::default();
     for task in tasks {
         let key = &task.key;
         let package_id = rows::ensure_package(tx, key.package.as_str())?;
@@ -370,20 +382,16 @@ pub(super) fn approve_in(
         let from_version = task.from_version.as_ref().map(|v| v.as_str());
         for &agent_id in &targets {
             // A from-version of NULL approves the pending rows from any version.
-            let approved = tx
-                .prepare_cached(
-                    "DELETE FROM task WHERE approved = 0 AND package = ?1 AND action = ?2
-                        AND to_version IS ?3 AND (?4 IS NULL OR agent = ?4)
-                        AND (?5 IS NULL OR from_version = ?5)",
-                )?
-                .execute((
-                    package_id,
-                    key.action.as_str(),
-                    to_version,
-                    agent_id,
-                    from_version,
-                ))?;
-            outcome.pending_rows_approved += approved as u64;
+            let approved = summary::delete_pending(
+                tx,
+                package_id,
+                key.action.as_str(),
+                to_version,
+                agent_id,
+                from_version,
+                &mut deltas,
+            )?;
+            outcome.pending_rows_approved += approved;
             let existing: Option<i64> = tx
                 .prepare_cached(
                     "SELECT id FROM task WHERE approved = 1 AND agent IS ?1 AND package = ?2
@@ -423,6 +431,7 @@ pub(super) fn approve_in(
         }
         described.push(describe_task(task));
     }
+    summary::apply(tx, &deltas)?;
     if let Some(detail) = describe_approve(&described, &target_label, &outcome) {
         audit_at(tx, user, "approve", &detail, now)?;
     }

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0007_rollout_control",
         sql: include_str!("../../../../schema/sqlite/0007_rollout_control.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_pending_summary",
+        sql: include_str!("../../../../schema/sqlite/0008_pending_summary.sql"),
+    },
 ];
 
 /// The schema version this program writes.

@@ -16,6 +16,7 @@ mod report;
 mod rollouts;
 mod rows;
 mod runs;
+mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

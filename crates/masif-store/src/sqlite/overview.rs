@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use rusqlite::Transaction;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Transaction};
 
 use super::rows::{self, to_i64, to_u64};
 use crate::backoff::Failure;
 use crate::facts::{row_id, RowFacts, RowId};
+use crate::summary::ANY_ACTION;
 use crate::{
     Page, PendingFilter, PendingGroup, PendingOverview, PendingRow, SecuritySummary, StoreError,
 };
@@ -41,6 +43,38 @@ fn filtered_pending() -> String {
     )
 }
 
+/// Whether the maintained summary (`pending_summary`, `pending_package_summary`) answers
+/// `filter`: without a filter, or with package and action filters. Agent, tag and security
+/// filters count the pending rows that pass them.
+fn summary_answers(filter: &PendingFilter) -> bool {
+    filter.agent.is_none() && filter.tag.is_none() && !filter.security_only
+}
+
+/// The ranked packages from the summary: `?1` the action (`''`: any), `?2` the package filter.
+const SUMMARY_PACKAGES: &str = "
+    SELECT s.package, p.name AS package_name, s.agents
+      FROM pending_package_summary s JOIN package p ON p.id = s.package
+     WHERE s.action = ?1 AND s.agents > 0
+       AND (?2 IS NULL OR instr(lower(p.name), lower(?2)) > 0)";
+
+/// One page of ranked packages (`?3` limit, `?4` offset) with their rows from the summary (`?5`
+/// the action or NULL) and each row's earliest pending time from the task rows; the columns of
+/// the counting query.
+const SUMMARY_PAGE: &str = "
+    WITH groups AS (
+        SELECT s.package, p.name AS package_name, s.agents
+          FROM pending_package_summary s JOIN package p ON p.id = s.package
+         WHERE s.action = ?1 AND s.agents > 0
+           AND (?2 IS NULL OR instr(lower(p.name), lower(?2)) > 0)
+         ORDER BY s.agents DESC, p.name LIMIT ?3 OFFSET ?4)
+    SELECT g.package_name, g.agents, r.action, NULLIF(r.to_version, ''), r.agents, g.package,
+           (SELECT MIN(t.ctime) FROM task t
+             WHERE t.package = r.package AND t.approved = 0 AND t.action = r.action
+               AND t.to_version IS NULLIF(r.to_version, '') AND t.agent IS NOT NULL)
+      FROM groups g JOIN pending_summary r ON r.package = g.package
+     WHERE r.agents > 0 AND (?5 IS NULL OR r.action = ?5)
+     ORDER BY g.agents DESC, g.package_name";
+
 /// The parameters `?1` to `?5` of [`filtered_pending`].
 type Filters<'f> = (
     Option<&'f str>,
@@ -63,33 +97,52 @@ pub(super) fn pending_overview(
         filter.action.map(masif_proto::Action::as_str),
         filter.tag.as_ref().map(|t| t.as_str()),
     );
-    let total: i64 = tx.query_row(
-        &format!("SELECT COUNT(DISTINCT package) FROM ({pending})"),
-        filters,
-        |r| r.get(0),
-    )?;
-    let mut stmt = tx.prepare_cached(&format!(
-        "WITH groups AS (
-             SELECT counted.package, p.name AS package_name, counted.agents
-               FROM (SELECT package, COUNT(DISTINCT agent) AS agents
-                       FROM ({pending}) GROUP BY package) counted
-               JOIN package p ON p.id = counted.package
-              ORDER BY counted.agents DESC, p.name LIMIT ?6 OFFSET ?7)
-         SELECT g.package_name, g.agents, pe.action, pe.to_version, COUNT(DISTINCT pe.agent),
-                g.package, MIN(pe.ctime)
-           FROM groups g CROSS JOIN ({pending}) pe ON pe.package = g.package
-          GROUP BY g.package, pe.action, pe.to_version
-          ORDER BY g.agents DESC, g.package_name"
-    ))?;
-    let mut query = stmt.query((
-        filters.0,
-        filters.1,
-        filters.2,
-        filters.3,
-        filters.4,
-        to_i64(page.limit),
-        to_i64(page.offset),
-    ))?;
+    let (total, mut stmt, params) = if summary_answers(filter) {
+        let action = filter.action.map(masif_proto::Action::as_str);
+        let params: Vec<Value> = vec![
+            action.unwrap_or(ANY_ACTION).to_owned().into(),
+            filter.package.clone().into(),
+            to_i64(page.limit).into(),
+            to_i64(page.offset).into(),
+            action.map(str::to_owned).into(),
+        ];
+        let total: i64 = tx.query_row(
+            &format!("SELECT COUNT(*) FROM ({SUMMARY_PACKAGES})"),
+            params_from_iter(&params[..2]),
+            |r| r.get(0),
+        )?;
+        (total, tx.prepare_cached(SUMMARY_PAGE)?, params)
+    } else {
+        let total: i64 = tx.query_row(
+            &format!("SELECT COUNT(DISTINCT package) FROM ({pending})"),
+            filters,
+            |r| r.get(0),
+        )?;
+        let stmt = tx.prepare_cached(&format!(
+            "WITH groups AS (
+                 SELECT counted.package, p.name AS package_name, counted.agents
+                   FROM (SELECT package, COUNT(DISTINCT agent) AS agents
+                           FROM ({pending}) GROUP BY package) counted
+                   JOIN package p ON p.id = counted.package
+                  ORDER BY counted.agents DESC, p.name LIMIT ?6 OFFSET ?7)
+             SELECT g.package_name, g.agents, pe.action, pe.to_version, COUNT(DISTINCT pe.agent),
+                    g.package, MIN(pe.ctime)
+               FROM groups g CROSS JOIN ({pending}) pe ON pe.package = g.package
+              GROUP BY g.package, pe.action, pe.to_version
+              ORDER BY g.agents DESC, g.package_name"
+        ))?;
+        let params: Vec<Value> = vec![
+            filters.0.map(str::to_owned).into(),
+            filters.1.map(str::to_owned).into(),
+            i64::from(filters.2).into(),
+            filters.3.map(str::to_owned).into(),
+            filters.4.map(str::to_owned).into(),
+            to_i64(page.limit).into(),
+            to_i64(page.offset).into(),
+        ];
+        (total, stmt, params)
+    };
+    let mut query = stmt.query(params_from_iter(&params))?;
     let mut groups: Vec<(i64, PendingGroup)> = Vec::new();
     while let Some(row) = query.next()? {
         let name: String = row.get(0)?;

@@ -1,17 +1,21 @@
 //! The report transaction on SQLite: approvals matched as patterns, the agent's pending set
 //! replaced by the not-approved rest, and a read-only fast path when nothing changed.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use masif_proto::facts::Facts;
 use masif_proto::{AgentName, TaskSet};
 use rusqlite::{OptionalExtension, Transaction};
 
 use super::rows::{self, RawTask};
+use super::summary;
 use super::SqliteStore;
 use crate::backoff::Failure;
 use crate::clock::{last_seen_due, unix_now};
 use crate::facts::{facts_digest, report_digest, FactRows};
 use crate::pending::{diff, split};
+use crate::summary::Deltas;
 use crate::{Reports, Result, StoreError};
 
 #[async_trait]
@@ -114,21 +118,45 @@ fn record(
 
     let stored = tx
         .prepare_cached(
-            "SELECT t.id, p.name, t.action, t.from_version, t.to_version
+            "SELECT t.id, p.name, t.action, t.from_version, t.to_version, t.package
                FROM task t LEFT JOIN package p ON p.id = t.package
               WHERE t.agent = ?1 AND t.approved = 0",
         )?
         .query_map([agent_id], |row| {
-            Ok((row.get::<_, i64>(0)?, RawTask::from_row(row, 1)?))
+            Ok((
+                (row.get::<_, i64>(0)?, RawTask::from_row(row, 1)?),
+                row.get::<_, Option<i64>>(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let (stored, package_ids): (Vec<_>, Vec<_>) = stored.into_iter().unzip();
+    // The summary's view of the stored rows: (row id, package id, action, target version).
+    let before: Vec<(i64, u64, String, Option<String>)> = stored
+        .iter()
+        .zip(&package_ids)
+        .filter_map(|((id, raw), package)| {
+            let (package, action) = (u64::try_from((*package)?).ok()?, raw.action.clone()?);
+            Some((*id, package, action, raw.to_version.clone()))
+        })
+        .collect();
     let (stale, inserts) = diff(stored, pending.iter().map(|t| (RawTask::from_task(t), *t)));
+    let gone: HashSet<i64> = stale.iter().copied().collect();
+    let mut after: Vec<(u64, &str, Option<&str>)> = before
+        .iter()
+        .filter(|(id, ..)| !gone.contains(id))
+        .map(|(_, p, a, t)| (*p, a.as_str(), t.as_deref()))
+        .collect();
     for id in &stale {
         tx.prepare_cached("DELETE FROM task WHERE id = ?1")?
             .execute([id])?;
     }
     for task in &inserts {
         let package_id = rows::ensure_package(tx, task.package().as_str())?;
+        after.push((
+            u64::try_from(package_id).unwrap_or_default(),
+            task.action().as_str(),
+            task.to_version().map(|v| v.as_str()),
+        ));
         tx.prepare_cached(
             "INSERT INTO task (agent, package, from_version, to_version, action, approved, ctime)
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
@@ -142,6 +170,14 @@ fn record(
             now,
         ))?;
     }
+    let mut deltas = Deltas::default();
+    deltas.agent(
+        before
+            .iter()
+            .map(|(_, p, a, t)| (*p, a.as_str(), t.as_deref())),
+        after,
+    );
+    summary::apply(tx, &deltas)?;
     if !stale.is_empty() || !inserts.is_empty() {
         tx.prepare_cached("UPDATE agent SET mtime = ?2 WHERE id = ?1")?
             .execute((agent_id, now))?;

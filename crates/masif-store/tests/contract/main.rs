@@ -38,7 +38,8 @@
 //! tasks counted by action), `queue` (the bound on
 //! waiting reports), `tags` (tags from facts, filters, approving by tag, tag settings,
 //! maintenance windows), `leases` (max in flight, also two stores racing for it), `rollouts` (staged roll-outs: create,
-//! progress, soak and promote, halt and force, bad specs, two stores advancing at once).
+//! progress, soak and promote, halt and force, bad specs, two stores advancing at once),
+//! `summary` (the pending overview's maintained counts equal a recount after random changes).
 
 mod admin;
 mod api_reads;
@@ -57,6 +58,7 @@ mod queue;
 mod report;
 mod rollouts;
 mod runs;
+mod summary;
 mod tags;
 
 use std::future::Future;

@@ -17,7 +17,7 @@ use crate::{run_mysql_scratch, test_options, MysqlScratch};
 use masif_testkit::mariadb::Throwaway;
 
 const ORIGINAL_SCHEMA: &str = include_str!("../../../../schema/mysql/0001_original.sql");
-const MIGRATIONS: i64 = 12;
+const MIGRATIONS: i64 = 13;
 
 pub(crate) async fn raw(scratch: &MysqlScratch) -> Conn {
     scratch.raw_pool().get_conn().await.unwrap()
@@ -150,6 +150,15 @@ async fn original_database_is_adopted_in_place() {
             .unwrap()
             .unwrap();
         assert_eq!(collation, "utf8mb4_bin");
+        let summary: Vec<(u64, String, String, u64)> = conn
+            .query("SELECT package, action, to_version, agents FROM pending_summary ORDER BY package")
+            .await
+            .unwrap();
+        assert_eq!(
+            summary,
+            vec![(2, "update".into(), "5.1".into(), 2), (3, "update".into(), "7.1".into(), 1)],
+            "the migration counts the pending rows it finds"
+        );
 
         // The original UI's approval (agent NULL, from_version NULL) applies to web1's report.
         let perl = update("perl", "5.24.1-3+deb9u3", "5.24.1-3+deb9u4");

@@ -1,0 +1,270 @@
+//! The pending summary on MySQL: the statements that apply [`Deltas`] (upserts in key order,
+//! so concurrent writers lock the rows in one order, then the keys that reached 0 deleted),
+//! and the approval's deletion of pending rows, counted per package once all are gone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+use super::changes::BATCH;
+use super::sql::{lit, tuple};
+use crate::summary::{Deltas, Pending};
+
+/// The statements applying `deltas` (none if nothing changes).
+pub(super) fn statements(deltas: &Deltas) -> Vec<String> {
+    let mut sql = Vec::new();
+    let rows: Vec<_> = deltas.rows().collect();
+    if !rows.is_empty() {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|((p, a, t), d)| format!("({p}, {}, {}, {d})", lit(a.as_str()), lit(t.as_str())))
+            .collect();
+        sql.push(format!(
+            "INSERT INTO pending_summary (package, action, to_version, agents) VALUES {} \
+             ON DUPLICATE KEY UPDATE agents = agents + VALUES(agents)",
+            values.join(", ")
+        ));
+        let down: Vec<String> = rows
+            .iter()
+            .filter(|(_, d)| *d < 0)
+            .map(|((p, a, t), _)| {
+                format!(
+                    "(package = {p} AND action = {} AND to_version = {})",
+                    lit(a.as_str()),
+                    lit(t.as_str())
+                )
+            })
+            .collect();
+        if !down.is_empty() {
+            sql.push(format!(
+                "DELETE FROM pending_summary WHERE agents <= 0 AND ({})",
+                down.join(" OR ")
+            ));
+        }
+    }
+    let packages: Vec<_> = deltas.packages().collect();
+    if !packages.is_empty() {
+        let values: Vec<String> = packages
+            .iter()
+            .map(|((p, a), d)| format!("({p}, {}, {d})", lit(a.as_str())))
+            .collect();
+        sql.push(format!(
+            "INSERT INTO pending_package_summary (package, action, agents) VALUES {} \
+             ON DUPLICATE KEY UPDATE agents = agents + VALUES(agents)",
+            values.join(", ")
+        ));
+        let down: Vec<String> = packages
+            .iter()
+            .filter(|(_, d)| *d < 0)
+            .map(|((p, a), _)| format!("(package = {p} AND action = {})", lit(a.as_str())))
+            .collect();
+        if !down.is_empty() {
+            sql.push(format!(
+                "DELETE FROM pending_package_summary WHERE agents <= 0 AND ({})",
+                down.join(" OR ")
+            ));
+        }
+    }
+    sql
+}
+
+/// Applies `deltas` inside the caller's transaction.
+pub(super) async fn apply(conn: &mut Conn, deltas: &Deltas) -> mysql_async::Result<()> {
+    for statement in statements(deltas) {
+        conn.query_drop(statement).await?;
+    }
+    Ok(())
+}
+
+/// A pending row of one package: agent, action, target version.
+type AgentRow = (u64, String, Option<String>);
+
+/// The (action, target version) of rows each agent lost, by package and agent.
+type Lost = HashMap<u64, Vec<(String, Option<String>)>>;
+
+/// The pending rows an approval deleted, counted once all of them are gone (one pass over
+/// each package's remaining rows, however many of its tasks the approval names).
+#[derive(Debug, Default)]
+pub(super) struct Deleted(BTreeMap<u64, Lost>);
+
+/// Deletes the pending rows of `package` matching `condition` (on `t`), locked first so that
+/// the rows counted are the rows deleted, and records them in `deleted`. Returns how many rows
+/// went.
+pub(super) async fn delete_pending(
+    conn: &mut Conn,
+    package: u64,
+    condition: &str,
+    deleted: &mut Deleted,
+) -> mysql_async::Result<u64> {
+    // Rows of no agent (possible only in the original schema) go too, uncounted.
+    let found: Vec<(u64, Option<u64>, String, Option<String>)> = conn
+        .query(format!(
+            "SELECT t.id, t.agent, CAST(t.action AS CHAR), t.to_version FROM task t
+              WHERE t.approved = 0 AND {condition} FOR UPDATE"
+        ))
+        .await?;
+    let mut count = 0;
+    for chunk in found.chunks(BATCH) {
+        conn.query_drop(format!(
+            "DELETE FROM task WHERE id IN {} AND approved = 0",
+            tuple(chunk.iter().map(|(id, ..)| *id))
+        ))
+        .await?;
+        count += conn.affected_rows();
+    }
+    let lost = deleted.0.entry(package).or_default();
+    for (_, agent, action, to) in found {
+        if let Some(agent) = agent {
+            lost.entry(agent).or_default().push((action, to));
+        }
+    }
+    Ok(count)
+}
+
+/// Adds the change of every agent that lost rows in `deleted` to `deltas`: what it lost and
+/// what it still has of each package.
+pub(super) async fn count_deleted(
+    conn: &mut Conn,
+    deleted: Deleted,
+    deltas: &mut Deltas,
+) -> mysql_async::Result<()> {
+    for (package, gone) in deleted.0 {
+        let agents: BTreeSet<u64> = gone.keys().copied().collect();
+        if agents.is_empty() {
+            continue;
+        }
+        let remaining = remaining_rows(conn, package, &agents).await?;
+        for (agent, lost) in &gone {
+            let kept: Vec<Pending<'_>> = remaining
+                .get(agent)
+                .map(|rows| {
+                    rows.iter()
+                        .map(|(a, t)| (package, a.as_str(), t.as_deref()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let before = kept.iter().copied().chain(
+                lost.iter()
+                    .map(|(a, t)| (package, a.as_str(), t.as_deref())),
+            );
+            deltas.agent(before, kept.iter().copied());
+        }
+    }
+    Ok(())
+}
+
+/// The pending rows of `package` that `agents` still have: by agent for a few agents, else one
+/// pass over the package's rows in `task_overview`.
+async fn remaining_rows(
+    conn: &mut Conn,
+    package: u64,
+    agents: &BTreeSet<u64>,
+) -> mysql_async::Result<HashMap<u64, Vec<(String, Option<String>)>>> {
+    let mut rows: Vec<AgentRow> = Vec::new();
+    if agents.len() <= BATCH {
+        rows = conn
+            .query(format!(
+                "SELECT t.agent, CAST(t.action AS CHAR), t.to_version
+                   FROM task t FORCE INDEX (task_agent_approved)
+                  WHERE t.agent IN {} AND t.approved = 0 AND t.package = {package}
+                    AND t.action IS NOT NULL",
+                tuple(agents.iter().copied())
+            ))
+            .await?;
+    } else {
+        let all: Vec<AgentRow> = conn
+            .query(format!(
+                "SELECT t.agent, CAST(t.action AS CHAR), t.to_version
+                   FROM task t FORCE INDEX (task_overview)
+                  WHERE t.package = {package} AND t.approved = 0 AND t.agent IS NOT NULL
+                    AND t.action IS NOT NULL"
+            ))
+            .await?;
+        rows.extend(all.into_iter().filter(|(a, ..)| agents.contains(a)));
+    }
+    let mut by_agent: HashMap<u64, Vec<(String, Option<String>)>> = HashMap::new();
+    for (agent, action, to) in rows {
+        by_agent.entry(agent).or_default().push((action, to));
+    }
+    Ok(by_agent)
+}
+
+/// A row-level count as read back: package, action, target version (`''` for none), agents.
+type RowCount = (u64, String, String, i64);
+/// A package-level count as read back: package, action (`''` for every action), agents.
+type PackageCount = (u64, String, i64);
+
+/// One step of the summary check (see [`crate::SummaryCheck`]): the next [`CHECK_PACKAGES`]
+/// packages after `after`, recounted from their pending rows and corrected where the summary
+/// differs. Runs under REPEATABLE READ: the summary rows of those packages, and the gaps
+/// between them, are locked first, so that no transaction adds deltas for them while they are
+/// counted, and the rows are counted in a snapshot taken after the locks were granted.
+/// Returns the last package checked (`None` past the last) and the keys corrected.
+pub(super) async fn check_step(
+    conn: &mut Conn,
+    after: u64,
+) -> mysql_async::Result<(Option<u64>, u64)> {
+    conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await?;
+    conn.query_drop("START TRANSACTION").await?;
+    let ids: Vec<u64> = conn
+        .query(format!(
+            "SELECT id FROM package WHERE id > {after} ORDER BY id LIMIT {CHECK_PACKAGES} \
+             LOCK IN SHARE MODE"
+        ))
+        .await?;
+    let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+        conn.query_drop("COMMIT").await?;
+        return Ok((None, 0));
+    };
+    let range = format!("package BETWEEN {first} AND {last}");
+    let rows: Vec<RowCount> = conn
+        .query(format!(
+            "SELECT package, action, to_version, agents FROM pending_summary
+              WHERE {range} FOR UPDATE"
+        ))
+        .await?;
+    let packages: Vec<PackageCount> = conn
+        .query(format!(
+            "SELECT package, action, agents FROM pending_package_summary
+              WHERE {range} FOR UPDATE"
+        ))
+        .await?;
+    let counted = format!(
+        "FROM task t FORCE INDEX (task_overview)
+         WHERE t.{range} AND t.approved = 0 AND t.agent IS NOT NULL AND t.action IS NOT NULL"
+    );
+    let row_recount: Vec<RowCount> = conn
+        .query(format!(
+            "SELECT t.package, CAST(t.action AS CHAR), COALESCE(t.to_version, ''),
+                    COUNT(DISTINCT t.agent) {counted}
+              GROUP BY t.package, t.action, COALESCE(t.to_version, '')"
+        ))
+        .await?;
+    let mut package_recount: Vec<PackageCount> = conn
+        .query(format!(
+            "SELECT t.package, CAST(t.action AS CHAR), COUNT(DISTINCT t.agent) {counted}
+              GROUP BY t.package, t.action"
+        ))
+        .await?;
+    let any: Vec<PackageCount> = conn
+        .query(format!(
+            "SELECT t.package, '', COUNT(DISTINCT t.agent) {counted} GROUP BY t.package"
+        ))
+        .await?;
+    package_recount.extend(any);
+    let deltas = Deltas::between(
+        rows.into_iter().map(|(p, a, t, n)| ((p, a, t), n)),
+        row_recount.into_iter().map(|(p, a, t, n)| ((p, a, t), n)),
+        packages.into_iter().map(|(p, a, n)| ((p, a), n)),
+        package_recount.into_iter().map(|(p, a, n)| ((p, a), n)),
+    );
+    let corrected = deltas.keys();
+    apply(conn, &deltas).await?;
+    conn.query_drop("COMMIT").await?;
+    Ok((Some(last), corrected))
+}
+
+/// Most packages one step of the summary check recounts.
+pub(super) const CHECK_PACKAGES: usize = 64;
