@@ -32,6 +32,10 @@ pub use rollout_core::MAX_IN_FLIGHT;
 pub use rollouts::*;
 pub use url::{db_addresses, DbUrl, DbUrlError, MAX_DB_URLS};
 
+/// Agents (or, for an approval for every agent, pending rows per task) one transaction of an
+/// approval covers on MySQL.
+pub const APPROVAL_CHUNK: usize = 500;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -180,6 +184,22 @@ pub trait Admin: Send + Sync {
         tasks: &[ApprovalTask],
         scope: &ApprovalScope,
         user: &str,
+    ) -> Result<ApprovalOutcome> {
+        self.approve_tasks_tracked(tasks, scope, user, &ApprovalProgress::default())
+            .await
+    }
+    /// [`Admin::approve_tasks`], telling `progress` how far it got. On MySQL a large approval
+    /// is written in chunks of [`APPROVAL_CHUNK`] agents (or, for every agent, of that many
+    /// pending rows per task), each its own short transaction, so that no transaction holds
+    /// locks for long; the audit entry, written with the first chunk that changes anything,
+    /// says how far it got until the last one. An approval that fails part-way keeps the
+    /// chunks written: approving again writes the rest.
+    async fn approve_tasks_tracked(
+        &self,
+        tasks: &[ApprovalTask],
+        scope: &ApprovalScope,
+        user: &str,
+        progress: &ApprovalProgress,
     ) -> Result<ApprovalOutcome>;
     /// The approvals in force, newest first.
     async fn approvals(&self, page: Page) -> Result<Listing<Approval>>;

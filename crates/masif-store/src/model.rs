@@ -1,6 +1,7 @@
 //! Plain data exchanged with the store: filters, pages, overview rows, approvals, audit.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use masif_proto::facts::TaskFacts;
 use masif_proto::v2::{Outcome, RunId, RunOutput};
@@ -293,6 +294,56 @@ pub enum ApprovalScope {
 pub struct ApprovalOutcome {
     pub approvals_written: u64,
     pub pending_rows_approved: u64,
+}
+
+/// How far an approval has got, updated after each of its chunks (see
+/// [`crate::Admin::approve_tasks_tracked`]): what the UI shows while a large one is written.
+#[derive(Debug, Default)]
+pub struct ApprovalProgress {
+    agents: AtomicU64,
+    agents_done: AtomicU64,
+    approvals_written: AtomicU64,
+    pending_rows_approved: AtomicU64,
+    finished: AtomicBool,
+}
+
+impl ApprovalProgress {
+    /// Agents done and in all; (0, 0) for an approval for every agent.
+    pub fn agents(&self) -> (u64, u64) {
+        (
+            self.agents_done.load(Ordering::Relaxed),
+            self.agents.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What is written so far.
+    pub fn written(&self) -> ApprovalOutcome {
+        ApprovalOutcome {
+            approvals_written: self.approvals_written.load(Ordering::Relaxed),
+            pending_rows_approved: self.pending_rows_approved.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the approval has ended, written in full or not.
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn start(&self, agents: u64) {
+        self.agents.store(agents, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(&self, agents_done: u64, written: &ApprovalOutcome) {
+        self.agents_done.fetch_add(agents_done, Ordering::Relaxed);
+        self.approvals_written
+            .fetch_add(written.approvals_written, Ordering::Relaxed);
+        self.pending_rows_approved
+            .fetch_add(written.pending_rows_approved, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+    }
 }
 
 /// An approval row in force. NULL columns are wildcards; `agent: None` means every agent.

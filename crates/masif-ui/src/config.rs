@@ -2,9 +2,9 @@
 //! into [`Config`] reporting every problem with its key and file.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use masif_daemon::config::{Checked, Problems, Validate};
 use masif_store::DbUrl;
@@ -409,7 +409,10 @@ mod tests {
         let interval = |line: &str| with(line).unwrap().summary_check_interval;
         assert_eq!(interval(""), Some(Duration::from_secs(600)));
         assert_eq!(interval("summary_check_interval: 0"), None);
-        assert_eq!(interval("summary_check_interval: 60"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            interval("summary_check_interval: 60"),
+            Some(Duration::from_secs(60))
+        );
         for bad in ["9", "604801"] {
             let e = with(&format!("summary_check_interval: {bad}")).unwrap_err();
             assert_eq!(
@@ -420,7 +423,9 @@ mod tests {
                 )]
             );
         }
-        let e = with("summary_check_interval: often").unwrap_err().join("\n");
+        let e = with("summary_check_interval: often")
+            .unwrap_err()
+            .join("\n");
         assert!(e.contains("summary_check_interval"), "{e}");
     }
 

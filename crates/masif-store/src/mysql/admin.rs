@@ -22,19 +22,21 @@ use mysql_async::{Conn, Row};
 
 use super::agents::{self, summary_from_row, SUMMARY};
 use super::changes::{
-    approval_from_row, approve_once, package_ids, reset_once, revoke_once, table_counts, APPROVAL,
-    BATCH,
+    approval_from_row, package_ids, reset_once, revoke_once, table_counts, APPROVAL, BATCH,
 };
 use super::sql::{attempt_failed, doing, node_failed, store_error_is_node_failure, tuple};
-use super::{host_facts, overview, pending_counts, runs, MysqlStore};
+use super::{approval_chunks, host_facts, overview, pending_counts, runs, MysqlStore};
 use crate::audit::check_user;
 use crate::backoff::{Backoff, Failure};
+use crate::clock::unix_now;
 use crate::stored::task_from_text;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
-    ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page, PendingFilter,
-    PendingOverview, Result, RunRecord, StoreError, SummaryCheck, TableCounts, TaskKey,
+    ApprovalProgress, ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page,
+    PendingFilter, PendingOverview, Result, RunRecord, StoreError, SummaryCheck, TableCounts,
+    TaskKey, APPROVAL_CHUNK,
 };
+use std::sync::Arc;
 
 #[async_trait]
 impl Admin for MysqlStore {
@@ -187,33 +189,16 @@ impl Admin for MysqlStore {
         .await
     }
 
-    async fn approve_tasks(
+    async fn approve_tasks_tracked(
         &self,
         tasks: &[ApprovalTask],
         scope: &ApprovalScope,
         user: &str,
+        progress: &ApprovalProgress,
     ) -> Result<ApprovalOutcome> {
-        check_user(user)?;
-        if matches!(scope, ApprovalScope::Agents(a) if a.is_empty()) {
-            return Err(StoreError::Invalid("approval for no agents".into()));
-        }
-        // Distinct and sorted, with the configure step of every install or update.
-        let keys = ApprovalTask::with_configure_steps(tasks);
-        if keys.is_empty() {
-            return Ok(ApprovalOutcome {
-                approvals_written: 0,
-                pending_rows_approved: 0,
-            });
-        }
-        let (scope, user) = (scope.clone(), user.to_owned());
-        self.write("approving", move |mut conn| {
-            let (keys, scope, user) = (keys.clone(), scope.clone(), user.clone());
-            Box::pin(async move {
-                let r = approve_once(&mut conn, &keys, &scope, &user).await;
-                (conn, r)
-            })
-        })
-        .await
+        let outcome = self.approve_in_chunks(tasks, scope, user, progress).await;
+        progress.finish();
+        outcome
     }
 
     async fn approvals(&self, page: Page) -> Result<Listing<Approval>> {
@@ -400,4 +385,87 @@ impl MysqlStore {
 fn task_from_row(row: &Row) -> Result<Task, String> {
     let text = |i: usize| row.get::<Option<String>, _>(i).flatten();
     task_from_text(text(0), text(1).as_deref(), text(2), text(3))
+}
+
+impl MysqlStore {
+    /// [`Admin::approve_tasks_tracked`]: the plan, then its chunks, each retried on its own.
+    async fn approve_in_chunks(
+        &self,
+        tasks: &[ApprovalTask],
+        scope: &ApprovalScope,
+        user: &str,
+        progress: &ApprovalProgress,
+    ) -> Result<ApprovalOutcome> {
+        check_user(user)?;
+        if matches!(scope, ApprovalScope::Agents(a) if a.is_empty()) {
+            return Err(StoreError::Invalid("approval for no agents".into()));
+        }
+        // Distinct and sorted, with the configure step of every install or update.
+        let tasks = ApprovalTask::with_configure_steps(tasks);
+        let mut written = approval_chunks::Written {
+            outcome: ApprovalOutcome {
+                approvals_written: 0,
+                pending_rows_approved: 0,
+            },
+            audit: None,
+        };
+        if tasks.is_empty() {
+            return Ok(written.outcome);
+        }
+        let scope = scope.clone();
+        let plan = self
+            .write("approving", |mut conn| {
+                let scope = scope.clone();
+                Box::pin(async move {
+                    let r = approval_chunks::plan(&mut conn, &scope).await;
+                    (conn, r)
+                })
+            })
+            .await?;
+        let plan = Arc::new(plan);
+        let chunks: Vec<Vec<Option<u64>>> = plan
+            .targets
+            .chunks(APPROVAL_CHUNK)
+            .map(<[Option<u64>]>::to_vec)
+            .collect();
+        let agents = plan.targets.iter().flatten().count();
+        progress.start(agents as u64);
+        let now = unix_now();
+        let mut done = 0;
+        for (i, agents_of_chunk) in chunks.iter().enumerate() {
+            let named = agents_of_chunk.iter().flatten().count();
+            let last = i + 1 == chunks.len();
+            loop {
+                let before = written;
+                let chunk = self
+                    .write("approving", |mut conn| {
+                        let (plan, tasks, agents_of_chunk) =
+                            (plan.clone(), tasks.clone(), agents_of_chunk.clone());
+                        let user = user.to_owned();
+                        Box::pin(async move {
+                            let r = approval_chunks::chunk(
+                                &mut conn,
+                                &plan,
+                                &tasks,
+                                &agents_of_chunk,
+                                (done + named, last),
+                                before,
+                                (&user, now),
+                            )
+                            .await;
+                            (conn, r)
+                        })
+                    })
+                    .await?;
+                written = chunk.written;
+                let more = chunk.more;
+                progress.add(if more { 0 } else { named as u64 }, &chunk.outcome);
+                if !more {
+                    break;
+                }
+            }
+            done += named;
+        }
+        Ok(written.outcome)
+    }
 }

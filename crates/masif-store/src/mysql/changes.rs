@@ -30,8 +30,11 @@ pub(super) const APPROVAL: &str = "
       LEFT JOIN package p ON p.id = t.package
       LEFT JOIN approval ap ON ap.task = t.id";
 
-/// Most values put into one `IN (…)` list or one multi-row INSERT.
-pub(super) const BATCH: usize = 1000;
+/// Most values put into one `IN (…)` list or one multi-row INSERT: below MariaDB's
+/// `in_predicate_conversion_threshold` (1000), which turns a longer list into a join with a
+/// table of the values, whose plan may scan rows of other agents (and, in a locking read,
+/// wait for their locks).
+pub(super) const BATCH: usize = 999;
 
 /// `(?, ?, …)` with `n` placeholders.
 pub(super) fn placeholders(n: usize) -> String {
@@ -77,7 +80,7 @@ async fn ids_by_name(
 
 /// `task` rows of an approval task: its package, action and target version (NULL-safe), and
 /// its from-version when it names one.
-fn task_condition(package: u64, task: &ApprovalTask) -> String {
+pub(super) fn task_condition(package: u64, task: &ApprovalTask) -> String {
     let key = &task.key;
     let from = match &task.from_version {
         Some(from) => format!(" AND t.from_version = {}", lit(from.as_str())),
@@ -88,20 +91,6 @@ fn task_condition(package: u64, task: &ApprovalTask) -> String {
         lit(key.action.as_str()),
         lit(key.to_version.as_ref().map(Version::as_str))
     )
-}
-
-/// One attempt of an approval of `tasks` (already distinct and sorted) for `scope`.
-pub(super) async fn approve_once(
-    conn: &mut Conn,
-    tasks: &[ApprovalTask],
-    scope: &ApprovalScope,
-    user: &str,
-) -> Result<ApprovalOutcome, Failure> {
-    conn.query_drop("START TRANSACTION").await?;
-    let outcome = approve_in(conn, tasks, scope, user, unix_now()).await?;
-    bump_generation(conn).await?;
-    conn.query_drop("COMMIT").await?;
-    Ok(outcome)
 }
 
 /// The writes of an approval of `tasks` (already distinct and sorted) for `scope` at `now`,
@@ -115,7 +104,7 @@ pub(super) async fn approve_in(
 ) -> Result<ApprovalOutcome, Failure> {
     let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
     let packages = lock_packages(conn, &keys).await?;
-    let (targets, target_label) = lock_targets(conn, scope).await?;
+    let (targets, target_label) = lock_targets(conn, scope, true).await?;
     let mut outcome = ApprovalOutcome {
         approvals_written: 0,
         pending_rows_approved: 0,
@@ -144,7 +133,10 @@ pub(super) async fn approve_in(
 
 /// Share-locks the packages `keys` name, creating those no agent has reported yet (an approval
 /// of them covers later reports), and returns their ids.
-async fn lock_packages(conn: &mut Conn, keys: &[TaskKey]) -> Result<HashMap<String, u64>, Failure> {
+pub(super) async fn lock_packages(
+    conn: &mut Conn,
+    keys: &[TaskKey],
+) -> Result<HashMap<String, u64>, Failure> {
     let packages = package_ids(conn, keys, true).await?;
     let missing: BTreeSet<&PackageName> = keys
         .iter()
@@ -169,20 +161,24 @@ async fn lock_packages(conn: &mut Conn, keys: &[TaskKey]) -> Result<HashMap<Stri
     Ok(package_ids(conn, keys, true).await?)
 }
 
-/// The agent ids an approval is written for (`None`: every agent, agent NULL), share-locked,
-/// and how the audit names them. An unknown agent is refused.
-async fn lock_targets(
+/// The agent ids an approval is written for (`None`: every agent, agent NULL), share-locked
+/// with `lock`, and how the audit names them. An unknown agent is refused.
+pub(super) async fn lock_targets(
     conn: &mut Conn,
     scope: &ApprovalScope,
+    lock: bool,
 ) -> Result<(Vec<Option<u64>>, String), Failure> {
+    let share = if lock { " LOCK IN SHARE MODE" } else { "" };
     let names = match scope {
         ApprovalScope::AllAgents => return Ok((vec![None], "all agents".to_owned())),
         ApprovalScope::Agents(names) => names,
         ApprovalScope::Tag(tag) => {
             let found: Vec<u64> = conn
                 .exec(
-                    "SELECT g.agent FROM agent_tag g JOIN agent a ON a.id = g.agent
-                      WHERE g.tag = ? ORDER BY g.agent LOCK IN SHARE MODE",
+                    format!(
+                        "SELECT g.agent FROM agent_tag g JOIN agent a ON a.id = g.agent
+                          WHERE g.tag = ? ORDER BY g.agent{share}"
+                    ),
                     (tag.as_str(),),
                 )
                 .await?;
@@ -195,7 +191,7 @@ async fn lock_targets(
     };
     let names: BTreeSet<&str> = names.iter().map(AgentName::as_str).collect();
     let list: Vec<&str> = names.iter().copied().collect();
-    let found = ids_by_name(conn, "agent", &list, true).await?;
+    let found = ids_by_name(conn, "agent", &list, lock).await?;
     if let Some(unknown) = list.iter().find(|n| !found.contains_key(**n)) {
         return Err(StoreError::Invalid(format!("unknown agent {unknown}")).into());
     }
@@ -230,14 +226,14 @@ async fn approve_pending(
             None => String::new(),
         };
         let condition = format!("{this_task} {agents}");
-        approved += summary::delete_pending(conn, package, &condition, deleted).await?;
+        approved += summary::delete_pending(conn, package, &condition, None, deleted).await?;
     }
     Ok(approved)
 }
 
 /// Writes the approval rows of `task` for the targets that have none in force yet, with who
 /// and when; returns how many.
-async fn write_approvals(
+pub(super) async fn write_approvals(
     conn: &mut Conn,
     package: u64,
     task: &ApprovalTask,
@@ -356,6 +352,9 @@ pub(super) async fn reset_once(
     user: &str,
 ) -> Result<TableCounts, Failure> {
     conn.query_drop("START TRANSACTION").await?;
+    // First, so that an approval's chunk (which bumps it first too) either ends before the
+    // reset or sees what it deleted.
+    bump_generation(conn).await?;
     let before = table_counts(conn).await?;
     conn.query_drop("DELETE FROM task").await?;
     conn.query_drop("DELETE FROM approval").await?;
@@ -385,7 +384,6 @@ pub(super) async fn reset_once(
         deleted.tasks, deleted.packages, deleted.agents
     );
     audit(conn, user, "reset", &detail, unix_now()).await?;
-    bump_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(deleted)
 }
@@ -429,6 +427,29 @@ pub(super) async fn audit(
         (now, user, action, detail),
     )
     .await
+}
+
+/// Writes the audit entry of an approval, or brings `existing` up to date (a chunked approval
+/// says how far it got); returns its id.
+pub(super) async fn audit_entry(
+    conn: &mut Conn,
+    existing: Option<u64>,
+    user: &str,
+    detail: &str,
+    now: i64,
+) -> mysql_async::Result<u64> {
+    let detail = cut(detail, MAX_DETAIL_CHARS);
+    match existing {
+        Some(id) => {
+            conn.exec_drop("UPDATE audit SET detail = ? WHERE id = ?", (detail, id))
+                .await?;
+            Ok(id)
+        }
+        None => {
+            audit(conn, user, "approve", &detail, now).await?;
+            Ok(conn.last_insert_id().unwrap_or(0))
+        }
+    }
 }
 
 pub(super) fn approval_from_row(row: &Row) -> Option<Approval> {

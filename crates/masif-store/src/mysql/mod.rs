@@ -5,6 +5,7 @@
 mod admin;
 mod agent_loop;
 mod agents;
+mod approval_chunks;
 mod batch;
 mod changes;
 mod fact_rows;

@@ -88,20 +88,25 @@ type Lost = HashMap<u64, Vec<(String, Option<String>)>>;
 #[derive(Debug, Default)]
 pub(super) struct Deleted(BTreeMap<u64, Lost>);
 
-/// Deletes the pending rows of `package` matching `condition` (on `t`), locked first so that
-/// the rows counted are the rows deleted, and records them in `deleted`. Returns how many rows
-/// went.
+/// Deletes the pending rows of `package` matching `condition` (on `t`), the first `limit` of
+/// them by id if given, locked first so that the rows counted are the rows deleted, and
+/// records them in `deleted`. Returns how many rows went.
 pub(super) async fn delete_pending(
     conn: &mut Conn,
     package: u64,
     condition: &str,
+    limit: Option<usize>,
     deleted: &mut Deleted,
 ) -> mysql_async::Result<u64> {
-    // Rows of no agent (possible only in the original schema) go too, uncounted.
+    let limit = limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+    // Rows of no agent (possible only in the original schema) go too, uncounted. The locking
+    // read goes through (package, approved, agent): a scan of other rows would wait for their
+    // locks, such as those of a report in progress.
     let found: Vec<(u64, Option<u64>, String, Option<String>)> = conn
         .query(format!(
-            "SELECT t.id, t.agent, CAST(t.action AS CHAR), t.to_version FROM task t
-              WHERE t.approved = 0 AND {condition} FOR UPDATE"
+            "SELECT t.id, t.agent, CAST(t.action AS CHAR), t.to_version
+               FROM task t FORCE INDEX (task_approval)
+              WHERE t.approved = 0 AND {condition}{limit} FOR UPDATE"
         ))
         .await?;
     let mut count = 0;

@@ -22,8 +22,9 @@ use crate::clock::unix_now;
 use crate::summary::Deltas;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
-    ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page, PendingFilter,
-    PendingOverview, Result, RunRecord, StoreError, SummaryCheck, TableCounts, TaskKey,
+    ApprovalProgress, ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page,
+    PendingFilter, PendingOverview, Result, RunRecord, StoreError, SummaryCheck, TableCounts,
+    TaskKey,
 };
 
 #[async_trait]
@@ -145,30 +146,20 @@ impl Admin for SqliteStore {
         .await
     }
 
-    async fn approve_tasks(
+    async fn approve_tasks_tracked(
         &self,
         tasks: &[ApprovalTask],
         scope: &ApprovalScope,
         user: &str,
+        progress: &ApprovalProgress,
     ) -> Result<ApprovalOutcome> {
-        check_user(user)?;
-        if let ApprovalScope::Agents(agents) = scope {
-            if agents.is_empty() {
-                return Err(StoreError::Invalid("approval for no agents".into()));
-            }
+        // One transaction: the one writer is taken for the whole approval.
+        let outcome = self.approve_at_once(tasks, scope, user).await;
+        if let Ok(outcome) = &outcome {
+            progress.add(0, outcome);
         }
-        // Distinct and sorted, with the configure step of every install or update.
-        let keys = ApprovalTask::with_configure_steps(tasks);
-        if keys.is_empty() {
-            return Ok(ApprovalOutcome {
-                approvals_written: 0,
-                pending_rows_approved: 0,
-            });
-        }
-        let scope = scope.clone();
-        let user = user.to_owned();
-        self.write("approving", move |tx| approve(tx, &keys, &scope, &user))
-            .await
+        progress.finish();
+        outcome
     }
 
     async fn approvals(&self, page: Page) -> Result<Listing<Approval>> {
@@ -487,4 +478,33 @@ pub(super) fn audit_at(
     tx.prepare_cached("INSERT INTO audit (at, user, action, detail) VALUES (?1, ?2, ?3, ?4)")?
         .execute((at, user, action, cut(detail, MAX_DETAIL_CHARS)))?;
     Ok(())
+}
+
+impl SqliteStore {
+    /// An approval in one transaction.
+    async fn approve_at_once(
+        &self,
+        tasks: &[ApprovalTask],
+        scope: &ApprovalScope,
+        user: &str,
+    ) -> Result<ApprovalOutcome> {
+        check_user(user)?;
+        if let ApprovalScope::Agents(agents) = scope {
+            if agents.is_empty() {
+                return Err(StoreError::Invalid("approval for no agents".into()));
+            }
+        }
+        // Distinct and sorted, with the configure step of every install or update.
+        let keys = ApprovalTask::with_configure_steps(tasks);
+        if keys.is_empty() {
+            return Ok(ApprovalOutcome {
+                approvals_written: 0,
+                pending_rows_approved: 0,
+            });
+        }
+        let scope = scope.clone();
+        let user = user.to_owned();
+        self.write("approving", move |tx| approve(tx, &keys, &scope, &user))
+            .await
+    }
 }

@@ -43,6 +43,7 @@
 
 mod admin;
 mod api_reads;
+mod approval_chunks;
 mod approve;
 mod changes;
 mod facts;

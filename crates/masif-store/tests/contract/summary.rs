@@ -60,7 +60,7 @@ const COUNTED: &str = "approved = 0 AND agent IS NOT NULL AND package IS NOT NUL
                        AND action IS NOT NULL";
 
 /// Asserts that both summary tables equal a recount from the task rows.
-async fn assert_recount(db: &TestStore, step: &str) {
+pub(crate) async fn assert_recount(db: &TestStore, step: &str) {
     let rows = sorted(
         db,
         "SELECT package, action, to_version, agents FROM pending_summary",
