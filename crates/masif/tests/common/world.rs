@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -289,6 +289,28 @@ pub struct Setup<'a> {
     /// `master.hosts`: the agent uses one and moves to the next when it fails.
     pub masters: &'a [SocketAddr],
     pub tags: &'a [&'a str],
+    /// `apt.path`, if not the host's `/usr/bin/apt-get` (e.g. an [`apt_get_wrapper`]).
+    pub apt_get: Option<&'a Path>,
+}
+
+/// Writes an `apt-get` for an agent's `apt.path` into `dir`: a shell script that runs
+/// `before` (the agent's arguments in `"$@"`, its environment, e.g. the sandbox's
+/// `APT_CONFIG`) and then the host's apt-get with the same arguments. The agent runs apt-mark
+/// and apt-config from beside its apt-get: they link to the host's. Returns the script.
+pub fn apt_get_wrapper(dir: &Path, before: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for program in ["apt-mark", "apt-config"] {
+        std::os::unix::fs::symlink(Path::new("/usr/bin").join(program), dir.join(program)).unwrap();
+    }
+    let script = dir.join("apt-get");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n{before}\nexec /usr/bin/apt-get \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
 }
 
 /// One agent: its certificate, sandbox, configuration file and monitoring socket.
@@ -338,6 +360,7 @@ impl TestAgent {
         let setup = Setup {
             masters: &[world.addr],
             tags: &[],
+            apt_get: None,
         };
         Self::start_set_up(world, name, master_cn, intervals, dir, sandbox, setup).await
     }
@@ -375,7 +398,7 @@ tls:
   key: {key}
   ca: {ca}
 apt:
-  path: /usr/bin/apt-get
+  path: {apt_get}
   options: []
   env: {{ {env} }}
 socket: {socket}
@@ -390,6 +413,10 @@ log: {{ level: debug }}
                 .collect::<Vec<_>>()
                 .join(", "),
             tags = setup.tags.join(", "),
+            apt_get = setup
+                .apt_get
+                .unwrap_or(Path::new("/usr/bin/apt-get"))
+                .display(),
             cert = tls.cert.display(),
             key = tls.key.display(),
             ca = tls.ca.display(),
@@ -563,7 +590,13 @@ impl Ui {
         self.approve_rows(keys, true).await;
     }
 
-    async fn approve_rows(&self, keys: &[&str], with_needs: bool) {
+    /// [`Ui::approve`]; returns when the approval was posted (after the page was read).
+    pub async fn approve_timed(&self, keys: &[&str]) -> std::time::SystemTime {
+        self.approve_rows(keys, false).await
+    }
+
+    /// Returns when the form was posted.
+    async fn approve_rows(&self, keys: &[&str], with_needs: bool) -> std::time::SystemTime {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         self.visit(move |browser| {
             let page = browser.get("/");
@@ -574,8 +607,10 @@ impl Ui {
             }
             form.push(("do", "approve"));
             form.push(("csrf", &csrf));
+            let posted = std::time::SystemTime::now();
             let answer = browser.post("/approve", &form);
             assert_eq!(answer.status, 303, "{answer:?}");
+            posted
         })
         .await
     }
