@@ -121,7 +121,7 @@ async fn a_failing_run_is_shown_everywhere_sqlite() {
 }
 
 /// GETs `path` until it contains `needle`, and returns it.
-async fn loop_until(ui: &common::world::Ui, path: &str, needle: &str) -> String {
+async fn loop_until(ui: &common::ui::Ui, path: &str, needle: &str) -> String {
     for _ in 0..1800 {
         let page = ui.page(path).await;
         if page.contains(needle) {
