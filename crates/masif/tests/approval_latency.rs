@@ -211,6 +211,10 @@ async fn approval_to_apt_start_with_long_polling_agents_on_mariadb() {
         let name = format!("fresh{i:02}.latency.test");
         fresh.push(Timed::start(&world, &name, &template).await);
     }
+    // All planned and parked before the first approval: none is busy starting meanwhile.
+    for (i, timed) in fresh.iter().enumerate() {
+        timed.parked_with(&world, &package(i + 1)).await;
+    }
     let mut latencies = Latencies::default();
     for (i, timed) in fresh.iter().enumerate() {
         let package = package(i + 1);
