@@ -162,6 +162,69 @@ async fn a_failed_run_warns_and_a_reboot_required_warns_unless_told_otherwise() 
 }
 
 #[tokio::test]
+async fn approved_tasks_left_undone_warn_once_they_waited_too_long() {
+    // beta's update is approved, but not the install of gamma it needs: the approved tasks
+    // wait, undone, for as long as nobody approves the rest.
+    let s = serve(&["beta"]).await;
+    eventually("beta's approved tasks waiting", || async {
+        s.agent.monitor.status().approved_since.is_some()
+    })
+    .await;
+    let status = s.agent.monitor.status();
+    assert_eq!(status.approved_tasks, 2, "beta's update and configure");
+    assert_eq!(s.agent.version("beta").await.as_deref(), Some("1.0"));
+    // Younger than the default hour: no problem yet.
+    let (code, out) = check(&s.socket, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(", 2 approved,"), "{out}");
+    assert!(out.contains(" approved_tasks=2;;;0"), "{out}");
+    assert!(out.contains(";3600;;0 "), "the default limit: {out}");
+    // Left undone for longer than a one-second limit: a WARNING saying so.
+    let since = status.approved_since.unwrap();
+    eventually("the approved tasks waited over a second", || async {
+        unix_now() - since >= 2
+    })
+    .await;
+    let (code, out) = check(&s.socket, &["--approved-age-warn", "1"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("MASIF-AGENT WARNING - "), "{out}");
+    assert!(
+        out.contains("2 tasks approved, not yet done, for "),
+        "{out}"
+    );
+    let age = perf_value(&out, "approved_age");
+    assert!(age >= 2, "{out}");
+    assert!(out.contains(&format!(" approved_age={age}s;1;;0")), "{out}");
+    assert!(out.contains(" approved_tasks=2;;;0"), "{out}");
+    // Still nothing ran.
+    assert_eq!(s.agent.version("beta").await.as_deref(), Some("1.0"));
+    let (code, out) = check(&s.socket, &["--approved-age-crit", "1"]).await;
+    assert_eq!(code, 2, "{out}");
+    s.stop().await;
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_secs() as i64
+}
+
+/// The value of perfdata `label` in a check's output (`label=VALUE[uom];…`), whole units.
+fn perf_value(out: &str, label: &str) -> i64 {
+    let needle = format!(" {label}=");
+    let start = out
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{label} in {out}"))
+        + needle.len();
+    let digits: String = out[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("{label} in {out}"))
+}
+
+#[tokio::test]
 async fn the_original_plugins_name_and_flags_keep_working() {
     let s = serve(&[]).await;
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::world::{eventually, Backend, Options, TestAgent, Ui, World, MASTER_CN};
+use common::ui::Ui;
+use common::world::{eventually, Backend, Options, TestAgent, World, MASTER_CN};
 use masif_testkit::sandbox::{standard_packages, FakePackage, Sandbox, Stage};
 
 const FAST: &str = "{ check: 1, report: 1, retry: 1 }";

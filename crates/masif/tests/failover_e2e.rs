@@ -22,7 +22,11 @@ async fn agent(world: &World, name: &str, masters: &[SocketAddr], secs: u64) -> 
         .unwrap();
     sandbox.publish(Stage::V2).await.unwrap();
     let intervals = format!("{{ check: {secs}, report: {secs}, retry: 1 }}");
-    let setup = Setup { masters, tags: &[] };
+    let setup = Setup {
+        masters,
+        tags: &[],
+        apt_get: None,
+    };
     TestAgent::start_set_up(world, name, MASTER_CN, &intervals, dir, sandbox, setup).await
 }
 

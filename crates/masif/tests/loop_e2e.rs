@@ -2,13 +2,22 @@
 //! UI reaches a long-polling agent with a 300 s report interval at once; zeta's failing
 //! postinst shows on the agent page, the Agents page and the pending page; an agent reports
 //! while idle (heartbeat) and is shown offline once stopped; our agent falls back to v1 against
-//! a master with v2 turned off.
+//! a master with v2 turned off; a run whose plan changed between its approval and its start
+//! (the package lists were updated meanwhile) is refused, recorded as "plan changed" and
+//! planned again, with nothing changed on the host.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::world::{eventually, Backend, Options, TestAgent, World, MASTER_CN};
+use common::world::{
+    apt_get_wrapper, eventually, Backend, Options, Setup, TestAgent, World, MASTER_CN,
+};
+use masif_proto::v2::Outcome;
+use masif_proto::AgentName;
+use masif_store::Page;
+use masif_testkit::sandbox::{standard_packages, FakePackage, Sandbox, Stage};
 
 /// A production-like pace: without the long-poll an approval would wait for the next report,
 /// 240 s or more after the last one (the interval jittered by up to 20 %).
@@ -24,6 +33,13 @@ const ZETA: [&str; 2] = [
     r#"["zeta","configure","2.0"]"#,
 ];
 
+/// beta's update with the install of gamma 1.0 it needs, as the pending page offers them.
+const BETA_WITH_GAMMA: [&str; 4] = [
+    r#"["beta","update","2.0"]"#,
+    r#"["beta","configure","2.0"]"#,
+    r#"["gamma","install","1.0"]"#,
+    r#"["gamma","configure","1.0"]"#,
+];
 fn options(backend: Backend) -> Options {
     Options {
         backend,
@@ -105,7 +121,7 @@ async fn a_failing_run_is_shown_everywhere_sqlite() {
 }
 
 /// GETs `path` until it contains `needle`, and returns it.
-async fn loop_until(ui: &common::world::Ui, path: &str, needle: &str) -> String {
+async fn loop_until(ui: &common::ui::Ui, path: &str, needle: &str) -> String {
     for _ in 0..1800 {
         let page = ui.page(path).await;
         if page.contains(needle) {
@@ -182,4 +198,152 @@ async fn our_agent_falls_back_to_v1_mysql() {
 #[tokio::test]
 async fn our_agent_falls_back_to_v1_sqlite() {
     our_agent_falls_back_to_v1(Backend::Sqlite).await;
+}
+
+/// Holds an agent's check of a run against its approval until the test lets it go, so that
+/// the package lists can change in between: the agent's apt-get (an [`apt_get_wrapper`]
+/// running [`HeldRunCheck::script`]) announces its first such check (the simulation with the
+/// run's own arguments: `-sqq` and the run's `--force-confold`) on the FIFO `checking`, then
+/// waits for a line on the FIFO `go`.
+struct HeldRunCheck {
+    dir: PathBuf,
+}
+
+impl HeldRunCheck {
+    async fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let held = Self { dir: dir.into() };
+        for fifo in [held.checking(), held.go()] {
+            let made = masif_agent::exec::Runner::default()
+                .command("/usr/bin/mkfifo")
+                .arg(&fifo)
+                .run()
+                .await
+                .unwrap();
+            assert!(made.success(), "mkfifo {}: {}", fifo.display(), made.stderr);
+        }
+        held
+    }
+
+    fn checking(&self) -> PathBuf {
+        self.dir.join("checking")
+    }
+
+    fn go(&self) -> PathBuf {
+        self.dir.join("go")
+    }
+
+    /// What the apt-get wrapper runs first.
+    fn script(&self) -> String {
+        format!(
+            r#"if [ "$1" = -sqq ] && [ ! -e '{done}' ]; then
+  case "$*" in *--force-confold*)
+    touch '{done}'; echo "$*" > '{checking}'; read go < '{go}' ;;
+  esac
+fi"#,
+            done = self.dir.join("done").display(),
+            checking = self.checking().display(),
+            go = self.go().display(),
+        )
+    }
+
+    /// Waits until the agent checks a run; returns the check's apt-get arguments.
+    async fn reached(&self) -> String {
+        let read = tokio::fs::read_to_string(self.checking());
+        tokio::time::timeout(common::PATIENCE, read)
+            .await
+            .expect("the agent never checked a run")
+            .unwrap()
+    }
+
+    /// Lets the held check go on.
+    async fn release(&self) {
+        let write = tokio::fs::write(self.go(), "go\n");
+        tokio::time::timeout(common::PATIENCE, write)
+            .await
+            .expect("the held check went away")
+            .unwrap();
+    }
+}
+
+async fn a_run_whose_plan_changed_is_refused(backend: Backend) {
+    let world = World::start_with(options(backend)).await;
+    let ui = world.start_ui(Duration::from_secs(900)).await;
+    let name = format!("pc-{backend:?}.e2e.test").to_lowercase();
+    let dir = tempfile::tempdir().unwrap();
+    let mut packages = standard_packages();
+    packages.push(FakePackage::new("gamma", "1.1").v3());
+    let sandbox = Sandbox::create(&dir.path().join("sandbox"), &packages)
+        .await
+        .unwrap();
+    sandbox.publish(Stage::V2).await.unwrap();
+    let held = HeldRunCheck::new(&dir.path().join("held")).await;
+    let apt_get = apt_get_wrapper(&dir.path().join("apt"), &held.script());
+    let setup = Setup {
+        masters: &[world.addr],
+        tags: &[],
+        apt_get: Some(&apt_get),
+    };
+    let agent = TestAgent::start_set_up(&world, &name, MASTER_CN, SLOW, dir, sandbox, setup).await;
+    eventually("beta and gamma 1.0 pending, the agent waiting", || async {
+        let pending = world.pending(&name).await;
+        pending.contains(&"update beta 2.0".to_string())
+            && pending.contains(&"install gamma 1.0".to_string())
+            && agent.status().await["activity"] == "waiting_for_approval"
+    })
+    .await;
+    let installed = agent.sandbox.packages().await.unwrap();
+    let dpkg_log = agent.sandbox.root().join("var/log/dpkg.log");
+    let logged = std::fs::read_to_string(&dpkg_log).unwrap();
+    ui.approve(&BETA_WITH_GAMMA).await;
+    // Between the approval and the run: gamma 1.1 is published and the lists updated.
+    let check = held.reached().await;
+    assert!(check.contains(" beta=2.0"), "{check}");
+    agent.sandbox.publish(Stage::V3).await.unwrap();
+    held.release().await;
+    let agent_page = format!("/agent?name={name}");
+    let page = loop_until(&ui, &agent_page, "plan changed").await;
+    assert!(page.contains("now also install gamma 1.1"), "{page}");
+    let runs = world
+        .store
+        .agent_runs(&AgentName::new(&name).unwrap(), Page::default())
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let refused = &runs[0];
+    assert_eq!(
+        (refused.package.as_str(), refused.outcome, refused.exit_code),
+        ("beta", Outcome::PlanChanged, None)
+    );
+    let why = refused.output.as_str();
+    assert!(
+        why.contains("now also install gamma 1.1, configure gamma 1.1")
+            && why.contains("no longer install gamma 1.0, configure gamma 1.0"),
+        "{why}"
+    );
+    // Planned again: the next report asks for gamma 1.1, which nobody approved, and the agent
+    // waits for it.
+    eventually("the new plan reported, the agent waiting", || async {
+        let pending = world.pending(&name).await;
+        pending.contains(&"install gamma 1.1".to_string())
+            && !pending.contains(&"install gamma 1.0".to_string())
+            && agent.status().await["activity"] == "waiting_for_approval"
+    })
+    .await;
+    assert_eq!(agent.sandbox.packages().await.unwrap(), installed);
+    assert_eq!(std::fs::read_to_string(&dpkg_log).unwrap(), logged);
+    agent.stop().await;
+    ui.stop().await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_whose_plan_changed_is_refused_mysql() {
+    a_run_whose_plan_changed_is_refused(Backend::Mysql).await;
+}
+
+#[tokio::test]
+async fn a_run_whose_plan_changed_is_refused_sqlite() {
+    a_run_whose_plan_changed_is_refused(Backend::Sqlite).await;
 }

@@ -65,6 +65,7 @@ async fn agent(
     let setup = Setup {
         masters: &[master],
         tags,
+        apt_get: None,
     };
     TestAgent::start_set_up(world, name, MASTER_CN, FAST, dir, sandbox, setup).await
 }

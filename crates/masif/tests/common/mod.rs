@@ -1,11 +1,13 @@
 //! Running the real `masif demo` binary in tests: start it and read its banner, signal it,
 //! wait for conditions with a deadline, read a sandbox's dpkg database; a browser for its UI
-//! ([`browser`]) and /proc readers ([`procs`]).
+//! ([`browser`]), /proc readers ([`procs`]), and the whole system in one process ([`world`],
+//! with the UI of [`ui`]).
 
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod browser;
 pub mod procs;
+pub mod ui;
 pub mod world;
 
 use std::collections::BTreeMap;

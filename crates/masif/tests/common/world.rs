@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -289,6 +289,28 @@ pub struct Setup<'a> {
     /// `master.hosts`: the agent uses one and moves to the next when it fails.
     pub masters: &'a [SocketAddr],
     pub tags: &'a [&'a str],
+    /// `apt.path`, if not the host's `/usr/bin/apt-get` (e.g. an [`apt_get_wrapper`]).
+    pub apt_get: Option<&'a Path>,
+}
+
+/// Writes an `apt-get` for an agent's `apt.path` into `dir`: a shell script that runs
+/// `before` (the agent's arguments in `"$@"`, its environment, e.g. the sandbox's
+/// `APT_CONFIG`) and then the host's apt-get with the same arguments. The agent runs apt-mark
+/// and apt-config from beside its apt-get: they link to the host's. Returns the script.
+pub fn apt_get_wrapper(dir: &Path, before: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for program in ["apt-mark", "apt-config"] {
+        std::os::unix::fs::symlink(Path::new("/usr/bin").join(program), dir.join(program)).unwrap();
+    }
+    let script = dir.join("apt-get");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n{before}\nexec /usr/bin/apt-get \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
 }
 
 /// One agent: its certificate, sandbox, configuration file and monitoring socket.
@@ -338,6 +360,7 @@ impl TestAgent {
         let setup = Setup {
             masters: &[world.addr],
             tags: &[],
+            apt_get: None,
         };
         Self::start_set_up(world, name, master_cn, intervals, dir, sandbox, setup).await
     }
@@ -375,7 +398,7 @@ tls:
   key: {key}
   ca: {ca}
 apt:
-  path: /usr/bin/apt-get
+  path: {apt_get}
   options: []
   env: {{ {env} }}
 socket: {socket}
@@ -390,6 +413,10 @@ log: {{ level: debug }}
                 .collect::<Vec<_>>()
                 .join(", "),
             tags = setup.tags.join(", "),
+            apt_get = setup
+                .apt_get
+                .unwrap_or(Path::new("/usr/bin/apt-get"))
+                .display(),
             cert = tls.cert.display(),
             key = tls.key.display(),
             ca = tls.ca.display(),
@@ -482,106 +509,4 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("never happened: {what}");
-}
-
-/// The UI on plain HTTP with one user, serving the world's database.
-pub struct Ui {
-    /// `127.0.0.1:PORT`.
-    pub addr: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// The UI user's name and password.
-pub const UI_USER: &str = "e2e-admin";
-pub const UI_PASSWORD: &str = "e2e-password";
-
-impl World {
-    /// Starts the UI on the world's database; agents not seen for `offline_after` are offline.
-    pub async fn start_ui(&self, offline_after: Duration) -> Ui {
-        let hash = bcrypt::hash(UI_PASSWORD, 4).unwrap();
-        let users = masif_ui::Users::parse(&format!("{UI_USER}:{hash}\n")).unwrap();
-        let mut settings = masif_ui::UiSettings::with_users(users);
-        settings.offline_after = offline_after.as_secs();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let store = masif_store::open(&self.db_url.parse().unwrap())
-            .await
-            .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            masif_ui::serve_with_listener(settings, store, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Ui {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-}
-
-impl Ui {
-    /// Logs in, then runs `visit` with the browser (blocking HTTP, so on a blocking thread).
-    pub async fn visit<T: Send + 'static>(
-        &self,
-        visit: impl FnOnce(&mut super::browser::Browser) -> T + Send + 'static,
-    ) -> T {
-        let addr = self.addr.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut browser = super::browser::Browser::new(&addr);
-            browser.log_in(UI_USER, UI_PASSWORD);
-            visit(&mut browser)
-        })
-        .await
-        .unwrap()
-    }
-
-    /// GETs `path` (logged in) and returns the page, which must be a 200.
-    pub async fn page(&self, path: &str) -> String {
-        let path = path.to_owned();
-        self.visit(move |browser| {
-            let page = browser.get(&path);
-            assert_eq!(page.status, 200, "{path}: {page:?}");
-            page.body
-        })
-        .await
-    }
-
-    /// Ticks the pending page's rows `keys` (as in its checkboxes, e.g.
-    /// `["alpha","update","2.0"]`) and presses "approve", as an administrator would.
-    pub async fn approve(&self, keys: &[&str]) {
-        self.approve_rows(keys, false).await;
-    }
-
-    /// [`Ui::approve`] with the form's "also approve what they need" box ticked, as the page
-    /// renders it.
-    pub async fn approve_with_needs(&self, keys: &[&str]) {
-        self.approve_rows(keys, true).await;
-    }
-
-    async fn approve_rows(&self, keys: &[&str], with_needs: bool) {
-        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        self.visit(move |browser| {
-            let page = browser.get("/");
-            let csrf = super::browser::hidden_field(&page.body, "csrf").expect("csrf");
-            let mut form: Vec<(&str, &str)> = keys.iter().map(|k| ("key", k.as_str())).collect();
-            if with_needs {
-                form.push(("closure", "1"));
-            }
-            form.push(("do", "approve"));
-            form.push(("csrf", &csrf));
-            let answer = browser.post("/approve", &form);
-            assert_eq!(answer.status, 303, "{answer:?}");
-        })
-        .await
-    }
-
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
-    }
 }
