@@ -119,6 +119,8 @@ pub(crate) struct App {
     pub tokens: Option<Arc<ApiTokens>>,
     /// Seconds without a report after which an agent is shown offline.
     pub offline_after: i64,
+    /// The approvals written in the background, for their progress pages.
+    pub approvals: pages::approving::Jobs,
 }
 
 /// Every route of the UI, with error pages and security headers: what the server runs, and
@@ -133,6 +135,7 @@ pub fn routes(
         auth: auth::Auth::new(settings),
         tokens: settings.tokens.clone(),
         offline_after: i64::try_from(settings.offline_after).unwrap_or(i64::MAX),
+        approvals: pages::approving::Jobs::default(),
     });
     let recover_app = app.clone();
     let routes = static_files()

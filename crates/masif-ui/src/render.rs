@@ -25,6 +25,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/ui/approvals.hbs"),
     ),
     ("reset", include_str!("../../../templates/ui/reset.hbs")),
+    (
+        "approving",
+        include_str!("../../../templates/ui/approving.hbs"),
+    ),
     ("audit", include_str!("../../../templates/ui/audit.hbs")),
     ("error", include_str!("../../../templates/ui/error.hbs")),
     ("pager", include_str!("../../../templates/ui/pager.hbs")),

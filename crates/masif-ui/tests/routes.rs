@@ -468,3 +468,72 @@ async fn https_serves_pages_with_secure_cookies_and_hsts() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// An approval the store has not written within a second goes on in the background: the
+/// browser is sent to its progress page, which reloads itself and, once the approval is done,
+/// sends the browser to the result.
+#[tokio::test]
+async fn a_slow_approval_shows_its_progress_then_its_result() {
+    use mysql_async::prelude::Queryable;
+    let ui = ui("ui_approving", settings()).await;
+    ui.fx.seed().await;
+    let (session, csrf) = ui.login().await;
+    // Every chunk of an approval bumps the approval generation first: holding its row holds
+    // the approval.
+    let mut holder = mysql_async::Conn::from_url(ui.fx.db.url()).await.unwrap();
+    holder
+        .query_drop(
+            "INSERT INTO approval_generation (id, generation) VALUES (1, 1) \
+             ON DUPLICATE KEY UPDATE generation = generation",
+        )
+        .await
+        .unwrap();
+    holder.query_drop("START TRANSACTION").await.unwrap();
+    holder
+        .query_drop("SELECT generation FROM approval_generation WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    let perl = enc(&key_value("perl", "update", Some("5.2")));
+    let r = ui
+        .post(
+            "/approve",
+            &session,
+            &format!("csrf={csrf}&do=approve&key={perl}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let progress = r.location().to_owned();
+    assert!(progress.starts_with("/approving?job="), "{progress}");
+    let page = ui.get(&progress, &session).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<meta http-equiv=\"refresh\" content=\"1\">")
+            && page.body.contains("Approving 1 task(s) for every agent")
+            && page
+                .body
+                .contains("<strong class=\"approved\">0</strong> pending task(s)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        ui.fx.approval_rows().await.is_empty(),
+        "nothing written yet"
+    );
+    holder.query_drop("ROLLBACK").await.unwrap();
+    // The page the browser reloads, until the approval is done.
+    let result = loop {
+        let page = ui.get(&progress, &session).await;
+        if page.status == StatusCode::SEE_OTHER {
+            break page.location().to_owned();
+        }
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // perl 5.2 on two agents, and its configure step.
+    assert_eq!(result, "/?approved=2&written=2");
+    assert_eq!(ui.fx.approval_rows().await.len(), 2);
+    let unknown = ui.get("/approving?job=999", &session).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.body.contains("No such approval here"));
+}

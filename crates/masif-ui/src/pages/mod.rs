@@ -4,6 +4,7 @@
 pub(crate) mod agent;
 pub(crate) mod agents;
 pub(crate) mod approvals;
+pub(crate) mod approving;
 pub(crate) mod facts;
 pub(crate) mod pending;
 pub(crate) mod reject;
@@ -132,6 +133,8 @@ pub(crate) fn routes(app: Arc<App>) -> warp::filters::BoxedFilter<(warp::reply::
         .or(agents::routes(app.clone()))
         .unify()
         .or(approvals::routes(app.clone()))
+        .unify()
+        .or(approving::routes(app.clone()))
         .unify()
         .or(tags::routes(app.clone()))
         .unify()

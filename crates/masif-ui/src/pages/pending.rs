@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use masif_proto::{AgentName, Tag};
 use masif_store::{
-    AgentFilter, AgentSummary, ApprovalScope, Page, PendingFilter, PendingOverview, TaskKey,
+    AgentFilter, AgentSummary, ApprovalOutcome, ApprovalScope, Page, PendingFilter,
+    PendingOverview, TaskKey,
 };
 use serde::{Deserialize, Serialize};
 use warp::reply::Response;
@@ -18,10 +19,10 @@ use warp::{Filter, Rejection};
 use super::agents::tag_filter;
 use super::facts::{held_note, needs_text, security_line};
 use super::reject::{store_failed, BadRequest};
-use super::rollouts;
 use super::status::{Now, When};
+use super::{approving, rollouts};
 use super::{name_filter, window, with_app, Chrome, Pager};
-use crate::auth::{redirect, user, User};
+use crate::auth::{user, User};
 use crate::form::{self, encode_key, field, fields, Form};
 use crate::render::query_string;
 use crate::App;
@@ -311,20 +312,28 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
         0
     };
     // Approving an install or update also approves its configure step (`Admin::approve`).
-    let outcome = app
-        .store
-        .approve(&keys, &scope, &user.name)
-        .await
-        .map_err(store_failed)?;
-    tracing::info!(
-        user = %user.name,
-        keys = keys.len(),
-        needed,
-        scope = ?scope,
-        approved = outcome.pending_rows_approved,
-        written = outcome.approvals_written,
-        "approved"
-    );
+    let return_to_agent = match (&scope, field(&form, "return")) {
+        (ApprovalScope::Agents(a), Some("agent")) if a.len() == 1 => Some(a[0].clone()),
+        _ => None,
+    };
+    let tag = match &scope {
+        ApprovalScope::Tag(t) => Some(t.clone()),
+        _ => None,
+    };
+    approving::approve(&app, &user, keys, scope, move |outcome| {
+        shown_at(outcome, needed, return_to_agent, tag)
+    })
+    .await
+}
+
+/// Where an approval's result is shown: the agent's page for an approval from it, else the
+/// pending page, with the counts.
+fn shown_at(
+    outcome: &ApprovalOutcome,
+    needed: usize,
+    agent: Option<AgentName>,
+    tag: Option<Tag>,
+) -> String {
     let approved = outcome.pending_rows_approved.to_string();
     let written = outcome.approvals_written.to_string();
     let needed = needed.to_string();
@@ -333,22 +342,18 @@ async fn approve(user: User, form: Form, app: Arc<App>) -> Result<Response, Reje
         ("written", Some(written.as_str())),
         ("needed", (needed != "0").then_some(needed.as_str())),
     ];
-    let tag_param = match &scope {
-        ApprovalScope::Tag(t) => Some(t.as_str()),
-        _ => None,
-    };
-    Ok(match (&scope, field(&form, "return")) {
-        (ApprovalScope::Agents(a), Some("agent")) if a.len() == 1 => {
-            let mut params = vec![("name", Some(a[0].as_str()))];
+    match agent {
+        Some(agent) => {
+            let mut params = vec![("name", Some(agent.as_str()))];
             params.extend(counts);
-            redirect(&format!("/agent{}", query_string(&params)))
+            format!("/agent{}", query_string(&params))
         }
-        _ => {
+        None => {
             let mut params = counts.to_vec();
-            params.push(("approved_tag", tag_param));
-            redirect(&format!("/{}", query_string(&params)))
+            params.push(("approved_tag", tag.as_ref().map(Tag::as_str)));
+            format!("/{}", query_string(&params))
         }
-    })
+    }
 }
 
 /// The `approve_tag` field: a tag some agent carries (the store checks again as it approves).

@@ -42,6 +42,11 @@ impl warp::reject::Reject for NotFound {}
 pub(crate) struct StoreFailed;
 impl warp::reject::Reject for StoreFailed {}
 
+/// An approval written in chunks failed part-way; the details are logged, not shown.
+#[derive(Debug)]
+pub(crate) struct ApprovalStopped;
+impl warp::reject::Reject for ApprovalStopped {}
+
 /// Turns a store error into a rejection: input the store refused is a 400 with its reason,
 /// anything else a logged 500.
 pub(crate) fn store_failed(e: masif_store::StoreError) -> Rejection {
@@ -80,6 +85,14 @@ pub(crate) async fn recover(app: Arc<App>, r: Rejection) -> Result<Response, Inf
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             "The database request failed; nothing was changed. The details are in the UI's log."
+                .into(),
+        )
+    } else if r.find::<ApprovalStopped>().is_some() {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The approval stopped part-way: a database request failed (the details are in the \
+             UI's log). What was written before stays in force; approve the same selection \
+             again to write the rest."
                 .into(),
         )
     } else if r.is_not_found() {
