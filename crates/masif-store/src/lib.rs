@@ -140,8 +140,9 @@ pub trait Admin: Send + Sync {
     /// number of agents awaiting approval (most first), then name.
     async fn pending_overview(&self, filter: &PendingFilter, page: Page)
         -> Result<PendingOverview>;
-    /// Agents that await any of `keys` (for "select specific agents first").
-    async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>>;
+    /// Agents that await any of `keys` (for "select specific agents first"), by name: `page`
+    /// of them, and how many there are.
+    async fn agents_awaiting(&self, keys: &[TaskKey], page: Page) -> Result<Listing<AgentSummary>>;
     /// What approving `keys` for `scope` pulls in: the union of the `needs` the agents in
     /// scope reported for their pending rows matching `keys` (the closure the approve form
     /// offers), without `keys` themselves.

@@ -60,34 +60,34 @@ impl Admin for MysqlStore {
         .await
     }
 
-    async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
+    async fn agents_awaiting(&self, keys: &[TaskKey], page: Page) -> Result<Listing<AgentSummary>> {
         self.read(async {
             let mut conn = self.conn().await?;
             let packages = package_ids(&mut conn, keys, false)
                 .await
                 .map_err(doing("reading the ids of packages"))?;
             // Per key that exists: package, action, target version (NULL-safe).
-            let known: Vec<(u64, &TaskKey)> = keys
+            let rows: Vec<(u64, &str, Option<&str>)> = keys
                 .iter()
-                .filter_map(|k| packages.get(k.package.as_str()).map(|id| (*id, k)))
-                .collect();
-            let rows: Vec<(u64, &str, Option<&str>)> = known
-                .iter()
-                .map(|(id, k)| {
-                    (
-                        *id,
+                .filter_map(|k| {
+                    let id = *packages.get(k.package.as_str())?;
+                    Some((
+                        id,
                         k.action.as_str(),
                         k.to_version.as_ref().map(Version::as_str),
-                    )
+                    ))
                 })
                 .collect();
-            let ids = overview::agents_awaiting_rows(
+            let named = overview::agents_awaiting_rows(
                 &mut conn,
                 &rows,
                 "finding the agents awaiting a selection",
             )
             .await?;
-            let ids: Vec<u64> = ids.into_iter().collect();
+            let total = named.len() as u64;
+            let offset = usize::try_from(page.offset).unwrap_or(usize::MAX);
+            let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
+            let ids: Vec<u64> = named.into_values().skip(offset).take(limit).collect();
             let mut agents = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(BATCH) {
                 let rows: Vec<Row> = conn
@@ -100,7 +100,10 @@ impl Admin for MysqlStore {
                 agents.extend(rows.into_iter().filter_map(summary_from_row));
             }
             agents.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(agents)
+            Ok(Listing {
+                rows: agents,
+                total,
+            })
         })
         .await
     }

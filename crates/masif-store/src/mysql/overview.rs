@@ -2,7 +2,7 @@
 //! of them with their (action, target version) rows, what the agents' facts say of them
 //! (security, needs, holders) and the security summary. Filters are bound as parameters.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use masif_proto::{Action, PackageName, Version};
 use mysql_async::prelude::*;
@@ -441,14 +441,14 @@ async fn security_summary(conn: &mut Conn) -> Result<SecuritySummary> {
 }
 
 /// The agents with a pending task on any of `rows` (package id, action, target version; the
-/// version compared NULL-safe), a few hundred rows a query.
+/// version compared NULL-safe), by name (to id), a few hundred rows a query.
 pub(super) async fn agents_awaiting_rows(
     conn: &mut Conn,
     rows: &[(u64, &str, Option<&str>)],
     what: &'static str,
-) -> Result<BTreeSet<u64>> {
-    let mut agents = BTreeSet::new();
-    for chunk in rows.chunks(BATCH) {
+) -> Result<BTreeMap<String, u64>> {
+    let mut agents = BTreeMap::new();
+    for chunk in rows.chunks(BATCH / 3) {
         let conditions =
             vec!["(t.package = ? AND t.action = ? AND t.to_version <=> ?)"; chunk.len()];
         let params: Vec<Value> = chunk
@@ -461,18 +461,20 @@ pub(super) async fn agents_awaiting_rows(
                 ]
             })
             .collect();
-        let found: Vec<u64> = conn
+        let found: Vec<(u64, String)> = conn
             .exec(
                 format!(
-                    "SELECT DISTINCT t.agent FROM task t
-                      WHERE t.approved = 0 AND t.agent IS NOT NULL AND ({})",
+                    "SELECT a.id, a.name
+                       FROM (SELECT DISTINCT t.agent FROM task t FORCE INDEX (task_overview)
+                              WHERE t.approved = 0 AND t.agent IS NOT NULL AND ({})) x
+                       JOIN agent a ON a.id = x.agent",
                     conditions.join(" OR ")
                 ),
                 params,
             )
             .await
             .map_err(doing(what))?;
-        agents.extend(found);
+        agents.extend(found.into_iter().map(|(id, name)| (name, id)));
     }
     Ok(agents)
 }

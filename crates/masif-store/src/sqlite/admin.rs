@@ -4,7 +4,7 @@
 //! Approvals, revocations and resets bump the approval generation in their transaction (see
 //! `AgentLoop::approval_token`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use masif_proto::{AgentName, Task};
@@ -49,31 +49,39 @@ impl Admin for SqliteStore {
         .await
     }
 
-    async fn agents_awaiting(&self, keys: &[TaskKey]) -> Result<Vec<AgentSummary>> {
+    async fn agents_awaiting(&self, keys: &[TaskKey], page: Page) -> Result<Listing<AgentSummary>> {
         let keys = keys.to_vec();
         self.read("finding the agents awaiting a selection", move |tx| {
-            let mut ids = BTreeSet::new();
+            let mut named = BTreeMap::new();
             let mut stmt = tx.prepare_cached(
-                "SELECT DISTINCT t.agent FROM task t JOIN package p ON p.id = t.package
-                  WHERE t.approved = 0 AND t.agent IS NOT NULL
-                    AND p.name = ?1 AND t.action = ?2 AND t.to_version IS ?3",
+                "SELECT DISTINCT a.id, a.name FROM task t JOIN package p ON p.id = t.package
+                   JOIN agent a ON a.id = t.agent
+                  WHERE t.approved = 0 AND p.name = ?1 AND t.action = ?2 AND t.to_version IS ?3",
             )?;
             for key in &keys {
-                let found = stmt.query_map(key_params(key), |r| r.get::<_, i64>(0))?;
-                for id in found {
-                    ids.insert(id?);
+                let found = stmt.query_map(key_params(key), |r| {
+                    Ok((r.get::<_, String>(1)?, r.get::<_, i64>(0)?))
+                })?;
+                for agent in found {
+                    let (name, id) = agent?;
+                    named.insert(name, id);
                 }
             }
-            let mut agents = Vec::with_capacity(ids.len());
+            let total = named.len() as u64;
+            let offset = usize::try_from(page.offset).unwrap_or(usize::MAX);
+            let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
+            let mut agents = Vec::new();
             let mut summary =
                 tx.prepare_cached(&format!("{SUMMARY_SELECT} WHERE a.id = ?1 {SUMMARY_GROUP}"))?;
-            for id in ids {
+            for id in named.into_values().skip(offset).take(limit) {
                 if let Some(agent) = summary.query_row([id], summary_from_row).optional()? {
                     agents.push(agent?);
                 }
             }
-            agents.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(agents)
+            Ok(Listing {
+                rows: agents,
+                total,
+            })
         })
         .await
     }

@@ -121,7 +121,17 @@ async fn report_throughput() {
     );
     let awaited = update_keys(1, 40);
     let t = Instant::now();
-    let agents_awaiting = store.agents_awaiting(&awaited).await.unwrap();
+    let agents_awaiting = store
+        .agents_awaiting(
+            &awaited,
+            Page {
+                offset: 0,
+                limit: u64::MAX,
+            },
+        )
+        .await
+        .unwrap()
+        .rows;
     println!(
         "agents awaiting {} keys ({} agents): {:.1} ms",
         awaited.len(),

@@ -162,9 +162,10 @@ async fn empty_database_has_empty_overviews(db: TestStore) {
         .is_none());
     assert!(db
         .store
-        .agents_awaiting(&[key("perl", Action::Update, Some("1"))])
+        .agents_awaiting(&[key("perl", Action::Update, Some("1"))], all())
         .await
         .unwrap()
+        .rows
         .is_empty());
 }
 contract_test!(empty_database_has_empty_overviews);
@@ -315,19 +316,33 @@ contract_test!(filters_are_plain_text_not_patterns);
 
 async fn agents_awaiting_a_selection(db: TestStore) {
     seed(&db).await;
-    let found = db
-        .store
-        .agents_awaiting(&[
-            key("perl", Action::Update, Some("5.3")),
-            key("newpkg", Action::Install, Some("1.0")),
-            // Unknown package and unknown version: ignored.
-            key("nonexistent", Action::Update, Some("1")),
-            key("libc6", Action::Update, Some("9.9")),
-        ])
-        .await
-        .unwrap();
+    let selection = [
+        key("perl", Action::Update, Some("5.3")),
+        key("newpkg", Action::Install, Some("1.0")),
+        // Unknown package and unknown version: ignored.
+        key("nonexistent", Action::Update, Some("1")),
+        key("libc6", Action::Update, Some("9.9")),
+    ];
+    let found = db.store.agents_awaiting(&selection, all()).await.unwrap();
+    assert_eq!(found.total, 2);
+    let found = found.rows;
     let names: Vec<_> = found.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["b", "c"]);
+    // A page of them, by name, with the total.
+    let second = db
+        .store
+        .agents_awaiting(
+            &selection,
+            Page {
+                offset: 1,
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.total, 2);
+    assert_eq!(second.rows.len(), 1);
+    assert_eq!(second.rows[0].name.as_str(), "c");
     assert_eq!(found[0].pending_packages, 2);
     assert_eq!(found[1].pending_packages, 3);
     assert_eq!(found[1].pending_tasks, 3);
@@ -340,11 +355,12 @@ async fn agents_awaiting_a_selection(db: TestStore) {
     .await;
     let found = db
         .store
-        .agents_awaiting(&[key("newpkg", Action::Install, Some("1.0"))])
+        .agents_awaiting(&[key("newpkg", Action::Install, Some("1.0"))], all())
         .await
         .unwrap();
-    assert!(found.is_empty());
-    assert!(db.store.agents_awaiting(&[]).await.unwrap().is_empty());
+    assert!(found.rows.is_empty() && found.total == 0);
+    let none = db.store.agents_awaiting(&[], all()).await.unwrap();
+    assert!(none.rows.is_empty() && none.total == 0);
 }
 contract_test!(agents_awaiting_a_selection);
 
@@ -439,9 +455,10 @@ async fn hostile_names_come_back_exactly(db: TestStore) {
     assert_eq!(listing.rows[0].name.as_str(), host);
     let awaiting = db
         .store
-        .agents_awaiting(&[key(pkg, Action::Update, Some("2\""))])
+        .agents_awaiting(&[key(pkg, Action::Update, Some("2\""))], all())
         .await
-        .unwrap();
+        .unwrap()
+        .rows;
     assert_eq!(awaiting[0].name.as_str(), host);
     db.store
         .approve(

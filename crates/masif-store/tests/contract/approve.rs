@@ -322,9 +322,16 @@ async fn big_selections_are_described_briefly(db: TestStore) {
     let chosen: Vec<AgentName> = names.iter().map(|n| agent(n)).collect();
     let awaiting = db
         .store
-        .agents_awaiting(&[key("perl", Action::Update, Some("2"))])
+        .agents_awaiting(
+            &[key("perl", Action::Update, Some("2"))],
+            masif_store::Page {
+                offset: 0,
+                limit: u64::MAX,
+            },
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .rows;
     assert_eq!(awaiting.len(), 1200);
     let outcome = db
         .store

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use masif_proto::{Action, AgentName};
+use masif_proto::Action;
 use masif_store::Store;
 use masif_testkit::tasks::task;
 
-use super::{agent_name, approve, base_key, tasks_of, ApprovalFigure, Config};
+use super::{
+    agent_name, approve, base_key, every_agent_awaiting, tasks_of, ApprovalFigure, Config,
+};
 
 /// The master's default `api.report_timeout`: a report slower than this counts as an error.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,13 +62,7 @@ pub(super) async fn approve_under_load(
     config: &Config,
 ) -> (ApprovalFigure, ReportLoad) {
     let key = base_key(0, 1);
-    let chosen: Vec<AgentName> = ui_store
-        .agents_awaiting(std::slice::from_ref(&key))
-        .await
-        .expect("agents_awaiting")
-        .into_iter()
-        .map(|a| a.name)
-        .collect();
+    let chosen = every_agent_awaiting(ui_store, &key).await;
 
     let origin = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));

@@ -30,6 +30,9 @@ use crate::App;
 /// Packages per page.
 pub(crate) const PAGE_SIZE: u64 = 50;
 
+/// Agents listed to pick from (by name) after "select specific agents first".
+const SELECT_SHOWN: u64 = 500;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Query {
@@ -140,6 +143,10 @@ struct SelectAgentsView<'a> {
     chrome: Chrome<'a>,
     keys: Vec<RowView>,
     agents: &'a [AgentSummary],
+    /// How many agents await the rows, and whether more than shown do.
+    total: u64,
+    shown: usize,
+    more: bool,
     /// Whether the closure box is ticked (as it was on the page the rows were ticked on).
     closure: bool,
 }
@@ -396,7 +403,13 @@ async fn select_agents(
 ) -> Result<Response, Rejection> {
     let agents = app
         .store
-        .agents_awaiting(keys)
+        .agents_awaiting(
+            keys,
+            Page {
+                offset: 0,
+                limit: SELECT_SHOWN,
+            },
+        )
         .await
         .map_err(store_failed)?;
     let keys = keys
@@ -409,7 +422,10 @@ async fn select_agents(
         &SelectAgentsView {
             chrome: Chrome::new(user, "pending", "Select agents"),
             keys,
-            agents: &agents,
+            agents: &agents.rows,
+            total: agents.total,
+            shown: agents.rows.len(),
+            more: agents.total > agents.rows.len() as u64,
             closure,
         },
     ))
