@@ -27,7 +27,8 @@ const AGENTS: u64 = 100_000;
 const MAX_JOIN_SIZE: u32 = 150_000;
 
 /// Offline agents of the fleet (every 100th), failing ones (every 50th), ones needing a
-/// reboot (every 10th); every agent carries one of the tags `ring-0` … `ring-2`.
+/// reboot (every 10th); every agent carries one of the tags `ring-0` … `ring-2`, and `ring-1`
+/// has a max in flight.
 const OFFLINE: u64 = AGENTS / 100;
 const FAILING: u64 = AGENTS / 50;
 const REBOOT: u64 = AGENTS / 10;
@@ -75,6 +76,7 @@ const SEED: &[&str] = &[
          FROM seq_1_to_{AGENTS}",
     "INSERT INTO run_latest (agent, package, run, failed, started_at)
        SELECT seq, 'base-00', seq, seq % 50 = 0, @now - 600 FROM seq_1_to_{AGENTS}",
+    "INSERT INTO tag_setting (tag, max_in_flight, windows) VALUES ('ring-1', 10, '[]')",
     "ANALYZE TABLE agent, agent_report, package, task, agent_facts, agent_tag, run, run_latest",
 ];
 
