@@ -351,19 +351,29 @@ impl MysqlStore {
                 Err(e) => attempt_failed(e),
                 Ok(mut conn) => {
                     // If this future is dropped mid-transaction, the pool resets (rolls back)
-                    // the connection instead of handing it out with the transaction open.
+                    // the connection instead of handing it out with the transaction open; the
+                    // reset also puts a lifted plan guard back (the session setup sets it).
                     conn.reset_connection(true);
-                    let (mut conn, result) = attempt(conn).await;
+                    let lifted = self.lift_plan_guard(&mut conn).await;
+                    let (mut conn, result) = match lifted {
+                        Ok(()) => attempt(conn).await,
+                        Err(e) => (conn, Err(Failure::from(e))),
+                    };
                     match result {
                         Ok(value) => {
-                            conn.reset_connection(false);
+                            if self.restore_plan_guard(&mut conn).await {
+                                conn.reset_connection(false);
+                            }
                             return Ok(value);
                         }
                         Err(f) => {
                             let f = f.while_doing(doing);
                             if !node_failed(&f) {
                                 match conn.query_drop("ROLLBACK").await {
-                                    Ok(()) => conn.reset_connection(false),
+                                    Ok(()) if self.restore_plan_guard(&mut conn).await => {
+                                        conn.reset_connection(false)
+                                    }
+                                    Ok(()) => {}
                                     Err(e) => tracing::debug!("rollback after a failed write: {e}"),
                                 }
                             }
@@ -381,6 +391,36 @@ impl MysqlStore {
                     .await;
             }
             tokio::time::sleep(backoff.after(failure, doing)?).await;
+        }
+    }
+}
+
+impl MysqlStore {
+    /// Turns the plan guard (`max_join_size`, see [`super::MysqlOptions`]) off on `conn` for a
+    /// write: approving for a whole fleet reads every pending row by design, and a refused
+    /// statement would only fail the transaction. Nothing to do without a guard.
+    async fn lift_plan_guard(&self, conn: &mut Conn) -> Result<(), mysql_async::Error> {
+        if self.options.max_join_size.is_none() {
+            return Ok(());
+        }
+        conn.query_drop("SET SESSION sql_big_selects = 1").await
+    }
+
+    /// Puts the plan guard back on `conn` after a write; `false` if that failed (the caller
+    /// then leaves the connection marked for reset, whose session setup sets it again).
+    async fn restore_plan_guard(&self, conn: &mut Conn) -> bool {
+        let Some(size) = self.options.max_join_size else {
+            return true;
+        };
+        match conn
+            .query_drop(format!("SET SESSION max_join_size = {size}"))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("setting max_join_size again after a write: {e}");
+                false
+            }
         }
     }
 }

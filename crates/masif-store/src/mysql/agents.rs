@@ -1,10 +1,11 @@
 //! Agents as the UI lists them on MySQL: the summary columns (last contact, pending counts,
-//! last run, failing packages), the filtered listing and the counts at the top of the page.
+//! last run, failing packages), the filtered listing and the counts at the top of the page,
+//! each read from an index as large as what it shows (issue 18: 100,000 agents).
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
-use super::sql::doing;
+use super::sql::{doing, tuple};
 use crate::rollout_core::tags_from_text;
 use crate::runs::last_run;
 use crate::{AgentCounts, AgentFilter, AgentSummary, Listing, Page, Result};
@@ -29,6 +30,10 @@ pub(super) const SUMMARY: &str = "
 /// (no `agent_report` row) the last change of its pending set.
 const LAST_CONTACT: &str = "COALESCE(r.last_seen, a.mtime)";
 
+/// The agents with a report row not seen since `?`: a range of `agent_report_last_seen`, as
+/// large as the offline part of the fleet.
+const REPORTED_OFFLINE: &str = "a.id IN (SELECT r.agent FROM agent_report r WHERE r.last_seen < ?)";
+
 /// Whether an agent has a package whose latest run failed.
 const FAILING: &str = "EXISTS (SELECT 1 FROM run_latest l WHERE l.agent = a.id AND l.failed = 1)";
 
@@ -36,12 +41,16 @@ const FAILING: &str = "EXISTS (SELECT 1 FROM run_latest l WHERE l.agent = a.id A
 const REBOOT: &str =
     "EXISTS (SELECT 1 FROM agent_facts f WHERE f.agent = a.id AND f.reboot_required = 1)";
 
-/// The agents `filter` selects, by name.
+/// The agents `filter` selects, by name: the page's ids and the total, read without the
+/// summary columns (a filter reads its own index: `agent_tag_tag`, `run_latest_failed`,
+/// `agent_facts_reboot`, `agent_report_last_seen`; the name order reads `agent (name)` up to
+/// the page), then the summary of the page's agents alone.
 pub(super) async fn agents(
     conn: &mut Conn,
     filter: &AgentFilter,
     page: Page,
 ) -> Result<Listing<AgentSummary>> {
+    let mut from = "agent a";
     let mut conds = vec!["TRUE".to_owned()];
     let mut params: Vec<Value> = Vec::new();
     if let Some(name) = &filter.name {
@@ -49,7 +58,12 @@ pub(super) async fn agents(
         params.push(name.as_str().into());
     }
     if let Some(before) = filter.not_seen_since {
-        conds.push(format!("{LAST_CONTACT} < ?"));
+        if every_agent_reported(conn).await? {
+            conds.push(REPORTED_OFFLINE.to_owned());
+        } else {
+            from = "agent a LEFT JOIN agent_report r ON r.agent = a.id";
+            conds.push(format!("{LAST_CONTACT} < ?"));
+        }
         params.push(before.into());
     }
     if filter.failing {
@@ -59,55 +73,102 @@ pub(super) async fn agents(
         conds.push(REBOOT.to_owned());
     }
     if let Some(tag) = &filter.tag {
-        conds.push(
-            "EXISTS (SELECT 1 FROM agent_tag g WHERE g.agent = a.id AND g.tag = ?)".to_owned(),
-        );
+        conds.push("a.id IN (SELECT g.agent FROM agent_tag g WHERE g.tag = ?)".to_owned());
         params.push(tag.as_str().into());
     }
     let cond = conds.join(" AND ");
     let total = conn
         .exec_first::<u64, _, _>(
-            format!(
-                "SELECT COUNT(*) FROM agent a LEFT JOIN agent_report r ON r.agent = a.id \
-                 WHERE {cond}"
-            ),
+            format!("SELECT COUNT(*) FROM {from} WHERE {cond}"),
             params.clone(),
         )
         .await
         .map_err(doing("counting agents"))?
         .unwrap_or(0);
-    let rows: Vec<Row> = conn
+    let ids: Vec<u64> = conn
         .exec(
             format!(
-                "{SUMMARY} WHERE {cond} ORDER BY a.name LIMIT {} OFFSET {}",
+                "SELECT a.id FROM {from} WHERE {cond} ORDER BY a.name LIMIT {} OFFSET {}",
                 page.limit, page.offset
             ),
             params,
         )
         .await
         .map_err(doing("listing agents"))?;
+    if ids.is_empty() {
+        return Ok(Listing {
+            rows: Vec::new(),
+            total,
+        });
+    }
+    let rows: Vec<Row> = conn
+        .query(format!(
+            "{SUMMARY} WHERE a.id IN {} ORDER BY a.name",
+            tuple(ids)
+        ))
+        .await
+        .map_err(doing("reading the listed agents"))?;
     Ok(Listing {
         rows: rows.into_iter().filter_map(summary_from_row).collect(),
         total,
     })
 }
 
+/// Whether every agent has an `agent_report` row, so that the offline ones are a range of
+/// `agent_report_last_seen`. Agents only the original master has seen have none (all of
+/// them, just after an existing database was adopted); report rows of agents deleted by other
+/// means than this store (the original UI's reset) are left behind. Both kinds are rare and
+/// finding them takes a look at every agent, so the two tables are compared by the count and
+/// the sum of the agent ids instead: two scans of small indexes, no join.
+async fn every_agent_reported(conn: &mut Conn) -> Result<bool> {
+    let same: Option<bool> = conn
+        .query_first(format!("SELECT {EVERY_AGENT_REPORTED} FROM {AGENT_IDS}"))
+        .await
+        .map_err(doing("comparing agents and their report rows"))?;
+    Ok(same.unwrap_or(false))
+}
+
+/// `a.n` agents and the sum `a.s` of their ids: a scan of the name index.
+const AGENT_IDS: &str = "(SELECT COUNT(*) n, COALESCE(SUM(id), 0) s FROM agent) a";
+
+/// Of [`AGENT_IDS`]: whether `agent_report` has as many rows and the same sum of agent ids
+/// (see [`every_agent_reported`]). A scalar subquery: the optimizer estimates a join of two
+/// derived tables as the product of their tables' rows, which the plan guard refuses.
+const EVERY_AGENT_REPORTED: &str = "CONCAT(a.n, ':', a.s) = \
+    (SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(agent), 0)) FROM agent_report)";
+
 /// All agents, the offline ones (last contact before `offline_before`), the failing ones and
-/// those needing a reboot, in one pass over `agent`.
+/// those needing a reboot. Each is counted from its own index (see [`agents`]); where some
+/// agent has no report row (see [`every_agent_reported`]) the offline ones are counted by
+/// looking at every agent instead.
 pub(super) async fn agent_counts(conn: &mut Conn, offline_before: i64) -> Result<AgentCounts> {
-    let counts: Option<(u64, u64, u64, u64)> = conn
+    let counts: Option<(u64, bool, u64, u64, u64)> = conn
         .exec_first(
             format!(
-                "SELECT COUNT(*), CAST(COALESCE(SUM({LAST_CONTACT} < ?), 0) AS UNSIGNED),
-                        CAST(COALESCE(SUM({FAILING}), 0) AS UNSIGNED),
-                        CAST(COALESCE(SUM({REBOOT}), 0) AS UNSIGNED)
-                   FROM agent a LEFT JOIN agent_report r ON r.agent = a.id"
+                "SELECT a.n, {EVERY_AGENT_REPORTED},
+                        (SELECT COUNT(*) FROM agent a WHERE {REPORTED_OFFLINE}),
+                        (SELECT COUNT(*) FROM agent a WHERE {FAILING}),
+                        (SELECT COUNT(*) FROM agent a WHERE {REBOOT})
+                   FROM {AGENT_IDS}"
             ),
             (offline_before,),
         )
         .await
         .map_err(doing("counting agents"))?;
-    let (agents, offline, failing, reboot_required) = counts.unwrap_or_default();
+    let (agents, all_reported, mut offline, failing, reboot_required) = counts.unwrap_or_default();
+    if !all_reported {
+        offline = conn
+            .exec_first(
+                format!(
+                    "SELECT COUNT(*) FROM agent a LEFT JOIN agent_report r ON r.agent = a.id
+                      WHERE {LAST_CONTACT} < ?"
+                ),
+                (offline_before,),
+            )
+            .await
+            .map_err(doing("counting offline agents"))?
+            .unwrap_or(0);
+    }
     Ok(AgentCounts {
         reboot_required,
         agents,

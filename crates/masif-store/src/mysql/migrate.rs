@@ -33,6 +33,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_task_ctime"),
     migration!(12, "0012_rollout_control"),
     migration!(13, "0013_pending_summary"),
+    migration!(14, "0014_agents_page_indexes"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.
@@ -63,6 +64,11 @@ async fn apply(conn: &mut Conn) -> Result<()> {
         }
         Err(e) => tracing::warn!("schema migration runs without a lock: {e}"),
     }
+    // A migration may copy or aggregate whole tables: the plan guard (`max_join_size`) is
+    // for the daemons' reads, not for this connection.
+    conn.query_drop("SET SESSION sql_big_selects = 1")
+        .await
+        .map_err(doing("lifting the plan guard for migrations"))?;
     conn.query_drop(
         "CREATE TABLE IF NOT EXISTS masif_schema_version (
            version    INT unsigned PRIMARY KEY,

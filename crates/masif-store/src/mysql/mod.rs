@@ -65,6 +65,12 @@ pub struct MysqlOptions {
     /// With several addresses: how long connecting (or waiting for a pooled connection) may
     /// take before the node counts as out of reach and the next address is tried.
     pub connect_timeout: Duration,
+    /// Session `max_join_size` (`None`: the server's default): the server refuses (error 1104)
+    /// a SELECT whose plan it estimates to cost more than this, about one unit per five rows
+    /// an index or table scan reads and one per row looked up, so a read whose plan turned
+    /// into a scan of a large table fails instead of loading the database. Writes
+    /// (`MysqlStore::write`) and migrations are exempt.
+    pub max_join_size: Option<u32>,
 }
 
 impl Default for MysqlOptions {
@@ -77,6 +83,7 @@ impl Default for MysqlOptions {
             last_seen_flush: Duration::from_secs(1),
             max_queued_reports: crate::DEFAULT_MAX_QUEUED_REPORTS,
             connect_timeout: nodes::DEFAULT_CONNECT_TIMEOUT,
+            max_join_size: None,
         }
     }
 }
@@ -105,7 +112,8 @@ impl MysqlStore {
     /// Connects to `url` (`mysql://user:password@host:port/database[?param=value&…]`, the
     /// database must exist) and applies any missing schema migration. Besides mysql_async's
     /// parameters (`pool_max`, `require_ssl`, …) the URL may set `max_attempts`,
-    /// `lock_wait_timeout` and `last_seen_interval` (seconds) of [`MysqlOptions`].
+    /// `lock_wait_timeout`, `last_seen_interval`, `connect_timeout` (seconds) and
+    /// `max_join_size` of [`MysqlOptions`].
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, MysqlOptions::default()).await
     }
@@ -192,7 +200,8 @@ pub(crate) fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
 }
 
 /// Session settings applied to every new (or reset) connection: strict mode so nothing is
-/// truncated silently, UTC, utf8mb4, a bounded lock wait. The isolation level is added once
+/// truncated silently, UTC, utf8mb4, a bounded lock wait, the plan guard if asked for
+/// (`max_join_size`, which also turns `sql_big_selects` off). The isolation level is added once
 /// known (see [`check_server`]), and on Galera the sync wait (see `nodes`).
 pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     let mut set = vec![
@@ -204,6 +213,9 @@ pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     ];
     if let Some(secs) = options.lock_wait_timeout {
         set.push(format!("innodb_lock_wait_timeout = {secs}"));
+    }
+    if let Some(size) = options.max_join_size {
+        set.push(format!("max_join_size = {size}"));
     }
     vec![format!("SET {}", set.join(", "))]
 }

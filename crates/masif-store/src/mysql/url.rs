@@ -1,6 +1,6 @@
 //! The database URL of the MySQL back end: the store's own parameters (`max_attempts`,
-//! `lock_wait_timeout`, `last_seen_interval`, `connect_timeout`) are taken out, the rest goes to mysql_async
-//! with the pool size and session setup added.
+//! `lock_wait_timeout`, `last_seen_interval`, `connect_timeout`, `max_join_size`) are taken
+//! out, the rest goes to mysql_async with the pool size and session setup added.
 
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ pub(super) fn parse_url(
         match key {
             "max_attempts" => options.max_attempts = number()?,
             "lock_wait_timeout" => options.lock_wait_timeout = Some(number()?),
+            "max_join_size" => options.max_join_size = Some(number()?),
             "last_seen_interval" => {
                 options.last_seen_interval = Duration::from_secs(u64::from(number()?))
             }
@@ -96,13 +97,14 @@ mod tests {
     fn store_parameters_are_taken_out_of_the_url() {
         let (opts, options) = parse(
             "mysql://u:p@h:3306/db?max_attempts=3&lock_wait_timeout=2&last_seen_interval=300\
-             &pool_max=4&connect_timeout=7",
+             &pool_max=4&connect_timeout=7&max_join_size=150000",
         )
         .unwrap();
         assert_eq!(options.max_attempts, 3);
         assert_eq!(options.lock_wait_timeout, Some(2));
         assert_eq!(options.last_seen_interval, Duration::from_secs(300));
         assert_eq!(options.connect_timeout, Duration::from_secs(7));
+        assert_eq!(options.max_join_size, Some(150_000));
         assert_eq!(opts.db_name(), Some("db"));
         assert_eq!(opts.pool_opts().constraints().max(), 4);
     }
@@ -121,6 +123,7 @@ mod tests {
             ),
             ("mysql://u:secret@h/db?pool_max=0", "pool_max"),
             ("mysql://u:secret@h/db?connect_timeout=0", "connect_timeout"),
+            ("mysql://u:secret@h/db?max_join_size=0", "max_join_size"),
             ("mysql://u:secret@h/db?bogus=1", "bogus"),
             ("mysql://u:secret@h/", "names no database"),
             ("mysql://u:secret@h", "names no database"),

@@ -518,3 +518,55 @@ async fn resets_delete_runs_only_with_the_agents(db: TestStore) {
     );
 }
 contract_test!(resets_delete_runs_only_with_the_agents);
+
+/// The offline agents by their report rows (MySQL: a range of `agent_report (last_seen)` once
+/// every agent has one), also once the original master's agents or report rows of agents
+/// deleted behind the store's back break that.
+async fn offline_agents_are_exact_with_and_without_report_rows(db: TestStore) {
+    let t = now();
+    for name in ["a", "b", "c", "d"] {
+        db.store
+            .report(&agent(name), &set([update("perl", "1", "2")]))
+            .await
+            .unwrap();
+    }
+    db.store.flush().await;
+    db.exec(&format!(
+        "UPDATE agent_report SET last_seen = {} \
+         WHERE agent IN (SELECT id FROM agent WHERE name IN ('b', 'c'))",
+        t - 7200
+    ))
+    .await;
+    let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let offline = |before: i64| {
+        let store = db.store.clone();
+        async move {
+            let filter = AgentFilter {
+                not_seen_since: Some(before),
+                ..AgentFilter::default()
+            };
+            let listing = store.agents(&filter, all()).await.unwrap();
+            let names: Vec<String> = listing.rows.iter().map(|a| a.name.to_string()).collect();
+            let counts = store.agent_counts(before).await.unwrap();
+            assert_eq!(listing.total, counts.offline);
+            assert_eq!(listing.total as usize, names.len());
+            (counts.agents, names)
+        }
+    };
+    assert_eq!(offline(t - 3600).await, (4, names(&["b", "c"])));
+    // An agent deleted behind the store's back (its tasks first) leaves its report row.
+    db.exec("DELETE FROM task WHERE agent = (SELECT id FROM agent WHERE name = 'c')")
+        .await;
+    db.exec("DELETE FROM agent WHERE name = 'c'").await;
+    assert_eq!(offline(t - 3600).await, (3, names(&["b"])));
+    // As many agents as report rows again, one of them the original master's.
+    db.exec("INSERT INTO agent (name, ctime, mtime) VALUES ('legacy', 5, 6)")
+        .await;
+    assert_eq!(offline(t - 3600).await, (4, names(&["b", "legacy"])));
+    assert_eq!(offline(0).await, (4, names(&[])));
+    assert_eq!(
+        offline(t + 3600).await,
+        (4, names(&["a", "b", "d", "legacy"]))
+    );
+}
+contract_test!(offline_agents_are_exact_with_and_without_report_rows);
