@@ -181,7 +181,7 @@ fn since(from: Instant, arrivals: &[Instant]) -> PhaseResult {
 
 pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
     let master = Master::start(&agents.pki, variant, o.concurrency).await;
-    let fleet = Fleet::new(agents, master.addr);
+    let fleet = Fleet::new(agents, master.addr, o.source_addresses);
     let (pid, db_pid) = (master.pid, master.db_pid);
     let row = Row {
         size,
@@ -239,22 +239,25 @@ pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant)
         cpu().since(before),
     );
 
+    let (mut r, used) = idle(o.idle, &cpu).await;
+    row.print(
+        &format!("registered, kept alive, {} s idle", o.idle),
+        registered,
+        0,
+        &mut r,
+        used,
+    );
+
     park_all(&row, &master, &mut state, size, o.wait).await;
 
-    let before = cpu();
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(o.idle)).await;
+    let (mut r, used) = idle(o.idle, &cpu).await;
     let early = state.answered_early();
-    let mut r = PhaseResult {
-        elapsed: started.elapsed(),
-        ..PhaseResult::default()
-    };
     row.print(
         &format!("all parked, {} s idle", o.idle),
         size - early,
         early,
         &mut r,
-        cpu().since(before),
+        used,
     );
 
     let ui: Arc<dyn Store> = masif_store::open(&master.db.url().parse().unwrap())
@@ -270,6 +273,18 @@ pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant)
     drop(state);
     drop(fleet);
     master.stop();
+}
+
+/// Waits `seconds` with no request sent; returns the wait and the CPU used meanwhile.
+async fn idle(seconds: u64, cpu: &impl Fn() -> Cpu) -> (PhaseResult, Cpu) {
+    let before = cpu();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let waited = PhaseResult {
+        elapsed: started.elapsed(),
+        ..PhaseResult::default()
+    };
+    (waited, cpu().since(before))
 }
 
 async fn park_all(row: &Row<'_>, master: &Master, state: &mut Agentry, size: usize, wait: u64) {
