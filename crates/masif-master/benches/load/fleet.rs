@@ -140,7 +140,9 @@ impl Process {
         let admitted =
             (2 * concurrency).max(masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE);
         // Admits as many connections as it has open files (inherited from the generator): the
-        // default cap (20,000) would make agents beyond it wait in the backlog.
+        // default cap (20,000) would make agents beyond it wait in the backlog. Queues as many
+        // reports: `--long-poll` parks every agent at once, and beyond the default of 4,096
+        // reports waiting for the database the master answers 503 at once.
         let open_files = masif_daemon::serve::raise_fd_limit().expect("RLIMIT_NOFILE");
         let handshakes =
             format!(", max_handshakes_per_source: {admitted}, max_connections: {open_files}");
@@ -149,7 +151,7 @@ impl Process {
         std::fs::write(
             &config,
             format!(
-                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600{handshakes} }}\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
+                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600{handshakes} }}\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?}, max_queued_reports: {open_files} }}\nlog: {{ level: warning }}\n",
                 m.cert,
                 m.key,
                 m.ca,
