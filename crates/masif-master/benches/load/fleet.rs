@@ -131,8 +131,8 @@ fn free_port() -> u16 {
 impl Process {
     /// Starts `variant` on the database at `db_url` and waits until it listens (it has
     /// migrated the database by then). The agents connect from one address (or a few, with
-    /// `--source-addresses`), which
-    /// `api.max_handshakes_per_source` limits as it should a flooding host: the master admits
+    /// `--source-addresses`), which `api.max_handshakes_per_source` limits as it should a
+    /// flooding host: the master admits
     /// twice `concurrency` (the generator starts its next handshake while the master may still
     /// count the last one; at exactly 64, the default, 1 to 20 of 100 connects were refused).
     pub async fn start(pki: &Pki, variant: &Variant, db_url: &str, concurrency: usize) -> Self {

@@ -1,8 +1,9 @@
-//! The long-poll benchmark: every agent registers, then waits in a v2 report (`wait` seconds)
-//! on its own kept-alive connection; the master's memory and CPU (and MariaDB's) are read while
-//! they wait, then one task every agent has is approved for all agents through the store, as
-//! the UI does, and each held answer is timed; then tasks are approved for one agent at a time
-//! while all others stay parked.
+//! The long-poll benchmark: every agent registers (its connection then kept alive and idle for
+//! a while, measured too), then waits in a v2 report (`wait` seconds) on its own kept-alive
+//! connection; the master's memory and CPU (and MariaDB's) are read while they wait, then one
+//! task every agent has is approved for all agents through the store, as the UI does, and each
+//! held answer is timed; then tasks are approved for one agent at a time while all others stay
+//! parked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
