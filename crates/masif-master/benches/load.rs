@@ -7,6 +7,7 @@
 //!
 //! `cargo bench -p masif-master --bench load -- [--fleets 1000,10000] [--tasks 20]
 //!  [--concurrency 64] [--rounds 3] [--long-poll [--idle 30] [--wait 300] [--single 20]]
+//!  [--source-addresses 1]
 //!  [--galera [--masters 1,2,3] [--galera-port 30460]]
 //!  [--variant 'LABEL=PATH|built [KEY=VALUE …]' …]`
 //!
@@ -19,8 +20,11 @@
 //! settings compare side by side in one run.
 //!
 //! Every agent's connection is a file descriptor in the generator and in the master: both raise
-//! their soft `RLIMIT_NOFILE` to the hard limit. 10,000 connections from one loopback address
-//! to one port fit Linux's default ephemeral port range (32768–60999).
+//! their soft `RLIMIT_NOFILE` to the hard limit (the master inherits the generator's), and the
+//! generator refuses a fleet that does not fit it. One source address has the kernel's
+//! ephemeral ports towards a master port (28,232 by default, 32768–60999): with
+//! `--source-addresses N` agent `i` connects from `127.0.0.(1 + i % N)`, so N × 28,232 agents
+//! fit (all of `127.0.0.0/8` is loopback on Linux, no configuration needed).
 
 #[path = "load/cluster.rs"]
 mod cluster;
@@ -60,6 +64,8 @@ pub struct Options {
     pub masters: Vec<usize>,
     /// The cluster's base port (`scripts/galera.sh start DIR BASE_PORT`).
     pub galera_port: u16,
+    /// Loopback addresses the agents connect from, `127.0.0.1` onwards.
+    pub source_addresses: usize,
 }
 
 fn options() -> Options {
@@ -76,6 +82,7 @@ fn options() -> Options {
         galera: false,
         masters: vec![1, 2, 3],
         galera_port: 30460,
+        source_addresses: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -106,6 +113,9 @@ fn options() -> Options {
                 );
             }
             "--galera-port" => o.galera_port = value().parse().expect("--galera-port PORT"),
+            "--source-addresses" => {
+                o.source_addresses = value().parse().expect("--source-addresses N")
+            }
             "--galera" => {
                 o.galera = true;
                 i += 1;
@@ -193,7 +203,7 @@ pub async fn run_phases(
 ) -> Arc<Fleet> {
     let addrs: Vec<_> = target.masters.iter().map(|m| m.addr).collect();
     let pids: Vec<_> = target.masters.iter().map(|m| m.pid).collect();
-    let fleet = Fleet::spread(agents, &addrs);
+    let fleet = Fleet::spread(agents, &addrs, o.source_addresses);
     let tasks = o.tasks;
     macro_rules! phase {
         ($name:expr, $body:expr) => {{
@@ -267,10 +277,34 @@ async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Varian
     master.stop();
 }
 
+/// Open files, and ports per source address, beyond the agents' connections: the master's
+/// listeners and database pool, the generator's database connections.
+const SPARE_FILES: u64 = 100;
+
+/// Raises the open-file limit (the master inherits it) and refuses a fleet that would not fit
+/// it, or the ephemeral ports of `--source-addresses`.
+fn check_room(o: &Options) {
+    let largest = o.fleets.iter().copied().max().unwrap_or(0) as u64;
+    let open_files = masif_daemon::serve::raise_fd_limit().expect("raise RLIMIT_NOFILE");
+    assert!(
+        largest + SPARE_FILES <= open_files,
+        "{largest} agents need {} open files in the generator and in the master; the hard \
+         limit (RLIMIT_NOFILE) is {open_files}: raise it (`ulimit -Hn` as root, LimitNOFILE)",
+        largest + SPARE_FILES
+    );
+    let ports = fleet::ephemeral_ports();
+    let sources = fleet::loopback_sources(o.source_addresses).len() as u64;
+    assert!(
+        largest + SPARE_FILES <= sources * ports,
+        "{largest} agents need more than the {ports} ephemeral ports of {sources} source \
+         address(es): --source-addresses {}",
+        (largest + SPARE_FILES).div_ceil(ports)
+    );
+}
+
 fn main() {
     let o = options();
-    // Every agent's connection is a file descriptor here too.
-    let _ = masif_daemon::serve::raise_fd_limit();
+    check_room(&o);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,7 +2,7 @@
 //! certificate and one kept-alive connection per agent (agents spread round-robin across the
 //! masters), and a phase that sends one request per agent, so many at a time.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,21 +130,28 @@ fn free_port() -> u16 {
 
 impl Process {
     /// Starts `variant` on the database at `db_url` and waits until it listens (it has
-    /// migrated the database by then). All agents connect from one address, which
-    /// `api.max_handshakes_per_source` limits as it should a flooding host: the master admits
+    /// migrated the database by then). The agents connect from one address (or a few, with
+    /// `--source-addresses`), which `api.max_handshakes_per_source` limits as it should a
+    /// flooding host: the master admits
     /// twice `concurrency` (the generator starts its next handshake while the master may still
     /// count the last one; at exactly 64, the default, 1 to 20 of 100 connects were refused).
     pub async fn start(pki: &Pki, variant: &Variant, db_url: &str, concurrency: usize) -> Self {
         let (port, metrics_port) = (free_port(), free_port());
         let admitted =
             (2 * concurrency).max(masif_daemon::serve::DEFAULT_MAX_HANDSHAKES_PER_SOURCE);
-        let handshakes = format!(", max_handshakes_per_source: {admitted}");
+        // Admits as many connections as it has open files (inherited from the generator): the
+        // default cap (20,000) would make agents beyond it wait in the backlog. Queues as many
+        // reports: `--long-poll` parks every agent at once, and beyond the default of 4,096
+        // reports waiting for the database the master answers 503 at once.
+        let open_files = masif_daemon::serve::raise_fd_limit().expect("RLIMIT_NOFILE");
+        let handshakes =
+            format!(", max_handshakes_per_source: {admitted}, max_connections: {open_files}");
         let config = pki.dir.path().join(format!("master-{port}.yml"));
         let m = &pki.master;
         std::fs::write(
             &config,
             format!(
-                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600{handshakes} }}\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?} }}\nlog: {{ level: warning }}\n",
+                "api: {{ listen: \"127.0.0.1:{port}\", idle_timeout: 3600{handshakes} }}\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\ntls: {{ cert: {:?}, key: {:?}, ca: {:?} }}\ndb: {{ url: {:?}, max_queued_reports: {open_files} }}\nlog: {{ level: warning }}\n",
                 m.cert,
                 m.key,
                 m.ca,
@@ -244,25 +251,29 @@ fn spawn(variant: &Variant, config: &std::path::Path) -> std::process::Child {
         .unwrap_or_else(|e| panic!("start {}: {e}", variant.binary.display()))
 }
 
-/// The agents' connections to their masters: agent `i` talks to master `i % masters`.
+/// The agents' connections to their masters: agent `i` talks to master `i % masters`, from
+/// loopback address `i % sources` (`127.0.0.1`, `127.0.0.2`, …).
 pub struct Fleet {
     pub clients: Vec<Mutex<Option<Client>>>,
     pub configs: Vec<Arc<rustls::ClientConfig>>,
     pub addrs: Vec<SocketAddr>,
+    sources: Vec<IpAddr>,
 }
 
 impl Fleet {
-    pub fn new(agents: &Agents, addr: SocketAddr) -> Arc<Self> {
-        Self::spread(agents, &[addr])
+    pub fn new(agents: &Agents, addr: SocketAddr, sources: usize) -> Arc<Self> {
+        Self::spread(agents, &[addr], sources)
     }
 
-    /// The agents spread round-robin across `addrs`.
-    pub fn spread(agents: &Agents, addrs: &[SocketAddr]) -> Arc<Self> {
+    /// The agents spread round-robin across `addrs`, and across `sources` loopback addresses
+    /// to connect from.
+    pub fn spread(agents: &Agents, addrs: &[SocketAddr], sources: usize) -> Arc<Self> {
         assert!(!addrs.is_empty(), "a fleet needs a master");
         Arc::new(Self {
             clients: agents.configs.iter().map(|_| Mutex::new(None)).collect(),
             configs: agents.configs.clone(),
             addrs: addrs.to_vec(),
+            sources: loopback_sources(sources),
         })
     }
 
@@ -270,6 +281,39 @@ impl Fleet {
     pub fn addr_of(&self, agent: usize) -> SocketAddr {
         self.addrs[agent % self.addrs.len()]
     }
+
+    /// Opens agent `agent`'s connection: TCP from its source address, then the TLS handshake.
+    pub async fn connect(&self, agent: usize) -> anyhow::Result<Client> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        // Port 0: the kernel picks a free ephemeral port of this source address.
+        socket.bind(SocketAddr::new(self.sources[agent % self.sources.len()], 0))?;
+        let tcp = socket.connect(self.addr_of(agent)).await?;
+        Client::over(tcp, self.configs[agent].clone()).await
+    }
+}
+
+/// How many ephemeral ports the kernel hands out (`net.ipv4.ip_local_port_range`): the
+/// most connections one source address can open to one master port.
+pub fn ephemeral_ports() -> u64 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("/proc/sys/net/ipv4/ip_local_port_range");
+    let bounds: Vec<u64> = range
+        .split_whitespace()
+        .map(|b| b.parse().expect("ip_local_port_range: two numbers"))
+        .collect();
+    bounds[1] - bounds[0] + 1
+}
+
+/// `127.0.0.1` to `127.0.0.N`: all of `127.0.0.0/8` is loopback on Linux, so each can be
+/// bound without configuration, and each has its own ephemeral ports towards a master port.
+pub fn loopback_sources(n: usize) -> Vec<IpAddr> {
+    assert!(
+        (1..=254).contains(&n),
+        "--source-addresses: 1 to 254 (127.0.0.1 to 127.0.0.254)"
+    );
+    (1..=n as u8)
+        .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .collect()
 }
 
 /// The tasks of agent `agent` in report `generation` (churn bumps one task per generation),
@@ -324,9 +368,7 @@ pub async fn run_phase(
                 let t0 = Instant::now();
                 let mut slot = fleet.clients[agent].lock().await;
                 if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                    *slot = Client::connect(fleet.addr_of(agent), fleet.configs[agent].clone())
-                        .await
-                        .ok();
+                    *slot = fleet.connect(agent).await.ok();
                 }
                 let reply = match slot.as_mut() {
                     Some(client) => client.request("POST", path, payload).await.ok(),
@@ -375,7 +417,7 @@ pub async fn connect_all(fleet: &Arc<Fleet>, concurrency: usize) -> PhaseResult 
                     break;
                 }
                 let t0 = Instant::now();
-                match Client::connect(fleet.addr_of(agent), fleet.configs[agent].clone()).await {
+                match fleet.connect(agent).await {
                     Ok(client) => {
                         result.latencies.push(t0.elapsed());
                         *fleet.clients[agent].lock().await = Some(client);

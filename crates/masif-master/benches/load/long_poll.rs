@@ -1,8 +1,9 @@
-//! The long-poll benchmark: every agent registers, then waits in a v2 report (`wait` seconds)
-//! on its own kept-alive connection; the master's memory and CPU (and MariaDB's) are read while
-//! they wait, then one task every agent has is approved for all agents through the store, as
-//! the UI does, and each held answer is timed; then tasks are approved for one agent at a time
-//! while all others stay parked.
+//! The long-poll benchmark: every agent registers (its connection then kept alive and idle for
+//! a while, measured too), then waits in a v2 report (`wait` seconds) on its own kept-alive
+//! connection; the master's memory and CPU (and MariaDB's) are read while they wait, then one
+//! task every agent has is approved for all agents through the store, as the UI does, and each
+//! held answer is timed; then tasks are approved for one agent at a time while all others stay
+//! parked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -181,7 +182,7 @@ fn since(from: Instant, arrivals: &[Instant]) -> PhaseResult {
 
 pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
     let master = Master::start(&agents.pki, variant, o.concurrency).await;
-    let fleet = Fleet::new(agents, master.addr);
+    let fleet = Fleet::new(agents, master.addr, o.source_addresses);
     let (pid, db_pid) = (master.pid, master.db_pid);
     let row = Row {
         size,
@@ -239,22 +240,26 @@ pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant)
         cpu().since(before),
     );
 
+    let kept = o.idle.min(KEPT_ALIVE_IDLE);
+    let (mut r, used) = idle(kept, &cpu).await;
+    row.print(
+        &format!("registered, kept alive, {kept} s idle"),
+        registered,
+        0,
+        &mut r,
+        used,
+    );
+
     park_all(&row, &master, &mut state, size, o.wait).await;
 
-    let before = cpu();
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(o.idle)).await;
+    let (mut r, used) = idle(o.idle, &cpu).await;
     let early = state.answered_early();
-    let mut r = PhaseResult {
-        elapsed: started.elapsed(),
-        ..PhaseResult::default()
-    };
     row.print(
         &format!("all parked, {} s idle", o.idle),
         size - early,
         early,
         &mut r,
-        cpu().since(before),
+        used,
     );
 
     let ui: Arc<dyn Store> = masif_store::open(&master.db.url().parse().unwrap())
@@ -270,6 +275,23 @@ pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant)
     drop(state);
     drop(fleet);
     master.stop();
+}
+
+/// Longest idle spell of the kept-alive connections after registration: the master closes an
+/// HTTP/1 connection that has not sent the next request head within its header timeout (30 s,
+/// `masif_daemon::serve::Limits::header_timeout`), whatever `api.idle_timeout` says.
+const KEPT_ALIVE_IDLE: u64 = 20;
+
+/// Waits `seconds` with no request sent; returns the wait and the CPU used meanwhile.
+async fn idle(seconds: u64, cpu: &impl Fn() -> Cpu) -> (PhaseResult, Cpu) {
+    let before = cpu();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let waited = PhaseResult {
+        elapsed: started.elapsed(),
+        ..PhaseResult::default()
+    };
+    (waited, cpu().since(before))
 }
 
 async fn park_all(row: &Row<'_>, master: &Master, state: &mut Agentry, size: usize, wait: u64) {

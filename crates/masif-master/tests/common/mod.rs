@@ -174,6 +174,15 @@ impl Client {
         config: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<Self> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
+        Self::over(tcp, config).await
+    }
+
+    /// The TLS handshake and HTTP/1.1 connection over `tcp`, connected by the caller (from a
+    /// source address of its choice, say).
+    pub async fn over(
+        tcp: tokio::net::TcpStream,
+        config: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<Self> {
         let connector = tokio_rustls::TlsConnector::from(config);
         let tls = connector
             .connect(ServerName::try_from(MASTER_CN).unwrap(), tcp)
