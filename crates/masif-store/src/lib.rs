@@ -154,8 +154,10 @@ pub trait Admin: Send + Sync {
     /// unix seconds: the last report, or for agents only the original master has seen the
     /// last change of their pending set) and how many have a failing package.
     async fn agent_counts(&self, offline_before: i64) -> Result<AgentCounts>;
-    /// How many pending (not approved) task rows there are of each action, in
-    /// [`masif_proto::Action::ALL`]'s order, zero included.
+    /// How many pending (not approved) tasks there are of each action, in
+    /// [`masif_proto::Action::ALL`]'s order, zero included: from the pending summary, per
+    /// package and action the agents awaiting it (an agent with two rows of one package and
+    /// action, possible only with two from-versions, counts once).
     async fn pending_by_action(&self) -> Result<Vec<(masif_proto::Action, u64)>>;
     /// One agent's runs, newest (last stored) first; none for an unknown agent. A stored run
     /// that does not read back is [`StoreError::Unreadable`].

@@ -194,7 +194,9 @@ async fn select_agents_first_then_approve_for_them() {
     for a in ["web-1", "web-2", "db-1"] {
         assert!(r.body.contains(&format!("value=\"{a}\"")), "{a}");
     }
-    assert!(r.body.contains("3 agent(s) await any of the selected tasks</caption>"));
+    assert!(r
+        .body
+        .contains("3 agent(s) await any of the selected tasks</caption>"));
     assert!(!r.body.contains("Only the first"));
     assert!(
         !r.body.contains("o&#x27;brien"),

@@ -1,5 +1,5 @@
-//! The pending task rows counted by action, for the UI's fleet metrics: one grouped query
-//! over the `approved` index.
+//! The pending tasks counted by action, for the UI's fleet metrics: read from the pending
+//! summary, as on MySQL.
 
 use masif_proto::Action;
 use rusqlite::Transaction;
@@ -7,11 +7,11 @@ use rusqlite::Transaction;
 use super::rows::to_u64;
 use crate::pending_counts::by_action;
 
-/// How many pending (not approved) task rows there are of each action.
+/// How many pending (not approved) tasks there are of each action (see the MySQL one).
 pub(super) fn pending_by_action(tx: &Transaction<'_>) -> rusqlite::Result<Vec<(Action, u64)>> {
     let mut statement = tx.prepare(
-        "SELECT action, COUNT(*) FROM task
-          WHERE approved = 0 AND agent IS NOT NULL GROUP BY action",
+        "SELECT action, SUM(agents) FROM pending_package_summary
+          WHERE action <> '' GROUP BY action",
     )?;
     let rows = statement
         .query_map([], |row| {
