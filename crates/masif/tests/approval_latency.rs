@@ -8,7 +8,7 @@
 //!
 //! * **fresh hosts**: 20 agents; one package is approved for one agent at a time on its
 //!   agent page ("Approve selection for this agent"): each host had nothing approved since its
-//!   last report;
+//!   last report, and the previous one is parked again (done planning after its run);
 //! * **back to back on one host**: the 20 packages of one agent approved one after another
 //!   on its agent page, each once the previous run was done and reported.
 //!
