@@ -271,11 +271,17 @@ impl Agent {
     }
 
     /// One pass of the loop: plan, report what the plan needs (learning what is approved),
-    /// then upgrade what is approved. An error means a full plan could not be made.
+    /// then upgrade what is approved, and if that changed the full plan, refresh the facts
+    /// for the new one. An error means a full plan could not be made.
+    ///
+    /// The refresh after the runs plans every remaining update on its own for its `needs`.
+    /// Done here, before the held report that waits for the next approval, it is off that
+    /// approval's path: the next cycle finds the facts made for its full plan and goes
+    /// straight to the approved package.
     async fn cycle(&self, st: &mut State, stop: &mut Stop) -> Result<Cycle> {
-        let plan = self.plan_full().await?;
-        let mut full = plan.tasks();
+        let mut plan = self.plan_full().await?;
         self.refresh_facts(st, &plan, stop).await;
+        let full = plan.tasks();
         let needed = st.forget_unplanned(&full);
         self.check_dpkg(st, &full).await;
         let mut out = Cycle::default();
@@ -287,7 +293,11 @@ impl Agent {
             Reported::Failed(message) => out.report_failed = Some(message),
             Reported::NotDue | Reported::Answered => {}
         }
-        self.upgrade_approved(st, &mut full, stop, &mut out).await?;
+        self.upgrade_approved(st, &mut plan, stop, &mut out).await?;
+        let full = plan.tasks();
+        if !out.stopped && st.known.plans_stale(&full) {
+            self.refresh_facts(st, &plan, stop).await;
+        }
         out.needed = st.forget_unplanned(&full);
         Ok(out)
     }

@@ -1,15 +1,17 @@
 //! Protocol v2 in the agent loop, against the real apt-get/dpkg in sandbox roots: an approval
-//! answers the held report and apt starts at once; runs carry exactly the approved versions;
-//! a plan that changed between approval and run (the package lists were updated) is refused,
-//! reported as such and planned again; a removal that appears meanwhile is not done; a
-//! package is given up after `max_failures` failed runs until approved again; a v1 master
-//! gets the old behaviour.
+//! answers the held report and apt starts at once; after a run, the next approval goes
+//! straight to its package (the other updates' `needs` were planned before the held report);
+//! runs carry exactly the approved versions; a plan that changed between approval and run
+//! (the package lists were updated) is refused, reported as such and planned again; a
+//! removal that appears meanwhile is not done; a package is given up after `max_failures`
+//! failed runs until approved again; a v1 master gets the old behaviour.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
 
-use common::{eventually, start_loop, LoopConfig, Running};
+use common::{eventually, start_loop, Event, LoopConfig, Running};
 use masif_agent::{Activity, Intervals};
 use masif_proto::v2::{Outcome, Run};
 use masif_proto::Action;
@@ -85,6 +87,94 @@ async fn an_approval_answers_the_held_report_and_apt_starts_at_once() {
         run.started_at <= approved_at.as_secs() as i64 + 2,
         "apt started {} s after the approval",
         run.started_at - approved_at.as_secs() as i64
+    );
+    r.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn after_a_run_the_next_approval_goes_straight_to_its_package() {
+    // Planning and reporting once an hour: only held reports bring approvals.
+    let config = LoopConfig {
+        intervals: Intervals {
+            check: HOUR,
+            report: HOUR,
+            retry: HOUR,
+        },
+        ..LoopConfig::retry(1)
+    };
+    let r = start_loop(&standard_packages(), config, |_| {}).await;
+    let parked = |without: &'static str| {
+        let r = &r;
+        async move {
+            matches!(
+                r.monitor.status().activity,
+                Activity::WaitingForApproval { .. }
+            ) && r.master.waits.lock().unwrap().last() == Some(&HOUR)
+                && r.master
+                    .last_report()
+                    .is_some_and(|tasks| !tasks.iter().any(|t| t.to_string() == without))
+        }
+    };
+    eventually("a held report", || parked("")).await;
+    r.master.approve("alpha", UPDATE);
+    runs(&r, 1).await;
+    eventually("held again without alpha", || {
+        parked("update alpha 1.0 -> 2.0")
+    })
+    .await;
+    // The run changed the full plan: every remaining update was planned on its own for its
+    // needs before the held report, which carries them.
+    let after_alpha = r.master.events.all();
+    let run = after_alpha
+        .iter()
+        .position(|e| *e == Event::Run("alpha".into()))
+        .unwrap();
+    let planned: BTreeSet<&str> = after_alpha[run..]
+        .iter()
+        .filter_map(|e| match e {
+            Event::PlanPackage(p) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(planned, BTreeSet::from(["beta", "delta", "zeta"]));
+    let facts = r.master.last_facts().unwrap();
+    let beta = facts
+        .tasks
+        .iter()
+        .find(|(t, _)| t.to_string() == "update beta 1.0 -> 2.0")
+        .unwrap()
+        .1;
+    let needs: BTreeSet<String> = beta.needs.iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        needs,
+        BTreeSet::from(["install gamma 1.0".into(), "configure gamma 1.0".into()])
+    );
+
+    r.master.approve("beta", UPDATE);
+    r.master.approve("gamma", INSTALL);
+    let run = runs(&r, 2).await.remove(1);
+    assert_eq!(run.outcome, Outcome::Succeeded);
+    // From the answer that started beta's cycle to its run: the full plan, beta's own plan
+    // and the check of the run against its approval, as on a host that ran nothing before;
+    // no other package planned.
+    let events = r.master.events.all();
+    let ran = events
+        .iter()
+        .position(|e| *e == Event::Run("beta".into()))
+        .unwrap();
+    let answered = events[..ran]
+        .iter()
+        .rposition(|e| matches!(e, Event::Answered(_)))
+        .unwrap();
+    assert!(answered >= after_alpha.len(), "{events:#?}");
+    assert_eq!(
+        events[answered + 1..ran],
+        [
+            Event::PlanFull,
+            Event::PlanPackage("beta".into()),
+            Event::Simulate("beta".into()),
+        ],
+        "{events:#?}"
     );
     r.stop().await.unwrap();
 }

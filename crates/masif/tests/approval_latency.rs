@@ -8,7 +8,7 @@
 //!
 //! * **fresh hosts**: 20 agents; one package is approved for one agent at a time on its
 //!   agent page ("Approve selection for this agent"): each host had nothing approved since its
-//!   last report;
+//!   last report, and the previous one is parked again (done planning after its run);
 //! * **back to back on one host**: the 20 packages of one agent approved one after another
 //!   on its agent page, each once the previous run was done and reported.
 //!
@@ -37,6 +37,11 @@ const APPROVALS: usize = 20;
 
 fn package(i: usize) -> String {
     format!("lat{i:02}")
+}
+
+/// Another of the packages than `package(i)`.
+fn package_after(i: usize) -> String {
+    package(i % APPROVALS + 1)
 }
 
 /// An agent whose apt-get logs its calls to `log`.
@@ -225,6 +230,10 @@ async fn approval_to_apt_start_with_long_polling_agents_on_mariadb() {
             .approve_for_agent(&timed.agent.name, &[&update, &configure])
             .await;
         latencies.note(timed, &package, posted).await;
+        // Parked again before the next approval: its run changed its plan, and the needs of
+        // its other updates, planned before it parks, would take the next agent's CPU here
+        // (on a fleet, each host has its own).
+        timed.parked_with(&world, &package_after(i + 1)).await;
     }
     latencies.print("fresh hosts: one approval each, 20 agents parked");
     for timed in fresh {

@@ -1,7 +1,9 @@
 //! The facts step of a cycle: read the host's files, ask the package manager which packages
 //! are held, take the origins of the new full plan, and, when the full plan changed, plan
-//! each updated package on its own (what approving it pulls in: its `needs`). Nothing here
-//! fails the cycle: a fact that cannot be had is left out.
+//! each updated package on its own (what approving it pulls in: its `needs`). Done at the
+//! start of a cycle and again right after its runs if they changed the full plan, so that
+//! the held report carries facts for the plan the next cycle will find. Nothing here fails
+//! the cycle: a fact that cannot be had is left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -19,7 +19,7 @@ use crate::apt::last_lines;
 use crate::decide;
 use crate::exec::Output;
 use crate::load::OpKind;
-use crate::pm::{Job, RunOutcome};
+use crate::pm::{Job, Plan, RunOutcome};
 use crate::status::Activity;
 use crate::Result;
 
@@ -45,7 +45,7 @@ impl Agent {
     pub(super) async fn upgrade_approved(
         &self,
         st: &mut State,
-        full: &mut TaskSet,
+        full: &mut Plan,
         stop: &mut Stop,
         out: &mut Cycle,
     ) -> Result<()> {
@@ -64,7 +64,7 @@ impl Agent {
     async fn upgrade_each(
         &self,
         st: &mut State,
-        full: &mut TaskSet,
+        full: &mut Plan,
         stop: &mut Stop,
         out: &mut Cycle,
     ) -> Result<()> {
@@ -76,7 +76,8 @@ impl Agent {
                 return Ok(());
             }
             let now = Instant::now();
-            let candidates = self.candidates_now(st, full, &attempted, now);
+            let tasks = full.tasks();
+            let candidates = self.candidates_now(st, &tasks, &attempted, now);
             if candidates.is_empty() {
                 break;
             }
@@ -84,7 +85,7 @@ impl Agent {
                 plans,
                 failed,
                 given_up,
-            } = self.plan_candidates(st, candidates, full, now).await;
+            } = self.plan_candidates(st, candidates, &tasks, now).await;
             attempted.extend(given_up);
             for (package, message) in failed {
                 attempted.insert(package);
@@ -125,7 +126,7 @@ impl Agent {
         st: &mut State,
         package: &PackageName,
         plan: &TaskSet,
-        full: &mut TaskSet,
+        full: &mut Plan,
     ) -> Result<Upgrade> {
         let job = Job {
             package: package.clone(),
@@ -136,7 +137,7 @@ impl Agent {
             tracing::warn!(%package, %why, "not upgrading: apt would no longer do exactly what was approved; planning again");
             let took = (checked.0, checked.1.elapsed());
             self.queue_run(st, &job, took, None, Outcome::PlanChanged, why);
-            *full = self.plan_full().await?.tasks();
+            *full = self.plan_full().await?;
             return Ok(Upgrade::PlanChanged);
         }
         let started = SystemTime::now();
@@ -163,16 +164,16 @@ impl Agent {
         };
         let exit_code = output.as_ref().and_then(Output::code);
         let after = match self.plan_full().await {
-            Ok(after) => after.tasks(),
+            Ok(after) => after,
             Err(e) => {
                 self.queue_run(st, &job, took, exit_code, Outcome::Failed, text);
                 return Err(e);
             }
         };
-        *full = after;
         self.note_dpkg(st).await;
         let disk_full = decide::out_of_space(&text);
-        let unfinished = self.record_outcome(st, plan, full, (start, end), disk_full);
+        let unfinished = self.record_outcome(st, plan, &after.tasks(), (start, end), disk_full);
+        *full = after;
         let outcome = if unfinished.is_empty() {
             Outcome::Succeeded
         } else {

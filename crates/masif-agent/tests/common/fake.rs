@@ -1,7 +1,8 @@
 //! The agent loop against the real apt-get/dpkg in a sandbox root, with an in-process stand-in
 //! for the master's approval logic ([`FakeMaster`]: approval patterns, held reports, stored
 //! runs, v1 mode, downtime, deferred approvals and max-in-flight leases) and a package manager that can change the package lists right
-//! before a run (between approval and execution).
+//! before a run (between approval and execution). The master's answers and the package
+//! manager's calls go to one [`Events`] log, in the order they happened.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,38 @@ pub struct FakeMaster {
     pub v1: AtomicBool,
     /// Every lease request, in order.
     pub leases: Mutex<Vec<LeaseRequest>>,
+    /// Its answers, and the calls of the loop's package manager.
+    pub events: Arc<Events>,
+}
+
+/// What the master and the package manager did, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The master answered a report, approving these tasks to run now.
+    Answered(TaskSet),
+    /// The full plan (`apt-get -s dist-upgrade`).
+    PlanFull,
+    /// A package's own plan (`apt-get -s install --only-upgrade PKG`).
+    PlanPackage(String),
+    /// The check of a run against its approval (the run's arguments with `-s`).
+    Simulate(String),
+    /// The run of a package's approved plan.
+    Run(String),
+}
+
+/// The log of [`Event`]s.
+#[derive(Default)]
+pub struct Events(Mutex<Vec<Event>>);
+
+impl Events {
+    fn push(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+
+    /// Every event so far.
+    pub fn all(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 impl FakeMaster {
@@ -80,6 +113,29 @@ impl FakeMaster {
         self.last_facts().map(|f| f.tags.into_iter().collect())
     }
 
+    /// The answer to a report of `tasks` by an agent knowing `known` approved: held up to
+    /// `wait` (v2) while what may run now equals `known`.
+    async fn answer(&self, tasks: &TaskSet, known: &TaskSet, wait: Duration) -> ReportAnswer {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let answer = self.approvals.gated(tasks);
+            if !self.speaks_v2() {
+                // v1: gated the same way, without saying what waits.
+                return ReportAnswer::approving(answer.approved);
+            }
+            // Held while what may run now equals what the agent knows.
+            if wait.is_zero() || answer.approved != *known {
+                return answer;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.approvals.gated(tasks);
+            }
+        }
+    }
+
     fn check_up(&self) -> Result<(), MasterError> {
         if *self.down.lock().unwrap() {
             return Err(MasterError::Http {
@@ -104,24 +160,9 @@ impl Reporter for FakeMaster {
         self.reports.lock().unwrap().push(tasks.clone());
         self.facts.lock().unwrap().push(facts.clone());
         self.waits.lock().unwrap().push(wait);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let answer = self.approvals.gated(tasks);
-            if !self.speaks_v2() {
-                // v1: gated the same way, without saying what waits.
-                return Ok(ReportAnswer::approving(answer.approved));
-            }
-            // Held while what may run now equals what the agent knows.
-            if wait.is_zero() || answer.approved != *known {
-                return Ok(answer);
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(self.approvals.gated(tasks));
-            }
-        }
+        let answer = self.answer(tasks, known, wait).await;
+        self.events.push(Event::Answered(answer.approved.clone()));
+        Ok(answer)
     }
 
     async fn lease(&self, request: LeaseRequest) -> Result<LeaseAnswer, MasterError> {
@@ -152,14 +193,17 @@ struct Apt2 {
     apt: Apt,
     sb: Sandbox,
     publish_before_run: Mutex<Option<Stage>>,
+    events: Arc<Events>,
 }
 
 #[async_trait]
 impl PackageManager for Apt2 {
     async fn plan_full(&self) -> masif_agent::Result<Plan> {
+        self.events.push(Event::PlanFull);
         self.apt.plan_full().await
     }
     async fn plan_package(&self, package: &PackageName) -> masif_agent::Result<Plan> {
+        self.events.push(Event::PlanPackage(package.to_string()));
         self.apt.plan_package(package).await
     }
     async fn simulate_job(&self, job: &Job) -> masif_agent::Result<Plan> {
@@ -167,9 +211,11 @@ impl PackageManager for Apt2 {
         if let Some(stage) = stage {
             self.sb.publish(stage).await.unwrap();
         }
+        self.events.push(Event::Simulate(job.package.to_string()));
         self.apt.simulate_job(job).await
     }
     async fn run_job(&self, job: &Job) -> masif_agent::Result<RunOutcome> {
+        self.events.push(Event::Run(job.package.to_string()));
         self.apt.run_job(job).await
     }
     async fn held(&self) -> masif_agent::Result<BTreeSet<PackageName>> {
@@ -237,6 +283,7 @@ pub async fn start_loop(
         apt: Apt::new(sb.apt_settings()),
         sb: sb.clone(),
         publish_before_run: Mutex::new(config.publish_before_run),
+        events: master.events.clone(),
     };
     let agent = Agent::new(
         Arc::new(pm),

@@ -17,7 +17,7 @@ use masif_pki::TlsFiles;
 use masif_testkit::sandbox::Sandbox;
 
 #[allow(unused_imports)]
-pub use fake::{start_loop, FakeMaster, LoopConfig, Running};
+pub use fake::{start_loop, Event, FakeMaster, LoopConfig, Running};
 pub use stand_in::{StandInMaster, MASTER_CN};
 
 /// Polls `check` until it holds (a generous deadline against hangs under load, not a
