@@ -21,6 +21,7 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Row};
 
 use super::agents::{self, summary_from_row, SUMMARY};
+use super::approval_chunks::{Part, Written};
 use super::changes::{
     approval_from_row, package_ids, reset_once, revoke_once, table_counts, APPROVAL, BATCH,
 };
@@ -445,7 +446,7 @@ impl MysqlStore {
         }
         // Distinct and sorted, with the configure step of every install or update.
         let tasks = ApprovalTask::with_configure_steps(tasks);
-        let mut written = approval_chunks::Written {
+        let mut written = Written {
             outcome: ApprovalOutcome {
                 approvals_written: 0,
                 pending_rows_approved: 0,
@@ -466,48 +467,74 @@ impl MysqlStore {
             })
             .await?;
         let plan = Arc::new(plan);
-        let chunks: Vec<Vec<Option<u64>>> = plan
-            .targets
-            .chunks(APPROVAL_CHUNK)
-            .map(<[Option<u64>]>::to_vec)
-            .collect();
-        let agents = plan.targets.iter().flatten().count();
-        progress.start(agents as u64);
+        let agents: Vec<u64> = plan.targets.iter().flatten().copied().collect();
+        progress.start(agents.len() as u64);
         let now = unix_now();
-        let mut done = 0;
-        for (i, agents_of_chunk) in chunks.iter().enumerate() {
-            let named = agents_of_chunk.iter().flatten().count();
-            let last = i + 1 == chunks.len();
+        let step = |part: Part<'_>, done: usize, last: bool, before: Written| {
+            let (plan, tasks) = (plan.clone(), tasks.clone());
+            let part = match part {
+                Part::Every(rows) => (true, rows.to_vec()),
+                Part::Agents(ids) => (false, ids.to_vec()),
+            };
+            async move {
+                self.write("approving", move |mut conn| {
+                    let (plan, tasks, (every, ids)) = (plan.clone(), tasks.clone(), part.clone());
+                    let user = user.to_owned();
+                    Box::pin(async move {
+                        let part = if every {
+                            Part::Every(&ids)
+                        } else {
+                            Part::Agents(&ids)
+                        };
+                        let r = approval_chunks::chunk(
+                            &mut conn,
+                            &plan,
+                            &tasks,
+                            part,
+                            (done, last),
+                            before,
+                            (&user, now),
+                        )
+                        .await;
+                        (conn, r)
+                    })
+                })
+                .await
+            }
+        };
+        if agents.is_empty() {
+            // The approval rows first; then the pending rows they cover, read again until none
+            // is left (a report racing the first chunk may still have written one).
+            let chunk = step(Part::Every(&[]), 0, false, written).await?;
+            written = chunk.written;
+            progress.add(0, &chunk.outcome);
             loop {
-                let before = written;
-                let chunk = self
-                    .write("approving", |mut conn| {
-                        let (plan, tasks, agents_of_chunk) =
-                            (plan.clone(), tasks.clone(), agents_of_chunk.clone());
-                        let user = user.to_owned();
-                        Box::pin(async move {
-                            let r = approval_chunks::chunk(
-                                &mut conn,
-                                &plan,
-                                &tasks,
-                                &agents_of_chunk,
-                                (done + named, last),
-                                before,
-                                (&user, now),
-                            )
-                            .await;
-                            (conn, r)
-                        })
+                let rows = self
+                    .read(async {
+                        let mut conn = self.conn().await?;
+                        approval_chunks::pending_rows(&mut conn, &tasks).await
                     })
                     .await?;
-                written = chunk.written;
-                let more = chunk.more;
-                progress.add(if more { 0 } else { named as u64 }, &chunk.outcome);
-                if !more {
+                if rows.is_empty() {
                     break;
                 }
+                for ids in rows.chunks(APPROVAL_CHUNK) {
+                    let chunk = step(Part::Every(ids), 0, false, written).await?;
+                    written = chunk.written;
+                    progress.add(0, &chunk.outcome);
+                }
             }
-            done += named;
+            written = step(Part::Every(&[]), 0, true, written).await?.written;
+        } else {
+            let mut done = 0;
+            let chunks: Vec<&[u64]> = agents.chunks(APPROVAL_CHUNK).collect();
+            for (i, ids) in chunks.iter().enumerate() {
+                done += ids.len();
+                let last = i + 1 == chunks.len();
+                let chunk = step(Part::Agents(ids), done, last, written).await?;
+                written = chunk.written;
+                progress.add(ids.len() as u64, &chunk.outcome);
+            }
         }
         Ok(written.outcome)
     }

@@ -1,20 +1,22 @@
-//! The UI's approvals on MySQL in bounded chunks: the packages and targets resolved first,
-//! then one short transaction per [`APPROVAL_CHUNK`] agents (or, for every agent, per that
-//! many pending rows of each task), each writing its approval rows, deleting the pending rows
-//! they cover with the summary's deltas, the audit entry so far and a generation bump.
+//! The UI's approvals on MySQL in bounded chunks: the targets resolved first, then one short
+//! transaction per [`crate::APPROVAL_CHUNK`] agents, each writing their approval rows and
+//! deleting their pending rows, or for every agent the approval rows first and then one per
+//! that many pending rows (by id, read again until none is left); each with the summary's
+//! deltas, the audit entry so far and a generation bump.
 
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 use super::changes::{
-    audit_entry, bump_generation, lock_packages, lock_targets, task_condition, write_approvals,
+    audit_entry, bump_generation, lock_packages, lock_targets, package_ids, task_condition,
+    write_approvals,
 };
-use super::sql::tuple;
+use super::sql::{doing, tuple};
 use super::summary::{self, Deleted};
 use crate::audit::{describe_approve, describe_task};
 use crate::backoff::Failure;
 use crate::summary::Deltas;
-use crate::{ApprovalOutcome, ApprovalScope, ApprovalTask, StoreError, TaskKey, APPROVAL_CHUNK};
+use crate::{ApprovalOutcome, ApprovalScope, ApprovalTask, StoreError, TaskKey};
 
 /// What an approval is written for, resolved once before its chunks.
 pub(super) struct Plan {
@@ -43,19 +45,16 @@ pub(super) struct Written {
 pub(super) struct Chunk {
     pub(super) written: Written,
     pub(super) outcome: ApprovalOutcome,
-    /// For every agent: a task had a full chunk of pending rows, so there may be more.
-    pub(super) more: bool,
 }
 
-/// One chunk of an approval, in its own transaction: `agents` (`[None]`: every agent, then
-/// at most [`APPROVAL_CHUNK`] pending rows per task), after `before`. `last` says whether
-/// this is the approval's last chunk of agents; the audit entry says how far it got
+/// One chunk of an approval, in its own transaction: `part` of it, after `before`. `last`
+/// says whether this is the approval's last chunk; the audit entry says how far it got
 /// (`done` agents of the plan's) until then.
 pub(super) async fn chunk(
     conn: &mut Conn,
     plan: &Plan,
     tasks: &[ApprovalTask],
-    agents: &[Option<u64>],
+    part: Part<'_>,
     (done, last): (usize, bool),
     before: Written,
     (user, now): (&str, i64),
@@ -68,28 +67,26 @@ pub(super) async fn chunk(
     // Locked again by every chunk, as every writer of a task row does (see `orphans`).
     let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
     let packages = lock_packages(conn, &keys).await?;
-    let mut ids: Vec<u64> = agents.iter().flatten().copied().collect();
-    ids.sort_unstable();
-    let (agents, limit) = if ids.is_empty() {
-        (vec![None], Some(APPROVAL_CHUNK))
-    } else {
-        // Agents deleted since the plan (a reset) are skipped: the generation row locked above
-        // orders this chunk and any reset, so none can delete them now. Not locked one by one:
-        // a locking read of hundreds of ids may scan past them and wait for other agents'
-        // reports.
-        let found: Vec<u64> = conn
-            .query(format!(
-                "SELECT id FROM agent WHERE id IN {}",
-                tuple(ids.iter().copied())
-            ))
-            .await?;
-        (found.into_iter().map(Some).collect(), None)
+    let agents: Vec<Option<u64>> = match part {
+        Part::Every(_) => vec![None],
+        Part::Agents(ids) => {
+            // Agents deleted since the plan (a reset) are skipped: the generation row locked
+            // above orders this chunk and any reset, so none can delete them now. Not locked
+            // one by one: a locking read of hundreds of ids may scan past them and wait for
+            // other agents' reports.
+            let found: Vec<u64> = conn
+                .query(format!(
+                    "SELECT id FROM agent WHERE id IN {}",
+                    tuple(ids.iter().copied())
+                ))
+                .await?;
+            found.into_iter().map(Some).collect()
+        }
     };
     let mut outcome = ApprovalOutcome {
         approvals_written: 0,
         pending_rows_approved: 0,
     };
-    let mut more = false;
     let mut deleted = Deleted::default();
     let mut described = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -97,20 +94,30 @@ pub(super) async fn chunk(
             let vanished = StoreError::Vanished(format!("package {}", task.key.package));
             return Err(Failure::Fatal(vanished));
         };
-        let ids: Vec<u64> = agents.iter().flatten().copied().collect();
-        let condition = if ids.is_empty() {
-            task_condition(package, task)
-        } else {
-            format!(
-                "{} AND t.agent IN {}",
-                task_condition(package, task),
-                tuple(ids)
-            )
+        let this_task = task_condition(package, task);
+        let (condition, index) = match part {
+            Part::Every(rows) if rows.is_empty() => (None, ""),
+            Part::Every(rows) => (
+                Some(format!(
+                    "{this_task} AND t.id IN {}",
+                    tuple(rows.iter().copied())
+                )),
+                "PRIMARY",
+            ),
+            Part::Agents(_) if agents.is_empty() => (None, ""),
+            Part::Agents(_) => {
+                let ids = agents.iter().flatten().copied();
+                (
+                    Some(format!("{this_task} AND t.agent IN {}", tuple(ids))),
+                    "task_approval",
+                )
+            }
         };
+        if let Some(condition) = condition {
+            outcome.pending_rows_approved +=
+                summary::delete_pending(conn, package, &condition, index, &mut deleted).await?;
+        }
         if !agents.is_empty() {
-            let n = summary::delete_pending(conn, package, &condition, limit, &mut deleted).await?;
-            more |= limit.is_some_and(|l| n >= l as u64);
-            outcome.pending_rows_approved += n;
             outcome.approvals_written +=
                 write_approvals(conn, package, task, &agents, user, now).await?;
         }
@@ -125,7 +132,7 @@ pub(super) async fn chunk(
     };
     let mut audit = before.audit;
     if let Some(mut detail) = describe_approve(&described, &plan.label, &total) {
-        if !last || more {
+        if !last {
             let agents = plan.targets.iter().flatten().count();
             if agents > 0 {
                 detail.push_str(&format!(" (in progress: {done} of {agents} agents)"));
@@ -142,6 +149,45 @@ pub(super) async fn chunk(
             audit,
         },
         outcome,
-        more,
     })
+}
+
+/// What one chunk covers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Part<'a> {
+    /// An approval for every agent: these pending rows (by id) of its tasks; with none, the
+    /// approval rows only (the first chunk), or the audit entry's final word (the last).
+    Every(&'a [u64]),
+    /// These agents (by id): their approval rows and their pending rows of its tasks.
+    Agents(&'a [u64]),
+}
+
+/// The ids of the pending rows `tasks` cover on every agent, read without locks (each chunk
+/// locks its rows and checks them again).
+pub(super) async fn pending_rows(
+    conn: &mut Conn,
+    tasks: &[ApprovalTask],
+) -> crate::Result<Vec<u64>> {
+    let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
+    let packages = package_ids(conn, &keys, false)
+        .await
+        .map_err(doing("reading the ids of packages"))?;
+    let mut rows = Vec::new();
+    for task in tasks {
+        let Some(&package) = packages.get(task.key.package.as_str()) else {
+            continue;
+        };
+        let found: Vec<u64> = conn
+            .query(format!(
+                "SELECT t.id FROM task t FORCE INDEX (task_overview)
+                  WHERE t.approved = 0 AND {}",
+                task_condition(package, task)
+            ))
+            .await
+            .map_err(doing("reading the pending rows to approve"))?;
+        rows.extend(found);
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    Ok(rows)
 }

@@ -88,25 +88,25 @@ type Lost = HashMap<u64, Vec<(String, Option<String>)>>;
 #[derive(Debug, Default)]
 pub(super) struct Deleted(BTreeMap<u64, Lost>);
 
-/// Deletes the pending rows of `package` matching `condition` (on `t`), the first `limit` of
-/// them by id if given, locked first so that the rows counted are the rows deleted, and
-/// records them in `deleted`. Returns how many rows went.
+/// Deletes the pending rows of `package` matching `condition` (on `t`), found through
+/// `index`, locked first so that the rows counted are the rows deleted, and records them in
+/// `deleted`. Returns how many rows went.
 pub(super) async fn delete_pending(
     conn: &mut Conn,
     package: u64,
     condition: &str,
-    limit: Option<usize>,
+    index: &str,
     deleted: &mut Deleted,
 ) -> mysql_async::Result<u64> {
-    let limit = limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
     // Rows of no agent (possible only in the original schema) go too, uncounted. The locking
-    // read goes through (package, approved, agent): a scan of other rows would wait for their
-    // locks, such as those of a report in progress.
+    // read goes through the index the caller names (`task_approval` for agents, the primary
+    // key for rows by id): a scan of other rows would wait for their locks, such as those of
+    // a report in progress.
     let found: Vec<(u64, Option<u64>, String, Option<String>)> = conn
         .query(format!(
             "SELECT t.id, t.agent, CAST(t.action AS CHAR), t.to_version
-               FROM task t FORCE INDEX (task_approval)
-              WHERE t.approved = 0 AND {condition}{limit} FOR UPDATE"
+               FROM task t FORCE INDEX ({index})
+              WHERE t.approved = 0 AND {condition} FOR UPDATE"
         ))
         .await?;
     let mut count = 0;
@@ -159,34 +159,26 @@ pub(super) async fn count_deleted(
     Ok(())
 }
 
-/// The pending rows of `package` that `agents` still have: by agent for a few agents, else one
-/// pass over the package's rows in `task_overview`.
+/// The pending rows of `package` that `agents` still have: through (package, approved, agent),
+/// the agents' own rows of the package only, [`BATCH`] agents a query.
 async fn remaining_rows(
     conn: &mut Conn,
     package: u64,
     agents: &BTreeSet<u64>,
 ) -> mysql_async::Result<HashMap<u64, Vec<(String, Option<String>)>>> {
+    let agents: Vec<u64> = agents.iter().copied().collect();
     let mut rows: Vec<AgentRow> = Vec::new();
-    if agents.len() <= BATCH {
-        rows = conn
+    for chunk in agents.chunks(BATCH) {
+        let found: Vec<AgentRow> = conn
             .query(format!(
                 "SELECT t.agent, CAST(t.action AS CHAR), t.to_version
-                   FROM task t FORCE INDEX (task_agent_approved)
-                  WHERE t.agent IN {} AND t.approved = 0 AND t.package = {package}
+                   FROM task t FORCE INDEX (task_approval)
+                  WHERE t.package = {package} AND t.approved = 0 AND t.agent IN {}
                     AND t.action IS NOT NULL",
-                tuple(agents.iter().copied())
+                tuple(chunk.iter().copied())
             ))
             .await?;
-    } else {
-        let all: Vec<AgentRow> = conn
-            .query(format!(
-                "SELECT t.agent, CAST(t.action AS CHAR), t.to_version
-                   FROM task t FORCE INDEX (task_overview)
-                  WHERE t.package = {package} AND t.approved = 0 AND t.agent IS NOT NULL
-                    AND t.action IS NOT NULL"
-            ))
-            .await?;
-        rows.extend(all.into_iter().filter(|(a, ..)| agents.contains(a)));
+        rows.extend(found);
     }
     let mut by_agent: HashMap<u64, Vec<(String, Option<String>)>> = HashMap::new();
     for (agent, action, to) in rows {

@@ -97,6 +97,9 @@ pub struct Figures {
     /// Another task awaited by a third of the fleet, approved while reports arrive.
     pub approve_under_load: ApprovalFigure,
     pub load: load::ReportLoad,
+    /// A third task awaited by a third of the fleet approved for every agent (the pending
+    /// page's "Approve selection for every agent").
+    pub approve_one_for_all: ApprovalFigure,
     /// 27 rows approved for every agent.
     pub approve_all: ApprovalFigure,
     /// Approval rows in force at the end, and how long the store call behind `GET /approvals`
@@ -140,6 +143,8 @@ pub async fn run(config: Config, keep: bool) -> Figures {
     let (approve_under_load, load) =
         load::approve_under_load(&ui_store, &report_store, &config).await;
 
+    let approve_one_for_all = approve(&ui_store, vec![base_key(0, 2)], None).await;
+
     let every_agent: Vec<TaskKey> = (1..10)
         .flat_map(|n| (0..3).map(move |v| base_key(n, v)))
         .collect();
@@ -169,6 +174,7 @@ pub async fn run(config: Config, keep: bool) -> Figures {
         approve_awaiting,
         approve_under_load,
         load,
+        approve_one_for_all,
         approve_all,
         approvals: (approvals, Timing::of(samples)),
     }
@@ -408,6 +414,12 @@ impl Figures {
         println!(
             "| approve one task for the {} agents awaiting it | {} |",
             a.agents.unwrap_or(0),
+            ms(a.took)
+        );
+        let a = &self.approve_one_for_all;
+        println!(
+            "| approve one task for every agent ({} pending rows) | {} |",
+            a.outcome.pending_rows_approved,
             ms(a.took)
         );
         let a = &self.approve_all;
