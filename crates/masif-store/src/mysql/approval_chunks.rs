@@ -89,39 +89,45 @@ pub(super) async fn chunk(
     };
     let mut deleted = Deleted::default();
     let mut described = Vec::with_capacity(tasks.len());
+    // For every agent: the conditions of the tasks whose rows this chunk deletes.
+    let mut covered: Vec<String> = Vec::new();
     for task in tasks {
         let Some(&package) = packages.get(task.key.package.as_str()) else {
             let vanished = StoreError::Vanished(format!("package {}", task.key.package));
             return Err(Failure::Fatal(vanished));
         };
         let this_task = task_condition(package, task);
-        let (condition, index) = match part {
-            Part::Every(rows) if rows.is_empty() => (None, ""),
-            Part::Every(rows) => (
-                Some(format!(
-                    "{this_task} AND t.id IN {}",
-                    tuple(rows.iter().copied())
-                )),
-                "PRIMARY",
-            ),
-            Part::Agents(_) if agents.is_empty() => (None, ""),
+        match part {
+            // The approval rows, once; the rows of every task are deleted together below.
+            Part::Every(rows) => {
+                if rows.is_empty() {
+                    outcome.approvals_written +=
+                        write_approvals(conn, package, task, &agents, user, now).await?;
+                } else {
+                    covered.push(this_task);
+                }
+            }
+            Part::Agents(_) if agents.is_empty() => {}
             Part::Agents(_) => {
                 let ids = agents.iter().flatten().copied();
-                (
-                    Some(format!("{this_task} AND t.agent IN {}", tuple(ids))),
-                    "task_approval",
-                )
+                let condition = format!("{this_task} AND t.agent IN {}", tuple(ids));
+                outcome.pending_rows_approved +=
+                    summary::delete_pending(conn, &condition, "task_approval", &mut deleted)
+                        .await?;
+                outcome.approvals_written +=
+                    write_approvals(conn, package, task, &agents, user, now).await?;
             }
-        };
-        if let Some(condition) = condition {
-            outcome.pending_rows_approved +=
-                summary::delete_pending(conn, package, &condition, index, &mut deleted).await?;
-        }
-        if !agents.is_empty() {
-            outcome.approvals_written +=
-                write_approvals(conn, package, task, &agents, user, now).await?;
         }
         described.push(describe_task(task));
+    }
+    if let (Part::Every(rows), false) = (part, covered.is_empty()) {
+        let condition = format!(
+            "t.id IN {} AND ({})",
+            tuple(rows.iter().copied()),
+            covered.join(" OR ")
+        );
+        outcome.pending_rows_approved +=
+            summary::delete_pending(conn, &condition, "PRIMARY", &mut deleted).await?;
     }
     let mut deltas = Deltas::default();
     summary::count_deleted(conn, deleted, &mut deltas).await?;

@@ -226,8 +226,7 @@ async fn approve_pending(
             None => String::new(),
         };
         let condition = format!("{this_task} {agents}");
-        approved +=
-            summary::delete_pending(conn, package, &condition, "task_approval", deleted).await?;
+        approved += summary::delete_pending(conn, &condition, "task_approval", deleted).await?;
     }
     Ok(approved)
 }

@@ -88,12 +88,11 @@ type Lost = HashMap<u64, Vec<(String, Option<String>)>>;
 #[derive(Debug, Default)]
 pub(super) struct Deleted(BTreeMap<u64, Lost>);
 
-/// Deletes the pending rows of `package` matching `condition` (on `t`), found through
-/// `index`, locked first so that the rows counted are the rows deleted, and records them in
-/// `deleted`. Returns how many rows went.
+/// Deletes the pending rows matching `condition` (on `t`), found through `index`, locked
+/// first so that the rows counted are the rows deleted, and records them in `deleted`.
+/// Returns how many rows went.
 pub(super) async fn delete_pending(
     conn: &mut Conn,
-    package: u64,
     condition: &str,
     index: &str,
     deleted: &mut Deleted,
@@ -102,9 +101,9 @@ pub(super) async fn delete_pending(
     // read goes through the index the caller names (`task_approval` for agents, the primary
     // key for rows by id): a scan of other rows would wait for their locks, such as those of
     // a report in progress.
-    let found: Vec<(u64, Option<u64>, String, Option<String>)> = conn
+    let found: Vec<(u64, Option<u64>, Option<u64>, String, Option<String>)> = conn
         .query(format!(
-            "SELECT t.id, t.agent, CAST(t.action AS CHAR), t.to_version
+            "SELECT t.id, t.agent, t.package, CAST(t.action AS CHAR), t.to_version
                FROM task t FORCE INDEX ({index})
               WHERE t.approved = 0 AND {condition} FOR UPDATE"
         ))
@@ -118,9 +117,9 @@ pub(super) async fn delete_pending(
         .await?;
         count += conn.affected_rows();
     }
-    let lost = deleted.0.entry(package).or_default();
-    for (_, agent, action, to) in found {
-        if let Some(agent) = agent {
+    for (_, agent, package, action, to) in found {
+        if let (Some(agent), Some(package)) = (agent, package) {
+            let lost = deleted.0.entry(package).or_default();
             lost.entry(agent).or_default().push((action, to));
         }
     }
