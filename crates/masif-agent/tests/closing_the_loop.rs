@@ -55,17 +55,23 @@ fn upgrades(r: &Running) -> Vec<(String, String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_approval_answers_the_held_report_and_apt_starts_at_once() {
-    // Planning and reporting once an hour: only the held report can bring the approval.
-    let config = LoopConfig {
+/// Planning, reporting and retrying once an hour, one attempt per package: only a held
+/// report can bring an approval within a test.
+fn hourly() -> LoopConfig {
+    LoopConfig {
         intervals: Intervals {
             check: HOUR,
             report: HOUR,
             retry: HOUR,
         },
         ..LoopConfig::retry(1)
-    };
+    }
+}
+
+#[tokio::test]
+async fn an_approval_answers_the_held_report_and_apt_starts_at_once() {
+    // Planning and reporting once an hour: only the held report can bring the approval.
+    let config = hourly();
     let r = start_loop(&standard_packages(), config, |_| {}).await;
     eventually("a held report", || async {
         matches!(
@@ -94,14 +100,7 @@ async fn an_approval_answers_the_held_report_and_apt_starts_at_once() {
 #[tokio::test]
 async fn after_a_run_the_next_approval_goes_straight_to_its_package() {
     // Planning and reporting once an hour: only held reports bring approvals.
-    let config = LoopConfig {
-        intervals: Intervals {
-            check: HOUR,
-            report: HOUR,
-            retry: HOUR,
-        },
-        ..LoopConfig::retry(1)
-    };
+    let config = hourly();
     let r = start_loop(&standard_packages(), config, |_| {}).await;
     let parked = |without: &'static str| {
         let r = &r;

@@ -34,7 +34,7 @@ pub use url::{db_addresses, DbUrl, DbUrlError, MAX_DB_URLS};
 
 /// Agents (or, for an approval for every agent, pending rows per task) one transaction of an
 /// approval covers on MySQL.
-pub const APPROVAL_CHUNK: usize = 500;
+pub const APPROVAL_CHUNK: usize = 999;
 
 use std::sync::Arc;
 

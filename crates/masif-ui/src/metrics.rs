@@ -179,11 +179,11 @@ mod tests {
         let (dir, store) = sqlite().await;
         let fleet = FleetMetrics::new(store, 900, Duration::from_secs(3600));
         let raw = rusqlite::Connection::open(dir.path().join("masif.db")).unwrap();
-        raw.execute_batch("ALTER TABLE task RENAME TO task_away")
+        raw.execute_batch("ALTER TABLE pending_package_summary RENAME TO away")
             .unwrap();
         let err = fleet.render().await.unwrap_err();
         assert!(err.contains("fleet"), "{err}");
-        raw.execute_batch("ALTER TABLE task_away RENAME TO task")
+        raw.execute_batch("ALTER TABLE away RENAME TO pending_package_summary")
             .unwrap();
         let text = fleet.render().await.unwrap();
         assert!(

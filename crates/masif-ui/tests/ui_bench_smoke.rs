@@ -38,6 +38,7 @@ async fn ui_bench_runs_in_reduced_form() {
     assert!(figures.approve_all.outcome.approvals_written > 0);
     let written = figures.approve_awaiting.outcome.approvals_written
         + figures.approve_under_load.outcome.approvals_written
+        + figures.approve_one_for_all.outcome.approvals_written
         + figures.approve_all.outcome.approvals_written;
     assert_eq!(figures.approvals.0, written, "approval rows listed");
 }

@@ -175,7 +175,7 @@ async fn summarised_packages(
     filter: &PendingFilter,
 ) -> Result<Vec<(u64, u64, String)>> {
     let action = filter.action.map_or(ANY_ACTION, Action::as_str);
-    let mut ranked: Vec<(u64, u64, String)> = conn
+    let ranked: Vec<(u64, u64, String)> = conn
         .exec(
             "SELECT s.package, s.agents, p.name
                FROM pending_package_summary s JOIN package p ON p.id = s.package
@@ -185,8 +185,7 @@ async fn summarised_packages(
         )
         .await
         .map_err(doing("reading the pending packages' counts"))?;
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.2.cmp(&b.2)));
-    Ok(ranked)
+    Ok(ranked_by_agents(ranked))
 }
 
 /// The (action, target version, agents) rows of the page's packages from the summary, with the
@@ -281,12 +280,11 @@ async fn ranked_packages(conn: &mut Conn, source: &Source) -> Result<Vec<(u64, u
             .map_err(doing("reading the names of pending packages"))?;
         names.extend(found);
     }
-    let mut ranked: Vec<(u64, u64, String)> = counts
+    let ranked: Vec<(u64, u64, String)> = counts
         .into_iter()
         .filter_map(|(id, agents)| names.remove(&id).map(|name| (id, agents, name)))
         .collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.2.cmp(&b.2)));
-    Ok(ranked)
+    Ok(ranked_by_agents(ranked))
 }
 
 /// The (action, target version, agents) rows of the page's packages.
@@ -477,4 +475,10 @@ pub(super) async fn agents_awaiting_rows(
         agents.extend(found.into_iter().map(|(id, name)| (name, id)));
     }
     Ok(agents)
+}
+
+/// Packages (id, agents, name) with the most agents first, then by name.
+fn ranked_by_agents(mut packages: Vec<(u64, u64, String)>) -> Vec<(u64, u64, String)> {
+    packages.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.2.cmp(&b.2)));
+    packages
 }

@@ -77,6 +77,9 @@ pub(super) async fn apply(conn: &mut Conn, deltas: &Deltas) -> mysql_async::Resu
     Ok(())
 }
 
+/// A pending row deleted: id, agent, package, action, target version.
+type DeletedRow = (u64, Option<u64>, Option<u64>, String, Option<String>);
+
 /// A pending row of one package: agent, action, target version.
 type AgentRow = (u64, String, Option<String>);
 
@@ -101,7 +104,7 @@ pub(super) async fn delete_pending(
     // read goes through the index the caller names (`task_approval` for agents, the primary
     // key for rows by id): a scan of other rows would wait for their locks, such as those of
     // a report in progress.
-    let found: Vec<(u64, Option<u64>, Option<u64>, String, Option<String>)> = conn
+    let found: Vec<DeletedRow> = conn
         .query(format!(
             "SELECT t.id, t.agent, t.package, CAST(t.action AS CHAR), t.to_version
                FROM task t FORCE INDEX ({index})
