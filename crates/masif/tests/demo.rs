@@ -93,11 +93,10 @@ fn approving_in_the_ui_upgrades_the_sandboxes() {
 
     let approved = browser.post("/approve", &form(&alpha, Some(&csrf)));
     assert_eq!(approved.status, 303, "{approved:?}");
+    let result = browser.approval_result(&approved);
     assert!(
-        approved
-            .header("location")
-            .is_some_and(|l| l.starts_with("/?approved=4")),
-        "{approved:?}"
+        result.starts_with("/?approved=4"),
+        "{approved:?} → {result}"
     );
 
     // The agents pick the approval up and upgrade alpha for real; beta (not approved, its

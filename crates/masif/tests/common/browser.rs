@@ -42,6 +42,27 @@ impl Browser {
         self.send("GET", path, None)
     }
 
+    /// Where a `POST /approve` answer sends the browser once the approval is done: a large
+    /// or slow one goes to its progress page first, which redirects to the result when done.
+    pub fn approval_result(&mut self, answer: &Response) -> String {
+        let mut location = answer.header("location").unwrap_or_default().to_owned();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while location.starts_with("/approving") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "approval still running"
+            );
+            let page = self.get(&location);
+            if page.status == 303 {
+                location = page.header("location").unwrap_or_default().to_owned();
+            } else {
+                assert_eq!(page.status, 200, "{page:?}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        location
+    }
+
     pub fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
         let body: Vec<String> = form
             .iter()
