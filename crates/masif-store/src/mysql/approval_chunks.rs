@@ -26,8 +26,8 @@ pub(super) struct Plan {
     label: String,
 }
 
-/// Resolves the targets of an approval for `scope`, without locking them (each chunk
-/// holds its own); an unknown agent is refused.
+/// Resolves the targets of an approval for `scope`, without locking them (each chunk reads
+/// its agents again, ordered with resets by the generation row); an unknown agent is refused.
 pub(super) async fn plan(conn: &mut Conn, scope: &ApprovalScope) -> Result<Plan, Failure> {
     let (targets, label) = lock_targets(conn, scope, false).await?;
     Ok(Plan { targets, label })
