@@ -7,9 +7,13 @@
 //!
 //! `cargo bench -p masif-master --bench load -- [--fleets 1000,10000] [--tasks 20]
 //!  [--concurrency 64] [--rounds 3] [--long-poll [--idle 30] [--wait 300] [--single 20]]
-//!  [--source-addresses 1]
+//!  [--source-addresses 1] [--approve-during 33334]
 //!  [--galera [--masters 1,2,3] [--galera-port 30460]]
 //!  [--variant 'LABEL=PATH|built [KEY=VALUE …]' …]`
+//!
+//! With `--approve-during N`, N more agents are seeded through the store after churn, and the
+//! fleet reports while one task is approved for them by name, then while another is approved
+//! for every agent (see `load/approval.rs`).
 //!
 //! With `--galera`, the phases run on the local MariaDB with one master, then on a 3-node
 //! Galera cluster (`scripts/galera.sh`, stopped at the end) with 1, 2 and 3 masters, master
@@ -26,6 +30,8 @@
 //! `--source-addresses N` agent `i` connects from `127.0.0.(1 + i % N)`, so N × 28,232 agents
 //! fit (all of `127.0.0.0/8` is loopback on Linux, no configuration needed).
 
+#[path = "load/approval.rs"]
+mod approval;
 #[path = "load/cluster.rs"]
 mod cluster;
 #[path = "../tests/common/mod.rs"]
@@ -66,6 +72,8 @@ pub struct Options {
     pub galera_port: u16,
     /// Loopback addresses the agents connect from, `127.0.0.1` onwards.
     pub source_addresses: usize,
+    /// Agents (besides the fleet) an approval is written for while the fleet reports.
+    pub approve_during: Option<usize>,
 }
 
 fn options() -> Options {
@@ -83,6 +91,7 @@ fn options() -> Options {
         masters: vec![1, 2, 3],
         galera_port: 30460,
         source_addresses: 1,
+        approve_during: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -115,6 +124,9 @@ fn options() -> Options {
             "--galera-port" => o.galera_port = value().parse().expect("--galera-port PORT"),
             "--source-addresses" => {
                 o.source_addresses = value().parse().expect("--source-addresses N")
+            }
+            "--approve-during" => {
+                o.approve_during = Some(value().parse().expect("--approve-during N"))
             }
             "--galera" => {
                 o.galera = true;
@@ -256,6 +268,48 @@ pub async fn run_phases(
     fleet
 }
 
+/// Seeds `count` agents awaiting approval, then has the fleet report while one task is
+/// approved for them by name, and while another is approved for every agent; `report` gets a
+/// phase for each (the reports started while it was written), and its times are printed.
+async fn approvals_under_load(
+    fleet: &Arc<Fleet>,
+    count: usize,
+    o: &Options,
+    target: &Target<'_>,
+    mut report: impl FnMut(Phase),
+) {
+    let url = target.db_url.parse().expect("database url");
+    let store = masif_store::open(&url).await.expect("open store");
+    approval::seed(&store, count, o.tasks).await;
+    let pids: Vec<_> = target.masters.iter().map(|m| m.pid).collect();
+    let whiches = [
+        ("during approval by name", approval::Which::ByName(count)),
+        ("during approval for all", approval::Which::ForEveryAgent),
+    ];
+    for (name, which) in whiches {
+        let retried = retries(target.masters).await;
+        let (result, cpu, approval) =
+            approval::reports_during(fleet, &store, which, (o.concurrency, o.tasks), || {
+                Cpu::now(&pids, &target.db_pids)
+            })
+            .await;
+        report(Phase {
+            name,
+            result,
+            // MariaDB's share includes the approval's own work.
+            cpu,
+            retries: retries(target.masters).await - retried,
+            write_sets: None,
+        });
+        println!(
+            "|        | approval of {}: in force after {:.1} ms, written after {:.0} ms |",
+            approval.label,
+            approval.in_force.as_secs_f64() * 1000.0,
+            approval.written.as_secs_f64() * 1000.0,
+        );
+    }
+}
+
 /// The phases against one master on a fresh database on the test server.
 async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Variant) {
     let master = Master::start(&agents.pki, variant, o.concurrency).await;
@@ -267,6 +321,9 @@ async fn bench_fleet(size: usize, o: &Options, agents: &Agents, variant: &Varian
     };
     let pid = master.pid;
     let fleet = run_phases(size, o, agents, &target, |p| print_row(size, p, pid)).await;
+    if let Some(count) = o.approve_during {
+        approvals_under_load(&fleet, count, o, &target, |p| print_row(size, p, pid)).await;
+    }
     let open = fleet.clients.len();
     println!(
         "| {size:>6} | master memory with {open} connections: RSS {:.1} MiB, peak {:.1} MiB |",

@@ -105,6 +105,21 @@ impl ApprovalTask {
             tasks.iter().cloned().chain(steps).collect();
         all.into_iter().collect()
     }
+
+    /// What both back ends check of an approval before writing anything: the user's name and
+    /// a scope naming at least one agent. Returns the rows to write ([`Self::with_configure_steps`]),
+    /// none when `tasks` is empty.
+    pub(crate) fn checked(
+        tasks: &[ApprovalTask],
+        scope: &ApprovalScope,
+        user: &str,
+    ) -> crate::Result<Vec<ApprovalTask>> {
+        crate::audit::check_user(user)?;
+        if matches!(scope, ApprovalScope::Agents(a) if a.is_empty()) {
+            return Err(crate::StoreError::Invalid("approval for no agents".into()));
+        }
+        Ok(Self::with_configure_steps(tasks))
+    }
 }
 
 /// One (action, target version) of a package on the pending page.

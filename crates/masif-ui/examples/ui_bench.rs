@@ -46,6 +46,10 @@ struct Args {
     /// Keep the database afterwards (for a look at the query plans); also `MASIF_BENCH_KEEP=1`.
     #[arg(long)]
     keep: bool,
+    /// Only seed the fleet, keep the database and print its name (to time statements on it
+    /// by hand).
+    #[arg(long)]
+    seed_only: bool,
 }
 
 #[tokio::main]
@@ -65,6 +69,16 @@ async fn main() {
             changed_every: args.changed_every as usize,
         }
     };
+    if args.seed_only {
+        let db = masif_testkit::db::TestDatabase::create("ui_bench").await;
+        let url = db.url().parse().expect("database url");
+        let store = masif_store::open(&url).await.expect("open store");
+        bench::seed(&store, &config).await;
+        store.flush().await;
+        println!("seeded and kept database {} (drop it by hand)", db.name());
+        std::mem::forget(db);
+        return;
+    }
     let keep = args.keep || std::env::var_os("MASIF_BENCH_KEEP").is_some();
     bench::run(config, keep).await.print();
 }

@@ -290,6 +290,26 @@ impl Fleet {
         let tcp = socket.connect(self.addr_of(agent)).await?;
         Client::over(tcp, self.configs[agent].clone()).await
     }
+
+    /// One POST of `payload` to `path` on agent `agent`'s kept-alive connection (opened first
+    /// if need be): the reply's body if it was a 200, else `None` (and the connection dropped).
+    pub async fn post(&self, agent: usize, path: &str, payload: String) -> Option<String> {
+        let mut slot = self.clients[agent].lock().await;
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            *slot = self.connect(agent).await.ok();
+        }
+        let reply = match slot.as_mut() {
+            Some(client) => client.request("POST", path, payload).await.ok(),
+            None => None,
+        };
+        match reply {
+            Some(r) if r.status == 200 => Some(r.body),
+            _ => {
+                *slot = None;
+                None
+            }
+        }
+    }
 }
 
 /// How many ephemeral ports the kernel hands out (`net.ipv4.ip_local_port_range`): the
@@ -366,25 +386,14 @@ pub async fn run_phase(
                 }
                 let payload = body(agent);
                 let t0 = Instant::now();
-                let mut slot = fleet.clients[agent].lock().await;
-                if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                    *slot = fleet.connect(agent).await.ok();
-                }
-                let reply = match slot.as_mut() {
-                    Some(client) => client.request("POST", path, payload).await.ok(),
-                    None => None,
-                };
-                match reply {
-                    Some(r) if r.status == 200 => {
+                match fleet.post(agent, path, payload).await {
+                    Some(body) => {
                         result.latencies.push(t0.elapsed());
                         if keep_replies {
-                            result.replies.push((agent, r.body));
+                            result.replies.push((agent, body));
                         }
                     }
-                    _ => {
-                        result.errors += 1;
-                        *slot = None;
-                    }
+                    None => result.errors += 1,
                 }
             }
             result

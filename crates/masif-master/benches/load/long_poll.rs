@@ -277,9 +277,8 @@ pub async fn bench(size: usize, o: &Options, agents: &Agents, variant: &Variant)
     master.stop();
 }
 
-/// Longest idle spell of the kept-alive connections after registration: the master closes an
-/// HTTP/1 connection that has not sent the next request head within its header timeout (30 s,
-/// `masif_daemon::serve::Limits::header_timeout`), whatever `api.idle_timeout` says.
+/// Idle spell of the kept-alive connections after registration: well within the master's
+/// `api.idle_timeout` (90 s by default), which is also its wait for the next request head.
 const KEPT_ALIVE_IDLE: u64 = 20;
 
 /// Waits `seconds` with no request sent; returns the wait and the CPU used meanwhile.

@@ -34,8 +34,8 @@ use crate::stored::task_from_text;
 use crate::{
     Admin, AgentCounts, AgentDetail, AgentFilter, AgentSummary, Approval, ApprovalOutcome,
     ApprovalProgress, ApprovalScope, ApprovalTask, AuditEntry, FailingPackage, Listing, Page,
-    PendingFilter, PendingOverview, Result, RunRecord, StoreError, SummaryCheck, TableCounts,
-    TaskKey, APPROVAL_CHUNK,
+    PendingFilter, PendingOverview, Result, RunRecord, SummaryCheck, TableCounts, TaskKey,
+    APPROVAL_CHUNK,
 };
 use std::sync::Arc;
 
@@ -440,12 +440,7 @@ impl MysqlStore {
         user: &str,
         progress: &ApprovalProgress,
     ) -> Result<ApprovalOutcome> {
-        check_user(user)?;
-        if matches!(scope, ApprovalScope::Agents(a) if a.is_empty()) {
-            return Err(StoreError::Invalid("approval for no agents".into()));
-        }
-        // Distinct and sorted, with the configure step of every install or update.
-        let tasks = ApprovalTask::with_configure_steps(tasks);
+        let tasks = ApprovalTask::checked(tasks, scope, user)?;
         let mut written = Written {
             outcome: ApprovalOutcome {
                 approvals_written: 0,

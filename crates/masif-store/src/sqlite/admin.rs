@@ -496,14 +496,7 @@ impl SqliteStore {
         scope: &ApprovalScope,
         user: &str,
     ) -> Result<ApprovalOutcome> {
-        check_user(user)?;
-        if let ApprovalScope::Agents(agents) = scope {
-            if agents.is_empty() {
-                return Err(StoreError::Invalid("approval for no agents".into()));
-            }
-        }
-        // Distinct and sorted, with the configure step of every install or update.
-        let keys = ApprovalTask::with_configure_steps(tasks);
+        let keys = ApprovalTask::checked(tasks, scope, user)?;
         if keys.is_empty() {
             return Ok(ApprovalOutcome {
                 approvals_written: 0,

@@ -247,7 +247,7 @@ fn tasks_of(i: usize, per_agent: usize) -> TaskSet {
 
 /// Every agent's first report through the store's report path, many at once so that the
 /// store writes them in batches, as the master's registrations.
-async fn seed(store: &Arc<dyn Store>, config: &Config) {
+pub async fn seed(store: &Arc<dyn Store>, config: &Config) {
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..config.seed_concurrency {

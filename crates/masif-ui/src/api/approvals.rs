@@ -18,6 +18,7 @@ use super::body::Field;
 use super::error::{json, store_failed, ApiError};
 use super::query::Params;
 use super::Paged;
+use crate::pages::approving::log_approved;
 use crate::App;
 
 pub(crate) const LIST_PARAMS: &[&str] = &["page", "per_page"];
@@ -218,14 +219,7 @@ pub(crate) async fn approve(
             StoreError::Invalid(msg) => ApiError::bad(format!("{msg}; nothing was approved")),
             e => store_failed(e),
         })?;
-    tracing::info!(
-        user = %by,
-        tasks = approval_tasks.len(),
-        scope = ?scope,
-        approved = outcome.pending_rows_approved,
-        written = outcome.approvals_written,
-        "approved through the API"
-    );
+    log_approved(&by, approval_tasks.len(), &scope, &outcome, "the API");
     Ok(json(
         StatusCode::OK,
         &Approved {

@@ -85,14 +85,7 @@ pub(crate) async fn approve(
                 .approve_tasks_tracked(&tasks, &scope, &user, &job.progress)
                 .await
                 .map(|outcome| {
-                    tracing::info!(
-                        user = %user,
-                        keys = keys.len(),
-                        scope = ?scope,
-                        approved = outcome.pending_rows_approved,
-                        written = outcome.approvals_written,
-                        "approved"
-                    );
+                    log_approved(&user, keys.len(), &scope, &outcome, "a page");
                     shown_at(&outcome)
                 });
             let ended = match &outcome {
@@ -189,4 +182,23 @@ async fn approving_page(user: User, q: Query, app: Arc<App>) -> Result<Response,
             ))
         }
     }
+}
+
+/// The log line of an approval written, through a page or the API (`through`).
+pub(crate) fn log_approved(
+    user: &str,
+    tasks: usize,
+    scope: &ApprovalScope,
+    outcome: &ApprovalOutcome,
+    through: &'static str,
+) {
+    tracing::info!(
+        user = %user,
+        tasks,
+        scope = ?scope,
+        approved = outcome.pending_rows_approved,
+        written = outcome.approvals_written,
+        through,
+        "approved"
+    );
 }
