@@ -474,6 +474,7 @@ class { 'masif_upgrader::ui':
   users          => { 'admin' => Sensitive('$ui_hash') },
   trusted_header => { 'name' => 'X-Remote-User', 'from' => ['127.0.0.1', '::1'] },
   offline_after  => 3600,
+  summary_check_interval => 0,
   install        => 'binary',
   binary_source  => '$bin_dir/masif-ui',
   manage_service => false,
@@ -511,6 +512,7 @@ host = {
     "masif_upgrader_ui_users": {"admin": ui_hash},
     "masif_upgrader_ui_trusted_header": {"name": "X-Remote-User", "from": ["127.0.0.1", "::1"]},
     "masif_upgrader_ui_offline_after": 3600,
+    "masif_upgrader_ui_summary_check_interval": 0,
     "masif_upgrader_ui_install": "binary",
     "masif_upgrader_ui_binary_src": bin_dir + "/masif-ui",
     "masif_upgrader_ui_manage_service": False,
@@ -542,6 +544,8 @@ PY
 {"masif_upgrader_ui_users": {"ad:min": "$2y$05$abcdefghijklmnopqrstuu"}}|masif_upgrader_ui: bad settings
 {"masif_upgrader_ui_trusted_header": {"name": "X User", "from": ["127.0.0.1"]}}|masif_upgrader_ui: bad settings
 {"masif_upgrader_ui_offline_after": 59}|masif_upgrader_ui: bad settings
+{"masif_upgrader_ui_summary_check_interval": 5}|masif_upgrader_ui: bad settings
+{"masif_upgrader_ui_summary_check_interval": 604801}|masif_upgrader_ui: bad settings
 {"masif_upgrader_master_api_v2": "yes"}|masif_upgrader_master: bad settings
 {"masif_upgrader_master_api_max_wait": 3601}|masif_upgrader_master: bad settings
 {"masif_upgrader_master_runs_keep": 0}|masif_upgrader_master: bad settings
@@ -555,6 +559,9 @@ CASES
     diff -u <(grep -v '^#' "$sroot/etc/masif-upgrader/$f") <(grep -v '^#' "$a/server/etc/masif-upgrader/$f") >&2 ||
       fail "Puppet and Ansible wrote different $f"
   done
+  # 0 (the check off) is the value a truthiness test in a template would drop.
+  grep -qx 'summary_check_interval: 0' "$sroot/etc/masif-upgrader/ui.yml" ||
+    fail "the ui.yml Puppet and Ansible wrote lacks summary_check_interval: 0"
   gid() { awk -F: -v g="$1" '$1 == g { print $3 }' "$T/group"; }
   for r in "$sroot" "$a/server"; do
     [ "$(stat -c '%u %g %a' "$r/etc/masif-upgrader/master.yml")" = "0 $(gid masif-master) 640" ] ||

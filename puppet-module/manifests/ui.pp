@@ -25,6 +25,9 @@
 # @param offline_after
 #   Seconds without a report after which an agent is shown offline (60 to 31536000); keep
 #   it above the agents' report_interval plus a minute.
+# @param summary_check_interval
+#   Seconds between two checks of the pending overview's maintained counts against the
+#   task rows (the first when the UI starts): 0 for never, or 10 to 604800.
 # @param log_level
 #   `error`, `warning`, `info` or `debug`.
 # @param install
@@ -50,6 +53,7 @@ class masif_upgrader::ui (
   Optional[Struct[{ name => Pattern[/\A[A-Za-z0-9-]+\z/], from => Array[String[1], 1] }]] $trusted_header = undef,
   Optional[Struct[{ cert => Masif_upgrader::Path, key => Masif_upgrader::Path }]] $tls = undef,
   Integer[60, 31536000] $offline_after = 900,
+  Variant[Integer[0, 0], Integer[10, 604800]] $summary_check_interval = 600,
   Masif_upgrader::Log_level $log_level = 'info',
   Masif_upgrader::Install $install = 'package',
   String[1] $package_ensure = 'installed',
@@ -68,13 +72,14 @@ class masif_upgrader::ui (
 
   masif_upgrader::component { 'ui':
     config               => Sensitive(epp('masif_upgrader/ui.yml.epp', {
-          'listen'         => $listen,
-          'db_url'         => $db_url.unwrap,
-          'htpasswd'       => $password_file,
-          'trusted_header' => $trusted_header,
-          'tls'            => $tls,
-          'offline_after'  => $offline_after,
-          'log_level'      => $log_level,
+          'listen'                 => $listen,
+          'db_url'                 => $db_url.unwrap,
+          'htpasswd'               => $password_file,
+          'trusted_header'         => $trusted_header,
+          'tls'                    => $tls,
+          'offline_after'          => $offline_after,
+          'summary_check_interval' => $summary_check_interval,
+          'log_level'              => $log_level,
     })),
     config_group         => 'masif-ui',
     install              => $install,

@@ -20,6 +20,7 @@ describe 'masif_upgrader::ui' do
         'db' => { 'url' => 'sqlite:///var/lib/masif-upgrader/masif.db' },
         'auth' => { 'htpasswd' => '/etc/masif-upgrader/ui.htpasswd' },
         'offline_after' => 900,
+        'summary_check_interval' => 600,
         'log' => { 'level' => 'info' },
       )
     end
@@ -38,7 +39,8 @@ describe 'masif_upgrader::ui' do
         'trusted_header' => { 'name' => 'X-Remote-User', 'from' => ['127.0.0.1', '::1'] },
         'tls' => { 'cert' => '/etc/ssl/ui.pem', 'key' => '/etc/ssl/ui.key' },
         'listen' => '[::]:8443',
-        'offline_after' => 3600 }
+        'offline_after' => 3600,
+        'summary_check_interval' => 3600 }
     end
 
     it 'writes the password file for the service only, and restarts on changes' do
@@ -54,7 +56,25 @@ describe 'masif_upgrader::ui' do
                     'trusted_header' => { 'name' => 'X-Remote-User', 'from' => ['127.0.0.1', '::1'] } },
         'tls' => { 'cert' => '/etc/ssl/ui.pem', 'key' => '/etc/ssl/ui.key' },
         'offline_after' => 3600,
+        'summary_check_interval' => 3600,
       )
+    end
+  end
+
+  context 'with the pending summary check off' do
+    let(:params) { { 'summary_check_interval' => 0 } }
+
+    it { is_expected.to compile.with_all_deps }
+    it { expect(written['summary_check_interval']).to eq(0) }
+  end
+
+  context 'with the pending summary check at its bounds' do
+    [10, 604_800].each do |seconds|
+      context "of #{seconds} seconds" do
+        let(:params) { { 'summary_check_interval' => seconds } }
+
+        it { expect(written['summary_check_interval']).to eq(seconds) }
+      end
     end
   end
 
@@ -72,6 +92,10 @@ describe 'masif_upgrader::ui' do
     ['offline after less than a minute', { 'offline_after' => 59 }, %r{offline_after}],
     ['offline after more than a year', { 'offline_after' => 31_536_001 }, %r{offline_after}],
     ['offline_after as text', { 'offline_after' => '900' }, %r{offline_after}],
+    ['a summary check every 5 seconds', { 'summary_check_interval' => 5 }, %r{summary_check_interval}],
+    ['a summary check less often than weekly', { 'summary_check_interval' => 604_801 }, %r{summary_check_interval}],
+    ['a negative summary check interval', { 'summary_check_interval' => -1 }, %r{summary_check_interval}],
+    ['summary_check_interval as text', { 'summary_check_interval' => '600' }, %r{summary_check_interval}],
     ['a proxy with no address', { 'trusted_header' => { 'name' => 'X-User', 'from' => [] } }, %r{trusted_header}],
   ].each do |what, bad, message|
     context "with #{what}" do
