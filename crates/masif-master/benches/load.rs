@@ -12,8 +12,8 @@
 //!  [--variant 'LABEL=PATH|built [KEY=VALUE …]' …]`
 //!
 //! With `--approve-during N`, N more agents are seeded through the store after churn, and the
-//! fleet reports while one task is approved for them by name, then while another is approved
-//! for every agent (see `load/approval.rs`).
+//! fleet reports (every 10th report a write) while one task is approved for them by name, then
+//! while another is approved for every agent (see `load/approval.rs`).
 //!
 //! With `--galera`, the phases run on the local MariaDB with one master, then on a 3-node
 //! Galera cluster (`scripts/galera.sh`, stopped at the end) with 1, 2 and 3 masters, master
@@ -268,9 +268,12 @@ pub async fn run_phases(
     fleet
 }
 
+/// Every this many reports during an approval changes the agent's pending set (a write).
+const CHANGED_EVERY: usize = 10;
+
 /// Seeds `count` agents awaiting approval, then has the fleet report while one task is
 /// approved for them by name, and while another is approved for every agent; `report` gets a
-/// phase for each (the reports started while it was written), and its times are printed.
+/// phase for each kind of report started while it was written, and its times are printed.
 async fn approvals_under_load(
     fleet: &Arc<Fleet>,
     count: usize,
@@ -282,25 +285,50 @@ async fn approvals_under_load(
     let store = masif_store::open(&url).await.expect("open store");
     approval::seed(&store, count, o.tasks).await;
     let pids: Vec<_> = target.masters.iter().map(|m| m.pid).collect();
+    // Where churn left the fleet (see `run_phases`).
+    let generations = Arc::new(approval::Generations::new(fleet.clients.len(), o.rounds));
     let whiches = [
-        ("during approval by name", approval::Which::ByName(count)),
-        ("during approval for all", approval::Which::ForEveryAgent),
+        (
+            approval::Which::ByName(count),
+            ["approval by name: unchanged", "approval by name: writes"],
+        ),
+        (
+            approval::Which::ForEveryAgent,
+            ["approval for all: unchanged", "approval for all: writes"],
+        ),
     ];
-    for (name, which) in whiches {
+    for (which, names) in whiches {
         let retried = retries(target.masters).await;
-        let (result, cpu, approval) =
-            approval::reports_during(fleet, &store, which, (o.concurrency, o.tasks), || {
-                Cpu::now(&pids, &target.db_pids)
-            })
-            .await;
-        report(Phase {
-            name,
-            result,
-            // MariaDB's share includes the approval's own work.
-            cpu,
-            retries: retries(target.masters).await - retried,
-            write_sets: None,
-        });
+        let (during, cpu, approval) = approval::reports_during(
+            fleet,
+            &generations,
+            &store,
+            which,
+            (o.concurrency, o.tasks, CHANGED_EVERY),
+            || Cpu::now(&pids, &target.db_pids),
+        )
+        .await;
+        // The window's CPU (MariaDB's includes the approval's own work) per report of either
+        // kind: each row gets its reports' share.
+        let reports = (during.unchanged.latencies.len() + during.changed.latencies.len()).max(1);
+        let share = |r: &PhaseResult| {
+            let part = r.latencies.len() as f64 / reports as f64;
+            Cpu {
+                master: cpu.master * part,
+                db: cpu.db * part,
+                generator: cpu.generator * part,
+                machine: cpu.machine * part,
+            }
+        };
+        for (name, result) in names.into_iter().zip([during.unchanged, during.changed]) {
+            report(Phase {
+                name,
+                cpu: share(&result),
+                result,
+                retries: retries(target.masters).await - retried,
+                write_sets: None,
+            });
+        }
         println!(
             "|        | approval of {}: in force after {:.1} ms, written after {:.0} ms |",
             approval.label,

@@ -1,8 +1,10 @@
 //! `--approve-during N`: the fleet's unchanged reports over TLS while the store writes an
 //! approval for N other agents, as the UI's `POST /approve` does (issue 18): N agents with the
 //! fleet's tasks and two of their own are seeded through the store's report path, then one task
-//! is approved for them by name, and another for every agent; the reports started while each
-//! approval was written give a row of the table, with the approval's times.
+//! is approved for them by name, and another for every agent, while the fleet reports (every
+//! 10th report changing the agent's pending set, so that it writes); the reports started while
+//! each approval was written give two rows of the table (unchanged, writes), with the
+//! approval's times.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,29 +102,50 @@ pub enum Which {
     ForEveryAgent,
 }
 
-/// The fleet's unchanged reports, `concurrency` at a time round the fleet, while `which` is
-/// approved through `store`: the approval starts once every sender has had an answer, and the
-/// senders stop once it is written and the whole fleet has reported once. Returns the reports
-/// started while the approval was written (their latencies and errors, `elapsed` the
-/// approval's time), the CPU `cpu` says was used meanwhile, and the approval.
+/// Where each agent of the fleet stands: the generation of its last report (see
+/// [`report_body`]), so that a report repeats it (unchanged) or moves it on (a write).
+pub struct Generations(Vec<AtomicUsize>);
+
+impl Generations {
+    /// Every agent of a fleet of `size` at `generation`.
+    pub fn new(size: usize, generation: usize) -> Self {
+        Self((0..size).map(|_| AtomicUsize::new(generation)).collect())
+    }
+}
+
+/// What reports started while an approval was written did: unchanged and changing the agent's
+/// pending set (a write) apart.
+pub struct During {
+    pub unchanged: PhaseResult,
+    pub changed: PhaseResult,
+}
+
+/// The fleet's reports, `concurrency` at a time round the fleet, every `changed_every`-th (0:
+/// none) changing one task of the agent's set, while `which` is approved through `store`: the
+/// approval starts once every sender has had an answer, and the senders stop once it is
+/// written and the whole fleet has reported once. Returns the reports started while the
+/// approval was written (`elapsed`: the approval's time), the CPU `cpu` says was used
+/// meanwhile, and the approval.
 pub async fn reports_during(
     fleet: &Arc<Fleet>,
+    generations: &Arc<Generations>,
     store: &Arc<dyn Store>,
     which: Which,
-    (concurrency, tasks): (usize, usize),
+    (concurrency, tasks, changed_every): (usize, usize, usize),
     cpu: impl Fn() -> Cpu,
-) -> (PhaseResult, Cpu, Approval) {
+) -> (During, Cpu, Approval) {
     let size = fleet.clients.len();
     let origin = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let warm = Arc::new(tokio::sync::Semaphore::new(0));
-    // (started, took, answered) of every report, from `origin`.
-    let sent = Arc::new(Mutex::new(Vec::<(Duration, Duration, bool)>::new()));
+    // (started, took, answered, changed) of every report, from `origin`.
+    let sent = Arc::new(Mutex::new(Vec::<(Duration, Duration, bool, bool)>::new()));
     let mut senders = Vec::new();
     for _ in 0..concurrency {
-        let (fleet, next, done, warm, sent) = (
+        let (fleet, generations, next, done, warm, sent) = (
             fleet.clone(),
+            generations.clone(),
             next.clone(),
             done.clone(),
             warm.clone(),
@@ -136,13 +159,19 @@ pub async fn reports_during(
                     break;
                 }
                 let agent = n % size;
+                let changed = changed_every > 0 && n % changed_every == 0;
+                let generation = &generations.0[agent];
+                let g = match changed {
+                    true => generation.fetch_add(1, Ordering::Relaxed) + 1,
+                    false => generation.load(Ordering::Relaxed),
+                };
                 let start = origin.elapsed();
                 let answered = fleet
-                    .post(agent, "/v1/pending-tasks", report_body(agent, tasks, 0))
+                    .post(agent, "/v1/pending-tasks", report_body(agent, tasks, g))
                     .await
                     .is_some();
                 let took = origin.elapsed() - start;
-                sent.lock().unwrap().push((start, took, answered));
+                sent.lock().unwrap().push((start, took, answered, changed));
                 if first {
                     warm.add_permits(1);
                     first = false;
@@ -195,18 +224,24 @@ pub async fn reports_during(
         written: ended - started,
     };
 
-    let mut during = PhaseResult {
-        elapsed: ended - started,
-        ..PhaseResult::default()
+    let mut during = During {
+        unchanged: PhaseResult::default(),
+        changed: PhaseResult::default(),
     };
-    for (start, took, answered) in std::mem::take(&mut *sent.lock().unwrap()) {
+    for (start, took, answered, changed) in std::mem::take(&mut *sent.lock().unwrap()) {
         if start < started || start >= ended {
             continue;
         }
+        let result = match changed {
+            true => &mut during.changed,
+            false => &mut during.unchanged,
+        };
         match answered {
-            true => during.latencies.push(took),
-            false => during.errors += 1,
+            true => result.latencies.push(took),
+            false => result.errors += 1,
         }
     }
+    during.unchanged.elapsed = ended - started;
+    during.changed.elapsed = ended - started;
     (during, cpu_used, approval)
 }
