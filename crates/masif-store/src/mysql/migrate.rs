@@ -34,6 +34,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_rollout_control"),
     migration!(13, "0013_pending_summary"),
     migration!(14, "0014_agents_page_indexes"),
+    migration!(15, "0015_pending_summary_slots"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.

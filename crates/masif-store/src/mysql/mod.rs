@@ -201,7 +201,8 @@ pub(crate) fn reset_only_when_asked(pool_opts: PoolOpts) -> PoolOpts {
 
 /// Session settings applied to every new (or reset) connection: strict mode so nothing is
 /// truncated silently, UTC, utf8mb4, a bounded lock wait, the plan guard if asked for
-/// (`max_join_size`, which also turns `sql_big_selects` off). The isolation level is added once
+/// (`max_join_size`, which also turns `sql_big_selects` off), this store's slot of the pending
+/// summary (one per store, see `summary`). The isolation level is added once
 /// known (see [`check_server`]), and on Galera the sync wait (see `nodes`).
 pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     let mut set = vec![
@@ -217,6 +218,11 @@ pub(crate) fn session_setup(options: &MysqlOptions) -> Vec<String> {
     if let Some(size) = options.max_join_size {
         set.push(format!("max_join_size = {size}"));
     }
+    set.push(format!(
+        "{} = {}",
+        summary::SLOT_VARIABLE,
+        summary::new_slot()
+    ));
     vec![format!("SET {}", set.join(", "))]
 }
 

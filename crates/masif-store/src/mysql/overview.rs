@@ -10,6 +10,7 @@ use mysql_async::{Conn, Row, Value};
 
 use super::changes::{placeholders, BATCH};
 use super::sql::{doing, tuple};
+use super::summary::SUMMED_PACKAGES;
 use crate::facts::{row_id, RowFacts, RowId};
 use crate::summary::ANY_ACTION;
 use crate::{
@@ -177,10 +178,12 @@ async fn summarised_packages(
     let action = filter.action.map_or(ANY_ACTION, Action::as_str);
     let ranked: Vec<(u64, u64, String)> = conn
         .exec(
-            "SELECT s.package, s.agents, p.name
-               FROM pending_package_summary s JOIN package p ON p.id = s.package
-              WHERE s.action = ? AND s.agents > 0
-                AND (? IS NULL OR INSTR(LOWER(p.name), LOWER(?)) > 0)",
+            format!(
+                "SELECT s.package, s.agents, p.name
+                   FROM {SUMMED_PACKAGES} s JOIN package p ON p.id = s.package
+                  WHERE s.action = ? AND s.agents > 0
+                    AND (? IS NULL OR INSTR(LOWER(p.name), LOWER(?)) > 0)"
+            ),
             (action, filter.package.as_deref(), filter.package.as_deref()),
         )
         .await
@@ -200,8 +203,10 @@ async fn add_summarised_rows(
     let rows: Vec<(u64, String, String, u64)> = conn
         .exec(
             format!(
-                "SELECT package, action, to_version, agents FROM pending_summary
-                  WHERE package IN {ids} AND agents > 0 AND (? IS NULL OR action = ?)"
+                "SELECT package, action, to_version, CAST(SUM(agents) AS UNSIGNED)
+                   FROM pending_summary
+                  WHERE package IN {ids} AND (? IS NULL OR action = ?)
+                  GROUP BY package, action, to_version HAVING SUM(agents) > 0"
             ),
             (action, action),
         )

@@ -1,6 +1,11 @@
-//! The pending summary on MySQL: the statements that apply [`Deltas`] (upserts in key order,
-//! so concurrent writers lock the rows in one order, then the keys that reached 0 deleted),
-//! and the approval's deletion of pending rows, counted per package once all are gone.
+//! The pending summary on MySQL: the statements that apply [`Deltas`] to this store's slot
+//! (upserts in key order, so concurrent writers lock the rows in one order, then the rows that
+//! reached 0 deleted), and the approval's deletion of pending rows, counted per package once
+//! all are gone.
+//!
+//! Every store writes its deltas to rows of its own slot (migration 0015, the session variable
+//! [`SLOT_VARIABLE`]), so that masters writing through different Galera nodes never change
+//! the same row; a key's count is the sum of its slots' rows (see [`SUMMED_PACKAGES`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -11,17 +16,39 @@ use super::changes::BATCH;
 use super::sql::{lit, tuple};
 use crate::summary::{Deltas, Pending};
 
-/// The statements applying `deltas` (none if nothing changes).
+/// The session variable holding this store's slot of the summary (set with the session's
+/// other settings, see `session_setup`).
+pub(crate) const SLOT_VARIABLE: &str = "@masif_summary_slot";
+
+/// A slot for a new store: one of 255 at random (0 holds what migration 0013 counted). Two
+/// stores that draw the same slot only share rows, as every writer did before slots.
+pub(crate) fn new_slot() -> u8 {
+    rand::random_range(1..=255)
+}
+
+/// `pending_package_summary` as one row per key: its slots summed, keys that sum to 0 left
+/// out.
+pub(super) const SUMMED_PACKAGES: &str = "(SELECT package, action, \
+     CAST(SUM(agents) AS SIGNED) AS agents FROM pending_package_summary \
+     GROUP BY package, action HAVING SUM(agents) <> 0)";
+
+/// The statements applying `deltas` to this store's slot (none if nothing changes).
 pub(super) fn statements(deltas: &Deltas) -> Vec<String> {
     let mut sql = Vec::new();
     let rows: Vec<_> = deltas.rows().collect();
     if !rows.is_empty() {
         let values: Vec<String> = rows
             .iter()
-            .map(|((p, a, t), d)| format!("({p}, {}, {}, {d})", lit(a.as_str()), lit(t.as_str())))
+            .map(|((p, a, t), d)| {
+                format!(
+                    "({p}, {}, {}, {SLOT_VARIABLE}, {d})",
+                    lit(a.as_str()),
+                    lit(t.as_str())
+                )
+            })
             .collect();
         sql.push(format!(
-            "INSERT INTO pending_summary (package, action, to_version, agents) VALUES {} \
+            "INSERT INTO pending_summary (package, action, to_version, slot, agents) VALUES {} \
              ON DUPLICATE KEY UPDATE agents = agents + VALUES(agents)",
             values.join(", ")
         ));
@@ -37,8 +64,10 @@ pub(super) fn statements(deltas: &Deltas) -> Vec<String> {
             })
             .collect();
         if !down.is_empty() {
+            // Only this slot's rows, and only at 0: another slot may hold the other half.
             sql.push(format!(
-                "DELETE FROM pending_summary WHERE agents <= 0 AND ({})",
+                "DELETE FROM pending_summary \
+                  WHERE slot = {SLOT_VARIABLE} AND agents = 0 AND ({})",
                 down.join(" OR ")
             ));
         }
@@ -47,10 +76,10 @@ pub(super) fn statements(deltas: &Deltas) -> Vec<String> {
     if !packages.is_empty() {
         let values: Vec<String> = packages
             .iter()
-            .map(|((p, a), d)| format!("({p}, {}, {d})", lit(a.as_str())))
+            .map(|((p, a), d)| format!("({p}, {}, {SLOT_VARIABLE}, {d})", lit(a.as_str())))
             .collect();
         sql.push(format!(
-            "INSERT INTO pending_package_summary (package, action, agents) VALUES {} \
+            "INSERT INTO pending_package_summary (package, action, slot, agents) VALUES {} \
              ON DUPLICATE KEY UPDATE agents = agents + VALUES(agents)",
             values.join(", ")
         ));
@@ -61,7 +90,8 @@ pub(super) fn statements(deltas: &Deltas) -> Vec<String> {
             .collect();
         if !down.is_empty() {
             sql.push(format!(
-                "DELETE FROM pending_package_summary WHERE agents <= 0 AND ({})",
+                "DELETE FROM pending_package_summary \
+                  WHERE slot = {SLOT_VARIABLE} AND agents = 0 AND ({})",
                 down.join(" OR ")
             ));
         }
@@ -218,16 +248,19 @@ pub(super) async fn check_step(
         return Ok((None, 0));
     };
     let range = format!("package BETWEEN {first} AND {last}");
+    // Every slot's rows locked, then summed per key.
     let rows: Vec<RowCount> = conn
         .query(format!(
-            "SELECT package, action, to_version, agents FROM pending_summary
-              WHERE {range} FOR UPDATE"
+            "SELECT package, action, to_version, CAST(SUM(agents) AS SIGNED)
+               FROM pending_summary WHERE {range}
+              GROUP BY package, action, to_version FOR UPDATE"
         ))
         .await?;
     let packages: Vec<PackageCount> = conn
         .query(format!(
-            "SELECT package, action, agents FROM pending_package_summary
-              WHERE {range} FOR UPDATE"
+            "SELECT package, action, CAST(SUM(agents) AS SIGNED)
+               FROM pending_package_summary WHERE {range}
+              GROUP BY package, action FOR UPDATE"
         ))
         .await?;
     let counted = format!(

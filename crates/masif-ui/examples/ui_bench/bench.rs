@@ -93,6 +93,10 @@ pub struct Figures {
     pub config: Config,
     pub seeded_in: Duration,
     pub pending_rows: u64,
+    /// The task table's size with its indexes, and MariaDB's buffer pool, in MiB: approvals
+    /// slow down when the pool does not hold the table (docs/database.md, "Sizing the server").
+    pub task_table_mib: u64,
+    pub buffer_pool_mib: u64,
     pub pages: Vec<PageFigure>,
     /// `agents_awaiting` for one popular task: agents found, and how long.
     pub awaiting: (usize, Timing),
@@ -124,6 +128,15 @@ pub async fn run(config: Config, keep: bool) -> Figures {
     report_store.flush().await;
     let seeded_in = started.elapsed();
     let pending_rows = db.query_u64("SELECT COUNT(*) FROM task").await;
+    let task_table_mib = db
+        .query_u64(
+            "SELECT (data_length + index_length) DIV 1048576 FROM information_schema.tables
+              WHERE table_schema = DATABASE() AND table_name = 'task'",
+        )
+        .await;
+    let buffer_pool_mib = db
+        .query_u64("SELECT @@innodb_buffer_pool_size DIV 1048576")
+        .await;
 
     let pages = pages(&ui_store, &config).await;
 
@@ -173,6 +186,8 @@ pub async fn run(config: Config, keep: bool) -> Figures {
         config,
         seeded_in,
         pending_rows,
+        task_table_mib,
+        buffer_pool_mib,
         pages,
         awaiting: awaiting_figure,
         approve_awaiting,
@@ -403,6 +418,10 @@ impl Figures {
             c.tasks,
             self.pending_rows,
             self.seeded_in.as_secs_f64()
+        );
+        println!(
+            "the task table with its indexes: {} MiB; MariaDB's buffer pool: {} MiB",
+            self.task_table_mib, self.buffer_pool_mib
         );
         println!();
         println!(
