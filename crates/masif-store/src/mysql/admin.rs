@@ -465,27 +465,18 @@ impl MysqlStore {
         let agents: Vec<u64> = plan.targets.iter().flatten().copied().collect();
         progress.start(agents.len() as u64);
         let now = unix_now();
-        let step = |part: Part<'_>, done: usize, last: bool, before: Written| {
+        let step = |part: Part, done: usize, last: bool, before: Written| {
             let (plan, tasks) = (plan.clone(), tasks.clone());
-            let part = match part {
-                Part::Every(rows) => (true, rows.to_vec()),
-                Part::Agents(ids) => (false, ids.to_vec()),
-            };
             async move {
                 self.write("approving", move |mut conn| {
-                    let (plan, tasks, (every, ids)) = (plan.clone(), tasks.clone(), part.clone());
+                    let (plan, tasks, part) = (plan.clone(), tasks.clone(), part.clone());
                     let user = user.to_owned();
                     Box::pin(async move {
-                        let part = if every {
-                            Part::Every(&ids)
-                        } else {
-                            Part::Agents(&ids)
-                        };
                         let r = approval_chunks::chunk(
                             &mut conn,
                             &plan,
                             &tasks,
-                            part,
+                            &part,
                             (done, last),
                             before,
                             (&user, now),
@@ -500,7 +491,7 @@ impl MysqlStore {
         if agents.is_empty() {
             // The approval rows first; then the pending rows they cover, read again until none
             // is left (a report racing the first chunk may still have written one).
-            let chunk = step(Part::Every(&[]), 0, false, written).await?;
+            let chunk = step(Part::Every(Vec::new()), 0, false, written).await?;
             written = chunk.written;
             progress.add(0, &chunk.outcome);
             loop {
@@ -514,19 +505,21 @@ impl MysqlStore {
                     break;
                 }
                 for ids in rows.chunks(APPROVAL_CHUNK) {
-                    let chunk = step(Part::Every(ids), 0, false, written).await?;
+                    let chunk = step(Part::Every(ids.to_vec()), 0, false, written).await?;
                     written = chunk.written;
                     progress.add(0, &chunk.outcome);
                 }
             }
-            written = step(Part::Every(&[]), 0, true, written).await?.written;
+            written = step(Part::Every(Vec::new()), 0, true, written)
+                .await?
+                .written;
         } else {
             let mut done = 0;
             let chunks: Vec<&[u64]> = agents.chunks(APPROVAL_CHUNK).collect();
             for (i, ids) in chunks.iter().enumerate() {
                 done += ids.len();
                 let last = i + 1 == chunks.len();
-                let chunk = step(Part::Agents(ids), done, last, written).await?;
+                let chunk = step(Part::Agents(ids.to_vec()), done, last, written).await?;
                 written = chunk.written;
                 progress.add(ids.len() as u64, &chunk.outcome);
             }

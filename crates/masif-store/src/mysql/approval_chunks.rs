@@ -54,7 +54,7 @@ pub(super) async fn chunk(
     conn: &mut Conn,
     plan: &Plan,
     tasks: &[ApprovalTask],
-    part: Part<'_>,
+    part: &Part,
     (done, last): (usize, bool),
     before: Written,
     (user, now): (&str, i64),
@@ -159,13 +159,13 @@ pub(super) async fn chunk(
 }
 
 /// What one chunk covers.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Part<'a> {
+#[derive(Debug, Clone)]
+pub(super) enum Part {
     /// An approval for every agent: these pending rows (by id) of its tasks; with none, the
     /// approval rows only (the first chunk), or the audit entry's final word (the last).
-    Every(&'a [u64]),
+    Every(Vec<u64>),
     /// These agents (by id): their approval rows and their pending rows of its tasks.
-    Agents(&'a [u64]),
+    Agents(Vec<u64>),
 }
 
 /// The ids of the pending rows `tasks` cover on every agent, read without locks (each chunk
