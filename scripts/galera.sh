@@ -7,12 +7,12 @@
 # Each node gets its own data directory under DIR (created on the first start), its own SQL,
 # group-communication, IST and SST ports on 127.0.0.1 (BASE_PORT, default 31060: node N's SQL
 # port is BASE_PORT+N, its others BASE_PORT+10+N, +20+N, +30+N; below the kernel's ephemeral
-# range, 32768-60999, so that no outgoing connection holds one of them), a socket, a pid file and an
-# error log. The first node bootstraps the cluster; the others join once it answers SQL, and
-# `start` returns when the cluster has 3 members. Root connects over TCP without a password, as
-# the tests' MASIF_TEST_MYSQL_URL expects. The nodes run as the `mysql` user (rsync's state
-# transfer drops to it), so DIR must be reachable by it. Needs mariadb-server (galera-4) and
-# rsync.
+# range, 32768-60999, so that no outgoing connection holds one of them), a socket, a pid file,
+# a temporary directory and an error log. The first node bootstraps the cluster; the others
+# join once it answers SQL, and `start` returns when the cluster has 3 members. Root connects
+# over TCP without a password, as the tests' MASIF_TEST_MYSQL_URL expects. The nodes run as the
+# `mysql` user (rsync's state transfer drops to it), so DIR must be reachable by it. Needs
+# mariadb-server (galera-4) and rsync.
 set -euo pipefail
 
 usage() { echo "usage: $0 start|stop DIR [BASE_PORT]" >&2; exit 2; }
@@ -51,6 +51,11 @@ wait_for() { # WHAT SECONDS COMMAND...
 cluster_size_is() { [ "$(answers "$1" "SHOW STATUS LIKE 'wsrep_cluster_size'" | cut -f2)" = "$2" ]; }
 sql_up() { answers "$1" "SELECT 1" >/dev/null; }
 
+install_system_tables() { # NODE_DIR
+  mariadb-install-db --no-defaults --datadir="$1/data" --tmpdir="$1/tmp" --user=mysql \
+    --auth-root-authentication-method=normal >"$1/install.log" 2>&1
+}
+
 start_node() { # N [--wsrep-new-cluster]
   local n=$1 d
   d=$(node_dir "$n")
@@ -59,11 +64,18 @@ start_node() { # N [--wsrep-new-cluster]
   for m in "${nodes[@]}"; do members+=("127.0.0.1:$(gcomm_port "$m")"); done
   local cluster
   cluster=$(IFS=,; echo "${members[*]}")
+  # Each node keeps its temporary files in its own directory, not in the machine's /tmp, which
+  # other servers and tests share (a bootstrap once failed in CI when its temporary table in
+  # /tmp vanished under it).
+  mkdir -p "$d/tmp"
+  chown mysql:mysql "$d/tmp"
   if [ ! -d "$d/data/mysql" ]; then
-    mkdir -p "$d"
-    mariadb-install-db --no-defaults --datadir="$d/data" --user=mysql \
-      --auth-root-authentication-method=normal >"$d/install.log" 2>&1 ||
-      { cat "$d/install.log" >&2; return 1; }
+    install_system_tables "$d" || {
+      log "node $n: installing the system tables failed; once more from an empty directory"
+      cat "$d/install.log" >&2
+      rm -rf "$d/data"
+      install_system_tables "$d" || { cat "$d/install.log" >&2; return 1; }
+    }
   fi
   chown -R mysql:mysql "$d"
   # Galera refuses to bootstrap from a node that was not the last to leave, unless told.
@@ -71,6 +83,7 @@ start_node() { # N [--wsrep-new-cluster]
   mariadbd --no-defaults --user=mysql --datadir="$d/data" \
     --bind-address=127.0.0.1 --port="$(sql_port "$n")" \
     --socket="$d/mysqld.sock" --pid-file="$d/mysqld.pid" --log-error="$d/error.log" \
+    --tmpdir="$d/tmp" \
     --skip-name-resolve \
     --wsrep-on=ON --wsrep-provider="$provider" \
     --wsrep-cluster-name=masif-test --wsrep-cluster-address="gcomm://$cluster" \
