@@ -2,12 +2,17 @@
 //! several masters can share it: a counter that every approval, revocation and reset made
 //! through the store bumps (read every `poll`), and the count and id sum of all approval rows
 //! (read every `deep_every` polls) for approvals written straight into the tables, as the
-//! original UI does. On a change the approvals in force are loaded once and published to
-//! every held report, which matches its own tasks against them in memory.
+//! original UI does. On a change the approvals in force are loaded once and handed to the held
+//! reports they may concern, each of which matches its own tasks against them in memory: every
+//! held report when approvals for every agent changed or the roll-out gate's counter moved
+//! (tag settings, leases, roll-out steps), otherwise only the reports of the agents whose own
+//! approvals changed, so that an approval for one agent wakes one agent's reports.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use masif_proto::AgentName;
 use masif_store::{ApprovalPatterns, ApprovalToken, Store};
 use tokio::sync::watch;
 
@@ -20,27 +25,72 @@ pub(crate) struct Published {
     pub(crate) read_at: Instant,
 }
 
-/// The watcher task and the channel it publishes on. Dropping it stops the task.
+/// The watcher task and what it hands changes on. Dropping it stops the task.
 pub(crate) struct ApprovalWatch {
-    sender: Arc<watch::Sender<Published>>,
+    channels: Arc<Channels>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The latest approvals, sent to every subscriber on a change that may concern anyone, and a
+/// channel per agent with subscribers, nudged on a change of that agent's own approvals.
+struct Channels {
+    everyone: watch::Sender<Published>,
+    agents: Mutex<HashMap<String, watch::Sender<()>>>,
+}
+
+impl Channels {
+    /// Hands `published` to the reports it may concern: everyone's (`None`) or `agents'`.
+    fn hand_out(&self, published: Published, agents: Option<Vec<String>>) {
+        let Some(agents) = agents else {
+            self.everyone.send_replace(published);
+            return;
+        };
+        // The latest approvals without waking anyone; the nudged read them.
+        self.everyone.send_if_modified(|latest| {
+            *latest = published;
+            false
+        });
+        let channels = self.agents.lock().expect("agent channels");
+        for agent in &agents {
+            if let Some(nudge) = channels.get(agent) {
+                nudge.send_replace(());
+            }
+        }
+    }
 }
 
 impl ApprovalWatch {
     /// Starts watching (on the current runtime). While no report is held, nothing is read.
     pub(crate) fn start(store: Arc<dyn Store>, poll: Duration, deep_every: u32) -> Self {
-        let (sender, _) = watch::channel(Published {
+        let (everyone, _) = watch::channel(Published {
             patterns: Arc::default(),
             read_at: Instant::now(),
         });
-        let sender = Arc::new(sender);
-        let task = tokio::spawn(watch_loop(store, sender.clone(), poll, deep_every.max(1)));
-        Self { sender, task }
+        let channels = Arc::new(Channels {
+            everyone,
+            agents: Mutex::default(),
+        });
+        let task = tokio::spawn(watch_loop(store, channels.clone(), poll, deep_every.max(1)));
+        Self { channels, task }
     }
 
-    /// A receiver that sees every later change.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Published> {
-        self.sender.subscribe()
+    /// Subscribes `agent`'s report to every later change that may concern it.
+    pub(crate) fn subscribe(&self, agent: &AgentName) -> Subscription {
+        let nudges = {
+            let mut channels = self.channels.agents.lock().expect("agent channels");
+            let sender = channels
+                .entry(agent.as_str().to_owned())
+                .or_insert_with(|| watch::channel(()).0);
+            sender.subscribe()
+        };
+        let mut everyone = self.channels.everyone.subscribe();
+        everyone.mark_unchanged();
+        Subscription {
+            channels: Arc::downgrade(&self.channels),
+            agent: agent.as_str().to_owned(),
+            everyone,
+            nudges: Some(nudges),
+        }
     }
 }
 
@@ -50,9 +100,50 @@ impl Drop for ApprovalWatch {
     }
 }
 
+/// One report's subscription to approval changes; leaving its agent's channel when dropped.
+pub(crate) struct Subscription {
+    channels: Weak<Channels>,
+    agent: String,
+    everyone: watch::Receiver<Published>,
+    /// Always `Some` until dropped.
+    nudges: Option<watch::Receiver<()>>,
+}
+
+impl Subscription {
+    /// The approvals after the next change that may concern this agent; `None` once the
+    /// watcher is gone (shutdown).
+    pub(crate) async fn changed(&mut self) -> Option<Published> {
+        let nudges = self.nudges.as_mut().expect("subscribed");
+        tokio::select! {
+            changed = self.everyone.changed() => changed.ok()?,
+            changed = nudges.changed() => changed.ok()?,
+        }
+        nudges.mark_unchanged();
+        let published = self.everyone.borrow_and_update().clone();
+        Some(published)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Ours first, so that the count below is of the others.
+        drop(self.nudges.take());
+        let Some(channels) = self.channels.upgrade() else {
+            return;
+        };
+        let mut agents = channels.agents.lock().expect("agent channels");
+        if agents
+            .get(&self.agent)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            agents.remove(&self.agent);
+        }
+    }
+}
+
 async fn watch_loop(
     store: Arc<dyn Store>,
-    sender: Arc<watch::Sender<Published>>,
+    channels: Arc<Channels>,
     poll: Duration,
     deep_every: u32,
 ) {
@@ -63,7 +154,7 @@ async fn watch_loop(
     let mut failing = false;
     loop {
         ticks.tick().await;
-        if sender.receiver_count() == 0 {
+        if channels.everyone.receiver_count() == 0 {
             continue;
         }
         let deep = polls % deep_every == 0;
@@ -79,12 +170,18 @@ async fn watch_loop(
         };
         match read.await {
             Ok(Some((token, read_at, patterns))) => {
-                last.update(&token);
-                tracing::debug!(generation = token.generation, "approvals changed");
-                sender.send_replace(Published {
-                    patterns: Arc::new(patterns),
-                    read_at,
-                });
+                let agents = match (last.gate == Some(token.gate), &last.patterns) {
+                    (true, Some(before)) => before.agents_changed(&patterns),
+                    _ => None,
+                };
+                tracing::debug!(
+                    generation = token.generation,
+                    agents = agents.as_ref().map(Vec::len),
+                    "approvals changed"
+                );
+                let patterns = Arc::new(patterns);
+                last.update(&token, patterns.clone());
+                channels.hand_out(Published { patterns, read_at }, agents);
                 failing = false;
             }
             Ok(None) => failing = false,
@@ -98,25 +195,31 @@ async fn watch_loop(
     }
 }
 
-/// The last token seen; the generation and the row figures are compared separately, since
-/// only deep reads carry the latter. Nothing seen yet counts as a change.
+/// The last token seen and the approvals read then; the generation and the row figures are
+/// compared separately, since only deep reads carry the latter. Nothing seen yet counts as a
+/// change.
 #[derive(Debug, Default)]
 struct Seen {
     generation: Option<u64>,
+    gate: Option<u64>,
     rows: Option<(u64, u64)>,
+    patterns: Option<Arc<ApprovalPatterns>>,
 }
 
 impl Seen {
     fn changed(&self, token: &ApprovalToken) -> bool {
         self.generation != Some(token.generation)
+            || self.gate != Some(token.gate)
             || token.rows.is_some_and(|rows| self.rows != Some(rows))
     }
 
-    fn update(&mut self, token: &ApprovalToken) {
+    fn update(&mut self, token: &ApprovalToken, patterns: Arc<ApprovalPatterns>) {
         self.generation = Some(token.generation);
+        self.gate = Some(token.gate);
         if token.rows.is_some() {
             self.rows = token.rows;
         }
+        self.patterns = Some(patterns);
     }
 }
 
@@ -124,34 +227,32 @@ impl Seen {
 mod tests {
     use super::*;
 
+    fn token(generation: u64, gate: u64, rows: Option<(u64, u64)>) -> ApprovalToken {
+        ApprovalToken {
+            generation,
+            gate,
+            rows,
+        }
+    }
+
     #[test]
-    fn generation_and_rows_are_compared_apart() {
+    fn generation_gate_and_rows_are_compared_apart() {
         let mut seen = Seen::default();
-        let shallow = ApprovalToken {
-            generation: 1,
-            rows: None,
-        };
+        let patterns = Arc::new(ApprovalPatterns::default());
+        let shallow = token(1, 0, None);
         assert!(seen.changed(&shallow), "nothing seen yet");
-        seen.update(&shallow);
+        seen.update(&shallow, patterns.clone());
         assert!(!seen.changed(&shallow));
-        let deep = ApprovalToken {
-            generation: 1,
-            rows: Some((3, 10)),
-        };
+        let deep = token(1, 0, Some((3, 10)));
         assert!(seen.changed(&deep), "first row figures");
-        seen.update(&deep);
+        seen.update(&deep, patterns.clone());
         assert!(
             !seen.changed(&shallow),
             "a shallow read keeps the row figures"
         );
         assert!(!seen.changed(&deep));
-        assert!(seen.changed(&ApprovalToken {
-            generation: 1,
-            rows: Some((4, 17)),
-        }));
-        assert!(seen.changed(&ApprovalToken {
-            generation: 2,
-            rows: None,
-        }));
+        assert!(seen.changed(&token(1, 0, Some((4, 17)))));
+        assert!(seen.changed(&token(2, 0, None)));
+        assert!(seen.changed(&token(1, 1, None)), "the gate's counter alone");
     }
 }

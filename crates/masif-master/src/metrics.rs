@@ -1,6 +1,6 @@
 //! The master's Prometheus metrics (served by `masif_daemon::metrics` on `metrics_listen`):
-//! reports by outcome and how long they took, and the v2 reports held now, kept as the routes
-//! go; open connections, the store's retries and whether the TLS files can be used, read at
+//! reports by outcome and how long they took, the v2 reports held now and how often they were
+//! woken by approval changes, kept as the routes go; open connections, the store's retries and whether the TLS files can be used, read at
 //! scrape time.
 
 use std::sync::atomic::AtomicI64;
@@ -90,6 +90,7 @@ pub(crate) struct ReportMetrics {
     by_outcome: [Counter; 6],
     duration: Histogram,
     held: Gauge<i64, AtomicI64>,
+    woken: Counter,
 }
 
 impl ReportMetrics {
@@ -108,7 +109,13 @@ impl ReportMetrics {
             by_outcome,
             duration: Histogram::new(DURATION_BUCKETS),
             held: Gauge::default(),
+            woken: Counter::default(),
         }
+    }
+
+    /// A held v2 report was handed changed approvals to look at.
+    pub(crate) fn woken(&self) {
+        self.woken.inc();
     }
 
     /// A report that arrived at `started` was answered (or, for a held v2 report, its answer
@@ -171,6 +178,11 @@ impl MasterExposition {
             "masif_master_longpolls_waiting",
             "v2 reports held now, waiting for their approvals to change",
             reports.held.clone(),
+        );
+        registry.register(
+            "masif_master_longpoll_wakeups",
+            "Held v2 reports handed changed approvals to match against their tasks",
+            reports.woken.clone(),
         );
         registry.register_collector(Box::new(AtScrape {
             connections,

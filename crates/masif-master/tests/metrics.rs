@@ -1,15 +1,16 @@
 //! The master's Prometheus metrics, scraped over HTTP from a real master (mutual TLS, MariaDB)
 //! and parsed: reports counted by outcome with exact values, the duration histogram's count,
-//! a held v2 report in the long-poll gauge (and not in the histogram's wait), open
+//! a held v2 report in the long-poll gauge (and not in the histogram's wait), an approval for
+//! one agent waking that agent's held report alone in the wake-up counter, open
 //! connections, the database retries and the CRL problem gauge; the listener's 404 and 405.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Master, Pki};
+use common::{Client, Master, Pki, Reply};
 use masif_proto::v2::REPORT_PATH;
-use masif_proto::{Action, PackageName, Version};
+use masif_proto::{Action, AgentName, PackageName, Version};
 use masif_store::{ApprovalScope, TaskKey};
 use masif_testkit::db::TestDatabase;
 use masif_testkit::scrape::{self, Metrics};
@@ -19,6 +20,14 @@ const ALPHA_UPDATE: &str =
     r#"[{"package":"alpha","action":"update","from_version":"1.0","to_version":"2.0"}]"#;
 /// How long a test waits for a condition before it fails.
 const PATIENCE: Duration = Duration::from_secs(30);
+
+fn alpha_update() -> TaskKey {
+    TaskKey {
+        package: PackageName::new("alpha").unwrap(),
+        action: Action::Update,
+        to_version: Some(Version::new("2.0").unwrap()),
+    }
+}
 
 fn reports(m: &Metrics, outcome: &str) -> f64 {
     m.value("masif_master_reports_total", &[("outcome", outcome)])
@@ -135,14 +144,7 @@ async fn reports_are_counted_by_outcome_and_timed() {
 async fn a_held_report_is_a_waiting_long_poll_and_its_wait_is_not_timed() {
     let pki = Pki::new();
     let master = Master::start(&pki, |_| {}).await;
-    let mut client = master.agent_client(&pki, "host-b").await;
-    let body = format!(r#"{{"tasks":{ALPHA_UPDATE},"approved":[],"wait":3600}}"#);
-    let held = tokio::spawn(async move {
-        client
-            .request_within("POST", REPORT_PATH, body, Duration::from_secs(120))
-            .await
-            .unwrap()
-    });
+    let held = hold_alpha(master.agent_client(&pki, "host-b").await);
     let m = scrape_until(&master, "a long-poll waiting", |m| {
         m.value("masif_master_longpolls_waiting", &[]) == 1.0
     })
@@ -153,16 +155,7 @@ async fn a_held_report_is_a_waiting_long_poll_and_its_wait_is_not_timed() {
         m.value("masif_master_report_duration_seconds_count", &[]),
         1.0
     );
-    let key = TaskKey {
-        package: PackageName::new("alpha").unwrap(),
-        action: Action::Update,
-        to_version: Some(Version::new("2.0").unwrap()),
-    };
-    master
-        .store
-        .approve(&[key], &ApprovalScope::AllAgents, "admin")
-        .await
-        .unwrap();
+    approve_alpha(&master, ApprovalScope::AllAgents).await;
     let reply = tokio::time::timeout(PATIENCE, held).await.unwrap().unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
     let m = scrape::scrape(master.metrics).await;
@@ -180,6 +173,68 @@ async fn a_held_report_is_a_waiting_long_poll_and_its_wait_is_not_timed() {
         ),
         1.0
     );
+    master.stop().await.unwrap();
+}
+
+/// Holds a v2 report of `ALPHA_UPDATE` for an hour on its own task; the handle yields the
+/// reply.
+fn hold_alpha(mut client: Client) -> tokio::task::JoinHandle<Reply> {
+    let body = format!(r#"{{"tasks":{ALPHA_UPDATE},"approved":[],"wait":3600}}"#);
+    tokio::spawn(async move {
+        client
+            .request_within("POST", REPORT_PATH, body, Duration::from_secs(120))
+            .await
+            .unwrap()
+    })
+}
+
+async fn approve_alpha(master: &Master, scope: ApprovalScope) {
+    master
+        .store
+        .approve(&[alpha_update()], &scope, "admin")
+        .await
+        .unwrap();
+}
+
+async fn answered_alpha(held: tokio::task::JoinHandle<Reply>) {
+    let reply = tokio::time::timeout(PATIENCE, held).await.unwrap().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.body.contains("alpha"), "{}", reply.body);
+}
+
+fn one(name: &str) -> ApprovalScope {
+    ApprovalScope::Agents(vec![AgentName::new(name).unwrap()])
+}
+
+#[tokio::test]
+async fn an_approval_for_one_agent_wakes_that_agents_held_report_alone() {
+    let pki = Pki::new();
+    let master = Master::start(&pki, |_| {}).await;
+    let wakeups = |m: &Metrics| m.value("masif_master_longpoll_wakeups_total", &[]);
+    let waiting = |n: f64| move |m: &Metrics| m.value("masif_master_longpolls_waiting", &[]) == n;
+    // The first approvals the master reads go to every held report (it has nothing to compare
+    // them with): a first report, answered, leaves that read behind.
+    let first = hold_alpha(master.agent_client(&pki, "host-0").await);
+    scrape_until(&master, "host-0 held", waiting(1.0)).await;
+    approve_alpha(&master, one("host-0")).await;
+    answered_alpha(first).await;
+    let before = wakeups(&scrape::scrape(master.metrics).await);
+    let mut held = Vec::new();
+    for name in ["host-1", "host-2", "host-3"] {
+        held.push(hold_alpha(master.agent_client(&pki, name).await));
+    }
+    scrape_until(&master, "three held", waiting(3.0)).await;
+    approve_alpha(&master, one("host-2")).await;
+    answered_alpha(held.remove(1)).await;
+    let m = scrape_until(&master, "two held", waiting(2.0)).await;
+    assert_eq!(wakeups(&m) - before, 1.0, "host-2's report alone was woken");
+    // An approval for every agent reaches the others.
+    approve_alpha(&master, ApprovalScope::AllAgents).await;
+    for report in held {
+        answered_alpha(report).await;
+    }
+    let m = scrape::scrape(master.metrics).await;
+    assert_eq!(wakeups(&m) - before, 3.0);
     master.stop().await.unwrap();
 }
 

@@ -264,6 +264,10 @@ pub struct FailingPackage {
 pub struct ApprovalToken {
     /// The counter bumped by every approval, revocation and reset made through the store.
     pub generation: u64,
+    /// The counter bumped (with `generation`) by the changes that may alter the roll-out
+    /// gate's answer without changing approvals: tag settings, leases given back, roll-out
+    /// steps and resets.
+    pub gate: u64,
     /// With a deep read: the number of approval rows and the sum of their ids.
     pub rows: Option<(u64, u64)>,
 }

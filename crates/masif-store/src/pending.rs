@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 /// An approval row read as a pattern: `None` columns match anything. The values are the
 /// stored text, unchecked: a value no task can have simply matches nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Pattern {
     pub package: Option<String>,
     pub action: Option<String>,
@@ -45,8 +45,9 @@ pub(crate) fn split<'a>(reported: &'a TaskSet, patterns: &[Pattern]) -> (TaskSet
 }
 
 /// The approvals in force, indexed by agent and package, for matching many parked agents'
-/// reports in memory when approvals change (the same [`Pattern::matches`] as a report).
-#[derive(Debug, Clone, Default)]
+/// reports in memory when approvals change (the same [`Pattern::matches`] as a report). Each
+/// list is sorted, so that two reads of the same rows compare equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApprovalPatterns {
     /// Patterns for every agent (agent NULL), by package; `None` = any package.
     every_agent: HashMap<Option<String>, Vec<Pattern>>,
@@ -68,7 +69,35 @@ impl ApprovalPatterns {
                 Some(agent) => patterns.per_agent.entry(agent).or_default().push(pattern),
             }
         }
+        for list in patterns.every_agent.values_mut() {
+            list.sort_unstable();
+        }
+        for list in patterns.per_agent.values_mut() {
+            list.sort_unstable();
+        }
         patterns
+    }
+
+    /// The agents whose approvals differ between `self` and `newer`: those with approvals of
+    /// their own added, changed or gone. `None` when approvals for every agent differ, which
+    /// may concern any agent.
+    pub fn agents_changed(&self, newer: &Self) -> Option<Vec<String>> {
+        if self.every_agent != newer.every_agent {
+            return None;
+        }
+        let mut changed: Vec<String> = newer
+            .per_agent
+            .iter()
+            .filter(|(agent, list)| self.per_agent.get(*agent) != Some(list))
+            .map(|(agent, _)| agent.clone())
+            .collect();
+        changed.extend(
+            self.per_agent
+                .keys()
+                .filter(|agent| !newer.per_agent.contains_key(*agent))
+                .cloned(),
+        );
+        Some(changed)
     }
 
     /// The subset of `tasks` approved for `agent`.
@@ -194,6 +223,33 @@ mod tests {
         // A pattern with a version never matches a task without that version.
         let install = task("perl", Action::Install, None, Some("2"));
         assert!(!pattern(None, None, Some("1"), None).matches(&install));
+    }
+
+    #[test]
+    fn changed_agents_are_named_unless_every_agent_is_concerned() {
+        let perl = || pattern(Some("perl"), None, None, None);
+        let zsh = || pattern(Some("zsh"), Some("install"), None, Some("5"));
+        let own = |agent: &str, p: Pattern| (Some(agent.to_owned()), p);
+        let before = ApprovalPatterns::new([own("a", perl()), own("a", zsh()), own("b", perl())]);
+        // The same rows in another order are no change.
+        let reordered =
+            ApprovalPatterns::new([own("b", perl()), own("a", zsh()), own("a", perl())]);
+        assert_eq!(before, reordered);
+        assert_eq!(before.agents_changed(&reordered), Some(Vec::new()));
+        // One agent's approval gone, another's added, a third untouched.
+        let after = ApprovalPatterns::new([own("a", perl()), own("b", perl()), own("c", zsh())]);
+        let mut changed = before.agents_changed(&after).unwrap();
+        changed.sort();
+        assert_eq!(changed, ["a", "c"]);
+        let mut gone = after.agents_changed(&ApprovalPatterns::default()).unwrap();
+        gone.sort();
+        assert_eq!(gone, ["a", "b", "c"]);
+        // Approvals for every agent, of one package or of any, may concern anyone.
+        for every in [perl(), pattern(None, None, None, None)] {
+            let widened = ApprovalPatterns::new([own("a", perl()), (None, every)]);
+            assert_eq!(before.agents_changed(&widened), None);
+            assert_eq!(widened.agents_changed(&before), None);
+        }
     }
 
     #[test]

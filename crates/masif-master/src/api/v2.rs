@@ -17,6 +17,7 @@ use warp::reply::Response;
 use super::admission::Admitted;
 use super::reply::{agent_post, json, stored, text, AgentPost, Route};
 use super::{Api, PeerIdentity, V2};
+use crate::approvals::Subscription;
 use crate::gate::{cautious, Gated, Moment, Wake};
 
 /// `POST /v2/report`: counted and timed in the metrics up to the moment its answer is known;
@@ -83,7 +84,7 @@ struct Received<'a> {
     wait: Duration,
     read_at: Instant,
     /// Changes of the approvals, subscribed to before the read.
-    approvals: tokio::sync::watch::Receiver<crate::approvals::Published>,
+    approvals: Subscription,
     /// The agent's place among its requests in flight, held while the answer is.
     _admitted: Admitted<'a>,
 }
@@ -116,8 +117,7 @@ where
     } = post;
     drop(body);
     // Subscribe before reading: a change committed after the read is then seen below.
-    let mut approvals = v2.approvals.subscribe();
-    approvals.borrow_and_update();
+    let approvals = v2.approvals.subscribe(&agent);
     let read_at = Instant::now();
     let approved = store_report(api, &agent, &report, deadline).await?;
     let wait = Duration::from_secs(report.wait_secs).min(v2.max_wait);
@@ -160,8 +160,9 @@ struct Held<'a> {
 
 impl Held<'_> {
     /// Holds the answer until the gated approvals of the tasks differ from what the agent
-    /// holds, `wait` passes, or the master shuts down. The gate is asked again when the
-    /// approvals change (leases given back and tag settings bump their generation too), when
+    /// holds, `wait` passes, or the master shuts down. The gate is asked again when a change
+    /// of the approvals may concern the agent (leases given back, tag settings and roll-out
+    /// steps concern every agent), when
     /// the maintenance window opens by the master's clock, and every slot poll while waiting
     /// for a free slot of a tag's max in flight.
     #[allow(clippy::too_many_arguments)]
@@ -171,7 +172,7 @@ impl Held<'_> {
         mut gated: Gated,
         wait: Duration,
         read_at: Instant,
-        mut approvals: tokio::sync::watch::Receiver<crate::approvals::Published>,
+        mut approvals: Subscription,
         api: &Api,
         v2: &V2,
     ) -> Response {
@@ -192,11 +193,11 @@ impl Held<'_> {
                 () = shutdown(&mut closing) => return self.last_answer(approved, api).await,
                 _ = wake => {}
                 changed = approvals.changed() => {
-                    if changed.is_err() {
+                    let Some(published) = changed else {
                         // The watcher is gone (shutdown): answer what is known.
                         return self.last_answer(approved, api).await;
-                    }
-                    let published = approvals.borrow_and_update().clone();
+                    };
+                    api.metrics.woken();
                     if published.read_at < read_at {
                         continue;
                     }

@@ -25,27 +25,31 @@ impl AgentLoop for MysqlStore {
         self.read(async {
             let mut conn = self.conn().await?;
             if !deep {
-                let generation: Option<u64> = conn
-                    .query_first("SELECT generation FROM approval_generation WHERE id = 1")
+                let counters: Option<(u64, u64)> = conn
+                    .query_first("SELECT generation, gate FROM approval_generation WHERE id = 1")
                     .await
                     .map_err(doing("reading the approval generation"))?;
+                let (generation, gate) = counters.unwrap_or_default();
                 return Ok(ApprovalToken {
-                    generation: generation.unwrap_or(0),
+                    generation,
+                    gate,
                     rows: None,
                 });
             }
             // One statement, one snapshot; the aggregate reads only `task_approved (approved)`.
-            let token: Option<(Option<u64>, u64, u64)> = conn
+            let token: Option<(Option<u64>, Option<u64>, u64, u64)> = conn
                 .query_first(
-                    "SELECT (SELECT generation FROM approval_generation WHERE id = 1), COUNT(*),
+                    "SELECT (SELECT generation FROM approval_generation WHERE id = 1),
+                            (SELECT gate FROM approval_generation WHERE id = 1), COUNT(*),
                             CAST(COALESCE(SUM(id), 0) AS UNSIGNED)
                        FROM task WHERE approved = 1",
                 )
                 .await
                 .map_err(doing("reading the approval token"))?;
-            let (generation, count, sum) = token.unwrap_or_default();
+            let (generation, gate, count, sum) = token.unwrap_or_default();
             Ok(ApprovalToken {
                 generation: generation.unwrap_or(0),
+                gate: gate.unwrap_or(0),
                 rows: Some((count, sum)),
             })
         })

@@ -356,8 +356,8 @@ pub(super) async fn reset_once(
 ) -> Result<TableCounts, Failure> {
     conn.query_drop("START TRANSACTION").await?;
     // First, so that an approval's chunk (which bumps it first too) either ends before the
-    // reset or sees what it deleted.
-    bump_generation(conn).await?;
+    // reset or sees what it deleted. The gate's too: tags and leases may go.
+    bump_gate_generation(conn).await?;
     let before = table_counts(conn).await?;
     conn.query_drop("DELETE FROM task").await?;
     conn.query_drop("DELETE FROM approval").await?;
@@ -398,6 +398,19 @@ pub(super) async fn bump_generation(conn: &mut Conn) -> mysql_async::Result<()> 
     conn.query_drop(
         "INSERT INTO approval_generation (id, generation) VALUES (1, 1) \
          ON DUPLICATE KEY UPDATE generation = generation + 1",
+    )
+    .await
+}
+
+/// Bumps the approval generation and the gate's counter with it, for a change that may alter
+/// the roll-out gate's answer to any held report (see [`ApprovalToken::gate`]); placed in the
+/// transaction as [`bump_generation`].
+///
+/// [`ApprovalToken::gate`]: crate::ApprovalToken::gate
+pub(super) async fn bump_gate_generation(conn: &mut Conn) -> mysql_async::Result<()> {
+    conn.query_drop(
+        "INSERT INTO approval_generation (id, generation, gate) VALUES (1, 1, 1) \
+         ON DUPLICATE KEY UPDATE generation = generation + 1, gate = gate + 1",
     )
     .await
 }

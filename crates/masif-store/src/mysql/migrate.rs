@@ -35,6 +35,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_pending_summary"),
     migration!(14, "0014_agents_page_indexes"),
     migration!(15, "0015_pending_summary_slots"),
+    migration!(16, "0016_gate_generation"),
 ];
 
 /// Seconds a master waits for another master's migration before giving up.

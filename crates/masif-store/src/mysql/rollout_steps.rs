@@ -5,7 +5,7 @@
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
-use super::changes::{approve_in, audit, bump_generation, placeholders};
+use super::changes::{approve_in, audit, bump_gate_generation, placeholders};
 use super::sql::doing;
 use crate::backoff::Failure;
 use crate::model::{ApprovalScope, ApprovalTask};
@@ -60,7 +60,7 @@ pub(super) async fn create_once(
         now,
     )
     .await?;
-    bump_generation(conn).await?;
+    bump_gate_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(id)
 }
@@ -93,7 +93,7 @@ pub(super) async fn promote_once(
     approve_ring(conn, &rollout, next, user, now).await?;
     let detail = core::describe_promote(&rollout, next, forced.as_deref());
     audit(conn, user, "promote rollout", &detail, now).await?;
-    bump_generation(conn).await?;
+    bump_gate_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(())
 }
@@ -194,7 +194,7 @@ pub(super) async fn advance_once(
         audit(conn, ROLLOUT_USER, "complete rollout", &detail, now).await?;
         changes.push(RolloutChange::Completed { id });
     }
-    bump_generation(conn).await?;
+    bump_gate_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(changes)
 }

@@ -9,7 +9,7 @@ use masif_proto::{AgentName, Tag};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
 
-use super::changes::{audit, bump_generation, placeholders, BATCH};
+use super::changes::{audit, bump_gate_generation, placeholders, BATCH};
 use super::rollout_steps::{advance_once, create_once, promote_once, rollout_row, tally};
 use super::sql::{doing, tuple};
 use super::MysqlStore;
@@ -143,7 +143,7 @@ impl Rollouts for MysqlStore {
                     .await?;
                     let released = conn.affected_rows();
                     if released > 0 {
-                        bump_generation(&mut conn).await?;
+                        bump_gate_generation(&mut conn).await?;
                     }
                     conn.query_drop("COMMIT").await?;
                     Ok(released)
@@ -377,7 +377,7 @@ async fn set_tag_once(
     }
     let detail = core::describe_settings(tag, settings);
     audit(conn, user, "set tag", &detail, unix_now()).await?;
-    bump_generation(conn).await?;
+    bump_gate_generation(conn).await?;
     conn.query_drop("COMMIT").await?;
     Ok(())
 }

@@ -279,7 +279,8 @@ impl Admin for SqliteStore {
                     deleted.tasks, deleted.packages, deleted.agents
                 ),
             )?;
-            bump_generation(tx)?;
+            // Tags and leases may go too.
+            bump_gate_generation(tx)?;
             Ok(deleted)
         })
         .await
@@ -466,6 +467,19 @@ pub(super) fn bump_generation(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO approval_generation (id, generation) VALUES (1, 1)
          ON CONFLICT (id) DO UPDATE SET generation = generation + 1",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
+/// Bumps the approval generation and the gate's counter with it, for a change that may alter
+/// the roll-out gate's answer to any held report (see [`ApprovalToken::gate`]).
+///
+/// [`ApprovalToken::gate`]: crate::ApprovalToken::gate
+pub(super) fn bump_gate_generation(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO approval_generation (id, generation, gate) VALUES (1, 1, 1)
+         ON CONFLICT (id) DO UPDATE SET generation = generation + 1, gate = gate + 1",
     )?
     .execute([])?;
     Ok(())

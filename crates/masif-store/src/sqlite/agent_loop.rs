@@ -19,10 +19,11 @@ use crate::{AgentLoop, ApprovalPatterns, ApprovalToken, Result, Retention};
 impl AgentLoop for SqliteStore {
     async fn approval_token(&self, deep: bool) -> Result<ApprovalToken> {
         self.read("reading the approval token", move |tx| {
-            let generation: Option<i64> = tx
-                .prepare_cached("SELECT generation FROM approval_generation WHERE id = 1")?
-                .query_row([], |r| r.get(0))
+            let counters: Option<(i64, i64)> = tx
+                .prepare_cached("SELECT generation, gate FROM approval_generation WHERE id = 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
+            let (generation, gate) = counters.unwrap_or_default();
             let rows = if deep {
                 // Reads only the index task_approved (approved), which holds task.id.
                 let (count, sum): (i64, i64) = tx
@@ -35,7 +36,8 @@ impl AgentLoop for SqliteStore {
                 None
             };
             Ok(ApprovalToken {
-                generation: generation.map_or(0, to_u64),
+                generation: to_u64(generation),
+                gate: to_u64(gate),
                 rows,
             })
         })

@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0008_pending_summary",
         sql: include_str!("../../../../schema/sqlite/0008_pending_summary.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_gate_generation",
+        sql: include_str!("../../../../schema/sqlite/0009_gate_generation.sql"),
+    },
 ];
 
 /// The schema version this program writes.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use masif_proto::{AgentName, Tag};
 use rusqlite::{params_from_iter, OptionalExtension, Row, Transaction};
 
-use super::admin::{approve_in, audit_at, bump_generation};
+use super::admin::{approve_in, audit_at, bump_gate_generation};
 use super::rows::{to_i64, to_u64};
 use super::SqliteStore;
 use crate::audit::check_user;
@@ -69,7 +69,7 @@ impl Rollouts for SqliteStore {
             }
             let detail = core::describe_settings(&tag, &settings);
             audit_at(tx, &user, "set tag", &detail, unix_now())?;
-            bump_generation(tx)?;
+            bump_gate_generation(tx)?;
             Ok(())
         })
         .await
@@ -161,7 +161,7 @@ impl Rollouts for SqliteStore {
                 [agent.as_str()],
             )?;
             if released > 0 {
-                bump_generation(tx)?;
+                bump_gate_generation(tx)?;
             }
             Ok(released as u64)
         })
@@ -231,7 +231,7 @@ impl Rollouts for SqliteStore {
                     &core::describe_start(id, &spec),
                     now,
                 )?;
-                bump_generation(tx)?;
+                bump_gate_generation(tx)?;
                 Ok(id)
             })
             .await?;
@@ -252,7 +252,7 @@ impl Rollouts for SqliteStore {
             approve_ring(tx, &rollout, next, &user, now)?;
             let detail = core::describe_promote(&rollout, next, forced.as_deref());
             audit_at(tx, &user, "promote rollout", &detail, now)?;
-            bump_generation(tx)?;
+            bump_gate_generation(tx)?;
             Ok(())
         })
         .await?;
@@ -317,7 +317,7 @@ impl Rollouts for SqliteStore {
                 changes.extend(advance(tx, &rollout, &tally, &step, now)?);
             }
             if !changes.is_empty() {
-                bump_generation(tx)?;
+                bump_gate_generation(tx)?;
             }
             Ok(changes)
         })

@@ -17,7 +17,7 @@ use crate::{run_mysql_scratch, test_options, MysqlScratch};
 use masif_testkit::mariadb::Throwaway;
 
 const ORIGINAL_SCHEMA: &str = include_str!("../../../../schema/mysql/0001_original.sql");
-const MIGRATIONS: i64 = 15;
+const MIGRATIONS: i64 = 16;
 
 pub(crate) async fn raw(scratch: &MysqlScratch) -> Conn {
     scratch.raw_pool().get_conn().await.unwrap()

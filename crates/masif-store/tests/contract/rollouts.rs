@@ -12,7 +12,7 @@ use masif_store::{
 
 use crate::fixtures::*;
 use crate::runs::{record, run};
-use crate::tags::{dump_all, report_tagged, tag};
+use crate::tags::{counters, dump_all, report_tagged, tag};
 use crate::{contract_test, TestStore};
 
 const T0: i64 = 1_800_000_000;
@@ -57,6 +57,7 @@ fn progress(agents: u64, succeeded: u64, failed: u64) -> RingProgress {
 
 async fn a_rollout_soaks_then_promotes_and_completes(db: TestStore) {
     fleet(&db, &[("c1", "canary"), ("p1", "prod"), ("p2", "prod")]).await;
+    let before = counters(&db).await;
     let r = db
         .store
         .create_rollout(&spec(&["canary", "prod"], Some(HOUR), 0), "alice", T0)
@@ -69,6 +70,11 @@ async fn a_rollout_soaks_then_promotes_and_completes(db: TestStore) {
     assert_eq!(r.tasks, spec(&[], None, 0).tasks);
     assert!(approved(&db, "c1").await);
     assert!(!approved(&db, "p1").await);
+    let after = counters(&db).await;
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "a roll-out's step moves both counters: {before:?} -> {after:?}"
+    );
     let audit = db.store.audit_log(Page::default()).await.unwrap();
     let actions: Vec<&str> = audit.rows.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["start rollout", "approve"]);

@@ -43,7 +43,7 @@ pub(crate) async fn dump_all(db: &TestStore) -> Vec<Vec<Vec<Option<String>>>> {
         "SELECT id, tasks, rings, soak_secs, max_failure_percent, state, current_ring, \
          ring_started_at, halted_reason, created_by, created_at FROM rollout ORDER BY id",
         "SELECT id, user, action, detail FROM audit ORDER BY id",
-        "SELECT generation FROM approval_generation",
+        "SELECT generation, gate FROM approval_generation",
     ] {
         tables.push(db.rows(sql).await);
     }
@@ -79,8 +79,10 @@ async fn pending_packages(db: &TestStore, filter: PendingFilter) -> Vec<String> 
     names
 }
 
-pub(crate) async fn generation(db: &TestStore) -> u64 {
-    db.store.approval_token(false).await.unwrap().generation
+/// The approval generation and the gate's counter.
+pub(crate) async fn counters(db: &TestStore) -> (u64, u64) {
+    let token = db.store.approval_token(false).await.unwrap();
+    (token.generation, token.gate)
 }
 
 async fn tags_of(db: &TestStore, name: &str) -> Vec<String> {
@@ -220,7 +222,7 @@ async fn tag_settings_are_set_listed_and_audited(db: TestStore) {
         max_in_flight: Some(2),
         windows: vec![weekly()],
     };
-    let before = generation(&db).await;
+    let before = counters(&db).await;
     db.store
         .set_tag(&tag("web"), &settings, "alice")
         .await
@@ -236,7 +238,11 @@ async fn tag_settings_are_set_listed_and_audited(db: TestStore) {
         )
         .await
         .unwrap();
-    assert!(generation(&db).await >= before + 2);
+    let after = counters(&db).await;
+    assert!(
+        after.0 >= before.0 + 2 && after.1 >= before.1 + 2,
+        "tag settings move both counters: {before:?} -> {after:?}"
+    );
     let audit = db.store.audit_log(Page::default()).await.unwrap();
     let entry = &audit.rows[1];
     assert_eq!(
