@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use masif_proto::AgentName;
 use masif_store::{ApprovalPatterns, ApprovalToken, Store};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// The approvals in force and when the query that read them started.
 #[derive(Debug, Clone)]
@@ -31,14 +31,45 @@ pub(crate) struct ApprovalWatch {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The latest approvals, sent to every subscriber on a change that may concern anyone, and a
-/// channel per agent with subscribers, nudged on a change of that agent's own approvals.
+/// The latest approvals, sent to every subscriber on a change that may concern anyone, and
+/// each subscribed agent's subscriptions, nudged on a change of that agent's own approvals
+/// (a report's [`Notify`] keeps a nudge that comes while the report is not waiting).
 struct Channels {
     everyone: watch::Sender<Published>,
-    agents: Mutex<HashMap<String, watch::Sender<()>>>,
+    agents: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
 }
 
 impl Channels {
+    fn new() -> Arc<Self> {
+        let (everyone, _) = watch::channel(Published {
+            patterns: Arc::default(),
+            read_at: Instant::now(),
+        });
+        Arc::new(Self {
+            everyone,
+            agents: Mutex::default(),
+        })
+    }
+
+    /// Subscribes `agent`'s report to every later change that may concern it.
+    fn subscribe(self: &Arc<Self>, agent: &AgentName) -> Subscription {
+        let nudge = Arc::new(Notify::new());
+        self.agents
+            .lock()
+            .expect("agent channels")
+            .entry(agent.as_str().to_owned())
+            .or_default()
+            .push(nudge.clone());
+        let mut everyone = self.everyone.subscribe();
+        everyone.mark_unchanged();
+        Subscription {
+            channels: Arc::downgrade(self),
+            agent: agent.as_str().to_owned(),
+            everyone,
+            nudge,
+        }
+    }
+
     /// Hands `published` to the reports it may concern: everyone's (`None`) or `agents'`.
     fn hand_out(&self, published: Published, agents: Option<Vec<String>>) {
         let Some(agents) = agents else {
@@ -52,8 +83,8 @@ impl Channels {
         });
         let channels = self.agents.lock().expect("agent channels");
         for agent in &agents {
-            if let Some(nudge) = channels.get(agent) {
-                nudge.send_replace(());
+            for nudge in channels.get(agent).into_iter().flatten() {
+                nudge.notify_one();
             }
         }
     }
@@ -62,35 +93,14 @@ impl Channels {
 impl ApprovalWatch {
     /// Starts watching (on the current runtime). While no report is held, nothing is read.
     pub(crate) fn start(store: Arc<dyn Store>, poll: Duration, deep_every: u32) -> Self {
-        let (everyone, _) = watch::channel(Published {
-            patterns: Arc::default(),
-            read_at: Instant::now(),
-        });
-        let channels = Arc::new(Channels {
-            everyone,
-            agents: Mutex::default(),
-        });
+        let channels = Channels::new();
         let task = tokio::spawn(watch_loop(store, channels.clone(), poll, deep_every.max(1)));
         Self { channels, task }
     }
 
     /// Subscribes `agent`'s report to every later change that may concern it.
     pub(crate) fn subscribe(&self, agent: &AgentName) -> Subscription {
-        let nudges = {
-            let mut channels = self.channels.agents.lock().expect("agent channels");
-            let sender = channels
-                .entry(agent.as_str().to_owned())
-                .or_insert_with(|| watch::channel(()).0);
-            sender.subscribe()
-        };
-        let mut everyone = self.channels.everyone.subscribe();
-        everyone.mark_unchanged();
-        Subscription {
-            channels: Arc::downgrade(&self.channels),
-            agent: agent.as_str().to_owned(),
-            everyone,
-            nudges: Some(nudges),
-        }
+        self.channels.subscribe(agent)
     }
 }
 
@@ -105,20 +115,17 @@ pub(crate) struct Subscription {
     channels: Weak<Channels>,
     agent: String,
     everyone: watch::Receiver<Published>,
-    /// Always `Some` until dropped.
-    nudges: Option<watch::Receiver<()>>,
+    nudge: Arc<Notify>,
 }
 
 impl Subscription {
     /// The approvals after the next change that may concern this agent; `None` once the
     /// watcher is gone (shutdown).
     pub(crate) async fn changed(&mut self) -> Option<Published> {
-        let nudges = self.nudges.as_mut().expect("subscribed");
         tokio::select! {
             changed = self.everyone.changed() => changed.ok()?,
-            changed = nudges.changed() => changed.ok()?,
+            () = self.nudge.notified() => {}
         }
-        nudges.mark_unchanged();
         let published = self.everyone.borrow_and_update().clone();
         Some(published)
     }
@@ -126,17 +133,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // Ours first, so that the count below is of the others.
-        drop(self.nudges.take());
         let Some(channels) = self.channels.upgrade() else {
             return;
         };
         let mut agents = channels.agents.lock().expect("agent channels");
-        if agents
-            .get(&self.agent)
-            .is_some_and(|sender| sender.receiver_count() == 0)
-        {
-            agents.remove(&self.agent);
+        if let Some(nudges) = agents.get_mut(&self.agent) {
+            nudges.retain(|nudge| !Arc::ptr_eq(nudge, &self.nudge));
+            if nudges.is_empty() {
+                agents.remove(&self.agent);
+            }
         }
     }
 }
@@ -233,6 +238,44 @@ mod tests {
             gate,
             rows,
         }
+    }
+
+    fn published() -> Published {
+        Published {
+            patterns: Arc::default(),
+            read_at: Instant::now(),
+        }
+    }
+
+    /// Whether a change is waiting for `subscription` now.
+    fn ready(subscription: &mut Subscription) -> bool {
+        use futures_util::FutureExt;
+        subscription.changed().now_or_never().is_some()
+    }
+
+    #[tokio::test]
+    async fn a_nudge_reaches_the_named_agents_reports_alone_and_leaving_forgets_them() {
+        let channels = Channels::new();
+        let name = |n: &str| AgentName::new(n).unwrap();
+        let (mut a1, mut a2, mut b) = (
+            channels.subscribe(&name("a")),
+            channels.subscribe(&name("a")),
+            channels.subscribe(&name("b")),
+        );
+        assert!(!ready(&mut a1) && !ready(&mut b), "nothing changed yet");
+        // Both of a's reports get the change, even one not waiting when it came; b's none.
+        channels.hand_out(published(), Some(vec!["a".to_owned()]));
+        assert!(ready(&mut a1) && ready(&mut a2));
+        assert!(!ready(&mut b));
+        assert!(!ready(&mut a1), "one change, one wake-up");
+        // A change for everyone reaches b too.
+        channels.hand_out(published(), None);
+        assert!(ready(&mut a1) && ready(&mut b));
+        drop((a1, a2));
+        let agents: Vec<String> = channels.agents.lock().unwrap().keys().cloned().collect();
+        assert_eq!(agents, ["b"]);
+        drop(b);
+        assert!(channels.agents.lock().unwrap().is_empty());
     }
 
     #[test]

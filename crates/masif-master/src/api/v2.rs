@@ -162,9 +162,8 @@ impl Held<'_> {
     /// Holds the answer until the gated approvals of the tasks differ from what the agent
     /// holds, `wait` passes, or the master shuts down. The gate is asked again when a change
     /// of the approvals may concern the agent (leases given back, tag settings and roll-out
-    /// steps concern every agent), when
-    /// the maintenance window opens by the master's clock, and every slot poll while waiting
-    /// for a free slot of a tag's max in flight.
+    /// steps concern every agent), when the maintenance window opens by the master's clock,
+    /// and every slot poll while waiting for a free slot of a tag's max in flight.
     #[allow(clippy::too_many_arguments)]
     async fn hold(
         &self,
