@@ -414,10 +414,11 @@ pub async fn run_phase(
 /// a time; returns the connect times and the failures.
 pub async fn connect_all(fleet: &Arc<Fleet>, concurrency: usize) -> PhaseResult {
     let next = Arc::new(AtomicUsize::new(0));
+    let first_error = Arc::new(std::sync::Once::new());
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (fleet, next) = (fleet.clone(), next.clone());
+        let (fleet, next, first_error) = (fleet.clone(), next.clone(), first_error.clone());
         workers.push(tokio::spawn(async move {
             let mut result = PhaseResult::default();
             loop {
@@ -431,7 +432,10 @@ pub async fn connect_all(fleet: &Arc<Fleet>, concurrency: usize) -> PhaseResult 
                         result.latencies.push(t0.elapsed());
                         *fleet.clients[agent].lock().await = Some(client);
                     }
-                    Err(_) => result.errors += 1,
+                    Err(e) => {
+                        first_error.call_once(|| eprintln!("agent {agent} did not connect: {e:#}"));
+                        result.errors += 1;
+                    }
                 }
             }
             result
