@@ -110,7 +110,7 @@ impl Drop for ApprovalWatch {
     }
 }
 
-/// One report's subscription to approval changes; leaving its agent's channel when dropped.
+/// One report's subscription to approval changes; it leaves its agent's entry when dropped.
 pub(crate) struct Subscription {
     channels: Weak<Channels>,
     agent: String,
