@@ -2,7 +2,9 @@
 //! master's clock in the test's hand: a closed maintenance window defers approved tasks and
 //! a held report runs them once the clock reaches the window; a tag's max in flight holds
 //! agents back until a lease is given back or expires (also with two masters on one
-//! database, where no two agents ever run at once with K = 1); the roll-out loop promotes a
+//! database, where no two agents ever run at once with K = 1); a window opened in the same
+//! approval poll as an approval for another agent still wakes the gated report; the roll-out
+//! loop promotes a
 //! soaked ring and halts on failures; `POST /v2/lease` refuses malformed bodies and changes
 //! nothing; v1 reports carry no tags and pass the gate.
 
@@ -15,8 +17,9 @@ use common::gated::*;
 use common::{Master, Pki};
 use masif_master::Clock;
 use masif_proto::v2::{DeferReason, LEASE_PATH, REPORT_PATH, RUNS_PATH};
+use masif_proto::{Action, AgentName, PackageName, Version};
 use masif_store::schedule::Window;
-use masif_store::{RolloutSpec, RolloutState, TagSettings};
+use masif_store::{ApprovalScope, RolloutSpec, RolloutState, TagSettings, TaskKey};
 use rstest::rstest;
 
 /// Lease time of these tests' masters.
@@ -91,6 +94,72 @@ async fn a_closed_window_defers_and_a_held_report_runs_once_it_opens(#[case] bac
         opened.deferred.is_empty() && opened.reason.is_none(),
         "{opened:?}"
     );
+    master.stop().await.unwrap();
+}
+
+/// A tag setting changed in the same approval poll as an approval for another agent by name:
+/// that approval alone would wake only the other agent's reports, the tag's change every held
+/// report (its `gate` counter), so the gated agent's held report runs once its window opens.
+#[rstest]
+#[case::mysql(Backend::Mysql)]
+#[case::sqlite(Backend::Sqlite)]
+#[tokio::test]
+async fn a_window_opened_beside_an_approval_for_another_agent_wakes_the_gated_report(
+    #[case] backend: Backend,
+) {
+    let pki = Pki::new();
+    let (clock, _hand) = Clock::manual(T0);
+    // A slow approval poll, so that both changes below land in one.
+    let master = start(&pki, backend, |s| {
+        tuned(s, clock);
+        s.approval_poll = Duration::from_secs(1);
+    })
+    .await;
+    let store = master.store.clone();
+    let closed = TagSettings {
+        max_in_flight: None,
+        windows: vec![Window::Once {
+            from: T0 + 3600,
+            to: T0 + 7200,
+        }],
+    };
+    store.set_tag(&tag("web"), &closed, "admin").await.unwrap();
+    approve_alpha(store.as_ref()).await;
+    let mut other = master.agent_client(&pki, "db-1").await;
+    let ungated = other
+        .request("POST", REPORT_PATH, report(TWO_TASKS, "[]", 0, &["db"]))
+        .await
+        .unwrap();
+    assert_eq!(answer(&ungated).approved, tasks(ALPHA_UPDATE));
+    let waiting = send(
+        master.agent_client(&pki, "web-1").await,
+        report(TWO_TASKS, "[]", HELD, &["web"]),
+    );
+    held(&master, 1).await;
+    // The master's first read of the approvals goes to every held report; after it, changes
+    // are compared with what it read.
+    let metrics = master.metrics;
+    eventually("the first read of the approvals", || async move {
+        let m = masif_testkit::scrape::scrape(metrics).await;
+        m.value("masif_master_longpoll_wakeups_total", &[]) >= 1.0
+    })
+    .await;
+    let gamma = TaskKey {
+        package: PackageName::new("gamma").unwrap(),
+        action: Action::Install,
+        to_version: Some(Version::new("1.0").unwrap()),
+    };
+    let db_1 = ApprovalScope::Agents(vec![AgentName::new("db-1").unwrap()]);
+    store.approve(&[gamma], &db_1, "admin").await.unwrap();
+    store
+        .set_tag(&tag("web"), &TagSettings::default(), "admin")
+        .await
+        .unwrap();
+    let (_, reply) = tokio::time::timeout(WITHIN, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer(&reply).approved, tasks(ALPHA_UPDATE));
     master.stop().await.unwrap();
 }
 
