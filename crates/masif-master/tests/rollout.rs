@@ -4,9 +4,8 @@
 //! agents back until a lease is given back or expires (also with two masters on one
 //! database, where no two agents ever run at once with K = 1); a window opened in the same
 //! approval poll as an approval for another agent still wakes the gated report; the roll-out
-//! loop promotes a
-//! soaked ring and halts on failures; `POST /v2/lease` refuses malformed bodies and changes
-//! nothing; v1 reports carry no tags and pass the gate.
+//! loop promotes a soaked ring and halts on failures; `POST /v2/lease` refuses malformed
+//! bodies and changes nothing; v1 reports carry no tags and pass the gate.
 
 mod common;
 
