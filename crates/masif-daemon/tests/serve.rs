@@ -1,5 +1,6 @@
 //! The serving core over real sockets and real TLS: the handshake timeout, the connection
-//! cap, the header, body and idle deadlines, graceful shutdown, and the connection facts
+//! cap, the header, body and idle deadlines (also for a TLS client silent after its handshake),
+//! a request read with the end of the handshake, graceful shutdown, and the connection facts
 //! handed to the service. Deadlines are configured short; tests wait for events (a read
 //! returning EOF, a request reaching the service), never for a fixed time.
 
@@ -360,6 +361,80 @@ async fn a_request_head_over_max_head_bytes_is_refused() {
         .unwrap();
     let seen = String::from_utf8_lossy(&until_closed(&mut too_large).await).into_owned();
     assert!(seen.starts_with("HTTP/1.1 431"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_tls_client_silent_after_its_handshake_is_closed_at_the_header_deadline() {
+    let pki = Pki::new();
+    let mut server = Server::start(
+        pki.transport(),
+        Limits {
+            header_timeout: Duration::from_millis(300),
+            ..limits()
+        },
+    )
+    .await;
+    let mut silent = pki.connect(server.addr).await;
+    assert!(until_closed(&mut silent).await.is_empty());
+    // One that speaks after a while is served.
+    let mut slow = pki.connect(server.addr).await;
+    assert_eq!(exchange(&mut slow, GET_WHO).await.0, 200);
+    // One waiting for its first request is closed when the server stops.
+    let mut waiting = pki.connect(server.addr).await;
+    server.shut_down();
+    assert!(until_closed(&mut waiting).await.is_empty());
+    server.stopped().await;
+}
+
+/// The client's first request in the same write as the end of its handshake: the server reads
+/// it with the handshake and must serve it without waiting for more bytes on the socket.
+#[tokio::test]
+async fn a_request_sent_with_the_end_of_the_handshake_is_served() {
+    let pki = Pki::new();
+    let server = Server::start(
+        pki.transport(),
+        Limits {
+            header_timeout: Duration::from_secs(5),
+            ..limits()
+        },
+    )
+    .await;
+    let (addr, config) = (server.addr, pki.client.clone());
+    let head = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("serve.test").unwrap();
+        let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+        // The handshake by hand, holding back the client's last flight.
+        while tls.is_handshaking() {
+            while tls.is_handshaking() && tls.wants_write() {
+                tls.write_tls(&mut tcp).unwrap();
+            }
+            if tls.is_handshaking() {
+                tls.read_tls(&mut tcp).unwrap();
+                tls.process_new_packets().unwrap();
+            }
+        }
+        tls.writer().write_all(GET_WHO.as_bytes()).unwrap();
+        let mut flight = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut flight).unwrap();
+        }
+        tcp.write_all(&flight).unwrap();
+        let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed before an answer: {seen:?}");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
 
 #[tokio::test]

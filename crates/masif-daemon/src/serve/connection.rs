@@ -1,4 +1,5 @@
-//! One connection: the TLS handshake under its timeout (and under the per-source cap), then
+//! One connection: the TLS handshake under its timeout (and under the per-source cap), the
+//! client's first bytes awaited before hyper's connection (and its buffers) is made, then
 //! HTTP/1.1 with the connection's facts put into each request, the in-flight count that
 //! drives the idle deadline, one log line per request, and a graceful close at idle or
 //! shutdown.
@@ -62,11 +63,21 @@ where
         &self,
         tcp: TcpStream,
         remote: SocketAddr,
-        stopping: watch::Receiver<bool>,
+        mut stopping: watch::Receiver<bool>,
     ) {
         let _ = tcp.set_nodelay(true);
         let source = match &self.transport {
-            Transport::Plain => return self.http(TokioIo::new(tcp), remote, None, stopping).await,
+            Transport::Plain => {
+                let first_deadline = tokio::time::Instant::now() + self.limits.header_timeout;
+                if !self
+                    .first_bytes(tcp.readable(), first_deadline, remote, &mut stopping)
+                    .await
+                {
+                    return;
+                }
+                let io = TokioIo::new(tcp);
+                return self.http(io, remote, None, first_deadline, stopping).await;
+            }
             Transport::Tls(source) => source,
         };
         // The TLS stream goes to the heap, and its local ends with this block: a connection's
@@ -100,7 +111,39 @@ where
                 });
             (Box::pin(TokioIo::new(stream)), client)
         };
-        self.http(io, remote, client, stopping).await
+        let first_deadline = tokio::time::Instant::now() + self.limits.header_timeout;
+        let mut io = io;
+        let sent = tls_readable(io.as_mut().get_mut().inner_mut());
+        if !self
+            .first_bytes(sent, first_deadline, remote, &mut stopping)
+            .await
+        {
+            return;
+        }
+        self.http(io, remote, client, first_deadline, stopping)
+            .await
+    }
+
+    /// Waits for `sent`, the client's first bytes after the handshake, before hyper's
+    /// connection is made: that takes its read and write buffers (8 KiB each) at once, so a
+    /// connection that has sent nothing holds only the socket (and the TLS state). False when
+    /// the client sent nothing by `deadline` or the server is stopping.
+    async fn first_bytes(
+        &self,
+        sent: impl std::future::Future<Output = std::io::Result<()>>,
+        deadline: tokio::time::Instant,
+        remote: SocketAddr,
+        stopping: &mut watch::Receiver<bool>,
+    ) -> bool {
+        tokio::select! {
+            // An error shows to hyper's first read, which ends the connection.
+            _ = sent => true,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(%remote, "no request before the header deadline");
+                false
+            }
+            _ = stopping.wait_for(|stop| *stop) => false,
+        }
     }
 
     async fn http<I>(
@@ -108,6 +151,7 @@ where
         io: I,
         remote: SocketAddr,
         client: Option<ClientCert>,
+        first_deadline: tokio::time::Instant,
         mut stopping: watch::Receiver<bool>,
     ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -152,7 +196,7 @@ where
         // The first request's deadline is kept here too, whenever hyper starts its header
         // timer: a connection that never sends a byte is closed on time.
         let mut first_request = in_flight.clone();
-        let mut first_deadline = std::pin::pin!(tokio::time::sleep(self.limits.header_timeout));
+        let mut first_deadline = std::pin::pin!(tokio::time::sleep_until(first_deadline));
         let mut requested = false;
         let mut closing = false;
         loop {
@@ -179,6 +223,20 @@ where
                 }
             }
         }
+    }
+}
+
+/// Completes once the TLS client has sent something after the handshake: a record read with
+/// the handshake and decrypted now, or more bytes (or the end) on the socket.
+async fn tls_readable(
+    stream: &mut tokio_rustls::server::TlsStream<TcpStream>,
+) -> std::io::Result<()> {
+    let (tcp, tls) = stream.get_mut();
+    match tls.process_new_packets() {
+        Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {
+            tcp.readable().await
+        }
+        _ => Ok(()),
     }
 }
 
