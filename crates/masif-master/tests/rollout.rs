@@ -39,6 +39,36 @@ fn tuned(settings: &mut masif_master::ServeSettings, clock: Clock) {
     settings.rollout.advance = Duration::from_millis(100);
 }
 
+/// Gives the tag `web` one maintenance window, from an hour after [`T0`] for an hour.
+async fn close_web_for_an_hour(store: &dyn masif_store::Store) {
+    let settings = TagSettings {
+        max_in_flight: None,
+        windows: vec![Window::Once {
+            from: T0 + 3600,
+            to: T0 + 7200,
+        }],
+    };
+    store
+        .set_tag(&tag("web"), &settings, "admin")
+        .await
+        .unwrap();
+}
+
+/// A report of `name` with `tags`, answered at once; its connection stays open for more.
+async fn report_now(
+    master: &Master,
+    pki: &Pki,
+    name: &str,
+    tags: &[&str],
+) -> (common::Client, masif_proto::v2::ReportAnswer) {
+    let mut client = master.agent_client(pki, name).await;
+    let reply = client
+        .request("POST", REPORT_PATH, report(TWO_TASKS, "[]", 0, tags))
+        .await
+        .unwrap();
+    (client, answer(&reply))
+}
+
 #[rstest]
 #[case::mysql(Backend::Mysql)]
 #[case::sqlite(Backend::Sqlite)]
@@ -47,37 +77,17 @@ async fn a_closed_window_defers_and_a_held_report_runs_once_it_opens(#[case] bac
     let pki = Pki::new();
     let (master, hand) = master_at_t0(&pki, backend).await;
     let store = master.store.clone();
-    let window = Window::Once {
-        from: T0 + 3600,
-        to: T0 + 7200,
-    };
-    let settings = TagSettings {
-        max_in_flight: None,
-        windows: vec![window],
-    };
-    store
-        .set_tag(&tag("web"), &settings, "admin")
-        .await
-        .unwrap();
+    close_web_for_an_hour(store.as_ref()).await;
     approve_alpha(store.as_ref()).await;
-    let mut client = master.agent_client(&pki, "web-1").await;
-    let first = client
-        .request("POST", REPORT_PATH, report(TWO_TASKS, "[]", 0, &["web"]))
-        .await
-        .unwrap();
-    let first = answer(&first);
+    let (client, first) = report_now(&master, &pki, "web-1", &["web"]).await;
     assert!(first.approved.is_empty(), "{first:?}");
     assert_eq!(first.deferred, tasks(ALPHA_UPDATE));
     assert_eq!(first.reason, Some(DeferReason::Window));
     assert_eq!(first.not_before, Some(T0 + 3600));
     assert_eq!(first.lease_seconds, None);
     // An agent without the tag is not held back.
-    let mut other = master.agent_client(&pki, "db-1").await;
-    let ungated = other
-        .request("POST", REPORT_PATH, report(TWO_TASKS, "[]", 0, &["db"]))
-        .await
-        .unwrap();
-    assert_eq!(answer(&ungated).approved, tasks(ALPHA_UPDATE));
+    let (_, ungated) = report_now(&master, &pki, "db-1", &["db"]).await;
+    assert_eq!(ungated.approved, tasks(ALPHA_UPDATE));
 
     let waiting = send(client, report(TWO_TASKS, "[]", HELD, &["web"]));
     held(&master, 1).await;
@@ -115,21 +125,10 @@ async fn a_window_opened_beside_an_approval_for_another_agent_wakes_the_gated_re
     })
     .await;
     let store = master.store.clone();
-    let closed = TagSettings {
-        max_in_flight: None,
-        windows: vec![Window::Once {
-            from: T0 + 3600,
-            to: T0 + 7200,
-        }],
-    };
-    store.set_tag(&tag("web"), &closed, "admin").await.unwrap();
+    close_web_for_an_hour(store.as_ref()).await;
     approve_alpha(store.as_ref()).await;
-    let mut other = master.agent_client(&pki, "db-1").await;
-    let ungated = other
-        .request("POST", REPORT_PATH, report(TWO_TASKS, "[]", 0, &["db"]))
-        .await
-        .unwrap();
-    assert_eq!(answer(&ungated).approved, tasks(ALPHA_UPDATE));
+    let (_, ungated) = report_now(&master, &pki, "db-1", &["db"]).await;
+    assert_eq!(ungated.approved, tasks(ALPHA_UPDATE));
     let waiting = send(
         master.agent_client(&pki, "web-1").await,
         report(TWO_TASKS, "[]", HELD, &["web"]),
