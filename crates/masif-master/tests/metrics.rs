@@ -8,10 +8,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::gated::alpha_update;
 use common::{Client, Master, Pki, Reply};
 use masif_proto::v2::REPORT_PATH;
-use masif_proto::{Action, AgentName, PackageName, Version};
-use masif_store::{ApprovalScope, TaskKey};
+use masif_proto::AgentName;
+use masif_store::ApprovalScope;
 use masif_testkit::db::TestDatabase;
 use masif_testkit::scrape::{self, Metrics};
 use mysql_async::prelude::Queryable;
@@ -20,14 +21,6 @@ const ALPHA_UPDATE: &str =
     r#"[{"package":"alpha","action":"update","from_version":"1.0","to_version":"2.0"}]"#;
 /// How long a test waits for a condition before it fails.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn alpha_update() -> TaskKey {
-    TaskKey {
-        package: PackageName::new("alpha").unwrap(),
-        action: Action::Update,
-        to_version: Some(Version::new("2.0").unwrap()),
-    }
-}
 
 fn reports(m: &Metrics, outcome: &str) -> f64 {
     m.value("masif_master_reports_total", &[("outcome", outcome)])

@@ -82,7 +82,7 @@ where
         };
         // The TLS stream goes to the heap, and its local ends with this block: a connection's
         // future then holds neither it nor the handshake while serving (see `http`).
-        let (io, client) = {
+        let (mut io, client) = {
             let Some(_handshaking) = self.handshaking.enter(remote.ip()) else {
                 tracing::info!(%remote, "too many TLS handshakes from this address; connection dropped");
                 return;
@@ -112,7 +112,6 @@ where
             (Box::pin(TokioIo::new(stream)), client)
         };
         let first_deadline = tokio::time::Instant::now() + self.limits.header_timeout;
-        let mut io = io;
         let sent = tls_readable(io.as_mut().get_mut().inner_mut());
         if !self
             .first_bytes(sent, first_deadline, remote, &mut stopping)
